@@ -1,0 +1,153 @@
+/**
+ * big3's metrics, as Effect `Metric`s, and their snapshot in Prometheus text format.
+ *
+ * Every metric carries a `service` label. Hot paths update them with pre-built label arrays
+ * (`labelsFor`), which Effect caches by identity, so an update is a map hit and an add.
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
+import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as MetricLabel from "effect/MetricLabel"
+import type * as MetricPair from "effect/MetricPair"
+import * as MetricState from "effect/MetricState"
+
+/** Calls made through `protect` / `withRetry`, by service and outcome ("success", "failure"). */
+export const calls = Metric.counter("big3_calls_total", { description: "Protected calls, by outcome" })
+
+/** Attempts, including the first, by service. */
+export const attempts = Metric.counter("big3_attempts_total", { description: "Attempts, including first attempts" })
+
+/** Retries, by service and reason (the error tag that caused them). */
+export const retries = Metric.counter("big3_retries_total", { description: "Retries, by the error that caused them" })
+
+/** Retries refused by the retry budget, by service. */
+export const budgetRejections = Metric.counter("big3_retry_budget_rejections_total", {
+  description: "Retries refused because the service's retry budget was spent"
+})
+
+/** Timeouts, by service and operation. */
+export const timeouts = Metric.counter("big3_timeouts_total", { description: "Operations cut by their timeout" })
+
+/** Breaker state, by service: 0 closed, 1 half-open, 2 open. */
+export const breakerState = Metric.gauge("big3_breaker_state", {
+  description: "Circuit breaker state: 0 closed, 1 half-open, 2 open"
+})
+
+/** Calls refused by an open breaker, by service. */
+export const breakerRejections = Metric.counter("big3_breaker_rejections_total", {
+  description: "Calls refused by an open circuit breaker"
+})
+
+/** Breaker transitions, by service and target state. */
+export const breakerTransitions = Metric.counter("big3_breaker_transitions_total", {
+  description: "Circuit breaker state changes, by the state entered"
+})
+
+/** Duration of whole protected calls (all attempts and waits), in seconds, by service. */
+export const callDuration = Metric.histogram(
+  "big3_call_duration_seconds",
+  MetricBoundaries.fromIterable([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]),
+  "Duration of protected calls, all attempts and waits included"
+)
+
+/** Observability pipeline counters, by `kind` (emitted, delivered, retried, spooled, …). */
+export const events = Metric.counter("big3_events_total", { description: "Observability events, by what happened" })
+
+const labelCache = new Map<string, ReadonlyArray<MetricLabel.MetricLabel>>()
+
+/**
+ * A label array for `service` and optional extra pairs, cached so that the same array (and so
+ * the same metric hook) is reused on every update.
+ */
+export const labelsFor = (service: string, extra?: Readonly<Record<string, string>>): ReadonlyArray<MetricLabel.MetricLabel> => {
+  const cacheKey = extra === undefined ? service : `${service}\u0000${JSON.stringify(extra)}`
+  let labels = labelCache.get(cacheKey)
+  if (labels === undefined) {
+    labels = [
+      MetricLabel.make("service", service),
+      ...Object.entries(extra ?? {}).map(([key, value]) => MetricLabel.make(key, value))
+    ]
+    labelCache.set(cacheKey, labels)
+  }
+  return labels
+}
+
+const escapeLabel = (value: string): string => value.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"')
+
+const formatLabels = (labels: ReadonlyArray<MetricLabel.MetricLabel>, extra?: readonly [string, string]): string => {
+  const all = labels.map((label) => [label.key, label.value] as const).concat(extra === undefined ? [] : [extra])
+  return all.length === 0 ? "" : `{${all.map(([key, value]) => `${key}="${escapeLabel(value)}"`).join(",")}}`
+}
+
+const formatNumber = (value: number | bigint): string => {
+  if (typeof value === "bigint") return value.toString()
+  if (Number.isNaN(value)) return "NaN"
+  if (value === Infinity) return "+Inf"
+  if (value === -Infinity) return "-Inf"
+  return String(value)
+}
+
+/**
+ * Formats metric pairs in the Prometheus text exposition format (version 0.0.4). Counters,
+ * gauges, histograms, summaries and frequencies are supported.
+ */
+export const formatPrometheus = (pairs: ReadonlyArray<MetricPair.MetricPair.Untyped>): string => {
+  const families = new Map<string, { type: string; help: string | undefined; lines: Array<string> }>()
+  const family = (name: string, type: string, help: string | undefined) => {
+    let found = families.get(name)
+    if (found === undefined) {
+      found = { type, help, lines: [] }
+      families.set(name, found)
+    }
+    return found
+  }
+  const sorted = [...pairs].sort((a, b) => a.metricKey.name.localeCompare(b.metricKey.name))
+  for (const pair of sorted) {
+    const { metricKey, metricState } = pair
+    const name = metricKey.name.replace(/[^a-zA-Z0-9_:]/g, "_")
+    const help = metricKey.description._tag === "Some" ? metricKey.description.value : undefined
+    const labels = metricKey.tags
+    if (MetricState.isCounterState(metricState)) {
+      family(name, "counter", help).lines.push(`${name}${formatLabels(labels)} ${formatNumber(metricState.count)}`)
+    } else if (MetricState.isGaugeState(metricState)) {
+      family(name, "gauge", help).lines.push(`${name}${formatLabels(labels)} ${formatNumber(metricState.value)}`)
+    } else if (MetricState.isHistogramState(metricState)) {
+      const lines = family(name, "histogram", help).lines
+      for (const [boundary, count] of metricState.buckets) {
+        lines.push(`${name}_bucket${formatLabels(labels, ["le", formatNumber(boundary)])} ${count}`)
+      }
+      lines.push(`${name}_bucket${formatLabels(labels, ["le", "+Inf"])} ${metricState.count}`)
+      lines.push(`${name}_sum${formatLabels(labels)} ${formatNumber(metricState.sum)}`)
+      lines.push(`${name}_count${formatLabels(labels)} ${metricState.count}`)
+    } else if (MetricState.isSummaryState(metricState)) {
+      const lines = family(name, "summary", help).lines
+      for (const [quantile, value] of metricState.quantiles) {
+        if (value._tag === "Some") {
+          lines.push(`${name}${formatLabels(labels, ["quantile", formatNumber(quantile)])} ${formatNumber(value.value)}`)
+        }
+      }
+      lines.push(`${name}_sum${formatLabels(labels)} ${formatNumber(metricState.sum)}`)
+      lines.push(`${name}_count${formatLabels(labels)} ${metricState.count}`)
+    } else if (MetricState.isFrequencyState(metricState)) {
+      const lines = family(name, "counter", help).lines
+      for (const [value, count] of metricState.occurrences) {
+        lines.push(`${name}${formatLabels(labels, ["value", value])} ${count}`)
+      }
+    }
+  }
+  const out: Array<string> = []
+  for (const [name, { type, help, lines }] of families) {
+    if (help !== undefined) out.push(`# HELP ${name} ${help.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")}`)
+    out.push(`# TYPE ${name} ${type}`)
+    out.push(...lines)
+  }
+  return out.length === 0 ? "" : `${out.join("\n")}\n`
+}
+
+/** A snapshot of every metric in the process, in Prometheus text format. */
+export const prometheus: Effect.Effect<string> = Effect.map(Metric.snapshot, formatPrometheus)
+
+/** The same, for callers outside Effect. */
+export const prometheusText = (): string => formatPrometheus(Metric.unsafeSnapshot())

@@ -1,0 +1,419 @@
+/**
+ * Timeouts, retries and the standard protection pipeline.
+ *
+ * - `withTimeout(operation)`: the operation's timeout from `ReliabilityConfig`; fails with
+ *   `OperationTimeout`.
+ * - `withRetry(policy)`: retries only errors with `retryable: true`, on a `Schedule` built from
+ *   the policy (exponential, capped, jittered, bounded), honouring server hints and deadlines.
+ * - `protect({ operation, policy, breaker, deadline })`: total deadline → retry → circuit breaker
+ *   → per-attempt timeout → the call.
+ *
+ * @since 0.1.0
+ */
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Random from "effect/Random"
+import * as Schedule from "effect/Schedule"
+import * as ScheduleDecision from "effect/ScheduleDecision"
+import * as ScheduleInterval from "effect/ScheduleInterval"
+import * as CircuitBreaker from "./CircuitBreaker.js"
+import type { CircuitOpen } from "./Errors.js"
+import { formatDuration, isRetryable, OperationTimeout, operationTimeout, retryAfterOf } from "./Errors.js"
+import { timeoutFail } from "./internal/timeout.js"
+import * as Metrics from "./Metrics.js"
+import type { OperationId, RetryPolicy } from "./ReliabilityConfig.js"
+import { ReliabilityConfig } from "./ReliabilityConfig.js"
+
+export type { RetryPolicy } from "./ReliabilityConfig.js"
+
+// ---------------------------------------------------------------------------------------------
+// Timeouts
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Bounds `self` by the configured timeout of `operation`. On timeout `self` is interrupted (an
+ * HTTP request is aborted) and the result is an `OperationTimeout` naming the operation and the
+ * timeout ("agent_creation timed out after 60s").
+ */
+export const withTimeout = (operation: OperationId, options?: { readonly service?: string | undefined }) =>
+<A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | OperationTimeout, R | ReliabilityConfig> =>
+  Effect.flatMap(ReliabilityConfig, (config) =>
+    timeoutAfter(config.timeoutOf(operation), operation, options?.service)(self))
+
+/** Bounds `self` by an explicit `timeout`, failing with `OperationTimeout` for `operation`. */
+export const timeoutAfter = (timeout: Duration.DurationInput, operation: string, service?: string | undefined) => {
+  const duration = Duration.decode(timeout)
+  const labels = Metrics.labelsFor(service ?? operation, { operation })
+  const onTimeout = () => {
+    Metrics.timeouts.unsafeUpdate(1, labels)
+    return operationTimeout({ operation, timeout: duration, service })
+  }
+  return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | OperationTimeout, R> =>
+    timeoutFail(self, duration, onTimeout)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Retry decisions (shared by the Schedule, the retry driver and the Promise API)
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * The base wait before retry number `retry` (1 for the first retry):
+ * `min(initialDelay × factor^(retry-1), maxDelay)`, then scaled by `jitterFactor` (a number in
+ * [0.8, 1.2], or 1 for no jitter) and capped again.
+ */
+export const backoffDelay = (policy: RetryPolicy, retry: number, jitterFactor = 1): Duration.Duration => {
+  const initial = Duration.toMillis(policy.initialDelay)
+  const max = Duration.toMillis(policy.maxDelay)
+  const base = Math.min(initial * Math.pow(policy.factor, retry - 1), max)
+  return Duration.millis(Math.min(base * (policy.jitter === "none" ? 1 : jitterFactor), max))
+}
+
+/** Why retrying stopped. */
+export type StopReason = "not-retryable" | "exhausted" | "budget" | "deadline"
+
+/** What to do after a failed attempt. */
+export type RetryDecision =
+  | { readonly _tag: "Retry"; readonly delay: Duration.Duration; readonly attempt: number; readonly maxAttempts: number }
+  | {
+    readonly _tag: "Stop"
+    readonly reason: StopReason
+    readonly attempt: number
+    readonly maxAttempts: number
+    readonly detail: string
+  }
+
+/** Inputs to one retry decision. */
+export interface DecideInput {
+  /** The attempt that just failed, counting from 1. */
+  readonly attempt: number
+  readonly error: unknown
+  readonly now: number
+  /** A random number in [0, 1). */
+  readonly random: number
+  /** Absolute deadline in ms (same clock as `now`), if an enclosing deadline applies. */
+  readonly deadlineAt?: number | undefined
+  readonly budget?: CircuitBreaker.RetryBudget | undefined
+}
+
+/**
+ * Decides whether to retry after a failure, and how long to wait. Pure apart from taking a
+ * retry from the budget when it says yes.
+ */
+export const decide = (policy: RetryPolicy, input: DecideInput): RetryDecision => {
+  const { attempt, error, now } = input
+  const maxAttempts = policy.maxAttempts
+  const stop = (reason: StopReason, detail: string): RetryDecision => ({
+    _tag: "Stop",
+    reason,
+    attempt,
+    maxAttempts,
+    detail
+  })
+  if (!isRetryable(error)) return stop("not-retryable", "not retryable")
+  if (attempt >= maxAttempts) return stop("exhausted", "giving up")
+  let delay = backoffDelay(policy, attempt, 0.8 + 0.4 * input.random)
+  const hint = retryAfterOf(error)
+  if (hint !== undefined) {
+    // Wait at least the server's hint, never beyond maxDelay.
+    delay = Duration.max(delay, Duration.min(hint, policy.maxDelay))
+  }
+  if (input.deadlineAt !== undefined) {
+    const remaining = input.deadlineAt - now
+    if (Duration.toMillis(delay) >= remaining) {
+      return stop(
+        "deadline",
+        `${hint === undefined ? "the next wait" : "the server asks to wait"} ${formatDuration(delay)} but only ` +
+          `${formatDuration(Duration.millis(Math.max(0, remaining)))} remain before the deadline; failing now`
+      )
+    }
+  }
+  if (input.budget !== undefined && !input.budget.tryRetry(now)) {
+    return stop("budget", `the retry budget of ${input.budget.service} is spent; failing fast`)
+  }
+  return { _tag: "Retry", delay, attempt, maxAttempts }
+}
+
+const describe = (error: unknown): string => {
+  if (typeof error === "object" && error !== null) {
+    const tag = "_tag" in error && typeof error._tag === "string" ? error._tag : undefined
+    const message = "message" in error && typeof error.message === "string" ? error.message : undefined
+    if (tag !== undefined && message !== undefined) return `${tag}: ${message}`
+    if (message !== undefined) return message
+    if (tag !== undefined) return tag
+  }
+  return String(error)
+}
+
+const errorTag = (error: unknown): string =>
+  typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string" ? error._tag : "Unknown"
+
+/** The log line for a decision: "gemini_api attempt 2/3 failed: …; retrying in 4.0s". */
+export const describeDecision = (label: string, decision: RetryDecision, error: unknown): string => {
+  const prefix = `${label}attempt ${decision.attempt}/${decision.maxAttempts} failed: ${describe(error)}`
+  return decision._tag === "Retry"
+    ? `${prefix}; retrying in ${(Duration.toMillis(decision.delay) / 1000).toFixed(1)}s`
+    : `${prefix}; ${decision.detail}`
+}
+
+const logDecision = (label: string, decision: RetryDecision, error: unknown): Effect.Effect<void> => {
+  const message = describeDecision(label, decision, error)
+  if (decision._tag === "Retry") return Effect.logWarning(message)
+  // A first attempt that is not retryable is the caller's business, not an incident.
+  return decision.reason === "not-retryable" && decision.attempt === 1 ? Effect.logDebug(message) : Effect.logError(message)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The retry Schedule
+// ---------------------------------------------------------------------------------------------
+
+/** Options shared by the retry combinators. */
+export interface RetryOptions {
+  /** The service the metrics and logs name ("gemini"). */
+  readonly service?: string | undefined
+  /** The operation the logs name ("gemini_api"). */
+  readonly operation?: string | undefined
+  /** An absolute deadline, in ms of the Effect `Clock`: no wait will end past it. */
+  readonly deadlineAt?: number | undefined
+  /** A retry budget to draw retries from. */
+  readonly budget?: CircuitBreaker.RetryBudget | undefined
+}
+
+/** What the retry schedule outputs after each failure. */
+export interface RetryStep {
+  readonly attempt: number
+  readonly delay: Duration.Duration
+}
+
+/**
+ * The retry `Schedule` of a policy: fed each failure, it decides with `decide` (only retryable
+ * errors, at most `maxAttempts - 1` retries, exponential capped jittered waits, at least a
+ * server's hint, never past the deadline, within the budget), logs each retry and the final
+ * failure, and counts retries by reason.
+ */
+export const retrySchedule = (policy: RetryPolicy, options: RetryOptions = {}): Schedule.Schedule<RetryStep, unknown> => {
+  const service = options.service ?? options.operation ?? "default"
+  const label = options.operation === undefined ? "" : `${options.operation} `
+  return Schedule.makeWithState(0, (now, error: unknown, failed: number) =>
+    Effect.gen(function*() {
+      const attempt = failed + 1
+      const random = policy.jitter === "none" ? 0.5 : yield* Random.next
+      const decision = decide(policy, { attempt, error, now, random, deadlineAt: options.deadlineAt, budget: options.budget })
+      yield* logDecision(label, decision, error)
+      if (decision._tag === "Stop") {
+        if (decision.reason === "budget") Metrics.budgetRejections.unsafeUpdate(1, Metrics.labelsFor(service))
+        return [attempt, { attempt, delay: Duration.zero }, ScheduleDecision.done] as const
+      }
+      Metrics.retries.unsafeUpdate(1, Metrics.labelsFor(service, { reason: errorTag(error) }))
+      return [
+        attempt,
+        { attempt, delay: decision.delay },
+        ScheduleDecision.continueWith(ScheduleInterval.after(now + Duration.toMillis(decision.delay)))
+      ] as const
+    }))
+}
+
+/**
+ * Runs `self`, and on failure feeds the errors to `schedule` until it stops. The happy path pays
+ * for one `catchAll`; the schedule's driver is only made after a failure.
+ */
+const retrying = <A, E, R, B, R2>(
+  self: Effect.Effect<A, E, R>,
+  schedule: () => Schedule.Schedule<B, E, R2>
+): Effect.Effect<A, E, R | R2> =>
+  Effect.catchAll(self, (first) =>
+    Effect.flatMap(Schedule.driver(schedule()), (driver) => {
+      const loop = (error: E): Effect.Effect<A, E, R | R2> =>
+        Effect.matchEffect(driver.next(error), {
+          onFailure: () => Effect.fail(error),
+          onSuccess: () => Effect.catchAll(self, loop)
+        })
+      return loop(first)
+    }))
+
+const resolvePolicy = (policy: string | RetryPolicy): Effect.Effect<RetryPolicy, never, ReliabilityConfig> =>
+  typeof policy === "string" ? Effect.map(ReliabilityConfig, (config) => config.policyOf(policy)) : Effect.succeed(policy)
+
+/**
+ * Retries `self` with `policy` (a policy name from `ReliabilityConfig`, or a `RetryPolicy`).
+ * Only errors with `retryable: true` are retried; each retry and the final failure are logged
+ * ("attempt 2/3 failed: …; retrying in 4.0s").
+ */
+export function withRetry(
+  policy: RetryPolicy,
+  options?: RetryOptions
+): <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+export function withRetry(
+  policy: string | RetryPolicy,
+  options?: RetryOptions
+): <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R | ReliabilityConfig>
+export function withRetry(policy: string | RetryPolicy, options: RetryOptions = {}) {
+  const service = options.service ?? (typeof policy === "string" ? policy : undefined)
+  return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R | ReliabilityConfig> =>
+    Effect.flatMap(resolvePolicy(policy), (resolved) =>
+      retrying(self, () => retrySchedule(resolved, { ...options, service })))
+}
+
+/** `withRetry` as a plain function: `retryOnFailure(effect, { policy: "gemini" })`. */
+export function retryOnFailure<A, E, R>(
+  self: Effect.Effect<A, E, R>,
+  options: RetryOptions & { readonly policy: RetryPolicy }
+): Effect.Effect<A, E, R>
+export function retryOnFailure<A, E, R>(
+  self: Effect.Effect<A, E, R>,
+  options: RetryOptions & { readonly policy?: string | RetryPolicy | undefined }
+): Effect.Effect<A, E, R | ReliabilityConfig>
+export function retryOnFailure<A, E, R>(
+  self: Effect.Effect<A, E, R>,
+  options: RetryOptions & { readonly policy?: string | RetryPolicy | undefined }
+): Effect.Effect<A, E, R | ReliabilityConfig> {
+  return withRetry(options.policy ?? "default", options)(self)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Manual control
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Manual retry control for loops that cannot be one effect: after each failure call
+ * `next(error)`; `Some(delay)` means wait that long and try again, `None` means stop (the
+ * reason was logged). `attempt` is the number of failures seen; `reset` starts over.
+ */
+export interface RetryDriver {
+  readonly next: (error: unknown) => Effect.Effect<Option.Option<Duration.Duration>>
+  readonly attempt: Effect.Effect<number>
+  readonly reset: Effect.Effect<void>
+  readonly policy: RetryPolicy
+}
+
+/** A `RetryDriver` for `policy` (a name from `ReliabilityConfig`, or a `RetryPolicy`). */
+export function retryDriver(policy: RetryPolicy, options?: RetryOptions): Effect.Effect<RetryDriver>
+export function retryDriver(
+  policy: string | RetryPolicy,
+  options?: RetryOptions
+): Effect.Effect<RetryDriver, never, ReliabilityConfig>
+export function retryDriver(
+  policy: string | RetryPolicy,
+  options: RetryOptions = {}
+): Effect.Effect<RetryDriver, never, ReliabilityConfig> {
+  return Effect.map(resolvePolicy(policy), (resolved) => {
+    let failed = 0
+    const label = options.operation === undefined ? "" : `${options.operation} `
+    const service = options.service ?? options.operation ?? (typeof policy === "string" ? policy : "default")
+    return {
+      policy: resolved,
+      attempt: Effect.sync(() => failed),
+      reset: Effect.sync(() => {
+        failed = 0
+      }),
+      next: (error) =>
+        Effect.gen(function*() {
+          const now = yield* Clock.currentTimeMillis
+          const random = resolved.jitter === "none" ? 0.5 : yield* Random.next
+          failed++
+          const decision = decide(resolved, {
+            attempt: failed,
+            error,
+            now,
+            random,
+            deadlineAt: options.deadlineAt,
+            budget: options.budget
+          })
+          yield* logDecision(label, decision, error)
+          if (decision._tag === "Stop") {
+            if (decision.reason === "budget") Metrics.budgetRejections.unsafeUpdate(1, Metrics.labelsFor(service))
+            return Option.none()
+          }
+          Metrics.retries.unsafeUpdate(1, Metrics.labelsFor(service, { reason: errorTag(error) }))
+          return Option.some(decision.delay)
+        })
+    }
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The standard pipeline
+// ---------------------------------------------------------------------------------------------
+
+/** Options of `protect`. */
+export interface ProtectOptions {
+  /** The per-attempt timeout's operation id ("gemini_api"). */
+  readonly operation: OperationId
+  /** The retry policy: a name from `ReliabilityConfig` or a `RetryPolicy`. Default: "default". */
+  readonly policy?: string | RetryPolicy | undefined
+  /** The breaker name ("gemini"); omit for no breaker. */
+  readonly breaker?: string | undefined
+  /** A total deadline over all attempts and waits. */
+  readonly deadline?: Duration.DurationInput | undefined
+  /** The service named in metrics and logs; default: the breaker name, else the operation. */
+  readonly service?: string | undefined
+  /** Draw retries from the service's retry budget (default true when there is a breaker). */
+  readonly budget?: boolean | undefined
+}
+
+/**
+ * Builds the standard pipeline once: total deadline → retry → circuit breaker → per-attempt
+ * timeout → the call. Reads configuration and the breaker when built, so each call pays only
+ * for the pipeline itself.
+ */
+export const makeProtect = (options: ProtectOptions) =>
+  Effect.gen(function*() {
+    const config = yield* ReliabilityConfig
+    const registry = yield* CircuitBreaker.CircuitBreaker
+    const service = options.service ?? options.breaker ?? options.operation
+    const policy = typeof options.policy === "object" ? options.policy : config.policyOf(options.policy ?? "default")
+    const attemptTimeout = timeoutAfter(config.timeoutOf(options.operation), options.operation, service)
+    const breaker = options.breaker === undefined ? undefined : registry.get(options.breaker)
+    const useBudget = options.budget ?? breaker !== undefined
+    const budget = useBudget ? registry.budget(service) : undefined
+    const deadline = options.deadline === undefined ? undefined : Duration.decode(options.deadline)
+    const labels = Metrics.labelsFor(service)
+    const success = Metrics.labelsFor(service, { outcome: "success" })
+    const failure = Metrics.labelsFor(service, { outcome: "failure" })
+
+    return <A, E, R>(
+      self: Effect.Effect<A, E, R>
+    ): Effect.Effect<A, E | OperationTimeout | CircuitOpen, R> =>
+      Effect.clockWith((clock) =>
+        Effect.suspend(() => {
+          const startedAt = clock.unsafeCurrentTimeMillis()
+          budget?.recordCall(startedAt)
+          const counted = Effect.suspend(() => {
+            Metrics.attempts.unsafeUpdate(1, labels)
+            return attemptTimeout(self)
+          })
+          const attempt = breaker === undefined ? counted : CircuitBreaker.guard(breaker)(counted)
+          const deadlineAt = deadline === undefined ? undefined : startedAt + Duration.toMillis(deadline)
+          const retried = retrying(
+            attempt,
+            () => retrySchedule(policy, { service, operation: options.operation, deadlineAt, budget })
+          )
+          const bounded = deadline === undefined
+            ? retried
+            : timeoutFail(retried, deadline, () =>
+              new OperationTimeout({
+                service,
+                operation: options.operation,
+                timeout: deadline,
+                message: `${options.operation} did not finish within its deadline of ${formatDuration(deadline)}`
+              }))
+          return Effect.onExit(bounded, (exit) => {
+            Metrics.calls.unsafeUpdate(1, exit._tag === "Success" ? success : failure)
+            Metrics.callDuration.unsafeUpdate((clock.unsafeCurrentTimeMillis() - startedAt) / 1000, labels)
+            return Effect.void
+          })
+        })
+      )
+  })
+
+/**
+ * The standard pipeline around one effect: total deadline → retry (policy) → circuit breaker →
+ * per-attempt timeout (operation) → the call. Fails with the call's own error, an
+ * `OperationTimeout`, or `CircuitOpen`.
+ */
+export const protect = (options: ProtectOptions) =>
+<A, E, R>(
+  self: Effect.Effect<A, E, R>
+): Effect.Effect<A, E | OperationTimeout | CircuitOpen, R | ReliabilityConfig | CircuitBreaker.CircuitBreaker> =>
+  Effect.flatMap(makeProtect(options), (protect) => protect(self))

@@ -1,0 +1,13 @@
+/**
+ * big3: the reliability runtime of the Big Three agent system.
+ *
+ * Each module is a namespace holding its service tag, its `layer` and its functions.
+ *
+ * @since 0.1.0
+ */
+export * as CircuitBreaker from "./CircuitBreaker.js"
+export * as Errors from "./Errors.js"
+export * as Metrics from "./Metrics.js"
+export * as Observability from "./Observability.js"
+export * as ReliabilityConfig from "./ReliabilityConfig.js"
+export * as Resilience from "./Resilience.js"
