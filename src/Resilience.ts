@@ -20,13 +20,17 @@ import * as ScheduleDecision from "effect/ScheduleDecision"
 import * as ScheduleInterval from "effect/ScheduleInterval"
 import * as CircuitBreaker from "./CircuitBreaker.js"
 import type { CircuitOpen } from "./Errors.js"
-import { formatDuration, isRetryable, OperationTimeout, operationTimeout, retryAfterOf } from "./Errors.js"
+import { formatDuration, OperationTimeout, operationTimeout } from "./Errors.js"
+import { decide, describeDecision, errorTag, type RetryDecision } from "./internal/retryDecision.js"
 import { timeoutFail } from "./internal/timeout.js"
 import * as Metrics from "./Metrics.js"
 import type { OperationId, RetryPolicy } from "./ReliabilityConfig.js"
 import { ReliabilityConfig } from "./ReliabilityConfig.js"
 
 export type { RetryPolicy } from "./ReliabilityConfig.js"
+
+/** The same pipeline for plain `async` functions (also published as `big3/promise`). */
+export * as promise from "./Promise.js"
 
 // ---------------------------------------------------------------------------------------------
 // Timeouts
@@ -54,114 +58,20 @@ export const timeoutAfter = (timeout: Duration.DurationInput, operation: string,
     timeoutFail(self, duration, onTimeout)
 }
 
-// ---------------------------------------------------------------------------------------------
-// Retry decisions (shared by the Schedule, the retry driver and the Promise API)
-// ---------------------------------------------------------------------------------------------
-
-/**
- * The base wait before retry number `retry` (1 for the first retry):
- * `min(initialDelay × factor^(retry-1), maxDelay)`, then scaled by `jitterFactor` (a number in
- * [0.8, 1.2], or 1 for no jitter) and capped again.
- */
-export const backoffDelay = (policy: RetryPolicy, retry: number, jitterFactor = 1): Duration.Duration => {
-  const initial = Duration.toMillis(policy.initialDelay)
-  const max = Duration.toMillis(policy.maxDelay)
-  const base = Math.min(initial * Math.pow(policy.factor, retry - 1), max)
-  return Duration.millis(Math.min(base * (policy.jitter === "none" ? 1 : jitterFactor), max))
-}
-
-/** Why retrying stopped. */
-export type StopReason = "not-retryable" | "exhausted" | "budget" | "deadline"
-
-/** What to do after a failed attempt. */
-export type RetryDecision =
-  | { readonly _tag: "Retry"; readonly delay: Duration.Duration; readonly attempt: number; readonly maxAttempts: number }
-  | {
-    readonly _tag: "Stop"
-    readonly reason: StopReason
-    readonly attempt: number
-    readonly maxAttempts: number
-    readonly detail: string
-  }
-
-/** Inputs to one retry decision. */
-export interface DecideInput {
-  /** The attempt that just failed, counting from 1. */
-  readonly attempt: number
-  readonly error: unknown
-  readonly now: number
-  /** A random number in [0, 1). */
-  readonly random: number
-  /** Absolute deadline in ms (same clock as `now`), if an enclosing deadline applies. */
-  readonly deadlineAt?: number | undefined
-  readonly budget?: CircuitBreaker.RetryBudget | undefined
-}
-
-/**
- * Decides whether to retry after a failure, and how long to wait. Pure apart from taking a
- * retry from the budget when it says yes.
- */
-export const decide = (policy: RetryPolicy, input: DecideInput): RetryDecision => {
-  const { attempt, error, now } = input
-  const maxAttempts = policy.maxAttempts
-  const stop = (reason: StopReason, detail: string): RetryDecision => ({
-    _tag: "Stop",
-    reason,
-    attempt,
-    maxAttempts,
-    detail
-  })
-  if (!isRetryable(error)) return stop("not-retryable", "not retryable")
-  if (attempt >= maxAttempts) return stop("exhausted", "giving up")
-  let delay = backoffDelay(policy, attempt, 0.8 + 0.4 * input.random)
-  const hint = retryAfterOf(error)
-  if (hint !== undefined) {
-    // Wait at least the server's hint, never beyond maxDelay.
-    delay = Duration.max(delay, Duration.min(hint, policy.maxDelay))
-  }
-  if (input.deadlineAt !== undefined) {
-    const remaining = input.deadlineAt - now
-    if (Duration.toMillis(delay) >= remaining) {
-      return stop(
-        "deadline",
-        `${hint === undefined ? "the next wait" : "the server asks to wait"} ${formatDuration(delay)} but only ` +
-          `${formatDuration(Duration.millis(Math.max(0, remaining)))} remain before the deadline; failing now`
-      )
-    }
-  }
-  if (input.budget !== undefined && !input.budget.tryRetry(now)) {
-    return stop("budget", `the retry budget of ${input.budget.service} is spent; failing fast`)
-  }
-  return { _tag: "Retry", delay, attempt, maxAttempts }
-}
-
-const describe = (error: unknown): string => {
-  if (typeof error === "object" && error !== null) {
-    const tag = "_tag" in error && typeof error._tag === "string" ? error._tag : undefined
-    const message = "message" in error && typeof error.message === "string" ? error.message : undefined
-    if (tag !== undefined && message !== undefined) return `${tag}: ${message}`
-    if (message !== undefined) return message
-    if (tag !== undefined) return tag
-  }
-  return String(error)
-}
-
-const errorTag = (error: unknown): string =>
-  typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string" ? error._tag : "Unknown"
-
-/** The log line for a decision: "gemini_api attempt 2/3 failed: …; retrying in 4.0s". */
-export const describeDecision = (label: string, decision: RetryDecision, error: unknown): string => {
-  const prefix = `${label}attempt ${decision.attempt}/${decision.maxAttempts} failed: ${describe(error)}`
-  return decision._tag === "Retry"
-    ? `${prefix}; retrying in ${(Duration.toMillis(decision.delay) / 1000).toFixed(1)}s`
-    : `${prefix}; ${decision.detail}`
-}
+export {
+  backoffDelay,
+  decide,
+  type DecideInput,
+  describeDecision,
+  type RetryDecision,
+  type StopReason
+} from "./internal/retryDecision.js"
 
 const logDecision = (label: string, decision: RetryDecision, error: unknown): Effect.Effect<void> => {
   const message = describeDecision(label, decision, error)
   if (decision._tag === "Retry") return Effect.logWarning(message)
-  // A first attempt that is not retryable is the caller's business, not an incident.
-  return decision.reason === "not-retryable" && decision.attempt === 1 ? Effect.logDebug(message) : Effect.logError(message)
+  // A failure on the only attempt made is the caller's to report, not a retry incident.
+  return decision.attempt === 1 ? Effect.logDebug(message) : Effect.logError(message)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,54 @@
+/**
+ * The `big3` program as values: the command tree, and how a failure becomes a message and an
+ * exit code. `main.ts` runs it; tests run it in-process.
+ *
+ * @internal
+ */
+import * as Command from "@effect/cli/Command"
+import * as ValidationError from "@effect/cli/ValidationError"
+import * as Cause from "effect/Cause"
+import * as ConfigError from "effect/ConfigError"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
+import { configCommand } from "./config.js"
+import { CliExit, ExitCode } from "./shared.js"
+import { version } from "./version.js"
+
+export const big3 = Command.make("big3").pipe(
+  Command.withDescription("reliability runtime of the Big Three agent system"),
+  Command.withSubcommands([configCommand])
+)
+
+export const cli = Command.run(big3, { name: "big3", version })
+
+const describe = (error: unknown): string =>
+  Predicate.hasProperty(error, "message") && typeof error.message === "string"
+    ? Predicate.hasProperty(error, "_tag") && typeof error._tag === "string" ? `${error._tag}: ${error.message}` : error.message
+    : String(error)
+
+/** Prints a failure once, as a line a person can act on, and picks the exit code. */
+export const report = (cause: Cause.Cause<unknown>, signalCode?: number): Effect.Effect<number> => {
+  if (Cause.isInterruptedOnly(cause)) return Effect.succeed(signalCode ?? ExitCode.sigint)
+  const failure = Option.getOrUndefined(Cause.failureOption(cause))
+  if (failure === undefined) {
+    return Effect.as(Console.error(`big3: unexpected error\n${Cause.pretty(cause)}`), ExitCode.failure)
+  }
+  // @effect/cli has printed the usage problem already.
+  if (ValidationError.isValidationError(failure)) {
+    return Effect.succeed(ValidationError.isHelpRequested(failure) ? 0 : ExitCode.usage)
+  }
+  if (failure instanceof CliExit) return Effect.succeed(failure.code)
+  if (ConfigError.isConfigError(failure)) {
+    return Effect.as(Console.error(`big3: configuration error: ${failure.message}`), ExitCode.config)
+  }
+  return Effect.as(Console.error(`big3: ${describe(failure)}`), ExitCode.failure)
+}
+
+/** Runs `big3` with `argv` (as `process.argv`), reporting failures; succeeds with the exit code. */
+export const run = (argv: ReadonlyArray<string>, signalCode?: () => number | undefined) =>
+  cli(argv).pipe(
+    Effect.as(0),
+    Effect.catchAllCause((cause) => report(cause, signalCode?.()))
+  )

@@ -1,0 +1,40 @@
+/**
+ * What every `big3` command shares: the `--metrics` flag, exit codes, and printing errors a
+ * person can act on.
+ *
+ * @internal
+ */
+import * as Options from "@effect/cli/Options"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import * as Metrics from "../Metrics.js"
+
+/** Exit codes: 2 bad usage, 78 bad configuration (sysexits EX_CONFIG), 1 any other failure. */
+export const ExitCode = { failure: 1, usage: 2, config: 78, sigint: 130, sigterm: 143 } as const
+
+/** A failure that has been reported to the user already; the process exits with `code`. */
+export class CliExit extends Schema.TaggedError<CliExit>()("CliExit", {
+  code: Schema.Number,
+  message: Schema.String
+}) {}
+
+/** `--metrics`: print a Prometheus snapshot when the command ends. */
+export const metricsOption = Options.boolean("metrics").pipe(
+  Options.withDescription("print a snapshot of the metrics in Prometheus text format when the command ends")
+)
+
+/** `--json`: machine-readable output. */
+export const jsonOption = Options.boolean("json").pipe(Options.withDescription("print JSON instead of a table"))
+
+/** Runs a command body, printing metrics afterwards when asked (also after a failure). */
+export const withMetrics = <A, E, R>(metrics: boolean, self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  metrics ? Effect.ensuring(self, Effect.flatMap(Metrics.prometheus, (text) => Console.log(text.trimEnd()))) : self
+
+/** Pads cells into aligned columns. */
+export const table = (rows: ReadonlyArray<ReadonlyArray<string>>): string => {
+  const widths: Array<number> = []
+  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)))
+  return rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join("  ").trimEnd())
+    .join("\n")
+}

@@ -1,0 +1,124 @@
+import { afterEach, assert, beforeEach, describe, it, vi } from "@effect/vitest"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Errors from "../src/Errors.js"
+import * as BigPromise from "../src/Promise.js"
+import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
+
+// The Promise API runs on real timers; vitest's fake timers play the TestClock's part.
+beforeEach(() => {
+  vi.useFakeTimers()
+  BigPromise.configure(Effect.runSync(ReliabilityConfig.make({ policies: { gemini: { jitter: "none" } } })))
+})
+afterEach(() => {
+  vi.useRealTimers()
+})
+
+const quiet = { onRetry: () => {} }
+
+/** A function that records when it was called and fails `failures` times with `error`. */
+const flaky = (failures: number, error: unknown) => {
+  const calls: Array<number> = []
+  const fn = async (_signal: AbortSignal) => {
+    calls.push(Date.now())
+    if (calls.length <= failures) throw error
+    return "ok"
+  }
+  return { fn, calls }
+}
+
+describe("Promise API", () => {
+  it("withRetry waits 2 s then 4 s between three attempts of the gemini policy", async () => {
+    const start = Date.now()
+    const { fn, calls } = flaky(2, new Errors.ServiceUnavailable({ service: "gemini", message: "503" }))
+    const result = BigPromise.withRetry(fn, "gemini", quiet)
+    await vi.advanceTimersByTimeAsync(6000)
+    assert.strictEqual(await result, "ok")
+    assert.deepStrictEqual(calls.map((t) => t - start), [0, 2000, 6000])
+  })
+
+  it("a plain error is not retried and is rethrown as is", async () => {
+    const original = new TypeError("bug")
+    const { fn, calls } = flaky(5, original)
+    const result = BigPromise.withRetry(fn, "gemini", quiet)
+    const caught = await result.catch((error: unknown) => error)
+    assert.strictEqual(caught, original)
+    assert.strictEqual(calls.length, 1)
+  })
+
+  it("network error codes and HTTP-like statuses are classified", async () => {
+    const reset = Object.assign(new Error("socket hang up"), { code: "ECONNRESET" })
+    const { fn, calls } = flaky(1, reset)
+    const result = BigPromise.withRetry(fn, "gemini", quiet)
+    await vi.advanceTimersByTimeAsync(2000)
+    assert.strictEqual(await result, "ok")
+    assert.strictEqual(calls.length, 2)
+    assert.strictEqual(BigPromise.classifyDefault({ status: 429 }, "x")?._tag, "RateLimited")
+    assert.strictEqual(BigPromise.classifyDefault({ statusCode: 400 }, "x")?._tag, "InvalidRequest")
+  })
+
+  it("withTimeout aborts the signal of the attempt that times out", async () => {
+    let seen: AbortSignal | undefined
+    const result = BigPromise.withTimeout((signal) => {
+      seen = signal
+      return new Promise<string>(() => {})
+    }, "agent_creation")
+    const settled = result.catch((error: unknown) => error)
+    await vi.advanceTimersByTimeAsync(59_999)
+    assert.isFalse(seen?.aborted)
+    await vi.advanceTimersByTimeAsync(1)
+    const error = await settled
+    assert.isTrue(seen?.aborted)
+    assert.instanceOf(error, Errors.OperationTimeout)
+    assert.strictEqual(error instanceof Errors.OperationTimeout ? error.message : "", "agent_creation timed out after 60s")
+  })
+
+  it("protect retries a timed-out attempt, then succeeds", async () => {
+    let attempts = 0
+    const signals: Array<AbortSignal> = []
+    const result = BigPromise.protect((signal) => {
+      signals.push(signal)
+      attempts++
+      return attempts === 1 ? new Promise<string>(() => {}) : Promise.resolve("ok")
+    }, { operation: "gemini_api", policy: "gemini", breaker: "gemini-promise-1", ...quiet })
+    await vi.advanceTimersByTimeAsync(45_000 + 2_000)
+    assert.strictEqual(await result, "ok")
+    assert.deepStrictEqual(signals.map((s) => s.aborted), [true, false])
+  })
+
+  it("protect opens the breaker after 5 failures and refuses the 6th call", async () => {
+    const { fn, calls } = flaky(100, new Errors.ServiceUnavailable({ service: "gemini", message: "503" }))
+    const options = {
+      operation: "gemini_api",
+      policy: { ...ReliabilityConfig.defaultPolicies.gemini, maxAttempts: 1 },
+      breaker: "gemini-promise-2",
+      ...quiet
+    } as const
+    for (let i = 0; i < 5; i++) await BigPromise.protect(fn, options).catch(() => undefined)
+    const error = await BigPromise.protect(fn, options).catch((e: unknown) => e)
+    assert.instanceOf(error, Errors.CircuitOpen)
+    assert.strictEqual(calls.length, 5)
+  })
+
+  it("a hint beyond the deadline fails at once with that error", async () => {
+    const limited = new Errors.RateLimited({ service: "gemini", message: "429", retryAfter: Duration.seconds(30) })
+    const { fn, calls } = flaky(1, limited)
+    const error = await BigPromise.protect(fn, { operation: "gemini_api", policy: "gemini", deadline: "10 seconds", ...quiet })
+      .catch((e: unknown) => e)
+    assert.strictEqual(error, limited)
+    assert.strictEqual(calls.length, 1)
+  })
+
+  it("the caller's signal cancels the running attempt", async () => {
+    const controller = new AbortController()
+    let seen: AbortSignal | undefined
+    const result = BigPromise.protect((signal) => {
+      seen = signal
+      return new Promise<string>(() => {})
+    }, { operation: "gemini_api", signal: controller.signal, ...quiet }).catch((e: unknown) => e)
+    controller.abort(new Error("user cancelled"))
+    const error = await result
+    assert.isTrue(seen?.aborted)
+    assert.strictEqual(error instanceof Error ? error.message : "", "user cancelled")
+  })
+})

@@ -1,0 +1,65 @@
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import { assert, describe, it } from "@effect/vitest"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Effect from "effect/Effect"
+import * as Metric from "effect/Metric"
+import * as fs from "node:fs"
+import { run } from "../src/cli/app.js"
+import { version } from "../src/cli/version.js"
+import * as Metrics from "../src/Metrics.js"
+import { captureConsole } from "./support/capture.js"
+
+const big3 = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
+  captureConsole(run(["node", "big3", ...args])).pipe(
+    Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)), { pathDelim: "_" })),
+    Effect.provide(NodeContext.layer)
+  )
+
+describe("big3 CLI", () => {
+  it.effect("config --json lists every value with its source", () =>
+    Effect.gen(function*() {
+      const { exit, stdout } = yield* big3(["config", "--json"], { BIG3_TIMEOUT_GEMINI_API: "30" })
+      assert.deepStrictEqual(exit._tag === "Success" ? exit.value : undefined, 0)
+      const parsed: { entries: Array<{ key: string; value: unknown; source: string }> } = JSON.parse(stdout)
+      const gemini = parsed.entries.find((entry) => entry.key === "BIG3_TIMEOUT_GEMINI_API")
+      assert.deepStrictEqual(gemini && { value: gemini.value, source: gemini.source }, { value: 30, source: "env" })
+      const creation = parsed.entries.find((entry) => entry.key === "BIG3_TIMEOUT_AGENT_CREATION")
+      assert.deepStrictEqual(creation && { value: creation.value, source: creation.source }, { value: 60, source: "default" })
+      assert.isTrue(parsed.entries.some((entry) => entry.key === "BIG3_RETRY_GEMINI_MAX_ATTEMPTS"))
+      assert.isTrue(parsed.entries.some((entry) => entry.key === "BIG3_BUDGET_RATIO"))
+    }))
+
+  it.effect("config prints a table with the source of each value", () =>
+    Effect.gen(function*() {
+      const { stdout } = yield* big3(["config"], { BIG3_RETRY_GEMINI_MAX_ATTEMPTS: "4" })
+      assert.match(stdout, /gemini\s+maxAttempts\s+4\s+env\s+BIG3_RETRY_GEMINI_MAX_ATTEMPTS/)
+      assert.match(stdout, /api\s+gemini_api\s+45s\s+default\s+BIG3_TIMEOUT_GEMINI_API/)
+    }))
+
+  it.effect("bad config exits 78 with the ConfigError message", () =>
+    Effect.gen(function*() {
+      const { exit, stderr } = yield* big3(["config"], { BIG3_TIMEOUT_GEMINI_API: "-3" })
+      assert.deepStrictEqual(exit._tag === "Success" ? exit.value : undefined, 78)
+      assert.include(stderr, "BIG3_TIMEOUT_GEMINI_API")
+      assert.include(stderr, "negative")
+    }))
+
+  it.effect("an unknown command exits 2", () =>
+    Effect.gen(function*() {
+      const { exit } = yield* big3(["confg"])
+      assert.deepStrictEqual(exit._tag === "Success" ? exit.value : undefined, 2)
+    }))
+
+  it.effect("--metrics prints a Prometheus snapshot after the command", () =>
+    Effect.gen(function*() {
+      yield* Metric.incrementBy(Metrics.calls.pipe(Metric.tagged("service", "cli-test")), 1)
+      const { stdout } = yield* big3(["config", "--json", "--metrics"])
+      assert.include(stdout, "# TYPE big3_calls_total counter")
+      assert.include(stdout, `big3_calls_total{service="cli-test"} 1`)
+    }))
+
+  it("the CLI version matches package.json", () => {
+    const pkg: { version: string } = JSON.parse(fs.readFileSync(new URL("../package.json", import.meta.url), "utf8"))
+    assert.strictEqual(version, pkg.version)
+  })
+})
