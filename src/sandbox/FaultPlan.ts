@@ -8,11 +8,19 @@
 import * as Duration from "effect/Duration"
 import * as Option from "effect/Option"
 
-/** The routes a fault plan can target. */
+/**
+ * The routes a fault plan can target: `POST …:generateContent`, `POST /events`,
+ * `POST /events/batch` (extended mode only) and `POST /v1/messages`.
+ */
 export type RouteName = "gemini" | "events" | "eventsBatch" | "anthropic"
 
 /** Every {@link RouteName}, in a fixed order. */
 export const routeNames: ReadonlyArray<RouteName> = ["gemini", "events", "eventsBatch", "anthropic"]
+
+const routeNameSet: ReadonlySet<string> = new Set(routeNames)
+
+/** Whether `name` is a {@link RouteName}. */
+export const isRouteName = (name: string): name is RouteName => routeNameSet.has(name)
 
 /**
  * One scripted step.
@@ -196,6 +204,6 @@ export const nextAction = (
   return [normal, rest]
 }
 
-/** Whole seconds for a `Retry-After` header: rounded up, at least 1 for a positive hint. */
+/** Whole seconds for a `Retry-After` header, rounded up (so a positive hint is at least 1). */
 export const retryAfterSeconds = (retryAfter: Duration.Duration): number =>
   Math.max(0, Math.ceil(Duration.toMillis(retryAfter) / 1000))

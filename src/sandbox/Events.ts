@@ -1,0 +1,273 @@
+/**
+ * Emulator of the multi-agent observability server (a Bun server; `POST /events`,
+ * `GET /events/recent`, `GET /events/filter-options`, and `200 "Multi-Agent Observability Server"`
+ * for everything else), plus the extended API big3 adds on top: idempotent `POST /events`,
+ * `POST /events/batch` and `GET /health`.
+ *
+ * @since 0.1.0
+ */
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import { retryAfterSeconds } from "./FaultPlan.js"
+import type { Answer, Incoming, Upstream } from "./Http.js"
+import { decode, parseJson } from "./Http.js"
+
+/**
+ * `"extended"`: big3's server (idempotent events, batches, health).
+ * `"public"`: exactly the public server: no idempotency, no batch, no health.
+ */
+export type EventsMode = "extended" | "public"
+
+/** An event the sandbox accepted, as stored. */
+export interface StoredEvent {
+  /** Server-assigned, 1-based, like the public server's row id. */
+  readonly id: number
+  /** The client's string `id` field (the idempotency key), when it sent one. */
+  readonly clientId: string | undefined
+  readonly source_app: string
+  readonly session_id: string
+  readonly hook_event_type: string
+  readonly payload: unknown
+  /** The event's `timestamp` (ms), or the arrival time when it had none. */
+  readonly timestamp: number
+  readonly summary?: string | undefined
+  readonly chat?: unknown
+  readonly model_name?: string | undefined
+  /** Clock time (ms) at which the sandbox stored it. */
+  readonly receivedAt: number
+}
+
+const Rest = Schema.Record({ key: Schema.String, value: Schema.Unknown })
+
+/** The public server's check is JavaScript truthiness (`!event.source_app || …`). */
+const Required = Schema.Unknown.pipe(Schema.filter((value) => Boolean(value)))
+
+const HookEvent = Schema.Struct({
+  source_app: Required,
+  session_id: Required,
+  hook_event_type: Required,
+  payload: Required
+}, Rest)
+type HookEvent = typeof HookEvent.Type
+
+const Batch = Schema.Array(Schema.Unknown)
+
+const text = (value: unknown): string => typeof value === "string" ? value : JSON.stringify(value)
+const optionalText = (value: unknown): string | undefined => value ? text(value) : undefined
+
+interface Entry {
+  readonly event: StoredEvent
+  /** The answer to the POST that stored it: the body with the numeric `id` and `timestamp`. */
+  readonly saved: Readonly<Record<string, unknown>>
+}
+
+/** In-memory store of accepted events; survives sandbox restarts, cleared by `reset`. */
+export class EventStore {
+  private entries: Array<Entry> = []
+  private byClientId = new Map<string, Entry>()
+  private duplicates = 0
+
+  /**
+   * Stores an event. With `dedupe`, an event whose client `id` is already stored is not stored
+   * again and the stored one is returned; either way a repeated id counts as a duplicate.
+   */
+  insert(body: HookEvent, now: number, dedupe: boolean): { readonly entry: Entry; readonly duplicate: boolean } {
+    const clientId = typeof body["id"] === "string" ? body["id"] : undefined
+    const previous = clientId === undefined ? undefined : this.byClientId.get(clientId)
+    if (previous !== undefined) {
+      this.duplicates++
+      if (dedupe) return { entry: previous, duplicate: true }
+    }
+    const id = this.entries.length + 1
+    const timestamp = typeof body["timestamp"] === "number" && body["timestamp"] !== 0 ? body["timestamp"] : now
+    const humanInTheLoopStatus = body["humanInTheLoopStatus"] ??
+      (body["humanInTheLoop"] ? { status: "pending" } : undefined)
+    const summary = optionalText(body["summary"])
+    const model_name = optionalText(body["model_name"])
+    const event: StoredEvent = {
+      id,
+      clientId,
+      source_app: text(body.source_app),
+      session_id: text(body.session_id),
+      hook_event_type: text(body.hook_event_type),
+      payload: body.payload,
+      timestamp,
+      ...(summary === undefined ? {} : { summary }),
+      ...(body["chat"] ? { chat: body["chat"] } : {}),
+      ...(model_name === undefined ? {} : { model_name }),
+      receivedAt: now
+    }
+    const saved = { ...body, id, timestamp, ...(humanInTheLoopStatus === undefined ? {} : { humanInTheLoopStatus }) }
+    const entry: Entry = { event, saved }
+    this.entries.push(entry)
+    if (clientId !== undefined && previous === undefined) this.byClientId.set(clientId, entry)
+    return { entry, duplicate: previous !== undefined }
+  }
+
+  /** The public server's `getRecentEvents(limit)`: the latest `limit` by timestamp, oldest first. */
+  recent(limit: number): ReadonlyArray<Record<string, unknown>> {
+    const latest = [...this.entries].sort((a, b) => b.event.timestamp - a.event.timestamp || b.event.id - a.event.id)
+    return (limit < 0 ? latest : latest.slice(0, limit)).reverse().map(({ event, saved }) => ({
+      id: event.id,
+      source_app: event.source_app,
+      session_id: event.session_id,
+      hook_event_type: event.hook_event_type,
+      payload: event.payload,
+      chat: event.chat,
+      summary: event.summary,
+      timestamp: event.timestamp,
+      humanInTheLoop: saved["humanInTheLoop"] || undefined,
+      humanInTheLoopStatus: saved["humanInTheLoopStatus"],
+      model_name: event.model_name
+    }))
+  }
+
+  /** The public server's `getFilterOptions()`. */
+  filterOptions(): { source_apps: Array<string>; session_ids: Array<string>; hook_event_types: Array<string> } {
+    const distinct = (pick: (event: StoredEvent) => string) => [...new Set(this.entries.map(({ event }) => pick(event)))]
+    return {
+      source_apps: distinct((event) => event.source_app).sort(),
+      session_ids: distinct((event) => event.session_id).sort().reverse().slice(0, 300),
+      hook_event_types: distinct((event) => event.hook_event_type).sort()
+    }
+  }
+
+  events(): ReadonlyArray<StoredEvent> {
+    return this.entries.map(({ event }) => event)
+  }
+
+  stats(): { stored: number; distinctIds: number; duplicates: number } {
+    return { stored: this.entries.length, distinctIds: this.byClientId.size, duplicates: this.duplicates }
+  }
+
+  clear(): void {
+    this.entries = []
+    this.byClientId = new Map()
+    this.duplicates = 0
+  }
+}
+
+const cors = {
+  "access-control-allow-origin": "*",
+  "access-control-allow-methods": "GET, POST, PUT, DELETE, OPTIONS",
+  "access-control-allow-headers": "Content-Type"
+}
+
+const json = (body: unknown, status = 200, headers: Readonly<Record<string, string>> = {}) =>
+  HttpServerResponse.unsafeJson(body, { status, headers: { ...cors, ...headers } })
+
+/** The public server's answer to every route it does not know, whatever the method. */
+export const banner: Answer = () =>
+  Effect.succeed(HttpServerResponse.text("Multi-Agent Observability Server", { headers: cors }))
+
+/** CORS preflight: the public server answers 200 with no body. */
+export const preflight: Answer = () => Effect.succeed(HttpServerResponse.empty({ status: 200, headers: cors }))
+
+const errorMessages: Readonly<Record<number, string>> = {
+  400: "Invalid request",
+  401: "Unauthorized",
+  403: "Forbidden",
+  404: "Not found",
+  408: "Request timeout",
+  429: "Too many requests",
+  500: "Internal server error",
+  502: "Bad gateway",
+  503: "Service unavailable",
+  504: "Gateway timeout"
+}
+
+/** The upstream's error writers: `{"error": "..."}`, as the public server writes its errors. */
+export const upstream = (mode: EventsMode): Upstream => ({
+  error: (_incoming, status, retryAfter) =>
+    json(
+      { error: errorMessages[status] ?? (status >= 500 ? "Server error" : "Request failed") },
+      status,
+      Option.match(retryAfter, {
+        onNone: () => ({}),
+        onSome: (delay) => ({ "retry-after": String(retryAfterSeconds(delay)) })
+      })
+    ),
+  malformed: () =>
+    HttpServerResponse.text(`{"source_app":"sandbox","id":`, { contentType: "application/json", headers: cors }),
+  notFound: (incoming) =>
+    mode === "public"
+      ? HttpServerResponse.text("Multi-Agent Observability Server", { headers: cors })
+      : json({ error: `Not found: ${incoming.method} ${incoming.path}` }, 404)
+})
+
+const authorized = (incoming: Incoming, apiKey: Option.Option<Redacted.Redacted<string>>): boolean =>
+  Option.match(apiKey, {
+    onNone: () => true,
+    onSome: (key) => incoming.headers["x-api-key"] === Redacted.value(key)
+  })
+
+const unauthorized = () => json({ error: "Unauthorized" }, 401)
+
+/** `POST /events`: stores the event and answers it back with its numeric `id` and `timestamp`. */
+export const postEvent = (
+  store: EventStore,
+  mode: EventsMode,
+  apiKey: Option.Option<Redacted.Redacted<string>>
+): Answer =>
+(incoming) =>
+  Effect.sync(() => {
+    if (!authorized(incoming, apiKey)) return unauthorized()
+    return Either.match(parseJson(incoming.text), {
+      // `JSON.parse` failures and a `null` body both throw inside the public server's try block.
+      onLeft: () => json({ error: "Invalid request" }, 400),
+      onRight: (body) => {
+        if (body === null) return json({ error: "Invalid request" }, 400)
+        return Either.match(decode(HookEvent, body), {
+          onLeft: () => json({ error: "Missing required fields" }, 400),
+          onRight: (event) => json(store.insert(event, incoming.time, mode === "extended").entry.saved)
+        })
+      }
+    })
+  })
+
+/**
+ * `POST /events/batch` (extended mode only): a JSON array of events, each as for `POST /events`,
+ * idempotent per client `id` (a repeated id, also within one batch, is stored once).
+ *
+ * - 200 `{"accepted": n, "duplicates": m}`: `n` events newly stored, `m` skipped as already
+ *   stored; `n + m` is the length of the array.
+ * - 400 `{"error": "Invalid request"}`: the body is not JSON or not an array.
+ * - 400 `{"error": "Missing required fields", "index": i}`: item `i` (0-based) lacks
+ *   `source_app`, `session_id`, `hook_event_type` or `payload`; nothing from the batch is stored.
+ * - 401 `{"error": "Unauthorized"}`: a key is configured and `X-API-Key` does not match it.
+ */
+export const postBatch = (store: EventStore, apiKey: Option.Option<Redacted.Redacted<string>>): Answer =>
+(incoming) =>
+  Effect.sync(() => {
+    if (!authorized(incoming, apiKey)) return unauthorized()
+    const items = Either.flatMap(parseJson(incoming.text), (body) => decode(Batch, body))
+    if (Either.isLeft(items)) return json({ error: "Invalid request" }, 400)
+    const events: Array<HookEvent> = []
+    for (const [index, item] of items.right.entries()) {
+      const event = decode(HookEvent, item)
+      if (Either.isLeft(event)) return json({ error: "Missing required fields", index }, 400)
+      events.push(event.right)
+    }
+    let duplicates = 0
+    for (const event of events) {
+      if (store.insert(event, incoming.time, true).duplicate) duplicates++
+    }
+    return json({ accepted: events.length - duplicates, duplicates })
+  })
+
+/** `GET /events/recent?limit=N` (default 100): the latest N events, oldest first (newest last). */
+export const recent = (store: EventStore): Answer => (incoming) =>
+  Effect.sync(() => {
+    const limit = Number.parseInt(incoming.query["limit"] ?? "100", 10)
+    return json(store.recent(Number.isNaN(limit) ? 100 : limit))
+  })
+
+/** `GET /events/filter-options`: distinct source apps, session ids and hook event types. */
+export const filterOptions = (store: EventStore): Answer => () => Effect.sync(() => json(store.filterOptions()))
+
+/** `GET /health` (extended mode only): `{"status":"ok"}`. */
+export const health: Answer = () => Effect.succeed(json({ status: "ok" }))

@@ -1,0 +1,671 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Logger from "effect/Logger"
+import * as TestClock from "effect/TestClock"
+import * as Sandbox from "../src/Sandbox.js"
+
+// Real loopback HTTP: these tests exercise the server itself, so a plain `fetch` is the client.
+
+class FetchFailed extends Data.TaggedError("FetchFailed")<{ readonly code: string; readonly message: string }> {}
+
+interface Reply {
+  readonly status: number
+  readonly headers: Headers
+  readonly text: string
+}
+
+const causeCode = (error: unknown): string => {
+  const cause = error instanceof Error ? error.cause : undefined
+  if (typeof cause === "object" && cause !== null && "code" in cause && typeof cause.code === "string") {
+    return cause.code
+  }
+  return error instanceof Error && error.name === "AbortError" || error instanceof Error && error.name === "TimeoutError"
+    ? "ABORTED"
+    : "UNKNOWN"
+}
+
+const request = (url: string, init: RequestInit = {}): Effect.Effect<Reply, FetchFailed> =>
+  Effect.tryPromise({
+    try: async (signal) => {
+      const signals = [signal, AbortSignal.timeout(3_000), ...(init.signal ? [init.signal] : [])]
+      const response = await fetch(url, { ...init, signal: AbortSignal.any(signals) })
+      return { status: response.status, headers: response.headers, text: await response.text() }
+    },
+    catch: (error) => new FetchFailed({ code: causeCode(error), message: String(error) })
+  })
+
+const post = (url: string, body: unknown, headers: Record<string, string> = {}) =>
+  request(url, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: typeof body === "string" ? body : JSON.stringify(body)
+  })
+
+const json = (reply: Reply): unknown => JSON.parse(reply.text)
+
+const geminiUrl = (sandbox: Sandbox.Service, model = "gemini-2.5-flash", action = "generateContent") =>
+  `${sandbox.url}/v1beta/models/${model}:${action}`
+const geminiKey = { "x-goog-api-key": "sandbox-key" }
+const prompt = (text: string) => ({ contents: [{ role: "user", parts: [{ text }] }] })
+const askGemini = (sandbox: Sandbox.Service, text = "hello") => post(geminiUrl(sandbox), prompt(text), geminiKey)
+
+const anthropicHeaders = { "x-api-key": "sandbox-key", "anthropic-version": "2023-06-01" }
+const messagesBody = (extra: Record<string, unknown> = {}) => ({
+  model: "claude-sonnet-4-5",
+  max_tokens: 256,
+  messages: [{ role: "user", content: "hello claude" }],
+  ...extra
+})
+
+const event = (id: string | undefined, extra: Record<string, unknown> = {}) => ({
+  ...(id === undefined ? {} : { id }),
+  source_app: "big3",
+  session_id: "s1",
+  hook_event_type: "PreToolUse",
+  payload: { tool_name: "Bash" },
+  timestamp: 1_700_000_000_000,
+  ...extra
+})
+
+const statuses = (replies: ReadonlyArray<Reply>) => replies.map((reply) => reply.status)
+
+/** Polls (on real time, so it works under TestClock too) until the sandbox has recorded `count` requests. */
+const awaitRequests = (sandbox: Sandbox.Service, count: number) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 400; i++) {
+      const requests = yield* sandbox.requests
+      if (requests.length >= count) return requests
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 5)))
+    }
+    return yield* Effect.dieMessage(`sandbox never saw ${count} requests`)
+  })
+
+describe("Sandbox", () => {
+  describe("gemini", () => {
+    it.scopedLive("routes the colon path and answers in the generateContent shape", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make()
+        assert.match(sandbox.url, /^http:\/\/127\.0\.0\.1:\d+$/)
+        const reply = yield* askGemini(sandbox, "what is 2+2?")
+        assert.strictEqual(reply.status, 200)
+        assert.include(reply.headers.get("content-type") ?? "", "application/json")
+        const body = json(reply)
+        assert.deepInclude(body, {
+          candidates: [{
+            content: { role: "model", parts: [{ text: "sandbox answer to: what is 2+2?" }] },
+            finishReason: "STOP",
+            index: 0
+          }],
+          modelVersion: "gemini-2.5-flash"
+        })
+        assert.isObject(body)
+        const { responseId, usageMetadata } = body as { responseId: unknown; usageMetadata: Record<string, number> }
+        assert.isString(responseId)
+        assert.strictEqual(
+          usageMetadata["totalTokenCount"],
+          (usageMetadata["promptTokenCount"] ?? 0) + (usageMetadata["candidatesTokenCount"] ?? 0)
+        )
+        const [recorded] = yield* sandbox.requestsFor("gemini")
+        assert.strictEqual(recorded?.path, "/v1beta/models/gemini-2.5-flash:generateContent")
+        assert.strictEqual(recorded?.outcome, 200)
+        assert.deepStrictEqual(recorded?.body, prompt("what is 2+2?"))
+      }))
+
+    it.scopedLive("serves countTokens and answers other model actions with a Gemini 404", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make()
+        const count = yield* post(geminiUrl(sandbox, "gemini-2.5-flash", "countTokens"), prompt("hello"), geminiKey)
+        assert.strictEqual(count.status, 200)
+        assert.deepStrictEqual(json(count), { totalTokens: 2 })
+        const stream = yield* post(
+          geminiUrl(sandbox, "gemini-2.5-flash", "streamGenerateContent"),
+          prompt("hello"),
+          geminiKey
+        )
+        assert.strictEqual(stream.status, 404)
+        assert.deepStrictEqual(json(stream), {
+          error: { code: 404, message: "Requested entity was not found.", status: "NOT_FOUND" }
+        })
+        // Neither counts as a generateContent attempt.
+        assert.lengthOf(yield* sandbox.requestsFor("gemini"), 0)
+      }))
+
+    it.scopedLive("answers declared tools with a functionCall, and a function response with text", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make()
+        const declared = yield* post(geminiUrl(sandbox), {
+          ...prompt("open the page"),
+          tools: [{
+            functionDeclarations: [{
+              name: "open_url",
+              parameters: { type: "OBJECT", properties: { url: { type: "STRING" } }, required: ["url"] }
+            }]
+          }]
+        }, geminiKey)
+        assert.deepStrictEqual(
+          (json(declared) as { candidates: Array<{ content: unknown }> }).candidates[0]?.content,
+          { role: "model", parts: [{ functionCall: { name: "open_url", args: { url: "sandbox" } } }] }
+        )
+        const computerUse = yield* post(geminiUrl(sandbox), {
+          ...prompt("click"),
+          tools: [{ computerUse: { environment: "ENVIRONMENT_BROWSER" } }]
+        }, geminiKey)
+        assert.deepStrictEqual(
+          (json(computerUse) as { candidates: Array<{ content: unknown }> }).candidates[0]?.content,
+          { role: "model", parts: [{ functionCall: { name: "click_at", args: { x: 500, y: 500 } } }] }
+        )
+        const done = yield* post(geminiUrl(sandbox), {
+          contents: [
+            { role: "user", parts: [{ text: "click" }] },
+            { role: "model", parts: [{ functionCall: { name: "click_at", args: { x: 1, y: 2 } } }] },
+            { role: "user", parts: [{ functionResponse: { name: "click_at", response: { url: "about:blank" } } }] }
+          ],
+          tools: [{ computerUse: { environment: "ENVIRONMENT_BROWSER" } }]
+        }, geminiKey)
+        assert.deepStrictEqual(
+          (json(done) as { candidates: Array<{ content: unknown }> }).candidates[0]?.content,
+          { role: "model", parts: [{ text: "sandbox answer to: click" }] }
+        )
+      }))
+
+    it.scopedLive("blocks a prompt containing BLOCK_ME with promptFeedback and no candidates", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make()
+        const reply = yield* askGemini(sandbox, "please BLOCK_ME now")
+        assert.strictEqual(reply.status, 200)
+        const body = json(reply) as Record<string, unknown>
+        assert.notProperty(body, "candidates")
+        assert.deepStrictEqual(body["promptFeedback"], { blockReason: "SAFETY" })
+        assert.property(body, "usageMetadata")
+      }))
+
+    it.scopedLive("rejects a missing or wrong key with Google's API_KEY_INVALID body; accepts ?key=", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make({ geminiApiKey: "real-looking-key" })
+        const expected = {
+          error: {
+            code: 400,
+            message: "API key not valid. Please pass a valid API key.",
+            status: "INVALID_ARGUMENT",
+            details: [{
+              "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+              reason: "API_KEY_INVALID",
+              domain: "googleapis.com",
+              metadata: { service: "generativelanguage.googleapis.com" }
+            }]
+          }
+        }
+        const missing = yield* post(geminiUrl(sandbox), prompt("hi"))
+        const wrong = yield* post(geminiUrl(sandbox), prompt("hi"), { "x-goog-api-key": "nope" })
+        assert.deepStrictEqual(statuses([missing, wrong]), [400, 400])
+        assert.deepStrictEqual(json(missing), expected)
+        assert.deepStrictEqual(json(wrong), expected)
+        const viaQuery = yield* post(`${geminiUrl(sandbox)}?key=real-looking-key`, prompt("hi"))
+        assert.strictEqual(viaQuery.status, 200)
+      }))
+
+    it.scopedLive("answers a body that is not JSON, or has no contents, with 400 INVALID_ARGUMENT", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make()
+        for (const body of ["{not json", { contents: [] }, { generationConfig: {} }, { contents: [{ parts: [{}] }] }]) {
+          const reply = yield* post(geminiUrl(sandbox), body, geminiKey)
+          assert.strictEqual(reply.status, 400, JSON.stringify(body))
+          const error = (json(reply) as { error: Record<string, unknown> }).error
+          assert.strictEqual(error["code"], 400)
+          assert.strictEqual(error["status"], "INVALID_ARGUMENT")
+          assert.isString(error["message"])
+        }
+      }))
+  })
+
+  describe("fault plans", () => {
+    it.scopedLive("a script of 503, 503, 200 gives those statuses in order, then normal answers", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make({ plans: { gemini: [503, 503, { status: 200 }] } })
+        const replies = [
+          yield* askGemini(sandbox),
+          yield* askGemini(sandbox),
+          yield* askGemini(sandbox),
+          yield* askGemini(sandbox)
+        ]
+        assert.deepStrictEqual(statuses(replies), [503, 503, 200, 200])
+        assert.deepStrictEqual(json(replies[0]!), {
+          error: { code: 503, message: "The model is overloaded. Please try again later.", status: "UNAVAILABLE" }
+        })
+        assert.isNull(replies[0]!.headers.get("retry-after"))
+        const recorded = yield* sandbox.requestsFor("gemini")
+        assert.deepStrictEqual(recorded.map((r) => [r.fault, r.outcome]), [
+          ["status", 503],
+          ["status", 503],
+          ["none", 200],
+          ["none", 200]
+        ])
+      }))
+
+    it.scopedLive("a Gemini 429 with a hint carries Retry-After and a google.rpc.RetryInfo detail", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make()
+        yield* sandbox.setPlan("gemini", [{ status: 429, retryAfter: "3 seconds" }, 429])
+        const hinted = yield* askGemini(sandbox)
+        assert.strictEqual(hinted.status, 429)
+        assert.strictEqual(hinted.headers.get("retry-after"), "3")
+        assert.deepStrictEqual(json(hinted), {
+          error: {
+            code: 429,
+            message: "Resource has been exhausted (e.g. check quota).",
+            status: "RESOURCE_EXHAUSTED",
+            details: [{ "@type": "type.googleapis.com/google.rpc.RetryInfo", retryDelay: "3s" }]
+          }
+        })
+        const plain = yield* askGemini(sandbox)
+        assert.strictEqual(plain.status, 429)
+        assert.isNull(plain.headers.get("retry-after"))
+        assert.notProperty((json(plain) as { error: object }).error, "details")
+      }))
+
+    it.scopedLive("reset drops the connection without an answer", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make({ plans: { gemini: [{ reset: true }] } })
+        const failure = yield* Effect.flip(askGemini(sandbox))
+        assert.include(["ECONNRESET", "UND_ERR_SOCKET"], failure.code, failure.message)
+        assert.strictEqual((yield* askGemini(sandbox)).status, 200)
+        assert.deepStrictEqual((yield* sandbox.requestsFor("gemini")).map((r) => r.outcome), ["reset", 200])
+      }))
+
+    it.scopedLive("a hung request is released with a connection error when the sandbox stops", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make({ plans: { anthropic: [{ hang: true }] } })
+        const pending = yield* Effect.fork(post(`${sandbox.url}/v1/messages`, messagesBody(), anthropicHeaders))
+        const [recorded] = yield* awaitRequests(sandbox, 1)
+        assert.strictEqual(recorded?.outcome, "hang")
+        yield* sandbox.stop
+        const exit = yield* Fiber.await(pending)
+        assert.isTrue(Exit.isFailure(exit))
+        if (Exit.isFailure(exit)) {
+          const failure = yield* Effect.flip(exit)
+          assert.notStrictEqual(failure.code, "ABORTED", "released by the sandbox, not by the client timeout")
+        }
+      }))
+
+    it.scopedLive("a hung request ends when the client gives up, and stop does not wait for it", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make({ plans: { events: [{ hang: true }] } })
+        const failure = yield* Effect.flip(request(`${sandbox.url}/events`, {
+          method: "POST",
+          body: JSON.stringify(event("e1")),
+          signal: AbortSignal.timeout(100)
+        }))
+        assert.strictEqual(failure.code, "ABORTED")
+        yield* sandbox.stop
+        assert.deepStrictEqual(yield* sandbox.eventStats, { stored: 0, distinctIds: 0, duplicates: 0 })
+      }))
+
+    it.scopedLive("malformed answers 200 with a body that is not JSON", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make({
+          plans: { gemini: [{ malformed: true }], events: [{ malformed: true }], anthropic: [{ malformed: true }] }
+        })
+        const replies = [
+          yield* askGemini(sandbox),
+          yield* post(`${sandbox.url}/events`, event("e1")),
+          yield* post(`${sandbox.url}/v1/messages`, messagesBody(), anthropicHeaders)
+        ]
+        for (const reply of replies) {
+          assert.strictEqual(reply.status, 200)
+          assert.include(reply.headers.get("content-type") ?? "", "application/json")
+          assert.throws(() => JSON.parse(reply.text))
+        }
+        assert.deepStrictEqual((yield* sandbox.requests).map((r) => r.outcome), ["malformed", "malformed", "malformed"])
+      }))
+
+    it.scopedLive("latency delays a normal answer", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make({ plans: { gemini: [{ latency: "150 millis" }] } })
+        const started = Date.now()
+        const reply = yield* askGemini(sandbox)
+        assert.strictEqual(reply.status, 200)
+        assert.isAtLeast(Date.now() - started, 140)
+        assert.strictEqual((yield* sandbox.requestsFor("gemini"))[0]?.fault, "latency")
+      }))
+
+    it.scoped("latency sleeps on the Effect Clock, so a TestClock drives it", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make({ plans: { gemini: [{ latency: "1 hour" }] } })
+        const pending = yield* Effect.fork(askGemini(sandbox))
+        const [recorded] = yield* awaitRequests(sandbox, 1)
+        assert.strictEqual(recorded?.time, 0, "arrival time comes from the TestClock")
+        for (let i = 0; i < 400 && (yield* TestClock.sleeps()).length === 0; i++) {
+          yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 5)))
+        }
+        yield* TestClock.adjust("1 hour")
+        assert.strictEqual((yield* Fiber.join(pending)).status, 200)
+      }))
+
+    it.scopedLive("a seeded random mix gives the same outcomes for the same seed", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make()
+        const mix = (seed: number): Sandbox.FaultPlan => ({
+          seed,
+          rates: { rateLimited: 0.25, serverError: 0.25, malformed: 0.2 },
+          retryAfter: "2 seconds"
+        })
+        const run = (seed: number) =>
+          Effect.gen(function*() {
+            yield* sandbox.reset
+            yield* sandbox.setPlan("gemini", mix(seed))
+            for (let i = 0; i < 24; i++) yield* askGemini(sandbox)
+            return (yield* sandbox.requestsFor("gemini")).map((r) => r.outcome)
+          })
+        const first = yield* run(42)
+        const again = yield* run(42)
+        const other = yield* run(7)
+        assert.deepStrictEqual(again, first)
+        assert.notDeepEqual(other, first)
+        // The mix really mixes: every kind shows up in 24 draws at these rates.
+        for (const outcome of [200, 429, 503, "malformed"]) assert.include(first, outcome)
+      }))
+  })
+
+  describe("observability events", () => {
+    it.scopedLive("public mode behaves like the public server", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make({ eventsMode: "public" })
+        const saved = yield* post(`${sandbox.url}/events`, event("e1"))
+        assert.strictEqual(saved.status, 200)
+        assert.deepStrictEqual(json(saved), { ...event("e1"), id: 1 })
+        const again = yield* post(`${sandbox.url}/events`, event("e1"))
+        assert.strictEqual((json(again) as { id: number }).id, 2, "no idempotency: stored again")
+
+        const missing = yield* post(`${sandbox.url}/events`, { source_app: "big3", session_id: "s1", payload: {} })
+        assert.strictEqual(missing.status, 400)
+        assert.deepStrictEqual(json(missing), { error: "Missing required fields" })
+        const invalid = yield* post(`${sandbox.url}/events`, "{oops")
+        assert.strictEqual(invalid.status, 400)
+        assert.deepStrictEqual(json(invalid), { error: "Invalid request" })
+
+        for (
+          const reply of [
+            yield* post(`${sandbox.url}/events/batch`, [event("e2")]),
+            yield* request(`${sandbox.url}/health`),
+            yield* request(`${sandbox.url}/`, { method: "DELETE" })
+          ]
+        ) {
+          assert.strictEqual(reply.status, 200)
+          assert.include(reply.headers.get("content-type") ?? "", "text/plain")
+          assert.strictEqual(reply.text, "Multi-Agent Observability Server")
+        }
+
+        const preflight = yield* request(`${sandbox.url}/events`, { method: "OPTIONS" })
+        assert.deepStrictEqual([preflight.status, preflight.headers.get("access-control-allow-origin")], [200, "*"])
+
+        const stored = yield* sandbox.events
+        assert.deepStrictEqual(stored.map((e) => [e.id, e.clientId]), [[1, "e1"], [2, "e1"]])
+        assert.deepStrictEqual(yield* sandbox.eventStats, { stored: 2, distinctIds: 1, duplicates: 1 })
+        const recent = yield* request(`${sandbox.url}/events/recent?limit=1`)
+        assert.deepStrictEqual((json(recent) as Array<{ id: number }>).map((e) => e.id), [2])
+      }))
+
+    it.scopedLive("extended mode stores a repeated id once and counts the duplicate", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make()
+        const first = yield* post(`${sandbox.url}/events`, event("e1"))
+        const repeat = yield* post(`${sandbox.url}/events`, event("e1", { summary: "changed" }))
+        assert.deepStrictEqual(statuses([first, repeat]), [200, 200])
+        assert.deepStrictEqual(json(repeat), json(first), "answered with the stored event")
+        assert.deepStrictEqual(yield* sandbox.eventStats, { stored: 1, distinctIds: 1, duplicates: 1 })
+        const health = yield* request(`${sandbox.url}/health`)
+        assert.deepStrictEqual([health.status, json(health)], [200, { status: "ok" }])
+      }))
+
+    it.scopedLive("a batch is idempotent per id and answers {accepted, duplicates}", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make()
+        yield* post(`${sandbox.url}/events`, event("e1"))
+        const batch = yield* post(`${sandbox.url}/events/batch`, [event("e1"), event("e2"), event("e3"), event("e2")])
+        assert.strictEqual(batch.status, 200)
+        assert.deepStrictEqual(json(batch), { accepted: 2, duplicates: 2 })
+        const poisoned = yield* post(`${sandbox.url}/events/batch`, [event("e4"), { id: "e5", source_app: "x" }])
+        assert.strictEqual(poisoned.status, 400)
+        assert.deepStrictEqual(json(poisoned), { error: "Missing required fields", index: 1 })
+        const notArray = yield* post(`${sandbox.url}/events/batch`, event("e6"))
+        assert.deepStrictEqual([notArray.status, json(notArray)], [400, { error: "Invalid request" }])
+        assert.deepStrictEqual((yield* sandbox.events).map((e) => e.clientId), ["e1", "e2", "e3"])
+        assert.deepStrictEqual(yield* sandbox.eventStats, { stored: 3, distinctIds: 3, duplicates: 2 })
+      }))
+
+    it.scopedLive("recent events come newest last, with the public server's numeric ids", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make()
+        yield* post(`${sandbox.url}/events/batch`, [1, 2, 3].map((n) => event(`e${n}`, { timestamp: 1000 * n })))
+        const recent = yield* request(`${sandbox.url}/events/recent?limit=2`)
+        assert.deepStrictEqual(
+          (json(recent) as Array<{ id: number; timestamp: number }>).map((e) => [e.id, e.timestamp]),
+          [[2, 2000], [3, 3000]]
+        )
+      }))
+
+    it.scopedLive("with an observability key, events need a matching X-API-Key", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make({ observabilityApiKey: "obs-secret" })
+        const without = yield* post(`${sandbox.url}/events`, event("e1"))
+        assert.deepStrictEqual([without.status, json(without)], [401, { error: "Unauthorized" }])
+        const withKey = yield* post(`${sandbox.url}/events`, event("e1"), { "x-api-key": "obs-secret" })
+        assert.strictEqual(withKey.status, 200)
+      }))
+
+    it.scopedLive("faults on events and batches use the server's {error} format", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make({
+          plans: { events: [{ status: 429, retryAfter: "1 second" }], eventsBatch: [500] }
+        })
+        const limited = yield* post(`${sandbox.url}/events`, event("e1"))
+        assert.deepStrictEqual([limited.status, limited.headers.get("retry-after"), json(limited)], [429, "1", {
+          error: "Too many requests"
+        }])
+        const failed = yield* post(`${sandbox.url}/events/batch`, [event("e1")])
+        assert.deepStrictEqual([failed.status, json(failed)], [500, { error: "Internal server error" }])
+        assert.deepStrictEqual(yield* sandbox.eventStats, { stored: 0, distinctIds: 0, duplicates: 0 })
+      }))
+  })
+
+  describe("anthropic", () => {
+    it.scopedLive("answers a message in the Messages API shape", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make()
+        const reply = yield* post(`${sandbox.url}/v1/messages`, messagesBody(), anthropicHeaders)
+        assert.strictEqual(reply.status, 200)
+        assert.match(reply.headers.get("request-id") ?? "", /^req_/)
+        const body = json(reply) as Record<string, unknown>
+        assert.match(String(body["id"]), /^msg_/)
+        assert.deepInclude(body, {
+          type: "message",
+          role: "assistant",
+          model: "claude-sonnet-4-5",
+          content: [{ type: "text", text: "sandbox answer to: hello claude" }],
+          stop_reason: "end_turn",
+          stop_sequence: null
+        })
+        const usage = body["usage"] as Record<string, unknown>
+        assert.isNumber(usage["input_tokens"])
+        assert.isNumber(usage["output_tokens"])
+        const count = yield* post(`${sandbox.url}/v1/messages/count_tokens`, messagesBody(), anthropicHeaders)
+        assert.deepStrictEqual([count.status, Object.keys(json(count) as object)], [200, ["input_tokens"]])
+      }))
+
+    it.scopedLive("streams the real event sequence", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make()
+        const reply = yield* post(`${sandbox.url}/v1/messages`, messagesBody({ stream: true }), anthropicHeaders)
+        assert.strictEqual(reply.status, 200)
+        assert.include(reply.headers.get("content-type") ?? "", "text/event-stream")
+        const events = reply.text.split("\n\n").filter((block) => block !== "").map((block) => {
+          const [eventLine, dataLine] = block.split("\n")
+          const type = eventLine?.replace(/^event: /, "")
+          const data = JSON.parse(dataLine?.replace(/^data: /, "") ?? "") as {
+            type: string
+            delta?: { text?: string; stop_reason?: string; stop_sequence?: null }
+          }
+          assert.strictEqual(data.type, type)
+          return data
+        })
+        const types = events.map((e) => e.type)
+        assert.deepStrictEqual(types.slice(0, 3), ["message_start", "content_block_start", "ping"])
+        assert.deepStrictEqual(types.slice(-3), ["content_block_stop", "message_delta", "message_stop"])
+        const deltas = events.filter((e) => e.type === "content_block_delta")
+        assert.isAtLeast(deltas.length, 2)
+        assert.strictEqual(deltas.map((e) => e.delta?.text).join(""), "sandbox answer to: hello claude")
+        assert.deepInclude(events.find((e) => e.type === "message_delta"), {
+          delta: { stop_reason: "end_turn", stop_sequence: null }
+        })
+      }))
+
+    it.scopedLive("rejects a bad key with 401 authentication_error and a request id", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make({ anthropicApiKey: "sk-ant-test" })
+        const wrong = yield* post(`${sandbox.url}/v1/messages`, messagesBody(), {
+          "x-api-key": "sk-ant-wrong",
+          "anthropic-version": "2023-06-01"
+        })
+        assert.strictEqual(wrong.status, 401)
+        const body = json(wrong) as { type: string; error: unknown; request_id: string }
+        assert.deepStrictEqual(body.error, { type: "authentication_error", message: "invalid x-api-key" })
+        assert.strictEqual(body.type, "error")
+        assert.strictEqual(body.request_id, wrong.headers.get("request-id"))
+        const bearer = yield* post(`${sandbox.url}/v1/messages`, messagesBody(), {
+          authorization: "Bearer sk-ant-test",
+          "anthropic-version": "2023-06-01"
+        })
+        assert.strictEqual(bearer.status, 200)
+        const noVersion = yield* post(`${sandbox.url}/v1/messages`, messagesBody(), { "x-api-key": "sk-ant-test" })
+        assert.strictEqual(noVersion.status, 400)
+        assert.strictEqual((json(noVersion) as { error: { type: string } }).error.type, "invalid_request_error")
+      }))
+
+    it.scopedLive("faults use Anthropic's error types: 529 overloaded, 429 rate limit with retry-after", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make({ plans: { anthropic: [529, { status: 429, retryAfter: "2 seconds" }] } })
+        const overloaded = yield* post(`${sandbox.url}/v1/messages`, messagesBody(), anthropicHeaders)
+        assert.strictEqual(overloaded.status, 529)
+        assert.deepInclude(json(overloaded), { type: "error", error: { type: "overloaded_error", message: "Overloaded" } })
+        assert.isNull(overloaded.headers.get("retry-after"))
+        assert.isNotNull(overloaded.headers.get("request-id"))
+        const limited = yield* post(`${sandbox.url}/v1/messages`, messagesBody(), anthropicHeaders)
+        assert.strictEqual(limited.status, 429)
+        assert.strictEqual(limited.headers.get("retry-after"), "2")
+        assert.strictEqual((json(limited) as { error: { type: string } }).error.type, "rate_limit_error")
+      }))
+
+    it.scopedLive("answers invalid bodies and unknown routes in Anthropic's format", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make()
+        const invalid = yield* post(`${sandbox.url}/v1/messages`, { model: "m", messages: [] }, anthropicHeaders)
+        assert.strictEqual(invalid.status, 400)
+        const error = (json(invalid) as { error: { type: string; message: string } }).error
+        assert.strictEqual(error.type, "invalid_request_error")
+        assert.include(error.message, "max_tokens: Field required")
+        const unknown = yield* request(`${sandbox.url}/v1/nothing-here`, { headers: anthropicHeaders })
+        assert.strictEqual(unknown.status, 404)
+        assert.strictEqual((json(unknown) as { error: { type: string } }).error.type, "not_found_error")
+      }))
+  })
+
+  describe("control", () => {
+    it.scopedLive("stop refuses connections; start listens on the same port and keeps the events", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make()
+        assert.strictEqual((yield* post(`${sandbox.url}/events`, event("e1"))).status, 200)
+        yield* sandbox.stop
+        const refused = yield* Effect.flip(post(`${sandbox.url}/events`, event("e2")))
+        assert.strictEqual(refused.code, "ECONNREFUSED")
+        yield* sandbox.start
+        assert.strictEqual((yield* post(`${sandbox.url}/events`, event("e2"))).status, 200)
+        assert.deepStrictEqual((yield* sandbox.events).map((e) => e.clientId), ["e1", "e2"])
+        yield* sandbox.start // already running: a no-op
+        yield* sandbox.stop
+        yield* sandbox.stop // already stopped: a no-op
+      }))
+
+    it.scopedLive("a taken port fails with SandboxError", () =>
+      Effect.gen(function*() {
+        const first = yield* Sandbox.make()
+        const error = yield* Effect.flip(Sandbox.make({ port: first.port }))
+        assert.strictEqual(error._tag, "SandboxError")
+        assert.strictEqual(error.port, first.port)
+        assert.include(error.message, "EADDRINUSE")
+      }))
+
+    it.scopedLive("recorded requests never contain a key", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make({
+          geminiApiKey: "gemini-secret-1",
+          anthropicApiKey: "anthropic-secret-2",
+          observabilityApiKey: "obs-secret-3"
+        })
+        yield* post(geminiUrl(sandbox), prompt("hi"), { "x-goog-api-key": "gemini-secret-1" })
+        yield* post(`${geminiUrl(sandbox)}?key=gemini-secret-1`, prompt("hi"))
+        yield* post(`${sandbox.url}/v1/messages`, messagesBody(), {
+          authorization: "Bearer anthropic-secret-2",
+          "anthropic-version": "2023-06-01"
+        })
+        yield* post(`${sandbox.url}/events`, event("e1"), { "x-api-key": "obs-secret-3" })
+        const recorded = yield* sandbox.requests
+        assert.lengthOf(recorded, 4)
+        assert.deepStrictEqual(recorded.map((r) => r.outcome), [200, 200, 200, 200])
+        const dump = JSON.stringify(recorded)
+        for (const secret of ["gemini-secret-1", "anthropic-secret-2", "obs-secret-3"]) assert.notInclude(dump, secret)
+        assert.strictEqual(recorded[0]?.headers["x-goog-api-key"], "<redacted>")
+        assert.strictEqual(recorded[1]?.query["key"], "<redacted>")
+        assert.strictEqual(recorded[2]?.headers["authorization"], "<redacted>")
+        assert.strictEqual(recorded[3]?.headers["x-api-key"], "<redacted>")
+      }))
+
+    it.scopedLive("reset clears records, events and plans", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make({ plans: { gemini: [503, 503] } })
+        yield* askGemini(sandbox)
+        yield* post(`${sandbox.url}/events`, event("e1"))
+        yield* sandbox.reset
+        assert.lengthOf(yield* sandbox.requests, 0)
+        assert.lengthOf(yield* sandbox.events, 0)
+        assert.strictEqual((yield* askGemini(sandbox)).status, 200)
+        yield* sandbox.setPlan("gemini", [503])
+        yield* sandbox.clearPlans
+        assert.strictEqual((yield* askGemini(sandbox)).status, 200)
+      }))
+
+    it.live("run serves until interrupted and logs its URL", () =>
+      Effect.gen(function*() {
+        const port = yield* Effect.scoped(Effect.map(Sandbox.make(), (sandbox) => sandbox.port))
+        const logs: Array<unknown> = []
+        const logger = Logger.make(({ message }) => logs.push(message))
+        const fiber = yield* Effect.fork(
+          Sandbox.run({ port }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+        )
+        let health = yield* Effect.either(request(`http://127.0.0.1:${port}/health`))
+        for (let i = 0; i < 200 && Either.isLeft(health); i++) {
+          yield* Effect.sleep("5 millis")
+          health = yield* Effect.either(request(`http://127.0.0.1:${port}/health`))
+        }
+        assert.isTrue(Either.isRight(health) && health.right.status === 200)
+        assert.include(JSON.stringify(logs), `http://127.0.0.1:${port}`)
+        yield* Fiber.interrupt(fiber)
+        const refused = yield* Effect.flip(request(`http://127.0.0.1:${port}/health`))
+        assert.strictEqual(refused.code, "ECONNREFUSED")
+      }))
+
+    it.live("the layer provides the service and stops the server when released", () =>
+      Effect.gen(function*() {
+        const url = yield* Effect.gen(function*() {
+          const sandbox = yield* Sandbox.Sandbox
+          assert.strictEqual((yield* askGemini(sandbox)).status, 200)
+          return sandbox.url
+        }).pipe(Effect.provide(Sandbox.layer()))
+        const refused = yield* Effect.flip(post(`${url}/health`, {}))
+        assert.strictEqual(refused.code, "ECONNREFUSED")
+      }))
+  })
+})
