@@ -827,13 +827,27 @@ export const load: Effect.Effect<Service, ConfigError.ConfigError> = Effect.gen(
 /** The configuration read from the environment and `BIG3_CONFIG`, validated once. */
 export const layer: Layer.Layer<ReliabilityConfig, ConfigError.ConfigError> = Layer.effect(ReliabilityConfig, load)
 
+/** A retry policy override: durations may be given as `DurationInput` ("10 millis", 2000). */
+export type PolicyOverride = {
+  readonly [K in keyof RetryPolicy]?: RetryPolicy[K] extends Duration.Duration ? Duration.DurationInput : RetryPolicy[K]
+}
+
+/** A breaker override: durations may be given as `DurationInput`. */
+export type BreakerOverride = {
+  readonly [K in keyof BreakerSettings]?: BreakerSettings[K] extends Duration.Duration ? Duration.DurationInput
+    : BreakerSettings[K]
+}
+
+const decodeOptional = (input: Duration.DurationInput | undefined, fallback: Duration.Duration): Duration.Duration =>
+  input === undefined ? fallback : Duration.decode(input)
+
 /** Plain overrides for tests and apps: anything not given keeps its default. */
 export interface Overrides {
   readonly timeouts?: Partial<Record<OperationId, Duration.DurationInput>>
   readonly timeoutBounds?: { readonly min?: Duration.DurationInput; readonly max?: Duration.DurationInput }
-  readonly policies?: Partial<Record<PolicyName, Partial<RetryPolicy>>> & Record<string, Partial<RetryPolicy>>
-  readonly breakers?: Partial<Record<BreakerName, Partial<BreakerSettings>>> & Record<string, Partial<BreakerSettings>>
-  readonly budget?: Partial<RetryBudget>
+  readonly policies?: Readonly<Record<string, PolicyOverride>>
+  readonly breakers?: Readonly<Record<string, BreakerOverride>>
+  readonly budget?: { readonly [K in keyof RetryBudget]?: K extends "window" ? Duration.DurationInput : RetryBudget[K] }
 }
 
 /**
@@ -853,11 +867,24 @@ export const make = (overrides: Overrides = {}): Effect.Effect<Service, ConfigEr
     }
     const policies = new Map(base.policies)
     for (const [name, value] of Object.entries(overrides.policies ?? {})) {
-      policies.set(name, { ...(policies.get(name) ?? defaultPolicies.default), ...value })
+      const base = policies.get(name) ?? defaultPolicies.default
+      policies.set(name, {
+        maxAttempts: value.maxAttempts ?? base.maxAttempts,
+        initialDelay: decodeOptional(value.initialDelay, base.initialDelay),
+        factor: value.factor ?? base.factor,
+        maxDelay: decodeOptional(value.maxDelay, base.maxDelay),
+        jitter: value.jitter ?? base.jitter
+      })
     }
     const breakers = new Map(base.breakers)
     for (const [name, value] of Object.entries(overrides.breakers ?? {})) {
-      breakers.set(name, { ...(breakers.get(name) ?? defaultBreakers.default), ...value })
+      const base = breakers.get(name) ?? defaultBreakers.default
+      breakers.set(name, {
+        ...base,
+        ...value,
+        openDuration: decodeOptional(value.openDuration, base.openDuration),
+        samplingWindow: decodeOptional(value.samplingWindow, base.samplingWindow)
+      })
     }
     return fromSettings({
       ...base,
@@ -865,7 +892,11 @@ export const make = (overrides: Overrides = {}): Effect.Effect<Service, ConfigEr
       timeoutBounds: { min, max },
       policies,
       breakers,
-      budget: { ...base.budget, ...overrides.budget }
+      budget: {
+        ...base.budget,
+        ...overrides.budget,
+        window: decodeOptional(overrides.budget?.window, base.budget.window)
+      }
     })
   })
 

@@ -22,7 +22,7 @@ import * as CircuitBreaker from "./CircuitBreaker.js"
 import type { CircuitOpen } from "./Errors.js"
 import { formatDuration, OperationTimeout, operationTimeout } from "./Errors.js"
 import { decide, describeDecision, errorTag, type RetryDecision } from "./internal/retryDecision.js"
-import { timeoutFail } from "./internal/timeout.js"
+import { attempt as runAttempt, timeoutFail } from "./internal/timeout.js"
 import * as Metrics from "./Metrics.js"
 import type { OperationId, RetryPolicy } from "./ReliabilityConfig.js"
 import { ReliabilityConfig } from "./ReliabilityConfig.js"
@@ -267,13 +267,20 @@ export interface ProtectOptions {
  * timeout → the call. Reads configuration and the breaker when built, so each call pays only
  * for the pipeline itself.
  */
-export const makeProtect = (options: ProtectOptions) =>
+export const makeProtect = (
+  options: ProtectOptions
+): Effect.Effect<Protector, never, ReliabilityConfig | CircuitBreaker.CircuitBreaker> =>
   Effect.gen(function*() {
     const config = yield* ReliabilityConfig
     const registry = yield* CircuitBreaker.CircuitBreaker
     const service = options.service ?? options.breaker ?? options.operation
     const policy = typeof options.policy === "object" ? options.policy : config.policyOf(options.policy ?? "default")
-    const attemptTimeout = timeoutAfter(config.timeoutOf(options.operation), options.operation, service)
+    const timeout = config.timeoutOf(options.operation)
+    const timeoutLabels = Metrics.labelsFor(service, { operation: options.operation })
+    const onTimeout = () => {
+      Metrics.timeouts.unsafeUpdate(1, timeoutLabels)
+      return operationTimeout({ operation: options.operation, timeout, service })
+    }
     const breaker = options.breaker === undefined ? undefined : registry.get(options.breaker)
     const useBudget = options.budget ?? breaker !== undefined
     const budget = useBudget ? registry.budget(service) : undefined
@@ -289,11 +296,10 @@ export const makeProtect = (options: ProtectOptions) =>
         Effect.suspend(() => {
           const startedAt = clock.unsafeCurrentTimeMillis()
           budget?.recordCall(startedAt)
-          const counted = Effect.suspend(() => {
+          const attempt = Effect.suspend(() => {
             Metrics.attempts.unsafeUpdate(1, labels)
-            return attemptTimeout(self)
+            return runAttempt(self, timeout, onTimeout, breaker)
           })
-          const attempt = breaker === undefined ? counted : CircuitBreaker.guard(breaker)(counted)
           const deadlineAt = deadline === undefined ? undefined : startedAt + Duration.toMillis(deadline)
           const retried = retrying(
             attempt,
@@ -308,14 +314,34 @@ export const makeProtect = (options: ProtectOptions) =>
                 timeout: deadline,
                 message: `${options.operation} did not finish within its deadline of ${formatDuration(deadline)}`
               }))
-          return Effect.onExit(bounded, (exit) => {
+          // Effect.exit rather than onExit: cheaper, and an interrupted call has no outcome to count.
+          return Effect.flatMap(Effect.exit(bounded), (exit) => {
             Metrics.calls.unsafeUpdate(1, exit._tag === "Success" ? success : failure)
             Metrics.callDuration.unsafeUpdate((clock.unsafeCurrentTimeMillis() - startedAt) / 1000, labels)
-            return Effect.void
+            return exit
           })
         })
       )
   })
+
+/** A pipeline built by `makeProtect`. */
+export type Protector = <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | OperationTimeout | CircuitOpen, R>
+
+// Pipelines built by `protect`, per breaker registry, keyed by their options, so that calling
+// `protect({...})(effect)` in a loop does not rebuild the pipeline each time.
+const protectors = new WeakMap<CircuitBreaker.Service, Map<string, Protector>>()
+
+const cacheKey = (options: ProtectOptions): string | undefined =>
+  typeof options.policy === "object"
+    ? undefined
+    : [
+      options.operation,
+      options.policy ?? "",
+      options.breaker ?? "",
+      options.deadline === undefined ? "" : Duration.toMillis(Duration.decode(options.deadline)),
+      options.service ?? "",
+      options.budget ?? ""
+    ].join("\u0000")
 
 /**
  * The standard pipeline around one effect: total deadline → retry (policy) → circuit breaker →
@@ -326,4 +352,16 @@ export const protect = (options: ProtectOptions) =>
 <A, E, R>(
   self: Effect.Effect<A, E, R>
 ): Effect.Effect<A, E | OperationTimeout | CircuitOpen, R | ReliabilityConfig | CircuitBreaker.CircuitBreaker> =>
-  Effect.flatMap(makeProtect(options), (protect) => protect(self))
+  Effect.flatMap(CircuitBreaker.CircuitBreaker, (registry) => {
+    const key = cacheKey(options)
+    let cache = protectors.get(registry)
+    const cached = key === undefined ? undefined : cache?.get(key)
+    if (cached !== undefined) return cached(self)
+    return Effect.flatMap(makeProtect(options), (built) => {
+      if (key !== undefined) {
+        if (cache === undefined) protectors.set(registry, cache = new Map())
+        cache.set(key, built)
+      }
+      return built(self)
+    })
+  })

@@ -100,11 +100,17 @@ const describe = (error: unknown): string => {
 export const errorTag = (error: unknown): string =>
   typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string" ? error._tag : "Unknown"
 
+/** "4.0s" for waits of a second or more (as people read backoff), "250ms" below. */
+const formatWait = (delay: Duration.Duration): string => {
+  const millis = Duration.toMillis(delay)
+  return millis >= 1000 ? `${(millis / 1000).toFixed(1)}s` : `${Math.round(millis)}ms`
+}
+
 /** The log line for a decision: "gemini_api attempt 2/3 failed: …; retrying in 4.0s". */
 export const describeDecision = (label: string, decision: RetryDecision, error: unknown): string => {
   const prefix = `${label}attempt ${decision.attempt}/${decision.maxAttempts} failed: ${describe(error)}`
   return decision._tag === "Retry"
-    ? `${prefix}; retrying in ${(Duration.toMillis(decision.delay) / 1000).toFixed(1)}s`
+    ? `${prefix}; retrying in ${formatWait(decision.delay)}`
     : `${prefix}; ${decision.detail}`
 }
 

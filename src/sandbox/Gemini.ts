@@ -136,7 +136,13 @@ const errorResponse = (
   )
 }
 
-/** Google's answer to a missing or wrong API key. */
+/** Google's answer to a request without any API key (403, not the 400 of a wrong key). */
+const apiKeyMissing = errorResponse(
+  403,
+  "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API."
+)
+
+/** Google's answer to a wrong API key. */
 const apiKeyInvalid = errorResponse(400, "API key not valid. Please pass a valid API key.", {
   details: [{
     "@type": "type.googleapis.com/google.rpc.ErrorInfo",
@@ -266,9 +272,10 @@ export const upstream: Upstream = {
   notFound: () => errorResponse(404, "Requested entity was not found.")
 }
 
-const authorized = (incoming: Incoming, apiKey: Redacted.Redacted<string>): boolean => {
+const keyProblem = (incoming: Incoming, apiKey: Redacted.Redacted<string>): HttpServerResponse.HttpServerResponse | undefined => {
   const given = incoming.headers["x-goog-api-key"] ?? incoming.query["key"]
-  return given !== undefined && given === Redacted.value(apiKey)
+  if (given === undefined || given === "") return apiKeyMissing
+  return given === Redacted.value(apiKey) ? undefined : apiKeyInvalid
 }
 
 const decodeRequest = (
@@ -291,7 +298,8 @@ const decodeRequest = (
 /** `POST /v1beta/models/{model}:generateContent`. */
 export const generateContent = (apiKey: Redacted.Redacted<string>): Answer => (incoming) =>
   Effect.sync(() => {
-    if (!authorized(incoming, apiKey)) return apiKeyInvalid
+    const denied = keyProblem(incoming, apiKey)
+    if (denied !== undefined) return denied
     const model = incoming.params["model"] ?? ""
     return Either.match(decodeRequest(incoming, (body) => body), {
       onLeft: (response) => response,
@@ -326,7 +334,8 @@ export const generateContent = (apiKey: Redacted.Redacted<string>): Answer => (i
 /** `POST /v1beta/models/{model}:countTokens`: `{"totalTokens": n}`. */
 export const countTokens = (apiKey: Redacted.Redacted<string>): Answer => (incoming) =>
   Effect.sync(() => {
-    if (!authorized(incoming, apiKey)) return apiKeyInvalid
+    const denied = keyProblem(incoming, apiKey)
+    if (denied !== undefined) return denied
     const select = (body: unknown): unknown =>
       typeof body === "object" && body !== null && "generateContentRequest" in body
         ? body.generateContentRequest
