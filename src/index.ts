@@ -7,7 +7,9 @@
  */
 export * as CircuitBreaker from "./CircuitBreaker.js"
 export * as Errors from "./Errors.js"
+export * as Gemini from "./Gemini.js"
 export * as Metrics from "./Metrics.js"
 export * as Observability from "./Observability.js"
 export * as ReliabilityConfig from "./ReliabilityConfig.js"
 export * as Resilience from "./Resilience.js"
+export * as Sandbox from "./Sandbox.js"

@@ -1,0 +1,346 @@
+/**
+ * Gemini `generateContent` client service.
+ *
+ * `POST {GEMINI_BASE_URL}/v1beta/models/{model}:generateContent` with the key in the
+ * `x-goog-api-key` header (never in the URL), wrapped in the standard pipeline
+ * (`Resilience.makeProtect` with operation `gemini_api`, policy `gemini`, breaker `gemini`):
+ * retryable failures (network, 429, 5xx, per-attempt timeouts) are retried with backoff, a bad
+ * request or a bad key fails at once, and five consecutive retryable failures open the breaker.
+ *
+ * Environment (read through `Config`, so tests can use `ConfigProvider.fromMap`):
+ * - `GEMINI_API_KEY`: the key. Missing or blank: the layer still builds (so apps that never call
+ *   Gemini do not need one) and every call fails with `Unauthorized` ("GEMINI_API_KEY is not
+ *   set") without sending a request.
+ * - `GEMINI_BASE_URL`: default `https://generativelanguage.googleapis.com`.
+ * - `GEMINI_MODEL`: default `gemini-2.5-computer-use-preview-10-2025`; a request's `model` wins.
+ *
+ * @since 0.1.0
+ */
+import * as Headers from "@effect/platform/Headers"
+import * as HttpClient from "@effect/platform/HttpClient"
+import type * as HttpClientError from "@effect/platform/HttpClientError"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import type { CircuitBreaker } from "./CircuitBreaker.js"
+import * as Errors from "./Errors.js"
+import type { ReliabilityConfig } from "./ReliabilityConfig.js"
+import * as Resilience from "./Resilience.js"
+import { GenerateContentRequest, GenerateContentResponse, SafetyRating } from "./gemini/schema.js"
+
+export * from "./gemini/schema.js"
+export * from "./gemini/helpers.js"
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Gemini refused the prompt itself: a 200 answer without candidates whose
+ * `promptFeedback.blockReason` says why (`SAFETY`, `BLOCKLIST`, `PROHIBITED_CONTENT`, …).
+ *
+ * A failure rather than a response to inspect, because the call produced nothing a caller can
+ * use, and a caller that forgets to check must not mistake it for an empty answer. It is not
+ * retryable (the same prompt is refused again), so the pipeline neither retries it nor counts it
+ * against the breaker: the service answered. Handle it with `Effect.catchTag("PromptBlocked", …)`.
+ */
+export class PromptBlocked extends Schema.TaggedError<PromptBlocked>()("PromptBlocked", {
+  service: Schema.Literal("gemini").pipe(Schema.propertySignature, Schema.withConstructorDefault((): "gemini" => "gemini")),
+  message: Schema.String,
+  blockReason: Schema.String,
+  blockReasonMessage: Schema.optional(Schema.String),
+  safetyRatings: Schema.optional(Schema.Array(SafetyRating)),
+  responseId: Schema.optional(Schema.String),
+  retryable: Schema.Literal(false).pipe(Schema.propertySignature, Schema.withConstructorDefault((): false => false))
+}) {}
+
+/** Every way `generateContent` can fail. Only the `retryable: true` ones are retried. */
+export type GeminiError =
+  | Errors.NetworkError
+  | Errors.OperationTimeout
+  | Errors.RateLimited
+  | Errors.ServiceUnavailable
+  | Errors.InvalidRequest
+  | Errors.Unauthorized
+  | Errors.DecodeError
+  | Errors.CircuitOpen
+  | PromptBlocked
+
+// ---------------------------------------------------------------------------------------------
+// Service
+// ---------------------------------------------------------------------------------------------
+
+export interface Service {
+  /**
+   * Calls `models.generateContent`. Retries network errors, 429 (waiting at least the server's
+   * `RetryInfo` / `Retry-After` hint), 408/5xx and per-attempt timeouts (`gemini_api`, 45 s) per
+   * the `gemini` policy (3 attempts, waits 2 s then 4 s); fails at once with `InvalidRequest`
+   * (400/404/413/422 or a request that does not match the schema), `Unauthorized` (401/403, an
+   * invalid or missing key), `DecodeError` (a body that is not the response schema),
+   * `PromptBlocked`, or `CircuitOpen` while the `gemini` breaker is open.
+   */
+  readonly generateContent: (request: GenerateContentRequest) => Effect.Effect<GenerateContentResponse, GeminiError>
+  /** The model used when a request names none. */
+  readonly model: string
+}
+
+/** The Gemini client service tag. */
+export class Gemini extends Context.Tag("big3/Gemini")<Gemini, Service>() {}
+
+/** Options of `makeWith` / `layerWith`; anything omitted takes its default. */
+export interface Options {
+  /** The API key; `undefined` (or blank) makes every call fail with `Unauthorized`. */
+  readonly apiKey?: Redacted.Redacted<string> | undefined
+  /** Default `https://generativelanguage.googleapis.com`. */
+  readonly baseUrl?: string | undefined
+  /** Default `gemini-2.5-computer-use-preview-10-2025`. */
+  readonly model?: string | undefined
+}
+
+export const defaultBaseUrl = "https://generativelanguage.googleapis.com"
+export const defaultModel = "gemini-2.5-computer-use-preview-10-2025"
+/** The header that carries the key; added to `Headers.currentRedactedNames` around every call. */
+export const apiKeyHeader = "x-goog-api-key"
+
+const isHttpUrl = (value: string): boolean => {
+  try {
+    const url = new URL(value)
+    return url.protocol === "http:" || url.protocol === "https:"
+  } catch {
+    return false
+  }
+}
+
+/** `GEMINI_API_KEY`, `GEMINI_BASE_URL`, `GEMINI_MODEL`, with their defaults. */
+export const config: Config.Config<Options> = Config.all({
+  apiKey: Config.option(Config.redacted("GEMINI_API_KEY")).pipe(Config.map(Option.getOrUndefined)),
+  baseUrl: Config.string("GEMINI_BASE_URL").pipe(
+    Config.withDefault(defaultBaseUrl),
+    Config.validate({ message: "expected an http(s) URL such as https://generativelanguage.googleapis.com", validation: isHttpUrl })
+  ),
+  model: Config.string("GEMINI_MODEL").pipe(
+    Config.withDefault(defaultModel),
+    Config.validate({ message: "expected a model name such as gemini-2.5-flash", validation: (model) => model.trim() !== "" })
+  )
+})
+
+const service = "gemini"
+
+const modelPath = (model: string): string =>
+  `/v1beta/models/${encodeURIComponent(model.trim().replace(/^models\//, ""))}:generateContent`
+
+const causeText = (cause: unknown): string => {
+  if (!(cause instanceof Error)) return cause === undefined ? "" : String(cause)
+  const code = "code" in cause && typeof cause.code === "string" ? ` (${cause.code})` : ""
+  const inner = cause.cause instanceof Error && cause.cause.message !== cause.message ? `: ${causeText(cause.cause)}` : ""
+  return `${cause.message}${code}${inner}`
+}
+
+const describeParseError = (error: ParseResult.ParseError): string =>
+  ParseResult.ArrayFormatter.formatErrorSync(error)
+    .slice(0, 3)
+    .map((issue) => `${issue.path.length === 0 ? "" : `${issue.path.join(".")}: `}${issue.message}`)
+    .join("; ")
+    .slice(0, 500)
+
+const missingKey = () =>
+  new Errors.Unauthorized({
+    service,
+    message: "GEMINI_API_KEY is not set: set it to a Gemini API key; no request was sent"
+  })
+
+/**
+ * Builds the client from explicit options: the HTTP pipeline and the protection pipeline are
+ * built once here, so a call pays only for itself.
+ */
+export const makeWith = (
+  options: Options = {}
+): Effect.Effect<Service, never, ReliabilityConfig | CircuitBreaker | HttpClient.HttpClient> =>
+  Effect.gen(function*() {
+    const baseUrl = (options.baseUrl ?? defaultBaseUrl).replace(/\/+$/, "")
+    const defaultModelName = options.model ?? defaultModel
+    const apiKey = options.apiKey !== undefined && Redacted.value(options.apiKey).trim() !== "" ? options.apiKey : undefined
+    const secret = apiKey === undefined ? undefined : Redacted.value(apiKey)
+    // Defence in depth: an upstream that echoes the key in an error body must not leak it.
+    const scrub = (text: string): string => secret === undefined ? text : text.split(secret).join("<redacted>")
+
+    const protect = yield* Resilience.makeProtect({ operation: "gemini_api", policy: "gemini", breaker: "gemini" })
+    const httpClient = (yield* HttpClient.HttpClient).pipe(
+      HttpClient.mapRequest((request) =>
+        request.pipe(
+          HttpClientRequest.prependUrl(baseUrl),
+          HttpClientRequest.acceptJson,
+          secret === undefined ? (r) => r : HttpClientRequest.setHeader(apiKeyHeader, secret)
+        )
+      )
+    )
+
+    const networkError = (message: string) => new Errors.NetworkError({ service, message: scrub(message) })
+
+    // The body is scrubbed before mapping, so no message built from it can carry the key.
+    const fromStatus = (response: HttpClientResponse.HttpClientResponse, body: string | undefined) =>
+      Effect.map(Clock.currentTimeMillis, (now): GeminiError => {
+        const error = Errors.fromHttp({
+          service,
+          status: response.status,
+          headers: response.headers,
+          body: body === undefined ? undefined : scrub(body),
+          now
+        })
+        // fromHttp never answers NotFound for a status; narrow the type for our channel.
+        return error._tag === "NotFound" ? new Errors.InvalidRequest({ service, status: response.status, message: error.message }) : error
+      })
+
+    const decodeResponse = (text: string) =>
+      Effect.try({
+        try: (): unknown => JSON.parse(text),
+        catch: (cause) =>
+          new Errors.DecodeError({
+            service,
+            message: `gemini answered with a body that is not JSON (${causeText(cause)}): ${scrub(text.slice(0, 120))}`
+          })
+      }).pipe(
+        Effect.flatMap((json) =>
+          Effect.mapError(
+            Schema.decodeUnknown(GenerateContentResponse, { onExcessProperty: "preserve" })(json),
+            (error) =>
+              new Errors.DecodeError({
+                service,
+                message: scrub(`gemini answered with a body that is not a GenerateContentResponse: ${describeParseError(error)}`)
+              })
+          )
+        ),
+        Effect.flatMap((response) => {
+          const blockReason = response.promptFeedback?.blockReason
+          if ((response.candidates === undefined || response.candidates.length === 0) && blockReason !== undefined) {
+            const feedback = response.promptFeedback
+            return Effect.fail(
+              new PromptBlocked({
+                blockReason,
+                message: `gemini blocked the prompt (${blockReason})${
+                  feedback?.blockReasonMessage === undefined ? "" : `: ${feedback.blockReasonMessage}`
+                }; change the prompt, retrying will not help`,
+                ...(feedback?.blockReasonMessage === undefined ? {} : { blockReasonMessage: feedback.blockReasonMessage }),
+                ...(feedback?.safetyRatings === undefined ? {} : { safetyRatings: feedback.safetyRatings }),
+                ...(response.responseId === undefined ? {} : { responseId: response.responseId })
+              })
+            )
+          }
+          return Effect.succeed(response)
+        })
+      )
+
+    /** One attempt: send, read the whole body, map status and body into the taxonomy. */
+    const attempt = (
+      request: HttpClientRequest.HttpClientRequest
+    ): Effect.Effect<GenerateContentResponse, GeminiError> =>
+      httpClient.execute(request).pipe(
+        Effect.flatMap((response): Effect.Effect<GenerateContentResponse, GeminiError | HttpClientError.ResponseError> =>
+          response.status >= 200 && response.status < 300
+            ? Effect.flatMap(response.text, decodeResponse)
+            : response.text.pipe(
+              Effect.option,
+              Effect.flatMap((body) => fromStatus(response, Option.getOrUndefined(body))),
+              Effect.flatMap(Effect.fail)
+            )
+        ),
+        Effect.catchTags({
+          RequestError: (error: HttpClientError.RequestError) =>
+            Effect.fail(
+              error.reason === "Transport"
+                ? networkError(`gemini could not be reached (${request.method} ${baseUrl}${request.url}): ${causeText(error.cause)}`)
+                : new Errors.InvalidRequest({
+                  service,
+                  message: scrub(`gemini request could not be sent (${error.reason}): ${error.description ?? causeText(error.cause)}`)
+                })
+            ),
+          ResponseError: (error: HttpClientError.ResponseError) =>
+            Effect.fail(networkError(`gemini connection failed while reading the response body: ${causeText(error.cause)}`))
+        })
+      )
+
+    const encodeRequest = Schema.encode(GenerateContentRequest, { onExcessProperty: "preserve" })
+    const redactKeyHeader = (names: ReadonlyArray<string | RegExp>) =>
+      names.includes(apiKeyHeader) ? names : [...names, apiKeyHeader]
+
+    const generateContent = Effect.fn("Gemini.generateContent")(
+      function*(request: GenerateContentRequest) {
+        if (apiKey === undefined) return yield* Effect.fail(missingKey())
+        const model = request.model ?? defaultModelName
+        yield* Effect.annotateCurrentSpan("gemini.model", model)
+        const { model: _model, ...body } = yield* Effect.mapError(encodeRequest(request), (error) =>
+          new Errors.InvalidRequest({
+            service,
+            message: scrub(`the request is not a valid GenerateContentRequest: ${describeParseError(error)}`)
+          }))
+        const httpRequest = yield* HttpClientRequest.post(modelPath(model)).pipe(
+          HttpClientRequest.bodyJson(body),
+          Effect.mapError((error) =>
+            new Errors.InvalidRequest({ service, message: scrub(`the request body cannot be encoded as JSON: ${causeText(error.reason.error)}`) })
+          )
+        )
+        return yield* protect(attempt(httpRequest))
+      },
+      Effect.locallyWith(Headers.currentRedactedNames, redactKeyHeader)
+    )
+
+    return Gemini.of({ generateContent, model: defaultModelName })
+  })
+
+/** Builds the client from the environment (`GEMINI_API_KEY`, `GEMINI_BASE_URL`, `GEMINI_MODEL`). */
+export const make: Effect.Effect<
+  Service,
+  ConfigError.ConfigError,
+  ReliabilityConfig | CircuitBreaker | HttpClient.HttpClient
+> = Effect.flatMap(config, makeWith)
+
+/** The client configured from the environment; needs `ReliabilityConfig`, `CircuitBreaker`, `HttpClient`. */
+export const layer: Layer.Layer<
+  Gemini,
+  ConfigError.ConfigError,
+  ReliabilityConfig | CircuitBreaker | HttpClient.HttpClient
+> = Layer.effect(Gemini, make)
+
+/** The client with explicit options (no environment). */
+export const layerWith = (
+  options: Options = {}
+): Layer.Layer<Gemini, never, ReliabilityConfig | CircuitBreaker | HttpClient.HttpClient> =>
+  Layer.effect(Gemini, makeWith(options))
+
+/** The client with options read from any `Config`, e.g. one with other variable names. */
+export const layerConfig = (
+  options: Config.Config<Options>
+): Layer.Layer<Gemini, ConfigError.ConfigError, ReliabilityConfig | CircuitBreaker | HttpClient.HttpClient> =>
+  Layer.effect(Gemini, Effect.flatMap(options, makeWith))
+
+/**
+ * A stand-in client for other modules' tests and demos: answers every call with `answer` (a
+ * fixed response, or a function of the request). No HTTP, no retries, no breaker.
+ */
+export const layerTest = (
+  answer:
+    | GenerateContentResponse
+    | ((request: GenerateContentRequest) => Effect.Effect<GenerateContentResponse, GeminiError>)
+): Layer.Layer<Gemini> =>
+  Layer.succeed(
+    Gemini,
+    Gemini.of({
+      model: defaultModel,
+      generateContent: (request) => typeof answer === "function" ? answer(request) : Effect.succeed(answer)
+    })
+  )
+
+/** `generateContent` of the `Gemini` service in context. */
+export const generateContent = (
+  request: GenerateContentRequest
+): Effect.Effect<GenerateContentResponse, GeminiError, Gemini> =>
+  Effect.flatMap(Gemini, (gemini) => gemini.generateContent(request))

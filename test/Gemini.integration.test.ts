@@ -1,0 +1,308 @@
+/**
+ * The real Gemini client (undici HttpClient) against the Sandbox over 127.0.0.1.
+ *
+ * Retry waits run on the TestClock while the HTTP is real: `driveClock` advances the clock only
+ * when the client is parked on a retry wait (a pending sleep within the policy's `maxDelay`), and
+ * otherwise lets real time pass for the I/O. The per-attempt timeout is set far beyond `maxDelay`
+ * there, so it never fires by accident. The hang test runs on the live clock with a 200 ms
+ * `gemini_api` timeout instead, which exercises the live timer path and real aborts.
+ */
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as Undici from "@effect/platform-node/Undici"
+import { assert, describe, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import * as TestClock from "effect/TestClock"
+import type * as Net from "node:net"
+import * as CircuitBreaker from "../src/CircuitBreaker.js"
+import * as Errors from "../src/Errors.js"
+import * as Gemini from "../src/Gemini.js"
+import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
+import * as Sandbox from "../src/Sandbox.js"
+
+const sandboxKey = "sandbox-secret-7f3a9c51"
+
+const geminiLayer = (
+  sandbox: Sandbox.Service,
+  overrides: ReliabilityConfig.Overrides,
+  apiKey: string = sandboxKey
+) =>
+  Gemini.layerWith({ apiKey: Redacted.make(apiKey), baseUrl: sandbox.url }).pipe(
+    Layer.provideMerge(CircuitBreaker.layer),
+    Layer.provide(Layer.orDie(ReliabilityConfig.layerWith(overrides))),
+    Layer.provide(NodeHttpClient.layerUndici)
+  )
+
+/** Exact waits on the TestClock; the attempt timeout far above any retry wait. */
+const onTestClock: ReliabilityConfig.Overrides = {
+  policies: { gemini: { jitter: "none" } },
+  timeouts: { gemini_api: "10 minutes" }
+}
+
+/** One attempt per call, so each call is one request. */
+const singleAttempt: ReliabilityConfig.Overrides = { policies: { gemini: { maxAttempts: 1 } } }
+
+const prompt: Gemini.GenerateContentRequest = { contents: [Gemini.userTurn("open example.com")] }
+
+const realPause = Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, 1)))
+
+/**
+ * Runs `self` on the TestClock while its HTTP is real: whenever a sleep is pending within
+ * `maxWait` (a retry wait), jumps the clock to it; otherwise lets 1 ms of real time pass.
+ */
+const driveClock = <A, E>(self: Effect.Effect<A, E>, maxWait = 60_000) =>
+  Effect.gen(function*() {
+    const fiber = yield* Effect.fork(self)
+    const giveUpAt = Date.now() + 20_000
+    while (Date.now() < giveUpAt) {
+      const exit = yield* Fiber.poll(fiber)
+      if (Option.isSome(exit)) return exit.value
+      const now = yield* Clock.currentTimeMillis
+      const due = Chunk.toReadonlyArray(yield* TestClock.sleeps()).filter((at) => at > now && at <= now + maxWait)
+      if (due.length > 0) yield* TestClock.adjust(Math.min(...due) - now)
+      else yield* realPause
+    }
+    yield* Fiber.interrupt(fiber)
+    return yield* Effect.dieMessage("the call did not finish within 20 s of real time")
+  })
+
+const failureOf = <A, E>(exit: Exit.Exit<A, E>): E => {
+  if (Exit.isSuccess(exit)) throw new Error("expected a failure, got a success")
+  const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
+  if (failure === undefined) throw new Error(`expected a typed failure, got ${String(exit.cause)}`)
+  return failure
+}
+
+const geminiRequests = (sandbox: Sandbox.Service) => sandbox.requestsFor("gemini")
+
+describe("Gemini over loopback", () => {
+  it.scoped("answers text, and 503, 503, 200 succeeds on the 3rd request after waits of 2 s then 4 s", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ geminiApiKey: sandboxKey })
+      yield* sandbox.setPlan("gemini", [503, 503])
+      const exit = yield* driveClock(
+        Gemini.generateContent(prompt).pipe(Effect.provide(geminiLayer(sandbox, onTestClock)))
+      )
+      assert.isTrue(Exit.isSuccess(exit))
+      if (Exit.isSuccess(exit)) assert.strictEqual(Gemini.text(exit.value), "sandbox answer to: open example.com")
+      const requests = yield* geminiRequests(sandbox)
+      assert.deepStrictEqual(requests.map((request) => request.outcome), [503, 503, 200])
+      assert.deepStrictEqual(requests.map((request) => request.time - requests[0]!.time), [0, 2_000, 6_000])
+      assert.strictEqual(requests[0]?.path, `/v1beta/models/${Gemini.defaultModel}:generateContent`)
+    }))
+
+  it.scoped("400 fails after exactly one request with InvalidRequest", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ geminiApiKey: sandboxKey })
+      yield* sandbox.setPlan("gemini", [400, 400, 400])
+      const exit = yield* driveClock(Gemini.generateContent(prompt).pipe(Effect.provide(geminiLayer(sandbox, onTestClock))))
+      const error = failureOf(exit)
+      assert.strictEqual(error._tag, "InvalidRequest")
+      assert.isFalse(error.retryable)
+      assert.lengthOf(yield* geminiRequests(sandbox), 1)
+    }))
+
+  it.scoped("403 fails after exactly one request with Unauthorized", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ geminiApiKey: sandboxKey })
+      yield* sandbox.setPlan("gemini", [403, 403, 403])
+      const exit = yield* driveClock(Gemini.generateContent(prompt).pipe(Effect.provide(geminiLayer(sandbox, onTestClock))))
+      const error = failureOf(exit)
+      assert.strictEqual(error._tag, "Unauthorized")
+      assert.isFalse(error.retryable)
+      assert.lengthOf(yield* geminiRequests(sandbox), 1)
+    }))
+
+  it.scoped("a wrong key (400 API_KEY_INVALID) fails after exactly one request with Unauthorized", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ geminiApiKey: sandboxKey })
+      const exit = yield* driveClock(
+        Gemini.generateContent(prompt).pipe(Effect.provide(geminiLayer(sandbox, onTestClock, "wrong-key")))
+      )
+      const error = failureOf(exit)
+      assert.strictEqual(error._tag, "Unauthorized")
+      if (error._tag === "Unauthorized") assert.strictEqual(error.status, 400)
+      assert.lengthOf(yield* geminiRequests(sandbox), 1)
+    }))
+
+  it.scoped("429 with RetryInfo 3s waits at least 3 s before the next request", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ geminiApiKey: sandboxKey })
+      yield* sandbox.setPlan("gemini", [{ status: 429, retryAfter: "3 seconds" }])
+      const exit = yield* driveClock(Gemini.generateContent(prompt).pipe(Effect.provide(geminiLayer(sandbox, onTestClock))))
+      assert.isTrue(Exit.isSuccess(exit))
+      const requests = yield* geminiRequests(sandbox)
+      assert.deepStrictEqual(requests.map((request) => request.outcome), [429, 200])
+      // The policy alone would wait 2 s (jitter off): the hint stretched it.
+      assert.isAtLeast(requests[1]!.time - requests[0]!.time, 3_000)
+    }))
+
+  it.scoped("a rate limit that outlasts the attempts surfaces as RateLimited with its retryAfter", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ geminiApiKey: sandboxKey })
+      yield* sandbox.setPlan("gemini", [{ status: 429, retryAfter: "3 seconds" }])
+      const error = yield* Gemini.generateContent(prompt).pipe(
+        Effect.provide(geminiLayer(sandbox, singleAttempt)),
+        Effect.flip
+      )
+      assert.strictEqual(error._tag, "RateLimited")
+      const retryAfter = Errors.retryAfterOf(error)
+      assert.strictEqual(retryAfter === undefined ? undefined : Duration.toMillis(retryAfter), 3_000)
+    }))
+
+  it.scopedLive("a hang is cut at gemini_api per attempt (200 ms here) and its connection is dropped", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ geminiApiKey: sandboxKey })
+      yield* sandbox.setPlan("gemini", [{ hang: true }, { hang: true }, { hang: true }])
+      // An undici agent that remembers its sockets, to see that timed-out requests are aborted.
+      const sockets: Array<Net.Socket> = []
+      const connect = Undici.buildConnector({})
+      const agent = new Undici.Agent({
+        connect: (options, callback) =>
+          connect(options, (error, socket) => {
+            if (socket !== null) sockets.push(socket as Net.Socket)
+            // undici's callback is typed as two overloads; forward the pair as received.
+            ;(callback as (error: Error | null, socket: unknown) => void)(error, socket)
+          })
+      })
+      yield* Effect.addFinalizer(() => Effect.promise(() => agent.destroy()))
+      const layer = Gemini.layerWith({ apiKey: Redacted.make(sandboxKey), baseUrl: sandbox.url }).pipe(
+        Layer.provideMerge(CircuitBreaker.layer),
+        Layer.provide(Layer.orDie(ReliabilityConfig.layerWith({
+          timeouts: { gemini_api: "200 millis" },
+          policies: { gemini: { initialDelay: Duration.millis(10), jitter: "none" } }
+        }))),
+        Layer.provide(NodeHttpClient.layerUndiciWithoutDispatcher),
+        Layer.provide(Layer.succeed(NodeHttpClient.Dispatcher, agent))
+      )
+      const error = yield* Gemini.generateContent(prompt).pipe(Effect.provide(layer), Effect.flip)
+      assert.strictEqual(error._tag, "OperationTimeout")
+      if (error._tag === "OperationTimeout") assert.strictEqual(error.operation, "gemini_api")
+      const requests = yield* geminiRequests(sandbox)
+      assert.deepStrictEqual(requests.map((request) => request.outcome), ["hang", "hang", "hang"])
+      // Each timed-out attempt aborted its request, which destroys its connection (the sandbox
+      // holds a hung request open forever). undici may open spare sockets; those carry nothing.
+      const used = () => sockets.filter((socket) => socket.bytesWritten > 0)
+      assert.lengthOf(used(), 3)
+      for (let i = 0; i < 200 && !sockets.every((socket) => socket.destroyed); i++) yield* realPause
+      assert.deepStrictEqual(used().map((socket) => socket.destroyed), [true, true, true])
+      // The sandbox is free again: the next call is answered.
+      const response = yield* Gemini.generateContent(prompt).pipe(Effect.provide(layer))
+      assert.strictEqual(Gemini.text(response), "sandbox answer to: open example.com")
+    }))
+
+  it.scoped("a malformed body is a DecodeError after one request", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ geminiApiKey: sandboxKey })
+      yield* sandbox.setPlan("gemini", [{ malformed: true }, { malformed: true }])
+      const exit = yield* driveClock(Gemini.generateContent(prompt).pipe(Effect.provide(geminiLayer(sandbox, onTestClock))))
+      const error = failureOf(exit)
+      assert.strictEqual(error._tag, "DecodeError")
+      assert.isFalse(error.retryable)
+      assert.lengthOf(yield* geminiRequests(sandbox), 1)
+    }))
+
+  it.scoped("a reset connection is a NetworkError and is retried", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ geminiApiKey: sandboxKey })
+      yield* sandbox.setPlan("gemini", [{ reset: true }])
+      const error = yield* Gemini.generateContent(prompt).pipe(Effect.provide(geminiLayer(sandbox, singleAttempt)), Effect.flip)
+      assert.strictEqual(error._tag, "NetworkError")
+      yield* sandbox.setPlan("gemini", [{ reset: true }])
+      const exit = yield* driveClock(Gemini.generateContent(prompt).pipe(Effect.provide(geminiLayer(sandbox, onTestClock))))
+      assert.isTrue(Exit.isSuccess(exit))
+      const requests = yield* geminiRequests(sandbox)
+      assert.deepStrictEqual(requests.map((request) => request.outcome), ["reset", "reset", 200])
+    }))
+
+  it.scoped("a stopped server (connection refused) is a NetworkError", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ geminiApiKey: sandboxKey })
+      yield* sandbox.stop
+      const error = yield* Gemini.generateContent(prompt).pipe(Effect.provide(geminiLayer(sandbox, singleAttempt)), Effect.flip)
+      assert.strictEqual(error._tag, "NetworkError")
+      assert.isTrue(error.retryable)
+    }))
+
+  it.scoped("a blocked prompt is PromptBlocked after one request", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ geminiApiKey: sandboxKey })
+      const exit = yield* driveClock(
+        Gemini.generateContent({ contents: [Gemini.userTurn("please BLOCK_ME")] }).pipe(
+          Effect.provide(geminiLayer(sandbox, onTestClock))
+        )
+      )
+      const error = failureOf(exit)
+      assert.strictEqual(error._tag, "PromptBlocked")
+      if (error._tag === "PromptBlocked") assert.strictEqual(error.blockReason, "SAFETY")
+      assert.lengthOf(yield* geminiRequests(sandbox), 1)
+    }))
+
+  it.scoped("declared tools come back as function calls", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ geminiApiKey: sandboxKey })
+      const response = yield* Gemini.generateContent({
+        ...prompt,
+        tools: [{ computerUse: { environment: "ENVIRONMENT_BROWSER" } }]
+      }).pipe(Effect.provide(geminiLayer(sandbox, singleAttempt)))
+      assert.deepStrictEqual(Gemini.functionCalls(response).map((call) => call.name), ["click_at"])
+    }))
+
+  it.scoped("5 failures open the breaker and the 6th call never reaches the sandbox", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ geminiApiKey: sandboxKey })
+      yield* sandbox.setPlan("gemini", [503, 503, 503, 503, 503, 503, 503])
+      yield* Effect.gen(function*() {
+        for (let call = 1; call <= 5; call++) {
+          const error = yield* Effect.flip(Gemini.generateContent(prompt))
+          assert.strictEqual(error._tag, "ServiceUnavailable")
+        }
+        const sixth = yield* Effect.flip(Gemini.generateContent(prompt))
+        assert.strictEqual(sixth._tag, "CircuitOpen")
+        assert.strictEqual(yield* CircuitBreaker.state("gemini"), "open")
+      }).pipe(Effect.provide(geminiLayer(sandbox, singleAttempt)))
+      assert.lengthOf(yield* geminiRequests(sandbox), 5)
+    }))
+
+  it.scoped("the key is in no URL, recorded header or captured log line", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ geminiApiKey: sandboxKey })
+      yield* sandbox.setPlan("gemini", [503, { status: 429, retryAfter: "1 second" }])
+      const lines: Array<string> = []
+      const capture = Logger.make((options) => {
+        lines.push(Logger.stringLogger.log(options))
+      })
+      const logged = <A, E>(self: Effect.Effect<A, E>) =>
+        self.pipe(
+          Effect.tapErrorCause((cause) => Effect.logError("gemini call failed", cause)),
+          Effect.provide(Logger.replace(Logger.defaultLogger, capture)),
+          Logger.withMinimumLogLevel(LogLevel.All)
+        )
+      const ok = yield* driveClock(logged(Gemini.generateContent(prompt).pipe(Effect.provide(geminiLayer(sandbox, onTestClock)))))
+      assert.isTrue(Exit.isSuccess(ok))
+      // A rejected key logs its failure too.
+      const rejected = yield* driveClock(
+        logged(Gemini.generateContent(prompt).pipe(Effect.provide(geminiLayer(sandbox, onTestClock, `${sandboxKey}-old`))))
+      )
+      assert.strictEqual(failureOf(rejected)._tag, "Unauthorized")
+      const requests = yield* geminiRequests(sandbox)
+      assert.lengthOf(requests, 4)
+      assert.isAtLeast(lines.length, 3)
+      for (const line of lines) assert.notInclude(line, sandboxKey)
+      for (const request of requests) {
+        assert.notInclude(request.path, sandboxKey)
+        assert.notInclude(JSON.stringify(request.query), sandboxKey)
+        assert.notInclude(JSON.stringify(request.headers), sandboxKey)
+        assert.property(request.headers, "x-goog-api-key")
+      }
+    }))
+})
