@@ -11,6 +11,7 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import { run } from "./app.js"
+import * as CliLogger from "./logger.js"
 import { ExitCode } from "./shared.js"
 
 // Which signal ended us, so the exit code can say so (130 SIGINT, 143 SIGTERM).
@@ -21,11 +22,13 @@ process.once("SIGTERM", () => (signalCode = ExitCode.sigterm))
 let exitCode = 0
 const program = run(process.argv, () => signalCode).pipe(
   Effect.flatMap((code) => Effect.sync(() => (exitCode = code))),
+  Effect.provide(CliLogger.layer),
   Effect.provide(NodeContext.layer)
 )
 
 NodeRuntime.runMain(program, {
   disableErrorReporting: true,
+  disablePrettyLogger: true,
   teardown: (exit, onExit) =>
     onExit(Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause) ? signalCode ?? ExitCode.sigint : exitCode)
 })
