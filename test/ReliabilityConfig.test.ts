@@ -1,4 +1,4 @@
-import { assert, describe, it } from "@effect/vitest"
+import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -15,8 +15,14 @@ const fromEnv = (entries: Record<string, string>) =>
 const loadWith = (entries: Record<string, string>) =>
   ReliabilityConfig.load.pipe(Effect.withConfigProvider(fromEnv(entries)))
 
+const tempDirs: Array<string> = []
+afterAll(() => {
+  for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true })
+})
+
 const tempFile = (contents: string): string => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "big3-config-"))
+  tempDirs.push(dir)
   const file = path.join(dir, "big3.json")
   fs.writeFileSync(file, contents)
   return file
