@@ -67,8 +67,9 @@ export {
   type StopReason
 } from "./internal/retryDecision.js"
 
-const logDecision = (label: string, decision: RetryDecision, error: unknown): Effect.Effect<void> => {
+const logDecision = (label: string, decision: RetryDecision, error: unknown, quiet = false): Effect.Effect<void> => {
   const message = describeDecision(label, decision, error)
+  if (quiet) return Effect.logDebug(message)
   if (decision._tag === "Retry") return Effect.logWarning(message)
   // A failure on the only attempt made is the caller's to report, not a retry incident.
   return decision.attempt === 1 ? Effect.logDebug(message) : Effect.logError(message)
@@ -86,8 +87,16 @@ export interface RetryOptions {
   readonly operation?: string | undefined
   /** An absolute deadline, in ms of the Effect `Clock`: no wait will end past it. */
   readonly deadlineAt?: number | undefined
-  /** A retry budget to draw retries from. */
+  /**
+   * A retry budget to draw retries from. The budget is a share of calls, so whoever passes one
+   * also counts each call with `budget.recordCall(now)` (`protect` does).
+   */
   readonly budget?: CircuitBreaker.RetryBudget | undefined
+  /**
+   * Log retries and final failures at Debug rather than Warning / Error: for high-volume paths
+   * (event delivery) that report outcomes in aggregate instead.
+   */
+  readonly quiet?: boolean | undefined
 }
 
 /** What the retry schedule outputs after each failure. */
@@ -110,7 +119,7 @@ export const retrySchedule = (policy: RetryPolicy, options: RetryOptions = {}): 
       const attempt = failed + 1
       const random = policy.jitter === "none" ? 0.5 : yield* Random.next
       const decision = decide(policy, { attempt, error, now, random, deadlineAt: options.deadlineAt, budget: options.budget })
-      yield* logDecision(label, decision, error)
+      yield* logDecision(label, decision, error, options.quiet)
       if (decision._tag === "Stop") {
         if (decision.reason === "budget") Metrics.budgetRejections.unsafeUpdate(1, Metrics.labelsFor(service))
         return [attempt, { attempt, delay: Duration.zero }, ScheduleDecision.done] as const

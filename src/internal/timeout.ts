@@ -10,8 +10,9 @@
  * (`TestClock`) we compose `Effect.timeoutFail` and `CircuitBreaker.guard`, so tests drive time
  * as usual and both paths share the breaker's state machine.
  *
- * Semantics match `Effect.timeoutFail`: on timeout the effect is interrupted and its finalizers
- * run before the attempt fails; interrupting the caller interrupts the effect.
+ * As with `Effect.timeoutFail`, on timeout the effect is interrupted and its finalizers run before
+ * the attempt fails, and interrupting the caller interrupts the effect. One difference: FiberRef
+ * changes made inside the attempt stay there (see `complete`).
  *
  * @internal
  */
@@ -32,7 +33,14 @@ const liveClock = Context.get(DefaultServices.liveServices, Clock.Clock)
 /** Node timers cannot wait longer than 2^31 - 1 ms; longer waits never fire. */
 const MAX_TIMER_MILLIS = 2 ** 31 - 1
 
-const withTransitions = <A, E>(breaker: Breaker | undefined, exit: Exit.Exit<A, E>): Effect.Effect<A, E> =>
+/**
+ * Resumes the caller with `exit`, logging any breaker state change first.
+ *
+ * The attempt's FiberRef changes are not joined back into the caller (`fiber.inheritAll` costs
+ * ≈ 4.5 µs, more than the rest of the pipeline): context, spans, log annotations and levels flow
+ * into the attempt, not out of it, as with a forked fiber that is awaited rather than joined.
+ */
+const complete = <A, E>(breaker: Breaker | undefined, exit: Exit.Exit<A, E>): Effect.Effect<A, E> =>
   breaker === undefined || breaker.transitions.length === 0 ? exit : Effect.zipRight(logTransitions(breaker), exit)
 
 const liveTimeout = <A, E, R, E2>(
@@ -48,7 +56,7 @@ const liveTimeout = <A, E, R, E2>(
       const done = fiber.unsafePoll()
       if (done !== null) {
         breaker?.onExit(ticket, Date.now(), done)
-        resume(withTransitions(breaker, done))
+        resume(complete(breaker, done))
         return
       }
       let timedOut = false
@@ -60,7 +68,7 @@ const liveTimeout = <A, E, R, E2>(
         if (handle !== undefined) clearTimeout(handle)
         const outcome: Exit.Exit<A, E | E2> = timedOut && Exit.isInterrupted(exit) ? Exit.fail(onTimeout()) : exit
         breaker?.onExit(ticket, Date.now(), outcome)
-        resume(withTransitions(breaker, outcome))
+        resume(complete(breaker, outcome))
       })
       return Effect.suspend(() => {
         if (handle !== undefined) clearTimeout(handle)
@@ -89,7 +97,7 @@ export const attempt = <A, E, R, E2>(
       const admitted = breaker.tryAcquire(Date.now())
       return typeof admitted === "number"
         ? liveTimeout(self, millis, onTimeout, breaker, admitted)
-        : withTransitions(breaker, Exit.fail(admitted))
+        : Effect.zipRight(logTransitions(breaker), Exit.fail(admitted))
     })
   })
 
