@@ -1,61 +1,105 @@
 /**
  * Observability client: `emit` never fails and never blocks; delivery is batched, retried,
- * guarded by a breaker and spooled to SQLite when the server is away.
+ * guarded by a breaker and spooled to SQLite when the server is away. No event is lost without
+ * being counted and logged.
  *
- * (Interface only; the implementation lands with the observability issue.)
+ * - `emit(event)`: validates (a bad event is a counted, logged rejection), stamps `id` (UUIDv7)
+ *   and `timestamp` (ms), queues, returns.
+ * - Delivery, in a background fiber of the layer's scope: `"single"` mode (default) sends one
+ *   `POST /events` per event, 64 in flight, which is all the public observability server
+ *   understands; `"batch"` mode sends `POST /events/batch` and counts a batch as delivered only
+ *   when the answer is the batch route's JSON (`{"accepted":n,"duplicates":m}`). A 200 text/plain
+ *   (the public server's answer to unknown routes) is a misconfiguration: logged as an error, the
+ *   client falls back to single mode and re-sends the batch one by one.
+ * - Every request: retry policy `observability`, breaker `observability`, bounded by
+ *   `observability_event` / `observability_batch`. 4xx → dead-letter table (never retried);
+ *   retries exhausted or breaker open → spool; the spool is redelivered oldest first once the
+ *   server accepts events again (the breaker's half-open trial calls are the probe).
+ * - Closing the scope flushes within `graceful_shutdown`; the rest stays in the spool and the
+ *   next start redelivers it.
+ *
+ * Configuration (`layer`, through `Config`): `OBSERVABILITY_SERVER_URL` (default
+ * `http://localhost:4000/events`), `OBSERVABILITY_API_KEY` (sent as `X-API-Key`, redacted),
+ * `BIG3_EVENTS_MODE`, `BIG3_EVENTS_BATCH_SIZE`, `BIG3_EVENTS_LINGER`, `BIG3_EVENTS_CONCURRENCY`,
+ * `BIG3_EVENTS_QUEUE_CAPACITY`, `BIG3_EVENTS_WRITE_AHEAD`, `BIG3_EVENTS_TRANSPORT`,
+ * `BIG3_EVENTS_SPOOL_PAGE_SIZE`, `BIG3_EVENTS_REDELIVERY_INTERVAL` (see `config`). The spool lives
+ * in the `SqlClient` store (`Store.layerConfig`: `{BIG3_STATE_DIR}/big3.db`).
  *
  * @since 0.1.0
  */
-import * as Context from "effect/Context"
-import type * as Effect from "effect/Effect"
-import * as Schema from "effect/Schema"
+import type * as HttpClient from "@effect/platform/HttpClient"
+import type * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import type * as ConfigError from "effect/ConfigError"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type { CircuitBreaker } from "./CircuitBreaker.js"
+import * as Client from "./observability/Client.js"
+import type { DeadLetter, DrainResult, EventInput, Stats } from "./observability/Domain.js"
+import { Observability } from "./observability/Domain.js"
+import * as Options from "./observability/Options.js"
+import type { ReliabilityConfig } from "./ReliabilityConfig.js"
 
-/** An event as the observability server takes it, plus an `id` that makes redelivery idempotent. */
-export const Event = Schema.Struct({
-  id: Schema.String,
-  source_app: Schema.String,
-  session_id: Schema.String,
-  hook_event_type: Schema.String,
-  payload: Schema.Record({ key: Schema.String, value: Schema.Unknown }),
-  /** Milliseconds since the epoch. */
-  timestamp: Schema.Number,
-  summary: Schema.optional(Schema.String),
-  chat: Schema.optional(Schema.Array(Schema.Unknown)),
-  model_name: Schema.optional(Schema.String)
-})
-export type Event = typeof Event.Type
+export { Event, EventInput, Observability } from "./observability/Domain.js"
+export type { DeadLetter, DrainResult, Service, Stats } from "./observability/Domain.js"
+export type { Mode, Options, Settings, TransportKind } from "./observability/Options.js"
+export { batchUrlOf, config, defaults, defaultUrl } from "./observability/Options.js"
+export { schema as spoolSchema } from "./observability/Spool.js"
+export { uuidv7 } from "./observability/Client.js"
 
-/** What callers give `emit`: `id` and `timestamp` are stamped when missing. */
-export const EventInput = Schema.Struct({
-  ...Event.fields,
-  id: Schema.optional(Schema.String),
-  timestamp: Schema.optional(Schema.Number)
-})
-export type EventInput = typeof EventInput.Type
+/** What the layer needs: configuration, breakers, an `HttpClient` and the store. */
+export type Requirements = ReliabilityConfig | CircuitBreaker | HttpClient.HttpClient | SqlClient.SqlClient
 
-/** Delivery counters. */
-export interface Stats {
-  readonly emitted: number
-  readonly delivered: number
-  readonly retried: number
-  readonly spooled: number
-  readonly redelivered: number
-  readonly deadLettered: number
-  readonly rejected: number
-  readonly dropped: number
-  /** Events waiting in memory. */
-  readonly queued: number
-  /** Events waiting in the spool. */
-  readonly spoolSize: number
-}
+/**
+ * Builds the client from plain options in the current scope (closing the scope flushes and stops
+ * it). Fails only when the store cannot be opened; an invalid option is a defect.
+ */
+export const makeWith = (options: Options.Options = {}) =>
+  Effect.flatMap(Effect.sync(() => Options.resolve(options)), Client.make)
 
-export interface Service {
-  /** Validates, stamps and queues an event. Never fails; never waits longer than a queue offer. */
-  readonly emit: (event: EventInput) => Effect.Effect<void>
-  /** Waits until everything emitted so far is delivered, spooled or dead-lettered. */
-  readonly flush: Effect.Effect<void>
-  /** The delivery counters. */
-  readonly stats: Effect.Effect<Stats>
-}
+/** Builds the client from `config` (the environment, or the current `ConfigProvider`). */
+export const make = Effect.flatMap(Options.config, makeWith)
 
-export class Observability extends Context.Tag("big3/Observability")<Observability, Service>() {}
+/** The client configured from the environment (see `config`). Scoped: closing it flushes. */
+export const layer: Layer.Layer<Observability, ConfigError.ConfigError | SqlError, Requirements> = Layer.scoped(
+  Observability,
+  make
+)
+
+/** The client from plain options, for tests and apps. Scoped: closing it flushes. */
+export const layerWith = (options: Options.Options = {}): Layer.Layer<Observability, SqlError, Requirements> =>
+  Layer.scoped(Observability, makeWith(options))
+
+// ---------------------------------------------------------------------------------------------
+// Functions (for the CLI and apps)
+// ---------------------------------------------------------------------------------------------
+
+/** Validates, stamps and queues an event; never fails. */
+export const emit = (event: EventInput): Effect.Effect<void, never, Observability> =>
+  Effect.flatMap(Observability, (client) => client.emit(event))
+
+/** Waits until everything emitted so far is delivered, spooled or dead-lettered. */
+export const flush: Effect.Effect<void, never, Observability> = Effect.flatMap(Observability, (client) => client.flush)
+
+/** The delivery counters. */
+export const stats: Effect.Effect<Stats, never, Observability> = Effect.flatMap(Observability, (client) => client.stats)
+
+/** `emit` then `flush`. */
+export const send = (event: EventInput): Effect.Effect<void, never, Observability> =>
+  Effect.flatMap(Observability, (client) => client.send(event))
+
+/** Redelivers the spool now, until it is empty or the server stops accepting. */
+export const drainSpool: Effect.Effect<DrainResult, never, Observability> = Effect.flatMap(
+  Observability,
+  (client) => client.drainSpool
+)
+
+/** The most recent dead letters, newest first. */
+export const deadLetters = (limit?: number): Effect.Effect<ReadonlyArray<DeadLetter>, never, Observability> =>
+  Effect.flatMap(Observability, (client) => client.deadLetters(limit))
+
+/** Moves every dead letter back to the spool; returns how many. */
+export const requeueDeadLetters: Effect.Effect<number, never, Observability> = Effect.flatMap(
+  Observability,
+  (client) => client.requeueDeadLetters
+)

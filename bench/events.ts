@@ -1,0 +1,366 @@
+/**
+ * Event delivery benchmark: how fast the observability client gets events to a server, what it
+ * costs the client in CPU, and what 100,000 queued events cost in memory.
+ *
+ * - Targets: a minimal raw `node:http` sink, and the big3 Sandbox (extended mode: idempotent
+ *   `POST /events` and `POST /events/batch`). Each runs in a child process, so the client's CPU
+ *   is measured alone and the server does not compete with it for the same core.
+ * - Contenders: big3 single mode (one `POST /events` per event, 64 in flight, undici transport),
+ *   big3 batch mode (`POST /events/batch`, 500 per batch, 4 in flight), big3 single mode with
+ *   write-ahead (every event in SQLite before `emit` returns), big3 single mode over the
+ *   `HttpClient` transport (for the record), and the Python version's way: one `POST` per event,
+ *   sequential, with `fetch`.
+ * - events/s: from the first `emit` to the end of `flush`, all events acknowledged. Client CPU per
+ *   1,000 events: `process.cpuUsage` over the same interval. Median of 3 runs after a warm-up.
+ * - Memory: 100,000 events emitted towards a server that never answers (64 in flight, the rest
+ *   queued); peak RSS above the RSS before the first emit.
+ *
+ * Standalone: `node --import tsx bench/events.ts` (add `--expose-gc` for steadier memory figures).
+ * `runEventsBench()` returns the markdown for `bench/run.ts`.
+ */
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import type * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
+import * as Scope from "effect/Scope"
+import { type ChildProcess, fork } from "node:child_process"
+import * as fs from "node:fs"
+import * as http from "node:http"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath, pathToFileURL } from "node:url"
+import * as CircuitBreaker from "../src/CircuitBreaker.js"
+import * as Observability from "../src/Observability.js"
+import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
+import * as Sandbox from "../src/Sandbox.js"
+import * as Store from "../src/Store.js"
+import { markdownTable, median } from "./util.js"
+
+const thisFile = fileURLToPath(import.meta.url)
+
+// ---------------------------------------------------------------------------------------------
+// Servers (child processes)
+// ---------------------------------------------------------------------------------------------
+
+type ServerKind = "raw" | "sandbox"
+
+/** A minimal sink: `POST /events` echoes the event, `POST /events/batch` acknowledges; `/hang` never answers. */
+const serveRaw = (): Promise<number> =>
+  new Promise((resolve) => {
+    const server = http.createServer((request, response) => {
+      if (request.url === "/hang/events" || request.url === "/hang/events/batch") {
+        request.resume()
+        return
+      }
+      const chunks: Array<Buffer> = []
+      request.on("data", (chunk: Buffer) => chunks.push(chunk))
+      request.on("end", () => {
+        const body = Buffer.concat(chunks).toString("utf8")
+        if (request.url === "/events/batch") {
+          const items = JSON.parse(body) as Array<unknown>
+          response.writeHead(200, { "content-type": "application/json" })
+          response.end(JSON.stringify({ accepted: items.length, duplicates: 0 }))
+        } else {
+          response.writeHead(200, { "content-type": "application/json" })
+          response.end(body)
+        }
+      })
+    })
+    server.keepAliveTimeout = 60_000
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      resolve(typeof address === "object" && address !== null ? address.port : 0)
+    })
+  })
+
+const serveSandbox = (): Promise<number> =>
+  new Promise((resolve) => {
+    Effect.runFork(
+      Effect.scoped(
+        Effect.gen(function*() {
+          const sandbox = yield* Sandbox.make({ recordRequests: false })
+          resolve(sandbox.port)
+          return yield* Effect.never
+        })
+      ).pipe(Logger.withMinimumLogLevel(LogLevel.Error))
+    )
+  })
+
+/** Runs the memory measurement in a fresh process (with `--expose-gc`), so earlier runs do not skew it. */
+const measureQueuedMemoryInChild = (url: string, count: number): Promise<MemoryResult> =>
+  new Promise((resolve, reject) => {
+    const child = fork(thisFile, ["--memory", url, String(count)], {
+      execArgv: ["--expose-gc", "--import", "tsx"],
+      stdio: ["ignore", "ignore", "inherit", "ipc"]
+    })
+    child.once("error", reject)
+    child.once("exit", (code) => reject(new Error(`the memory benchmark exited with code ${code}`)))
+    child.once("message", (message) => {
+      resolve(message as MemoryResult)
+      child.kill()
+    })
+  })
+
+interface Child {
+  readonly url: string
+  readonly stop: () => void
+}
+
+const startServer = (kind: ServerKind): Promise<Child> =>
+  new Promise((resolve, reject) => {
+    const child: ChildProcess = fork(thisFile, ["--serve", kind], {
+      execArgv: ["--import", "tsx"],
+      stdio: ["ignore", "ignore", "inherit", "ipc"]
+    })
+    child.once("error", reject)
+    child.once("message", (message) => {
+      const port = (message as { port: number }).port
+      resolve({ url: `http://127.0.0.1:${port}`, stop: () => child.kill() })
+    })
+  })
+
+// ---------------------------------------------------------------------------------------------
+// Clients
+// ---------------------------------------------------------------------------------------------
+
+/** A typical hook event, ≈ 330 bytes as JSON. */
+const eventFor = (n: number): Observability.EventInput => ({
+  source_app: "bench",
+  session_id: `session-${n % 16}`,
+  hook_event_type: n % 2 === 0 ? "PreToolUse" : "PostToolUse",
+  payload: {
+    tool_name: "Bash",
+    tool_input: { command: `ls -la /tmp/work/${n}`, description: "List the working directory" },
+    cwd: "/home/dev/project",
+    n
+  },
+  summary: "Listed the working directory"
+})
+
+interface Sample {
+  readonly eventsPerSecond: number
+  readonly cpuPer1000Millis: number
+}
+
+const client = (
+  url: string,
+  options: Observability.Options,
+  overrides: ReliabilityConfig.Overrides = {},
+  store: Layer.Layer<SqlClient.SqlClient, SqlError> = Store.layerMemory
+) =>
+  Observability.layerWith({ url: `${url}/events`, queueCapacity: 200_000, ...options }).pipe(
+    Layer.provide(
+      Layer.mergeAll(CircuitBreaker.layer, NodeHttpClient.layerUndici, store).pipe(
+        Layer.provideMerge(ReliabilityConfig.layerWith(overrides))
+      )
+    ),
+    Layer.orDie
+  )
+
+/** A store in a fresh temporary directory, removed when the layer is released. */
+const tempStore: Layer.Layer<SqlClient.SqlClient, SqlError> = Layer.unwrapScoped(
+  Effect.map(
+    Effect.acquireRelease(
+      Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "big3-bench-"))),
+      (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+    ),
+    (dir) => Store.layer({ filename: path.join(dir, "big3.db") })
+  )
+)
+
+/** Builds a client, warms it up, then measures `runs` runs of `count` events. */
+const measureBig3 = (
+  url: string,
+  options: Observability.Options,
+  count: number,
+  runs: number,
+  store: "memory" | "file" = "memory"
+) =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.make()
+    const context = yield* Layer.buildWithScope(
+      client(url, options, {}, store === "file" ? tempStore : Store.layerMemory),
+      scope
+    )
+    const observability = Context.get(context, Observability.Observability)
+    const burst = (events: number) =>
+      Effect.gen(function*() {
+        for (let n = 0; n < events; n++) yield* observability.emit(eventFor(n))
+        yield* observability.flush
+      })
+    yield* burst(Math.min(count, 5_000))
+    const samples: Array<Sample> = []
+    for (let run = 0; run < runs; run++) {
+      const cpu = process.cpuUsage()
+      const started = performance.now()
+      yield* burst(count)
+      const elapsed = performance.now() - started
+      const used = process.cpuUsage(cpu)
+      samples.push({
+        eventsPerSecond: count / (elapsed / 1000),
+        cpuPer1000Millis: (used.user + used.system) / 1000 / (count / 1000)
+      })
+    }
+    const stats = yield* observability.stats
+    yield* Scope.close(scope, Exit.void)
+    const lost = stats.spooled + stats.deadLettered + stats.dropped
+    return { samples, note: lost === 0 ? "" : `${lost} not delivered on first try` }
+  })
+
+/** The Python version's way: one POST per event, sequential, with fetch (and a 2 s timeout). */
+const measurePython = async (url: string, count: number, runs: number) => {
+  const send = async (n: number) => {
+    const response = await fetch(`${url}/events`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ ...eventFor(n), timestamp: Date.now() }),
+      signal: AbortSignal.timeout(2_000)
+    })
+    await response.text()
+  }
+  for (let n = 0; n < 200; n++) await send(n)
+  const samples: Array<Sample> = []
+  for (let run = 0; run < runs; run++) {
+    const cpu = process.cpuUsage()
+    const started = performance.now()
+    for (let n = 0; n < count; n++) await send(n)
+    const elapsed = performance.now() - started
+    const used = process.cpuUsage(cpu)
+    samples.push({
+      eventsPerSecond: count / (elapsed / 1000),
+      cpuPer1000Millis: (used.user + used.system) / 1000 / (count / 1000)
+    })
+  }
+  return { samples, note: "" }
+}
+
+interface MemoryResult {
+  readonly peakAboveBaselineMiB: number
+  readonly heapAboveBaselineMiB: number
+  readonly queued: number
+}
+
+/** Peak RSS while 100,000 events wait in the queue (the server never answers). */
+const measureQueuedMemory = (url: string, count: number): Effect.Effect<MemoryResult> =>
+  Effect.gen(function*() {
+    const gc = (globalThis as { gc?: () => void }).gc
+    const scope = yield* Scope.make()
+    // Requests hang for the whole measurement; nothing may time out into the spool meanwhile.
+    const context = yield* Layer.buildWithScope(
+      client(`${url}/hang`, {}, { timeouts: { observability_event: "10 minutes", graceful_shutdown: "0.1 seconds" } }),
+      scope
+    )
+    const observability = Context.get(context, Observability.Observability)
+    // Warm the code paths (a few events) so that the baseline includes compiled code.
+    for (let n = 0; n < 100; n++) yield* observability.emit(eventFor(n))
+    yield* Effect.sleep("50 millis")
+    gc?.()
+    const baseline = process.memoryUsage().rss
+    const heapBaseline = process.memoryUsage().heapUsed
+    let peak = baseline
+    for (let n = 0; n < count; n++) {
+      yield* observability.emit(eventFor(n))
+      if (n % 5_000 === 0) peak = Math.max(peak, process.memoryUsage().rss)
+    }
+    yield* Effect.sleep("50 millis")
+    peak = Math.max(peak, process.memoryUsage().rss)
+    gc?.()
+    const heap = process.memoryUsage().heapUsed
+    const stats = yield* observability.stats
+    return {
+      peakAboveBaselineMiB: (peak - baseline) / 2 ** 20,
+      heapAboveBaselineMiB: (heap - heapBaseline) / 2 ** 20,
+      queued: stats.queued + stats.inFlight
+    }
+  })
+
+// ---------------------------------------------------------------------------------------------
+// The table
+// ---------------------------------------------------------------------------------------------
+
+const formatRate = (value: number) => Math.round(value).toLocaleString("en")
+const formatCpu = (value: number) => `${value.toFixed(1)} ms`
+
+/** Runs the whole benchmark and returns it as markdown (a table and the memory figure). */
+export const runEventsBench = async (options: { readonly runs?: number } = {}): Promise<string> => {
+  const runs = options.runs ?? 3
+  const rows: Array<Record<string, string>> = []
+  const add = (target: string, contender: string, result: { samples: ReadonlyArray<Sample>; note: string }) =>
+    rows.push({
+      server: target,
+      client: contender,
+      "events/s (median)": formatRate(median(result.samples.map((s) => s.eventsPerSecond))),
+      "client CPU / 1,000 events": formatCpu(median(result.samples.map((s) => s.cpuPer1000Millis))),
+      note: result.note
+    })
+  const run = <A>(effect: Effect.Effect<A>) => Effect.runPromise(effect.pipe(Logger.withMinimumLogLevel(LogLevel.Error)))
+
+  let memory: MemoryResult | undefined
+  for (const kind of ["raw", "sandbox"] as const) {
+    const server = await startServer(kind)
+    const label = kind === "raw" ? "raw node:http sink" : "big3 Sandbox (extended)"
+    try {
+      add(label, "big3 single (64 in flight, undici)", await run(measureBig3(server.url, { mode: "single" }, 20_000, runs)))
+      add(label, "big3 batch (500 × 4 in flight)", await run(measureBig3(server.url, { mode: "batch" }, 100_000, runs)))
+      if (kind === "raw") {
+        add(
+          label,
+          "big3 single, write-ahead (SQLite file)",
+          await run(measureBig3(server.url, { mode: "single", writeAhead: true }, 10_000, runs, "file"))
+        )
+        add(
+          label,
+          "big3 single over HttpClient transport",
+          await run(measureBig3(server.url, { mode: "single", transport: "http-client" }, 10_000, runs))
+        )
+        memory = await measureQueuedMemoryInChild(server.url, 100_000)
+      }
+      add(label, "Python way: sequential fetch per event", await measurePython(server.url, 2_000, runs))
+    } finally {
+      server.stop()
+    }
+  }
+  const lines = [
+    markdownTable(rows),
+    "",
+    `Targets: single mode ≥ 15,000 events/s, batch mode ≥ 100,000 events/s, 100,000 queued events ≤ 64 MB.`,
+    ""
+  ]
+  if (memory !== undefined) {
+    lines.push(
+      `Memory: ${memory.queued.toLocaleString("en")} events waiting (queued + in flight) on a server that never ` +
+        `answers: peak RSS ${memory.peakAboveBaselineMiB.toFixed(1)} MiB above the baseline ` +
+        `(live heap after a GC: +${memory.heapAboveBaselineMiB.toFixed(1)} MiB), measured in a fresh process.`
+    )
+  }
+  return lines.join("\n")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entry points
+// ---------------------------------------------------------------------------------------------
+
+const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href
+if (isMain) {
+  const serveIndex = process.argv.indexOf("--serve")
+  const memoryIndex = process.argv.indexOf("--memory")
+  if (memoryIndex !== -1) {
+    // The process exits with the send: the client's shutdown (spooling 100,000 events) is not measured.
+    const url = process.argv[memoryIndex + 1] ?? ""
+    const count = Number(process.argv[memoryIndex + 2] ?? 100_000)
+    const result = await Effect.runPromise(measureQueuedMemory(url, count).pipe(Logger.withMinimumLogLevel(LogLevel.Error)))
+    process.send?.(result, () => process.exit(0))
+  } else if (serveIndex !== -1) {
+    const kind = process.argv[serveIndex + 1] === "sandbox" ? "sandbox" : "raw"
+    const port = await (kind === "raw" ? serveRaw() : serveSandbox())
+    process.send?.({ port })
+    process.on("disconnect", () => process.exit(0))
+  } else {
+    console.log(await runEventsBench())
+  }
+}

@@ -1,0 +1,114 @@
+/**
+ * big3's embedded store: one SQLite database (`{BIG3_STATE_DIR}/big3.db`, default `.big3/big3.db`)
+ * behind `@effect/sql`'s `SqlClient`, shared by every service that keeps state (the observability
+ * spool and dead letters, the agent registry).
+ *
+ * Schemas are owned by the services: each creates its own tables when its layer starts, with
+ * `Store.ensureSchema(component, statements)` (idempotent `CREATE TABLE IF NOT EXISTS` DDL run in
+ * one transaction), so a new service adds tables without touching anyone else's migrations.
+ *
+ * @since 0.1.0
+ */
+import * as Reactivity from "@effect/experimental/Reactivity"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { SqlError } from "@effect/sql/SqlError"
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import * as fs from "node:fs"
+import * as path from "node:path"
+
+/** The default state directory, relative to the working directory. */
+export const defaultStateDir = ".big3"
+
+/** The database file name inside the state directory. */
+export const databaseFile = "big3.db"
+
+/** Options of `layer` / `make`. */
+export interface Options {
+  /** The database file; `":memory:"` for a private in-memory database (tests). */
+  readonly filename: string
+}
+
+/** `BIG3_STATE_DIR` (default `.big3`): the directory that holds `big3.db` and the agents. */
+export const stateDir: Config.Config<string> = Config.string("BIG3_STATE_DIR").pipe(
+  Config.withDefault(defaultStateDir),
+  Config.map((dir) => dir.trim() === "" ? defaultStateDir : dir.trim())
+)
+
+/** The database path under a state directory. */
+export const databasePath = (dir: string): string => path.join(dir, databaseFile)
+
+const describe = (cause: unknown): string => cause instanceof Error ? cause.message : String(cause)
+
+/**
+ * Opens the database (creating its directory), in WAL mode with `synchronous = NORMAL` (durable
+ * against a process crash; a power loss may lose the last commits) and a 5 s busy timeout, so a
+ * second process (the `big3` CLI next to an app) waits for a lock instead of failing.
+ */
+export const make = (
+  options: Options
+): Effect.Effect<SqliteClient.SqliteClient, SqlError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const filename = options.filename
+    if (filename !== ":memory:" && filename !== "") {
+      yield* Effect.try({
+        try: () => fs.mkdirSync(path.dirname(path.resolve(filename)), { recursive: true }),
+        catch: (cause) =>
+          new SqlError({ cause, message: `cannot create the directory of the store ${filename}: ${describe(cause)}` })
+      })
+    }
+    // better-sqlite3 throws synchronously from its constructor (unwritable path, corrupt file):
+    // that is a failure to open the store, not a defect.
+    const client = yield* SqliteClient.make({ filename }).pipe(
+      Effect.catchAllDefect((cause) =>
+        Effect.fail(new SqlError({ cause, message: `cannot open the store ${filename}: ${describe(cause)}` }))
+      ),
+      Effect.provide(Reactivity.layer)
+    )
+    yield* client`PRAGMA busy_timeout = 5000`.raw
+    if (filename !== ":memory:") yield* client`PRAGMA synchronous = NORMAL`.raw
+    return client
+  })
+
+const contextOf = (client: SqliteClient.SqliteClient) =>
+  Context.make(SqliteClient.SqliteClient, client).pipe(Context.add(SqlClient.SqlClient, client))
+
+/** The store at `options.filename`, as `SqlClient` (and `SqliteClient`); closed with the layer. */
+export const layer = (
+  options: Options
+): Layer.Layer<SqlClient.SqlClient | SqliteClient.SqliteClient, SqlError> =>
+  Layer.scopedContext(Effect.map(make(options), contextOf))
+
+/** The store at `{BIG3_STATE_DIR}/big3.db` (default `.big3/big3.db`). */
+export const layerConfig: Layer.Layer<
+  SqlClient.SqlClient | SqliteClient.SqliteClient,
+  SqlError | ConfigError.ConfigError
+> = Layer.scopedContext(
+  Effect.flatMap(stateDir, (dir) => Effect.map(make({ filename: databasePath(dir) }), contextOf))
+)
+
+/** A private in-memory store, for tests. */
+export const layerMemory: Layer.Layer<SqlClient.SqlClient | SqliteClient.SqliteClient, SqlError> = layer({
+  filename: ":memory:"
+})
+
+/**
+ * Creates a component's tables: `statements` are idempotent DDL (`CREATE TABLE IF NOT EXISTS`,
+ * `CREATE INDEX IF NOT EXISTS`), run in one transaction. Each service calls it for its own tables
+ * when its layer starts; `component` names it in the error.
+ */
+export const ensureSchema = (
+  component: string,
+  statements: ReadonlyArray<string>
+): Effect.Effect<void, SqlError, SqlClient.SqlClient> =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.withTransaction(Effect.forEach(statements, (statement) => sql.unsafe(statement).raw, { discard: true })).pipe(
+      Effect.mapError((error) =>
+        new SqlError({ cause: error, message: `cannot create the ${component} tables: ${error.message}` })
+      )
+    ))

@@ -1,0 +1,110 @@
+/**
+ * The observability client's data and service shapes (re-exported by `Observability`).
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+
+/** An event as the observability server takes it, plus an `id` that makes redelivery idempotent. */
+export const Event = Schema.Struct({
+  id: Schema.String,
+  source_app: Schema.String,
+  session_id: Schema.String,
+  hook_event_type: Schema.String,
+  payload: Schema.Record({ key: Schema.String, value: Schema.Unknown }),
+  /** Milliseconds since the epoch. */
+  timestamp: Schema.Number,
+  summary: Schema.optional(Schema.String),
+  chat: Schema.optional(Schema.Array(Schema.Unknown)),
+  model_name: Schema.optional(Schema.String)
+})
+export type Event = typeof Event.Type
+
+/** What callers give `emit`: `id` and `timestamp` are stamped when missing. */
+export const EventInput = Schema.Struct({
+  ...Event.fields,
+  id: Schema.optional(Schema.String),
+  timestamp: Schema.optional(Schema.Number)
+})
+export type EventInput = typeof EventInput.Type
+
+/** Delivery counters, since the layer started (sizes are current). */
+export interface Stats {
+  /** Valid events accepted by `emit`. */
+  readonly emitted: number
+  /** Events the server accepted on their first trip (from memory). */
+  readonly delivered: number
+  /** Retries of a request (not counting first attempts). */
+  readonly retried: number
+  /** Events written to the spool because they could not be delivered now (queue full, breaker open, retries exhausted, shutdown). */
+  readonly spooled: number
+  /** Events delivered from the spool. */
+  readonly redelivered: number
+  /** Events the server refused for good (4xx), kept in the dead-letter table with the reason. */
+  readonly deadLettered: number
+  /** Events `emit` refused because they do not match `EventInput`. */
+  readonly rejected: number
+  /** Events lost because the store could not be written (each one logged). */
+  readonly dropped: number
+  /** Events waiting in memory. */
+  readonly queued: number
+  /** Events waiting in the spool. */
+  readonly spoolSize: number
+  /** Requests in flight. */
+  readonly inFlight: number
+  /** Events in the dead-letter table. */
+  readonly deadLetterSize: number
+  /** Events written ahead to the spool before `emit` returned (write-ahead mode). */
+  readonly journaled: number
+  /** The delivery mode in force ("batch" falls back to "single" on a server without the batch route). */
+  readonly mode: "single" | "batch"
+}
+
+/** What `drainSpool` did. */
+export interface DrainResult {
+  readonly redelivered: number
+  readonly deadLettered: number
+  /** Events still in the spool (the server is away, or refused some for now). */
+  readonly remaining: number
+}
+
+/** A refused event, as kept in the dead-letter table. */
+export interface DeadLetter {
+  readonly seq: number
+  readonly id: string
+  /** The event JSON as it was sent. */
+  readonly body: string
+  /** Why it was refused: the error tag and message. */
+  readonly reason: string
+  readonly status: number | undefined
+  /** When it was refused, ms since the epoch. */
+  readonly failedAt: number
+}
+
+export interface Service {
+  /**
+   * Validates, stamps (`id`, `timestamp` when missing) and queues an event. Never fails; never
+   * waits longer than a queue offer (in write-ahead mode, also one SQLite insert). A bad event is
+   * counted (`rejected`) and logged; a full queue sends the event to the spool.
+   */
+  readonly emit: (event: EventInput) => Effect.Effect<void>
+  /** Waits until everything emitted so far is delivered, spooled or dead-lettered. */
+  readonly flush: Effect.Effect<void>
+  /** The delivery counters. */
+  readonly stats: Effect.Effect<Stats>
+  /** `emit` then `flush`: returns once the event is delivered, spooled or dead-lettered. */
+  readonly send: (event: EventInput) => Effect.Effect<void>
+  /**
+   * Redelivers the spool now, oldest first, page by page, until it is empty or a page makes no
+   * progress (server away, breaker open).
+   */
+  readonly drainSpool: Effect.Effect<DrainResult>
+  /** The most recent dead letters (newest first), at most `limit` (default 100). */
+  readonly deadLetters: (limit?: number) => Effect.Effect<ReadonlyArray<DeadLetter>>
+  /** Moves every dead letter back to the spool (after fixing the cause); returns how many. */
+  readonly requeueDeadLetters: Effect.Effect<number>
+}
+
+export class Observability extends Context.Tag("big3/Observability")<Observability, Service>() {}

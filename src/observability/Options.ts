@@ -1,0 +1,208 @@
+/**
+ * Settings of the observability client, from plain options (`layerWith`) or from `Config`
+ * (`layer`: the environment, or `ConfigProvider.fromMap` in tests).
+ *
+ * @since 0.1.0
+ */
+import * as Config from "effect/Config"
+import * as ConfigError from "effect/ConfigError"
+import * as Duration from "effect/Duration"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
+import { parseDuration } from "../ReliabilityConfig.js"
+
+/** `"single"`: one `POST /events` per event, `concurrency` in flight (works with the public server). `"batch"`: `POST /events/batch`. */
+export type Mode = "single" | "batch"
+
+/** `"undici"`: a raw undici `Pool` (the fast path). `"http-client"`: the `HttpClient` from the context. */
+export type TransportKind = "undici" | "http-client"
+
+/** Plain options; anything omitted takes its default. */
+export interface Options {
+  /** The events URL; default `http://localhost:4000/events`. The batch URL is `<url>/batch`. */
+  readonly url?: string | undefined
+  /** Sent as `X-API-Key`; never logged. */
+  readonly apiKey?: Redacted.Redacted<string> | string | undefined
+  /** Default `"single"`. */
+  readonly mode?: Mode | undefined
+  /** Events per batch (batch mode), and per spool redelivery request; default 500. */
+  readonly batchSize?: number | undefined
+  /** How long a batch waits to fill up (batch mode); default 5 ms. */
+  readonly linger?: Duration.DurationInput | undefined
+  /** Requests in flight; default 64 in single mode, 4 in batch mode. */
+  readonly concurrency?: number | undefined
+  /** Events held in memory; beyond it `emit` spools; default 100,000. */
+  readonly queueCapacity?: number | undefined
+  /** Spool every event before `emit` returns, delete it on delivery (crash safety); default false. */
+  readonly writeAhead?: boolean | undefined
+  /** Default `"undici"`. */
+  readonly transport?: TransportKind | undefined
+  /** Spool rows read per redelivery pass; default 1,000. */
+  readonly spoolPageSize?: number | undefined
+  /** Wait before the next redelivery pass after one that made no progress (also the poll while the breaker is open); default 1 s. */
+  readonly redeliveryInterval?: Duration.DurationInput | undefined
+}
+
+/** Validated settings. */
+export interface Settings {
+  readonly url: URL
+  readonly batchUrl: URL
+  readonly apiKey: Option.Option<Redacted.Redacted<string>>
+  readonly mode: Mode
+  readonly batchSize: number
+  readonly linger: Duration.Duration
+  readonly concurrency: number
+  readonly queueCapacity: number
+  readonly writeAhead: boolean
+  readonly transport: TransportKind
+  readonly spoolPageSize: number
+  readonly redeliveryInterval: Duration.Duration
+}
+
+export const defaultUrl = "http://localhost:4000/events"
+export const defaults = {
+  mode: "single" as Mode,
+  batchSize: 500,
+  linger: Duration.millis(5),
+  singleConcurrency: 64,
+  batchConcurrency: 4,
+  queueCapacity: 100_000,
+  writeAhead: false,
+  transport: "undici" as TransportKind,
+  spoolPageSize: 1_000,
+  redeliveryInterval: Duration.seconds(1)
+} as const
+
+/** The batch route next to an events URL: `http://host:4000/events` → `http://host:4000/events/batch`. */
+export const batchUrlOf = (url: URL): URL => {
+  const batch = new URL(url.href)
+  batch.pathname = `${url.pathname.replace(/\/+$/, "")}/batch`
+  return batch
+}
+
+const parseUrl = (value: string): URL | undefined => {
+  try {
+    const url = new URL(value.trim())
+    return url.protocol === "http:" || url.protocol === "https:" ? url : undefined
+  } catch {
+    return undefined
+  }
+}
+
+const clampInt = (value: number | undefined, fallback: number, min: number, max: number, name: string): number => {
+  if (value === undefined) return fallback
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(`${name} must be a whole number from ${min} to ${max}, got ${value}`)
+  }
+  return value
+}
+
+/**
+ * Validates plain options. Throws a `RangeError` naming the option for a value out of range (a
+ * programming error in the caller; `layerWith` turns it into a defect at start-up).
+ */
+export const resolve = (options: Options = {}): Settings => {
+  const url = parseUrl(options.url ?? defaultUrl)
+  if (url === undefined) throw new RangeError(`url must be an http(s) URL such as ${defaultUrl}, got ${options.url}`)
+  const mode = options.mode ?? defaults.mode
+  const apiKey = options.apiKey === undefined
+    ? Option.none()
+    : Option.some(Redacted.isRedacted(options.apiKey) ? options.apiKey : Redacted.make(options.apiKey)).pipe(
+      Option.filter((key) => Redacted.value(key).trim() !== "")
+    )
+  return {
+    url,
+    batchUrl: batchUrlOf(url),
+    apiKey,
+    mode,
+    batchSize: clampInt(options.batchSize, defaults.batchSize, 1, 100_000, "batchSize"),
+    linger: options.linger === undefined ? defaults.linger : Duration.decode(options.linger),
+    concurrency: clampInt(
+      options.concurrency,
+      mode === "batch" ? defaults.batchConcurrency : defaults.singleConcurrency,
+      1,
+      4_096,
+      "concurrency"
+    ),
+    queueCapacity: clampInt(options.queueCapacity, defaults.queueCapacity, 1, 100_000_000, "queueCapacity"),
+    writeAhead: options.writeAhead ?? defaults.writeAhead,
+    transport: options.transport ?? defaults.transport,
+    spoolPageSize: clampInt(options.spoolPageSize, defaults.spoolPageSize, 1, 100_000, "spoolPageSize"),
+    redeliveryInterval: options.redeliveryInterval === undefined
+      ? defaults.redeliveryInterval
+      : Duration.decode(options.redeliveryInterval)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Config
+// ---------------------------------------------------------------------------------------------
+
+const int = (name: string, min: number, max: number) =>
+  Config.option(
+    Config.integer(name).pipe(
+      Config.validate({
+        message: `expected a whole number from ${min} to ${max}`,
+        validation: (value) => value >= min && value <= max
+      })
+    )
+  ).pipe(Config.map(Option.getOrUndefined))
+
+const ok = <A>(value: A): Either.Either<A, ConfigError.ConfigError> => Either.right(value)
+const fail = (name: string, value: string, expected: string): Either.Either<never, ConfigError.ConfigError> =>
+  Either.left(ConfigError.InvalidData([name], `${name}=${JSON.stringify(value)} is not valid: expected ${expected}`))
+
+/** A duration as the rest of big3 reads them: seconds (`0.005`), or `"5 millis"`; `0` allowed. */
+const duration = (name: string) =>
+  Config.option(
+    Config.string(name).pipe(
+      Config.mapOrFail((text) => {
+        const trimmed = text.trim()
+        if (/^0+(\.0+)?(\s*[a-z]+)?$/i.test(trimmed)) return ok(Duration.zero)
+        return Option.match(parseDuration(trimmed), {
+          onNone: () => fail(name, text, `a number of seconds (0.005) or a duration such as "5 millis"`),
+          onSome: ok
+        })
+      })
+    )
+  ).pipe(Config.map(Option.getOrUndefined))
+
+/**
+ * The environment's settings:
+ *
+ * | variable | default |
+ * |---|---|
+ * | `OBSERVABILITY_SERVER_URL` | `http://localhost:4000/events` (batch: `<url>/batch`) |
+ * | `OBSERVABILITY_API_KEY` | none (sent as `X-API-Key`) |
+ * | `BIG3_EVENTS_MODE` | `single` (`batch` needs a server with `POST /events/batch`) |
+ * | `BIG3_EVENTS_BATCH_SIZE` | 500 |
+ * | `BIG3_EVENTS_LINGER` | 5 ms (seconds or a duration string) |
+ * | `BIG3_EVENTS_CONCURRENCY` | 64 (single) / 4 (batch) |
+ * | `BIG3_EVENTS_QUEUE_CAPACITY` | 100000 |
+ * | `BIG3_EVENTS_WRITE_AHEAD` | false |
+ * | `BIG3_EVENTS_TRANSPORT` | `undici` (`http-client`: the context's `HttpClient`) |
+ * | `BIG3_EVENTS_SPOOL_PAGE_SIZE` | 1000 |
+ * | `BIG3_EVENTS_REDELIVERY_INTERVAL` | 1 s |
+ */
+export const config: Config.Config<Options> = Config.all({
+  url: Config.string("OBSERVABILITY_SERVER_URL").pipe(
+    Config.withDefault(defaultUrl),
+    Config.validate({
+      message: `expected an http(s) URL such as ${defaultUrl}`,
+      validation: (value) => parseUrl(value) !== undefined
+    })
+  ),
+  apiKey: Config.option(Config.redacted("OBSERVABILITY_API_KEY")).pipe(Config.map(Option.getOrUndefined)),
+  mode: Config.option(Config.literal("single", "batch")("BIG3_EVENTS_MODE")).pipe(Config.map(Option.getOrUndefined)),
+  batchSize: int("BIG3_EVENTS_BATCH_SIZE", 1, 100_000),
+  linger: duration("BIG3_EVENTS_LINGER"),
+  concurrency: int("BIG3_EVENTS_CONCURRENCY", 1, 4_096),
+  queueCapacity: int("BIG3_EVENTS_QUEUE_CAPACITY", 1, 100_000_000),
+  writeAhead: Config.option(Config.boolean("BIG3_EVENTS_WRITE_AHEAD")).pipe(Config.map(Option.getOrUndefined)),
+  transport: Config.option(Config.literal("undici", "http-client")("BIG3_EVENTS_TRANSPORT")).pipe(
+    Config.map(Option.getOrUndefined)
+  ),
+  spoolPageSize: int("BIG3_EVENTS_SPOOL_PAGE_SIZE", 1, 100_000),
+  redeliveryInterval: duration("BIG3_EVENTS_REDELIVERY_INTERVAL")
+})

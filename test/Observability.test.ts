@@ -1,0 +1,522 @@
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientError from "@effect/platform/HttpClientError"
+import type * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { afterAll, assert, describe, it } from "@effect/vitest"
+import * as Clock from "effect/Clock"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Scope from "effect/Scope"
+import * as TestClock from "effect/TestClock"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import * as CircuitBreaker from "../src/CircuitBreaker.js"
+import * as Metrics from "../src/Metrics.js"
+import * as Observability from "../src/Observability.js"
+import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
+import * as Store from "../src/Store.js"
+import { captureLogs } from "./support/capture.js"
+
+// ---------------------------------------------------------------------------------------------
+// A scripted fake observability server at the HttpClient level
+// ---------------------------------------------------------------------------------------------
+
+type Reply =
+  | { readonly status: number; readonly body?: unknown; readonly contentType?: string }
+  | { readonly transport: string }
+
+interface Seen {
+  /** Clock time of the request, ms. */
+  readonly at: number
+  readonly path: string
+  readonly headers: Readonly<Record<string, string>>
+  readonly body: unknown
+}
+
+const publicBanner: Reply = { status: 200, body: "Multi-Agent Observability Server", contentType: "text/plain" }
+
+const normalReply = (seen: Seen): Reply =>
+  seen.path.endsWith("/batch")
+    ? { status: 200, body: { accepted: Array.isArray(seen.body) ? seen.body.length : 0, duplicates: 0 } }
+    : { status: 200, body: { ...(seen.body as object), id: 1 } }
+
+const makeServer = () => {
+  const seen: Array<Seen> = []
+  let handler: (seen: Seen) => Reply | Effect.Effect<Reply> = normalReply
+  const respond = (request: HttpClientRequest.HttpClientRequest, reply: Reply) => {
+    if ("transport" in reply) {
+      return Effect.fail(new HttpClientError.RequestError({ request, reason: "Transport", cause: new Error(reply.transport) }))
+    }
+    const text = typeof reply.body === "string" ? reply.body : JSON.stringify(reply.body ?? {})
+    return Effect.succeed(HttpClientResponse.fromWeb(
+      request,
+      new Response(text, { status: reply.status, headers: { "content-type": reply.contentType ?? "application/json" } })
+    ))
+  }
+  const client = HttpClient.make((request, url) =>
+    Effect.clockWith((clock) => {
+      const body = request.body._tag === "Uint8Array" ? JSON.parse(new TextDecoder().decode(request.body.body)) : undefined
+      const entry: Seen = { at: clock.unsafeCurrentTimeMillis(), path: url.pathname, headers: request.headers, body }
+      seen.push(entry)
+      const reply = handler(entry)
+      return Effect.flatMap(Effect.isEffect(reply) ? reply : Effect.succeed(reply), (r) => respond(request, r))
+    })
+  )
+  return {
+    seen,
+    client,
+    reply: (next: (seen: Seen) => Reply | Effect.Effect<Reply>) => {
+      handler = next
+    },
+    /** Bodies of single POSTs and batch items, in arrival order. */
+    events: (): Array<Record<string, unknown>> =>
+      seen.flatMap((s) => (Array.isArray(s.body) ? s.body : [s.body]) as Array<Record<string, unknown>>)
+  }
+}
+type Server = ReturnType<typeof makeServer>
+
+const url = "http://observability.test/events"
+
+const deps = (
+  server: Server,
+  overrides: ReliabilityConfig.Overrides = {},
+  store: Layer.Layer<SqlClient.SqlClient, unknown> = Store.layerMemory
+) =>
+  Layer.mergeAll(CircuitBreaker.layer, Layer.succeed(HttpClient.HttpClient, server.client), store).pipe(
+    Layer.provideMerge(ReliabilityConfig.layerWith(overrides))
+  )
+
+const clientLayer = (
+  server: Server,
+  options: Observability.Options = {},
+  overrides: ReliabilityConfig.Overrides = {},
+  store?: Layer.Layer<SqlClient.SqlClient, unknown>
+) =>
+  Observability.layerWith({ url, transport: "http-client", linger: 0, concurrency: 2, ...options }).pipe(
+    Layer.provideMerge(deps(server, overrides, store))
+  )
+
+/** One attempt per call and no retry waits, for tests that are not about retries. */
+const noRetry: ReliabilityConfig.Overrides = { policies: { observability: { maxAttempts: 1 } } }
+
+const event = (n: number, extra: Partial<Observability.EventInput> = {}): Observability.EventInput => ({
+  source_app: "test",
+  session_id: "session-1",
+  hook_event_type: "PreToolUse",
+  payload: { n },
+  ...extra
+})
+
+/** Lets the background fibers run until `check` holds (bounded, no real time). */
+const eventually = <A, E, R>(read: Effect.Effect<A, E, R>, check: (a: A) => boolean, rounds = 500) =>
+  Effect.gen(function*() {
+    let value = yield* read
+    for (let i = 0; i < rounds && !check(value); i++) {
+      yield* Effect.yieldNow()
+      value = yield* read
+    }
+    return value
+  })
+
+const spoolRows = Effect.flatMap(
+  SqlClient.SqlClient,
+  (sql) => sql<{ seq: number; id: string; held: number }>`SELECT seq, id, held FROM observability_spool ORDER BY seq`
+).pipe(Effect.orDie)
+
+const tempDirs: Array<string> = []
+const tempDb = () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "big3-observability-"))
+  tempDirs.push(dir)
+  return path.join(dir, "big3.db")
+}
+afterAll(() => {
+  for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true })
+})
+
+// ---------------------------------------------------------------------------------------------
+
+describe("Observability", () => {
+  it.effect("a bad event is rejected, counted and logged, and emit keeps working", () => {
+    const server = makeServer()
+    const logs = captureLogs()
+    return Effect.gen(function*() {
+      yield* Observability.emit({ source_app: 42 } as unknown as Observability.EventInput)
+      yield* Observability.emit(event(1, { timestamp: Number.NaN }))
+      yield* Observability.send(event(2))
+      const stats = yield* Observability.stats
+      assert.strictEqual(stats.rejected, 2)
+      assert.strictEqual(stats.emitted, 1)
+      assert.strictEqual(stats.delivered, 1)
+      assert.strictEqual(server.seen.length, 1)
+      assert.isTrue(logs.lines.some((line) => line.startsWith("WARN") && line.includes("rejected an event")))
+    }).pipe(Effect.provide(clientLayer(server)), Effect.provide(logs.layer))
+  })
+
+  it.effect("emit stamps a UUIDv7 id and the clock's timestamp and posts the public shape plus id", () => {
+    const server = makeServer()
+    return Effect.gen(function*() {
+      yield* TestClock.setTime(1_750_000_000_000)
+      yield* Observability.send(event(1, { summary: "ran ls" }))
+      const [sent] = server.events()
+      assert.match(String(sent?.["id"]), /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
+      assert.strictEqual(String(sent?.["id"]).replace(/-/g, "").slice(0, 12), (1_750_000_000_000).toString(16).padStart(12, "0"))
+      assert.deepStrictEqual({ ...sent, id: "x" }, {
+        id: "x",
+        source_app: "test",
+        session_id: "session-1",
+        hook_event_type: "PreToolUse",
+        payload: { n: 1 },
+        timestamp: 1_750_000_000_000,
+        summary: "ran ls"
+      })
+      assert.strictEqual(server.seen[0]?.path, "/events")
+    }).pipe(Effect.provide(clientLayer(server)))
+  })
+
+  it.effect("a caller's id and timestamp are kept", () => {
+    const server = makeServer()
+    return Effect.gen(function*() {
+      yield* Observability.send(event(1, { id: "my-id", timestamp: 123 }))
+      assert.strictEqual(server.events()[0]?.["id"], "my-id")
+      assert.strictEqual(server.events()[0]?.["timestamp"], 123)
+    }).pipe(Effect.provide(clientLayer(server)))
+  })
+
+  it.effect("a full queue sends events to the spool instead of dropping them", () => {
+    const server = makeServer()
+    return Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      server.reply((seen) => Effect.as(Deferred.await(gate), normalReply(seen)))
+      return yield* Effect.gen(function*() {
+        // One worker holds event 1 in flight; the queue holds two more; the rest overflow.
+        yield* Observability.emit(event(1))
+        yield* eventually(Observability.stats, (s) => s.inFlight === 1)
+        for (let n = 2; n <= 6; n++) yield* Observability.emit(event(n))
+        const during = yield* eventually(Observability.stats, (s) => s.spooled === 3)
+        assert.strictEqual(during.spooled, 3)
+        assert.strictEqual(during.queued, 2)
+        assert.strictEqual(during.dropped, 0)
+        assert.strictEqual((yield* spoolRows).length, 3)
+        yield* Deferred.succeed(gate, undefined)
+        yield* Observability.flush
+        const after = yield* eventually(Observability.stats, (s) => s.redelivered === 3)
+        assert.strictEqual(after.delivered, 3)
+        assert.strictEqual(after.redelivered, 3)
+        assert.strictEqual(after.spoolSize, 0)
+        const payloads = server.events().map((e) => (e["payload"] as { n: number }).n)
+        assert.deepStrictEqual([...new Set(payloads)].sort(), [1, 2, 3, 4, 5, 6])
+      }).pipe(
+        // A failed assertion must not leave a request hanging through the shutdown flush.
+        Effect.ensuring(Deferred.succeed(gate, undefined)),
+        Effect.provide(clientLayer(server, { concurrency: 1, queueCapacity: 2 }))
+      )
+    })
+  })
+
+  it.effect("a 400 is dead-lettered after one try, with the reason", () => {
+    const server = makeServer()
+    const logs = captureLogs()
+    server.reply(() => ({ status: 400, body: { error: "Missing required fields" } }))
+    return Effect.gen(function*() {
+      yield* Observability.send(event(1, { id: "bad-1" }))
+      const stats = yield* Observability.stats
+      assert.strictEqual(server.seen.length, 1)
+      assert.strictEqual(stats.deadLettered, 1)
+      assert.strictEqual(stats.retried, 0)
+      assert.strictEqual(stats.delivered, 0)
+      assert.strictEqual(stats.deadLetterSize, 1)
+      const [letter] = yield* Observability.deadLetters()
+      assert.strictEqual(letter?.id, "bad-1")
+      assert.strictEqual(letter?.status, 400)
+      assert.include(letter?.reason, "InvalidRequest")
+      assert.include(letter?.reason, "Missing required fields")
+      assert.strictEqual(JSON.parse(letter?.body ?? "{}").id, "bad-1")
+      assert.isTrue(logs.lines.some((line) => line.startsWith("ERROR") && line.includes("dead-lettered 1 event")))
+      // Requeue after the server is fixed: back in the spool, then redelivered.
+      server.reply(normalReply)
+      assert.strictEqual(yield* Observability.requeueDeadLetters, 1)
+      const drained = yield* Observability.drainSpool
+      assert.strictEqual(drained.remaining, 0)
+      const after = yield* eventually(Observability.stats, (s) => s.redelivered === 1)
+      assert.strictEqual(after.redelivered, 1)
+      assert.strictEqual(after.deadLetterSize, 0)
+    }).pipe(Effect.provide(clientLayer(server)), Effect.provide(logs.layer))
+  })
+
+  it.effect("a 503 is retried once after about 0.5 s (policy observability), then spooled", () => {
+    const server = makeServer()
+    server.reply(() => ({ status: 503, body: { error: "Service unavailable" } }))
+    return Effect.gen(function*() {
+      yield* Observability.emit(event(1, { id: "unlucky" }))
+      const flushed = yield* Effect.fork(Observability.flush)
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(flushed)
+      const stats = yield* Observability.stats
+      assert.strictEqual(stats.spooled, 1)
+      assert.strictEqual(stats.delivered, 0)
+      assert.isAtLeast(stats.retried, 1)
+      // The first two requests are the event's two attempts, 0.5 s ± 20% apart.
+      const [first, second] = server.seen
+      assert.strictEqual((second?.body as Record<string, unknown>)["id"], "unlucky")
+      const gap = (second?.at ?? 0) - (first?.at ?? 0)
+      assert.isTrue(gap >= 400 && gap <= 600, `waited ${gap} ms`)
+      assert.deepStrictEqual((yield* spoolRows).map((row) => row.id), ["unlucky"])
+    }).pipe(Effect.provide(clientLayer(server, { concurrency: 1 })))
+  })
+
+  it.effect("a garbled 200 acknowledgement is not delivery: the event is sent again", () => {
+    const server = makeServer()
+    let answered = 0
+    server.reply((seen) => answered++ === 0 ? { status: 200, body: `{"source_app":"test","id":` } : normalReply(seen))
+    return Effect.gen(function*() {
+      yield* Observability.emit(event(1, { id: "garbled" }))
+      const flushed = yield* Effect.fork(Observability.flush)
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(flushed)
+      const stats = yield* Observability.stats
+      assert.strictEqual(stats.delivered, 1)
+      assert.strictEqual(stats.retried, 1)
+      assert.deepStrictEqual(server.events().map((e) => e["id"]), ["garbled", "garbled"])
+    }).pipe(Effect.provide(clientLayer(server, { concurrency: 1 })))
+  })
+
+  it.effect("while the breaker is open events are spooled without a request; the half-open trial redelivers them", () => {
+    const server = makeServer()
+    return Effect.gen(function*() {
+      const registry = yield* CircuitBreaker.CircuitBreaker
+      const breaker = registry.get("observability")
+      const now = yield* Clock.currentTimeMillis
+      for (let i = 0; i < 5; i++) breaker.onFailure(breaker.tryAcquire(now) as number, now)
+      assert.strictEqual(breaker.state(now), "open")
+      for (let n = 1; n <= 3; n++) yield* Observability.emit(event(n))
+      yield* Observability.flush
+      const during = yield* Observability.stats
+      assert.strictEqual(during.spooled, 3)
+      assert.strictEqual(server.seen.length, 0)
+      // Open for 30 s; the redeliverer looks again every second.
+      yield* TestClock.adjust("31 seconds")
+      const after = yield* eventually(Observability.stats, (s) => s.redelivered === 3)
+      assert.strictEqual(after.redelivered, 3)
+      assert.strictEqual(after.spoolSize, 0)
+      assert.deepStrictEqual(server.events().map((e) => (e["payload"] as { n: number }).n), [1, 2, 3])
+      assert.strictEqual(breaker.state(yield* Clock.currentTimeMillis), "closed")
+    }).pipe(Effect.provide(clientLayer(server, { concurrency: 1 }, noRetry)))
+  })
+
+  it.effect("batch mode: a batch counts as delivered on the batch route's JSON acknowledgement", () => {
+    const server = makeServer()
+    return Effect.gen(function*() {
+      for (let n = 1; n <= 10; n++) yield* Observability.emit(event(n))
+      yield* Observability.flush
+      const stats = yield* Observability.stats
+      assert.strictEqual(stats.delivered, 10)
+      assert.strictEqual(stats.mode, "batch")
+      assert.deepStrictEqual(server.seen.map((s) => s.path), ["/events/batch"])
+      assert.strictEqual((server.seen[0]?.body as Array<unknown>).length, 10)
+    }).pipe(Effect.provide(clientLayer(server, { mode: "batch", concurrency: 1 })))
+  })
+
+  it.effect("batch mode: a 200 text/plain from the batch route is a misconfiguration: single mode, nothing lost", () => {
+    const server = makeServer()
+    const logs = captureLogs()
+    server.reply((seen) => seen.path.endsWith("/batch") ? publicBanner : normalReply(seen))
+    return Effect.gen(function*() {
+      for (let n = 1; n <= 5; n++) yield* Observability.emit(event(n))
+      yield* Observability.flush
+      for (let n = 6; n <= 8; n++) yield* Observability.emit(event(n))
+      yield* Observability.flush
+      const stats = yield* Observability.stats
+      assert.strictEqual(stats.delivered, 8)
+      assert.strictEqual(stats.mode, "single")
+      assert.strictEqual(server.seen.filter((s) => s.path === "/events/batch").length, 1)
+      assert.strictEqual(server.seen.filter((s) => s.path === "/events").length, 8)
+      assert.isTrue(logs.lines.some((line) => line.startsWith("ERROR") && line.includes("misconfigured")))
+    }).pipe(Effect.provide(clientLayer(server, { mode: "batch", concurrency: 1 })), Effect.provide(logs.layer))
+  })
+
+  it.effect("batch mode: a batch refused as a whole (400) goes one by one; only the bad event is dead-lettered", () => {
+    const server = makeServer()
+    server.reply((seen) => {
+      if (seen.path.endsWith("/batch")) return { status: 400, body: { error: "Missing required fields", index: 1 } }
+      const n = ((seen.body as Record<string, unknown>)["payload"] as { n: number }).n
+      return n === 2 ? { status: 400, body: { error: "Missing required fields" } } : normalReply(seen)
+    })
+    return Effect.gen(function*() {
+      for (let n = 1; n <= 3; n++) yield* Observability.emit(event(n))
+      yield* Observability.flush
+      const stats = yield* Observability.stats
+      assert.strictEqual(stats.delivered, 2)
+      assert.strictEqual(stats.deadLettered, 1)
+      assert.strictEqual(stats.mode, "batch")
+    }).pipe(Effect.provide(clientLayer(server, { mode: "batch", concurrency: 1 })))
+  })
+
+  it.effect("single mode: a 200 text/plain is not delivery (wrong URL): the event is dead-lettered, not lost", () => {
+    const server = makeServer()
+    server.reply(() => publicBanner)
+    return Effect.gen(function*() {
+      yield* Observability.send(event(1))
+      const stats = yield* Observability.stats
+      assert.strictEqual(stats.delivered, 0)
+      assert.strictEqual(stats.deadLettered, 1)
+      const [letter] = yield* Observability.deadLetters()
+      assert.include(letter?.reason, "OBSERVABILITY_SERVER_URL")
+    }).pipe(Effect.provide(clientLayer(server)))
+  })
+
+  it.effect("closing the layer flushes what is queued", () => {
+    const server = makeServer()
+    return Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(clientLayer(server, { mode: "batch", linger: "1 hour" }), scope)
+      const client = Context.get(context, Observability.Observability)
+      for (let n = 1; n <= 50; n++) yield* client.emit(event(n))
+      yield* Scope.close(scope, Exit.void)
+      assert.strictEqual(server.events().length, 50)
+    })
+  })
+
+  it.effect("a new client over the same SQLite file redelivers what the last one spooled", () => {
+    const filename = tempDb()
+    const down = makeServer()
+    down.reply(() => ({ transport: "connect ECONNREFUSED 127.0.0.1:4000" }))
+    const up = makeServer()
+    return Effect.gen(function*() {
+      yield* Effect.gen(function*() {
+        for (let n = 1; n <= 5; n++) yield* Observability.emit(event(n, { id: `e${n}` }))
+        yield* Observability.flush
+        assert.strictEqual((yield* Observability.stats).spooled, 5)
+      }).pipe(Effect.provide(clientLayer(down, { concurrency: 1 }, noRetry, Store.layer({ filename }))))
+
+      yield* Effect.gen(function*() {
+        assert.strictEqual((yield* Observability.stats).spoolSize, 5)
+        yield* Observability.drainSpool
+        const stats = yield* eventually(Observability.stats, (s) => s.spoolSize === 0)
+        assert.strictEqual(stats.redelivered, 5)
+        assert.strictEqual((yield* spoolRows).length, 0)
+      }).pipe(Effect.provide(clientLayer(up, {}, noRetry, Store.layer({ filename }))))
+      assert.deepStrictEqual(up.events().map((e) => e["id"]), ["e1", "e2", "e3", "e4", "e5"])
+    })
+  })
+
+  it.effect("write-ahead: the event is in the spool before emit returns, and deleted once delivered", () => {
+    const server = makeServer()
+    return Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      server.reply((seen) => Effect.as(Deferred.await(gate), normalReply(seen)))
+      return yield* Effect.gen(function*() {
+        yield* Observability.emit(event(1, { id: "wal-1" }))
+        const rows = yield* spoolRows
+        assert.deepStrictEqual(rows.map((row) => [row.id, row.held]), [["wal-1", 1]])
+        assert.strictEqual((yield* Observability.stats).spoolSize, 0) // held rows are not backlog
+        yield* Deferred.succeed(gate, undefined)
+        yield* Observability.flush
+        assert.deepStrictEqual(yield* spoolRows, [])
+        const stats = yield* Observability.stats
+        assert.strictEqual(stats.journaled, 1)
+        assert.strictEqual(stats.delivered, 1)
+      }).pipe(
+        Effect.ensuring(Deferred.succeed(gate, undefined)),
+        Effect.provide(clientLayer(server, { writeAhead: true }))
+      )
+    })
+  })
+
+  it.effect("write-ahead: rows left by a process that stopped without delivering are redelivered at the next start", () => {
+    const filename = tempDb()
+    const server = makeServer()
+    return Effect.gen(function*() {
+      // What a crashed process leaves: a held write-ahead row.
+      yield* Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* Store.ensureSchema("observability", Observability.spoolSchema)
+        const body = JSON.stringify({ id: "crashed-1", ...event(1), timestamp: 1 })
+        yield* sql`INSERT INTO observability_spool (id, body, epoch, spooled_at, held) VALUES ('crashed-1', ${body}, 1, 1, 1)`
+      }).pipe(Effect.provide(Store.layer({ filename })), Effect.orDie)
+
+      yield* Effect.gen(function*() {
+        const stats = yield* eventually(Observability.stats, (s) => s.redelivered === 1)
+        assert.strictEqual(stats.redelivered, 1)
+        assert.deepStrictEqual(yield* spoolRows, [])
+      }).pipe(Effect.provide(clientLayer(server, { writeAhead: true }, {}, Store.layer({ filename }))))
+      assert.deepStrictEqual(server.events().map((e) => e["id"]), ["crashed-1"])
+    })
+  })
+
+  it.effect("reads its settings through Config and sends the API key as X-API-Key", () => {
+    const server = makeServer()
+    const provider = ConfigProvider.fromMap(
+      new Map([
+        ["OBSERVABILITY_SERVER_URL", "http://events.example:4100/events"],
+        ["OBSERVABILITY_API_KEY", "obs-secret"],
+        ["BIG3_EVENTS_MODE", "batch"],
+        ["BIG3_EVENTS_LINGER", "0"],
+        ["BIG3_EVENTS_TRANSPORT", "http-client"]
+      ]),
+      { pathDelim: "_" }
+    )
+    return Effect.gen(function*() {
+      yield* Observability.send(event(1))
+      assert.strictEqual(server.seen[0]?.path, "/events/batch")
+      assert.strictEqual(server.seen[0]?.headers["x-api-key"], "obs-secret")
+      assert.strictEqual((yield* Observability.stats).mode, "batch")
+    }).pipe(
+      Effect.provide(Observability.layer.pipe(Layer.provideMerge(deps(server)))),
+      Effect.withConfigProvider(provider)
+    )
+  })
+
+  it.effect("a bad BIG3_EVENTS_MODE fails the layer with a ConfigError naming the key", () => {
+    const server = makeServer()
+    const provider = ConfigProvider.fromMap(new Map([["BIG3_EVENTS_MODE", "fast"]]), { pathDelim: "_" })
+    return Effect.gen(function*() {
+      const exit = yield* Effect.exit(Layer.build(Observability.layer.pipe(Layer.provide(deps(server)))).pipe(Effect.scoped))
+      assert.isTrue(Exit.isFailure(exit))
+      assert.include(String(Exit.isFailure(exit) ? exit.cause : ""), "BIG3_EVENTS_MODE")
+    }).pipe(Effect.withConfigProvider(provider))
+  })
+
+  it.effect("Metrics.events counts by kind", () => {
+    const server = makeServer()
+    const delivered = Metric.taggedWithLabels(Metrics.events, Metrics.labelsFor("observability", { kind: "delivered" }))
+    return Effect.gen(function*() {
+      const before = (yield* Metric.value(delivered)).count
+      yield* Observability.send(event(1))
+      yield* Observability.send(event(2))
+      assert.strictEqual((yield* Metric.value(delivered)).count - before, 2)
+    }).pipe(Effect.provide(clientLayer(server)))
+  })
+
+  describe("Store", () => {
+    it.effect("layerConfig opens big3.db under BIG3_STATE_DIR, creating the directory", () => {
+      const dir = path.join(path.dirname(tempDb()), "state", "nested")
+      const provider = ConfigProvider.fromMap(new Map([["BIG3_STATE_DIR", dir]]), { pathDelim: "_" })
+      return Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* Store.ensureSchema("test", ["CREATE TABLE IF NOT EXISTS t (x INTEGER)"])
+        yield* Store.ensureSchema("test", ["CREATE TABLE IF NOT EXISTS t (x INTEGER)"])
+        yield* sql`INSERT INTO t (x) VALUES (1)`
+        assert.isTrue(fs.existsSync(path.join(dir, "big3.db")))
+      }).pipe(Effect.provide(Store.layerConfig), Effect.withConfigProvider(provider), Effect.orDie)
+    })
+
+    it.effect("a store that cannot be opened fails the layer with an SqlError naming the file", () =>
+      Effect.gen(function*() {
+        const blocker = tempDb()
+        fs.writeFileSync(blocker, "not a directory")
+        const filename = path.join(blocker, "big3.db")
+        const exit = yield* Effect.exit(Layer.build(Store.layer({ filename })).pipe(Effect.scoped))
+        assert.isTrue(Exit.isFailure(exit))
+        assert.include(String(Exit.isFailure(exit) ? exit.cause : ""), "SqlError")
+        assert.include(String(Exit.isFailure(exit) ? exit.cause : ""), filename)
+      }))
+  })
+})
