@@ -1,0 +1,85 @@
+/**
+ * Claude agents: a registry, a working directory per agent, and operator files (markdown
+ * task/result files) written by commands running in the background.
+ *
+ * - `Agents.Agents` is the service (`create`, `command`, `result`, `list`, `delete`), built by
+ *   `Agents.make` / `Agents.layer` (scoped) from `ReliabilityConfig`, `CircuitBreaker`,
+ *   `Observability`, `AgentBackend`, `FileSystem` + `Path` and `SqlClient`.
+ * - `Agents.AgentBackend` is the port the model work goes through; `Agents.claudeAgentSdk` is the
+ *   production adapter over `@anthropic-ai/claude-agent-sdk`, `Agents.scriptedBackend(script)`
+ *   one for tests and demos.
+ *
+ * Timeouts: `create` is bounded by `agent_creation`, operator-file preparation by
+ * `operator_file_prep`, each background command by `agent_execution`.
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import type { Service } from "./agents/Service.js"
+import { Agents } from "./agents/Service.js"
+
+export {
+  AgentBackend,
+  makeScripted,
+  scriptedBackend,
+  scriptedRun,
+  scriptedSession
+} from "./agents/Backend.js"
+export type { RunInput, Script, Service as BackendService, Session, StartSessionInput } from "./agents/Backend.js"
+export {
+  claudeAgentSdk,
+  config as claudeAgentSdkConfig,
+  claudeAgentSdkWith,
+  fromSdkError,
+  greetingPrompt,
+  layerClaudeAgentSdk,
+  makeClaudeAgentSdk
+} from "./agents/ClaudeAgentSdk.js"
+export type { ClaudeAgentSdkOptions } from "./agents/ClaudeAgentSdk.js"
+export {
+  AgentExists,
+  AgentMessage,
+  AgentName,
+  AgentStorageError,
+  InvalidAgentName,
+  namePattern,
+  ProgressMessage,
+  RegistryCorrupt,
+  ResultMessage,
+  TextMessage,
+  ToolResultMessage,
+  ToolUseMessage,
+  Usage,
+  validateName
+} from "./agents/Domain.js"
+export { fileNamePattern as operatorFileNamePattern, maxProgressLines } from "./agents/OperatorFile.js"
+export type { Status as OperatorFileStatus } from "./agents/OperatorFile.js"
+export { createTable as registrySchema } from "./agents/Registry.js"
+export { Agents, agentsDirConfig, layer, layerWith, make } from "./agents/Service.js"
+export type {
+  Agent,
+  AgentsError,
+  Created,
+  OperatorFileContent,
+  Options,
+  RegistryError,
+  Service
+} from "./agents/Service.js"
+
+/** Creates an agent; see `Service.create`. */
+export const create = (input: Parameters<Service["create"]>[0]) => Effect.flatMap(Agents, (agents) => agents.create(input))
+
+/** Starts a command in the background and returns its operator file; see `Service.command`. */
+export const command = (name: string, prompt: string) => Effect.flatMap(Agents, (agents) => agents.command(name, prompt))
+
+/** An operator file's content (the latest when none is named); see `Service.result`. */
+export const result = (name: string, operatorFile?: string | undefined) =>
+  Effect.flatMap(Agents, (agents) => agents.result(name, operatorFile))
+
+/** Every registered agent. */
+export const list = Effect.flatMap(Agents, (agents) => agents.list)
+
+/** Deletes an agent; see `Service.delete`. (`delete` is a reserved word: also exported as `remove`.) */
+export const remove = (name: string) => Effect.flatMap(Agents, (agents) => agents.delete(name))
+
+export { remove as delete }

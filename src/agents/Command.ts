@@ -1,0 +1,171 @@
+/**
+ * One background command: stream the backend's messages into the operator file, bounded by
+ * `agent_execution`, then write the outcome (completed, failed, timed out, interrupted) and
+ * emit its lifecycle event.
+ *
+ * @internal
+ */
+import type * as FileSystem from "@effect/platform/FileSystem"
+import type * as Path from "@effect/platform/Path"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Random from "effect/Random"
+import * as Stream from "effect/Stream"
+import type { Big3Error, OperationTimeout } from "../Errors.js"
+import { formatDuration } from "../Errors.js"
+import type * as Observability from "../Observability.js"
+import type * as Backend from "./Backend.js"
+import type { AgentStorageError, ResultMessage } from "./Domain.js"
+import * as OperatorFile from "./OperatorFile.js"
+import type { AgentRecord } from "./Registry.js"
+
+const previewLength = 500
+
+/** A text shortened for an event payload. */
+export const preview = (text: string): string =>
+  text.length <= previewLength ? text : `${text.slice(0, previewLength)}…`
+
+/** Emits a big3 lifecycle event ("AgentCreated", …) for an agent's session. */
+export type Emit = (
+  hookEventType: string,
+  sessionId: string,
+  payload: Record<string, unknown>,
+  summary?: string
+) => Effect.Effect<void>
+
+export const makeEmit = (observability: Observability.Service): Emit => (hookEventType, sessionId, payload, summary) =>
+  observability.emit({
+    source_app: "big3",
+    session_id: sessionId,
+    hook_event_type: hookEventType,
+    payload,
+    ...(summary === undefined ? {} : { summary })
+  })
+
+/** What a command needs from the service. */
+export interface Context {
+  readonly backend: Backend.Service
+  readonly fs: FileSystem.FileSystem
+  readonly path: Path.Path
+  readonly emit: Emit
+  readonly withExecutionTimeout: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | OperationTimeout, R>
+}
+
+/** A unique suffix for temp files. */
+export const uniqueSuffix = Effect.map(Random.nextIntBetween(0, 0x7fffffff), (n) => n.toString(36))
+
+/**
+ * The command's whole life, to be forked: never fails (a failure to write the outcome is
+ * logged). Interrupting it interrupts the run, waits for it to stop, then records "interrupted".
+ */
+export const job = (
+  context: Context,
+  input: {
+    readonly agent: AgentRecord
+    readonly directory: string
+    readonly doc: OperatorFile.Document
+    readonly file: string
+    readonly prompt: string
+  }
+): Effect.Effect<void> => {
+  const { agent, doc, file } = input
+  const { emit, fs, path } = context
+  const base = { agent: agent.name, operator_file: file }
+  const summary = (what: string) => `command of ${agent.name} ${what}`
+
+  const write = Effect.flatMap(uniqueSuffix, (unique) =>
+    OperatorFile.writeAtomic(fs, path, { agent: agent.name, file, content: OperatorFile.render(doc), unique }))
+  const finish = (status: OperatorFile.Status, result: string) =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      doc.status = status
+      doc.result = result
+      doc.updatedAt = now
+      return write
+    })
+
+  const consume = context.backend.run({ sessionId: agent.sessionId, prompt: input.prompt, cwd: input.directory }).pipe(
+    Stream.takeUntil((message) => message._tag === "Result"),
+    Stream.runFoldEffect(Option.none<ResultMessage>(), (last, message) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        OperatorFile.addProgress(doc, now, OperatorFile.describeMessage(message))
+        return Effect.as(write, message._tag === "Result" ? Option.some(message) : last)
+      }))
+  )
+
+  const failed = (result: string, payload: Record<string, unknown>) =>
+    Effect.zipRight(finish("failed", result), emit("AgentCommandFailed", agent.sessionId, { ...base, ...payload }, summary("failed")))
+
+  const onResult = (result: ResultMessage) => {
+    const cost = OperatorFile.describeCost(result)
+    const text = result.text.trim() === "" ? "_the agent returned no text_" : result.text
+    const body = cost === undefined ? text : `${text}\n\n_${cost}_`
+    const details = {
+      ...(result.costUsd === undefined ? {} : { cost_usd: result.costUsd }),
+      ...(result.subtype === undefined ? {} : { subtype: result.subtype }),
+      ...(result.turns === undefined ? {} : { turns: result.turns })
+    }
+    return result.isError
+      ? failed(
+        `The agent reported an error${result.subtype === undefined ? "" : ` (${result.subtype})`}:\n\n${body}`,
+        { ...details, error: preview(result.text) }
+      )
+      : Effect.zipRight(
+        finish("completed", body),
+        emit("AgentCommandFinished", agent.sessionId, { ...base, ...details }, summary("finished"))
+      )
+  }
+
+  const onInterrupted = Effect.zipRight(
+    finish("interrupted", "Interrupted: the command was stopped before it finished (agent deleted or big3 shutting down)."),
+    emit("AgentCommandInterrupted", agent.sessionId, base, summary("interrupted"))
+  )
+
+  const onFailure = (cause: Cause.Cause<Big3Error | AgentStorageError>) => {
+    const failure = Cause.failureOption(cause)
+    if (Option.isSome(failure)) {
+      const error = failure.value
+      if (error._tag === "OperationTimeout" && error.operation === "agent_execution") {
+        return Effect.zipRight(
+          finish("timed out", `Interrupted: the command timed out after ${formatDuration(error.timeout)} (agent_execution).`),
+          emit("AgentCommandTimedOut", agent.sessionId, { ...base, timeout_s: Duration.toSeconds(error.timeout) }, summary("timed out"))
+        )
+      }
+      return failed(`Failed: ${error._tag}: ${error.message}`, {
+        error_tag: error._tag,
+        error: preview(error.message),
+        retryable: error.retryable
+      })
+    }
+    if (Cause.isInterruptedOnly(cause)) return onInterrupted
+    return failed(`Failed: internal error: ${Cause.pretty(cause).split("\n")[0]}`, {
+      error_tag: "Defect",
+      error: preview(Cause.pretty(cause))
+    })
+  }
+
+  // The run is a child fiber joined under the deadline. Whether the deadline fires or the
+  // command itself is interrupted (delete, shutdown), the run is interrupted and awaited (its
+  // backend stops) before the outcome is written, so no late progress write can replace the
+  // final status, and the outcome is written even when the command itself was interrupted.
+  return Effect.uninterruptibleMask((restore) =>
+    Effect.gen(function*() {
+      const running = yield* Effect.fork(restore(consume))
+      const exit = yield* Effect.exit(restore(context.withExecutionTimeout(Fiber.join(running))))
+      yield* Fiber.interrupt(running)
+      yield* Exit.match(exit, {
+        onSuccess: Option.match({
+          onNone: () => failed("Failed: the agent stopped without a result.", { error: "no result" }),
+          onSome: onResult
+        }),
+        onFailure
+      })
+    })
+  ).pipe(
+    Effect.catchAll((error) => Effect.logError(`agent ${agent.name}: could not record the outcome of ${file}: ${error.message}`))
+  )
+}

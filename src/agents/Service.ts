@@ -1,0 +1,438 @@
+/**
+ * The `Agents` service: create, command, result, list and delete Claude agents.
+ *
+ * @internal
+ */
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
+import type { SqlClient } from "@effect/sql/SqlClient"
+import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberMap from "effect/FiberMap"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Random from "effect/Random"
+import type * as Scope from "effect/Scope"
+import * as CircuitBreaker from "../CircuitBreaker.js"
+import type { Big3Error } from "../Errors.js"
+import { InvalidRequest, NotFound, OperationTimeout } from "../Errors.js"
+import { Observability } from "../Observability.js"
+import { ReliabilityConfig } from "../ReliabilityConfig.js"
+import * as Resilience from "../Resilience.js"
+import { AgentBackend } from "./Backend.js"
+import type { AgentName } from "./Domain.js"
+import { AgentExists, AgentStorageError, InvalidAgentName, namePattern, RegistryCorrupt, validateName } from "./Domain.js"
+import * as Command from "./Command.js"
+import { preview } from "./Command.js"
+import * as OperatorFile from "./OperatorFile.js"
+import * as Registry from "./Registry.js"
+
+// ---------------------------------------------------------------------------------------------
+// Shapes
+// ---------------------------------------------------------------------------------------------
+
+/** A registered agent, as `list` shows it. */
+export interface Agent {
+  readonly name: string
+  readonly type: string
+  readonly sessionId: string
+  /** The agent's working directory (absolute). */
+  readonly directory: string
+  readonly createdAt: Date
+  readonly greeting: string
+  /** Commands of this agent running in this process now. */
+  readonly runningCommands: number
+}
+
+/** What `create` returns. */
+export interface Created {
+  readonly name: string
+  readonly sessionId: string
+  readonly directory: string
+  readonly greeting: string
+}
+
+/** What `result` returns: the operator file's absolute path and its content. */
+export interface OperatorFileContent {
+  readonly file: string
+  readonly content: string
+}
+
+/** Failures of the registry itself. */
+export type RegistryError = RegistryCorrupt | AgentStorageError
+
+/** Every failure the service can report. */
+export type AgentsError = Big3Error | InvalidAgentName | AgentExists | RegistryError
+
+export interface Service {
+  /**
+   * Creates an agent: a validated unique name (`agent-<8 hex>` when none is given), its
+   * directory `{agents dir}/<name>/`, a greeting session (retried with policy `anthropic`,
+   * breaker `anthropic`) and a registry entry. Bounded by `agent_creation`; a create that fails
+   * or times out leaves no entry and removes the directory it made.
+   */
+  readonly create: (input: {
+    readonly name?: string | undefined
+    readonly type: string
+  }) => Effect.Effect<Created, Big3Error | InvalidAgentName | AgentExists | RegistryError>
+  /**
+   * Prepares an operator file (bounded by `operator_file_prep`) and starts the prompt in the
+   * background (bounded by `agent_execution`); returns at once with the file's absolute path.
+   * Progress, the result, a failure or a timeout are written into the file.
+   */
+  readonly command: (
+    name: string,
+    prompt: string
+  ) => Effect.Effect<{ readonly operatorFile: string }, NotFound | InvalidRequest | OperationTimeout | RegistryError>
+  /**
+   * An operator file of the agent: `operatorFile` (a file name or the path `command` returned)
+   * or else the latest. A file outside the agent's directory is refused.
+   */
+  readonly result: (
+    name: string,
+    operatorFile?: string | undefined
+  ) => Effect.Effect<OperatorFileContent, NotFound | InvalidRequest | OperationTimeout | RegistryError>
+  /** Every registered agent, oldest first. An unreadable registry row fails with `RegistryCorrupt`. */
+  readonly list: Effect.Effect<ReadonlyArray<Agent>, RegistryError>
+  /**
+   * Deletes an agent: interrupts its running commands, removes its directory (operator files
+   * included), then its registry entry. `NotFound` for an unknown name.
+   */
+  readonly delete: (name: string) => Effect.Effect<void, NotFound | RegistryError>
+}
+
+/** The service tag. */
+export class Agents extends Context.Tag("big3/Agents")<Agents, Service>() {}
+
+/** Options of `make`. */
+export interface Options {
+  /** Where agent directories live. Default: `BIG3_AGENTS_DIR`, else `{BIG3_STATE_DIR}/agents`. */
+  readonly agentsDir?: string | undefined
+}
+
+/** `BIG3_AGENTS_DIR`, else `{BIG3_STATE_DIR}/agents` (`BIG3_STATE_DIR` defaults to `.big3`). */
+export const agentsDirConfig: Config.Config<string> = Config.string("BIG3_AGENTS_DIR").pipe(
+  Config.orElse(() =>
+    Config.string("BIG3_STATE_DIR").pipe(
+      Config.withDefault(".big3"),
+      Config.map((stateDir) => `${stateDir.replace(/[\\/]+$/, "")}/agents`)
+    )
+  )
+)
+
+const typePattern = /^[A-Za-z0-9_.:-]{1,64}$/
+
+// ---------------------------------------------------------------------------------------------
+// make
+// ---------------------------------------------------------------------------------------------
+
+/** Builds the service. Creates the `agents` table when missing. */
+export const make = (
+  options: Options = {}
+): Effect.Effect<
+  Service,
+  ConfigError.ConfigError | AgentStorageError,
+  | ReliabilityConfig
+  | CircuitBreaker.CircuitBreaker
+  | Observability
+  | AgentBackend
+  | FileSystem.FileSystem
+  | Path.Path
+  | SqlClient
+  | Scope.Scope
+> =>
+  Effect.gen(function*() {
+    const config = yield* ReliabilityConfig
+    const breakers = yield* CircuitBreaker.CircuitBreaker
+    const observability = yield* Observability
+    const backend = yield* AgentBackend
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const registry = yield* Registry.make
+    const agentsRoot = path.resolve(options.agentsDir ?? (yield* agentsDirConfig))
+
+    const creationTimeout = config.timeoutOf("agent_creation")
+    const executionTimeout = config.timeoutOf("agent_execution")
+    const cleanupTimeout = config.timeoutOf("agent_cleanup")
+    const withCreationTimeout = Resilience.timeoutAfter(creationTimeout, "agent_creation", "agents")
+    const withPrepTimeout = Resilience.timeoutAfter(config.timeoutOf("operator_file_prep"), "operator_file_prep", "agents")
+    const withExecutionTimeout = Resilience.timeoutAfter(executionTimeout, "agent_execution", "agents")
+    const withReadTimeout = Resilience.timeoutAfter(config.timeoutOf("file_read"), "file_read", "agents")
+    // A reservation older than this belongs to a create that died without cleaning up.
+    const staleAfter = Duration.toMillis(creationTimeout) + Duration.toMillis(cleanupTimeout) + 60_000
+
+    // The greeting: per-attempt timeout → breaker `anthropic` → retry with policy `anthropic`,
+    // never waiting past the create's own deadline.
+    const greetingPolicy = config.policyOf("anthropic")
+    const greetingBreaker = breakers.get("anthropic")
+    const greetingBudget = breakers.budget("anthropic")
+    const withGreetingTimeout = Resilience.timeoutAfter(config.timeoutOf("claude_code_create"), "claude_code_create", "anthropic")
+    const startSession = (input: { name: string; type: string; cwd: string }, startedAt: number) =>
+      Effect.suspend(() => {
+        greetingBudget.recordCall(startedAt)
+        const deadlineAt = startedAt + Duration.toMillis(creationTimeout)
+        return backend.startSession(input).pipe(
+          withGreetingTimeout,
+          CircuitBreaker.guard(greetingBreaker),
+          Resilience.withRetry(greetingPolicy, {
+            service: "anthropic",
+            operation: "claude_code_create",
+            deadlineAt,
+            budget: greetingBudget
+          })
+        )
+      })
+
+    const emit = Command.makeEmit(observability)
+    // Background commands, keyed `<agent>/<operator file name>`; interrupted with the layer.
+    const commands = yield* FiberMap.make<string>()
+    const commandContext: Command.Context = { backend, fs, path, emit, withExecutionTimeout }
+    // Serializes "look up, prepare, fork" (command) against "interrupt, remove" (delete).
+    const lock = yield* Effect.makeSemaphore(1)
+    let sequence = 0
+
+    const directoryOf = (name: AgentName): string => path.join(agentsRoot, name)
+
+    const unique = Command.uniqueSuffix
+
+    const notFound = (name: string, why?: string) =>
+      new NotFound({
+        service: "agents",
+        message: `no agent named ${JSON.stringify(name.length > 80 ? `${name.slice(0, 80)}…` : name)}` +
+          (why === undefined ? "" : ` (${why})`)
+      })
+
+    /** A ready agent, or `NotFound`. */
+    const requireAgent = (name: string): Effect.Effect<Registry.AgentRecord, NotFound | RegistryError> =>
+      namePattern.test(name)
+        ? Effect.flatMap(registry.lookup(name), (found) => {
+          if (Option.isNone(found)) return Effect.fail(notFound(name))
+          if (found.value._tag === "Creating") return Effect.fail(notFound(name, "it is still being created"))
+          return Effect.succeed(found.value.agent)
+        })
+        : Effect.fail(notFound(name, "not a valid agent name"))
+
+    const removeDirectory = (agent: string, directory: string): Effect.Effect<void, AgentStorageError> =>
+      fs.remove(directory, { recursive: true }).pipe(
+        Effect.catchTag("SystemError", (error) => error.reason === "NotFound" ? Effect.void : Effect.fail(error)),
+        Effect.mapError((error) =>
+          new AgentStorageError({ service: "agents", agent, message: `could not remove ${directory}: ${error.message}` })
+        ),
+        Effect.interruptible,
+        Resilience.timeoutAfter(cleanupTimeout, "agent_cleanup", "agents"),
+        Effect.catchTag("OperationTimeout", (error) =>
+          Effect.fail(new AgentStorageError({ service: "agents", agent, message: `could not remove ${directory}: ${error.message}` })))
+      )
+
+    // -------------------------------------------------------------------------------------------
+    // create
+    // -------------------------------------------------------------------------------------------
+
+    const createNamed = (name: AgentName, type: string) =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const directory = directoryOf(name)
+        const token = yield* unique
+        // Whether this create may have made the directory (so a rollback removes it).
+        let madeDirectory = false
+
+        const rollback = (reservation: Registry.Reservation) =>
+          Effect.all([
+            madeDirectory ? removeDirectory(name, directory) : Effect.void,
+            registry.release(reservation)
+          ], { discard: true, concurrency: "unbounded" }).pipe(
+            Effect.catchAll((error) => Effect.logError(`rolling back the create of agent ${name}: ${error.message}`))
+          )
+
+        return yield* Effect.acquireUseRelease(
+          registry.reserve({ name, type, token, now, staleBefore: now - staleAfter }),
+          (reservation) =>
+            Effect.gen(function*() {
+              if (reservation.tookOverStale) yield* Effect.ignore(removeDirectory(name, directory))
+              yield* fs.makeDirectory(agentsRoot, { recursive: true }).pipe(
+                Effect.mapError((error) =>
+                  new AgentStorageError({ service: "agents", agent: name, message: `could not create ${agentsRoot}: ${error.message}` })
+                )
+              )
+              madeDirectory = true
+              yield* fs.makeDirectory(directory).pipe(
+                Effect.catchAll((error): Effect.Effect<never, AgentExists | AgentStorageError> => {
+                  if (error._tag === "SystemError" && error.reason === "AlreadyExists") {
+                    madeDirectory = false
+                    return Effect.fail(
+                      new AgentExists({
+                        service: "agents",
+                        name,
+                        message: `the directory ${directory} already exists but no agent ${JSON.stringify(name)} is ` +
+                          `registered; remove the directory or pick another name`
+                      })
+                    )
+                  }
+                  return Effect.fail(
+                    new AgentStorageError({ service: "agents", agent: name, message: `could not create ${directory}: ${error.message}` })
+                  )
+                })
+              )
+              const session = yield* startSession({ name, type, cwd: directory }, now)
+              const record = yield* registry.complete(reservation, session)
+              yield* emit("AgentCreated", record.sessionId, {
+                agent: name,
+                type,
+                directory,
+                greeting: preview(record.greeting)
+              }, `agent ${name} created`)
+              return { name, sessionId: record.sessionId, directory, greeting: record.greeting } satisfies Created
+            }),
+          (reservation, exit) => Exit.isSuccess(exit) ? Effect.void : rollback(reservation)
+        )
+      })
+
+    const create: Service["create"] = Effect.fn("Agents.create")(function*(input) {
+      if (!typePattern.test(input.type)) {
+        return yield* Effect.fail(
+          new InvalidRequest({
+            service: "agents",
+            message: `invalid agent type ${JSON.stringify(input.type.slice(0, 80))}: use 1–64 letters, digits, '-', '_', '.' or ':'`
+          })
+        )
+      }
+      const attempt = (name: AgentName) =>
+        createNamed(name, input.type).pipe(
+          withCreationTimeout,
+          Effect.tapError((error) =>
+            emit("AgentCreateFailed", name, { agent: name, type: input.type, error_tag: error._tag, error: error.message }))
+        )
+      if (input.name !== undefined) return yield* attempt(yield* validateName(input.name))
+      // A generated name: try again on the (unlikely) collision.
+      const generated = Effect.flatMap(
+        Random.nextIntBetween(0, 0x7fffffff),
+        (n) => attempt(`agent-${n.toString(16).padStart(8, "0")}` as AgentName)
+      )
+      return yield* Effect.retry(generated, { times: 3, while: (error) => error._tag === "AgentExists" })
+    })
+
+    // -------------------------------------------------------------------------------------------
+    // command
+    // -------------------------------------------------------------------------------------------
+
+    const command: Service["command"] = Effect.fn("Agents.command")(function*(name, prompt) {
+      if (prompt.trim() === "") {
+        return yield* Effect.fail(new InvalidRequest({ service: "agents", message: "the prompt is empty" }))
+      }
+      return yield* lock.withPermits(1)(Effect.gen(function*() {
+        const agent = yield* requireAgent(name)
+        const now = yield* Clock.currentTimeMillis
+        const fileName = OperatorFile.fileName(now, ++sequence)
+        const file = path.join(directoryOf(agent.name), fileName)
+        const doc = OperatorFile.makeDocument({ file: fileName, agent: agent.name, sessionId: agent.sessionId, task: prompt, now })
+        yield* Effect.flatMap(unique, (suffix) =>
+          OperatorFile.writeAtomic(fs, path, { agent: agent.name, file, content: OperatorFile.render(doc), unique: suffix })).pipe(
+            withPrepTimeout
+          )
+        yield* emit("AgentCommandStarted", agent.sessionId, {
+          agent: agent.name,
+          operator_file: file,
+          prompt: preview(prompt)
+        }, `command of ${agent.name} started`)
+        const job = Command.job(commandContext, { agent, directory: directoryOf(agent.name), doc, file, prompt })
+        yield* FiberMap.run(commands, `${agent.name}/${fileName}`, job)
+        return { operatorFile: file }
+      }))
+    })
+
+    // -------------------------------------------------------------------------------------------
+    // result, list, delete
+    // -------------------------------------------------------------------------------------------
+
+    const result: Service["result"] = Effect.fn("Agents.result")(function*(name, operatorFile) {
+      const agent = yield* requireAgent(name)
+      const directory = directoryOf(agent.name)
+      let fileName: string
+      if (operatorFile === undefined) {
+        const files = yield* OperatorFile.listFiles(fs, agent.name, directory)
+        const latest = files.at(-1)
+        if (latest === undefined) {
+          return yield* Effect.fail(new NotFound({ service: "agents", message: `agent ${agent.name} has no operator files yet` }))
+        }
+        fileName = latest
+      } else {
+        // Either a bare file name or a path inside the agent's directory; nothing else.
+        const resolved = path.resolve(directory, operatorFile)
+        fileName = path.basename(resolved)
+        if (path.dirname(resolved) !== directory || !OperatorFile.fileNamePattern.test(fileName)) {
+          return yield* Effect.fail(
+            new InvalidRequest({
+              service: "agents",
+              message: `${JSON.stringify(operatorFile.slice(0, 200))} is not an operator file of agent ${agent.name} ` +
+                `(expected operator-….md in ${directory})`
+            })
+          )
+        }
+      }
+      const file = path.join(directory, fileName)
+      const exists = yield* fs.exists(file).pipe(Effect.orElseSucceed(() => false))
+      if (!exists) {
+        return yield* Effect.fail(new NotFound({ service: "agents", message: `agent ${agent.name} has no operator file ${fileName}` }))
+      }
+      const content = yield* withReadTimeout(OperatorFile.read(fs, agent.name, file))
+      return { file, content }
+    })
+
+    const runningOf = (name: string): number => {
+      let count = 0
+      for (const [key] of commands) if (key.startsWith(`${name}/`)) count++
+      return count
+    }
+
+    const list: Service["list"] = Effect.map(registry.list, (records) =>
+      records.map((record) => ({
+        name: record.name,
+        type: record.type,
+        sessionId: record.sessionId,
+        directory: directoryOf(record.name),
+        createdAt: new Date(record.createdAt),
+        greeting: record.greeting,
+        runningCommands: runningOf(record.name)
+      }))).pipe(Effect.withSpan("Agents.list"))
+
+    const delete_: Service["delete"] = Effect.fn("Agents.delete")(function*(name) {
+      return yield* lock.withPermits(1)(Effect.gen(function*() {
+        const agent = yield* requireAgent(name)
+        const keys: Array<string> = []
+        for (const [key] of commands) if (key.startsWith(`${agent.name}/`)) keys.push(key)
+        // Each removal interrupts the command and waits for it to record "interrupted".
+        yield* Effect.forEach(keys, (key) => FiberMap.remove(commands, key), { discard: true, concurrency: "unbounded" })
+        yield* removeDirectory(agent.name, directoryOf(agent.name))
+        const removed = yield* registry.remove(agent.name)
+        if (!removed) return yield* Effect.fail(notFound(name))
+        yield* emit("AgentDeleted", agent.sessionId, {
+          agent: agent.name,
+          interrupted_commands: keys.length
+        }, `agent ${agent.name} deleted`)
+      }))
+    })
+
+    return Agents.of({ create, command, result, list, delete: delete_ })
+  })
+
+/** The service, scoped: running commands are interrupted when the layer is released. */
+export const layer: Layer.Layer<
+  Agents,
+  ConfigError.ConfigError | AgentStorageError,
+  | ReliabilityConfig
+  | CircuitBreaker.CircuitBreaker
+  | Observability
+  | AgentBackend
+  | FileSystem.FileSystem
+  | Path.Path
+  | SqlClient
+> = Layer.scoped(Agents, make())
+
+/** `layer` with explicit options (an agents directory for tests). */
+export const layerWith = (options: Options) => Layer.scoped(Agents, make(options))
+
