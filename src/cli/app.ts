@@ -13,6 +13,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import { configCommand } from "./config.js"
+import { demoCommand } from "./demo.js"
 import { geminiCommand } from "./gemini.js"
 import { sandboxCommand } from "./sandbox.js"
 import { CliExit, ExitCode } from "./shared.js"
@@ -20,7 +21,7 @@ import { version } from "./version.js"
 
 export const big3 = Command.make("big3").pipe(
   Command.withDescription("reliability runtime of the Big Three agent system"),
-  Command.withSubcommands([configCommand, geminiCommand, sandboxCommand])
+  Command.withSubcommands([configCommand, demoCommand, geminiCommand, sandboxCommand])
 )
 
 export const cli = Command.run(big3, { name: "big3", version })

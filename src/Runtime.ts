@@ -1,0 +1,90 @@
+/**
+ * The whole system as one layer, and a `ManagedRuntime` for Promise callers.
+ *
+ * `Runtime.layer` provides configuration, the undici `HttpClient`, Node's `FileSystem` and `Path`,
+ * the SQLite store at `{BIG3_STATE_DIR}/big3.db`, the breaker registry, and the Gemini,
+ * Observability and Agents clients (agents on the Claude Agent SDK). It is composed once; layers
+ * are memoized by reference, so each service is built once however many others need it.
+ *
+ * ```ts
+ * const runtime = Runtime.makeRuntime()
+ * const answer = await runtime.runPromise(Gemini.generateContent(request))
+ * await runtime.dispose() // flushes events (or spools them) within graceful_shutdown
+ * ```
+ *
+ * @since 0.1.0
+ */
+import type * as FileSystem from "@effect/platform/FileSystem"
+import type * as HttpClient from "@effect/platform/HttpClient"
+import type * as Path from "@effect/platform/Path"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as NodePath from "@effect/platform-node/NodePath"
+import type * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import type * as ConfigError from "effect/ConfigError"
+import * as Layer from "effect/Layer"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Agents from "./Agents.js"
+import * as CircuitBreaker from "./CircuitBreaker.js"
+import * as Gemini from "./Gemini.js"
+import * as Observability from "./Observability.js"
+import * as ReliabilityConfig from "./ReliabilityConfig.js"
+import * as Store from "./Store.js"
+
+/** Everything `Runtime.layer` provides. */
+export type Services =
+  | ReliabilityConfig.ReliabilityConfig
+  | CircuitBreaker.CircuitBreaker
+  | Gemini.Gemini
+  | Observability.Observability
+  | Agents.Agents
+  | HttpClient.HttpClient
+  | FileSystem.FileSystem
+  | Path.Path
+  | SqlClient.SqlClient
+
+/** What building the runtime can fail with: bad configuration, or a store that cannot be opened. */
+export type Error = ConfigError.ConfigError | SqlError | Agents.AgentsError
+
+/** Pieces to replace, for tests, demos and apps; anything not given comes from the environment. */
+export interface Options {
+  readonly config?: Layer.Layer<ReliabilityConfig.ReliabilityConfig, ConfigError.ConfigError> | undefined
+  readonly httpClient?: Layer.Layer<HttpClient.HttpClient> | undefined
+  readonly store?: Layer.Layer<SqlClient.SqlClient, SqlError | ConfigError.ConfigError> | undefined
+  readonly gemini?: Layer.Layer<Gemini.Gemini, ConfigError.ConfigError, ReliabilityConfig.ReliabilityConfig | CircuitBreaker.CircuitBreaker | HttpClient.HttpClient> | undefined
+  readonly observability?: Layer.Layer<Observability.Observability, ConfigError.ConfigError | SqlError, Observability.Requirements> | undefined
+  readonly agentBackend?: Layer.Layer<Agents.AgentBackend, ConfigError.ConfigError, Observability.Observability> | undefined
+  readonly agents?: Layer.Layer<Agents.Agents, ConfigError.ConfigError | Agents.AgentsError, Layer.Layer.Context<typeof Agents.layer>> | undefined
+}
+
+/** The composed layer, with some pieces replaced. */
+export const layerWith = (options: Options = {}): Layer.Layer<Services, Error> => {
+  const platform = Layer.mergeAll(
+    options.httpClient ?? NodeHttpClient.layerUndici,
+    NodeFileSystem.layer,
+    NodePath.layer,
+    options.store ?? Store.layerConfig
+  )
+  const foundation = CircuitBreaker.layer.pipe(
+    Layer.provideMerge(options.config ?? ReliabilityConfig.layer),
+    Layer.provideMerge(platform)
+  )
+  const observability = (options.observability ?? Observability.layer).pipe(Layer.provideMerge(foundation))
+  const agents = (options.agents ?? Agents.layer).pipe(
+    Layer.provide(options.agentBackend ?? Agents.claudeAgentSdk),
+    Layer.provideMerge(observability)
+  )
+  const gemini = (options.gemini ?? Gemini.layer).pipe(Layer.provide(foundation))
+  return Layer.merge(agents, gemini)
+}
+
+/** The whole system, configured from the environment. */
+export const layer: Layer.Layer<Services, Error> = layerWith()
+
+/**
+ * A `ManagedRuntime` over `Runtime.layer` (or `layerWith(options)`) for Promise-based apps:
+ * `runtime.runPromise(effect)`, and `runtime.dispose()` at exit to flush events and close the store.
+ */
+export const makeRuntime = (options?: Options): ManagedRuntime.ManagedRuntime<Services, Error> =>
+  ManagedRuntime.make(options === undefined ? layer : layerWith(options))
