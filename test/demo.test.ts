@@ -1,0 +1,52 @@
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import { assert, describe, it } from "@effect/vitest"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Effect from "effect/Effect"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
+import { run } from "../src/cli/app.js"
+import type { DemoReport } from "../src/demo/Demo.js"
+import { captureConsole } from "./support/capture.js"
+
+// The demo on real loopback HTTP with its waits scaled down (--fast): a few seconds of real time.
+describe("big3 demo", () => {
+  it.live("plays every scenario with a fixed seed and its table's numbers hold", () =>
+    Effect.gen(function*() {
+      const { exit, stdout } = yield* captureConsole(run(["node", "big3", "demo", "--fast", "--seed", "7", "--json"]))
+      assert.deepStrictEqual(exit._tag === "Success" ? exit.value : exit, 0)
+      const report: DemoReport = JSON.parse(stdout)
+      const byName = new Map(report.scenarios.map((scenario) => [scenario.scenario, scenario]))
+      assert.strictEqual(report.seed, 7)
+
+      const network = byName.get("intermittent network")
+      assert.strictEqual(network?.attempts, 3)
+      assert.strictEqual(network?.waits.length, 2)
+      assert.isTrue(network?.ok)
+
+      const rateLimit = byName.get("API rate limit")
+      const hint = Number(rateLimit?.details["hintMs"])
+      assert.strictEqual(rateLimit?.attempts, 2)
+      assert.isAtLeast(rateLimit?.waits[0] ?? 0, hint, "the wait after the 429 is at least the server's hint")
+
+      const restart = byName.get("observability server restart")
+      assert.strictEqual(restart?.eventsLost, 0)
+      assert.strictEqual(restart?.eventsDelivered, restart?.eventsEmitted)
+      assert.isAbove(Number(restart?.details["spooled"]), 0, "some events went through the spool")
+
+      const longRunning = byName.get("long-running operation")
+      assert.include(longRunning?.outcome, "cut at its")
+      assert.isAtLeast(Number(longRunning?.details["endedAfterMs"]), Number(longRunning?.details["deadlineMs"]))
+
+      const endToEnd = byName.get("end-to-end flow")
+      assert.isTrue(endToEnd?.ok)
+      assert.strictEqual(endToEnd?.eventsLost, 0)
+
+      assert.strictEqual(report.events.lost, 0)
+      assert.strictEqual(report.events.delivered, report.events.emitted)
+      assert.isTrue(report.scenarios.every((scenario) => scenario.ok))
+    }).pipe(
+      Effect.withConfigProvider(ConfigProvider.fromMap(new Map())),
+      Effect.provide(NodeContext.layer),
+      Logger.withMinimumLogLevel(LogLevel.None)
+    ), 60_000)
+})
