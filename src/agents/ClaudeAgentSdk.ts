@@ -184,15 +184,23 @@ export const makeClaudeAgentSdk = (options: ClaudeAgentSdkOptions): Effect.Effec
             try: () => {
               const abortController = new AbortController()
               const running = query({ prompt, options: { ...queryOptions, abortController } })
-              return {
+              const handle: {
+                readonly abortController: AbortController
+                readonly running: Sdk.Query
+                readonly iterator: AsyncIterator<Sdk.SDKMessage, void>
+                /** The `next()` in flight, if any. */
+                pending: Promise<IteratorResult<Sdk.SDKMessage, void>> | undefined
+                sawResult: boolean
+                done: boolean
+              } = {
                 abortController,
                 running,
                 iterator: running[Symbol.asyncIterator](),
-                /** The `next()` in flight, if any. */
-                pending: undefined as Promise<IteratorResult<Sdk.SDKMessage, void>> | undefined,
+                pending: undefined,
                 sawResult: false,
                 done: false
               }
+              return handle
             },
             catch: (cause) => fromSdkError(cause, secret)
           }),

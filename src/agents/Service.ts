@@ -25,7 +25,7 @@ import { Observability } from "../Observability.js"
 import { ReliabilityConfig } from "../ReliabilityConfig.js"
 import * as Resilience from "../Resilience.js"
 import { AgentBackend } from "./Backend.js"
-import type { AgentName } from "./Domain.js"
+import { AgentName } from "./Domain.js"
 import { AgentExists, AgentStorageError, InvalidAgentName, namePattern, RegistryCorrupt, validateName } from "./Domain.js"
 import * as Command from "./Command.js"
 import { preview } from "./Command.js"
@@ -311,7 +311,7 @@ export const make = (
       // A generated name: try again on the (unlikely) collision.
       const generated = Effect.flatMap(
         Random.nextIntBetween(0, 0x7fffffff),
-        (n) => attempt(`agent-${n.toString(16).padStart(8, "0")}` as AgentName)
+        (n) => attempt(AgentName.make(`agent-${n.toString(16).padStart(8, "0")}`))
       )
       return yield* Effect.retry(generated, { times: 3, while: (error) => error._tag === "AgentExists" })
     })

@@ -189,7 +189,13 @@ const answerBlock = (
   const lastUser = [...request.messages].reverse().find((message) =>
     message.role === "user" && contentText(message.content) !== ""
   )
-  return { type: "text", text: `sandbox answer to: ${lastUser === undefined ? "" : contentText(lastUser.content)}` }
+  // Claude Code puts a long <system-reminder> block first: answer the user's own words, the last block.
+  const lastText = lastUser === undefined
+    ? ""
+    : typeof lastUser.content === "string"
+    ? lastUser.content
+    : lastUser.content.flatMap((block) => block.type === "text" && block.text !== undefined ? [block.text] : []).at(-1) ?? ""
+  return { type: "text", text: `sandbox answer to: ${lastText}` }
 }
 
 const sse = (type: string, data: object): string => `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`
