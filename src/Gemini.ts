@@ -23,9 +23,10 @@ import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
-import type * as ConfigError from "effect/ConfigError"
+import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
@@ -125,11 +126,21 @@ export const config: Config.Config<Options> = Config.all({
   apiKey: Config.option(Config.redacted("GEMINI_API_KEY")).pipe(Config.map(Option.getOrUndefined)),
   baseUrl: Config.string("GEMINI_BASE_URL").pipe(
     Config.withDefault(defaultBaseUrl),
-    Config.validate({ message: "expected an http(s) URL such as https://generativelanguage.googleapis.com", validation: isHttpUrl })
+    Config.mapOrFail((url) =>
+      isHttpUrl(url) ? Either.right(url) : Either.left(ConfigError.InvalidData(
+        ["GEMINI_BASE_URL"],
+        `GEMINI_BASE_URL=${JSON.stringify(url)} is not valid: expected an http(s) URL such as ${defaultBaseUrl}`
+      ))
+    )
   ),
   model: Config.string("GEMINI_MODEL").pipe(
     Config.withDefault(defaultModel),
-    Config.validate({ message: "expected a model name such as gemini-2.5-flash", validation: (model) => model.trim() !== "" })
+    Config.mapOrFail((model) =>
+      model.trim() !== "" ? Either.right(model) : Either.left(ConfigError.InvalidData(
+        ["GEMINI_MODEL"],
+        `GEMINI_MODEL is empty: expected a model name such as gemini-2.5-flash`
+      ))
+    )
   )
 })
 

@@ -12,16 +12,18 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
+import { agentsCommand } from "./agents.js"
 import { configCommand } from "./config.js"
 import { demoCommand } from "./demo.js"
+import { eventsCommand } from "./events.js"
 import { geminiCommand } from "./gemini.js"
 import { sandboxCommand } from "./sandbox.js"
-import { CliExit, ExitCode } from "./shared.js"
+import { CliExit, describeConfigError, ExitCode } from "./shared.js"
 import { version } from "./version.js"
 
 export const big3 = Command.make("big3").pipe(
   Command.withDescription("reliability runtime of the Big Three agent system"),
-  Command.withSubcommands([configCommand, demoCommand, geminiCommand, sandboxCommand])
+  Command.withSubcommands([configCommand, demoCommand, geminiCommand, eventsCommand, agentsCommand, sandboxCommand])
 )
 
 export const cli = Command.run(big3, { name: "big3", version })
@@ -44,7 +46,7 @@ export const report = (cause: Cause.Cause<unknown>, signalCode?: number): Effect
   }
   if (failure instanceof CliExit) return Effect.succeed(failure.code)
   if (ConfigError.isConfigError(failure)) {
-    return Effect.as(Console.error(`big3: configuration error: ${failure.message}`), ExitCode.config)
+    return Effect.as(Console.error(`big3: configuration error: ${describeConfigError(failure)}`), ExitCode.config)
   }
   return Effect.as(Console.error(`big3: ${describe(failure)}`), ExitCode.failure)
 }

@@ -5,6 +5,7 @@
  * @internal
  */
 import * as Options from "@effect/cli/Options"
+import * as ConfigError from "effect/ConfigError"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
@@ -37,4 +38,21 @@ export const table = (rows: ReadonlyArray<ReadonlyArray<string>>): string => {
   for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)))
   return rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join("  ").trimEnd())
     .join("\n")
+}
+
+/**
+ * A configuration error as one line that names the key: big3's own messages already do, Effect's
+ * `Config` combinators (`Config.literal`, `Config.integer`) only carry it in the error's path.
+ */
+export const describeConfigError = (error: ConfigError.ConfigError): string => {
+  switch (error._op) {
+    case "And":
+      return `${describeConfigError(error.left)}; ${describeConfigError(error.right)}`
+    case "Or":
+      return `${describeConfigError(error.left)} (or ${describeConfigError(error.right)})`
+    default: {
+      const key = error.path.join("_")
+      return key === "" || error.message.includes(key) ? error.message : `${key}: ${error.message}`
+    }
+  }
 }

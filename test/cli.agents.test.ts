@@ -1,0 +1,160 @@
+/**
+ * `big3 agents …` in-process with the scripted backends (`BIG3_AGENT_BACKEND`), a temp state
+ * directory per test, and the agents' lifecycle events going to a Sandbox over 127.0.0.1.
+ */
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import { assert, describe, it } from "@effect/vitest"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { run } from "../src/cli/app.js"
+import * as Sandbox from "../src/Sandbox.js"
+import { captureConsole, captureLogs } from "./support/capture.js"
+
+const tempStateDir = Effect.acquireRelease(
+  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "big3-cli-agents-"))),
+  (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+)
+
+/** Runs `big3 args…` in-process; succeeds with the exit code and what it printed. */
+const big3 = (args: ReadonlyArray<string>, env: Record<string, string>) =>
+  captureConsole(run(["node", "big3", ...args])).pipe(
+    Effect.map(({ exit, stderr, stdout }) => ({ code: Exit.isSuccess(exit) ? exit.value : -1, stdout, stderr })),
+    Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)), { pathDelim: "_" })),
+    Effect.provide(captureLogs().layer),
+    Effect.provide(NodeContext.layer)
+  )
+
+const setup = (backend = "scripted") =>
+  Effect.gen(function*() {
+    const sandbox = yield* Sandbox.make()
+    const stateDir = yield* tempStateDir
+    const env = {
+      BIG3_STATE_DIR: stateDir,
+      BIG3_AGENT_BACKEND: backend,
+      OBSERVABILITY_SERVER_URL: `${sandbox.url}/events`
+    }
+    return { env, sandbox, stateDir }
+  })
+
+const statusLine = (content: string) => /^- Status: (.+)$/m.exec(content)?.[1]
+
+describe("big3 agents", () => {
+  it.scopedLive("create, list, command --wait, result, delete, list again", () =>
+    Effect.gen(function*() {
+      const { env, sandbox, stateDir } = yield* setup()
+
+      const created = yield* big3(["agents", "create", "--name", "builder", "--type", "coder"], env)
+      assert.strictEqual(created.code, 0, created.stderr)
+      assert.include(created.stdout, "created agent builder")
+      const directory = path.join(stateDir, "agents", "builder")
+      assert.include(created.stdout, directory)
+      assert.isTrue(fs.existsSync(directory))
+
+      const listed = yield* big3(["agents", "list", "--json"], env)
+      assert.strictEqual(listed.code, 0, listed.stderr)
+      const agents: Array<{ name: string; type: string; sessionId: string }> = JSON.parse(listed.stdout)
+      assert.deepStrictEqual(agents.map(({ name, sessionId, type }) => ({ name, type, sessionId })), [
+        { name: "builder", type: "coder", sessionId: "session-builder" }
+      ])
+
+      const commanded = yield* big3(["agents", "command", "builder", "write the tests", "--wait"], env)
+      assert.strictEqual(commanded.code, 0, commanded.stderr)
+      const [firstLine, ...rest] = commanded.stdout.split("\n")
+      assert.match(firstLine!, /operator-[A-Za-z0-9_-]+\.md$/)
+      assert.strictEqual(path.dirname(firstLine!), directory)
+      const printed = rest.join("\n")
+      assert.strictEqual(statusLine(printed), "completed")
+      assert.include(printed, "Done: write the tests")
+
+      const latest = yield* big3(["agents", "result", "builder"], env)
+      assert.strictEqual(latest.code, 0, latest.stderr)
+      assert.strictEqual(latest.stdout, fs.readFileSync(firstLine!, "utf8").trimEnd())
+      const named = yield* big3(["agents", "result", "builder", path.basename(firstLine!), "--json"], env)
+      const parsed: { file: string; status: string } = JSON.parse(named.stdout)
+      assert.deepStrictEqual([parsed.file, parsed.status], [firstLine, "completed"])
+
+      const deleted = yield* big3(["agents", "delete", "builder"], env)
+      assert.strictEqual(deleted.code, 0, deleted.stderr)
+      assert.strictEqual(deleted.stdout, "deleted agent builder")
+      assert.isFalse(fs.existsSync(directory))
+      const empty = yield* big3(["agents", "list"], env)
+      assert.strictEqual(empty.stdout, "no agents")
+
+      // Each command closed its layer, which flushed the lifecycle events to the server (events
+      // of one process may arrive in any order: they are delivered concurrently).
+      const types = (yield* sandbox.events).map((event) => event.hook_event_type)
+      assert.deepStrictEqual([...types].sort(), [
+        "AgentCommandFinished",
+        "AgentCommandStarted",
+        "AgentCreated",
+        "AgentDeleted"
+      ])
+    }))
+
+  it.scopedLive("command without --wait prints the operator file at once and stays until the command ends", () =>
+    Effect.gen(function*() {
+      const { env } = yield* setup()
+      yield* big3(["agents", "create", "--name", "quick", "--type", "coder"], env)
+      const commanded = yield* big3(["agents", "command", "quick", "list the files"], env)
+      assert.strictEqual(commanded.code, 0, commanded.stderr)
+      assert.notInclude(commanded.stdout, "\n")
+      assert.strictEqual(statusLine(fs.readFileSync(commanded.stdout, "utf8")), "completed")
+      assert.include(commanded.stderr, "ended: completed")
+    }))
+
+  it.scopedLive("command --wait exits 1 when the agent fails, after printing the operator file", () =>
+    Effect.gen(function*() {
+      const { env } = yield* setup("scripted-fail")
+      yield* big3(["agents", "create", "--name", "flaky", "--type", "coder"], env)
+      const commanded = yield* big3(["agents", "command", "flaky", "do the impossible", "--wait"], env)
+      assert.strictEqual(commanded.code, 1)
+      assert.strictEqual(statusLine(commanded.stdout), "failed")
+      assert.include(commanded.stdout, "Could not do: do the impossible")
+      assert.include(commanded.stderr, "ended: failed")
+    }))
+
+  it.scopedLive("a bad agent name exits 1 with the reason; nothing is created", () =>
+    Effect.gen(function*() {
+      const { env, stateDir } = yield* setup()
+      const result = yield* big3(["agents", "create", "--name", "../escape", "--type", "coder"], env)
+      assert.strictEqual(result.code, 1)
+      assert.match(result.stderr, /^big3 agents: InvalidAgentName: invalid agent name "\.\.\/escape": it contains a path separator/)
+      assert.isFalse(fs.existsSync(path.join(stateDir, "escape")))
+      const twice = yield* big3(["agents", "create", "--name", "twin", "--type", "coder"], env)
+      assert.strictEqual(twice.code, 0, twice.stderr)
+      const again = yield* big3(["agents", "create", "--name", "twin", "--type", "coder"], env)
+      assert.strictEqual(again.code, 1)
+      assert.match(again.stderr, /^big3 agents: AgentExists: /)
+    }))
+
+  it.scopedLive("an unknown agent is NotFound (exit 1) for command, result and delete", () =>
+    Effect.gen(function*() {
+      const { env } = yield* setup()
+      for (const args of [["command", "ghost", "boo"], ["result", "ghost"], ["delete", "ghost"]]) {
+        const result = yield* big3(["agents", ...args], env)
+        assert.strictEqual(result.code, 1, args.join(" "))
+        assert.strictEqual(result.stderr, `big3 agents: NotFound: no agent named "ghost"`)
+      }
+    }))
+
+  it.scopedLive("an unknown BIG3_AGENT_BACKEND is a configuration error naming the key (exit 78)", () =>
+    Effect.gen(function*() {
+      const { env } = yield* setup("gpt")
+      const result = yield* big3(["agents", "list"], env)
+      assert.strictEqual(result.code, 78)
+      assert.include(result.stderr, "BIG3_AGENT_BACKEND")
+    }))
+
+  it.scopedLive("every agents command takes --metrics", () =>
+    Effect.gen(function*() {
+      const { env } = yield* setup()
+      const result = yield* big3(["agents", "list", "--metrics"], env)
+      assert.strictEqual(result.code, 0, result.stderr)
+      assert.include(result.stdout, "no agents")
+      assert.include(result.stdout, "# TYPE big3_")
+    }))
+})
