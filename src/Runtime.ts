@@ -23,6 +23,7 @@ import * as NodePath from "@effect/platform-node/NodePath"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type * as ConfigError from "effect/ConfigError"
+import type * as ConfigProvider from "effect/ConfigProvider"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Agents from "./Agents.js"
@@ -49,6 +50,8 @@ export type Error = ConfigError.ConfigError | SqlError | Agents.AgentsError
 
 /** Pieces to replace, for tests, demos and apps; anything not given comes from the environment. */
 export interface Options {
+  /** Where every `Config` is read from; default the environment. */
+  readonly configProvider?: ConfigProvider.ConfigProvider | undefined
   readonly config?: Layer.Layer<ReliabilityConfig.ReliabilityConfig, ConfigError.ConfigError> | undefined
   readonly httpClient?: Layer.Layer<HttpClient.HttpClient> | undefined
   readonly store?: Layer.Layer<SqlClient.SqlClient, SqlError | ConfigError.ConfigError> | undefined
@@ -76,7 +79,10 @@ export const layerWith = (options: Options = {}): Layer.Layer<Services, Error> =
     Layer.provideMerge(observability)
   )
   const gemini = (options.gemini ?? Gemini.layer).pipe(Layer.provide(foundation))
-  return Layer.merge(agents, gemini)
+  const composed = Layer.merge(agents, gemini)
+  return options.configProvider === undefined
+    ? composed
+    : Layer.provide(composed, Layer.setConfigProvider(options.configProvider))
 }
 
 /** The whole system, configured from the environment. */

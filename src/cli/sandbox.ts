@@ -6,6 +6,7 @@
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Effect from "effect/Effect"
+import { metricsOption, withMetrics } from "./shared.js"
 
 const port = Options.integer("port").pipe(Options.withDefault(8787), Options.withDescription("port on 127.0.0.1 (0 picks one)"))
 const eventsMode = Options.choice("events-mode", ["extended", "public"]).pipe(
@@ -13,8 +14,15 @@ const eventsMode = Options.choice("events-mode", ["extended", "public"]).pipe(
   Options.withDescription("extended: idempotent /events and /events/batch; public: exactly the public observability server")
 )
 
-export const sandboxCommand = Command.make("sandbox", { port, eventsMode }, ({ eventsMode, port }) =>
-  Effect.gen(function*() {
-    const Sandbox = yield* Effect.promise(() => import("../Sandbox.js"))
-    return yield* Sandbox.run({ port, eventsMode })
-  })).pipe(Command.withDescription("serve the loopback Gemini / observability / Anthropic emulator until interrupted"))
+export const sandboxCommand = Command.make(
+  "sandbox",
+  { port, eventsMode, metrics: metricsOption },
+  ({ eventsMode, metrics, port }) =>
+    withMetrics(
+      metrics,
+      Effect.gen(function*() {
+        const Sandbox = yield* Effect.promise(() => import("../Sandbox.js"))
+        return yield* Sandbox.run({ port, eventsMode })
+      })
+    )
+).pipe(Command.withDescription("serve the loopback Gemini / observability / Anthropic emulator until interrupted"))
