@@ -49,4 +49,16 @@ describe("big3 demo", () => {
       Effect.provide(NodeContext.layer),
       Logger.withMinimumLogLevel(LogLevel.None)
     ), 60_000)
+
+  it.live("--live without keys says which to set and exits 78", () =>
+    Effect.gen(function*() {
+      const { exit, stderr } = yield* captureConsole(run(["node", "big3", "demo", "--live"]))
+      assert.deepStrictEqual(exit._tag === "Success" ? exit.value : exit, 78)
+      assert.include(stderr, "GEMINI_API_KEY")
+      assert.include(stderr, "ANTHROPIC_API_KEY")
+    }).pipe(
+      Effect.withConfigProvider(ConfigProvider.fromMap(new Map())),
+      Effect.provide(NodeContext.layer),
+      Logger.withMinimumLogLevel(LogLevel.None)
+    ), 60_000)
 })

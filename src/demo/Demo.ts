@@ -12,6 +12,7 @@ import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as NodePath from "@effect/platform-node/NodePath"
 import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -345,7 +346,10 @@ const waitForStatus = (agent: string, operatorFile: string) =>
     const read = Effect.map(Agents.result(agent, operatorFile), ({ content }) => {
       const status = statusLine.exec(content)?.[1]?.trim() ?? "unknown"
       const resultAt = content.indexOf("## Result")
-      const result = resultAt === -1 ? undefined : content.slice(resultAt + "## Result".length).trim() || undefined
+      // The result's first line is the agent's answer; a cost line may follow.
+      const result = resultAt === -1
+        ? undefined
+        : content.slice(resultAt + "## Result".length).trim().split("\n")[0]?.trim() || undefined
       return { status, result }
     })
     return yield* poll(read, (state) => state.status !== "running")
@@ -380,7 +384,10 @@ export type LiveOutcome = { readonly _tag: "Done" } | { readonly _tag: "Missing"
  */
 export const runLive = (options: { readonly say: (line: string) => Effect.Effect<void> }) =>
   Effect.gen(function*() {
-    const missing = ["GEMINI_API_KEY", "ANTHROPIC_API_KEY"].filter((name) => (process.env[name] ?? "").trim() === "")
+    const keys = ["GEMINI_API_KEY", "ANTHROPIC_API_KEY"] as const
+    const present = yield* Effect.forEach(keys, (name) =>
+      Config.string(name).pipe(Config.withDefault(""), Effect.map((value) => value.trim() !== ""), Effect.orElseSucceed(() => false)))
+    const missing = keys.filter((_, i) => !present[i])
     if (missing.length > 0) {
       return { _tag: "Missing", message: `set ${missing.join(" and ")} to run against the real APIs` } satisfies LiveOutcome
     }
