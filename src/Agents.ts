@@ -63,6 +63,7 @@ export type {
   OperatorFileContent,
   Options,
   RegistryError,
+  Requirements,
   Service
 } from "./agents/Service.js"
 

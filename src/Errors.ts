@@ -10,14 +10,24 @@ import * as Duration from "effect/Duration"
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 
-const retryable = Schema.Literal(true).pipe(
+/**
+ * The `retryable: true` field of a retryable error: a literal in the type, filled in by the
+ * constructor. Errors defined outside this module (a client's own) use these two as well.
+ */
+export const retryableField = Schema.Literal(true).pipe(
   Schema.propertySignature,
   Schema.withConstructorDefault((): true => true)
 )
-const notRetryable = Schema.Literal(false).pipe(
+
+/** The `retryable: false` field of an error that trying again cannot fix. */
+export const nonRetryableField = Schema.Literal(false).pipe(
   Schema.propertySignature,
   Schema.withConstructorDefault((): false => false)
 )
+
+const retryable = retryableField
+const notRetryable = nonRetryableField
+
 const common = {
   /** Which upstream or subsystem failed: "gemini", "observability", "anthropic", "agents", … */
   service: Schema.String,

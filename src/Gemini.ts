@@ -61,7 +61,7 @@ export class PromptBlocked extends Schema.TaggedError<PromptBlocked>()("PromptBl
   blockReasonMessage: Schema.optional(Schema.String),
   safetyRatings: Schema.optional(Schema.Array(SafetyRating)),
   responseId: Schema.optional(Schema.String),
-  retryable: Schema.Literal(false).pipe(Schema.propertySignature, Schema.withConstructorDefault((): false => false))
+  retryable: Errors.nonRetryableField
 }) {}
 
 /** Every way `generateContent` can fail. Only the `retryable: true` ones are retried. */

@@ -58,7 +58,7 @@ export interface Options {
   readonly gemini?: Layer.Layer<Gemini.Gemini, ConfigError.ConfigError, ReliabilityConfig.ReliabilityConfig | CircuitBreaker.CircuitBreaker | HttpClient.HttpClient> | undefined
   readonly observability?: Layer.Layer<Observability.Observability, ConfigError.ConfigError | SqlError, Observability.Requirements> | undefined
   readonly agentBackend?: Layer.Layer<Agents.AgentBackend, ConfigError.ConfigError, Observability.Observability> | undefined
-  readonly agents?: Layer.Layer<Agents.Agents, ConfigError.ConfigError | Agents.AgentsError, Layer.Layer.Context<typeof Agents.layer>> | undefined
+  readonly agents?: Layer.Layer<Agents.Agents, ConfigError.ConfigError | Agents.AgentsError, Agents.Requirements> | undefined
 }
 
 /** The composed layer, with some pieces replaced. */

@@ -2,17 +2,13 @@
  * `big3 events …` in-process, against a Sandbox over 127.0.0.1, with the SQLite store in a temp
  * state directory per test and small retry delays.
  */
-import * as NodeContext from "@effect/platform-node/NodeContext"
 import { assert, describe, it } from "@effect/vitest"
-import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { run } from "../src/cli/app.js"
 import * as Sandbox from "../src/Sandbox.js"
-import { captureConsole, captureLogs } from "./support/capture.js"
+import { big3 } from "./support/cli.js"
 
 const tempStateDir = Effect.acquireRelease(
   Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "big3-cli-events-"))),
@@ -28,14 +24,6 @@ const environment = (stateDir: string, url: string): Record<string, string> => (
   BIG3_TIMEOUT_GRACEFUL_SHUTDOWN: "2"
 })
 
-/** Runs `big3 args…` in-process; succeeds with the exit code and what it printed. */
-const big3 = (args: ReadonlyArray<string>, env: Record<string, string>) =>
-  captureConsole(run(["node", "big3", ...args])).pipe(
-    Effect.map(({ exit, stderr, stdout }) => ({ code: Exit.isSuccess(exit) ? exit.value : -1, stdout, stderr })),
-    Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)), { pathDelim: "_" })),
-    Effect.provide(captureLogs().layer),
-    Effect.provide(NodeContext.layer)
-  )
 
 const setup = Effect.gen(function*() {
   const sandbox = yield* Sandbox.make()

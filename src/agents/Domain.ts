@@ -6,15 +6,13 @@
  */
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
+import { nonRetryableField } from "../Errors.js"
 
 // ---------------------------------------------------------------------------------------------
 // Errors
 // ---------------------------------------------------------------------------------------------
 
-const notRetryable = Schema.Literal(false).pipe(
-  Schema.propertySignature,
-  Schema.withConstructorDefault((): false => false)
-)
+const notRetryable = nonRetryableField
 const common = {
   /** Always "agents". */
   service: Schema.String,

@@ -131,12 +131,8 @@ const typePattern = /^[A-Za-z0-9_.:-]{1,64}$/
 // make
 // ---------------------------------------------------------------------------------------------
 
-/** Builds the service. Creates the `agents` table when missing. */
-export const make = (
-  options: Options = {}
-): Effect.Effect<
-  Service,
-  ConfigError.ConfigError | AgentStorageError,
+/** What the service needs. */
+export type Requirements =
   | ReliabilityConfig
   | CircuitBreaker.CircuitBreaker
   | Observability
@@ -144,8 +140,11 @@ export const make = (
   | FileSystem.FileSystem
   | Path.Path
   | SqlClient
-  | Scope.Scope
-> =>
+
+/** Builds the service. Creates the `agents` table when missing. */
+export const make = (
+  options: Options = {}
+): Effect.Effect<Service, ConfigError.ConfigError | AgentStorageError, Requirements | Scope.Scope> =>
   Effect.gen(function*() {
     const config = yield* ReliabilityConfig
     const breakers = yield* CircuitBreaker.CircuitBreaker
@@ -421,17 +420,10 @@ export const make = (
   })
 
 /** The service, scoped: running commands are interrupted when the layer is released. */
-export const layer: Layer.Layer<
+export const layer: Layer.Layer<Agents, ConfigError.ConfigError | AgentStorageError, Requirements> = Layer.scoped(
   Agents,
-  ConfigError.ConfigError | AgentStorageError,
-  | ReliabilityConfig
-  | CircuitBreaker.CircuitBreaker
-  | Observability
-  | AgentBackend
-  | FileSystem.FileSystem
-  | Path.Path
-  | SqlClient
-> = Layer.scoped(Agents, make())
+  make()
+)
 
 /** `layer` with explicit options (an agents directory for tests). */
 export const layerWith = (options: Options) => Layer.scoped(Agents, make(options))
