@@ -186,7 +186,7 @@ export const defaultBudget: RetryBudget = {
 // ---------------------------------------------------------------------------------------------
 
 /** Where a value came from. */
-export type Source = "default" | "file" | "env"
+export type Source = "default" | "file" | "env" | "override"
 
 /** One configured value, for `big3 config`. */
 export interface Entry {
@@ -287,10 +287,17 @@ interface Raw {
   readonly source: Source
 }
 
+const sourceName: Record<Source, string> = {
+  default: "the defaults",
+  env: "the environment",
+  file: "the config file",
+  override: "the overrides given to layerWith"
+}
+
 const invalid = (key: string, raw: Raw, expected: string): ConfigError.ConfigError =>
   ConfigError.InvalidData(
     [key],
-    `${key}=${JSON.stringify(raw.value)} (from ${raw.source === "env" ? "the environment" : "the config file"}) ` +
+    `${key}=${JSON.stringify(raw.value)} (from ${sourceName[raw.source]}) ` +
       `is not valid: expected ${expected}`
   )
 
@@ -827,65 +834,88 @@ export const load: Effect.Effect<Service, ConfigError.ConfigError> = Effect.gen(
 /** The configuration read from the environment and `BIG3_CONFIG`, validated once. */
 export const layer: Layer.Layer<ReliabilityConfig, ConfigError.ConfigError> = Layer.effect(ReliabilityConfig, load)
 
-/** A retry policy override: durations may be given as `DurationInput` ("10 millis", 2000). */
+/**
+ * A duration in an override: a `Duration`, a number of seconds (as in the environment and the
+ * config file), or a string such as "1500 millis" or "30s".
+ */
+export type SettingDuration = Duration.Duration | number | string
+
+/** A retry policy override. */
 export type PolicyOverride = {
-  readonly [K in keyof RetryPolicy]?: RetryPolicy[K] extends Duration.Duration ? Duration.DurationInput : RetryPolicy[K]
+  readonly [K in keyof RetryPolicy]?: RetryPolicy[K] extends Duration.Duration ? SettingDuration : RetryPolicy[K]
 }
 
-/** A breaker override: durations may be given as `DurationInput`. */
+/** A breaker override. */
 export type BreakerOverride = {
-  readonly [K in keyof BreakerSettings]?: BreakerSettings[K] extends Duration.Duration ? Duration.DurationInput
+  readonly [K in keyof BreakerSettings]?: BreakerSettings[K] extends Duration.Duration ? SettingDuration
     : BreakerSettings[K]
 }
 
-const decodeOptional = (input: Duration.DurationInput | undefined, fallback: Duration.Duration): Duration.Duration =>
-  input === undefined ? fallback : Duration.decode(input)
-
 /** Plain overrides for tests and apps: anything not given keeps its default. */
 export interface Overrides {
-  readonly timeouts?: Partial<Record<OperationId, Duration.DurationInput>>
-  readonly timeoutBounds?: { readonly min?: Duration.DurationInput; readonly max?: Duration.DurationInput }
+  readonly timeouts?: Partial<Record<OperationId, SettingDuration>>
+  readonly timeoutBounds?: { readonly min?: SettingDuration; readonly max?: SettingDuration }
   readonly policies?: Readonly<Record<string, PolicyOverride>>
   readonly breakers?: Readonly<Record<string, BreakerOverride>>
-  readonly budget?: { readonly [K in keyof RetryBudget]?: K extends "window" ? Duration.DurationInput : RetryBudget[K] }
+  readonly budget?: { readonly [K in keyof RetryBudget]?: K extends "window" ? SettingDuration : RetryBudget[K] }
 }
+
+const overrideDuration = (
+  key: string,
+  input: SettingDuration | undefined,
+  fallback: Duration.Duration
+): Effect.Effect<Duration.Duration, ConfigError.ConfigError> =>
+  input === undefined
+    ? Effect.succeed(fallback)
+    : Duration.isDuration(input)
+    ? Effect.succeed(input)
+    : decodeDuration(key, { value: input, source: "override" })
 
 /**
  * Builds the service from the defaults plus plain overrides (no environment, no file). Policies
- * and breakers may name new entries, which start from the `default` ones.
+ * and breakers may name new entries, which start from the `default` ones. A bad value fails with
+ * a `ConfigError` naming it, as from the environment.
  */
 export const make = (overrides: Overrides = {}): Effect.Effect<Service, ConfigError.ConfigError> =>
   Effect.gen(function*() {
     const base = yield* buildSettings(() => undefined, undefined)
-    const min = overrides.timeoutBounds?.min === undefined ? base.timeoutBounds.min : Duration.decode(overrides.timeoutBounds.min)
-    const max = overrides.timeoutBounds?.max === undefined ? base.timeoutBounds.max : Duration.decode(overrides.timeoutBounds.max)
+    const min = yield* overrideDuration(boundKeys.min, overrides.timeoutBounds?.min, base.timeoutBounds.min)
+    const max = yield* overrideDuration(boundKeys.max, overrides.timeoutBounds?.max, base.timeoutBounds.max)
     const timeouts = new Map(base.timeouts)
     for (const [operation, value] of Object.entries(overrides.timeouts ?? {})) {
-      if (value !== undefined) {
-        timeouts.set(operation, Duration.clamp(Duration.decode(value), { minimum: min, maximum: max }))
-      }
+      const timeout = yield* overrideDuration(timeoutKey(operation), value, base.timeouts.get(operation) ?? min)
+      timeouts.set(operation, Duration.clamp(timeout, { minimum: min, maximum: max }))
     }
     const policies = new Map(base.policies)
     for (const [name, value] of Object.entries(overrides.policies ?? {})) {
-      const base = policies.get(name) ?? defaultPolicies.default
+      const defaults = policies.get(name) ?? defaultPolicies.default
       policies.set(name, {
-        maxAttempts: value.maxAttempts ?? base.maxAttempts,
-        initialDelay: decodeOptional(value.initialDelay, base.initialDelay),
-        factor: value.factor ?? base.factor,
-        maxDelay: decodeOptional(value.maxDelay, base.maxDelay),
-        jitter: value.jitter ?? base.jitter
+        maxAttempts: value.maxAttempts ?? defaults.maxAttempts,
+        initialDelay: yield* overrideDuration(retryKey(name, "INITIAL_DELAY"), value.initialDelay, defaults.initialDelay),
+        factor: value.factor ?? defaults.factor,
+        maxDelay: yield* overrideDuration(retryKey(name, "MAX_DELAY"), value.maxDelay, defaults.maxDelay),
+        jitter: value.jitter ?? defaults.jitter
       })
     }
     const breakers = new Map(base.breakers)
     for (const [name, value] of Object.entries(overrides.breakers ?? {})) {
-      const base = breakers.get(name) ?? defaultBreakers.default
+      const defaults = breakers.get(name) ?? defaultBreakers.default
       breakers.set(name, {
-        ...base,
-        ...value,
-        openDuration: decodeOptional(value.openDuration, base.openDuration),
-        samplingWindow: decodeOptional(value.samplingWindow, base.samplingWindow)
+        mode: value.mode ?? defaults.mode,
+        failureThreshold: value.failureThreshold ?? defaults.failureThreshold,
+        openDuration: yield* overrideDuration(breakerKey(name, "OPEN_DURATION"), value.openDuration, defaults.openDuration),
+        halfOpenMaxCalls: value.halfOpenMaxCalls ?? defaults.halfOpenMaxCalls,
+        successThreshold: value.successThreshold ?? defaults.successThreshold,
+        failureRatio: value.failureRatio ?? defaults.failureRatio,
+        samplingWindow: yield* overrideDuration(
+          breakerKey(name, "SAMPLING_WINDOW"),
+          value.samplingWindow,
+          defaults.samplingWindow
+        ),
+        minimumThroughput: value.minimumThroughput ?? defaults.minimumThroughput
       })
     }
+    const window = yield* overrideDuration(budgetKey("WINDOW"), overrides.budget?.window, base.budget.window)
     return fromSettings({
       ...base,
       timeouts,
@@ -893,9 +923,10 @@ export const make = (overrides: Overrides = {}): Effect.Effect<Service, ConfigEr
       policies,
       breakers,
       budget: {
-        ...base.budget,
-        ...overrides.budget,
-        window: decodeOptional(overrides.budget?.window, base.budget.window)
+        enabled: overrides.budget?.enabled ?? base.budget.enabled,
+        ratio: overrides.budget?.ratio ?? base.budget.ratio,
+        window,
+        minRetries: overrides.budget?.minRetries ?? base.budget.minRetries
       }
     })
   })

@@ -279,4 +279,21 @@ describe("ReliabilityConfig", () => {
       timeouts: { gemini_api: "1 second" },
       policies: { gemini: { maxAttempts: 4 } }
     }))))
+
+  it.effect("layerWith reads plain numbers as seconds, like the environment, and rejects bad values", () =>
+    Effect.gen(function*() {
+      const config = yield* ReliabilityConfig.make({
+        timeouts: { gemini_api: 30, db_query: "1500 millis" },
+        policies: { gemini: { initialDelay: 0.5, maxDelay: "10s" } },
+        budget: { window: 20 }
+      })
+      assert.strictEqual(seconds(config.timeoutOf("gemini_api")), 30)
+      assert.strictEqual(seconds(config.timeoutOf("db_query")), 1.5)
+      assert.strictEqual(seconds(config.policyOf("gemini").initialDelay), 0.5)
+      assert.strictEqual(seconds(config.policyOf("gemini").maxDelay), 10)
+      assert.strictEqual(seconds(config.budget.window), 20)
+      const error = yield* Effect.flip(ReliabilityConfig.make({ timeouts: { gemini_api: -1 } }))
+      assert.include(error.message, "BIG3_TIMEOUT_GEMINI_API=-1")
+      assert.include(error.message, "overrides")
+    }))
 })
