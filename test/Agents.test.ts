@@ -552,7 +552,7 @@ describe("Agents registry", () => {
 
 describe("Agents.fromSdkError", () => {
   it("maps Claude Code process failures into the taxonomy without the key", () => {
-    const secret = "sk-ant-secret-123"
+    const secret = "fake-anthropic-key-for-tests"
     const cases: ReadonlyArray<readonly [string, string, boolean]> = [
       ["Claude Code process exited with code 1. stderr: 429 rate limit exceeded", "RateLimited", true],
       ["Claude Code process exited with code 1. stderr: overloaded_error", "ServiceUnavailable", true],

@@ -20,7 +20,7 @@ import * as Errors from "../src/Errors.js"
 import * as Gemini from "../src/Gemini.js"
 import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
 
-const apiKey = "AIzaSy-test-secret-key-0123456789"
+const apiKey = "fake-gemini-key-for-tests"
 
 // ---------------------------------------------------------------------------------------------
 // A scripted fake HttpClient
