@@ -525,9 +525,9 @@ describe("Sandbox", () => {
 
     it.scopedLive("rejects a bad key with 401 authentication_error and a request id", () =>
       Effect.gen(function*() {
-        const sandbox = yield* Sandbox.make({ anthropicApiKey: "sk-ant-test" })
+        const sandbox = yield* Sandbox.make({ anthropicApiKey: "test-anthropic-key" })
         const wrong = yield* post(`${sandbox.url}/v1/messages`, messagesBody(), {
-          "x-api-key": "sk-ant-wrong",
+          "x-api-key": "wrong-anthropic-key",
           "anthropic-version": "2023-06-01"
         })
         assert.strictEqual(wrong.status, 401)
@@ -536,11 +536,11 @@ describe("Sandbox", () => {
         assert.strictEqual(body.type, "error")
         assert.strictEqual(body.request_id, wrong.headers.get("request-id"))
         const bearer = yield* post(`${sandbox.url}/v1/messages`, messagesBody(), {
-          authorization: "Bearer sk-ant-test",
+          authorization: "Bearer test-anthropic-key",
           "anthropic-version": "2023-06-01"
         })
         assert.strictEqual(bearer.status, 200)
-        const noVersion = yield* post(`${sandbox.url}/v1/messages`, messagesBody(), { "x-api-key": "sk-ant-test" })
+        const noVersion = yield* post(`${sandbox.url}/v1/messages`, messagesBody(), { "x-api-key": "test-anthropic-key" })
         assert.strictEqual(noVersion.status, 400)
         assert.strictEqual((json(noVersion) as { error: { type: string } }).error.type, "invalid_request_error")
       }))
