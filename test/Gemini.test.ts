@@ -19,6 +19,7 @@ import * as CircuitBreaker from "../src/CircuitBreaker.js"
 import * as Errors from "../src/Errors.js"
 import * as Gemini from "../src/Gemini.js"
 import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
+import { at } from "./support/json.js"
 
 const apiKey = "fake-gemini-key-for-tests"
 
@@ -245,6 +246,7 @@ describe("Gemini request", () => {
   it.effect("a request that does not match the schema is InvalidRequest and is not sent", () =>
     Effect.gen(function*() {
       const { client, seen } = fakeClient([])
+      // A JavaScript caller can pass what the types forbid; the deliberate cast stands for one.
       const bad = { contents: [{ role: "system", parts: [{ text: 1 }] }] } as unknown as Gemini.GenerateContentRequest
       const error = yield* Gemini.generateContent(bad).pipe(Effect.provide(geminiLayer(client)), Effect.flip)
       assert.strictEqual(error._tag, "InvalidRequest")
@@ -339,7 +341,7 @@ describe("Gemini response", () => {
       assert.strictEqual(Gemini.finishReason(response), "STOP")
       assert.strictEqual(response.usageMetadata?.totalTokenCount, 5)
       assert.strictEqual(response.responseId, "abc")
-      assert.deepStrictEqual((response.candidates?.[0] as Record<string, unknown>)["somethingNew"], { nested: true })
+      assert.deepStrictEqual(at(response.candidates?.[0], "somethingNew"), { nested: true })
       assert.deepStrictEqual(Gemini.modelTurn(response)?.parts[1], { text: "Hello", thoughtSignature: "c2ln" })
     }))
 

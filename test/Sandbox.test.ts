@@ -7,6 +7,7 @@ import * as Fiber from "effect/Fiber"
 import * as Logger from "effect/Logger"
 import * as TestClock from "effect/TestClock"
 import * as Sandbox from "../src/Sandbox.js"
+import { at, each } from "./support/json.js"
 
 // Real loopback HTTP: these tests exercise the server itself, so a plain `fetch` is the client.
 
@@ -147,7 +148,7 @@ describe("Sandbox", () => {
           }]
         }, geminiKey)
         assert.deepStrictEqual(
-          (json(declared) as { candidates: Array<{ content: unknown }> }).candidates[0]?.content,
+          at(json(declared), "candidates", 0, "content"),
           { role: "model", parts: [{ functionCall: { name: "open_url", args: { url: "sandbox" } } }] }
         )
         const computerUse = yield* post(geminiUrl(sandbox), {
@@ -155,7 +156,7 @@ describe("Sandbox", () => {
           tools: [{ computerUse: { environment: "ENVIRONMENT_BROWSER" } }]
         }, geminiKey)
         assert.deepStrictEqual(
-          (json(computerUse) as { candidates: Array<{ content: unknown }> }).candidates[0]?.content,
+          at(json(computerUse), "candidates", 0, "content"),
           { role: "model", parts: [{ functionCall: { name: "click_at", args: { x: 500, y: 500 } } }] }
         )
         const done = yield* post(geminiUrl(sandbox), {
@@ -167,7 +168,7 @@ describe("Sandbox", () => {
           tools: [{ computerUse: { environment: "ENVIRONMENT_BROWSER" } }]
         }, geminiKey)
         assert.deepStrictEqual(
-          (json(done) as { candidates: Array<{ content: unknown }> }).candidates[0]?.content,
+          at(json(done), "candidates", 0, "content"),
           { role: "model", parts: [{ text: "sandbox answer to: click" }] }
         )
       }))
@@ -177,9 +178,9 @@ describe("Sandbox", () => {
         const sandbox = yield* Sandbox.make()
         const reply = yield* askGemini(sandbox, "please BLOCK_ME now")
         assert.strictEqual(reply.status, 200)
-        const body = json(reply) as Record<string, unknown>
-        assert.notProperty(body, "candidates")
-        assert.deepStrictEqual(body["promptFeedback"], { blockReason: "SAFETY" })
+        const body = json(reply)
+        assert.isUndefined(at(body, "candidates"))
+        assert.deepStrictEqual(at(body, "promptFeedback"), { blockReason: "SAFETY" })
         assert.property(body, "usageMetadata")
       }))
 
@@ -214,10 +215,10 @@ describe("Sandbox", () => {
         for (const body of ["{not json", { contents: [] }, { generationConfig: {} }, { contents: [{ parts: [{}] }] }]) {
           const reply = yield* post(geminiUrl(sandbox), body, geminiKey)
           assert.strictEqual(reply.status, 400, JSON.stringify(body))
-          const error = (json(reply) as { error: Record<string, unknown> }).error
-          assert.strictEqual(error["code"], 400)
-          assert.strictEqual(error["status"], "INVALID_ARGUMENT")
-          assert.isString(error["message"])
+          const error = at(json(reply), "error")
+          assert.strictEqual(at(error, "code"), 400)
+          assert.strictEqual(at(error, "status"), "INVALID_ARGUMENT")
+          assert.isString(at(error, "message"))
         }
       }))
   })
@@ -264,7 +265,7 @@ describe("Sandbox", () => {
         const plain = yield* askGemini(sandbox)
         assert.strictEqual(plain.status, 429)
         assert.isNull(plain.headers.get("retry-after"))
-        assert.notProperty((json(plain) as { error: object }).error, "details")
+        assert.isUndefined(at(json(plain), "error", "details"))
       }))
 
     it.scopedLive("reset drops the connection without an answer", () =>
@@ -378,7 +379,7 @@ describe("Sandbox", () => {
         assert.strictEqual(saved.status, 200)
         assert.deepStrictEqual(json(saved), { ...event("e1"), id: 1 })
         const again = yield* post(`${sandbox.url}/events`, event("e1"))
-        assert.strictEqual((json(again) as { id: number }).id, 2, "no idempotency: stored again")
+        assert.strictEqual(at(json(again), "id"), 2, "no idempotency: stored again")
 
         const missing = yield* post(`${sandbox.url}/events`, { source_app: "big3", session_id: "s1", payload: {} })
         assert.strictEqual(missing.status, 400)
@@ -406,7 +407,7 @@ describe("Sandbox", () => {
         assert.deepStrictEqual(stored.map((e) => [e.id, e.clientId]), [[1, "e1"], [2, "e1"]])
         assert.deepStrictEqual(yield* sandbox.eventStats, { stored: 2, distinctIds: 1, duplicates: 1 })
         const recent = yield* request(`${sandbox.url}/events/recent?limit=1`)
-        assert.deepStrictEqual((json(recent) as Array<{ id: number }>).map((e) => e.id), [2])
+        assert.deepStrictEqual(each(json(recent), "id"), [2])
       }))
 
     it.scopedLive("extended mode stores a repeated id once and counts the duplicate", () =>
@@ -443,7 +444,7 @@ describe("Sandbox", () => {
         yield* post(`${sandbox.url}/events/batch`, [1, 2, 3].map((n) => event(`e${n}`, { timestamp: 1000 * n })))
         const recent = yield* request(`${sandbox.url}/events/recent?limit=2`)
         assert.deepStrictEqual(
-          (json(recent) as Array<{ id: number; timestamp: number }>).map((e) => [e.id, e.timestamp]),
+          each(json(recent)).map((e) => [at(e, "id"), at(e, "timestamp")]),
           [[2, 2000], [3, 3000]]
         )
       }))
@@ -479,8 +480,8 @@ describe("Sandbox", () => {
         const reply = yield* post(`${sandbox.url}/v1/messages`, messagesBody(), anthropicHeaders)
         assert.strictEqual(reply.status, 200)
         assert.match(reply.headers.get("request-id") ?? "", /^req_/)
-        const body = json(reply) as Record<string, unknown>
-        assert.match(String(body["id"]), /^msg_/)
+        const body = json(reply)
+        assert.match(String(at(body, "id")), /^msg_/)
         assert.deepInclude(body, {
           type: "message",
           role: "assistant",
@@ -489,11 +490,10 @@ describe("Sandbox", () => {
           stop_reason: "end_turn",
           stop_sequence: null
         })
-        const usage = body["usage"] as Record<string, unknown>
-        assert.isNumber(usage["input_tokens"])
-        assert.isNumber(usage["output_tokens"])
+        assert.isNumber(at(body, "usage", "input_tokens"))
+        assert.isNumber(at(body, "usage", "output_tokens"))
         const count = yield* post(`${sandbox.url}/v1/messages/count_tokens`, messagesBody(), anthropicHeaders)
-        assert.deepStrictEqual([count.status, Object.keys(json(count) as object)], [200, ["input_tokens"]])
+        assert.deepStrictEqual([count.status, Object.keys(Object(json(count)))], [200, ["input_tokens"]])
       }))
 
     it.scopedLive("streams the real event sequence", () =>
@@ -505,22 +505,18 @@ describe("Sandbox", () => {
         const events = reply.text.split("\n\n").filter((block) => block !== "").map((block) => {
           const [eventLine, dataLine] = block.split("\n")
           const type = eventLine?.replace(/^event: /, "")
-          const data = JSON.parse(dataLine?.replace(/^data: /, "") ?? "") as {
-            type: string
-            delta?: { text?: string; stop_reason?: string; stop_sequence?: null }
-          }
-          assert.strictEqual(data.type, type)
+          const data: unknown = JSON.parse(dataLine?.replace(/^data: /, "") ?? "")
+          assert.strictEqual(at(data, "type"), type)
           return data
         })
-        const types = events.map((e) => e.type)
+        const types = events.map((e) => at(e, "type"))
         assert.deepStrictEqual(types.slice(0, 3), ["message_start", "content_block_start", "ping"])
         assert.deepStrictEqual(types.slice(-3), ["content_block_stop", "message_delta", "message_stop"])
-        const deltas = events.filter((e) => e.type === "content_block_delta")
+        const deltas = events.filter((e) => at(e, "type") === "content_block_delta")
         assert.isAtLeast(deltas.length, 2)
-        assert.strictEqual(deltas.map((e) => e.delta?.text).join(""), "sandbox answer to: hello claude")
-        assert.deepInclude(events.find((e) => e.type === "message_delta"), {
-          delta: { stop_reason: "end_turn", stop_sequence: null }
-        })
+        assert.strictEqual(deltas.map((e) => at(e, "delta", "text")).join(""), "sandbox answer to: hello claude")
+        const messageDelta = events.find((e) => at(e, "type") === "message_delta")
+        assert.deepInclude(at(messageDelta, "delta"), { stop_reason: "end_turn", stop_sequence: null })
       }))
 
     it.scopedLive("rejects a bad key with 401 authentication_error and a request id", () =>
@@ -531,10 +527,10 @@ describe("Sandbox", () => {
           "anthropic-version": "2023-06-01"
         })
         assert.strictEqual(wrong.status, 401)
-        const body = json(wrong) as { type: string; error: unknown; request_id: string }
-        assert.deepStrictEqual(body.error, { type: "authentication_error", message: "invalid x-api-key" })
-        assert.strictEqual(body.type, "error")
-        assert.strictEqual(body.request_id, wrong.headers.get("request-id"))
+        const body = json(wrong)
+        assert.deepStrictEqual(at(body, "error"), { type: "authentication_error", message: "invalid x-api-key" })
+        assert.strictEqual(at(body, "type"), "error")
+        assert.strictEqual(at(body, "request_id"), wrong.headers.get("request-id"))
         const bearer = yield* post(`${sandbox.url}/v1/messages`, messagesBody(), {
           authorization: "Bearer test-anthropic-key",
           "anthropic-version": "2023-06-01"
@@ -542,7 +538,7 @@ describe("Sandbox", () => {
         assert.strictEqual(bearer.status, 200)
         const noVersion = yield* post(`${sandbox.url}/v1/messages`, messagesBody(), { "x-api-key": "test-anthropic-key" })
         assert.strictEqual(noVersion.status, 400)
-        assert.strictEqual((json(noVersion) as { error: { type: string } }).error.type, "invalid_request_error")
+        assert.strictEqual(at(json(noVersion), "error", "type"), "invalid_request_error")
       }))
 
     it.scopedLive("faults use Anthropic's error types: 529 overloaded, 429 rate limit with retry-after", () =>
@@ -556,7 +552,7 @@ describe("Sandbox", () => {
         const limited = yield* post(`${sandbox.url}/v1/messages`, messagesBody(), anthropicHeaders)
         assert.strictEqual(limited.status, 429)
         assert.strictEqual(limited.headers.get("retry-after"), "2")
-        assert.strictEqual((json(limited) as { error: { type: string } }).error.type, "rate_limit_error")
+        assert.strictEqual(at(json(limited), "error", "type"), "rate_limit_error")
       }))
 
     it.scopedLive("answers invalid bodies and unknown routes in Anthropic's format", () =>
@@ -564,12 +560,11 @@ describe("Sandbox", () => {
         const sandbox = yield* Sandbox.make()
         const invalid = yield* post(`${sandbox.url}/v1/messages`, { model: "m", messages: [] }, anthropicHeaders)
         assert.strictEqual(invalid.status, 400)
-        const error = (json(invalid) as { error: { type: string; message: string } }).error
-        assert.strictEqual(error.type, "invalid_request_error")
-        assert.include(error.message, "max_tokens: Field required")
+        assert.strictEqual(at(json(invalid), "error", "type"), "invalid_request_error")
+        assert.include(String(at(json(invalid), "error", "message")), "max_tokens: Field required")
         const unknown = yield* request(`${sandbox.url}/v1/nothing-here`, { headers: anthropicHeaders })
         assert.strictEqual(unknown.status, 404)
-        assert.strictEqual((json(unknown) as { error: { type: string } }).error.type, "not_found_error")
+        assert.strictEqual(at(json(unknown), "error", "type"), "not_found_error")
       }))
   })
 

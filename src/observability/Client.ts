@@ -88,10 +88,12 @@ export const idOf = (body: string): string => {
       if (char === 92) i++ // backslash: skip the escaped character
       else if (char === 34) {
         try {
-          return JSON.parse(body.slice(6, i + 1)) as string
+          const id: unknown = JSON.parse(body.slice(6, i + 1))
+          if (typeof id === "string") return id
         } catch {
-          break
+          // fall through to parsing the whole body
         }
+        break
       }
     }
   }
@@ -147,12 +149,9 @@ const kinds = [
   "journaled"
 ] as const
 type Kind = (typeof kinds)[number]
-const labels = Object.fromEntries(kinds.map((kind) => [kind, Metrics.labelsFor(service, { kind })])) as Record<
-  Kind,
-  ReturnType<typeof Metrics.labelsFor>
->
+const labels = new Map(kinds.map((kind) => [kind, Metrics.labelsFor(service, { kind })]))
 const count = (kind: Kind, n: number): void => {
-  if (n > 0) Metrics.events.unsafeUpdate(n, labels[kind])
+  if (n > 0) Metrics.events.unsafeUpdate(n, labels.get(kind) ?? Metrics.labelsFor(service, { kind }))
 }
 
 /** The batch route's verdict on a batch, when it answered. */
