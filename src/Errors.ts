@@ -25,9 +25,6 @@ export const nonRetryableField = Schema.Literal(false).pipe(
   Schema.withConstructorDefault((): false => false)
 )
 
-const retryable = retryableField
-const notRetryable = nonRetryableField
-
 const common = {
   /** Which upstream or subsystem failed: "gemini", "observability", "anthropic", "agents", … */
   service: Schema.String,
@@ -39,7 +36,7 @@ const httpStatus = { status: Schema.optional(Schema.Number) }
 /** Connection refused / reset / DNS failure, or the request body stream failed. */
 export class NetworkError extends Schema.TaggedError<NetworkError>()("NetworkError", {
   ...common,
-  retryable
+  retryable: retryableField
 }) {}
 
 /** `withTimeout(operation)` fired: the operation took longer than its configured timeout. */
@@ -47,7 +44,7 @@ export class OperationTimeout extends Schema.TaggedError<OperationTimeout>()("Op
   ...common,
   operation: Schema.String,
   timeout: Schema.DurationFromSelf,
-  retryable
+  retryable: retryableField
 }) {}
 
 /** HTTP 429. `retryAfter` is the server's hint, when it gave one. */
@@ -55,7 +52,7 @@ export class RateLimited extends Schema.TaggedError<RateLimited>()("RateLimited"
   ...common,
   ...httpStatus,
   retryAfter: Schema.optional(Schema.DurationFromSelf),
-  retryable
+  retryable: retryableField
 }) {}
 
 /** HTTP 408, 500, 502, 503, 504, 529 (or a server that says `x-should-retry: true`). */
@@ -63,40 +60,40 @@ export class ServiceUnavailable extends Schema.TaggedError<ServiceUnavailable>()
   ...common,
   ...httpStatus,
   retryAfter: Schema.optional(Schema.DurationFromSelf),
-  retryable
+  retryable: retryableField
 }) {}
 
 /** HTTP 400, 404, 409 (non-Anthropic), 413, 422: the request itself is wrong. */
 export class InvalidRequest extends Schema.TaggedError<InvalidRequest>()("InvalidRequest", {
   ...common,
   ...httpStatus,
-  retryable: notRetryable
+  retryable: nonRetryableField
 }) {}
 
 /** HTTP 401, 403, or an API key the upstream rejected. */
 export class Unauthorized extends Schema.TaggedError<Unauthorized>()("Unauthorized", {
   ...common,
   ...httpStatus,
-  retryable: notRetryable
+  retryable: nonRetryableField
 }) {}
 
 /** A body that does not match its Schema. */
 export class DecodeError extends Schema.TaggedError<DecodeError>()("DecodeError", {
   ...common,
-  retryable: notRetryable
+  retryable: nonRetryableField
 }) {}
 
 /** The circuit breaker for `service` is open; calls resume after `retryAfter`. */
 export class CircuitOpen extends Schema.TaggedError<CircuitOpen>()("CircuitOpen", {
   ...common,
   retryAfter: Schema.DurationFromSelf,
-  retryable: notRetryable
+  retryable: nonRetryableField
 }) {}
 
 /** A named resource of ours (agent, operator file) does not exist. */
 export class NotFound extends Schema.TaggedError<NotFound>()("NotFound", {
   ...common,
-  retryable: notRetryable
+  retryable: nonRetryableField
 }) {}
 
 /** Every failure a big3 client can report. */
@@ -147,6 +144,14 @@ const big3Tags: ReadonlySet<string> = new Set([
 export const isBig3Error = (u: unknown): u is Big3Error =>
   Predicate.hasProperty(u, "_tag") && typeof u._tag === "string" && big3Tags.has(u._tag) &&
   Predicate.hasProperty(u, "retryable") && typeof u.retryable === "boolean"
+
+/** "Tag: message" for a tagged error, the message or the tag alone, else `String(error)`. */
+export const describe = (error: unknown): string => {
+  const tag = Predicate.hasProperty(error, "_tag") && typeof error._tag === "string" ? error._tag : undefined
+  const message = Predicate.hasProperty(error, "message") && typeof error.message === "string" ? error.message : undefined
+  if (tag !== undefined && message !== undefined) return `${tag}: ${message}`
+  return message ?? tag ?? String(error)
+}
 
 /** The server's wait hint carried by an error, if any. */
 export const retryAfterOf = (error: unknown): Duration.Duration | undefined =>

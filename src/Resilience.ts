@@ -113,25 +113,41 @@ export interface RetryStep {
  */
 export const retrySchedule = (policy: RetryPolicy, options: RetryOptions = {}): Schedule.Schedule<RetryStep, unknown> => {
   const service = options.service ?? options.operation ?? "default"
-  const label = options.operation === undefined ? "" : `${options.operation} `
   return Schedule.makeWithState(0, (now, error: unknown, failed: number) =>
-    Effect.gen(function*() {
-      const attempt = failed + 1
-      const random = policy.jitter === "none" ? 0.5 : yield* Random.next
-      const decision = decide(policy, { attempt, error, now, random, deadlineAt: options.deadlineAt, budget: options.budget })
-      yield* logDecision(label, decision, error, options.quiet)
-      if (decision._tag === "Stop") {
-        if (decision.reason === "budget") Metrics.budgetRejections.unsafeUpdate(1, Metrics.labelsFor(service))
-        return [attempt, { attempt, delay: Duration.zero }, ScheduleDecision.done] as const
-      }
-      Metrics.retries.unsafeUpdate(1, Metrics.labelsFor(service, { reason: errorTag(error) }))
-      return [
-        attempt,
-        { attempt, delay: decision.delay },
-        ScheduleDecision.continueWith(ScheduleInterval.after(now + Duration.toMillis(decision.delay)))
-      ] as const
-    }))
+    Effect.map(decideAndReport(policy, options, service, failed + 1, error, now), (decision) =>
+      decision._tag === "Stop"
+        ? [decision.attempt, { attempt: decision.attempt, delay: Duration.zero }, ScheduleDecision.done] as const
+        : [
+          decision.attempt,
+          { attempt: decision.attempt, delay: decision.delay },
+          ScheduleDecision.continueWith(ScheduleInterval.after(now + Duration.toMillis(decision.delay)))
+        ] as const))
 }
+
+/**
+ * Decides after a failed attempt, logs the decision and counts it (retries by reason, budget
+ * refusals): the one step shared by the retry Schedule and the retry driver.
+ */
+const decideAndReport = (
+  policy: RetryPolicy,
+  options: RetryOptions,
+  service: string,
+  attempt: number,
+  error: unknown,
+  now: number
+): Effect.Effect<RetryDecision> =>
+  Effect.gen(function*() {
+    const random = policy.jitter === "none" ? 0.5 : yield* Random.next
+    const decision = decide(policy, { attempt, error, now, random, deadlineAt: options.deadlineAt, budget: options.budget })
+    const label = options.operation === undefined ? "" : `${options.operation} `
+    yield* logDecision(label, decision, error, options.quiet)
+    if (decision._tag === "Retry") {
+      Metrics.retries.unsafeUpdate(1, Metrics.labelsFor(service, { reason: errorTag(error) }))
+    } else if (decision.reason === "budget") {
+      Metrics.budgetRejections.unsafeUpdate(1, Metrics.labelsFor(service))
+    }
+    return decision
+  })
 
 /**
  * Runs `self`, and on failure feeds the errors to `schedule` until it stops. The happy path pays
@@ -218,7 +234,6 @@ export function retryDriver(
 ): Effect.Effect<RetryDriver, never, ReliabilityConfig> {
   return Effect.map(resolvePolicy(policy), (resolved) => {
     let failed = 0
-    const label = options.operation === undefined ? "" : `${options.operation} `
     const service = options.service ?? options.operation ?? (typeof policy === "string" ? policy : "default")
     return {
       policy: resolved,
@@ -227,26 +242,11 @@ export function retryDriver(
         failed = 0
       }),
       next: (error) =>
-        Effect.gen(function*() {
-          const now = yield* Clock.currentTimeMillis
-          const random = resolved.jitter === "none" ? 0.5 : yield* Random.next
-          failed++
-          const decision = decide(resolved, {
-            attempt: failed,
-            error,
-            now,
-            random,
-            deadlineAt: options.deadlineAt,
-            budget: options.budget
-          })
-          yield* logDecision(label, decision, error)
-          if (decision._tag === "Stop") {
-            if (decision.reason === "budget") Metrics.budgetRejections.unsafeUpdate(1, Metrics.labelsFor(service))
-            return Option.none()
-          }
-          Metrics.retries.unsafeUpdate(1, Metrics.labelsFor(service, { reason: errorTag(error) }))
-          return Option.some(decision.delay)
-        })
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          Effect.map(
+            decideAndReport(resolved, options, service, ++failed, error, now),
+            (decision) => decision._tag === "Retry" ? Option.some(decision.delay) : Option.none()
+          ))
     }
   })
 }

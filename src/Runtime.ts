@@ -61,8 +61,23 @@ export interface Options {
   readonly agents?: Layer.Layer<Agents.Agents, ConfigError.ConfigError | Agents.AgentsError, Agents.Requirements> | undefined
 }
 
-/** The composed layer, with some pieces replaced. */
-export const layerWith = (options: Options = {}): Layer.Layer<Services, Error> => {
+/** What every client stands on: configuration, breakers, HTTP, files and the store. */
+export type Foundation =
+  | ReliabilityConfig.ReliabilityConfig
+  | CircuitBreaker.CircuitBreaker
+  | HttpClient.HttpClient
+  | FileSystem.FileSystem
+  | Path.Path
+  | SqlClient.SqlClient
+
+const withConfigProvider = <A, E>(options: Options, layer: Layer.Layer<A, E>): Layer.Layer<A, E> =>
+  options.configProvider === undefined ? layer : Layer.provide(layer, Layer.setConfigProvider(options.configProvider))
+
+/**
+ * The stages of the composition, each built on the one before. They are layer values made once
+ * per call, so a stage shared by two others is built once when both are provided together.
+ */
+const stages = (options: Options) => {
   const platform = Layer.mergeAll(
     options.httpClient ?? NodeHttpClient.layerUndici,
     NodeFileSystem.layer,
@@ -79,11 +94,27 @@ export const layerWith = (options: Options = {}): Layer.Layer<Services, Error> =
     Layer.provideMerge(observability)
   )
   const gemini = (options.gemini ?? Gemini.layer).pipe(Layer.provide(foundation))
-  const composed = Layer.merge(agents, gemini)
-  return options.configProvider === undefined
-    ? composed
-    : Layer.provide(composed, Layer.setConfigProvider(options.configProvider))
+  return { foundation, observability, agents, all: Layer.merge(agents, gemini) }
 }
+
+/** The foundation alone (no clients), for tools that only need the store or the breakers. */
+export const foundationWith = (options: Options = {}): Layer.Layer<Foundation, ConfigError.ConfigError | SqlError> =>
+  withConfigProvider(options, stages(options).foundation)
+
+/** The foundation and the Observability client (what `big3 events` runs on). */
+export const observabilityWith = (
+  options: Options = {}
+): Layer.Layer<Foundation | Observability.Observability, ConfigError.ConfigError | SqlError> =>
+  withConfigProvider(options, stages(options).observability)
+
+/** The foundation, Observability and Agents, without Gemini (what `big3 agents` runs on). */
+export const agentsWith = (
+  options: Options = {}
+): Layer.Layer<Exclude<Services, Gemini.Gemini>, Error> => withConfigProvider(options, stages(options).agents)
+
+/** The composed layer, with some pieces replaced. */
+export const layerWith = (options: Options = {}): Layer.Layer<Services, Error> =>
+  withConfigProvider(options, stages(options).all)
 
 /** The whole system, configured from the environment. */
 export const layer: Layer.Layer<Services, Error> = layerWith()

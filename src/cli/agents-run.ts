@@ -8,22 +8,15 @@
  *
  * @internal
  */
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import * as NodePath from "@effect/platform-node/NodePath"
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Predicate from "effect/Predicate"
 import * as Stream from "effect/Stream"
 import * as Agents from "../Agents.js"
-import * as CircuitBreaker from "../CircuitBreaker.js"
-import * as Observability from "../Observability.js"
-import * as ReliabilityConfig from "../ReliabilityConfig.js"
-import * as Store from "../Store.js"
-import { namingTheKey } from "./events-run.js"
+import * as Errors from "../Errors.js"
+import * as Runtime from "../Runtime.js"
 import { CliExit, ExitCode, table } from "./shared.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -69,21 +62,8 @@ const backend = Layer.unwrapEffect(
   Effect.map(backendConfig, (kind) => kind === "claude" ? Agents.claudeAgentSdk : Agents.scriptedBackend(scripts[kind]))
 )
 
-const foundation = CircuitBreaker.layer.pipe(
-  Layer.provideMerge(ReliabilityConfig.layer),
-  Layer.provideMerge(Layer.mergeAll(NodeHttpClient.layerUndici, NodeFileSystem.layer, NodePath.layer, Store.layerConfig))
-)
-
 /** Agents and what they stand on (no Gemini client: agents do not need it). */
-const layer = Agents.layer.pipe(
-  Layer.provide(backend),
-  Layer.provideMerge(Observability.layer.pipe(Layer.provideMerge(foundation)))
-)
-
-const describe = (error: unknown): string => {
-  const message = Predicate.hasProperty(error, "message") && typeof error.message === "string" ? error.message : String(error)
-  return Predicate.hasProperty(error, "_tag") && typeof error._tag === "string" ? `${error._tag}: ${message}` : message
-}
+const layer = Runtime.agentsWith({ agentBackend: backend })
 
 /**
  * Runs `body` with the Agents service. Its failures (and a store that cannot be opened) print as
@@ -96,10 +76,10 @@ const withAgents = <A, E>(
     Effect.provide(layer),
     Effect.catchAll((error): Effect.Effect<never, CliExit | ConfigError.ConfigError> => {
       if (error instanceof CliExit) return Effect.fail(error)
-      if (ConfigError.isConfigError(error)) return Effect.fail(namingTheKey(error))
+      if (ConfigError.isConfigError(error)) return Effect.fail(error)
       return Effect.zipRight(
-        Console.error(`big3 agents: ${describe(error)}`),
-        Effect.fail(new CliExit({ code: ExitCode.failure, message: describe(error) }))
+        Console.error(`big3 agents: ${Errors.describe(error)}`),
+        Effect.fail(new CliExit({ code: ExitCode.failure, message: Errors.describe(error) }))
       )
     })
   )

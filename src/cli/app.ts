@@ -11,8 +11,8 @@ import * as ConfigError from "effect/ConfigError"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import * as Predicate from "effect/Predicate"
 import { agentsCommand } from "./agents.js"
+import * as Errors from "../Errors.js"
 import { configCommand } from "./config.js"
 import { demoCommand } from "./demo.js"
 import { eventsCommand } from "./events.js"
@@ -27,11 +27,6 @@ export const big3 = Command.make("big3").pipe(
 )
 
 export const cli = Command.run(big3, { name: "big3", version })
-
-const describe = (error: unknown): string =>
-  Predicate.hasProperty(error, "message") && typeof error.message === "string"
-    ? Predicate.hasProperty(error, "_tag") && typeof error._tag === "string" ? `${error._tag}: ${error.message}` : error.message
-    : String(error)
 
 /** Prints a failure once, as a line a person can act on, and picks the exit code. */
 export const report = (cause: Cause.Cause<unknown>, signalCode?: number): Effect.Effect<number> => {
@@ -48,7 +43,7 @@ export const report = (cause: Cause.Cause<unknown>, signalCode?: number): Effect
   if (ConfigError.isConfigError(failure)) {
     return Effect.as(Console.error(`big3: configuration error: ${describeConfigError(failure)}`), ExitCode.config)
   }
-  return Effect.as(Console.error(`big3: ${describe(failure)}`), ExitCode.failure)
+  return Effect.as(Console.error(`big3: ${Errors.describe(failure)}`), ExitCode.failure)
 }
 
 /** Runs `big3` with `argv` (as `process.argv`), reporting failures; succeeds with the exit code. */

@@ -8,26 +8,17 @@
  *
  * @internal
  */
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Clock from "effect/Clock"
-import * as ConfigError from "effect/ConfigError"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
-import * as CircuitBreaker from "../CircuitBreaker.js"
 import * as Observability from "../Observability.js"
-import * as ReliabilityConfig from "../ReliabilityConfig.js"
-import * as Store from "../Store.js"
+import * as Runtime from "../Runtime.js"
 import { CliExit, ExitCode, table } from "./shared.js"
 
 /** The observability client and what it stands on; `SqlClient` stays visible to read the spool's reasons. */
-const layer = Observability.layer.pipe(
-  Layer.provideMerge(CircuitBreaker.layer),
-  Layer.provideMerge(ReliabilityConfig.layer),
-  Layer.provideMerge(Layer.merge(NodeHttpClient.layerUndici, Store.layerConfig))
-)
+const layer = Runtime.observabilityWith()
 
 /** The events URL as configured, without credentials a URL might carry. */
 const configuredUrl = Effect.map(Observability.config, (options) => {
@@ -41,18 +32,6 @@ const configuredUrl = Effect.map(Observability.config, (options) => {
     return raw
   }
 })
-
-/**
- * A configuration error whose message names its key. `Config.literal`, `Config.integer`, … put
- * the key only in `path`, and the CLI prints the message (exit 78).
- */
-export const namingTheKey = (error: ConfigError.ConfigError): ConfigError.ConfigError => {
-  if (error._op !== "InvalidData" && error._op !== "MissingData") return error
-  const key = error.path.join("_")
-  if (key === "" || error.message.includes(key)) return error
-  const message = `${key}: ${error.message}`
-  return error._op === "InvalidData" ? ConfigError.InvalidData(error.path, message) : ConfigError.MissingData(error.path, message)
-}
 
 /** Prints `big3 events <command>: <message>` and fails with exit code `code`. */
 const fail = (command: string, message: string, code: number = ExitCode.failure) =>
@@ -71,8 +50,7 @@ const withClient = <A, E>(
     Effect.catchIf(
       (error): error is SqlError => error instanceof SqlError,
       (error) => fail(command, `SqlError: ${error.message}`)
-    ),
-    Effect.mapError((error) => ConfigError.isConfigError(error) ? namingTheKey(error) : error)
+    )
   )
 
 /** Why a spooled event is there (`last_error`), when the spool still has it. */

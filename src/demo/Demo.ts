@@ -8,9 +8,6 @@
  *
  * @internal
  */
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import * as NodePath from "@effect/platform-node/NodePath"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
@@ -24,10 +21,10 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as Agents from "../Agents.js"
-import * as CircuitBreaker from "../CircuitBreaker.js"
 import * as Gemini from "../Gemini.js"
 import * as Observability from "../Observability.js"
 import * as ReliabilityConfig from "../ReliabilityConfig.js"
+import * as Runtime from "../Runtime.js"
 import * as Sandbox from "../Sandbox.js"
 import * as Store from "../Store.js"
 
@@ -112,28 +109,18 @@ export const runDemo = (options: DemoOptions) =>
     )
     yield* say(`sandbox listening on ${sandbox.url} (Gemini, observability events, Anthropic Messages); seed ${seed}`)
 
-    const config = ReliabilityConfig.layerWith({
-      timeouts: { agent_execution: s.agentExecution },
-      policies: { gemini: { initialDelay: s.geminiInitialDelay } },
-      breakers: { observability: { openDuration: s.observabilityOpen } }
+    const services = Runtime.layerWith({
+      config: ReliabilityConfig.layerWith({
+        timeouts: { agent_execution: s.agentExecution },
+        policies: { gemini: { initialDelay: s.geminiInitialDelay } },
+        breakers: { observability: { openDuration: s.observabilityOpen } }
+      }),
+      store: Store.layer({ filename: Store.databasePath(stateDir) }),
+      gemini: Gemini.layerWith({ baseUrl: sandbox.url, apiKey: Redacted.make("sandbox-key") }),
+      observability: Observability.layerWith({ url: `${sandbox.url}/events`, redeliveryInterval: s.redeliveryInterval }),
+      agents: Agents.layerWith({ agentsDir: path.join(stateDir, "agents") }),
+      agentBackend: demoBackend(s.progressEvery)
     })
-    const foundation = CircuitBreaker.layer.pipe(
-      Layer.provideMerge(config),
-      Layer.provideMerge(Layer.mergeAll(
-        NodeHttpClient.layerUndici,
-        NodeFileSystem.layer,
-        NodePath.layer,
-        Store.layer({ filename: Store.databasePath(stateDir) })
-      ))
-    )
-    const observability = Observability.layerWith({
-      url: `${sandbox.url}/events`,
-      redeliveryInterval: s.redeliveryInterval
-    }).pipe(Layer.provideMerge(foundation))
-    const services = Layer.mergeAll(
-      Gemini.layerWith({ baseUrl: sandbox.url, apiKey: Redacted.make("sandbox-key") }),
-      Agents.layerWith({ agentsDir: path.join(stateDir, "agents") }).pipe(Layer.provide(demoBackend(s.progressEvery)))
-    ).pipe(Layer.provideMerge(observability))
     const context = yield* Layer.build(services)
     return yield* scenarios(options, s, sandbox).pipe(Effect.provide(context))
   })).pipe(Effect.withRandom(Random.make(options.seed)))
@@ -392,7 +379,6 @@ export const runLive = (options: { readonly say: (line: string) => Effect.Effect
       return { _tag: "Missing", message: `set ${missing.join(" and ")} to run against the real APIs` } satisfies LiveOutcome
     }
     const { say } = options
-    const Runtime = yield* Effect.promise(() => import("../Runtime.js"))
     return yield* Effect.gen(function*() {
       const session = `live-${Date.now()}`
       const agent = yield* Agents.create({ type: "claude-code" })

@@ -6,7 +6,7 @@
  */
 import * as Duration from "effect/Duration"
 import type { RetryBudget } from "../CircuitBreaker.js"
-import { formatDuration, isRetryable, retryAfterOf } from "../Errors.js"
+import { describe, formatDuration, isRetryable, retryAfterOf } from "../Errors.js"
 import type { RetryPolicy } from "../ReliabilityConfig.js"
 
 /**
@@ -86,16 +86,6 @@ export const decide = (policy: RetryPolicy, input: DecideInput): RetryDecision =
   return { _tag: "Retry", delay, attempt, maxAttempts }
 }
 
-const describe = (error: unknown): string => {
-  if (typeof error === "object" && error !== null) {
-    const tag = "_tag" in error && typeof error._tag === "string" ? error._tag : undefined
-    const message = "message" in error && typeof error.message === "string" ? error.message : undefined
-    if (tag !== undefined && message !== undefined) return `${tag}: ${message}`
-    if (message !== undefined) return message
-    if (tag !== undefined) return tag
-  }
-  return String(error)
-}
 
 export const errorTag = (error: unknown): string =>
   typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string" ? error._tag : "Unknown"
