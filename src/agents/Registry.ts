@@ -16,6 +16,7 @@ import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
+import * as Store from "../Store.js"
 import type { AgentName } from "./Domain.js"
 import { AgentExists, AgentName as AgentNameSchema, AgentStorageError, RegistryCorrupt } from "./Domain.js"
 
@@ -105,7 +106,10 @@ const toRecord = (row: Row): AgentRecord => ({
 /** The registry over `SqlClient` (result-name transforms off: the column names are ours). */
 export const make = Effect.gen(function*() {
   const sql = (yield* SqlClient.SqlClient).withoutTransforms()
-  yield* sql.unsafe(createTable).pipe(Effect.mapError(storageError("create its table")))
+  yield* Store.ensureSchema("agents", [createTable]).pipe(
+    Effect.provideService(SqlClient.SqlClient, sql),
+    Effect.mapError(storageError("create its table"))
+  )
 
   const select = (name: string) =>
     sql`SELECT name, type, status, session_id, greeting, reservation, created_at FROM agents WHERE name = ${name}`
