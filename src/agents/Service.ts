@@ -18,12 +18,15 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import type * as Scope from "effect/Scope"
+import * as nodePath from "node:path"
 import * as CircuitBreaker from "../CircuitBreaker.js"
 import type { Big3Error } from "../Errors.js"
 import { InvalidRequest, NotFound, OperationTimeout } from "../Errors.js"
 import { Observability } from "../Observability.js"
 import { ReliabilityConfig } from "../ReliabilityConfig.js"
 import * as Resilience from "../Resilience.js"
+import * as Store from "../Store.js"
+import { pathSetting } from "../internal/pathSetting.js"
 import { AgentBackend } from "./Backend.js"
 import { AgentName } from "./Domain.js"
 import { AgentExists, AgentStorageError, InvalidAgentName, namePattern, RegistryCorrupt, validateName } from "./Domain.js"
@@ -115,14 +118,12 @@ export interface Options {
   readonly agentsDir?: string | undefined
 }
 
-/** `BIG3_AGENTS_DIR`, else `{BIG3_STATE_DIR}/agents` (`BIG3_STATE_DIR` defaults to `.big3`). */
-export const agentsDirConfig: Config.Config<string> = Config.string("BIG3_AGENTS_DIR").pipe(
-  Config.orElse(() =>
-    Config.string("BIG3_STATE_DIR").pipe(
-      Config.withDefault(".big3"),
-      Config.map((stateDir) => `${stateDir.replace(/[\\/]+$/, "")}/agents`)
-    )
-  )
+/**
+ * `BIG3_AGENTS_DIR`, else `{BIG3_STATE_DIR}/agents` (`BIG3_STATE_DIR` defaults to `.big3`). Both
+ * are read the one way every path setting is (`internal/pathSetting`): blank is unset.
+ */
+export const agentsDirConfig: Config.Config<string> = Config.all([pathSetting("BIG3_AGENTS_DIR"), Store.stateDir]).pipe(
+  Config.map(([agentsDir, stateDir]) => Option.getOrElse(agentsDir, () => nodePath.join(stateDir, "agents")))
 )
 
 const typePattern = /^[A-Za-z0-9_.:-]{1,64}$/
