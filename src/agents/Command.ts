@@ -5,8 +5,6 @@
  *
  * @internal
  */
-import type * as FileSystem from "@effect/platform/FileSystem"
-import type * as Path from "@effect/platform/Path"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
@@ -20,7 +18,8 @@ import type { Big3Error, OperationTimeout } from "../Errors.js"
 import { formatDuration } from "../Errors.js"
 import type * as Observability from "../Observability.js"
 import type * as Backend from "./Backend.js"
-import type { AgentStorageError, ResultMessage } from "./Domain.js"
+import type * as Directory from "./Directory.js"
+import type { AgentStorageError, ResultMessage, UnsafeAgentPath } from "./Domain.js"
 import * as OperatorFile from "./OperatorFile.js"
 import type { AgentRecord } from "./Registry.js"
 
@@ -50,8 +49,7 @@ export const makeEmit = (observability: Observability.Service): Emit => (hookEve
 /** What a command needs from the service. */
 export interface Context {
   readonly backend: Backend.Service
-  readonly fs: FileSystem.FileSystem
-  readonly path: Path.Path
+  readonly files: Directory.Directory
   readonly emit: Emit
   readonly withExecutionTimeout: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | OperationTimeout, R>
 }
@@ -67,19 +65,20 @@ export const job = (
   context: Context,
   input: {
     readonly agent: AgentRecord
-    readonly directory: string
+    readonly location: Directory.Location
     readonly doc: OperatorFile.Document
+    readonly fileName: string
+    /** The operator file's absolute path, for messages and events. */
     readonly file: string
     readonly prompt: string
   }
 ): Effect.Effect<void> => {
-  const { agent, doc, file } = input
-  const { emit, fs, path } = context
+  const { agent, doc, file, location } = input
+  const { emit, files } = context
   const base = { agent: agent.name, operator_file: file }
   const summary = (what: string) => `command of ${agent.name} ${what}`
 
-  const write = Effect.flatMap(uniqueSuffix, (unique) =>
-    OperatorFile.writeAtomic(fs, path, { agent: agent.name, file, content: OperatorFile.render(doc), unique }))
+  const write = Effect.flatMap(uniqueSuffix, (unique) => files.writeFile(location, input.fileName, OperatorFile.render(doc), unique))
   const finish = (status: OperatorFile.Status, result: string) =>
     Effect.flatMap(Clock.currentTimeMillis, (now) => {
       doc.status = status
@@ -88,7 +87,7 @@ export const job = (
       return write
     })
 
-  const consume = context.backend.run({ sessionId: agent.sessionId, prompt: input.prompt, cwd: input.directory }).pipe(
+  const consume = context.backend.run({ sessionId: agent.sessionId, prompt: input.prompt, cwd: location.directory }).pipe(
     Stream.takeUntil((message) => message._tag === "Result"),
     Stream.runFoldEffect(Option.none<ResultMessage>(), (last, message) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) => {
@@ -125,7 +124,7 @@ export const job = (
     emit("AgentCommandInterrupted", agent.sessionId, base, summary("interrupted"))
   )
 
-  const onFailure = (cause: Cause.Cause<Big3Error | AgentStorageError>) => {
+  const onFailure = (cause: Cause.Cause<Big3Error | AgentStorageError | UnsafeAgentPath>) => {
     const failure = Cause.failureOption(cause)
     if (Option.isSome(failure)) {
       const error = failure.value

@@ -173,7 +173,9 @@ const ioError = (agent: string, what: string) => (error: PlatformError): AgentSt
 
 /**
  * Writes `content` to `file` atomically: a temp file beside it (a dot name, never taken for an
- * operator file), then a rename. An interrupted or failed write removes its temp file.
+ * operator file), then a rename. The temp file is created exclusively (`wx`), so a link planted
+ * at its name is never written through, and the rename replaces a link at `file` rather than
+ * following it. An interrupted or failed write removes its temp file.
  */
 export const writeAtomic = (
   fs: FileSystem.FileSystem,
@@ -184,20 +186,13 @@ export const writeAtomic = (
   return Effect.acquireUseRelease(
     Effect.succeed(temp),
     (temp) =>
-      fs.writeFileString(temp, options.content).pipe(
+      fs.writeFileString(temp, options.content, { flag: "wx" }).pipe(
         Effect.zipRight(fs.rename(temp, options.file)),
         Effect.mapError(ioError(options.agent, `write ${options.file}`))
       ),
     (temp, exit) => Exit.isSuccess(exit) ? Effect.void : Effect.ignore(fs.remove(temp))
   )
 }
-
-/** Reads a file as text. */
-export const read = (
-  fs: FileSystem.FileSystem,
-  agent: string,
-  file: string
-): Effect.Effect<string, AgentStorageError> => Effect.mapError(fs.readFileString(file), ioError(agent, `read ${file}`))
 
 /** The operator files in `directory`, oldest first. */
 export const listFiles = (
