@@ -53,7 +53,11 @@ export {
   Usage,
   validateName
 } from "./agents/Domain.js"
-export { fileNamePattern as operatorFileNamePattern, maxProgressLines } from "./agents/OperatorFile.js"
+export {
+  fileNamePattern as operatorFileNamePattern,
+  maxProgressLines,
+  progressInterval as operatorFileProgressInterval
+} from "./agents/OperatorFile.js"
 export type { Status as OperatorFileStatus } from "./agents/OperatorFile.js"
 export { createTable as registrySchema } from "./agents/Registry.js"
 export { agentsDirConfig } from "./agents/Directory.js"

@@ -1,12 +1,16 @@
 /**
  * Agents on disk: the registry records each agent's directory and deletes only that; path
- * settings are read one way; no symbolic link is followed out of an agent's directory.
+ * settings are read one way; no symbolic link is followed out of an agent's directory; progress
+ * does not rewrite the operator file per message.
  */
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { assert, describe, it } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import { execFileSync } from "node:child_process"
@@ -14,7 +18,7 @@ import * as fs from "node:fs"
 import * as nodePath from "node:path"
 import * as Agents from "../src/Agents.js"
 import * as Store from "../src/Store.js"
-import { fileContains, tempDir, waitForEvent, waitUntil, withAgents } from "./support/agents.js"
+import { fileContains, settle, tempDir, waitForEvent, waitUntil, withAgents } from "./support/agents.js"
 
 const withEnv = (env: Record<string, string>) =>
   Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)), { pathDelim: "_" }))
@@ -302,4 +306,101 @@ describe("Agents on disk: no symbolic link is followed out of an agent's directo
         assert.strictEqual(error._tag, "UnsafeAgentPath")
         assert.strictEqual(error.message, `${fifo} is not a regular file, so it was not read`)
       })))
+})
+
+// ---------------------------------------------------------------------------------------------
+
+/** Node's file system, counting the bytes and calls of every `writeFile` (and `writeFileString`). */
+const countingFileSystem = (counter: { writes: number; bytes: number }) =>
+  Layer.effect(
+    FileSystem.FileSystem,
+    Effect.map(FileSystem.FileSystem, (node) =>
+      FileSystem.make({
+        ...node,
+        writeFile: (path, data, options) =>
+          Effect.suspend(() => {
+            counter.writes++
+            counter.bytes += data.byteLength
+            return node.writeFile(path, data, options)
+          })
+      }))
+  ).pipe(Layer.provide(NodeFileSystem.layer))
+
+describe("Agents operator files: progress is written at a bounded rate", () => {
+  it.scoped("2,000 progress messages write the operator file at most 3 times, not 2,002", () => {
+    const counter = { writes: 0, bytes: 0 }
+    const messages = 2_000
+    // 600-character lines, as a chatty agent writes them: a full file is about 0.32 MB.
+    const line = (i: number) => `${String(i).padStart(4, "0")} ${"x".repeat(595)}`
+    const script: Agents.Script = {
+      run: () =>
+        Stream.range(1, messages).pipe(
+          Stream.map((i) => Agents.TextMessage.make({ text: line(i) })),
+          Stream.concat(Stream.make(Agents.ResultMessage.make({ text: "all done", isError: false })))
+        )
+    }
+    return withAgents({ script, fileSystem: countingFileSystem(counter) }, (harness) =>
+      Effect.gen(function*() {
+        yield* Agents.create({ name: "chatty", type: "claude_code" })
+        const before = { ...counter }
+        const { operatorFile } = yield* Agents.command("chatty", "talk a lot")
+        yield* waitForEvent(harness, "AgentCommandFinished")
+        const writes = counter.writes - before.writes
+        const bytes = counter.bytes - before.bytes
+        const content = fs.readFileSync(operatorFile, "utf8")
+        const size = Buffer.byteLength(content)
+
+        // The preparation, at most one progress rewrite (the first message), and the outcome.
+        assert.isAtLeast(writes, 2)
+        assert.isAtMost(writes, 3, `${writes} writes, ${bytes} bytes`)
+        assert.isAtMost(bytes, 3 * size)
+        // The documented format, with the final status and the newest 500 progress lines.
+        assert.match(content, /^- Status: completed$/m)
+        const progress = content.split("## Progress\n\n")[1]!.split("\n\n## Result")[0]!.split("\n")
+        assert.strictEqual(progress.length, 1 + Agents.maxProgressLines)
+        assert.strictEqual(progress[0], `- … ${messages + 1 - Agents.maxProgressLines} earlier entries omitted`)
+        assert.match(progress.at(-2)!, new RegExp(`^- \\S+ Text: ${line(messages)}$`))
+        assert.match(progress.at(-1)!, /^- \S+ Result$/)
+        assert.match(content, /## Result\n\nall done\n/)
+      }))
+  })
+
+  it.effect("progress reaches the file at once, then at most once a second", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const counter = { writes: 0, bytes: 0 }
+      const text = (t: string) => Agents.TextMessage.make({ text: t })
+      const script: Agents.Script = {
+        run: () =>
+          Stream.make(text("one")).pipe(
+            Stream.concat(Stream.fromEffect(Effect.as(Effect.sleep("100 millis"), text("two")))),
+            Stream.concat(Stream.fromEffect(Effect.as(Effect.sleep("10 seconds"), text("three")))),
+            Stream.concat(Stream.never)
+          )
+      }
+      yield* withAgents({ script, fileSystem: countingFileSystem(counter) }, () =>
+        Effect.gen(function*() {
+          yield* Agents.create({ name: "steady", type: "claude_code" })
+          const before = counter.writes
+          const { operatorFile } = yield* Agents.command("steady", "pace yourself")
+          yield* waitUntil(fileContains(operatorFile, "Text: one"), "the first message, written at once")
+          assert.strictEqual(counter.writes - before, 2)
+
+          yield* TestClock.adjust("100 millis")
+          yield* waitUntil(
+            Effect.map(TestClock.sleeps(), (sleeps) => Array.from(sleeps).includes(10_100)),
+            "the second message to be taken"
+          )
+          for (let i = 0; i < 20; i++) yield* settle
+          // Within the interval: in memory, not yet rewritten.
+          assert.strictEqual(counter.writes - before, 2)
+          assert.isFalse(yield* fileContains(operatorFile, "Text: two"))
+
+          yield* TestClock.adjust("900 millis")
+          yield* waitUntil(fileContains(operatorFile, "Text: two"), "the second message, one interval later")
+          yield* TestClock.adjust("9100 millis")
+          yield* waitUntil(fileContains(operatorFile, "Text: three"), "the third message")
+          assert.strictEqual(counter.writes - before, 4)
+          assert.match(fs.readFileSync(operatorFile, "utf8"), /^- Status: running$/m)
+        }))
+    })))
 })

@@ -3,6 +3,11 @@
  * `agent_execution`, then write the outcome (completed, failed, timed out, interrupted) and
  * emit its lifecycle event.
  *
+ * Progress does not rewrite the file per message (2,000 messages once rewrote a 0.32 MB file
+ * 2,000 times: 575 MB). A writer fiber rewrites it at once for the first message, then at most
+ * once per `progressInterval` while more arrive; the outcome is always written last, after the
+ * run and its writer have stopped.
+ *
  * @internal
  */
 import * as Cause from "effect/Cause"
@@ -12,6 +17,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
 import * as Random from "effect/Random"
 import * as Stream from "effect/Stream"
 import type { Big3Error, OperationTimeout } from "../Errors.js"
@@ -52,6 +58,8 @@ export interface Context {
   readonly files: Directory.Directory
   readonly emit: Emit
   readonly withExecutionTimeout: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | OperationTimeout, R>
+  /** The least time between two progress rewrites of the operator file. */
+  readonly progressInterval: Duration.Duration
 }
 
 /** A unique suffix for temp files. */
@@ -87,14 +95,23 @@ export const job = (
       return write
     })
 
-  const consume = context.backend.run({ sessionId: agent.sessionId, prompt: input.prompt, cwd: location.directory }).pipe(
-    Stream.takeUntil((message) => message._tag === "Result"),
-    Stream.runFoldEffect(Option.none<ResultMessage>(), (last, message) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        OperatorFile.addProgress(doc, now, OperatorFile.describeMessage(message))
-        return Effect.as(write, message._tag === "Result" ? Option.some(message) : last)
-      }))
-  )
+  // Each message updates the document and pokes the writer; pokes arriving while it waits out
+  // the interval collapse into one (a sliding queue of one), so it writes the latest document.
+  // A failed write fails the command, as the race ends with it.
+  const consume = Effect.flatMap(Queue.sliding<void>(1), (pokes) => {
+    const writer = Effect.forever(
+      Queue.take(pokes).pipe(Effect.zipRight(write), Effect.zipRight(Effect.sleep(context.progressInterval)))
+    )
+    const fold = context.backend.run({ sessionId: agent.sessionId, prompt: input.prompt, cwd: location.directory }).pipe(
+      Stream.takeUntil((message) => message._tag === "Result"),
+      Stream.runFoldEffect(Option.none<ResultMessage>(), (last, message) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) => {
+          OperatorFile.addProgress(doc, now, OperatorFile.describeMessage(message))
+          return Effect.as(Queue.offer(pokes, undefined), message._tag === "Result" ? Option.some(message) : last)
+        }))
+    )
+    return Effect.raceFirst(fold, writer)
+  })
 
   const failed = (result: string, payload: Record<string, unknown>) =>
     Effect.zipRight(finish("failed", result), emit("AgentCommandFailed", agent.sessionId, { ...base, ...payload }, summary("failed")))

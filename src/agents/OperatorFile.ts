@@ -1,7 +1,8 @@
 /**
  * Operator files: one markdown file per command, in the agent's directory, holding the task,
  * its status, the progress so far and the result. Each write replaces the whole file atomically
- * (temp file + rename), so a reader never sees half a file.
+ * (temp file + rename), so a reader never sees half a file. While the command runs, progress is
+ * rewritten at most once per `progressInterval` (1 s); the final status is always written.
  *
  * ```markdown
  * # Operator file: operator-20251129T212801123Z-000001.md
@@ -30,6 +31,7 @@
 import type * as FileSystem from "@effect/platform/FileSystem"
 import type * as Path from "@effect/platform/Path"
 import type { PlatformError } from "@effect/platform/Error"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type { AgentMessage, ResultMessage } from "./Domain.js"
@@ -59,6 +61,12 @@ export interface Document {
   omitted: number
   result: string | undefined
 }
+
+/**
+ * The least time between two progress rewrites of a running command's file: the first message
+ * is written at once, later ones at most this often; the outcome is always written.
+ */
+export const progressInterval: Duration.DurationInput = "1 second"
 
 /** The most progress lines a file keeps (the newest). */
 export const maxProgressLines = 500

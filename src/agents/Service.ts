@@ -105,8 +105,8 @@ export interface Service {
   /**
    * Prepares an operator file (bounded by `operator_file_prep`) and starts the prompt in the
    * background (bounded by `agent_execution`); returns at once with the file's absolute path.
-   * Progress, the result, a failure or a timeout are written into the file. `UnsafeAgentPath`
-   * when the agent's directory is now a symbolic link.
+   * Progress (at most one rewrite per `progressInterval`), the result, a failure or a timeout are
+   * written into the file. `UnsafeAgentPath` when the agent's directory is now a symbolic link.
    */
   readonly command: (
     name: string,
@@ -146,6 +146,8 @@ export class Agents extends Context.Tag("big3/Agents")<Agents, Service>() {}
 export interface Options {
   /** Where new agents' directories go. Default: `BIG3_AGENTS_DIR`, else `{BIG3_STATE_DIR}/agents`. */
   readonly agentsDir?: string | undefined
+  /** The least time between two progress rewrites of an operator file. Default 1 second. */
+  readonly progressInterval?: Duration.DurationInput | undefined
 }
 
 const typePattern = /^[A-Za-z0-9_.:-]{1,64}$/
@@ -214,7 +216,13 @@ export const make = (
     const emit = Command.makeEmit(observability)
     // Background commands, keyed `<agent>/<operator file name>`; interrupted with the layer.
     const commands = yield* FiberMap.make<string>()
-    const commandContext: Command.Context = { backend, files, emit, withExecutionTimeout }
+    const commandContext: Command.Context = {
+      backend,
+      files,
+      emit,
+      withExecutionTimeout,
+      progressInterval: Duration.decode(options.progressInterval ?? OperatorFile.progressInterval)
+    }
     // Serializes "look up, prepare, fork" (command) against "interrupt, remove" (delete).
     const lock = yield* Effect.makeSemaphore(1)
     let sequence = 0
