@@ -115,7 +115,7 @@ export const list = (input: { readonly json: boolean }) =>
     if (agents.length === 0) return yield* Console.log("no agents")
     yield* Console.log(table([
       ["NAME", "TYPE", "SESSION", "CREATED", "DIRECTORY"],
-      ...agents.map((agent) => [agent.name, agent.type, agent.sessionId, agent.createdAt.toISOString(), agent.directory])
+      ...agents.map((agent) => [agent.name, agent.type, agent.sessionId, agent.createdAt.toISOString(), agent.directoryRecorded ? agent.directory : `${agent.directory} (not recorded)`])
     ]))
   }))
 
@@ -184,8 +184,8 @@ export const result = (input: { readonly name: string; readonly file: string | u
     yield* Console.log(input.json ? JSON.stringify({ ...found, status: statusOf(found.content) ?? null }, null, 2) : found.content.trimEnd())
   }))
 
-export const remove = (name: string) =>
+export const remove = (name: string, options: { readonly keepDirectory: boolean }) =>
   withAgents(Effect.gen(function*() {
-    yield* (yield* Agents.Agents).delete(name)
-    yield* Console.log(`deleted agent ${name}`)
+    yield* (yield* Agents.Agents).delete(name, options)
+    yield* Console.log(options.keepDirectory ? `deleted agent ${name} (its directory was kept)` : `deleted agent ${name}`)
   }))
