@@ -118,9 +118,11 @@ export const open = (settings: Settings): Effect.Effect<Connection, OpenError, S
     )
 
     const write = yield* socket.writer
-    // A write waits while the socket is not open; racing the socket's end keeps it from waiting forever.
+    // A write waits while the socket is not open; racing the socket's end keeps it from waiting
+    // forever. Interruptible, so that the race's loser can be stopped inside a finalizer too.
     const writeOrEnd = (chunk: string | Socket.CloseEvent) =>
       Effect.raceFirst(write(chunk), Effect.asVoid(Fiber.await(running))).pipe(
+        Effect.interruptible,
         Effect.catchAll((error) => Effect.logDebug(`realtime send dropped: ${error.message}`))
       )
 

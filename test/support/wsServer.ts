@@ -4,10 +4,12 @@
  * Each test scripts the server side by hand: wait for a client event, answer with server events,
  * drop or stall the connection.
  */
+import * as Chunk from "effect/Chunk"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as FiberId from "effect/FiberId"
 import * as Queue from "effect/Queue"
+import * as TestClock from "effect/TestClock"
 import { createHash } from "node:crypto"
 import * as Http from "node:http"
 import type * as Net from "node:net"
@@ -44,6 +46,8 @@ export interface BareServer {
   readonly url: string
   /** Upgrade requests seen (accepted or not). */
   readonly upgrades: () => number
+  /** "deaf" connections whose socket has closed. */
+  readonly deafClosed: () => number
   /** The next accepted connection (waits for it). */
   readonly nextConnection: Effect.Effect<ServerConnection>
   readonly connections: Array<ServerConnection>
@@ -68,6 +72,7 @@ export const bareServer = (options: BareServerOptions = {}) =>
       const connections: Array<ServerConnection> = []
       const sockets = new Set<Net.Socket>()
       let upgrades = 0
+      let deafClosed = 0
       const http = Http.createServer((_request, response) => {
         response.writeHead(404).end()
       })
@@ -81,13 +86,17 @@ export const bareServer = (options: BareServerOptions = {}) =>
         const action = options.onUpgrade?.(n) ?? "accept"
         if (action === "hang") return
         if (action === "deaf") {
-          // A handshake by hand, then silence: the peer never reads a frame, never answers a close.
+          // A handshake by hand, then silence: the peer never answers anything, a close included.
           const key = String(request.headers["sec-websocket-key"])
           socket.write(
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
               `Sec-WebSocket-Accept: ${acceptKey(key)}\r\n\r\n`
           )
-          socket.pause()
+          // Reads and ignores every frame (a close frame included); sees the client cut the socket.
+          socket.on("data", () => undefined)
+          // The HTTP server's sockets allow half-open connections: end ours when the client ends.
+          socket.once("end", () => socket.end())
+          socket.once("close", () => deafClosed++)
           return
         }
         if (typeof action === "object") {
@@ -137,6 +146,7 @@ export const bareServer = (options: BareServerOptions = {}) =>
       const server: BareServer = {
         url: `ws://127.0.0.1:${port}/v1/realtime`,
         upgrades: () => upgrades,
+        deafClosed: () => deafClosed,
         nextConnection: Queue.take(connectionsQueue),
         connections
       }
@@ -199,3 +209,46 @@ export const serverEvents = {
     error: { type, code, message, param: null, event_id: eventId }
   })
 }
+
+/**
+ * Waits, in real time, until `condition` holds (for tests on the `TestClock`, where the I/O
+ * still happens in real time): polls every 5 ms, dies after `within` ms naming `what`.
+ */
+export const waitFor = (what: string, condition: () => boolean, within = 5000): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    const deadline = Date.now() + within
+    const poll: Effect.Effect<void> = Effect.suspend(() => {
+      if (condition()) return Effect.void
+      if (Date.now() > deadline) return Effect.dieMessage(`timed out waiting for ${what}`)
+      return Effect.flatMap(
+        Effect.async<void>((resume) => {
+          const timer = setTimeout(() => resume(Effect.void), 5)
+          return Effect.sync(() => clearTimeout(timer))
+        }),
+        () => poll
+      )
+    })
+    return poll
+  })
+
+/** A real pause: only for checking that something does NOT happen within a short window. */
+export const realPause = (millis: number): Effect.Effect<void> =>
+  Effect.async<void>((resume) => {
+    const timer = setTimeout(() => resume(Effect.void), millis)
+    return Effect.sync(() => clearTimeout(timer))
+  })
+
+/**
+ * On the `TestClock`: waits (in real time) until some fiber sleeps until `at` ms of test time,
+ * i.e. the client has armed that timer, so that `TestClock.adjust` will fire it.
+ */
+export const waitForTimer = (at: number, within = 5000): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    const deadline = Date.now() + within
+    const poll: Effect.Effect<void> = Effect.flatMap(TestClock.sleeps(), (sleeps) => {
+      if (Chunk.some(sleeps, (wake) => wake === at)) return Effect.void
+      if (Date.now() > deadline) return Effect.dieMessage(`no timer armed for ${at} ms (armed: ${Chunk.join(Chunk.map(sleeps, String), ", ")})`)
+      return Effect.zipRight(realPause(2), poll)
+    })
+    return poll
+  })
