@@ -252,3 +252,15 @@ export const waitForTimer = (at: number, within = 5000): Effect.Effect<void> =>
     })
     return poll
   })
+
+/** `waitFor` with an effectful check. */
+export const waitUntil = (what: string, check: Effect.Effect<boolean>, within = 5000): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    const deadline = Date.now() + within
+    const poll: Effect.Effect<void> = Effect.flatMap(check, (done) => {
+      if (done) return Effect.void
+      if (Date.now() > deadline) return Effect.dieMessage(`timed out waiting for ${what}`)
+      return Effect.zipRight(realPause(5), poll)
+    })
+    return poll
+  })
