@@ -139,7 +139,13 @@ export const make: Effect.Effect<Service, never, Requirements> = Effect.gen(func
           event._tag === "Reconnected"
             ? emit(
               "VoiceReconnected",
-              { reason: event.reason, attempt: event.attempt, connection: event.connection, cause: event.cause },
+              {
+                reason: event.reason,
+                attempt: event.attempt,
+                connection: event.connection,
+                cause: event.cause,
+                down_ms: event.downMs
+              },
               `reconnected after ${event.reason} (attempt ${event.attempt})`
             )
             : Effect.void,

@@ -44,7 +44,8 @@ export type SessionEvent =
   | { readonly _tag: "Connected"; readonly connection: number }
   /**
    * A new connection replaced one that ended (`reason`); `attempt` counts reconnections since the
-   * last completed response, `connection` numbers the new connection (2 for the first reconnect).
+   * last completed response, `connection` numbers the new connection (2 for the first reconnect),
+   * `downMs` is how long the session had no connection (backoff and connect included).
    */
   | {
     readonly _tag: "Reconnected"
@@ -52,6 +53,7 @@ export type SessionEvent =
     readonly attempt: number
     readonly connection: number
     readonly cause: string
+    readonly downMs: number
   }
   /** A piece of assistant text, as it streams. */
   | { readonly _tag: "TextDelta"; readonly text: string }

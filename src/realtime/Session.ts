@@ -426,6 +426,7 @@ export const make = (deps: Deps, options: SessionOptions): Effect.Effect<Session
         let live = first
         while (true) {
           const ended = yield* Deferred.await(live.ended)
+          const endedAt = yield* Clock.currentTimeMillis
           yield* retire(live, ended)
           const wait = yield* deps.driver.next(ended.error)
           if (Option.isNone(wait)) return yield* fail(ended.error)
@@ -442,7 +443,8 @@ export const make = (deps: Deps, options: SessionOptions): Effect.Effect<Session
             reason: ended.reason,
             attempt,
             connection: live.number,
-            cause: ended.error.message
+            cause: ended.error.message,
+            downMs: (yield* Clock.currentTimeMillis) - endedAt
           })
         }
       })
