@@ -9,10 +9,7 @@
  * item and content part events, text deltas or function call argument events,
  * `response.done`), or `conversation_already_has_active_response` while one is active.
  *
- * The model is a script of rules: the first rule whose `when` occurs in the latest user message
- * answers it, making its `calls` one response at a time (counting the `function_call` items
- * already in the conversation after that message, replayed ones included), then its `text`.
- * Without a rule: "sandbox answer to: <message>".
+ * The model is a script of rules (`RealtimeModel.ts`).
  *
  * Fault plans apply per connection, the i-th connection taking the i-th step: refuse the upgrade
  * with an HTTP status, never answer it, drop the TCP connection after n server events, go silent
@@ -32,23 +29,16 @@ import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
 import * as Queue from "effect/Queue"
 import * as Redacted from "effect/Redacted"
-import * as Schema from "effect/Schema"
 import { retryAfterSeconds } from "./FaultPlan.js"
 import { approxTokens, decode, parseJson, pseudoId, redactHeaders } from "./Http.js"
+import type { ClientEvent, Item, RealtimeRule, StoredItem } from "./RealtimeModel.js"
+import { answer, chunks, ClientEvent as ClientEventSchema, EventType } from "./RealtimeModel.js"
+
+export type { RealtimeRule } from "./RealtimeModel.js"
 
 // ---------------------------------------------------------------------------------------------
-// Scripts and plans
+// Plans
 // ---------------------------------------------------------------------------------------------
-
-/** One rule of the scripted model. */
-export interface RealtimeRule {
-  /** Answers user messages containing this text (case-insensitive); omitted: every message. */
-  readonly when?: string | undefined
-  /** Function calls to make, one response each, before the text answer. */
-  readonly calls?: ReadonlyArray<{ readonly name: string; readonly arguments?: Readonly<Record<string, unknown>> | undefined }> | undefined
-  /** The text answer; `{output}` is replaced by the last function call output. */
-  readonly text?: string | undefined
-}
 
 /**
  * What one connection gets; `"normal"` none of it. Event counts are server events sent on that
@@ -84,95 +74,13 @@ export interface RealtimeConnection {
   readonly sent: number
 }
 
+/** A connection's record while it lives (the sandbox updates it as things happen). */
+type ConnectionRecord = { -readonly [K in keyof RealtimeConnection]: RealtimeConnection[K] } & { received: Array<unknown> }
+
 export interface Options {
   readonly apiKey: Redacted.Redacted<string>
   readonly script?: ReadonlyArray<RealtimeRule> | undefined
   readonly plan?: RealtimePlan | undefined
-}
-
-// ---------------------------------------------------------------------------------------------
-// Client events, as the sandbox checks them
-// ---------------------------------------------------------------------------------------------
-
-const Rest = Schema.Record({ key: Schema.String, value: Schema.Unknown })
-const TextPart = Schema.Struct({ type: Schema.Literal("input_text", "output_text", "text"), text: Schema.String }, Rest)
-const MessageItem = Schema.Struct({
-  type: Schema.Literal("message"),
-  role: Schema.Literal("user", "assistant", "system"),
-  content: Schema.Array(TextPart)
-}, Rest)
-const FunctionCallItem = Schema.Struct({
-  type: Schema.Literal("function_call"),
-  call_id: Schema.String,
-  name: Schema.String,
-  arguments: Schema.String
-}, Rest)
-const FunctionCallOutputItem = Schema.Struct({
-  type: Schema.Literal("function_call_output"),
-  call_id: Schema.String,
-  output: Schema.String
-}, Rest)
-const Item = Schema.Union(MessageItem, FunctionCallItem, FunctionCallOutputItem)
-type Item = typeof Item.Type
-
-const ClientEvent = Schema.Union(
-  Schema.Struct({
-    type: Schema.Literal("session.update"),
-    event_id: Schema.optional(Schema.String),
-    session: Schema.Struct({ type: Schema.Literal("realtime") }, Rest)
-  }),
-  Schema.Struct({
-    type: Schema.Literal("conversation.item.create"),
-    event_id: Schema.optional(Schema.String),
-    item: Item
-  }),
-  Schema.Struct({
-    type: Schema.Literal("response.create"),
-    event_id: Schema.optional(Schema.String),
-    response: Schema.optional(Rest)
-  })
-)
-type ClientEvent = typeof ClientEvent.Type
-
-const EventType = Schema.Struct({ type: Schema.String, event_id: Schema.optional(Schema.String) })
-
-// ---------------------------------------------------------------------------------------------
-// The model
-// ---------------------------------------------------------------------------------------------
-
-type StoredItem = Item & { readonly id: string }
-
-type Answer =
-  | { readonly _tag: "Call"; readonly name: string; readonly arguments: string }
-  | { readonly _tag: "Text"; readonly text: string }
-
-const itemText = (item: StoredItem): string =>
-  item.type === "message" ? item.content.map((part) => part.text).join("") : ""
-
-/** What the scripted model says next, given the conversation. */
-export const answer = (rules: ReadonlyArray<RealtimeRule>, conversation: ReadonlyArray<StoredItem>): Answer => {
-  let lastUser = conversation.length - 1
-  while (lastUser >= 0 && !(conversation[lastUser]!.type === "message" && conversation[lastUser]!.role === "user")) lastUser--
-  const message = lastUser === -1 ? "" : itemText(conversation[lastUser]!)
-  const rule = rules.find((candidate) =>
-    candidate.when === undefined || message.toLowerCase().includes(candidate.when.toLowerCase())
-  )
-  const after = conversation.slice(lastUser + 1)
-  const callsMade = after.filter((item) => item.type === "function_call").length
-  const next = rule?.calls?.[callsMade]
-  if (next !== undefined) return { _tag: "Call", name: next.name, arguments: JSON.stringify(next.arguments ?? {}) }
-  const outputs = after.flatMap((item) => item.type === "function_call_output" ? [item.output] : [])
-  const text = rule?.text ?? `sandbox answer to: ${message}`
-  return { _tag: "Text", text: text.split("{output}").join(outputs.at(-1) ?? "") }
-}
-
-/** Splits text into a few chunks on word boundaries, as the real stream does. */
-const chunks = (text: string): ReadonlyArray<string> => {
-  const words = text.split(/(?<= )/)
-  const size = Math.max(1, Math.ceil(words.length / 3))
-  const out: Array<string> = []
-  for (let i = 0; i < words.length; i += size) out.push(words.slice(i, i + size).join(""))
-  return out.length === 0 ? [""] : out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -203,7 +111,7 @@ export const make = (options: Options) =>
     let plan: RealtimePlan = options.plan ?? []
     let planIndex = 0
     let script: ReadonlyArray<RealtimeRule> = options.script ?? []
-    const records: Array<{ -readonly [K in keyof RealtimeConnection]: RealtimeConnection[K] } & { received: Array<unknown> }> = []
+    const records: Array<ConnectionRecord> = []
     // Ids and rate limits count across connections, as the upstream's do.
     let ids = 0
     let responses = 0
@@ -216,14 +124,14 @@ export const make = (options: Options) =>
       for (const [name, value] of Object.entries(request.headers)) headers[name.toLowerCase()] = String(value)
       const fault = plan[planIndex] ?? "normal"
       if (planIndex < plan.length) planIndex++
-      const record = {
+      const record: ConnectionRecord = {
         number: records.length + 1,
         time: yield* Clock.currentTimeMillis,
         headers: redactHeaders(headers),
         query: Object.fromEntries(url.searchParams),
         fault,
-        outcome: "open" as RealtimeConnection["outcome"],
-        received: [] as Array<unknown>,
+        outcome: "open",
+        received: [],
         sent: 0
       }
       records.push(record)
@@ -274,7 +182,7 @@ export const make = (options: Options) =>
       socket: Socket.Socket,
       context: {
         readonly raw: { readonly destroy: () => void }
-        readonly record: (typeof records)[number]
+        readonly record: ConnectionRecord
         readonly fault: RealtimeFaultStep
         readonly model: string
       }
@@ -450,7 +358,7 @@ export const make = (options: Options) =>
             const head = decode(EventType, json.right)
             if (Either.isLeft(head)) return yield* clientError("Missing required parameter: 'type'.", "missing_required_parameter", undefined, "type")
             const { event_id: eventId, type } = head.right
-            const event = decode(ClientEvent, json.right)
+            const event = decode(ClientEventSchema, json.right)
             if (Either.isLeft(event)) {
               const known = type === "session.update" || type === "conversation.item.create" || type === "response.create"
               const issue = event.left[0]

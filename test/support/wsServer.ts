@@ -9,6 +9,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as FiberId from "effect/FiberId"
 import * as Queue from "effect/Queue"
+import * as Schema from "effect/Schema"
 import * as TestClock from "effect/TestClock"
 import { createHash } from "node:crypto"
 import * as Http from "node:http"
@@ -61,6 +62,11 @@ export interface BareServerOptions {
   readonly onUpgrade?: ((n: number) => "accept" | "hang" | "deaf" | { readonly status: number; readonly body?: string }) | undefined
 }
 
+/** A client event: any JSON object with a string `type` (anything else fails the test loudly). */
+const decodeReceived = Schema.decodeUnknownSync(
+  Schema.parseJson(Schema.Struct({ type: Schema.String }, Schema.Record({ key: Schema.String, value: Schema.Unknown })))
+)
+
 const acceptKey = (key: string): string =>
   createHash("sha1").update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest("base64")
 
@@ -112,7 +118,7 @@ export const bareServer = (options: BareServerOptions = {}) =>
           const inbox = Effect.runSync(Queue.unbounded<Received>())
           const closed = Deferred.unsafeMake<{ readonly code: number }>(FiberId.none)
           ws.on("message", (data) => {
-            const event: Received = JSON.parse(String(data))
+            const event = decodeReceived(String(data))
             received.push(event)
             Queue.unsafeOffer(inbox, event)
           })
