@@ -42,9 +42,9 @@ export type ConversationItem =
 export interface SessionConfig {
   readonly type: "realtime"
   readonly output_modalities: ReadonlyArray<"text" | "audio">
-  readonly instructions?: string | undefined
-  readonly tools?: ReadonlyArray<FunctionTool> | undefined
-  readonly tool_choice?: "auto" | "none" | "required" | undefined
+  readonly instructions?: string
+  readonly tools?: ReadonlyArray<FunctionTool>
+  readonly tool_choice?: "auto" | "none" | "required"
 }
 
 /** What the client sends. `event_id` is ours; the server echoes it in an `error` about the event. */
