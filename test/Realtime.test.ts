@@ -4,6 +4,7 @@
  * on the `TestClock` (the sockets are real, the waits are not).
  */
 import { assert, describe, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -279,6 +280,35 @@ describe("Realtime", () => {
         [["dropped", 1, 2]]
       )
       assert.deepStrictEqual((yield* session.stats).reconnects, [{ reason: "dropped", attempt: 1 }])
+    }))
+
+  it.scopedLive("a call still running when the socket drops: its call and output follow the replay, run once", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer()
+      const release = yield* Deferred.make<void>()
+      let runs = 0
+      const session = yield* Realtime.connect({
+        onFunctionCall: () => Effect.zipRight(Effect.sync(() => runs++), Effect.as(Deferred.await(release), "built"))
+      }).pipe(Effect.provide(client(server.url)))
+      const first = yield* server.nextConnection
+      const turn = yield* Effect.fork(session.send("build it"))
+      yield* untilResponseCreate(first)
+      yield* first.send(serverEvents.callResponse("resp_1", [{ callId: "call_B", name: "build", arguments: "{}" }]))
+      yield* waitFor("the call to start", () => runs === 1)
+      yield* first.drop
+      const second = yield* server.nextConnection
+      // The replay holds what is complete; nothing is asked while the call runs.
+      assert.deepStrictEqual((yield* second.next).type, "session.update")
+      assert.deepStrictEqual(bare(yield* second.next), user("build it"))
+      yield* Deferred.succeed(release, undefined)
+      assert.deepStrictEqual((yield* untilResponseCreate(second)).map(bare), [
+        call("call_B", "build", "{}"),
+        output("call_B", "built"),
+        { type: "response.create" }
+      ])
+      yield* second.send(serverEvents.textResponse("resp_2", "built once"))
+      assert.strictEqual((yield* Fiber.join(turn)).text, "built once")
+      assert.strictEqual(runs, 1)
     }))
 
   it.scopedLive("session_expired: reconnect with the conversation, the turn completes", () =>

@@ -122,7 +122,7 @@ export const make = (deps: Deps, options: SessionOptions): Effect.Effect<Session
         }
         state.live = live
         yield* live.connection.send({ type: "session.update", event_id: machine.nextEventId(), session: sessionConfig })
-        for (const item of conversation.replay()) {
+        for (const item of conversation.replay(live.number)) {
           yield* live.connection.send({ type: "conversation.item.create", event_id: machine.nextEventId(), item })
         }
         yield* Effect.forkIn(processFrames(live), live.scope)

@@ -162,16 +162,13 @@ export const make = (context: Context) => {
 
   const finishCall = (call: FunctionCall, output: string, ms: number) =>
     Effect.suspend(() => {
-      conversation.answer(call.callId, output)
+      // Without a connection, the output waits for the next replay.
+      const items = conversation.answer(call.callId, output, state.live?.number ?? 0)
       state.running--
       state.want = true
       state.turn?.calls.push({ ...call, output, ms })
       return Effect.all([
-        send({
-          type: "conversation.item.create",
-          event_id: nextEventId(),
-          item: { type: "function_call_output", call_id: call.callId, output }
-        }),
+        Effect.forEach(items, createItem, { discard: true }),
         observe({ _tag: "FunctionCallOutput", ...call, output, ms }),
         pump
       ], { discard: true })
@@ -225,7 +222,7 @@ export const make = (context: Context) => {
         } else if (item.type === "function_call" && "call_id" in item) {
           callsSeen++
           const call: FunctionCall = { callId: item.call_id, name: item.name, arguments: item.arguments }
-          if (conversation.startCall(call)) {
+          if (conversation.startCall(call, state.live?.number ?? 0)) {
             callsStarted++
             yield* startCall(call)
           } else {
