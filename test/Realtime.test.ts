@@ -487,6 +487,26 @@ describe("Realtime", () => {
       assert.strictEqual(next._tag, "NetworkError")
     }))
 
+  it.scopedLive("connections lost while idle do not use up the attempts: the next turn still works", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer()
+      const events: Array<string> = []
+      const session = yield* Realtime.connect({
+        onEvent: (event) => Effect.sync(() => event._tag === "Reconnected" && void events.push(`${event.reason} #${event.attempt}`))
+      }).pipe(Effect.provide(client(server.url)))
+      for (let i = 0; i < 4; i++) {
+        const idle = yield* server.nextConnection
+        yield* idle.next
+        yield* idle.drop
+      }
+      const fifth = yield* server.nextConnection
+      const turn = yield* Effect.fork(session.send("still there?"))
+      yield* untilResponseCreate(fifth)
+      yield* fifth.send(serverEvents.textResponse("resp_1", "yes"))
+      assert.strictEqual((yield* Fiber.join(turn)).text, "yes")
+      assert.deepStrictEqual(events, ["dropped #1", "dropped #1", "dropped #1", "dropped #1"])
+    }))
+
   it.scopedLive("rate_limits.updated feeds the rate limit gauges", () =>
     Effect.gen(function*() {
       const server = yield* bareServer()

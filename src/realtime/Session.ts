@@ -7,9 +7,10 @@
  * socket (in `Connection`), the processor (frames in arrival order) and the watchdog (silence
  * while a response is pending). One supervisor fiber per session replaces a connection that
  * ended: it closes it, waits with the `network` policy's backoff (a `Resilience.retryDriver`,
- * reset by every completed response, so a server that drops every connection before answering
- * ends the session), connects through the protection pipeline (`websocket_connect`, policy
- * `network`), sends `session.update` again and replays the conversation.
+ * reset by every completed response and by a loss while idle, so a server that drops every
+ * connection before answering a turn ends the session), connects through the protection pipeline
+ * (`websocket_connect`, policy `network`), sends `session.update` again and replays the
+ * conversation.
  *
  * @internal
  */
@@ -146,6 +147,9 @@ export const make = (deps: Deps, options: SessionOptions): Effect.Effect<Session
           const ended = yield* Deferred.await(live.ended)
           const endedAt = yield* Clock.currentTimeMillis
           yield* retire(live, ended)
+          // A connection lost while idle proves nothing against the link: only losses in the
+          // middle of work use up the attempts.
+          if (state.turn === undefined && state.running === 0) yield* deps.driver.reset
           const wait = yield* deps.driver.next(ended.error)
           if (Option.isNone(wait)) return yield* locked(machine.fail(ended.error))
           yield* Effect.sleep(wait.value)
