@@ -154,8 +154,14 @@ export const makeWith = (
     const connect = Effect.fn("Realtime.connect")(function*(sessionOptions: SessionOptions = {}) {
       if (apiKey === undefined) return yield* Effect.fail(missingKey())
       const driver = yield* Resilience.retryDriver(policy, { service, operation: "realtime_session" })
+      const secret = Redacted.value(apiKey)
       return yield* RealtimeSession.make({
-        settings: { url, headers: { Authorization: `Bearer ${Redacted.value(apiKey)}` }, closeTimeout },
+        settings: {
+          url,
+          headers: { Authorization: `Bearer ${secret}` },
+          closeTimeout,
+          scrub: (text) => text.includes(secret) ? text.split(secret).join("<redacted>") : text
+        },
         protectConnect,
         messageTimeout,
         driver

@@ -189,6 +189,29 @@ describe("Realtime", () => {
       assert.strictEqual(server.upgrades(), 1)
     }))
 
+  it.scopedLive("a server that echoes the key: the key reaches no error, event or turn", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer({
+        onUpgrade: (n) =>
+          n === 1
+            ? { status: 401, body: JSON.stringify({ error: { message: "bad key test-key", type: "invalid_request_error" } }) }
+            : "accept"
+      })
+      const refused = yield* Effect.flip(Realtime.connect().pipe(Effect.provide(client(server.url))))
+      assert.strictEqual(refused.message, "openai_realtime answered HTTP 401: invalid_request_error: bad key <redacted>")
+      const reported: Array<string> = []
+      const session = yield* Realtime.connect({
+        onEvent: (event) => Effect.sync(() => event._tag === "ServerError" && void reported.push(event.message))
+      }).pipe(Effect.provide(client(server.url)))
+      const connection = yield* server.nextConnection
+      const turn = yield* Effect.fork(session.send("hi"))
+      yield* untilResponseCreate(connection)
+      yield* connection.send(serverEvents.error("oops", "your key test-key is odd", null, "server_error"))
+      yield* connection.send(serverEvents.textResponse("resp_1", "I know test-key"))
+      assert.strictEqual((yield* Fiber.join(turn)).text, "I know <redacted>")
+      assert.deepStrictEqual(reported, ["your key <redacted> is odd"])
+    }))
+
   it.scopedLive("an upgrade refused with 503 is retried with policy network, then succeeds", () =>
     Effect.gen(function*() {
       const server = yield* bareServer({ onUpgrade: (n) => n < 3 ? { status: 503 } : "accept" })

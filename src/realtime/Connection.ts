@@ -32,6 +32,11 @@ export interface Settings {
   readonly headers: Readonly<Record<string, string>>
   /** How long `close` waits for the peer's close frame (`websocket_close`). */
   readonly closeTimeout: Duration.Duration
+  /**
+   * Applied to everything the server sends before anyone reads it: defence in depth against an
+   * upstream that echoes the key in an error.
+   */
+  readonly scrub: (text: string) => string
 }
 
 /** What arrives on a connection, in order: text frames, then why it ended. */
@@ -85,13 +90,16 @@ export const open = (settings: Settings): Effect.Effect<Connection, OpenError, S
     const inbox = yield* Queue.unbounded<Frame>()
     const opened = yield* Deferred.make<void>()
     const running = yield* socket.runRaw((data) => {
-      inbox.unsafeOffer({ _tag: "Text", text: typeof data === "string" ? data : new TextDecoder().decode(data) })
+      inbox.unsafeOffer({
+        _tag: "Text",
+        text: settings.scrub(typeof data === "string" ? data : new TextDecoder().decode(data))
+      })
     }, { onOpen: Deferred.succeed(opened, undefined) }).pipe(Effect.forkScoped)
 
     const refused = (error: Socket.SocketError): OpenError => {
       const rejection = created?.rejection
       if (rejection !== undefined) {
-        return Errors.fromHttp({ service, status: rejection.status, headers: rejection.headers, body: rejection.body })
+        return Errors.fromHttp({ service, status: rejection.status, headers: rejection.headers, body: settings.scrub(rejection.body) })
       }
       return new Errors.NetworkError({ service, message: `could not connect to ${where(settings.url)}: ${describeClose(error)}` })
     }
