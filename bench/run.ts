@@ -13,6 +13,7 @@ import { runColdStartBench } from "./coldstart.js"
 import { runEventsBench } from "./events.js"
 import { runOverheadBench } from "./overhead.js"
 import { markdownTable } from "./util.js"
+import { runVoiceBench } from "./voice.js"
 
 const numberFrom = (name: string, fallback: number): number => {
   const value = Number(process.env[name])
@@ -55,6 +56,12 @@ section(
     "decisions are those of the production delays. Theory for 3 attempts at a 30% independent fault rate: 1 − 0.3³ = 97.3% success, " +
     "1 + 0.3 + 0.09 = 1.39 requests per call. The budget trades success under heavy faults for load: " +
     "retries ≤ 20% of calls."
+)
+
+section(
+  "Voice loop: Realtime turns against the sandbox over loopback (1,000 turns each), and downtime after a drop (median of 5)",
+  markdownTable(await runVoiceBench({ turns: 1000, runs: 5 })) +
+    "\n\ndowntime = noticing the drop, reconnecting (backoff 1 ms), session.update and the replay; p99 column: the worst of the 5."
 )
 
 section(`Cold start of the compiled bin (median of 15)`, markdownTable(runColdStartBench({ runs: 15 })))

@@ -3,7 +3,8 @@
  *
  * `Runtime.layer` provides configuration, the undici `HttpClient`, Node's `FileSystem` and `Path`,
  * the SQLite store at `{BIG3_STATE_DIR}/big3.db`, the breaker registry, and the Gemini,
- * Observability and Agents clients (agents on the Claude Agent SDK). It is composed once; layers
+ * Observability and Agents clients (agents on the Claude Agent SDK), the Realtime client and the
+ * Voice orchestrator. It is composed once; layers
  * are memoized by reference, so each service is built once however many others need it.
  *
  * ```ts
@@ -27,11 +28,14 @@ import type * as ConfigProvider from "effect/ConfigProvider"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Agents from "./Agents.js"
+import type * as BrowserAgent from "./BrowserAgent.js"
 import * as CircuitBreaker from "./CircuitBreaker.js"
 import * as Gemini from "./Gemini.js"
 import * as Observability from "./Observability.js"
+import * as Realtime from "./Realtime.js"
 import * as ReliabilityConfig from "./ReliabilityConfig.js"
 import * as Store from "./Store.js"
+import * as Voice from "./Voice.js"
 
 /** Everything `Runtime.layer` provides. */
 export type Services =
@@ -40,6 +44,8 @@ export type Services =
   | Gemini.Gemini
   | Observability.Observability
   | Agents.Agents
+  | Realtime.Realtime
+  | Voice.Voice
   | HttpClient.HttpClient
   | FileSystem.FileSystem
   | Path.Path
@@ -59,6 +65,9 @@ export interface Options {
   readonly observability?: Layer.Layer<Observability.Observability, ConfigError.ConfigError | SqlError, Observability.Requirements> | undefined
   readonly agentBackend?: Layer.Layer<Agents.AgentBackend, ConfigError.ConfigError, Observability.Observability> | undefined
   readonly agents?: Layer.Layer<Agents.Agents, ConfigError.ConfigError | Agents.AgentsError, Agents.Requirements> | undefined
+  readonly realtime?: Layer.Layer<Realtime.Realtime, ConfigError.ConfigError, ReliabilityConfig.ReliabilityConfig | CircuitBreaker.CircuitBreaker> | undefined
+  /** The browser agent behind the voice loop's `browser_use` tool. */
+  readonly browserAgent?: Layer.Layer<BrowserAgent.BrowserAgent, ConfigError.ConfigError> | undefined
 }
 
 /** What every client stands on: configuration, breakers, HTTP, files and the store. */
@@ -94,7 +103,13 @@ const stages = (options: Options) => {
     Layer.provideMerge(observability)
   )
   const gemini = (options.gemini ?? Gemini.layer).pipe(Layer.provide(foundation))
-  return { foundation, observability, agents, all: Layer.merge(agents, gemini) }
+  const realtime = (options.realtime ?? Realtime.layer).pipe(Layer.provide(foundation))
+  // MERGE POINT (issue 14): the default browser agent. Replace `Voice.browserAgentUnavailable`
+  // (every browser_use answered "not available in this build") with `BrowserAgent.layer`,
+  // composed on Gemini and Browser.
+  const browserAgent = options.browserAgent ?? Voice.browserAgentUnavailable
+  const voice = Voice.layer.pipe(Layer.provide(browserAgent), Layer.provideMerge(realtime), Layer.provideMerge(agents))
+  return { foundation, observability, agents, voice, all: Layer.merge(voice, gemini) }
 }
 
 /** The foundation alone (no clients), for tools that only need the store or the breakers. */
@@ -110,7 +125,13 @@ export const observabilityWith = (
 /** The foundation, Observability and Agents, without Gemini (what `big3 agents` runs on). */
 export const agentsWith = (
   options: Options = {}
-): Layer.Layer<Exclude<Services, Gemini.Gemini>, Error> => withConfigProvider(options, stages(options).agents)
+): Layer.Layer<Exclude<Services, Gemini.Gemini | Realtime.Realtime | Voice.Voice>, Error> =>
+  withConfigProvider(options, stages(options).agents)
+
+/** The foundation, Observability, Agents, Realtime and Voice, without Gemini (what `big3 voice` runs on). */
+export const voiceWith = (
+  options: Options = {}
+): Layer.Layer<Exclude<Services, Gemini.Gemini>, Error> => withConfigProvider(options, stages(options).voice)
 
 /** The composed layer, with some pieces replaced. */
 export const layerWith = (options: Options = {}): Layer.Layer<Services, Error> =>

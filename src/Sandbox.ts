@@ -14,6 +14,8 @@
  * - `POST /events` (faults: `"events"`), `GET /events/recent`, `GET /events/filter-options`;
  *   extended mode also `POST /events/batch` (faults: `"eventsBatch"`), `GET /health`
  * - `POST /v1/messages` (faults: `"anthropic"`), `POST /v1/messages/count_tokens`
+ * - `GET /v1/realtime`: the OpenAI Realtime WebSocket (its own per-connection fault plans and
+ *   scripted model, `Service.realtime`; see `sandbox/Realtime.ts`)
  * - anything else: 404 in the format of the API its path belongs to (`/v1beta/…` Gemini,
  *   `/v1/…` Anthropic); other paths answer like the observability server (public mode: 200
  *   text/plain "Multi-Agent Observability Server"; extended mode: that for `GET /`, else 404 JSON).
@@ -44,12 +46,14 @@ import * as Events from "./sandbox/Events.js"
 import type { FaultKind, FaultPlan, PlanState, RouteName } from "./sandbox/FaultPlan.js"
 import { initialState, isRouteName, kindOf, nextAction, normal } from "./sandbox/FaultPlan.js"
 import * as Gemini from "./sandbox/Gemini.js"
+import * as Realtime from "./sandbox/Realtime.js"
 import type { Answer, Upstream } from "./sandbox/Http.js"
 import { readIncoming, recordedBody, redactHeaders, redactQuery } from "./sandbox/Http.js"
 
 export type { FaultKind, FaultMix, FaultPlan, FaultStep, RouteName } from "./sandbox/FaultPlan.js"
 export { routeNames } from "./sandbox/FaultPlan.js"
 export type { EventsMode, StoredEvent } from "./sandbox/Events.js"
+export type { RealtimeConnection, RealtimeFaultStep, RealtimePlan, RealtimeRule } from "./sandbox/Realtime.js"
 
 /** A key given as plain text or as `Redacted`; either way only compared, never recorded or logged. */
 export type Secret = string | Redacted.Redacted<string>
@@ -72,6 +76,12 @@ export interface Options {
   readonly plans?: { readonly [K in RouteName]?: FaultPlan | undefined } | undefined
   /** Record requests (default true); benchmarks may turn it off to keep memory flat. */
   readonly recordRequests?: boolean | undefined
+  /** The key Realtime connections must carry (`authorization: Bearer`); default "sandbox-key". */
+  readonly openaiApiKey?: Secret | undefined
+  /** The Realtime model's script (default: it echoes "sandbox answer to: <message>"). */
+  readonly realtimeScript?: ReadonlyArray<Realtime.RealtimeRule> | undefined
+  /** The Realtime fault plan in force from the start, one step per connection. */
+  readonly realtimePlan?: Realtime.RealtimePlan | undefined
 }
 
 /** What the client got: an HTTP status, or no answer at all. */
@@ -131,6 +141,16 @@ export interface Service {
   readonly start: Effect.Effect<void, SandboxError>
   /** Clears recorded requests, stored events and plans. */
   readonly reset: Effect.Effect<void>
+  /** The Realtime WebSocket endpoint. */
+  readonly realtime: {
+    /** "ws://127.0.0.1:<port>/v1/realtime" */
+    readonly url: string
+    /** Replaces the plan; the next connection takes its first step. */
+    readonly setPlan: (plan: Realtime.RealtimePlan) => Effect.Effect<void>
+    readonly setScript: (script: ReadonlyArray<Realtime.RealtimeRule>) => Effect.Effect<void>
+    /** Every connection so far, in order, with the client events it received. */
+    readonly connections: Effect.Effect<ReadonlyArray<Realtime.RealtimeConnection>>
+  }
 }
 
 export class Sandbox extends Context.Tag("big3/Sandbox")<Sandbox, Service>() {}
@@ -167,6 +187,11 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
   const records: Array<RecordedRequest> = []
   const store = new Events.EventStore()
   let sequence = 0
+  const realtime = yield* Realtime.make({
+    apiKey: toRedacted(options.openaiApiKey ?? "sandbox-key"),
+    script: options.realtimeScript,
+    plan: options.realtimePlan
+  })
 
   const takeAction = (route: RouteName) =>
     Ref.modify(plans, (current) => {
@@ -264,6 +289,7 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
       "/v1/messages/count_tokens",
       handle("other", Anthropic.upstream, Anthropic.countTokens(anthropicKey))
     ),
+    HttpRouter.get("/v1/realtime", realtime.route),
     HttpRouter.post("/events", handle("events", events, Events.postEvent(store, mode, observabilityKey))),
     HttpRouter.get("/events/recent", handle("other", events, Events.recent(store))),
     HttpRouter.get("/events/filter-options", handle("other", events, Events.filterOptions(store))),
@@ -331,8 +357,9 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
   yield* Effect.addFinalizer(() => stop)
   yield* start
 
+  const authority = `${host.includes(":") ? `[${host}]` : host}:${port}`
   return Sandbox.of({
-    url: `http://${host.includes(":") ? `[${host}]` : host}:${port}`,
+    url: `http://${authority}`,
     port,
     setPlan: (route, plan) => Ref.update(plans, (current) => new Map(current).set(route, initialState(plan))),
     clearPlans: Ref.set(plans, new Map()),
@@ -348,7 +375,13 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
         records.length = 0
         store.clear()
       })
-    )
+    ).pipe(Effect.zipRight(realtime.reset)),
+    realtime: {
+      url: `ws://${authority}/v1/realtime`,
+      setPlan: realtime.setPlan,
+      setScript: realtime.setScript,
+      connections: realtime.connections
+    }
   })
 })
 
@@ -367,6 +400,7 @@ export const run = (options?: Options): Effect.Effect<never, SandboxError> =>
           gemini: `${sandbox.url}/v1beta/models/{model}:generateContent`,
           events: `${sandbox.url}/events (${options?.eventsMode ?? "extended"} mode)`,
           anthropic: `${sandbox.url}/v1/messages`,
+          realtime: sandbox.realtime.url,
           keys: options?.geminiApiKey === undefined && options?.anthropicApiKey === undefined
             ? "default (\"sandbox-key\")"
             : "configured"

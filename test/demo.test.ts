@@ -41,6 +41,14 @@ describe("big3 demo", () => {
       assert.isTrue(endToEnd?.ok)
       assert.strictEqual(endToEnd?.eventsLost, 0)
 
+      const voice = byName.get("voice loop")
+      assert.isTrue(voice?.ok)
+      assert.strictEqual(voice?.attempts, 3)
+      assert.strictEqual(voice?.waits.length, 2)
+      assert.strictEqual(voice?.details["reconnects"], "dropped, session_expired")
+      assert.strictEqual(voice?.details["toolRuns"], "create_agent×1, command_agent×1, check_agent_result×1")
+      assert.strictEqual(voice?.details["operatorFiles"], 1)
+
       assert.strictEqual(report.events.lost, 0)
       assert.strictEqual(report.events.delivered, report.events.emitted)
       assert.isTrue(report.scenarios.every((scenario) => scenario.ok))

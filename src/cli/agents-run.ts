@@ -58,7 +58,8 @@ export const scripts: Record<Exclude<BackendKind, "claude">, Agents.Script> = {
   }
 }
 
-const backend = Layer.unwrapEffect(
+/** The agent backend `BIG3_AGENT_BACKEND` names (also what `big3 voice` runs its agents on). */
+export const backend = Layer.unwrapEffect(
   Effect.map(backendConfig, (kind) => kind === "claude" ? Agents.claudeAgentSdk : Agents.scriptedBackend(scripts[kind]))
 )
 

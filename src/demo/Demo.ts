@@ -23,10 +23,12 @@ import * as path from "node:path"
 import * as Agents from "../Agents.js"
 import * as Gemini from "../Gemini.js"
 import * as Observability from "../Observability.js"
+import * as Realtime from "../Realtime.js"
 import * as ReliabilityConfig from "../ReliabilityConfig.js"
 import * as Runtime from "../Runtime.js"
 import * as Sandbox from "../Sandbox.js"
 import * as Store from "../Store.js"
+import * as VoiceScenario from "./VoiceScenario.js"
 
 /** One row of the closing table. */
 export interface ScenarioResult {
@@ -74,7 +76,8 @@ const settings = (fast: boolean) => {
     observabilityOpen: ms(1000),
     redeliveryInterval: ms(200),
     agentExecution: ms(4000),
-    progressEvery: ms(400)
+    progressEvery: ms(400),
+    reconnectDelay: ms(1000)
   }
 }
 
@@ -112,13 +115,14 @@ export const runDemo = (options: DemoOptions) =>
     const services = Runtime.layerWith({
       config: ReliabilityConfig.layerWith({
         timeouts: { agent_execution: s.agentExecution },
-        policies: { gemini: { initialDelay: s.geminiInitialDelay } },
+        policies: { gemini: { initialDelay: s.geminiInitialDelay }, network: { initialDelay: s.reconnectDelay } },
         breakers: { observability: { openDuration: s.observabilityOpen } }
       }),
       store: Store.layer({ filename: Store.databasePath(stateDir) }),
       gemini: Gemini.layerWith({ baseUrl: sandbox.url, apiKey: Redacted.make("sandbox-key") }),
       observability: Observability.layerWith({ url: `${sandbox.url}/events`, redeliveryInterval: s.redeliveryInterval }),
       agents: Agents.layerWith({ agentsDir: path.join(stateDir, "agents") }),
+      realtime: Realtime.layerWith({ url: sandbox.realtime.url, apiKey: Redacted.make("sandbox-key") }),
       agentBackend: demoBackend(s.progressEvery)
     })
     const context = yield* Layer.build(services)
@@ -294,6 +298,9 @@ const scenarios = (options: DemoOptions, s: ReturnType<typeof settings>, sandbox
         }
       })
     )
+
+    // 6. The voice loop: an orchestrated session that survives a dropped socket and an expiry.
+    yield* scenario("voice loop", VoiceScenario.run({ sandbox, say }))
 
     yield* Observability.flush
     yield* waitUntil(Effect.map(Observability.stats, (stats) => stats.spoolSize === 0 && stats.queued === 0))
