@@ -14,6 +14,8 @@
  * - `POST /events` (faults: `"events"`), `GET /events/recent`, `GET /events/filter-options`;
  *   extended mode also `POST /events/batch` (faults: `"eventsBatch"`), `GET /health`
  * - `POST /v1/messages` (faults: `"anthropic"`), `POST /v1/messages/count_tokens`
+ * - `GET /pages/form`, `/pages/submitted`, `/pages/never`: local pages for browser agents; a
+ *   `generateContent` request with the `computerUse` tool is answered from `computerUsePlan`
  * - anything else: 404 in the format of the API its path belongs to (`/v1beta/…` Gemini,
  *   `/v1/…` Anthropic); other paths answer like the observability server (public mode: 200
  *   text/plain "Multi-Agent Observability Server"; extended mode: that for `GET /`, else 404 JSON).
@@ -40,16 +42,20 @@ import * as SynchronizedRef from "effect/SynchronizedRef"
 import * as Http from "node:http"
 import type * as Net from "node:net"
 import * as Anthropic from "./sandbox/Anthropic.js"
+import * as ComputerUse from "./sandbox/ComputerUse.js"
 import * as Events from "./sandbox/Events.js"
 import type { FaultKind, FaultPlan, PlanState, RouteName } from "./sandbox/FaultPlan.js"
 import { initialState, isRouteName, kindOf, nextAction, normal } from "./sandbox/FaultPlan.js"
 import * as Gemini from "./sandbox/Gemini.js"
+import * as Pages from "./sandbox/Pages.js"
 import type { Answer, Upstream } from "./sandbox/Http.js"
 import { readIncoming, recordedBody, redactHeaders, redactQuery } from "./sandbox/Http.js"
 
 export type { FaultKind, FaultMix, FaultPlan, FaultStep, RouteName } from "./sandbox/FaultPlan.js"
 export { routeNames } from "./sandbox/FaultPlan.js"
 export type { EventsMode, StoredEvent } from "./sandbox/Events.js"
+export { ComputerUsePlan, parsePlan as parseComputerUsePlan, planFinished } from "./sandbox/ComputerUse.js"
+export { formTargets } from "./sandbox/Pages.js"
 
 /** A key given as plain text or as `Redacted`; either way only compared, never recorded or logged. */
 export type Secret = string | Redacted.Redacted<string>
@@ -72,6 +78,8 @@ export interface Options {
   readonly plans?: { readonly [K in RouteName]?: FaultPlan | undefined } | undefined
   /** Record requests (default true); benchmarks may turn it off to keep memory flat. */
   readonly recordRequests?: boolean | undefined
+  /** Answers requests carrying the `computerUse` tool, turn by turn (see `ComputerUsePlan`). */
+  readonly computerUsePlan?: ComputerUse.ComputerUsePlan | undefined
 }
 
 /** What the client got: an HTTP status, or no answer at all. */
@@ -131,6 +139,8 @@ export interface Service {
   readonly start: Effect.Effect<void, SandboxError>
   /** Clears recorded requests, stored events and plans. */
   readonly reset: Effect.Effect<void>
+  /** Replaces the computer-use plan and starts it over (`undefined`: the default answers again). */
+  readonly setComputerUsePlan: (plan: ComputerUse.ComputerUsePlan | undefined) => Effect.Effect<void>
 }
 
 export class Sandbox extends Context.Tag("big3/Sandbox")<Sandbox, Service>() {}
@@ -166,6 +176,7 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
   // Plain arrays: appending to an immutable list in a Ref would cost O(n) per request.
   const records: Array<RecordedRequest> = []
   const store = new Events.EventStore()
+  const computerUse = ComputerUse.makeResponder(options.computerUsePlan)
   let sequence = 0
 
   const takeAction = (route: RouteName) =>
@@ -253,7 +264,7 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
   const router = HttpRouter.empty.pipe(
     HttpRouter.post(
       "/v1beta/models/:model(^[^/:]+)::generateContent",
-      handle("gemini", Gemini.upstream, Gemini.generateContent(geminiKey))
+      handle("gemini", Gemini.upstream, Gemini.generateContent(geminiKey, computerUse))
     ),
     HttpRouter.post(
       "/v1beta/models/:model(^[^/:]+)::countTokens",
@@ -274,6 +285,7 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
           HttpRouter.get("/health", handle("other", events, Events.health))
         )
       : identity,
+    HttpRouter.get("/pages/:page", handle("other", Pages.upstream, Pages.serve)),
     HttpRouter.all("*", handle("other", events, fallback))
   )
 
@@ -347,8 +359,10 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
       Effect.sync(() => {
         records.length = 0
         store.clear()
+        computerUse.setPlan(undefined)
       })
-    )
+    ),
+    setComputerUsePlan: (plan) => Effect.sync(() => computerUse.setPlan(plan))
   })
 })
 
