@@ -3,7 +3,8 @@
  *
  * `Runtime.layer` provides configuration, the undici `HttpClient`, Node's `FileSystem` and `Path`,
  * the SQLite store at `{BIG3_STATE_DIR}/big3.db`, the breaker registry, and the Gemini,
- * Observability and Agents clients (agents on the Claude Agent SDK). It is composed once; layers
+ * Observability and Agents clients (agents on the Claude Agent SDK), the browser and the browser
+ * agent (Chromium starts only when a task opens it). It is composed once; layers
  * are memoized by reference, so each service is built once however many others need it.
  *
  * ```ts
@@ -27,6 +28,8 @@ import type * as ConfigProvider from "effect/ConfigProvider"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Agents from "./Agents.js"
+import * as Browser from "./Browser.js"
+import * as BrowserAgent from "./BrowserAgent.js"
 import * as CircuitBreaker from "./CircuitBreaker.js"
 import * as Gemini from "./Gemini.js"
 import * as Observability from "./Observability.js"
@@ -40,6 +43,8 @@ export type Services =
   | Gemini.Gemini
   | Observability.Observability
   | Agents.Agents
+  | Browser.Browser
+  | BrowserAgent.BrowserAgent
   | HttpClient.HttpClient
   | FileSystem.FileSystem
   | Path.Path
@@ -59,6 +64,8 @@ export interface Options {
   readonly observability?: Layer.Layer<Observability.Observability, ConfigError.ConfigError | SqlError, Observability.Requirements> | undefined
   readonly agentBackend?: Layer.Layer<Agents.AgentBackend, ConfigError.ConfigError, Observability.Observability> | undefined
   readonly agents?: Layer.Layer<Agents.Agents, ConfigError.ConfigError | Agents.AgentsError, Agents.Requirements> | undefined
+  readonly browser?: Layer.Layer<Browser.Browser, ConfigError.ConfigError, ReliabilityConfig.ReliabilityConfig> | undefined
+  readonly browserAgent?: Layer.Layer<BrowserAgent.BrowserAgent, ConfigError.ConfigError, BrowserAgent.Requirements> | undefined
 }
 
 /** What every client stands on: configuration, breakers, HTTP, files and the store. */
@@ -94,7 +101,11 @@ const stages = (options: Options) => {
     Layer.provideMerge(observability)
   )
   const gemini = (options.gemini ?? Gemini.layer).pipe(Layer.provide(foundation))
-  return { foundation, observability, agents, all: Layer.merge(agents, gemini) }
+  const browser = (options.browser ?? Browser.layer).pipe(Layer.provide(foundation))
+  const browserAgent = (options.browserAgent ?? BrowserAgent.layer).pipe(
+    Layer.provideMerge(Layer.mergeAll(browser, gemini, observability))
+  )
+  return { foundation, observability, agents, browserAgent, all: Layer.mergeAll(agents, gemini, browserAgent) }
 }
 
 /** The foundation alone (no clients), for tools that only need the store or the breakers. */
@@ -110,7 +121,16 @@ export const observabilityWith = (
 /** The foundation, Observability and Agents, without Gemini (what `big3 agents` runs on). */
 export const agentsWith = (
   options: Options = {}
-): Layer.Layer<Exclude<Services, Gemini.Gemini>, Error> => withConfigProvider(options, stages(options).agents)
+): Layer.Layer<Exclude<Services, Gemini.Gemini | Browser.Browser | BrowserAgent.BrowserAgent>, Error> =>
+  withConfigProvider(options, stages(options).agents)
+
+/** The foundation, Observability, Gemini, the browser and the browser agent (what `big3 browse` runs on). */
+export const browserAgentWith = (
+  options: Options = {}
+): Layer.Layer<
+  Foundation | Observability.Observability | Gemini.Gemini | Browser.Browser | BrowserAgent.BrowserAgent,
+  ConfigError.ConfigError | SqlError
+> => withConfigProvider(options, stages(options).browserAgent)
 
 /** The composed layer, with some pieces replaced. */
 export const layerWith = (options: Options = {}): Layer.Layer<Services, Error> =>

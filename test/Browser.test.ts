@@ -14,7 +14,7 @@ import * as fs from "node:fs"
 import * as Browser from "../src/Browser.js"
 import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
 import { servePages } from "./support/pages.js"
-import { commandLine, isRunning, runningInGroup } from "./support/processes.js"
+import { commandLine, isRunning, runningChildren, runningInGroup } from "./support/processes.js"
 
 const chromium = process.env["BIG3_CHROMIUM_PATH"] ?? Browser.defaultExecutablePath
 
@@ -47,6 +47,7 @@ const withPage = <A, E>(body: (page: Browser.Page) => Effect.Effect<A, E>) =>
     yield* Scope.close(scope, Exit.void)
     assert.isFalse(isRunning(pid), `Chromium (pid ${pid}) is gone once the scope closed`)
     assert.deepStrictEqual(runningInGroup(pid), [], "and so are its children")
+    assert.deepStrictEqual(runningChildren(process.pid, "chromium"), [])
     if (profile !== undefined) assert.isFalse(fs.existsSync(profile), "its temporary profile is removed")
     return yield* exit
   })
@@ -111,6 +112,13 @@ describe("Browser (real Chromium)", () => {
       assert.isFalse(isRunning(pid ?? 0), "Chromium is gone when the interruption returns")
       assert.deepStrictEqual(runningInGroup(pid ?? 0), [])
     }).pipe(Effect.provide(browserLayer())), 60_000)
+
+  it.live("a launch cut by browser_startup fails with OperationTimeout and leaves no Chromium behind", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(Effect.scoped(Browser.open))
+      assert.strictEqual(error._tag === "OperationTimeout" ? error.operation : error._tag, "browser_startup")
+      assert.deepStrictEqual(runningChildren(process.pid, "chromium"), [], "the abandoned launch was killed")
+    }).pipe(Effect.provide(browserLayer({ browser_startup: "100 millis" }))), 60_000)
 
   it.live("a missing executable fails with a BrowserError that says how to install Chromium", () =>
     Effect.gen(function*() {

@@ -1,19 +1,27 @@
 /**
  * The production driver: Chromium through `playwright-core`, never a downloaded browser.
  *
- * Chromium is started with `chromium.launchServer` (Playwright's own launcher, over a pipe, with
- * a fresh temporary profile it removes on exit): it gives us the process id, kills the whole
- * process group on close, and a Chromium whose parent dies loses its pipe and exits too. The page
- * is driven through `chromium.connect` to that server. `playwright-core` (≈ 0.9 s to import) is
- * loaded on the first launch, so programs that never open a browser do not pay for it.
+ * We start Chromium ourselves rather than through Playwright's launcher, because owning the
+ * process is what makes "no Chromium outlives its task" hold: the process exists (with its id)
+ * the moment the scope has it, so an interruption at any point, even mid-launch, kills it and
+ * waits for it to exit; Playwright's launcher reports a launch timeout before its kill has
+ * finished. Chromium gets a fresh profile directory (removed after it exits), its own process
+ * group (killed whole: renderers, GPU process, zygotes), and a DevTools pipe on fds 3/4 that we
+ * hold and never use: if this process dies without cleaning up, the pipe closes and Chromium
+ * exits. Playwright drives the page over `connectOverCDP` to the port Chromium prints.
+ * `playwright-core` (≈ 0.9 s to import) is loaded on the first launch only.
  *
  * @internal
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as ChildProcess from "node:child_process"
 import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import type * as Playwright from "playwright-core"
 import type { Driver, Point, RawPage, Viewport } from "./Driver.js"
+import { formatDuration } from "../Errors.js"
 import { ActionFailed, BrowserError } from "./Errors.js"
 
 const service = "browser"
@@ -32,9 +40,9 @@ export const defaultArgs: ReadonlyArray<string> = [
 export interface Options {
   readonly executablePath: string
   readonly args: ReadonlyArray<string>
-  /** Bounds Playwright's own launch, so a launch abandoned by an interruption still ends. */
+  /** Bounds connecting Playwright to the started Chromium. */
   readonly startupTimeout: Duration.Duration
-  /** Bounds closing the browser; past it the close is given up (the process group was killed). */
+  /** Bounds closing the browser; the process group has been killed by then. */
   readonly closeTimeout: Duration.Duration
   /** How long an input gives a navigation it may have started to begin. */
   readonly settle: Duration.Duration
@@ -62,37 +70,106 @@ export const notInstalledMessage = (path: string): string =>
   `Chromium was not found at ${path}: install it (Debian/Ubuntu: apt-get install chromium) ` +
   `or set BIG3_CHROMIUM_PATH to a Chromium or Chrome executable`
 
-/**
- * Starts a browser server. Interrupted while starting, it waits for the launch to settle and
- * kills what it started, so no Chromium outlives the scope that asked for it.
- */
-const launchServer = (chromium: Playwright.BrowserType, options: Options) =>
-  Effect.async<Playwright.BrowserServer, BrowserError>((resume) => {
-    const pending = chromium.launchServer({
-      executablePath: options.executablePath,
-      headless: true,
-      args: [...options.args],
-      timeout: Duration.toMillis(options.startupTimeout),
-      // Signals are the program's to handle: closing the scope closes the browser.
-      handleSIGINT: false,
-      handleSIGTERM: false,
-      handleSIGHUP: false
-    })
-    pending.then(
-      (server) => resume(Effect.succeed(server)),
-      (cause) =>
-        resume(Effect.fail(new BrowserError({ service, message: `Chromium (${options.executablePath}) did not start: ${firstLine(cause)}` })))
-    )
-    return Effect.tryPromise(() => pending.then((server) => server.kill())).pipe(Effect.ignore)
-  })
+/** A started Chromium: the process, its profile, and what it printed last (for error messages). */
+interface Launched {
+  readonly child: ChildProcess.ChildProcess
+  readonly pid: number
+  readonly profile: string
+  readonly output: Array<string>
+}
 
-/** Kills Chromium's process group and waits for it to exit (Playwright then removes the profile). */
-const killServer = (server: Playwright.BrowserServer, options: Options) =>
-  Effect.tryPromise(() => server.kill()).pipe(
+const exited = (child: ChildProcess.ChildProcess) => child.exitCode !== null || child.signalCode !== null
+
+/** Kills Chromium's process group, waits for it to exit, and removes its profile. */
+const stopProcess = (launched: Launched, options: Options) =>
+  Effect.async<void>((resume) => {
+    const { child, pid } = launched
+    if (exited(child)) return resume(Effect.void)
+    child.once("exit", () => resume(Effect.void))
+    try {
+      process.kill(-pid, "SIGKILL")
+    } catch {
+      child.kill("SIGKILL")
+    }
+  }).pipe(
+    // A finalizer is uninterruptible: the wait must be made interruptible for the bound to hold.
     Effect.interruptible,
     Effect.timeout(options.closeTimeout),
-    Effect.catchAll((error) => Effect.logWarning(`Chromium (pid ${server.process().pid}) did not exit cleanly: ${firstLine(error)}`))
+    Effect.catchAll(() => Effect.logWarning(`Chromium (pid ${launched.pid}) did not exit within ${formatDuration(options.closeTimeout)}`)),
+    Effect.zipRight(Effect.try(() => fs.rmSync(launched.profile, { recursive: true, force: true }))),
+    Effect.catchAll((cause) => Effect.logWarning(`Chromium's profile ${launched.profile} could not be removed: ${firstLine(cause)}`))
   )
+
+/** Spawns Chromium; synchronous, so the scope owns the process from its first instant. */
+const spawnProcess = (options: Options) =>
+  Effect.try({
+    try: (): Launched => {
+      const profile = fs.mkdtempSync(path.join(os.tmpdir(), "big3-chromium-"))
+      const child = ChildProcess.spawn(
+        options.executablePath,
+        [
+          ...options.args,
+          "--headless",
+          `--user-data-dir=${profile}`,
+          "--remote-debugging-port=0",
+          "--remote-debugging-pipe",
+          "--no-default-browser-check",
+          "--password-store=basic",
+          "about:blank"
+        ],
+        { detached: true, stdio: ["ignore", "ignore", "pipe", "pipe", "pipe"] }
+      )
+      if (child.pid === undefined) {
+        fs.rmSync(profile, { recursive: true, force: true })
+        throw new Error("spawn returned no process id")
+      }
+      const output: Array<string> = []
+      // Chromium's stderr is read for the DevTools address, then drained so it never blocks on it.
+      child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
+        output.push(...chunk.split("\n").filter((line) => line.trim() !== ""))
+        if (output.length > 20) output.splice(0, output.length - 20)
+      })
+      child.on("error", () => {}) // reported through the exit below
+      return { child, pid: child.pid, profile, output }
+    },
+    catch: (cause) => new BrowserError({ service, message: `Chromium (${options.executablePath}) could not be started: ${firstLine(cause)}` })
+  })
+
+/** Waits for the DevTools WebSocket address Chromium prints, or fails with what it printed before exiting. */
+const devToolsEndpoint = (launched: Launched, options: Options) =>
+  Effect.async<string, BrowserError>((resume) => {
+    const find = () => {
+      for (const line of launched.output) {
+        const match = /DevTools listening on (ws:\/\/\S+)/.exec(line)
+        if (match?.[1] !== undefined) return match[1]
+      }
+      return undefined
+    }
+    const onData = () => {
+      const endpoint = find()
+      if (endpoint !== undefined) {
+        cleanup()
+        resume(Effect.succeed(endpoint))
+      }
+    }
+    const onExit = (code: number | null, signal: string | null) => {
+      cleanup()
+      resume(Effect.fail(
+        new BrowserError({
+          service,
+          message: `Chromium (${options.executablePath}) exited while starting (${signal ?? `code ${code}`}): ${launched.output.slice(-3).join(" | ") || "no output"}`
+        })
+      ))
+    }
+    const cleanup = () => {
+      launched.child.stderr?.off("data", onData)
+      launched.child.off("exit", onExit)
+    }
+    launched.child.stderr?.on("data", onData)
+    launched.child.once("exit", onExit)
+    onData()
+    return Effect.sync(cleanup)
+  })
 
 /**
  * Tracks the main frame's navigation: the latest navigation request until its page has loaded,
@@ -183,20 +260,20 @@ export const make = (options: Options): Driver => {
         return yield* new BrowserError({ service, message: notInstalledMessage(options.executablePath) })
       }
       const { chromium } = yield* step("load playwright-core", () => import("playwright-core"))
-      const server = yield* Effect.acquireRelease(
-        Effect.interruptible(launchServer(chromium, options)),
-        (server) => killServer(server, options)
-      )
-      // Released before the server: the client's socket closes, then the process group dies.
+      const launched = yield* Effect.acquireRelease(spawnProcess(options), (launched) => stopProcess(launched, options))
+      const endpoint = yield* devToolsEndpoint(launched, options)
+      // Released before the process: the connection closes, then the process group is killed.
       const browser = yield* Effect.acquireRelease(
-        Effect.interruptible(step("connect", () => chromium.connect(server.wsEndpoint(), { timeout: Duration.toMillis(options.startupTimeout) }))),
+        Effect.interruptible(
+          step("connect", () => chromium.connectOverCDP(endpoint, { timeout: Duration.toMillis(options.startupTimeout) }))
+        ),
         (browser) =>
           Effect.tryPromise(() => browser.close()).pipe(Effect.interruptible, Effect.timeout(options.closeTimeout), Effect.ignore)
       )
       const context = yield* step("open a page", () => browser.newContext({ viewport, deviceScaleFactor: 1 }))
       const page = yield* step("open a page", () => context.newPage())
       const cdp = yield* step("open a DevTools session", () => context.newCDPSession(page))
-      return rawPage(browser, page, cdp, server.process().pid, options)
+      return rawPage(browser, page, cdp, launched.pid, options)
     })
 
   return { launch, installed: isExecutable(options.executablePath), executable: options.executablePath }

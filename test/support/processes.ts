@@ -41,3 +41,19 @@ export const commandLine = (pid: number): ReadonlyArray<string> => {
     return []
   }
 }
+
+/** Running child processes of `parent` whose command name contains `name` (e.g. Chromium started by this test process). */
+export const runningChildren = (parent: number, name: string): ReadonlyArray<number> =>
+  fs.readdirSync("/proc")
+    .filter((entry) => /^\d+$/.test(entry))
+    .flatMap((entry) => {
+      let text: string
+      try {
+        text = fs.readFileSync(`/proc/${entry}/stat`, "utf8")
+      } catch {
+        return []
+      }
+      const command = text.slice(text.indexOf("(") + 1, text.lastIndexOf(")"))
+      const fields = text.slice(text.lastIndexOf(")") + 2).split(" ")
+      return Number(fields[1]) === parent && fields[0] !== "Z" && command.includes(name) ? [Number(entry)] : []
+    })
