@@ -21,6 +21,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as Agents from "../Agents.js"
+import * as BrowserScenario from "./BrowserScenario.js"
 import * as Gemini from "../Gemini.js"
 import * as Observability from "../Observability.js"
 import * as ReliabilityConfig from "../ReliabilityConfig.js"
@@ -74,7 +75,10 @@ const settings = (fast: boolean) => {
     observabilityOpen: ms(1000),
     redeliveryInterval: ms(200),
     agentExecution: ms(4000),
-    progressEvery: ms(400)
+    progressEvery: ms(400),
+    browserPageLoad: fast ? Duration.millis(1500) : Duration.seconds(3),
+    // The retry budget's window, scaled like the waits, so one scenario's retries do not use up the next one's.
+    budgetWindow: ms(10_000)
   }
 }
 
@@ -111,9 +115,10 @@ export const runDemo = (options: DemoOptions) =>
 
     const services = Runtime.layerWith({
       config: ReliabilityConfig.layerWith({
-        timeouts: { agent_execution: s.agentExecution },
+        timeouts: { agent_execution: s.agentExecution, browser_page_load: s.browserPageLoad },
         policies: { gemini: { initialDelay: s.geminiInitialDelay } },
-        breakers: { observability: { openDuration: s.observabilityOpen } }
+        breakers: { observability: { openDuration: s.observabilityOpen } },
+        budget: { window: s.budgetWindow }
       }),
       store: Store.layer({ filename: Store.databasePath(stateDir) }),
       gemini: Gemini.layerWith({ baseUrl: sandbox.url, apiKey: Redacted.make("sandbox-key") }),
@@ -294,6 +299,9 @@ const scenarios = (options: DemoOptions, s: ReturnType<typeof settings>, sandbox
         }
       })
     )
+
+    // 6. The browser agent on a real Chromium (src/demo/BrowserScenario.ts).
+    yield* BrowserScenario.play({ sandbox, say, scenario, rateLimitHint: s.rateLimitHint, pageLoad: s.browserPageLoad })
 
     yield* Observability.flush
     yield* waitUntil(Effect.map(Observability.stats, (stats) => stats.spoolSize === 0 && stats.queued === 0))
