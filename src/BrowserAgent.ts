@@ -7,6 +7,14 @@
  * (`max_turns`, default 30), a safety decision needs a confirmation nobody gave (`refused`), or
  * `browser_automation` (120 s, browser launch included) passes (`timed_out`, browser closed).
  *
+ * Every model call goes through `Gemini.generateContent` (so `gemini_api`, policy `gemini` and
+ * breaker `gemini` apply); a failed action is answered to the model as an error and the task goes
+ * on. Each task emits `BrowserTaskStarted`, one `BrowserAction` per action and
+ * `BrowserTaskFinished` through `Observability`.
+ *
+ * Environment (through `Config`): `BIG3_BROWSER_CONFIRM` = `allow` runs calls whose
+ * `safety_decision` requires confirmation (default `deny`: the task ends `refused`).
+ *
  * @since 0.2.0
  */
 import * as Config from "effect/Config"

@@ -381,6 +381,9 @@ export const run = (options?: Options): Effect.Effect<never, SandboxError> =>
           gemini: `${sandbox.url}/v1beta/models/{model}:generateContent`,
           events: `${sandbox.url}/events (${options?.eventsMode ?? "extended"} mode)`,
           anthropic: `${sandbox.url}/v1/messages`,
+          computerUse: options?.computerUsePlan === undefined
+            ? "default answers"
+            : `a plan of ${options.computerUsePlan.length} turns; pages at ${sandbox.url}/pages/form`,
           keys: options?.geminiApiKey === undefined && options?.anthropicApiKey === undefined
             ? "default (\"sandbox-key\")"
             : "configured"
