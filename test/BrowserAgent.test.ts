@@ -257,12 +257,28 @@ describe("BrowserAgent loop", () => {
   it.effect("MALFORMED_FUNCTION_CALL is asked again with the same conversation, and counts as a turn", () => {
     const { harness, layer } = setup([
       { candidates: [{ finishReason: "MALFORMED_FUNCTION_CALL", index: 0 }] },
+      { candidates: [{ content: { role: "model", parts: [{ text: "I will click" }] }, finishReason: "MALFORMED_FUNCTION_CALL", index: 0 }] },
       Gemini.textResponse("fine now")
     ])
     return Effect.gen(function*() {
       const result = yield* BrowserAgent.run({ task: "anything" })
-      assert.deepStrictEqual([result.status, result.text, result.turns], ["completed", "fine now", 2])
+      assert.deepStrictEqual([result.status, result.text, result.turns], ["completed", "fine now", 3])
       assert.deepStrictEqual(harness.requests[1]?.contents, harness.requests[0]?.contents)
+      assert.deepStrictEqual(harness.requests[2]?.contents, harness.requests[0]?.contents)
+    }).pipe(Effect.provide(layer))
+  })
+
+  it.effect("each answer carries the id of its call, in the order of the calls", () => {
+    const { harness, layer } = setup([
+      calls({ name: "hover_at", args: { x: 1, y: 2 }, id: "call-a" }, { name: "click_at", args: { x: 3, y: 4 }, id: "call-b" }),
+      Gemini.textResponse("done")
+    ])
+    return Effect.gen(function*() {
+      yield* BrowserAgent.run({ task: "two calls" })
+      assert.deepStrictEqual(answersOf(harness.requests[1]).map((answer) => [answer.name, answer.id]), [
+        ["hover_at", "call-a"],
+        ["click_at", "call-b"]
+      ])
     }).pipe(Effect.provide(layer))
   })
 

@@ -144,7 +144,7 @@ export const run = (deps: Deps, input: RunInput): Effect.Effect<RunResult, Brows
         if (calls.length === 0) {
           const finishReason = Gemini.finishReason(response)
           // The model failed to write its call: ask again with the same conversation.
-          if (text === "" && finishReason === Gemini.malformedFunctionCall) continue
+          if (finishReason === Gemini.malformedFunctionCall) continue
           if (text === "" && finishReason !== undefined && finishReason !== "STOP") {
             return yield* result("refused", `Gemini stopped without an answer (finishReason ${finishReason})`)
           }
