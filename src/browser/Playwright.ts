@@ -124,9 +124,13 @@ const spawnProcess = (options: Options) =>
         throw new Error("spawn returned no process id")
       }
       const output: Array<string> = []
-      // Chromium's stderr is read for the DevTools address, then drained so it never blocks on it.
+      let partial = ""
+      // Chromium's stderr is read for the DevTools address, then drained so it never blocks on it;
+      // the last lines are kept for error messages.
       child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
-        output.push(...chunk.split("\n").filter((line) => line.trim() !== ""))
+        const lines = (partial + chunk).split("\n")
+        partial = lines.pop() ?? ""
+        output.push(...lines.filter((line) => line.trim() !== ""))
         if (output.length > 20) output.splice(0, output.length - 20)
       })
       child.on("error", () => {}) // reported through the exit below
