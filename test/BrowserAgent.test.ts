@@ -422,7 +422,7 @@ describe("BrowserAgent loop", () => {
       assert.deepStrictEqual(unset, { confirm: false })
     }))
 
-  it.effect("a task with a Duration-sized deadline reads browser_automation from the config", () => {
+  it.effect("the whole-task deadline is browser_automation from the configuration", () => {
     const { layer } = setup([Effect.never], { timeouts: { browser_automation: "2 minutes" } })
     return Effect.gen(function*() {
       const fiber = yield* Effect.fork(BrowserAgent.run({ task: "hang" }))
