@@ -3,8 +3,9 @@
  *
  * `Runtime.layer` provides configuration, the undici `HttpClient`, Node's `FileSystem` and `Path`,
  * the SQLite store at `{BIG3_STATE_DIR}/big3.db`, the breaker registry, and the Gemini,
- * Observability and Agents clients (agents on the Claude Agent SDK), the Realtime client and the
- * Voice orchestrator. It is composed once; layers
+ * Observability and Agents clients (agents on the Claude Agent SDK), the browser and the browser
+ * agent (Chromium starts only when a task opens it), the Realtime client and the Voice
+ * orchestrator. It is composed once; layers
  * are memoized by reference, so each service is built once however many others need it.
  *
  * ```ts
@@ -28,7 +29,8 @@ import type * as ConfigProvider from "effect/ConfigProvider"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Agents from "./Agents.js"
-import type * as BrowserAgent from "./BrowserAgent.js"
+import * as Browser from "./Browser.js"
+import * as BrowserAgent from "./BrowserAgent.js"
 import * as CircuitBreaker from "./CircuitBreaker.js"
 import * as Gemini from "./Gemini.js"
 import * as Observability from "./Observability.js"
@@ -46,6 +48,8 @@ export type Services =
   | Agents.Agents
   | Realtime.Realtime
   | Voice.Voice
+  | Browser.Browser
+  | BrowserAgent.BrowserAgent
   | HttpClient.HttpClient
   | FileSystem.FileSystem
   | Path.Path
@@ -66,8 +70,9 @@ export interface Options {
   readonly agentBackend?: Layer.Layer<Agents.AgentBackend, ConfigError.ConfigError, Observability.Observability> | undefined
   readonly agents?: Layer.Layer<Agents.Agents, ConfigError.ConfigError | Agents.AgentsError, Agents.Requirements> | undefined
   readonly realtime?: Layer.Layer<Realtime.Realtime, ConfigError.ConfigError, ReliabilityConfig.ReliabilityConfig | CircuitBreaker.CircuitBreaker> | undefined
-  /** The browser agent behind the voice loop's `browser_use` tool. */
-  readonly browserAgent?: Layer.Layer<BrowserAgent.BrowserAgent, ConfigError.ConfigError> | undefined
+  readonly browser?: Layer.Layer<Browser.Browser, ConfigError.ConfigError, ReliabilityConfig.ReliabilityConfig> | undefined
+  /** The browser agent (also behind the voice loop's `browser_use` tool). */
+  readonly browserAgent?: Layer.Layer<BrowserAgent.BrowserAgent, ConfigError.ConfigError, BrowserAgent.Requirements> | undefined
 }
 
 /** What every client stands on: configuration, breakers, HTTP, files and the store. */
@@ -103,13 +108,13 @@ const stages = (options: Options) => {
     Layer.provideMerge(observability)
   )
   const gemini = (options.gemini ?? Gemini.layer).pipe(Layer.provide(foundation))
+  const browser = (options.browser ?? Browser.layer).pipe(Layer.provide(foundation))
+  const browserAgent = (options.browserAgent ?? BrowserAgent.layer).pipe(
+    Layer.provideMerge(Layer.mergeAll(browser, gemini, observability))
+  )
   const realtime = (options.realtime ?? Realtime.layer).pipe(Layer.provide(foundation))
-  // MERGE POINT (issue 14): the default browser agent. Replace `Voice.browserAgentUnavailable`
-  // (every browser_use answered "not available in this build") with `BrowserAgent.layer`,
-  // composed on Gemini and Browser.
-  const browserAgent = options.browserAgent ?? Voice.browserAgentUnavailable
-  const voice = Voice.layer.pipe(Layer.provide(browserAgent), Layer.provideMerge(realtime), Layer.provideMerge(agents))
-  return { foundation, observability, agents, voice, all: Layer.merge(voice, gemini) }
+  const voice = Voice.layer.pipe(Layer.provideMerge(Layer.mergeAll(realtime, agents, browserAgent)))
+  return { foundation, observability, agents, browserAgent, voice, all: voice }
 }
 
 /** The foundation alone (no clients), for tools that only need the store or the breakers. */
@@ -125,13 +130,22 @@ export const observabilityWith = (
 /** The foundation, Observability and Agents, without Gemini (what `big3 agents` runs on). */
 export const agentsWith = (
   options: Options = {}
-): Layer.Layer<Exclude<Services, Gemini.Gemini | Realtime.Realtime | Voice.Voice>, Error> =>
-  withConfigProvider(options, stages(options).agents)
+): Layer.Layer<
+  Exclude<Services, Gemini.Gemini | Browser.Browser | BrowserAgent.BrowserAgent | Realtime.Realtime | Voice.Voice>,
+  Error
+> => withConfigProvider(options, stages(options).agents)
 
-/** The foundation, Observability, Agents, Realtime and Voice, without Gemini (what `big3 voice` runs on). */
-export const voiceWith = (
+/** Everything `big3 voice` runs on: the voice loop with its tools' services (Agents, the browser agent). */
+export const voiceWith = (options: Options = {}): Layer.Layer<Services, Error> =>
+  withConfigProvider(options, stages(options).voice)
+
+/** The foundation, Observability, Gemini, the browser and the browser agent (what `big3 browse` runs on). */
+export const browserAgentWith = (
   options: Options = {}
-): Layer.Layer<Exclude<Services, Gemini.Gemini>, Error> => withConfigProvider(options, stages(options).voice)
+): Layer.Layer<
+  Foundation | Observability.Observability | Gemini.Gemini | Browser.Browser | BrowserAgent.BrowserAgent,
+  ConfigError.ConfigError | SqlError
+> => withConfigProvider(options, stages(options).browserAgent)
 
 /** The composed layer, with some pieces replaced. */
 export const layerWith = (options: Options = {}): Layer.Layer<Services, Error> =>

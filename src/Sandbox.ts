@@ -16,6 +16,8 @@
  * - `POST /v1/messages` (faults: `"anthropic"`), `POST /v1/messages/count_tokens`
  * - `GET /v1/realtime`: the OpenAI Realtime WebSocket (its own per-connection fault plans and
  *   scripted model, `Service.realtime`; see `sandbox/Realtime.ts`)
+ * - `GET /pages/form`, `/pages/submitted`, `/pages/never`: local pages for browser agents; a
+ *   `generateContent` request with the `computerUse` tool is answered from `computerUsePlan`
  * - anything else: 404 in the format of the API its path belongs to (`/v1beta/…` Gemini,
  *   `/v1/…` Anthropic); other paths answer like the observability server (public mode: 200
  *   text/plain "Multi-Agent Observability Server"; extended mode: that for `GET /`, else 404 JSON).
@@ -42,11 +44,13 @@ import * as SynchronizedRef from "effect/SynchronizedRef"
 import * as Http from "node:http"
 import type * as Net from "node:net"
 import * as Anthropic from "./sandbox/Anthropic.js"
+import * as ComputerUse from "./sandbox/ComputerUse.js"
 import * as Events from "./sandbox/Events.js"
 import type { FaultKind, FaultPlan, PlanState, RouteName } from "./sandbox/FaultPlan.js"
 import { initialState, isRouteName, kindOf, nextAction, normal } from "./sandbox/FaultPlan.js"
 import * as Gemini from "./sandbox/Gemini.js"
 import * as Realtime from "./sandbox/Realtime.js"
+import * as Pages from "./sandbox/Pages.js"
 import type { Answer, Upstream } from "./sandbox/Http.js"
 import { readIncoming, recordedBody, redactHeaders, redactQuery } from "./sandbox/Http.js"
 
@@ -54,6 +58,8 @@ export type { FaultKind, FaultMix, FaultPlan, FaultStep, RouteName } from "./san
 export { routeNames } from "./sandbox/FaultPlan.js"
 export type { EventsMode, StoredEvent } from "./sandbox/Events.js"
 export type { RealtimeConnection, RealtimeFaultStep, RealtimePlan, RealtimeRule } from "./sandbox/Realtime.js"
+export { ComputerUsePlan, parsePlan as parseComputerUsePlan, planFinished } from "./sandbox/ComputerUse.js"
+export { formTargets } from "./sandbox/Pages.js"
 
 /** A key given as plain text or as `Redacted`; either way only compared, never recorded or logged. */
 export type Secret = string | Redacted.Redacted<string>
@@ -82,6 +88,8 @@ export interface Options {
   readonly realtimeScript?: ReadonlyArray<Realtime.RealtimeRule> | undefined
   /** The Realtime fault plan in force from the start, one step per connection. */
   readonly realtimePlan?: Realtime.RealtimePlan | undefined
+  /** Answers requests carrying the `computerUse` tool, turn by turn (see `ComputerUsePlan`). */
+  readonly computerUsePlan?: ComputerUse.ComputerUsePlan | undefined
 }
 
 /** What the client got: an HTTP status, or no answer at all. */
@@ -151,6 +159,8 @@ export interface Service {
     /** Every connection so far, in order, with the client events it received. */
     readonly connections: Effect.Effect<ReadonlyArray<Realtime.RealtimeConnection>>
   }
+  /** Replaces the computer-use plan and starts it over (`undefined`: the default answers again). */
+  readonly setComputerUsePlan: (plan: ComputerUse.ComputerUsePlan | undefined) => Effect.Effect<void>
 }
 
 export class Sandbox extends Context.Tag("big3/Sandbox")<Sandbox, Service>() {}
@@ -186,6 +196,7 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
   // Plain arrays: appending to an immutable list in a Ref would cost O(n) per request.
   const records: Array<RecordedRequest> = []
   const store = new Events.EventStore()
+  const computerUse = ComputerUse.makeResponder(options.computerUsePlan)
   let sequence = 0
   const realtime = yield* Realtime.make({
     apiKey: toRedacted(options.openaiApiKey ?? "sandbox-key"),
@@ -278,7 +289,7 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
   const router = HttpRouter.empty.pipe(
     HttpRouter.post(
       "/v1beta/models/:model(^[^/:]+)::generateContent",
-      handle("gemini", Gemini.upstream, Gemini.generateContent(geminiKey))
+      handle("gemini", Gemini.upstream, Gemini.generateContent(geminiKey, computerUse))
     ),
     HttpRouter.post(
       "/v1beta/models/:model(^[^/:]+)::countTokens",
@@ -300,6 +311,7 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
           HttpRouter.get("/health", handle("other", events, Events.health))
         )
       : identity,
+    HttpRouter.get("/pages/:page", handle("other", Pages.upstream, Pages.serve)),
     HttpRouter.all("*", handle("other", events, fallback))
   )
 
@@ -374,6 +386,7 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
       Effect.sync(() => {
         records.length = 0
         store.clear()
+        computerUse.setPlan(undefined)
       })
     ).pipe(Effect.zipRight(realtime.reset)),
     realtime: {
@@ -381,7 +394,8 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
       setPlan: realtime.setPlan,
       setScript: realtime.setScript,
       connections: realtime.connections
-    }
+    },
+    setComputerUsePlan: (plan) => Effect.sync(() => computerUse.setPlan(plan))
   })
 })
 
@@ -401,6 +415,9 @@ export const run = (options?: Options): Effect.Effect<never, SandboxError> =>
           events: `${sandbox.url}/events (${options?.eventsMode ?? "extended"} mode)`,
           anthropic: `${sandbox.url}/v1/messages`,
           realtime: sandbox.realtime.url,
+          computerUse: options?.computerUsePlan === undefined
+            ? "default answers"
+            : `a plan of ${options.computerUsePlan.length} turns; pages at ${sandbox.url}/pages/form`,
           keys: options?.geminiApiKey === undefined && options?.anthropicApiKey === undefined
             ? "default (\"sandbox-key\")"
             : "configured"

@@ -6,6 +6,8 @@
  * @since 0.1.0
  */
 export * as Agents from "./Agents.js"
+export * as Browser from "./Browser.js"
+export * as BrowserAgent from "./BrowserAgent.js"
 export * as CircuitBreaker from "./CircuitBreaker.js"
 export * as Errors from "./Errors.js"
 export * as Gemini from "./Gemini.js"

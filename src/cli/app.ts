@@ -12,6 +12,7 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { agentsCommand } from "./agents.js"
+import { browseCommand } from "./browse.js"
 import * as Errors from "../Errors.js"
 import { configCommand } from "./config.js"
 import { demoCommand } from "./demo.js"
@@ -24,7 +25,7 @@ import { version } from "./version.js"
 
 export const big3 = Command.make("big3").pipe(
   Command.withDescription("reliability runtime of the Big Three agent system"),
-  Command.withSubcommands([configCommand, demoCommand, geminiCommand, eventsCommand, agentsCommand, sandboxCommand, voiceCommand])
+  Command.withSubcommands([configCommand, demoCommand, geminiCommand, eventsCommand, agentsCommand, sandboxCommand, browseCommand, voiceCommand])
 )
 
 export const cli = Command.run(big3, { name: "big3", version })

@@ -6,6 +6,8 @@
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import { ComputerUsePlan } from "../sandbox/ComputerUse.js"
 import { metricsOption, withMetrics } from "./shared.js"
 
 const port = Options.integer("port").pipe(Options.withDefault(8787), Options.withDescription("port on 127.0.0.1 (0 picks one)"))
@@ -14,15 +16,20 @@ const eventsMode = Options.choice("events-mode", ["extended", "public"]).pipe(
   Options.withDescription("extended: idempotent /events and /events/batch; public: exactly the public observability server")
 )
 
+const computerUsePlan = Options.fileSchema("computer-use-plan", ComputerUsePlan, "json").pipe(
+  Options.optional,
+  Options.withDescription("a JSON array whose i-th element is the parts of model turn i, for requests with the computerUse tool")
+)
+
 export const sandboxCommand = Command.make(
   "sandbox",
-  { port, eventsMode, metrics: metricsOption },
-  ({ eventsMode, metrics, port }) =>
+  { port, eventsMode, computerUsePlan, metrics: metricsOption },
+  ({ computerUsePlan, eventsMode, metrics, port }) =>
     withMetrics(
       metrics,
       Effect.gen(function*() {
         const Sandbox = yield* Effect.promise(() => import("../Sandbox.js"))
-        return yield* Sandbox.run({ port, eventsMode })
+        return yield* Sandbox.run({ port, eventsMode, computerUsePlan: Option.getOrUndefined(computerUsePlan) })
       })
     )
 ).pipe(Command.withDescription("serve the loopback Gemini / observability / Anthropic emulator until interrupted"))

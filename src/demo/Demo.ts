@@ -21,6 +21,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as Agents from "../Agents.js"
+import * as BrowserScenario from "./BrowserScenario.js"
 import * as Gemini from "../Gemini.js"
 import * as Observability from "../Observability.js"
 import * as Realtime from "../Realtime.js"
@@ -77,7 +78,10 @@ const settings = (fast: boolean) => {
     redeliveryInterval: ms(200),
     agentExecution: ms(4000),
     progressEvery: ms(400),
-    reconnectDelay: ms(1000)
+    reconnectDelay: ms(1000),
+    browserPageLoad: fast ? Duration.millis(1500) : Duration.seconds(3),
+    // The retry budget's window, scaled like the waits, so one scenario's retries do not use up the next one's.
+    budgetWindow: ms(10_000)
   }
 }
 
@@ -114,9 +118,10 @@ export const runDemo = (options: DemoOptions) =>
 
     const services = Runtime.layerWith({
       config: ReliabilityConfig.layerWith({
-        timeouts: { agent_execution: s.agentExecution },
+        timeouts: { agent_execution: s.agentExecution, browser_page_load: s.browserPageLoad },
         policies: { gemini: { initialDelay: s.geminiInitialDelay }, network: { initialDelay: s.reconnectDelay } },
-        breakers: { observability: { openDuration: s.observabilityOpen } }
+        breakers: { observability: { openDuration: s.observabilityOpen } },
+        budget: { window: s.budgetWindow }
       }),
       store: Store.layer({ filename: Store.databasePath(stateDir) }),
       gemini: Gemini.layerWith({ baseUrl: sandbox.url, apiKey: Redacted.make("sandbox-key") }),
@@ -301,6 +306,8 @@ const scenarios = (options: DemoOptions, s: ReturnType<typeof settings>, sandbox
 
     // 6. The voice loop: an orchestrated session that survives a dropped socket and an expiry.
     yield* scenario("voice loop", VoiceScenario.run({ sandbox, say }))
+    // 7. The browser agent on a real Chromium (src/demo/BrowserScenario.ts).
+    yield* BrowserScenario.play({ sandbox, say, scenario, rateLimitHint: s.rateLimitHint, pageLoad: s.browserPageLoad })
 
     yield* Observability.flush
     yield* waitUntil(Effect.map(Observability.stats, (stats) => stats.spoolSize === 0 && stats.queued === 0))

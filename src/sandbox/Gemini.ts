@@ -11,6 +11,7 @@ import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import type * as ComputerUse from "./ComputerUse.js"
 import { retryAfterSeconds } from "./FaultPlan.js"
 import type { Answer, Incoming, Issue, Upstream } from "./Http.js"
 import { approxTokens, decode, parseJson, pseudoId } from "./Http.js"
@@ -295,8 +296,11 @@ const decodeRequest = (
       )
   )
 
-/** `POST /v1beta/models/{model}:generateContent`. */
-export const generateContent = (apiKey: Redacted.Redacted<string>): Answer => (incoming) =>
+/**
+ * `POST /v1beta/models/{model}:generateContent`. With a computer-use `responder`, a request that
+ * carries the `computerUse` tool is answered from its plan (see `ComputerUse.ts`).
+ */
+export const generateContent = (apiKey: Redacted.Redacted<string>, responder?: ComputerUse.Responder): Answer => (incoming) =>
   Effect.sync(() => {
     const denied = keyProblem(incoming, apiKey)
     if (denied !== undefined) return denied
@@ -315,10 +319,13 @@ export const generateContent = (apiKey: Redacted.Redacted<string>): Answer => (i
             responseId
           })
         }
+        const planned = responder !== undefined && declarationsOf(request).computerUse ? responder.next() : undefined
         const part = answerPart(request)
-        const candidatesTokenCount = approxTokens(part.text ?? JSON.stringify(part.functionCall))
+        const candidatesTokenCount = approxTokens(
+          planned === undefined ? part.text ?? JSON.stringify(part.functionCall) : JSON.stringify(planned.content ?? "")
+        )
         return HttpServerResponse.unsafeJson({
-          candidates: [{ content: { role: "model", parts: [part] }, finishReason: "STOP", index: 0 }],
+          candidates: [planned ?? { content: { role: "model", parts: [part] }, finishReason: "STOP", index: 0 }],
           usageMetadata: {
             promptTokenCount,
             candidatesTokenCount,
