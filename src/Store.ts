@@ -1,7 +1,15 @@
 /**
- * big3's embedded store: one SQLite database (`{BIG3_STATE_DIR}/big3.db`, default `.big3/big3.db`)
- * behind `@effect/sql`'s `SqlClient`, shared by every service that keeps state (the observability
- * spool and dead letters, the agent registry).
+ * big3's store: one SQL database behind `@effect/sql`'s `SqlClient`, shared by every service that
+ * keeps state (the agent registry, the runners' cluster storage, the observability spool).
+ *
+ * - Embedded (the default): SQLite at `{BIG3_STATE_DIR}/big3.db` (default `.big3/big3.db`); one
+ *   machine, no server to install.
+ * - Shared: `BIG3_DATABASE_URL=postgres://…` puts it on PostgreSQL (`@effect/sql-pg`), so several
+ *   runners, on one machine or several, share the agents and their durable commands.
+ *
+ * `layerConfig` picks between them; anything that asks for `SqlClient` follows. The observability
+ * spool's SQL is SQLite's own for now (`json_each`, `AUTOINCREMENT`), so it keeps an embedded
+ * SQLite store even when the rest is on PostgreSQL: `layerEventSpool`.
  *
  * Schemas are owned by the services: each creates its own tables when its layer starts, with
  * `Store.ensureSchema(component, statements)` (idempotent `CREATE TABLE IF NOT EXISTS` DDL run in
@@ -12,12 +20,16 @@
 import * as Reactivity from "@effect/experimental/Reactivity"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
+import * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
-import type * as Config from "effect/Config"
-import type * as ConfigError from "effect/ConfigError"
+import * as Config from "effect/Config"
+import * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -43,6 +55,55 @@ export const stateDir: Config.Config<string> = pathSettingOr("BIG3_STATE_DIR", d
 
 /** The database path under a state directory. */
 export const databasePath = (dir: string): string => path.join(dir, databaseFile)
+
+/** Where the store lives: the embedded SQLite file, or a PostgreSQL database. */
+export type Location =
+  | { readonly _tag: "Sqlite"; readonly filename: string }
+  | { readonly _tag: "Postgres"; readonly url: Redacted.Redacted }
+
+const postgresScheme = /^postgres(ql)?:\/\//i
+
+/**
+ * `BIG3_DATABASE_URL`: a `postgres://` (or `postgresql://`) URL puts the store on PostgreSQL;
+ * unset or blank keeps it embedded. Redacted: it may carry a password, so no message repeats it.
+ */
+export const databaseUrl: Config.Config<Option.Option<Redacted.Redacted>> = Config.string("BIG3_DATABASE_URL").pipe(
+  Config.option,
+  Config.mapOrFail((value) => {
+    const url = Option.filter(Option.map(value, (text) => text.trim()), (text) => text !== "")
+    if (Option.isSome(url) && !postgresScheme.test(url.value)) {
+      return Either.left(
+        ConfigError.InvalidData(
+          ["BIG3_DATABASE_URL"],
+          "BIG3_DATABASE_URL: expected a PostgreSQL URL (postgres://user@host:port/database); " +
+            "leave it unset for the embedded SQLite store"
+        )
+      )
+    }
+    return Either.right(Option.map(url, Redacted.make))
+  })
+)
+
+/** `BIG3_DATABASE_URL` if set, else SQLite at `{BIG3_STATE_DIR}/big3.db`. */
+export const locationConfig: Config.Config<Location> = Config.all([databaseUrl, stateDir]).pipe(
+  Config.map(([url, dir]): Location =>
+    Option.match(url, {
+      onNone: () => ({ _tag: "Sqlite", filename: databasePath(dir) }),
+      onSome: (url) => ({ _tag: "Postgres", url })
+    })
+  )
+)
+
+/** A location in words, for logs and `big3 serve`: never the URL's password. */
+export const describeLocation = (location: Location): string => {
+  if (location._tag === "Sqlite") return `SQLite at ${location.filename}`
+  try {
+    const url = new URL(Redacted.value(location.url))
+    return `PostgreSQL at ${url.hostname}${url.port === "" ? "" : `:${url.port}`}${url.pathname}`
+  } catch {
+    return "PostgreSQL"
+  }
+}
 
 const describe = (cause: unknown): string => cause instanceof Error ? cause.message : String(cause)
 
@@ -85,12 +146,64 @@ export const layer = (
 ): Layer.Layer<SqlClient.SqlClient | SqliteClient.SqliteClient, SqlError> =>
   Layer.scopedContext(Effect.map(make(options), contextOf))
 
-/** The store at `{BIG3_STATE_DIR}/big3.db` (default `.big3/big3.db`). */
-export const layerConfig: Layer.Layer<
+/**
+ * Connects to PostgreSQL (a pool; `SELECT 1` must answer within 5 s). The failure names the host,
+ * never the password.
+ */
+export const makePostgres = (
+  url: Redacted.Redacted
+): Effect.Effect<PgClient.PgClient, SqlError, Scope.Scope> =>
+  PgClient.make({ url, applicationName: "big3" }).pipe(
+    Effect.mapError((error) =>
+      new SqlError({
+        cause: error.cause,
+        message: `cannot open the store (${describeLocation({ _tag: "Postgres", url })}): ${error.message}` +
+          (error.cause instanceof Error ? `: ${error.cause.message}` : "")
+      })
+    ),
+    Effect.provide(Reactivity.layer)
+  )
+
+/** The store on PostgreSQL at `url`, as `SqlClient` (and `PgClient`); the pool closes with the layer. */
+export const layerPostgres = (
+  url: Redacted.Redacted
+): Layer.Layer<SqlClient.SqlClient | PgClient.PgClient, SqlError> =>
+  Layer.scopedContext(
+    Effect.map(makePostgres(url), (client) => Context.make(PgClient.PgClient, client).pipe(Context.add(SqlClient.SqlClient, client)))
+  )
+
+/** The store at a location, as `SqlClient`. */
+export const layerAt = (location: Location): Layer.Layer<SqlClient.SqlClient, SqlError> =>
+  location._tag === "Sqlite" ? layer({ filename: location.filename }) : layerPostgres(location.url)
+
+/**
+ * The application's store: PostgreSQL when `BIG3_DATABASE_URL` is set, else SQLite at
+ * `{BIG3_STATE_DIR}/big3.db` (default `.big3/big3.db`).
+ */
+export const layerConfig: Layer.Layer<SqlClient.SqlClient, SqlError | ConfigError.ConfigError> = Layer.unwrapEffect(
+  Effect.map(locationConfig, layerAt)
+)
+
+/** The embedded store at `{BIG3_STATE_DIR}/big3.db`, whatever `BIG3_DATABASE_URL` says. */
+export const layerEmbedded: Layer.Layer<
   SqlClient.SqlClient | SqliteClient.SqliteClient,
   SqlError | ConfigError.ConfigError
 > = Layer.scopedContext(
   Effect.flatMap(stateDir, (dir) => Effect.map(make({ filename: databasePath(dir) }), contextOf))
+)
+
+/**
+ * The observability spool's store, given the application's store: the same one when it is the
+ * embedded SQLite, else (PostgreSQL) the embedded SQLite at `{BIG3_STATE_DIR}/big3.db`, because
+ * the spool's SQL is SQLite's own for now.
+ */
+export const layerEventSpool: Layer.Layer<
+  SqlClient.SqlClient,
+  SqlError | ConfigError.ConfigError,
+  SqlClient.SqlClient
+> = Layer.unwrapEffect(
+  Effect.map(databaseUrl, (url) =>
+    Option.isSome(url) ? Layer.map(layerEmbedded, Context.pick(SqlClient.SqlClient)) : Layer.effect(SqlClient.SqlClient, SqlClient.SqlClient))
 )
 
 /** A private in-memory store, for tests. */
@@ -101,15 +214,24 @@ export const layerMemory: Layer.Layer<SqlClient.SqlClient | SqliteClient.SqliteC
 /**
  * Creates a component's tables: `statements` are idempotent DDL (`CREATE TABLE IF NOT EXISTS`,
  * `CREATE INDEX IF NOT EXISTS`), run in one transaction. Each service calls it for its own tables
- * when its layer starts; `component` names it in the error.
+ * when its layer starts; `component` names it in the error. On PostgreSQL the transaction first
+ * takes an advisory lock named after the component, so two runners starting together do not race
+ * on the catalog (`CREATE TABLE IF NOT EXISTS` is not atomic there).
  */
 export const ensureSchema = (
   component: string,
   statements: ReadonlyArray<string>
 ): Effect.Effect<void, SqlError, SqlClient.SqlClient> =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    sql.withTransaction(Effect.forEach(statements, (statement) => sql.unsafe(statement).raw, { discard: true })).pipe(
+  Effect.flatMap(SqlClient.SqlClient, (sql) => {
+    const lock = sql.onDialectOrElse({
+      pg: () => sql`SELECT pg_advisory_xact_lock(hashtext(${`big3:schema:${component}`}))`.raw,
+      orElse: () => Effect.void
+    })
+    return sql.withTransaction(
+      Effect.zipRight(lock, Effect.forEach(statements, (statement) => sql.unsafe(statement).raw, { discard: true }))
+    ).pipe(
       Effect.mapError((error) =>
         new SqlError({ cause: error, message: `cannot create the ${component} tables: ${error.message}` })
       )
-    ))
+    )
+  })

@@ -1,5 +1,6 @@
 /**
- * The agent registry: one row per agent in the `agents` table of the embedded SQLite database.
+ * The agent registry: one row per agent in the `agents` table of the store (the embedded SQLite
+ * database, or PostgreSQL when `BIG3_DATABASE_URL` is set: the SQL here runs on both).
  *
  * `name` is the primary key, so two creates of one name cannot both succeed, even from two
  * `big3` processes sharing the database file. A create first reserves its name (a `creating`
@@ -37,7 +38,7 @@ export const createTable = `CREATE TABLE IF NOT EXISTS agents (
   session_id  TEXT,
   greeting    TEXT,
   reservation TEXT,
-  created_at  INTEGER NOT NULL,
+  created_at  BIGINT NOT NULL,
   root        TEXT,
   directory   TEXT
 )`
@@ -55,7 +56,8 @@ const Row = Schema.Struct({
   session_id: Schema.NullOr(Schema.String),
   greeting: Schema.NullOr(Schema.String),
   reservation: Schema.NullOr(Schema.String),
-  created_at: Schema.Number.pipe(Schema.finite(), Schema.nonNegative()),
+  // PostgreSQL returns BIGINT columns as strings (they may exceed 2^53); ours are milliseconds.
+  created_at: Schema.Union(Schema.Number, Schema.NumberFromString).pipe(Schema.finite(), Schema.nonNegative()),
   root: Schema.NullOr(Schema.String),
   directory: Schema.NullOr(Schema.String)
 })
@@ -90,7 +92,7 @@ export type Lookup =
 const causeMessage = (error: SqlError): string =>
   Predicate.hasProperty(error.cause, "message") && typeof error.cause.message === "string" ? error.cause.message : ""
 
-const storageError = (what: string, agent?: string) => (error: SqlError): AgentStorageError => {
+export const storageError = (what: string, agent?: string) => (error: SqlError): AgentStorageError => {
   const detail = causeMessage(error)
   const cause = detail === "" ? "" : `: ${detail}`
   return new AgentStorageError({
@@ -136,19 +138,29 @@ const toRecord = (row: Row): AgentRecord => ({
 
 /**
  * Adds the columns an older `agents` table lacks. Two processes may race here: the loser's
- * "duplicate column name" means the column is there, which is all it wanted.
+ * "duplicate column name" means the column is there, which is all it wanted. (PostgreSQL has
+ * `ADD COLUMN IF NOT EXISTS`; SQLite does not, so its columns are read first.)
  */
 const addMissingColumns = (sql: SqlClient.SqlClient) =>
-  Effect.gen(function*() {
-    const present = new Set(
-      (yield* sql<{ readonly name: string }>`SELECT name FROM pragma_table_info('agents')`).map((column) => column.name)
-    )
-    for (const [name, definition] of addedColumns) {
-      if (present.has(name)) continue
-      yield* sql.unsafe(`ALTER TABLE agents ADD COLUMN ${name} ${definition}`).raw.pipe(
-        Effect.catchIf((error) => /duplicate column name/i.test(causeMessage(error)), () => Effect.void)
-      )
-    }
+  sql.onDialectOrElse({
+    pg: () =>
+      Effect.forEach(
+        addedColumns,
+        ([name, definition]) => sql.unsafe(`ALTER TABLE agents ADD COLUMN IF NOT EXISTS ${name} ${definition}`).raw,
+        { discard: true }
+      ),
+    orElse: () =>
+      Effect.gen(function*() {
+        const present = new Set(
+          (yield* sql<{ readonly name: string }>`SELECT name FROM pragma_table_info('agents')`).map((column) => column.name)
+        )
+        for (const [name, definition] of addedColumns) {
+          if (present.has(name)) continue
+          yield* sql.unsafe(`ALTER TABLE agents ADD COLUMN ${name} ${definition}`).raw.pipe(
+            Effect.catchIf((error) => /duplicate column name/i.test(causeMessage(error)), () => Effect.void)
+          )
+        }
+      })
   })
 
 /** The registry over `SqlClient` (result-name transforms off: the column names are ours). */
