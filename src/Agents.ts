@@ -20,6 +20,7 @@ import { Agents } from "./agents/Service.js"
 
 export {
   AgentBackend,
+  delayedRun,
   makeScripted,
   scriptedBackend,
   scriptedRun,
@@ -61,7 +62,9 @@ export {
 export type { Status as OperatorFileStatus } from "./agents/OperatorFile.js"
 export { createTable as registrySchema } from "./agents/Registry.js"
 export { agentsDirConfig } from "./agents/Directory.js"
-export { Agents, layer, layerWith, make } from "./agents/Service.js"
+export { Agents, layer, layerDurable, layerWith, make, makeDurable } from "./agents/Service.js"
+export { CommandHost } from "./agents/Host.js"
+export type { Dispatch, DurableCommand, Outcome, Service as CommandHostService } from "./agents/Host.js"
 export type {
   Agent,
   AgentsError,

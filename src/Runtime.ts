@@ -102,7 +102,11 @@ const stages = (options: Options) => {
     Layer.provideMerge(options.config ?? ReliabilityConfig.layer),
     Layer.provideMerge(platform)
   )
-  const observability = (options.observability ?? Observability.layer).pipe(Layer.provideMerge(foundation))
+  // The spool stays on the embedded SQLite while the store is PostgreSQL (its SQL is SQLite's).
+  const spooled = options.observability ?? Observability.layer
+  const observability = (options.store === undefined ? Layer.provide(spooled, Store.layerEventSpool) : spooled).pipe(
+    Layer.provideMerge(foundation)
+  )
   const agents = (options.agents ?? Agents.layer).pipe(
     Layer.provide(options.agentBackend ?? Agents.claudeAgentSdk),
     Layer.provideMerge(observability)

@@ -6,6 +6,7 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
@@ -69,6 +70,22 @@ export const scriptedRun = (input: RunInput): Stream.Stream<AgentMessage> =>
     TextMessage.make({ text: `Working on: ${input.prompt}` }),
     ResultMessage.make({ text: `Done: ${input.prompt}`, isError: false, costUsd: 0 })
   )
+
+/**
+ * `run` after a pause: the first message (a `Progress`) at once, the rest after `delay`, so a
+ * command stays in flight long enough to crash a runner under it. A zero delay is `run` itself.
+ */
+export const delayedRun = (
+  run: (input: RunInput) => Stream.Stream<AgentMessage, Big3Error>,
+  delay: Duration.DurationInput
+) =>
+(input: RunInput): Stream.Stream<AgentMessage, Big3Error> => {
+  if (Duration.lessThanOrEqualTo(Duration.decode(delay), Duration.zero)) return run(input)
+  return run(input).pipe(
+    Stream.zipWithIndex,
+    Stream.mapEffect(([message, index]) => index === 1 ? Effect.as(Effect.sleep(delay), message) : Effect.succeed(message))
+  )
+}
 
 /** A backend that answers from `script`, for tests and demos. */
 export const makeScripted = (script: Script = {}): Service =>

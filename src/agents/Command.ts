@@ -52,6 +52,13 @@ export const makeEmit = (observability: Observability.Service): Emit => (hookEve
     ...(summary === undefined ? {} : { summary })
   })
 
+/**
+ * What an interruption of a command means: `stopped` (its agent is being deleted, or the process
+ * that owns it is shutting down for good: recorded as interrupted), or `handover` (a runner lets
+ * go of a durable command, which resumes on the runner that takes the agent: it stays running).
+ */
+export type Interruption = "stopped" | "handover"
+
 /** What a command needs from the service. */
 export interface Context {
   readonly backend: Backend.Service
@@ -62,6 +69,18 @@ export interface Context {
   readonly progressInterval: Duration.Duration
 }
 
+/** What one execution of a command adds to `Context` (the defaults are an in-process command's). */
+export interface Execution {
+  /** What an interruption means now; default `stopped`. */
+  readonly interruption?: Effect.Effect<Interruption> | undefined
+  /**
+   * Records a final outcome before it is written; false means it is not this execution's to
+   * write (a later attempt owns the command, or it finished already), so the file is left alone.
+   * Default: every outcome is written.
+   */
+  readonly record?: ((status: Exclude<OperatorFile.Status, "running">, result: string) => Effect.Effect<boolean, AgentStorageError>) | undefined
+}
+
 /** A unique suffix for temp files. */
 export const uniqueSuffix = Effect.map(Random.nextIntBetween(0, 0x7fffffff), (n) => n.toString(36))
 
@@ -70,7 +89,7 @@ export const uniqueSuffix = Effect.map(Random.nextIntBetween(0, 0x7fffffff), (n)
  * logged). Interrupting it interrupts the run, waits for it to stop, then records "interrupted".
  */
 export const job = (
-  context: Context,
+  context: Context & Execution,
   input: {
     readonly agent: AgentRecord
     readonly location: Directory.Location
@@ -87,13 +106,19 @@ export const job = (
   const summary = (what: string) => `command of ${agent.name} ${what}`
 
   const write = Effect.flatMap(uniqueSuffix, (unique) => files.writeFile(location, input.fileName, OperatorFile.render(doc), unique))
-  const finish = (status: OperatorFile.Status, result: string) =>
-    Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      doc.status = status
-      doc.result = result
-      doc.updatedAt = now
-      return write
-    })
+  const record = context.record ?? (() => Effect.succeed(true))
+  // The outcome is recorded first (for a durable command, only its current attempt may), then
+  // written; an outcome that is not this execution's to record leaves the file alone.
+  const finish = (status: Exclude<OperatorFile.Status, "running">, result: string) =>
+    Effect.flatMap(record(status, result), (mine) =>
+      mine
+        ? Effect.flatMap(Clock.currentTimeMillis, (now) => {
+          doc.status = status
+          doc.result = result
+          doc.updatedAt = now
+          return write
+        })
+        : Effect.logWarning(`agent ${agent.name}: ${file} was finished by another attempt; this one's outcome (${status}) is dropped`))
 
   // Each message updates the document and pokes the writer; pokes arriving while it waits out
   // the interval collapse into one (a sliding queue of one), so it writes the latest document.
@@ -136,10 +161,17 @@ export const job = (
       )
   }
 
-  const onInterrupted = Effect.zipRight(
+  const onStopped = Effect.zipRight(
     finish("interrupted", "Interrupted: the command was stopped before it finished (agent deleted or big3 shutting down)."),
     emit("AgentCommandInterrupted", agent.sessionId, base, summary("interrupted"))
   )
+  // The runner lets go of a durable command: it stays running, and says where it went.
+  const onHandover = Effect.flatMap(Clock.currentTimeMillis, (now) => {
+    OperatorFile.addProgress(doc, now, "Handed over: this runner stopped or gave the agent up; the command resumes on the runner that takes the agent")
+    return Effect.zipRight(write, emit("AgentCommandHandedOver", agent.sessionId, base, summary("handed over")))
+  })
+  const onInterrupted = Effect.flatMap(context.interruption ?? Effect.succeed<Interruption>("stopped"), (kind) =>
+    kind === "handover" ? onHandover : onStopped)
 
   const onFailure = (cause: Cause.Cause<Big3Error | AgentStorageError | UnsafeAgentPath>) => {
     const failure = Cause.failureOption(cause)

@@ -152,6 +152,19 @@ export const make = (fs: FileSystem.FileSystem, path: Path.Path) => {
         onSome: (resolved) => checkResolved(location, resolved)
       }))
 
+  /**
+   * `verify`, creating the directory first when it is missing: a runner that takes over an agent
+   * created on another machine makes the agent's directory there (same path) for its files.
+   */
+  const ensure = (location: Location): Effect.Effect<void, UnsafeAgentPath | AgentStorageError> =>
+    Effect.flatMap(resolve(location), (resolved) =>
+      Option.isSome(resolved)
+        ? checkResolved(location, resolved.value)
+        : fs.makeDirectory(location.directory, { recursive: true }).pipe(
+          Effect.mapError(storageError(location.agent, `create ${location.directory}`)),
+          Effect.zipRight(verify(location))
+        ))
+
   /** Writes an operator file atomically, never through a link (see the module comment). */
   const writeFile = (
     location: Location,
@@ -249,7 +262,7 @@ export const make = (fs: FileSystem.FileSystem, path: Path.Path) => {
         )
         : Effect.void)
 
-  return { prepareRoot, locationIn, locate, verify, writeFile, listFiles, readFile, checkRemovable, remove } as const
+  return { prepareRoot, locationIn, locate, verify, ensure, writeFile, listFiles, readFile, checkRemovable, remove } as const
 }
 
 /** The disk side of the Agents service. */

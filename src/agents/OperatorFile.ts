@@ -213,3 +213,24 @@ export const listFiles = (
     Effect.mapError(ioError(agent, `list ${directory}`))
   )
 
+
+/**
+ * The progress an earlier attempt of a command wrote into its operator file (lines and the
+ * omitted count), so a resumed command continues the same list. The task is known: the section
+ * is found right after it, so a task or result that contains "## Progress" cannot confuse it.
+ * Anything unexpected reads as no progress.
+ */
+export const parseProgress = (content: string, task: string): { readonly lines: Array<string>; readonly omitted: number } => {
+  const marker = `\n## Task\n\n${task}\n\n## Progress\n\n`
+  const start = content.indexOf(marker)
+  if (start < 0) return { lines: [], omitted: 0 }
+  const block = content.slice(start + marker.length).split("\n\n", 1)[0] ?? ""
+  const lines: Array<string> = []
+  let omitted = 0
+  for (const line of block.split("\n")) {
+    const dropped = /^- … (\d+) earlier entries omitted$/.exec(line)
+    if (dropped !== null) omitted = Number(dropped[1])
+    else if (line.startsWith("- ")) lines.push(line.slice(2))
+  }
+  return { lines, omitted }
+}

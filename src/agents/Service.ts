@@ -37,7 +37,9 @@ import {
 import * as Command from "./Command.js"
 import * as Directory from "./Directory.js"
 import { preview } from "./Command.js"
+import * as Host from "./Host.js"
 import * as OperatorFile from "./OperatorFile.js"
+import * as Records from "./Records.js"
 import * as Registry from "./Registry.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -58,7 +60,10 @@ export interface Agent {
   readonly directoryRecorded: boolean
   readonly createdAt: Date
   readonly greeting: string
-  /** Commands of this agent running in this process now. */
+  /**
+   * Commands of this agent running now: in this process, or, for a runner's service
+   * (`layerDurable`), on any runner (as the command records say).
+   */
   readonly runningCommands: number
 }
 
@@ -170,6 +175,34 @@ export type Requirements =
 export const make = (
   options: Options = {}
 ): Effect.Effect<Service, ConfigError.ConfigError | AgentStorageError, Requirements | Scope.Scope> =>
+  Effect.map(build(options, undefined), ({ service }) => service)
+
+/**
+ * Builds a runner's service and its command host: commands are recorded (the `agent_commands`
+ * table is created when missing) and handed to `dispatch`; the host executes them.
+ */
+export const makeDurable = (
+  dispatch: Host.Dispatch,
+  options: Options = {}
+): Effect.Effect<
+  { readonly service: Service; readonly host: Host.Service },
+  ConfigError.ConfigError | AgentStorageError,
+  Requirements | Scope.Scope
+> =>
+  Effect.gen(function*() {
+    const records = yield* Records.make
+    const { internals, service } = yield* build(options, { dispatch, records })
+    return { service, host: Host.make({ ...internals, records }) }
+  })
+
+const build = (
+  options: Options,
+  durable: { readonly dispatch: Host.Dispatch; readonly records: Records.Records } | undefined
+): Effect.Effect<
+  { readonly service: Service; readonly internals: Omit<Host.Internals, "records"> },
+  ConfigError.ConfigError | AgentStorageError,
+  Requirements | Scope.Scope
+> =>
   Effect.gen(function*() {
     const config = yield* ReliabilityConfig
     const breakers = yield* CircuitBreaker.CircuitBreaker
@@ -178,6 +211,8 @@ export const make = (
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     const registry = yield* Registry.make
+    const dispatch = durable?.dispatch
+    const records = durable?.records
     const agentsRoot = path.resolve(options.agentsDir ?? (yield* Directory.agentsDirConfig))
     const files = Directory.make(fs, path)
 
@@ -226,6 +261,8 @@ export const make = (
     // Serializes "look up, prepare, fork" (command) against "interrupt, remove" (delete).
     const lock = yield* Effect.makeSemaphore(1)
     let sequence = 0
+    // Agents being deleted: their interrupted durable commands are stopped, not handed over.
+    const deleting = new Set<string>()
 
     /** Where a registered agent lives: as recorded (older entries: under the current agents root). */
     const locate = (agent: Registry.AgentRecord) => files.locate(agent.name, agent.location, agentsRoot)
@@ -372,7 +409,14 @@ export const make = (
         const agent = yield* requireAgent(name)
         const location = yield* locate(agent)
         const now = yield* Clock.currentTimeMillis
-        const fileName = OperatorFile.fileName(now, ++sequence)
+        let fileName = OperatorFile.fileName(now, ++sequence)
+        if (records !== undefined) {
+          // Runners share the records: a name another runner took this millisecond is skipped.
+          if (dispatch !== undefined) yield* files.ensure(location)
+          while (!(yield* records.insert({ agent: agent.name, file: fileName, prompt, now }))) {
+            fileName = OperatorFile.fileName(now, ++sequence)
+          }
+        }
         const file = path.join(location.directory, fileName)
         const doc = OperatorFile.makeDocument({ file: fileName, agent: agent.name, sessionId: agent.sessionId, task: prompt, now })
         yield* Effect.flatMap(unique, (suffix) => files.writeFile(location, fileName, OperatorFile.render(doc), suffix)).pipe(
@@ -383,6 +427,10 @@ export const make = (
           operator_file: file,
           prompt: preview(prompt)
         }, `command of ${agent.name} started`)
+        if (dispatch !== undefined) {
+          yield* dispatch.start({ agent: agent.name, file: fileName, prompt, createdAt: now })
+          return { operatorFile: file }
+        }
         const job = Command.job(commandContext, { agent, location, doc, fileName, file, prompt })
         yield* FiberMap.run(commands, `${agent.name}/${fileName}`, job)
         return { operatorFile: file }
@@ -428,8 +476,12 @@ export const make = (
       return count
     }
 
-    const list: Service["list"] = Effect.flatMap(registry.list, (records) =>
-      Effect.forEach(records, (record) =>
+    const running: Effect.Effect<(name: string) => number, AgentStorageError> = records === undefined
+      ? Effect.succeed(runningOf)
+      : Effect.map(records.running, (counts) => (name: string) => counts.get(name) ?? 0)
+
+    const list: Service["list"] = Effect.flatMap(Effect.zip(registry.list, running), ([entries, runningOf]) =>
+      Effect.forEach(entries, (record) =>
         Effect.map(locate(record), (location): Agent => ({
           name: record.name,
           type: record.type,
@@ -451,10 +503,15 @@ export const make = (
         const keys: Array<string> = []
         for (const [key] of commands) if (key.startsWith(`${agent.name}/`)) keys.push(key)
         // Each removal interrupts the command and waits for it to record "interrupted".
-        yield* Effect.forEach(keys, (key) => FiberMap.remove(commands, key), { discard: true, concurrency: "unbounded" })
+        deleting.add(agent.name)
+        yield* Effect.forEach(keys, (key) => FiberMap.remove(commands, key), { discard: true, concurrency: "unbounded" }).pipe(
+          Effect.ensuring(Effect.sync(() => deleting.delete(agent.name)))
+        )
         if (!keepDirectory) yield* removeDirectory(location)
         const removed = yield* registry.remove(agent.name)
         if (!removed) return yield* Effect.fail(notFound(name))
+        // Durable commands still queued or running elsewhere find no record and end.
+        if (records !== undefined) yield* records.removeAgent(agent.name)
         yield* emit("AgentDeleted", agent.sessionId, {
           agent: agent.name,
           interrupted_commands: keys.length,
@@ -464,7 +521,21 @@ export const make = (
       }))
     })
 
-    return Agents.of({ create, command, result, list, delete: delete_ })
+    const service = Agents.of({ create, command, result, list, delete: delete_ })
+    const internals: Omit<Host.Internals, "records"> = {
+      context: commandContext,
+      files,
+      lookup: (name) =>
+        Effect.map(
+          Effect.catchTag(registry.lookup(name), "RegistryCorrupt", (error) =>
+            Effect.fail(new AgentStorageError({ service: "agents", agent: name, message: error.message }))),
+          Option.flatMap((found) => found._tag === "Ready" ? Option.some(found.agent) : Option.none())
+        ),
+      locate,
+      commands,
+      isDeleting: (name) => deleting.has(name)
+    }
+    return { service, internals }
   })
 
 /** The service, scoped: running commands are interrupted when the layer is released. */
@@ -475,4 +546,19 @@ export const layer: Layer.Layer<Agents, ConfigError.ConfigError | AgentStorageEr
 
 /** `layer` with explicit options (an agents directory for tests). */
 export const layerWith = (options: Options) => Layer.scoped(Agents, make(options))
+
+/**
+ * A runner's service: commands are recorded and handed to `dispatch` (the runner's workflow
+ * engine), and `CommandHost` executes them where they land.
+ */
+export const layerDurable = (
+  dispatch: Host.Dispatch,
+  options: Options = {}
+): Layer.Layer<Agents | Host.CommandHost, ConfigError.ConfigError | AgentStorageError, Requirements> =>
+  Layer.scopedContext(
+    Effect.map(
+      makeDurable(dispatch, options),
+      ({ host, service }) => Context.make(Agents, service).pipe(Context.add(Host.CommandHost, host))
+    )
+  )
 

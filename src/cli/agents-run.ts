@@ -11,12 +11,19 @@
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Console from "effect/Console"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
+import * as path from "node:path"
 import * as Agents from "../Agents.js"
 import * as Errors from "../Errors.js"
+import * as ReliabilityConfig from "../ReliabilityConfig.js"
+import * as Runner from "../Runner.js"
 import * as Runtime from "../Runtime.js"
+import * as Store from "../Store.js"
 import { CliExit, ExitCode, table } from "./shared.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -58,23 +65,103 @@ export const scripts: Record<Exclude<BackendKind, "claude">, Agents.Script> = {
   }
 }
 
-/** The agent backend `BIG3_AGENT_BACKEND` names (also what `big3 voice` runs its agents on). */
+/**
+ * `BIG3_SCRIPTED_DELAY`: how long a scripted command works (after its first progress line)
+ * before it answers; seconds (`2.5`) or a duration (`"1500 millis"`); default 0. Crash tests and
+ * demos use it to keep a command in flight without any key.
+ */
+export const scriptedDelayConfig: Config.Config<Duration.Duration> = Config.string("BIG3_SCRIPTED_DELAY").pipe(
+  Config.option,
+  Config.mapOrFail((value) => {
+    if (Option.isNone(value) || value.value.trim() === "" || /^0+(\.0+)?$/.test(value.value.trim())) {
+      return Either.right(Duration.zero)
+    }
+    return Option.match(ReliabilityConfig.parseDuration(value.value), {
+      onNone: () =>
+        Either.left(
+          ConfigError.InvalidData(
+            ["BIG3_SCRIPTED_DELAY"],
+            `BIG3_SCRIPTED_DELAY: expected seconds (e.g. 2.5) or a duration (e.g. "1500 millis"), got ${JSON.stringify(value.value.slice(0, 40))}`
+          )
+        ),
+      onSome: Either.right
+    })
+  })
+)
+
+/** A scripted backend's script with `delay` applied to its run. */
+export const scriptWithDelay = (kind: Exclude<BackendKind, "claude">, delay: Duration.Duration): Agents.Script => {
+  const script = scripts[kind]
+  return { ...script, run: Agents.delayedRun(script.run ?? Agents.scriptedRun, delay) }
+}
+
+/** The agent backend `BIG3_AGENT_BACKEND` names (also what `big3 voice` and `big3 serve` run agents on). */
 export const backend = Layer.unwrapEffect(
-  Effect.map(backendConfig, (kind) => kind === "claude" ? Agents.claudeAgentSdk : Agents.scriptedBackend(scripts[kind]))
+  Effect.map(
+    Config.all([backendConfig, scriptedDelayConfig]),
+    ([kind, delay]) => kind === "claude" ? Agents.claudeAgentSdk : Agents.scriptedBackend(scriptWithDelay(kind, delay))
+  )
 )
 
 /** Agents and what they stand on (no Gemini client: agents do not need it). */
 const layer = Runtime.agentsWith({ agentBackend: backend })
 
+// ---------------------------------------------------------------------------------------------
+// Where the agents are driven: a runner, or this process
+// ---------------------------------------------------------------------------------------------
+
+/** What the subcommands need, whether a runner or this process does the work. */
+interface Ops {
+  readonly create: (input: { readonly name?: string | undefined; readonly type: string }) => Effect.Effect<Agents.Created, Agents.AgentsError>
+  readonly command: (name: string, prompt: string) => Effect.Effect<{ readonly operatorFile: string }, Agents.AgentsError>
+  readonly result: (name: string, file?: string | undefined) => Effect.Effect<Agents.OperatorFileContent, Agents.AgentsError>
+  readonly list: Effect.Effect<ReadonlyArray<Agents.Agent>, Agents.AgentsError>
+  readonly delete: (name: string, options: { readonly keepDirectory: boolean }) => Effect.Effect<void, Agents.AgentsError>
+}
+
+/** A runner that answers, or why the work stays in this process. */
+type Where =
+  | { readonly _tag: "Runner"; readonly remote: Runner.Remote }
+  | { readonly _tag: "InProcess"; readonly why: string }
+
 /**
- * Runs `body` with the Agents service. Its failures (and a store that cannot be opened) print as
+ * The runner of this state directory (`runner.json`), if it answers within `http_request_short`.
+ * No file, or no answer (a runner killed without cleaning up): this process. A runner that
+ * refuses the file's token is an error, not a reason to bypass it.
+ */
+const locate = Effect.gen(function*() {
+  const stateDir = yield* Store.stateDir
+  const found = yield* Runner.connect(stateDir)
+  if (Option.isNone(found)) {
+    return { _tag: "InProcess", why: `no runner is up (no ${path.join(stateDir, Runner.stateFileName)})` } satisfies Where
+  }
+  const remote = found.value
+  const probe = yield* remote.info.pipe(
+    Effect.timeoutFail({
+      duration: yield* ReliabilityConfig.timeout("http_request_short"),
+      onTimeout: () => new Errors.NetworkError({ service: "runner", message: `the runner at ${remote.url} did not answer in time` })
+    }),
+    Effect.either
+  )
+  if (Either.isRight(probe)) return { _tag: "Runner", remote } satisfies Where
+  if (probe.left._tag === "Unauthorized") return yield* Effect.fail(probe.left)
+  return { _tag: "InProcess", why: `no runner answers at ${remote.url} (${Runner.stateFileName} is stale)` } satisfies Where
+}).pipe(Effect.provide(ReliabilityConfig.layer))
+
+/**
+ * Runs `body` against the runner of this state directory, or else against an Agents service in
+ * this process. Failures (and a store that cannot be opened) print as
  * `big3 agents: <Tag>: <message>` and exit 1; configuration errors go up unchanged (exit 78).
  */
 const withAgents = <A, E>(
-  body: Effect.Effect<A, E, Agents.Agents>
+  body: (ops: Ops, where: Where) => Effect.Effect<A, E>
 ): Effect.Effect<A, CliExit | ConfigError.ConfigError> =>
-  body.pipe(
-    Effect.provide(layer),
+  Effect.gen(function*() {
+    const where = yield* locate
+    if (where._tag === "Runner") return yield* body(where.remote, where)
+    return yield* Effect.flatMap(Agents.Agents, (agents) => body(agents, where)).pipe(Effect.provide(layer))
+  }).pipe(
+    Effect.scoped,
     Effect.catchAll((error): Effect.Effect<never, CliExit | ConfigError.ConfigError> => {
       if (error instanceof CliExit) return Effect.fail(error)
       if (ConfigError.isConfigError(error)) return Effect.fail(error)
@@ -90,35 +177,38 @@ const withAgents = <A, E>(
 // ---------------------------------------------------------------------------------------------
 
 export const create = (input: { readonly name: string | undefined; readonly type: string; readonly json: boolean }) =>
-  withAgents(Effect.gen(function*() {
-    const agents = yield* Agents.Agents
-    const created = yield* agents.create({ type: input.type, ...(input.name === undefined ? {} : { name: input.name }) })
-    if (input.json) return yield* Console.log(JSON.stringify(created, null, 2))
-    yield* Console.log(`created agent ${created.name}`)
-    yield* Console.log(table([
-      ["type", input.type],
-      ["session", created.sessionId],
-      ["directory", created.directory],
-      ["greeting", created.greeting.replace(/\s+/g, " ")]
-    ]))
-  }))
+  withAgents((agents) =>
+    Effect.gen(function*() {
+      const created = yield* agents.create({ type: input.type, ...(input.name === undefined ? {} : { name: input.name }) })
+      if (input.json) return yield* Console.log(JSON.stringify(created, null, 2))
+      yield* Console.log(`created agent ${created.name}`)
+      yield* Console.log(table([
+        ["type", input.type],
+        ["session", created.sessionId],
+        ["directory", created.directory],
+        ["greeting", created.greeting.replace(/\s+/g, " ")]
+      ]))
+    })
+  )
 
 export const list = (input: { readonly json: boolean }) =>
-  withAgents(Effect.gen(function*() {
-    const agents = yield* (yield* Agents.Agents).list
-    if (input.json) {
-      const rows = agents.map(({ createdAt, runningCommands: _running, ...agent }) => ({
-        ...agent,
-        createdAt: createdAt.toISOString()
-      }))
-      return yield* Console.log(JSON.stringify(rows, null, 2))
-    }
-    if (agents.length === 0) return yield* Console.log("no agents")
-    yield* Console.log(table([
-      ["NAME", "TYPE", "SESSION", "CREATED", "DIRECTORY"],
-      ...agents.map((agent) => [agent.name, agent.type, agent.sessionId, agent.createdAt.toISOString(), agent.directoryRecorded ? agent.directory : `${agent.directory} (not recorded)`])
-    ]))
-  }))
+  withAgents((ops) =>
+    Effect.gen(function*() {
+      const agents = yield* ops.list
+      if (input.json) {
+        const rows = agents.map(({ createdAt, runningCommands: _running, ...agent }) => ({
+          ...agent,
+          createdAt: createdAt.toISOString()
+        }))
+        return yield* Console.log(JSON.stringify(rows, null, 2))
+      }
+      if (agents.length === 0) return yield* Console.log("no agents")
+      yield* Console.log(table([
+        ["NAME", "TYPE", "SESSION", "CREATED", "DIRECTORY"],
+        ...agents.map((agent) => [agent.name, agent.type, agent.sessionId, agent.createdAt.toISOString(), agent.directoryRecorded ? agent.directory : `${agent.directory} (not recorded)`])
+      ]))
+    })
+  )
 
 // ---------------------------------------------------------------------------------------------
 // command
@@ -130,63 +220,76 @@ export const statusOf = (content: string): string | undefined => /^- Status: (.+
 const pollInterval = "200 millis"
 
 /**
- * Polls the operator file until its status is no longer `running`. The command runs in this
- * process; if it is gone while the file still says `running` (its last write failed, see the log),
- * waiting longer would wait forever.
+ * Polls the operator file until its status is no longer `running`. For a command in this
+ * process: if it is gone while the file still says `running` (its last write failed, see the
+ * log), waiting longer would wait forever. A runner's command resumes wherever its agent goes, so
+ * its file is polled until it ends.
  */
-const awaitOutcome = (agents: Agents.Service, name: string, file: string) =>
+const awaitOutcome = (ops: Ops, where: Where, name: string, file: string) =>
   Effect.gen(function*() {
     while (true) {
-      const current = yield* agents.result(name, file)
+      const current = yield* ops.result(name, file)
       const status = statusOf(current.content)
       if (status !== "running") return { ...current, status }
-      const agent = (yield* agents.list).find((agent) => agent.name === name)
-      if (agent !== undefined && agent.runningCommands === 0) {
-        const last = yield* agents.result(name, file)
-        const lastStatus = statusOf(last.content)
-        if (lastStatus !== "running") return { ...last, status: lastStatus }
-        const message = `the command stopped without recording its outcome in ${file} (see the log above)`
-        yield* Console.error(`big3 agents: ${message}`)
-        return yield* new CliExit({ code: ExitCode.failure, message })
+      if (where._tag === "InProcess") {
+        const agent = (yield* ops.list).find((agent) => agent.name === name)
+        if (agent !== undefined && agent.runningCommands === 0) {
+          const last = yield* ops.result(name, file)
+          const lastStatus = statusOf(last.content)
+          if (lastStatus !== "running") return { ...last, status: lastStatus }
+          const message = `the command stopped without recording its outcome in ${file} (see the log above)`
+          yield* Console.error(`big3 agents: ${message}`)
+          return yield* new CliExit({ code: ExitCode.failure, message })
+        }
       }
       yield* Effect.sleep(pollInterval)
     }
   })
 
 /**
- * Starts a command and prints its operator file path at once, then stays until the command ends
- * (the agent works inside this process: leaving would interrupt it). With `wait`, prints the
+ * Starts a command and prints its operator file path at once. On a runner it returns then (the
+ * runner carries the command to its end, across restarts); in this process it stays until the
+ * command ends (leaving would interrupt it), and says so on stderr. With `wait`, prints the
  * operator file at the end and exits 1 unless it completed.
  */
 export const command = (input: { readonly name: string; readonly prompt: string; readonly wait: boolean }) =>
-  withAgents(Effect.gen(function*() {
-    const agents = yield* Agents.Agents
-    const { operatorFile } = yield* agents.command(input.name, input.prompt)
-    yield* Console.log(operatorFile)
-    const outcome = yield* awaitOutcome(agents, input.name, operatorFile)
-    if (!input.wait) {
-      return yield* Console.error(`big3 agents: the command of ${input.name} ended: ${outcome.status ?? "unknown status"}`)
-    }
-    yield* Console.log(outcome.content.trimEnd())
-    if (outcome.status !== "completed") {
-      const message = `the command of ${input.name} ended: ${outcome.status ?? "unknown status"} (${operatorFile})`
-      yield* Console.error(`big3 agents: ${message}`)
-      return yield* new CliExit({ code: ExitCode.failure, message })
-    }
-  }))
+  withAgents((agents, where) =>
+    Effect.gen(function*() {
+      if (where._tag === "InProcess") {
+        yield* Console.error(`big3 agents: ${where.why}: the command runs in this process, which stays until it ends`)
+      }
+      const { operatorFile } = yield* agents.command(input.name, input.prompt)
+      yield* Console.log(operatorFile)
+      if (where._tag === "Runner" && !input.wait) return
+      const outcome = yield* awaitOutcome(agents, where, input.name, operatorFile)
+      if (!input.wait) {
+        return yield* Console.error(`big3 agents: the command of ${input.name} ended: ${outcome.status ?? "unknown status"}`)
+      }
+      yield* Console.log(outcome.content.trimEnd())
+      if (outcome.status !== "completed") {
+        const message = `the command of ${input.name} ended: ${outcome.status ?? "unknown status"} (${operatorFile})`
+        yield* Console.error(`big3 agents: ${message}`)
+        return yield* new CliExit({ code: ExitCode.failure, message })
+      }
+    })
+  )
 
 // ---------------------------------------------------------------------------------------------
 // result, delete
 // ---------------------------------------------------------------------------------------------
 
 export const result = (input: { readonly name: string; readonly file: string | undefined; readonly json: boolean }) =>
-  withAgents(Effect.gen(function*() {
-    const found = yield* (yield* Agents.Agents).result(input.name, input.file)
-    yield* Console.log(input.json ? JSON.stringify({ ...found, status: statusOf(found.content) ?? null }, null, 2) : found.content.trimEnd())
-  }))
+  withAgents((agents) =>
+    Effect.gen(function*() {
+      const found = yield* agents.result(input.name, input.file)
+      yield* Console.log(input.json ? JSON.stringify({ ...found, status: statusOf(found.content) ?? null }, null, 2) : found.content.trimEnd())
+    })
+  )
 
 export const remove = (name: string, options: { readonly keepDirectory: boolean }) =>
-  withAgents(Effect.gen(function*() {
-    yield* (yield* Agents.Agents).delete(name, options)
-    yield* Console.log(options.keepDirectory ? `deleted agent ${name} (its directory was kept)` : `deleted agent ${name}`)
-  }))
+  withAgents((agents) =>
+    Effect.gen(function*() {
+      yield* agents.delete(name, options)
+      yield* Console.log(options.keepDirectory ? `deleted agent ${name} (its directory was kept)` : `deleted agent ${name}`)
+    })
+  )

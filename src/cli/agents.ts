@@ -53,7 +53,7 @@ const commandCommand = Command.make(
     withMetrics(metrics, Effect.flatMap(load, (run) => run.command({ name, prompt, wait })))
 ).pipe(
   Command.withDescription(
-    "start a command and print its operator file at once; the agent runs inside this process, which stays until it ends"
+    "start a command and print its operator file at once; a runner (big3 serve) carries it from there, else it runs in this process, which stays until it ends"
   )
 )
 

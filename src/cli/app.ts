@@ -19,13 +19,14 @@ import { demoCommand } from "./demo.js"
 import { eventsCommand } from "./events.js"
 import { geminiCommand } from "./gemini.js"
 import { sandboxCommand } from "./sandbox.js"
+import { serveCommand } from "./serve.js"
 import { voiceCommand } from "./voice.js"
 import { CliExit, describeConfigError, ExitCode } from "./shared.js"
 import { version } from "./version.js"
 
 export const big3 = Command.make("big3").pipe(
   Command.withDescription("reliability runtime of the Big Three agent system"),
-  Command.withSubcommands([configCommand, demoCommand, geminiCommand, eventsCommand, agentsCommand, sandboxCommand, browseCommand, voiceCommand])
+  Command.withSubcommands([configCommand, demoCommand, geminiCommand, eventsCommand, agentsCommand, sandboxCommand, browseCommand, voiceCommand, serveCommand])
 )
 
 export const cli = Command.run(big3, { name: "big3", version })

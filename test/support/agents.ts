@@ -27,6 +27,9 @@ export interface Harness {
 
 export type Env = Agents.Agents | SqlClient.SqlClient
 
+/** What durable commands were handed to the dispatch (a runner would start a workflow for each). */
+export type Dispatched = Array<Agents.DurableCommand>
+
 /** Records every event; only `emit` and `flush` are used by the agents module. */
 const observabilityStub = (events: Array<Observability.EventInput>) =>
   Layer.mock(Observability.Observability, {
@@ -48,6 +51,8 @@ export const withAgents = <A, E>(
     /** The agents root the settings point at (default `<dir>/agents`). */
     readonly agentsDir?: string
     readonly fileSystem?: Layer.Layer<FileSystem.FileSystem>
+    /** The store (default SQLite at `database`, or in memory). */
+    readonly store?: Layer.Layer<SqlClient.SqlClient, unknown>
   },
   body: (harness: Harness) => Effect.Effect<A, E, Env | Scope.Scope>
 ): Effect.Effect<A, unknown, Scope.Scope> =>
@@ -55,7 +60,7 @@ export const withAgents = <A, E>(
     const dir = options.dir ?? (yield* tempDir)
     const events: Array<Observability.EventInput> = []
     const config = ReliabilityConfig.layerWith({})
-    const sql = SqliteClient.layer({ filename: options.database ?? ":memory:" })
+    const sql = options.store ?? SqliteClient.layer({ filename: options.database ?? ":memory:" })
     const deps = Layer.mergeAll(
       config,
       CircuitBreaker.layer.pipe(Layer.provide(config)),
@@ -69,6 +74,39 @@ export const withAgents = <A, E>(
       Layer.provideMerge(deps)
     )
     const harness: Harness = { dir, events, eventTypes: () => events.map((event) => event.hook_event_type) }
+    return yield* Effect.provide(body(harness), layer)
+  })
+
+/**
+ * Runs `body` against a runner's Agents service (`Agents.layerDurable`): commands are recorded and
+ * dispatched into `dispatched` instead of a workflow, and the test drives `CommandHost.execute`
+ * as a runner's entity would.
+ */
+export const withDurableAgents = <A, E>(
+  options: {
+    readonly script?: Agents.Script
+    readonly database?: string
+    readonly store?: Layer.Layer<SqlClient.SqlClient, unknown>
+  },
+  body: (harness: Harness & { readonly dispatched: Dispatched }) => Effect.Effect<A, E, Env | Agents.CommandHost | Scope.Scope>
+): Effect.Effect<A, unknown, Scope.Scope> =>
+  Effect.gen(function*() {
+    const dir = yield* tempDir
+    const events: Array<Observability.EventInput> = []
+    const dispatched: Dispatched = []
+    const config = ReliabilityConfig.layerWith({})
+    const deps = Layer.mergeAll(
+      config,
+      CircuitBreaker.layer.pipe(Layer.provide(config)),
+      observabilityStub(events),
+      Agents.scriptedBackend(options.script),
+      NodeFileSystem.layer,
+      NodePath.layer,
+      options.store ?? SqliteClient.layer({ filename: options.database ?? ":memory:" })
+    )
+    const dispatch: Agents.Dispatch = { start: (command) => Effect.sync(() => void dispatched.push(command)) }
+    const layer = Agents.layerDurable(dispatch, { agentsDir: nodePath.join(dir, "agents") }).pipe(Layer.provideMerge(deps))
+    const harness = { dir, events, dispatched, eventTypes: () => events.map((event) => event.hook_event_type) }
     return yield* Effect.provide(body(harness), layer)
   })
 

@@ -1,0 +1,36 @@
+/**
+ * The body of `big3 serve`: a runner (`Runner.layer`) on the runtime's foundation, the
+ * observability client and the agent backend `BIG3_AGENT_BACKEND` names. Failures print as
+ * `big3 serve: <Tag>: <message>` and exit 1; configuration errors go up unchanged (exit 78).
+ *
+ * @internal
+ */
+import * as ConfigError from "effect/ConfigError"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Errors from "../Errors.js"
+import * as Runner from "../Runner.js"
+import * as Runtime from "../Runtime.js"
+import * as Store from "../Store.js"
+import { backend } from "./agents-run.js"
+import { CliExit, ExitCode } from "./shared.js"
+
+/** What the runner stands on. */
+const foundation = Layer.provideMerge(backend, Runtime.observabilityWith())
+
+export const serve = (options: Runner.Options): Effect.Effect<never, CliExit | ConfigError.ConfigError> =>
+  Effect.gen(function*() {
+    const location = yield* Store.locationConfig
+    const stateDir = yield* Store.stateDir
+    yield* Console.error(`big3 serve: state in ${stateDir}, store: ${Store.describeLocation(location)}`)
+    return yield* Runner.serve(options).pipe(Effect.provide(foundation))
+  }).pipe(
+    Effect.catchAll((error): Effect.Effect<never, CliExit | ConfigError.ConfigError> => {
+      if (error instanceof CliExit || ConfigError.isConfigError(error)) return Effect.fail(error)
+      return Effect.zipRight(
+        Console.error(`big3 serve: ${Errors.describe(error)}`),
+        Effect.fail(new CliExit({ code: ExitCode.failure, message: Errors.describe(error) }))
+      )
+    })
+  )

@@ -1,0 +1,103 @@
+/**
+ * The cluster a runner joins, on `@effect/cluster`, over the application's store (`SqlClient`):
+ *
+ * - embedded (SQLite): one runner per state directory (`runner.lock` makes sure of it). Its
+ *   messages live in SQLite (`SqlMessageStorage`); it owns every shard, so no shard locks and no
+ *   runner-to-runner traffic: a restarted runner picks its unfinished work up at once;
+ * - shared (PostgreSQL): runners find each other in the store (`SqlRunnerStorage`, shards held
+ *   with PostgreSQL advisory locks, released when a runner's connection dies) and talk over HTTP
+ *   on `runnerPort`. They split the shards, hence the agents; when one stops answering it is
+ *   dropped (health pings, or its heartbeat ages past `lockExpiration`) and the others take its
+ *   shards and redeliver what it left unanswered.
+ *
+ * Timings come from `Settings`, never from the cluster's own environment variables (which would
+ * read `HOST` and `PORT`).
+ *
+ * @internal
+ */
+import * as HttpRunner from "@effect/cluster/HttpRunner"
+import * as MessageStorage from "@effect/cluster/MessageStorage"
+import * as RunnerAddress from "@effect/cluster/RunnerAddress"
+import * as RunnerHealth from "@effect/cluster/RunnerHealth"
+import * as Runners from "@effect/cluster/Runners"
+import * as RunnerStorage from "@effect/cluster/RunnerStorage"
+import * as Sharding from "@effect/cluster/Sharding"
+import * as ShardingConfig from "@effect/cluster/ShardingConfig"
+import * as SqlMessageStorage from "@effect/cluster/SqlMessageStorage"
+import * as SqlRunnerStorage from "@effect/cluster/SqlRunnerStorage"
+import * as HttpServer from "@effect/platform/HttpServer"
+import type { ServeError } from "@effect/platform/HttpServerError"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as RpcSerialization from "@effect/rpc/RpcSerialization"
+import type * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import { createServer } from "node:http"
+
+/** How the runner takes part. */
+export interface Settings {
+  /** `embedded`: the only runner of a SQLite store; `shared`: one of the runners of a PostgreSQL store. */
+  readonly mode: "embedded" | "shared"
+  /** The host other runners reach this one at (and it listens on). Default 127.0.0.1. */
+  readonly host: string
+  /** The port of runner-to-runner traffic (shared mode); 0 picks a free one. */
+  readonly port: number
+  /** How long a silent runner keeps its shards. */
+  readonly lockExpiration: Duration.Duration
+  /** How long entities get to finish when the runner stops. */
+  readonly terminationTimeout: Duration.Duration
+}
+
+const clusterConfig = (settings: Settings, address: RunnerAddress.RunnerAddress) =>
+  ShardingConfig.layer({
+    runnerAddress: Option.some(address),
+    shardLockExpiration: settings.lockExpiration,
+    shardLockRefreshInterval: Duration.max(Duration.divide(settings.lockExpiration, 3).pipe(Option.getOrElse(() => Duration.seconds(1))), Duration.millis(500)),
+    refreshAssignmentsInterval: Duration.seconds(1),
+    runnerHealthCheckInterval: Duration.seconds(2),
+    entityMessagePollInterval: Duration.seconds(2),
+    entityTerminationTimeout: settings.terminationTimeout
+  })
+
+/** Only-runner mode: every shard is this runner's; messages in the store. */
+const embedded = (settings: Settings) =>
+  Sharding.layer.pipe(
+    Layer.provideMerge(Runners.layerNoop),
+    Layer.provideMerge(SqlMessageStorage.layer),
+    Layer.provide([RunnerStorage.layerMemory, RunnerHealth.layerNoop]),
+    Layer.provideMerge(clusterConfig(settings, RunnerAddress.make(settings.host, settings.port)))
+  )
+
+/** One of several runners: HTTP between them, shards locked in the store. */
+const shared = (settings: Settings) => {
+  const server = NodeHttpServer.layer(createServer, { host: settings.host, port: settings.port })
+  // The address is known once the server listens (port 0 picks a free one).
+  const config = Layer.unwrapEffect(
+    HttpServer.addressWith((address) =>
+      Effect.succeed(
+        clusterConfig(settings, RunnerAddress.make(settings.host, address._tag === "TcpAddress" ? address.port : settings.port))
+      )
+    )
+  )
+  const client = HttpRunner.layerClientProtocolHttpDefault.pipe(Layer.provide(NodeHttpClient.layerUndici))
+  const health = RunnerHealth.layerPing.pipe(Layer.provide(Runners.layerRpc), Layer.provide(client))
+  return HttpRunner.layerHttp.pipe(
+    Layer.provide(health),
+    Layer.provideMerge(SqlMessageStorage.layer),
+    Layer.provide(SqlRunnerStorage.layer),
+    Layer.provideMerge(config),
+    Layer.provide([RpcSerialization.layerMsgPack, NodeHttpClient.layerUndici]),
+    Layer.provide(server)
+  )
+}
+
+/** What the cluster gives the runner. */
+export type Services = Sharding.Sharding | Runners.Runners | MessageStorage.MessageStorage | ShardingConfig.ShardingConfig
+
+/** The runner's cluster membership over the application's store. */
+export const layer = (settings: Settings): Layer.Layer<Services, SqlError | ServeError, SqlClient.SqlClient> =>
+  settings.mode === "embedded" ? embedded(settings) : shared(settings)
