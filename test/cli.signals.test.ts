@@ -5,79 +5,18 @@
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { assert, describe, it } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
-import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import { run } from "../src/cli/app.js"
 import * as Sandbox from "../src/Sandbox.js"
+import { exitCodeOf, spawnBig3, startUp, waitForOutput } from "./support/bin.js"
 import { captureConsole, captureLogs } from "./support/capture.js"
 
-const root = fileURLToPath(new URL("..", import.meta.url))
-
-/** Start-up through tsx takes about 2.5 s; a loaded machine may take longer. */
-const startUp = Duration.seconds(12)
 /** After a signal: interrupt, run the finalizers (flush events), exit. */
 const shutdown = Duration.seconds(6)
-
-/** The test runner's environment without anything that would configure big3. */
-const baseEnv = (): NodeJS.ProcessEnv =>
-  Object.fromEntries(
-    Object.entries(process.env).filter(([key]) => !/^(BIG3_|OBSERVABILITY_|GEMINI_|ANTHROPIC_|CLAUDE_)/.test(key))
-  )
-
-interface Big3Process {
-  readonly child: ChildProcess
-  readonly stdout: () => string
-  readonly stderr: () => string
-  /** The exit code, or the signal name when the process died of it. */
-  readonly exit: Deferred.Deferred<number | string>
-}
-
-/** Spawns `big3 args…`; killed (SIGKILL) with the scope if it is still running. */
-const spawnBig3 = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
-  Effect.acquireRelease(
-    Effect.gen(function*() {
-      const exit = yield* Deferred.make<number | string>()
-      const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], {
-        cwd: root,
-        env: { ...baseEnv(), BIG3_LOG_LEVEL: "info", ...env },
-        stdio: ["ignore", "pipe", "pipe"]
-      })
-      let stdout = ""
-      let stderr = ""
-      child.stdout!.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
-      child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
-      child.on("exit", (code, signal) => Deferred.unsafeDone(exit, Effect.succeed(code ?? signal ?? "unknown")))
-      return { child, stdout: () => stdout, stderr: () => stderr, exit } satisfies Big3Process
-    }),
-    ({ child }) => Effect.sync(() => child.exitCode === null && child.signalCode === null && child.kill("SIGKILL"))
-  )
-
-/** Waits until `read()` matches `pattern`; fails naming what was seen otherwise. */
-const waitForOutput = (running: Big3Process, read: () => string, pattern: RegExp) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + Duration.toMillis(startUp)
-    while (!pattern.test(read())) {
-      if (Date.now() > deadline || (yield* Deferred.isDone(running.exit))) {
-        return yield* Effect.dieMessage(`no ${pattern} in time; stdout:\n${running.stdout()}\nstderr:\n${running.stderr()}`)
-      }
-      yield* Effect.sleep("50 millis")
-    }
-  })
-
-const exitCodeOf = (running: Big3Process, within: Duration.Duration) =>
-  Deferred.await(running.exit).pipe(
-    Effect.timeoutFail({
-      duration: within,
-      onTimeout: () => new Error(`big3 did not exit in time; stderr:\n${running.stderr()}`)
-    }),
-    Effect.orDie
-  )
 
 const tempStateDir = Effect.acquireRelease(
   Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "big3-cli-signals-"))),

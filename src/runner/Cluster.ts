@@ -25,6 +25,7 @@ import * as Sharding from "@effect/cluster/Sharding"
 import * as ShardingConfig from "@effect/cluster/ShardingConfig"
 import * as SqlMessageStorage from "@effect/cluster/SqlMessageStorage"
 import * as SqlRunnerStorage from "@effect/cluster/SqlRunnerStorage"
+import * as HttpLayerRouter from "@effect/platform/HttpLayerRouter"
 import * as HttpServer from "@effect/platform/HttpServer"
 import type { ServeError } from "@effect/platform/HttpServerError"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
@@ -85,7 +86,12 @@ const shared = (settings: Settings) => {
   )
   const client = HttpRunner.layerClientProtocolHttpDefault.pipe(Layer.provide(NodeHttpClient.layerUndici))
   const health = RunnerHealth.layerPing.pipe(Layer.provide(Runners.layerRpc), Layer.provide(client))
-  return HttpRunner.layerHttp.pipe(
+  // HttpRunner.layerHttp, without a log line per request (health pings arrive every 2 s).
+  const runnerServer = HttpLayerRouter.serve(HttpRunner.layerHttpOptions({ path: "/" }), {
+    disableLogger: true,
+    disableListenLog: true
+  }).pipe(Layer.provide(HttpRunner.layerClientProtocolHttpDefault))
+  return runnerServer.pipe(
     Layer.provide(health),
     Layer.provideMerge(SqlMessageStorage.layer),
     Layer.provide(SqlRunnerStorage.layer),
