@@ -7,6 +7,8 @@ import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as fs from "node:fs"
+import * as http from "node:http"
+import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as Sandbox from "../src/Sandbox.js"
@@ -85,15 +87,75 @@ describe("big3 agents", () => {
       ])
     }))
 
-  it.scopedLive("command without --wait prints the operator file at once and stays until the command ends", () =>
+  it.scopedLive("command without --wait and no runner prints the operator file at once, says it runs here, and stays until it ends", () =>
     Effect.gen(function*() {
-      const { env } = yield* setup()
+      const { env, stateDir } = yield* setup()
       yield* big3(["agents", "create", "--name", "quick", "--type", "coder"], env)
       const commanded = yield* big3(["agents", "command", "quick", "list the files"], env)
       assert.strictEqual(commanded.code, 0, commanded.stderr)
       assert.notInclude(commanded.stdout, "\n")
       assert.strictEqual(statusLine(fs.readFileSync(commanded.stdout, "utf8")), "completed")
-      assert.include(commanded.stderr, "ended: completed")
+      assert.strictEqual(
+        commanded.stderr,
+        `big3 agents: no runner is up (no ${path.join(stateDir, "runner.json")}): the command runs in this process, ` +
+          `which stays until it ends\nbig3 agents: the command of quick ended: completed`
+      )
+    }))
+
+  it.scopedLive("a runner.json nobody answers at (a runner killed) leaves the command in this process, saying so", () =>
+    Effect.gen(function*() {
+      const { env, stateDir } = yield* setup()
+      // A port that was free a moment ago: nothing listens there now.
+      const port = yield* Effect.async<number>((resume) => {
+        const server = net.createServer().listen(0, "127.0.0.1", () => {
+          const address = server.address()
+          server.close(() => resume(Effect.succeed(typeof address === "object" && address !== null ? address.port : 0)))
+        })
+      })
+      const url = `http://127.0.0.1:${port}`
+      fs.writeFileSync(path.join(stateDir, "runner.json"), JSON.stringify({
+        version: 1, pid: 999999, url, token: "stale-token", store: "SQLite", startedAt: 0
+      }), { mode: 0o600 })
+      yield* big3(["agents", "create", "--name", "orphan", "--type", "coder"], env)
+      const commanded = yield* big3(["agents", "command", "orphan", "carry on"], env)
+      assert.strictEqual(commanded.code, 0, commanded.stderr)
+      assert.include(
+        commanded.stderr,
+        `big3 agents: no runner answers at ${url} (runner.json is stale): the command runs in this process`
+      )
+      assert.strictEqual(statusLine(fs.readFileSync(commanded.stdout, "utf8")), "completed")
+    }))
+
+  it.scopedLive("a server at runner.json that refuses the token is an error, not a reason to bypass it", () =>
+    Effect.gen(function*() {
+      const { env, stateDir } = yield* setup()
+      // A bare HTTP server in the test (not a runner): it answers 401 to everything, like a runner
+      // given someone else's token.
+      const seen: Array<string | undefined> = []
+      const server = http.createServer((request, response) => {
+        seen.push(request.headers.authorization)
+        response.writeHead(401, { "content-type": "text/plain" }).end("no")
+      })
+      const port = yield* Effect.acquireRelease(
+        Effect.async<number>((resume) => {
+          server.listen(0, "127.0.0.1", () => {
+            const address = server.address()
+            resume(Effect.succeed(typeof address === "object" && address !== null ? address.port : 0))
+          })
+        }),
+        () => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
+      )
+      fs.writeFileSync(path.join(stateDir, "runner.json"), JSON.stringify({
+        version: 1, pid: 999999, url: `http://127.0.0.1:${port}`, token: "not-the-runners", store: "SQLite", startedAt: 0
+      }), { mode: 0o600 })
+      const listed = yield* big3(["agents", "list"], env)
+      assert.strictEqual(listed.code, 1)
+      assert.strictEqual(
+        listed.stderr,
+        `big3 agents: Unauthorized: the runner at http://127.0.0.1:${port} refused the token of runner.json ` +
+          `(was it replaced by another runner?)`
+      )
+      assert.deepStrictEqual(seen, ["Bearer not-the-runners"])
     }))
 
   it.scopedLive("command --wait exits 1 when the agent fails, after printing the operator file", () =>

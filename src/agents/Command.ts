@@ -79,6 +79,11 @@ export interface Execution {
    * Default: every outcome is written.
    */
   readonly record?: ((status: Exclude<OperatorFile.Status, "running">, result: string) => Effect.Effect<boolean, AgentStorageError>) | undefined
+  /**
+   * Whether this execution may still write the operator file, asked before each progress write:
+   * false stops the run without writing (a later attempt owns the command). Default: always.
+   */
+  readonly guard?: Effect.Effect<boolean, AgentStorageError> | undefined
 }
 
 /** A unique suffix for temp files. */
@@ -107,6 +112,9 @@ export const job = (
 
   const write = Effect.flatMap(uniqueSuffix, (unique) => files.writeFile(location, input.fileName, OperatorFile.render(doc), unique))
   const record = context.record ?? (() => Effect.succeed(true))
+  const guard = context.guard ?? Effect.succeed(true)
+  // A progress write by an execution that is no longer the command's own stops it instead.
+  const writeProgress = Effect.flatMap(guard, (mine) => mine ? write : Effect.interrupt)
   // The outcome is recorded first (for a durable command, only its current attempt may), then
   // written; an outcome that is not this execution's to record leaves the file alone.
   const finish = (status: Exclude<OperatorFile.Status, "running">, result: string) =>
@@ -125,7 +133,7 @@ export const job = (
   // A failed write fails the command, as the race ends with it.
   const consume = Effect.flatMap(Queue.sliding<void>(1), (pokes) => {
     const writer = Effect.forever(
-      Queue.take(pokes).pipe(Effect.zipRight(write), Effect.zipRight(Effect.sleep(context.progressInterval)))
+      Queue.take(pokes).pipe(Effect.zipRight(writeProgress), Effect.zipRight(Effect.sleep(context.progressInterval)))
     )
     const fold = context.backend.run({ sessionId: agent.sessionId, prompt: input.prompt, cwd: location.directory }).pipe(
       Stream.takeUntil((message) => message._tag === "Result"),
@@ -168,7 +176,8 @@ export const job = (
   // The runner lets go of a durable command: it stays running, and says where it went.
   const onHandover = Effect.flatMap(Clock.currentTimeMillis, (now) => {
     OperatorFile.addProgress(doc, now, "Handed over: this runner stopped or gave the agent up; the command resumes on the runner that takes the agent")
-    return Effect.zipRight(write, emit("AgentCommandHandedOver", agent.sessionId, base, summary("handed over")))
+    return Effect.flatMap(guard, (mine) =>
+      mine ? Effect.zipRight(write, emit("AgentCommandHandedOver", agent.sessionId, base, summary("handed over"))) : Effect.void)
   })
   const onInterrupted = Effect.flatMap(context.interruption ?? Effect.succeed<Interruption>("stopped"), (kind) =>
     kind === "handover" ? onHandover : onStopped)

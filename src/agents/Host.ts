@@ -7,9 +7,11 @@
  *    died between recording and writing) and returned, and the agent is not run again;
  * 2. it rebuilds the operator file from the task and the progress written so far, adding, from
  *    the second attempt on, "Resumed after a restart: attempt N";
- * 3. it runs the command as an in-process command does (`Command.job`), except that its outcome
- *    is recorded only if this attempt is still the current one, and that an interruption which
- *    is not a delete hands the command over (it stays running) instead of ending it.
+ * 3. it runs the command as an in-process command does (`Command.job`), except that it writes
+ *    and records only while this attempt is still the current one (a later attempt's file is
+ *    never overwritten; the outcome returned is the one recorded, by whichever attempt), and that
+ *    an interruption which is not a delete hands the command over (it stays running) instead of
+ *    ending it.
  *
  * The execution runs as a fiber of the service's command map (so `delete` interrupts it as it
  * does an in-process command) joined by the caller: when the caller (the entity's handler) is
@@ -137,13 +139,15 @@ export const make = (internals: Internals): Service => {
       }
       yield* write
 
-      const key = `${agent.name}/${command.file}`
+      // One key per attempt: a stale attempt in this process is never mistaken for the current one.
+      const key = `${agent.name}/${command.file}#${number}`
       const job = Command.job({
         ...context,
         interruption: Effect.sync(() => internals.isDeleting(agent.name) ? "stopped" : "handover"),
         record: (status, result) =>
           Effect.flatMap(Clock.currentTimeMillis, (finishedAt) =>
-            records.finish({ agent: agent.name, file: command.file, attempt: number, status, result, now: finishedAt }))
+            records.finish({ agent: agent.name, file: command.file, attempt: number, status, result, now: finishedAt })),
+        guard: records.isCurrent(agent.name, command.file, number)
       }, {
         agent,
         location,
@@ -153,9 +157,20 @@ export const make = (internals: Internals): Service => {
         prompt: command.prompt
       })
       const fiber = yield* FiberMap.run(internals.commands, key, job)
-      // Interrupting the caller interrupts the execution (which hands the command over).
-      yield* Fiber.join(fiber).pipe(Effect.onInterrupt(() => FiberMap.remove(internals.commands, key)))
-      const recorded = yield* records.get(command.agent, command.file)
+      // Interrupting the caller interrupts the execution (which hands the command over). The
+      // execution itself may end interrupted (a delete stopped it): its outcome is recorded all
+      // the same, and read below.
+      yield* Fiber.await(fiber).pipe(Effect.onInterrupt(() => FiberMap.remove(internals.commands, key)))
+      // The outcome is what the records say, once final: this attempt's, or (when a later attempt
+      // took the command over meanwhile) that attempt's, waited for.
+      const final: Effect.Effect<Option.Option<Records.CommandRecord>, AgentStorageError> = Effect.flatMap(
+        records.get(command.agent, command.file),
+        (found) =>
+          Option.exists(found, (record) => record.status === "running")
+            ? Effect.zipRight(Effect.sleep(context.progressInterval), final)
+            : Effect.succeed(found)
+      )
+      const recorded = yield* final
       return Option.match(recorded, {
         onNone: (): Outcome => ({ status: "interrupted", attempt: number }),
         onSome: (record): Outcome => ({ status: record.status, attempt: record.attempts })

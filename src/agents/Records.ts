@@ -145,6 +145,14 @@ export const make = Effect.gen(function*() {
       Effect.mapError(storageError(`record the outcome of a command of agent ${JSON.stringify(input.agent)}`, input.agent))
     )
 
+  /** Whether `attempt` is still the command's current attempt (it is running and no later one began). */
+  const isCurrent = (agent: string, file: string, attempt: number): Effect.Effect<boolean, AgentStorageError> =>
+    sql`SELECT file FROM agent_commands
+      WHERE agent = ${agent} AND file = ${file} AND status = 'running' AND attempts = ${attempt}`.pipe(
+      Effect.map((rows) => rows.length > 0),
+      Effect.mapError(storageError(`read a command of agent ${JSON.stringify(agent)}`, agent))
+    )
+
   /** Running commands per agent. */
   const running: Effect.Effect<ReadonlyMap<string, number>, AgentStorageError> =
     sql<{ readonly agent: string; readonly n: number | string }>`SELECT agent, COUNT(*) AS n FROM agent_commands
@@ -160,7 +168,7 @@ export const make = Effect.gen(function*() {
       Effect.mapError(storageError(`forget the commands of agent ${JSON.stringify(agent)}`, agent))
     )
 
-  return { insert, get, begin, finish, running, removeAgent } as const
+  return { insert, get, begin, finish, isCurrent, running, removeAgent } as const
 })
 
 export type Records = Effect.Effect.Success<typeof make>

@@ -255,11 +255,11 @@ const awaitOutcome = (ops: Ops, where: Where, name: string, file: string) =>
 export const command = (input: { readonly name: string; readonly prompt: string; readonly wait: boolean }) =>
   withAgents((agents, where) =>
     Effect.gen(function*() {
+      const { operatorFile } = yield* agents.command(input.name, input.prompt)
+      yield* Console.log(operatorFile)
       if (where._tag === "InProcess") {
         yield* Console.error(`big3 agents: ${where.why}: the command runs in this process, which stays until it ends`)
       }
-      const { operatorFile } = yield* agents.command(input.name, input.prompt)
-      yield* Console.log(operatorFile)
       if (where._tag === "Runner" && !input.wait) return
       const outcome = yield* awaitOutcome(agents, where, input.name, operatorFile)
       if (!input.wait) {
