@@ -5,7 +5,8 @@
  *
  * Errors cross the wire as the taxonomy's own classes; the four that carry a `Duration`
  * (`OperationTimeout`, `RateLimited`, `ServiceUnavailable`, `CircuitOpen`) travel in a form whose
- * durations are encoded (`Schema.Duration`) and are rebuilt as the same classes on arrival.
+ * durations are encoded (`Schema.Duration`; `DurationFromSelf` does not serialize) and are rebuilt
+ * as the same classes on arrival.
  *
  * @internal
  */
@@ -51,7 +52,14 @@ const OperationTimeoutWire = Schema.transform(
   {
     strict: true,
     decode: ({ _tag: _, ...fields }) => new OperationTimeout(fields),
-    encode: (error) => ({ ...error, _tag: "OperationTimeout" as const })
+    encode: (error) => ({
+      _tag: "OperationTimeout" as const,
+      service: error.service,
+      message: error.message,
+      operation: error.operation,
+      timeout: error.timeout,
+      retryable: error.retryable
+    })
   }
 )
 
@@ -66,7 +74,14 @@ const RateLimitedWire = Schema.transform(
   {
     strict: true,
     decode: ({ _tag: _, ...fields }) => new RateLimited(fields),
-    encode: (error) => ({ ...error, _tag: "RateLimited" as const })
+    encode: (error) => ({
+      _tag: "RateLimited" as const,
+      service: error.service,
+      message: error.message,
+      ...(error.status === undefined ? {} : { status: error.status }),
+      ...(error.retryAfter === undefined ? {} : { retryAfter: error.retryAfter }),
+      retryable: error.retryable
+    })
   }
 )
 
@@ -81,7 +96,14 @@ const ServiceUnavailableWire = Schema.transform(
   {
     strict: true,
     decode: ({ _tag: _, ...fields }) => new ServiceUnavailable(fields),
-    encode: (error) => ({ ...error, _tag: "ServiceUnavailable" as const })
+    encode: (error) => ({
+      _tag: "ServiceUnavailable" as const,
+      service: error.service,
+      message: error.message,
+      ...(error.status === undefined ? {} : { status: error.status }),
+      ...(error.retryAfter === undefined ? {} : { retryAfter: error.retryAfter }),
+      retryable: error.retryable
+    })
   }
 )
 
@@ -95,7 +117,13 @@ const CircuitOpenWire = Schema.transform(
   {
     strict: true,
     decode: ({ _tag: _, ...fields }) => new CircuitOpen(fields),
-    encode: (error) => ({ ...error, _tag: "CircuitOpen" as const })
+    encode: (error) => ({
+      _tag: "CircuitOpen" as const,
+      service: error.service,
+      message: error.message,
+      retryAfter: error.retryAfter,
+      retryable: error.retryable
+    })
   }
 )
 
