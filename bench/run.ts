@@ -13,6 +13,7 @@ import { runChaosBench } from "./chaos.js"
 import { runColdStartBench } from "./coldstart.js"
 import { runEventsBench } from "./events.js"
 import { runOverheadBench } from "./overhead.js"
+import { runRunnersBench } from "./runners.js"
 import { markdownTable } from "./util.js"
 import { runVoiceBench } from "./voice.js"
 
@@ -73,6 +74,17 @@ section(
     "\n\nTarget: ≤ 5 ms per turn. The model answers at once and the page is scripted, so what remains is big3's own work: " +
     "the loop, the page's timeouts, events, and encoding the request, whose size grows with the screenshots it carries " +
     "(the last three are kept). A simple page's 1440×900 PNG is ≈ 10–50 KB, a busy one 200–400 KB. " +
+    `Load average while measuring: ${os.loadavg().map((load) => load.toFixed(1)).join(", ")} on ${os.cpus().length} cores.`
+)
+
+section(
+  "Runners: agent commands per second through big3 serve (scripted backend, no delay)",
+  markdownTable(await runRunnersBench({ agents: 20, commands: 400 })) +
+    "\n\naccepted/s: commands the runners' APIs returned (durable from then on); completed/s: outcomes recorded, " +
+    "first command to last outcome. Each command is an operator file, a command record, a workflow, its activity, " +
+    "a Run message to the agent's owner and the outcome. " +
+    "Events per second into a PostgreSQL spool: not measured, the event spool stays on SQLite for now (its SQL is " +
+    "SQLite's; see docs/ARCHITECTURE.md). " +
     `Load average while measuring: ${os.loadavg().map((load) => load.toFixed(1)).join(", ")} on ${os.cpus().length} cores.`
 )
 

@@ -211,7 +211,6 @@ const build = (
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     const registry = yield* Registry.make
-    const dispatch = durable?.dispatch
     const records = durable?.records
     const agentsRoot = path.resolve(options.agentsDir ?? (yield* Directory.agentsDirConfig))
     const files = Directory.make(fs, path)
@@ -405,15 +404,15 @@ const build = (
       if (prompt.trim() === "") {
         return yield* Effect.fail(new InvalidRequest({ service: "agents", message: "the prompt is empty" }))
       }
-      return yield* lock.withPermits(1)(Effect.gen(function*() {
+      const prepared = yield* lock.withPermits(1)(Effect.gen(function*() {
         const agent = yield* requireAgent(name)
         const location = yield* locate(agent)
         const now = yield* Clock.currentTimeMillis
         let fileName = OperatorFile.fileName(now, ++sequence)
-        if (records !== undefined) {
+        if (durable !== undefined) {
+          yield* files.ensure(location)
           // Runners share the records: a name another runner took this millisecond is skipped.
-          if (dispatch !== undefined) yield* files.ensure(location)
-          while (!(yield* records.insert({ agent: agent.name, file: fileName, prompt, now }))) {
+          while (!(yield* durable.records.insert({ agent: agent.name, file: fileName, prompt, now }))) {
             fileName = OperatorFile.fileName(now, ++sequence)
           }
         }
@@ -427,14 +426,16 @@ const build = (
           operator_file: file,
           prompt: preview(prompt)
         }, `command of ${agent.name} started`)
-        if (dispatch !== undefined) {
-          yield* dispatch.start({ agent: agent.name, file: fileName, prompt, createdAt: now })
-          return { operatorFile: file }
+        if (durable === undefined) {
+          const job = Command.job(commandContext, { agent, location, doc, fileName, file, prompt })
+          yield* FiberMap.run(commands, `${agent.name}/${fileName}`, job)
         }
-        const job = Command.job(commandContext, { agent, location, doc, fileName, file, prompt })
-        yield* FiberMap.run(commands, `${agent.name}/${fileName}`, job)
-        return { operatorFile: file }
+        return { file, command: { agent: agent.name, file: fileName, prompt, createdAt: now } }
       }))
+      // Outside the lock: a durable start waits for the cluster's storage, and a delete racing it
+      // is harmless (the command then finds no agent and ends as interrupted).
+      if (durable !== undefined) yield* durable.dispatch.start(prepared.command)
+      return { operatorFile: prepared.file }
     })
 
     // -------------------------------------------------------------------------------------------
