@@ -9,8 +9,12 @@
  *   production adapter over `@anthropic-ai/claude-agent-sdk`, `Agents.scriptedBackend(script)`
  *   one for tests and demos.
  *
+ * - `Agents.layerDurable(dispatch)` is a runner's service (`big3 serve`, see `Runner`): commands
+ *   are recorded (`agent_commands`) and handed to `dispatch` (a workflow), and `Agents.CommandHost`
+ *   executes them where they land, resuming a command whose earlier attempt died.
+ *
  * Timeouts: `create` is bounded by `agent_creation`, operator-file preparation by
- * `operator_file_prep`, each background command by `agent_execution`.
+ * `operator_file_prep`, each background command (each attempt, on a runner) by `agent_execution`.
  *
  * @since 0.1.0
  */

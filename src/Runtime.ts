@@ -2,7 +2,7 @@
  * The whole system as one layer, and a `ManagedRuntime` for Promise callers.
  *
  * `Runtime.layer` provides configuration, the undici `HttpClient`, Node's `FileSystem` and `Path`,
- * the SQLite store at `{BIG3_STATE_DIR}/big3.db`, the breaker registry, and the Gemini,
+ * the store (SQLite at `{BIG3_STATE_DIR}/big3.db`, or PostgreSQL at `BIG3_DATABASE_URL`), the breaker registry, and the Gemini,
  * Observability and Agents clients (agents on the Claude Agent SDK), the browser and the browser
  * agent (Chromium starts only when a task opens it), the Realtime client and the Voice
  * orchestrator. It is composed once; layers

@@ -205,6 +205,26 @@ describe("Agents on a runner", () => {
           assert.strictEqual(runs.count, 1)
         }))
     }))
+
+  it.scoped("a command whose agent directory became a symbolic link ends failed, recorded, without running", () =>
+    Effect.gen(function*() {
+      let runs = 0
+      const script: Agents.Script = { run: () => Stream.fromEffect(Effect.sync(() => runs++)).pipe(Stream.drain) }
+      yield* withDurableAgents({ script }, (harness) =>
+        Effect.gen(function*() {
+          const host = yield* Agents.CommandHost
+          const created = yield* Agents.create({ name: "linked", type: "coder" })
+          yield* Agents.command("linked", "follow no links")
+          const elsewhere = nodePath.join(harness.dir, "elsewhere")
+          fs.renameSync(created.directory, elsewhere)
+          fs.symlinkSync(elsewhere, created.directory)
+          const outcome = yield* host.execute(harness.dispatched[0]!)
+          assert.deepStrictEqual(outcome, { status: "failed", attempt: 0 })
+          assert.strictEqual(runs, 0)
+          const rows = yield* recorded
+          assert.deepStrictEqual(rows.map((row) => row.status), ["failed"])
+        }))
+    }))
 })
 
 describe("BIG3_SCRIPTED_DELAY", () => {

@@ -58,7 +58,9 @@ export interface Dispatch {
 export interface Service {
   /**
    * Executes one attempt of a durable command on this runner and returns the recorded outcome.
-   * Never fails: a failure to run or record is logged and reported as `failed`.
+   * Never fails: the backend's failures are outcomes (`failed`, `timed out`); a command that
+   * cannot run here (an unsafe path) ends `failed`; a store that cannot be reached is a defect, so
+   * the cluster delivers the command again later rather than an outcome being made up.
    */
   readonly execute: (command: DurableCommand) => Effect.Effect<Outcome>
 }
@@ -179,12 +181,17 @@ export const make = (internals: Internals): Service => {
 
   const execute: Service["execute"] = (command) =>
     attempt(command).pipe(
-      Effect.catchAll((error) =>
-        Effect.as(
-          Effect.logError(`agent ${command.agent}: could not run ${command.file}: ${error.message}`),
-          { status: "failed", attempt: 0 } satisfies Outcome
-        )
-      ),
+      // A path big3 will not touch: the command cannot run here or anywhere; it ends failed.
+      Effect.catchTag("UnsafeAgentPath", (error) =>
+        Effect.gen(function*() {
+          yield* Effect.logError(`agent ${command.agent}: cannot run ${command.file}: ${error.message}`)
+          const now = yield* Clock.currentTimeMillis
+          yield* records.abandon(command.agent, command.file, `Failed: UnsafeAgentPath: ${error.message}`, now)
+          return { status: "failed", attempt: 0 } satisfies Outcome
+        })),
+      // The store is unreachable: no outcome can be recorded, so none is made up. A defect makes
+      // the cluster restart the agent's entity and deliver the message again, with its backoff.
+      Effect.catchTag("AgentStorageError", (error) => Effect.dieMessage(`agent ${command.agent}: ${command.file}: ${error.message}`)),
       Effect.withSpan("Agents.executeDurable", { attributes: { agent: command.agent, file: command.file } })
     )
 

@@ -145,6 +145,17 @@ export const make = Effect.gen(function*() {
       Effect.mapError(storageError(`record the outcome of a command of agent ${JSON.stringify(input.agent)}`, input.agent))
     )
 
+  /**
+   * Ends a running command as failed whatever its attempt (an execution that cannot run it at all,
+   * e.g. its directory became a symbolic link); false when it was no longer running.
+   */
+  const abandon = (agent: string, file: string, result: string, now: number): Effect.Effect<boolean, AgentStorageError> =>
+    sql`UPDATE agent_commands SET status = 'failed', result = ${result}, updated_at = ${now}
+      WHERE agent = ${agent} AND file = ${file} AND status = 'running' RETURNING file`.pipe(
+      Effect.map((rows) => rows.length > 0),
+      Effect.mapError(storageError(`record the outcome of a command of agent ${JSON.stringify(agent)}`, agent))
+    )
+
   /** Whether `attempt` is still the command's current attempt (it is running and no later one began). */
   const isCurrent = (agent: string, file: string, attempt: number): Effect.Effect<boolean, AgentStorageError> =>
     sql`SELECT file FROM agent_commands
@@ -168,7 +179,7 @@ export const make = Effect.gen(function*() {
       Effect.mapError(storageError(`forget the commands of agent ${JSON.stringify(agent)}`, agent))
     )
 
-  return { insert, get, begin, finish, isCurrent, running, removeAgent } as const
+  return { insert, get, begin, finish, abandon, isCurrent, running, removeAgent } as const
 })
 
 export type Records = Effect.Effect.Success<typeof make>
