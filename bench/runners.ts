@@ -21,6 +21,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
+import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as Runner from "../src/Runner.js"
@@ -102,10 +103,24 @@ const measure = (
     }
   })
 
-const env = { BIG3_AGENT_BACKEND: "scripted", BIG3_SCRIPTED_DELAY: "0", OBSERVABILITY_SERVER_URL: "http://127.0.0.1:9/events" }
+/** An events server that accepts everything, so the runners deliver their events instead of spooling them. */
+const eventSink = Effect.acquireRelease(
+  Effect.async<http.Server>((resume) => {
+    const server = http.createServer((request, response) => {
+      request.resume()
+      request.on("end", () => response.writeHead(200, { "content-type": "application/json" }).end("{}"))
+    })
+    server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+  }),
+  (server) => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
+).pipe(Effect.map((server) => {
+  const address = server.address()
+  return `http://127.0.0.1:${typeof address === "object" && address !== null ? address.port : 0}/events`
+}))
 
 export const runRunnersBench = (options: { readonly agents: number; readonly commands: number }): Promise<ReadonlyArray<Row>> =>
   Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+    const env = { BIG3_AGENT_BACKEND: "scripted", BIG3_SCRIPTED_DELAY: "0", OBSERVABILITY_SERVER_URL: yield* eventSink }
     const rows: Array<Row> = []
     const label = `${options.commands} commands, ${options.agents} agents, 32 in flight`
 
