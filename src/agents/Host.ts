@@ -25,6 +25,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as FiberMap from "effect/FiberMap"
 import * as Option from "effect/Option"
+import * as nodePath from "node:path"
 import * as Command from "./Command.js"
 import type * as Directory from "./Directory.js"
 import type { AgentStorageError, UnsafeAgentPath } from "./Domain.js"
@@ -101,7 +102,12 @@ export const make = (internals: Internals): Service => {
         task: command.prompt,
         now: command.createdAt
       })
-      const earlier = yield* Effect.option(files.readFile(location, command.file))
+      // What an earlier attempt wrote; none yet is no progress (a file that cannot be read safely
+      // fails the execution, as any other access to it would).
+      const earlier = yield* files.readFile(location, command.file).pipe(
+        Effect.asSome,
+        Effect.catchTag("NotFound", () => Effect.succeed(Option.none<string>()))
+      )
       const progress = Option.match(earlier, {
         onNone: () => ({ lines: [], omitted: 0 }),
         onSome: (content) => OperatorFile.parseProgress(content, command.prompt)
@@ -135,7 +141,7 @@ export const make = (internals: Internals): Service => {
         OperatorFile.addProgress(doc, now, `Resumed after a restart: attempt ${number}`)
         yield* context.emit("AgentCommandResumed", agent.sessionId, {
           agent: agent.name,
-          operator_file: location.directory + "/" + command.file,
+          operator_file: nodePath.join(location.directory, command.file),
           attempt: number
         }, `command of ${agent.name} resumed (attempt ${number})`)
       }
@@ -155,7 +161,7 @@ export const make = (internals: Internals): Service => {
         location,
         doc,
         fileName: command.file,
-        file: `${location.directory}/${command.file}`,
+        file: nodePath.join(location.directory, command.file),
         prompt: command.prompt
       })
       const fiber = yield* FiberMap.run(internals.commands, key, job)
