@@ -144,7 +144,9 @@ const locate = Effect.gen(function*() {
     Effect.either
   )
   if (Either.isRight(probe)) return { _tag: "Runner", remote } satisfies Where
-  if (probe.left._tag === "Unauthorized") return yield* Effect.fail(probe.left)
+  // Nobody answering is a runner gone; anything else (a refused token, the runner's own failure)
+  // is the runner's answer, not a reason to bypass it.
+  if (probe.left._tag !== "NetworkError") return yield* Effect.fail(probe.left)
   return { _tag: "InProcess", why: `no runner answers at ${remote.url} (${Runner.stateFileName} is stale)` } satisfies Where
 }).pipe(Effect.provide(ReliabilityConfig.layer))
 

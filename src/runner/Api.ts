@@ -75,7 +75,6 @@ const handlers = (options: Options) =>
       Info: () =>
         agents.list.pipe(
           Effect.map((list) => list.map((agent) => agent.name).filter(owned)),
-          Effect.orElseSucceed((): Array<string> => []),
           Effect.map((owned) => ({
             pid: process.pid,
             store: options.store,

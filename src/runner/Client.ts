@@ -34,7 +34,7 @@ export interface Remote {
   readonly url: string
   /** What `runner.json` says about it. */
   readonly contents: StateFile.Contents
-  readonly info: Effect.Effect<RunnerInfo, NetworkError | Unauthorized>
+  readonly info: Effect.Effect<RunnerInfo, CallError>
   readonly create: (input: { readonly name?: string | undefined; readonly type: string }) => Effect.Effect<Created, CallError>
   readonly command: (name: string, prompt: string) => Effect.Effect<{ readonly operatorFile: string }, CallError>
   readonly result: (name: string, file?: string | undefined) => Effect.Effect<OperatorFileContent, CallError>

@@ -233,7 +233,7 @@ export const AgentEntity = Entity.make("big3/Agent", [
 
 /** What `big3 agents …` asks a runner, over HTTP on 127.0.0.1 with the token of `runner.json`. */
 export class RunnerApi extends RpcGroup.make(
-  Rpc.make("Info", { success: RunnerInfo }),
+  Rpc.make("Info", { success: RunnerInfo, error: AgentsError }),
   Rpc.make("Create", {
     payload: { name: Schema.optional(Schema.String), type: Schema.String },
     success: Created,
