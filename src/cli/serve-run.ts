@@ -24,6 +24,9 @@ export const serve = (options: Runner.Options): Effect.Effect<never, CliExit | C
     const location = yield* Store.locationConfig
     const stateDir = yield* Store.stateDir
     yield* Console.error(`big3 serve: state in ${stateDir}, store: ${Store.describeLocation(location)}`)
+    if (location._tag === "Sqlite" && options.runnerPort !== undefined) {
+      yield* Console.error("big3 serve: --runner-port is ignored: an embedded runner (no BIG3_DATABASE_URL) talks to no other runner")
+    }
     return yield* Runner.serve(options).pipe(Effect.provide(foundation))
   }).pipe(
     Effect.catchAll((error): Effect.Effect<never, CliExit | ConfigError.ConfigError> => {
