@@ -48,7 +48,7 @@ export const runOverheadBench = async (options: { readonly calls: number; readon
     circuitBreaker(handleAll, { halfOpenAfter: 60_000, breaker: new ConsecutiveBreaker(5) }),
     timeout(45_000, TimeoutStrategy.Aggressive)
   )
-  BigPromise.configure(await runtime.runPromise(ReliabilityConfig.ReliabilityConfig))
+  const big3 = BigPromise.make({ config: await runtime.runPromise(ReliabilityConfig.ReliabilityConfig) })
   const resolved = () => Promise.resolve(1)
   const promiseLoop = (call: () => Promise<unknown>) => async (calls: number) => {
     for (let i = 0; i < calls; i++) await call()
@@ -73,7 +73,7 @@ export const runOverheadBench = async (options: { readonly calls: number; readon
     {
       name: "big3 Promise API protect()",
       kind: "promise",
-      run: promiseLoop(() => BigPromise.protect(resolved, { operation: "gemini_api", policy: "gemini", breaker: "gemini-promise" }))
+      run: promiseLoop(() => big3.protect(resolved, { operation: "gemini_api", policy: "gemini", breaker: "gemini-promise" }))
     }
   ]
 

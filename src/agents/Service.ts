@@ -147,7 +147,6 @@ export const make = (
 ): Effect.Effect<Service, ConfigError.ConfigError | AgentStorageError, Requirements | Scope.Scope> =>
   Effect.gen(function*() {
     const config = yield* ReliabilityConfig
-    const breakers = yield* CircuitBreaker.CircuitBreaker
     const observability = yield* Observability
     const backend = yield* AgentBackend
     const fs = yield* FileSystem.FileSystem
@@ -165,27 +164,15 @@ export const make = (
     // A reservation older than this belongs to a create that died without cleaning up.
     const staleAfter = Duration.toMillis(creationTimeout) + Duration.toMillis(cleanupTimeout) + 60_000
 
-    // The greeting: per-attempt timeout → breaker `anthropic` → retry with policy `anthropic`,
-    // never waiting past the create's own deadline.
-    const greetingPolicy = config.policyOf("anthropic")
-    const greetingBreaker = breakers.get("anthropic")
-    const greetingBudget = breakers.budget("anthropic")
-    const withGreetingTimeout = Resilience.timeoutAfter(config.timeoutOf("claude_code_create"), "claude_code_create", "anthropic")
+    // The greeting goes through the one protection pipeline (claude_code_create per attempt,
+    // breaker and policy `anthropic`); its retries never wait past the create's own deadline.
+    const protectGreeting = yield* Resilience.makeProtect({
+      operation: "claude_code_create",
+      policy: "anthropic",
+      breaker: "anthropic"
+    })
     const startSession = (input: { name: string; type: string; cwd: string }, startedAt: number) =>
-      Effect.suspend(() => {
-        greetingBudget.recordCall(startedAt)
-        const deadlineAt = startedAt + Duration.toMillis(creationTimeout)
-        return backend.startSession(input).pipe(
-          withGreetingTimeout,
-          CircuitBreaker.guard(greetingBreaker),
-          Resilience.withRetry(greetingPolicy, {
-            service: "anthropic",
-            operation: "claude_code_create",
-            deadlineAt,
-            budget: greetingBudget
-          })
-        )
-      })
+      protectGreeting(backend.startSession(input), { deadlineAt: startedAt + Duration.toMillis(creationTimeout) })
 
     const emit = Command.makeEmit(observability)
     // Background commands, keyed `<agent>/<operator file name>`; interrupted with the layer.

@@ -199,8 +199,6 @@ export const make = (
     const clock = yield* Effect.clock
     const layerScope = yield* Effect.scope
     const breaker = registry.get(service)
-    const budget = registry.budget(service)
-    const policy = config.policyOf("observability")
     const gracefulShutdown = config.timeoutOf("graceful_shutdown")
 
     const spool = yield* Spool.make
@@ -211,9 +209,7 @@ export const make = (
       url: settings.url,
       batchUrl: settings.batchUrl,
       apiKey: settings.apiKey,
-      connections: Math.max(singleConcurrency, settings.concurrency),
-      eventTimeout: config.timeoutOf("observability_event"),
-      batchTimeout: config.timeoutOf("observability_batch")
+      connections: Math.max(singleConcurrency, settings.concurrency)
     }
     const transport = settings.transport === "undici"
       ? yield* Transport.undici(transportOptions)
@@ -288,11 +284,17 @@ export const make = (
     const flushSignal = new Signal()
 
     // ---- delivery ----------------------------------------------------------------------------
-    const guard = CircuitBreaker.guard(breaker)
-    // Per-event retry lines would flood the log during an outage; the client logs what it spools.
-    const retrySingle = Resilience.withRetry(policy, { service, operation: "observability_event", budget, quiet: true })
-    const retryBatch = Resilience.withRetry(policy, { service, operation: "observability_batch", budget, quiet: true })
-    const attemptLabels = Metrics.labelsFor(service)
+    // The one protection pipeline, quiet: per-event retry lines would flood the log during an
+    // outage; the client logs what it spools instead.
+    const countRetry = (attempt: number) => {
+      if (attempt > 1) {
+        retried++
+        count("retried", 1)
+      }
+    }
+    const protection = { policy: "observability", breaker: service, budget: true, quiet: true, onAttempt: countRetry } as const
+    const protectSingle = yield* Resilience.makeProtect({ operation: "observability_event", ...protection })
+    const protectBatch = yield* Resilience.makeProtect({ operation: "observability_batch", ...protection })
 
     const misrouted = (route: Transport.Route, answer: Transport.Answer) =>
       `${route === "single" ? settings.url.href : settings.batchUrl.href} answered HTTP ${answer.status} ` +
@@ -361,25 +363,6 @@ export const make = (
       return Effect.fail(httpError(answer))
     }
 
-    /** One protected call: retry → breaker → the transport (which bounds each attempt). */
-    const protect = <A>(
-      retry: typeof retrySingle,
-      call: Effect.Effect<A, Big3Error>
-    ): Effect.Effect<A, Big3Error> =>
-      Effect.suspend(() => {
-        budget.recordCall(clock.unsafeCurrentTimeMillis())
-        let attempt = 0
-        const guarded = guard(call)
-        return retry(Effect.suspend(() => {
-          if (attempt++ > 0) {
-            retried++
-            count("retried", 1)
-          }
-          Metrics.attempts.unsafeUpdate(1, attemptLabels)
-          return guarded
-        }))
-      })
-
     const classify = (cause: Cause.Cause<Big3Error>): Failure => {
       const failure = Cause.failureOption(cause)
       if (Option.isSome(failure)) {
@@ -399,7 +382,7 @@ export const make = (
 
     const sendOne = (body: string): Effect.Effect<Result> =>
       Effect.matchCauseEffect(
-        protect(retrySingle, Effect.flatMap(transport.post("single", body), checkSingle)),
+        protectSingle(Effect.flatMap(transport.post("single", body), checkSingle)),
         {
           onSuccess: () => Effect.succeed(undefined),
           onFailure: (cause) => Effect.as(logDefect(cause), classify(cause))
@@ -426,7 +409,7 @@ export const make = (
 
     const sendBatch = (bodies: ReadonlyArray<string>, concurrency: number): Effect.Effect<Array<Result>> =>
       Effect.matchCauseEffect(
-        protect(retryBatch, Effect.flatMap(transport.post("batch", `[${bodies.join(",")}]`), checkBatch(bodies.length))),
+        protectBatch(Effect.flatMap(transport.post("batch", `[${bodies.join(",")}]`), checkBatch(bodies.length))),
         {
           onSuccess: (verdict): Effect.Effect<Array<Result>> => {
             if (verdict === "accepted") return Effect.succeed(new Array<Result>(bodies.length).fill(undefined))

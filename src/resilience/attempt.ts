@@ -1,14 +1,13 @@
 /**
  * One attempt of a protected call: circuit breaker admission, a timeout, and the breaker's
- * bookkeeping of the outcome, in a single step.
+ * bookkeeping of the outcome, in a single step, on one code path for every `Clock`.
  *
- * `Effect.timeout` races two forked fibers (the effect and a sleep), ≈ 25–50 µs a call here, and
- * a breaker built from `Effect.onExit` adds ≈ 1 µs more. On the live clock we start the effect
- * in one fiber that runs at once (a synchronous effect has finished before anything is armed),
- * arm one `setTimeout` that is cleared when the fiber ends, and report the outcome to the
- * breaker from the fiber's observer: ≈ 2–3 µs for a call that succeeds. Under any other clock
- * (`TestClock`) we compose `Effect.timeoutFail` and `CircuitBreaker.guard`, so tests drive time
- * as usual and both paths share the breaker's state machine.
+ * `Effect.timeout` races two forked fibers (the effect and a sleep), ≈ 50–85 µs a call here. We
+ * start the effect in one fiber that runs at once (a synchronous effect has finished before
+ * anything is armed), arm one timer that is disarmed when the fiber ends, and report the outcome
+ * to the breaker from the fiber's observer. The timer is the only part that depends on the clock:
+ * on the live clock a `setTimeout`; on any other (`TestClock`) a sleep on that clock. So the tests
+ * that drive time with `TestClock` run the production path, state machine and all.
  *
  * As with `Effect.timeoutFail`, on timeout the effect is interrupted and its finalizers run before
  * the attempt fails, and interrupting the caller interrupts the effect. One difference: FiberRef
@@ -23,15 +22,35 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
 import * as Runtime from "effect/Runtime"
 import type { Breaker } from "../CircuitBreaker.js"
-import { guard, logTransitions } from "../CircuitBreaker.js"
+import { logTransitions } from "../CircuitBreaker.js"
 import type { CircuitOpen } from "../Errors.js"
 
 const liveClock = Context.get(DefaultServices.liveServices, Clock.Clock)
 
 /** Node timers cannot wait longer than 2^31 - 1 ms; longer waits never fire. */
 const MAX_TIMER_MILLIS = 2 ** 31 - 1
+
+const disarmed = (): void => {}
+
+/**
+ * Calls `fire` after `millis` on `clock`, unless the returned function disarms it first. On the
+ * live clock a plain timer; on another clock a sleep on that clock, in a fiber of `runtime`.
+ */
+const arm = <R>(clock: Clock.Clock, runtime: Runtime.Runtime<R>, millis: number, fire: () => void): () => void => {
+  if (clock === liveClock) {
+    if (millis > MAX_TIMER_MILLIS) return disarmed
+    const handle = setTimeout(fire, millis)
+    return () => clearTimeout(handle)
+  }
+  const sleeper = Runtime.runFork(runtime)(clock.sleep(Duration.millis(millis)))
+  sleeper.addObserver((exit) => {
+    if (Exit.isSuccess(exit)) fire()
+  })
+  return () => sleeper.unsafeInterruptAsFork(FiberId.none)
+}
 
 /**
  * Resumes the caller with `exit`, logging any breaker state change first.
@@ -43,8 +62,9 @@ const MAX_TIMER_MILLIS = 2 ** 31 - 1
 const complete = <A, E>(breaker: Breaker | undefined, exit: Exit.Exit<A, E>): Effect.Effect<A, E> =>
   breaker === undefined || breaker.transitions.length === 0 ? exit : Effect.zipRight(logTransitions(breaker), exit)
 
-const liveTimeout = <A, E, R, E2>(
+const timed = <A, E, R, E2>(
   self: Effect.Effect<A, E, R>,
+  clock: Clock.Clock,
   millis: number,
   onTimeout: () => E2,
   breaker: Breaker | undefined,
@@ -55,49 +75,55 @@ const liveTimeout = <A, E, R, E2>(
       const fiber = Runtime.runFork(runtime)(self)
       const done = fiber.unsafePoll()
       if (done !== null) {
-        breaker?.onExit(ticket, Date.now(), done)
+        breaker?.onExit(ticket, clock.unsafeCurrentTimeMillis(), done)
         resume(complete(breaker, done))
         return
       }
       let timedOut = false
-      const handle = millis > MAX_TIMER_MILLIS ? undefined : setTimeout(() => {
+      const disarm = arm(clock, runtime, millis, () => {
         timedOut = true
         fiber.unsafeInterruptAsFork(fiber.id())
-      }, millis)
+      })
       fiber.addObserver((exit) => {
-        if (handle !== undefined) clearTimeout(handle)
+        disarm()
         const outcome: Exit.Exit<A, E | E2> = timedOut && Exit.isInterrupted(exit) ? Exit.fail(onTimeout()) : exit
-        breaker?.onExit(ticket, Date.now(), outcome)
+        breaker?.onExit(ticket, clock.unsafeCurrentTimeMillis(), outcome)
         resume(complete(breaker, outcome))
       })
       return Effect.suspend(() => {
-        if (handle !== undefined) clearTimeout(handle)
+        disarm()
         return Fiber.interrupt(fiber)
       })
     }))
 
+/** Runs `self` through `breaker` without a timeout: no fiber of its own. */
+const guarded = <A, E, R>(self: Effect.Effect<A, E, R>, clock: Clock.Clock, breaker: Breaker, ticket: number) =>
+  Effect.onExit(self, (exit) => {
+    breaker.onExit(ticket, clock.unsafeCurrentTimeMillis(), exit)
+    return logTransitions(breaker)
+  })
+
 /**
  * Runs one attempt of `self`: refused with `CircuitOpen` while `breaker` is open, failed with
- * `onTimeout()` after `duration` (interrupting `self`), and its outcome reported to `breaker`.
+ * `onTimeout()` after `timeout` (interrupting `self`), and its outcome reported to `breaker`.
+ * Without a `timeout`, `self` runs in the caller's fiber.
  */
 export const attempt = <A, E, R, E2>(
   self: Effect.Effect<A, E, R>,
-  duration: Duration.Duration,
+  timeout: Duration.Duration | undefined,
   onTimeout: () => E2,
   breaker?: Breaker | undefined
 ): Effect.Effect<A, E | E2 | CircuitOpen, R> =>
   Effect.clockWith((clock): Effect.Effect<A, E | E2 | CircuitOpen, R> => {
-    if (clock !== liveClock) {
-      const timed = Effect.timeoutFail(self, { duration, onTimeout })
-      return breaker === undefined ? timed : guard(breaker)(timed)
+    if (breaker === undefined) {
+      return timeout === undefined ? self : timed(self, clock, Duration.toMillis(timeout), onTimeout, undefined, 0)
     }
-    const millis = Duration.toMillis(duration)
-    if (breaker === undefined) return liveTimeout(self, millis, onTimeout, undefined, 0)
     return Effect.suspend((): Effect.Effect<A, E | E2 | CircuitOpen, R> => {
-      const admitted = breaker.tryAcquire(Date.now())
-      return typeof admitted === "number"
-        ? liveTimeout(self, millis, onTimeout, breaker, admitted)
-        : Effect.zipRight(logTransitions(breaker), Exit.fail(admitted))
+      const admitted = breaker.tryAcquire(clock.unsafeCurrentTimeMillis())
+      if (typeof admitted !== "number") return Effect.zipRight(logTransitions(breaker), Exit.fail(admitted))
+      return timeout === undefined
+        ? guarded(self, clock, breaker, admitted)
+        : timed(self, clock, Duration.toMillis(timeout), onTimeout, breaker, admitted)
     })
   })
 
@@ -107,8 +133,4 @@ export const timeoutFail = <A, E, R, E2>(
   duration: Duration.Duration,
   onTimeout: () => E2
 ): Effect.Effect<A, E | E2, R> =>
-  Effect.clockWith((clock) =>
-    clock === liveClock
-      ? liveTimeout(self, Duration.toMillis(duration), onTimeout, undefined, 0)
-      : Effect.timeoutFail(self, { duration, onTimeout })
-  )
+  Effect.clockWith((clock) => timed(self, clock, Duration.toMillis(duration), onTimeout, undefined, 0))
