@@ -10,7 +10,7 @@ import * as Duration from "effect/Duration"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import { parseDuration } from "../ReliabilityConfig.js"
+import { parseDuration } from "../reliabilityConfig/decode.js"
 
 /** `"single"`: one `POST /events` per event, `concurrency` in flight (works with the public server). `"batch"`: `POST /events/batch`. */
 export type Mode = "single" | "batch"
