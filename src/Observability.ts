@@ -31,21 +31,24 @@ import type * as HttpClient from "@effect/platform/HttpClient"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type { CircuitBreaker } from "./CircuitBreaker.js"
 import * as Client from "./observability/Client.js"
-import type { DeadLetter, DrainResult, EventInput, Stats } from "./observability/Domain.js"
-import { Observability } from "./observability/Domain.js"
+import type { DeadLetter, DrainResult, EventInput, Service, Stats } from "./observability/Domain.js"
 import * as Options from "./observability/Options.js"
 import type { ReliabilityConfig } from "./ReliabilityConfig.js"
 
-export { Event, EventInput, Observability } from "./observability/Domain.js"
+export { Event, EventInput } from "./observability/Domain.js"
 export type { DeadLetter, DrainResult, Service, Stats } from "./observability/Domain.js"
 export type { Mode, Options, Settings, TransportKind } from "./observability/Options.js"
 export { batchUrlOf, config, defaults, defaultUrl } from "./observability/Options.js"
 export { schema as spoolSchema } from "./observability/Spool.js"
 export { uuidv7 } from "./observability/Client.js"
+
+/** The observability client's tag. */
+export class Observability extends Context.Tag("big3/Observability")<Observability, Service>() {}
 
 /** What the layer needs: configuration, breakers, an `HttpClient` and the store. */
 export type Requirements = ReliabilityConfig | CircuitBreaker | HttpClient.HttpClient | SqlClient.SqlClient

@@ -3,7 +3,6 @@
  *
  * @since 0.1.0
  */
-import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 
@@ -106,5 +105,3 @@ export interface Service {
   /** Moves every dead letter back to the spool (after fixing the cause); returns how many. */
   readonly requeueDeadLetters: Effect.Effect<number>
 }
-
-export class Observability extends Context.Tag("big3/Observability")<Observability, Service>() {}
