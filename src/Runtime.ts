@@ -78,23 +78,24 @@ const withConfigProvider = <A, E>(options: Options, layer: Layer.Layer<A, E>): L
  * per call, so a stage shared by two others is built once when both are provided together.
  */
 const stages = (options: Options) => {
+  const httpClient = options.httpClient ?? NodeHttpClient.layerUndici
   const platform = Layer.mergeAll(
-    options.httpClient ?? NodeHttpClient.layerUndici,
+    httpClient,
     NodeFileSystem.layer,
     NodePath.layer,
     options.store ?? Store.layerConfig
   )
-  const foundation = CircuitBreaker.layer.pipe(
-    Layer.provideMerge(options.config ?? ReliabilityConfig.layer),
-    Layer.provideMerge(platform)
-  )
+  const breakers = CircuitBreaker.layer.pipe(Layer.provideMerge(options.config ?? ReliabilityConfig.layer))
+  const foundation = breakers.pipe(Layer.provideMerge(platform))
   const observability = (options.observability ?? Observability.layer).pipe(Layer.provideMerge(foundation))
   const agents = (options.agents ?? Agents.layer).pipe(
     Layer.provide(options.agentBackend ?? Agents.claudeAgentSdk),
     Layer.provideMerge(observability)
   )
   const gemini = (options.gemini ?? Gemini.layer).pipe(Layer.provide(foundation))
-  return { foundation, observability, agents, all: Layer.merge(agents, gemini) }
+  // Gemini on configuration, breakers and HTTP only: no store, no files (what `big3 gemini` runs on).
+  const geminiAlone = (options.gemini ?? Gemini.layer).pipe(Layer.provideMerge(breakers), Layer.provideMerge(httpClient))
+  return { foundation, observability, agents, geminiAlone, all: Layer.merge(agents, gemini) }
 }
 
 /** The foundation alone (no clients), for tools that only need the store or the breakers. */
@@ -111,6 +112,29 @@ export const observabilityWith = (
 export const agentsWith = (
   options: Options = {}
 ): Layer.Layer<Exclude<Services, Gemini.Gemini>, Error> => withConfigProvider(options, stages(options).agents)
+
+/** Gemini with configuration, breakers and HTTP, and nothing else (no store, no files). */
+export const geminiWith = (
+  options: Options = {}
+): Layer.Layer<
+  Gemini.Gemini | ReliabilityConfig.ReliabilityConfig | CircuitBreaker.CircuitBreaker | HttpClient.HttpClient,
+  ConfigError.ConfigError
+> => withConfigProvider(options, stages(options).geminiAlone)
+
+/**
+ * Every stage from one composition, for tools that combine stages: stages taken from one call
+ * share their layer values, so each service is built once when several are provided together.
+ */
+export const stagesWith = (options: Options = {}) => {
+  const built = stages(options)
+  return {
+    foundation: withConfigProvider(options, built.foundation),
+    observability: withConfigProvider(options, built.observability),
+    agents: withConfigProvider(options, built.agents),
+    gemini: withConfigProvider(options, built.geminiAlone),
+    all: withConfigProvider(options, built.all)
+  }
+}
 
 /** The composed layer, with some pieces replaced. */
 export const layerWith = (options: Options = {}): Layer.Layer<Services, Error> =>
