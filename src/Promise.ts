@@ -378,11 +378,32 @@ export const make = (options: MakeOptions = {}): PromiseApi => {
       return ready.then((loaded) => (built ??= build(loaded, pipeline))(fn, call))
     }
   }
+  // Pipelines of plain-data options are kept, so that `protect(fn, options)` in a loop builds
+  // one (its metric labels included) rather than one per call.
+  const kept = new Map<string, Protector>()
+  const keyOf = (pipeline: PipelineOptions): string | undefined =>
+    typeof pipeline.policy === "object" || pipeline.retryable !== undefined || pipeline.onRetry !== undefined
+      ? undefined
+      : JSON.stringify([
+        pipeline.operation,
+        pipeline.timeout === undefined ? undefined : Duration.toMillis(Duration.decode(pipeline.timeout)),
+        pipeline.policy,
+        pipeline.breaker,
+        pipeline.deadline === undefined ? undefined : Duration.toMillis(Duration.decode(pipeline.deadline)),
+        pipeline.service,
+        pipeline.budget
+      ])
   const once = <A>(fn: Task<A>, pipeline: PipelineOptions, call: CallOptions): Promise<A> => {
+    const key = keyOf(pipeline)
+    const found = key === undefined ? undefined : kept.get(key)
+    if (found !== undefined) return found(fn, callOptions(call))
+    const run = (loaded: Services) => {
+      const built = build(loaded, pipeline)
+      if (key !== undefined) kept.set(key, built)
+      return built(fn, callOptions(call))
+    }
     const ready = load()
-    return ready instanceof Promise
-      ? ready.then((loaded) => build(loaded, pipeline)(fn, callOptions(call)))
-      : build(ready, pipeline)(fn, callOptions(call))
+    return ready instanceof Promise ? ready.then(run) : run(ready)
   }
   return {
     protector,
