@@ -4,7 +4,8 @@ import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as fs from "node:fs"
-import { run } from "../src/cli/app.js"
+import { report, run } from "../src/cli/app.js"
+import { loadModule } from "../src/cli/shared.js"
 import { version } from "../src/cli/version.js"
 import * as Metrics from "../src/Metrics.js"
 import * as Sandbox from "../src/Sandbox.js"
@@ -69,6 +70,19 @@ describe("big3 CLI", () => {
       const refused = yield* big3(["gemini", "hello cli"], { ...env, GEMINI_API_KEY: "" })
       assert.deepStrictEqual(refused.exit._tag === "Success" ? refused.exit.value : undefined, 1)
       assert.strictEqual(refused.stderr, "big3 gemini: Unauthorized: GEMINI_API_KEY is not set: set it to a Gemini API key; no request was sent")
+    }))
+
+  it.effect("a command whose module fails to load says so in one line and exits 1, without a stack trace", () =>
+    Effect.gen(function*() {
+      const missing = Object.assign(new Error("Cannot find module './events-run.js'"), { code: "ERR_MODULE_NOT_FOUND" })
+      const { exit, stderr } = yield* captureConsole(
+        Effect.catchAllCause(Effect.as(loadModule("events", () => Promise.reject(missing)), 0), (cause) => report(cause))
+      )
+      assert.deepStrictEqual(exit._tag === "Success" ? exit.value : undefined, 1)
+      assert.strictEqual(
+        stderr,
+        "big3 events: cannot load its module (Cannot find module './events-run.js'); reinstall big3 (npm install) and try again"
+      )
     }))
 
   it("the CLI version matches package.json", () => {

@@ -6,7 +6,7 @@
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Effect from "effect/Effect"
-import { metricsOption, withMetrics } from "./shared.js"
+import { loadModule, metricsOption, withMetrics } from "./shared.js"
 
 const port = Options.integer("port").pipe(Options.withDefault(8787), Options.withDescription("port on 127.0.0.1 (0 picks one)"))
 const eventsMode = Options.choice("events-mode", ["extended", "public"]).pipe(
@@ -21,7 +21,7 @@ export const sandboxCommand = Command.make(
     withMetrics(
       metrics,
       Effect.gen(function*() {
-        const Sandbox = yield* Effect.promise(() => import("../Sandbox.js"))
+        const Sandbox = yield* loadModule("sandbox", () => import("../Sandbox.js"))
         return yield* Sandbox.run({ port, eventsMode })
       })
     )
