@@ -55,10 +55,10 @@ export type Requirements = ReliabilityConfig | CircuitBreaker | HttpClient.HttpC
 
 /**
  * Builds the client from plain options in the current scope (closing the scope flushes and stops
- * it). Fails only when the store cannot be opened; an invalid option is a defect.
+ * it). Fails with a `ConfigError` naming an invalid option, or an `SqlError` when the store
+ * cannot be opened.
  */
-export const makeWith = (options: Options.Options = {}) =>
-  Effect.flatMap(Effect.sync(() => Options.resolve(options)), Client.make)
+export const makeWith = (options: Options.Options = {}) => Effect.flatMap(Options.resolve(options), Client.make)
 
 /** Builds the client from `config` (the environment, or the current `ConfigProvider`). */
 export const make = Effect.flatMap(Options.config, makeWith)
@@ -70,7 +70,9 @@ export const layer: Layer.Layer<Observability, ConfigError.ConfigError | SqlErro
 )
 
 /** The client from plain options, for tests and apps. Scoped: closing it flushes. */
-export const layerWith = (options: Options.Options = {}): Layer.Layer<Observability, SqlError, Requirements> =>
+export const layerWith = (
+  options: Options.Options = {}
+): Layer.Layer<Observability, ConfigError.ConfigError | SqlError, Requirements> =>
   Layer.scoped(Observability, makeWith(options))
 
 // ---------------------------------------------------------------------------------------------

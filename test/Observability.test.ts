@@ -5,9 +5,11 @@ import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Clock from "effect/Clock"
+import * as ConfigError from "effect/ConfigError"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -482,6 +484,27 @@ describe("Observability", () => {
       assert.isTrue(Exit.isFailure(exit))
       assert.include(String(Exit.isFailure(exit) ? exit.cause : ""), "BIG3_EVENTS_MODE")
     }).pipe(Effect.withConfigProvider(provider))
+  })
+
+  it.effect("an option out of range fails layerWith with a ConfigError naming it, not a defect", () => {
+    const server = makeServer()
+    const requirements = Layer.mergeAll(CircuitBreaker.layer, Layer.succeed(HttpClient.HttpClient, server.client), Store.layerMemory).pipe(
+      Layer.provideMerge(ReliabilityConfig.layerDefault)
+    )
+    const build = (options: Observability.Options) =>
+      Effect.flip(Layer.build(Observability.layerWith(options).pipe(Layer.provide(requirements))).pipe(Effect.scoped))
+    return Effect.gen(function*() {
+      const batchSize = yield* build({ url, batchSize: 0 })
+      assert.isTrue(ConfigError.isConfigError(batchSize))
+      assert.strictEqual(batchSize.message, "batchSize must be a whole number from 1 to 100000, got 0")
+      const badUrl = yield* build({ url: "ftp://example.test/events" })
+      assert.strictEqual(
+        badUrl.message,
+        `url must be an http(s) URL such as http://localhost:4000/events, got "ftp://example.test/events"`
+      )
+      const linger = yield* build({ url, redeliveryInterval: Duration.infinity })
+      assert.strictEqual(linger.message, `redeliveryInterval must be a finite duration of zero or more, got Infinity`)
+    })
   })
 
   it.effect("Metrics.events counts by kind", () => {
