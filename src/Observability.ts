@@ -94,17 +94,17 @@ export const send = (event: EventInput): Effect.Effect<void, never, Observabilit
   Effect.flatMap(Observability, (client) => client.send(event))
 
 /** Redelivers the spool now, until it is empty or the server stops accepting. */
-export const drainSpool: Effect.Effect<DrainResult, never, Observability> = Effect.flatMap(
+export const drainSpool: Effect.Effect<DrainResult, SqlError, Observability> = Effect.flatMap(
   Observability,
   (client) => client.drainSpool
 )
 
 /** The most recent dead letters, newest first. */
-export const deadLetters = (limit?: number): Effect.Effect<ReadonlyArray<DeadLetter>, never, Observability> =>
+export const deadLetters = (limit?: number): Effect.Effect<ReadonlyArray<DeadLetter>, SqlError, Observability> =>
   Effect.flatMap(Observability, (client) => client.deadLetters(limit))
 
 /** Moves every dead letter back to the spool; returns how many. */
-export const requeueDeadLetters: Effect.Effect<number, never, Observability> = Effect.flatMap(
+export const requeueDeadLetters: Effect.Effect<number, SqlError, Observability> = Effect.flatMap(
   Observability,
   (client) => client.requeueDeadLetters
 )

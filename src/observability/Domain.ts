@@ -3,6 +3,7 @@
  *
  * @since 0.1.0
  */
+import type { SqlError } from "@effect/sql/SqlError"
 import type * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 
@@ -47,6 +48,8 @@ export interface Stats {
   readonly rejected: number
   /** Events lost because the store could not be written (each one logged). */
   readonly dropped: number
+  /** Reads and writes of the spool that failed (each one logged): a spool that cannot be read is not empty. */
+  readonly storageErrors: number
   /** Events waiting in memory. */
   readonly queued: number
   /** Events waiting in the spool. */
@@ -97,11 +100,12 @@ export interface Service {
   readonly send: (event: EventInput) => Effect.Effect<void>
   /**
    * Redelivers the spool now, oldest first, page by page, until it is empty or a page makes no
-   * progress (server away, breaker open).
+   * progress (server away, breaker open). Fails with `SqlError` when the spool cannot be read or
+   * updated.
    */
-  readonly drainSpool: Effect.Effect<DrainResult>
+  readonly drainSpool: Effect.Effect<DrainResult, SqlError>
   /** The most recent dead letters (newest first), at most `limit` (default 100). */
-  readonly deadLetters: (limit?: number) => Effect.Effect<ReadonlyArray<DeadLetter>>
+  readonly deadLetters: (limit?: number) => Effect.Effect<ReadonlyArray<DeadLetter>, SqlError>
   /** Moves every dead letter back to the spool (after fixing the cause); returns how many. */
-  readonly requeueDeadLetters: Effect.Effect<number>
+  readonly requeueDeadLetters: Effect.Effect<number, SqlError>
 }

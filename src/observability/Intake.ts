@@ -68,6 +68,7 @@ export const make = (options: IntakeOptions): (input: EventInput) => Effect.Effe
         },
         onFailure: (cause) => {
           // Not written ahead, but it may still be delivered from memory.
+          state.add("storageErrors", 1)
           const entry = state.accept(body, 0, ordinal)
           return Effect.zipRight(
             Effect.logWarning(`observability: could not write event ${id} ahead; delivering it from memory`, cause),

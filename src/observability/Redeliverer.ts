@@ -10,6 +10,7 @@
  *
  * @since 0.1.0
  */
+import type { SqlError } from "@effect/sql/SqlError"
 import type { Breaker } from "../CircuitBreaker.js"
 import type * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
@@ -29,14 +30,18 @@ export interface Pass {
 }
 
 export interface Redeliverer {
-  /** The background loop: runs until interrupted. */
+  /**
+   * The background loop: runs until interrupted. A spool that cannot be read or updated is
+   * logged and counted (`storageErrors`) and tried again after `redeliveryInterval`; a defect
+   * stops the loop with an error in the log (the spool is redelivered at the next start).
+   */
   readonly run: Effect.Effect<never>
   /** Redelivers page by page until the spool is empty or a page makes no progress. */
-  readonly drain: Effect.Effect<DrainResult>
+  readonly drain: Effect.Effect<DrainResult, SqlError>
   /** The most recent dead letters, newest first. */
-  readonly deadLetters: (limit: number) => Effect.Effect<ReadonlyArray<DeadLetter>>
+  readonly deadLetters: (limit: number) => Effect.Effect<ReadonlyArray<DeadLetter>, SqlError>
   /** Moves every dead letter back to the spool; returns how many. */
-  readonly requeueDeadLetters: Effect.Effect<number>
+  readonly requeueDeadLetters: Effect.Effect<number, SqlError>
 }
 
 export interface RedelivererOptions {
@@ -57,12 +62,18 @@ export const make = (options: RedelivererOptions): Effect.Effect<Redeliverer> =>
     const redeliveryLog = tally(now, (n) =>
       Effect.logInfo(`observability: redelivered ${n} event(s) from the spool; ${state.spoolSize} left`))
 
+    /** Counts and logs a failed read or write of the spool, and fails with it. */
+    const storageError = (error: SqlError, consequence: string) =>
+      Effect.suspend(() => {
+        state.add("storageErrors", 1)
+        return Effect.logError(`observability: ${error.message}; ${consequence}`)
+      })
+
     /** One redelivery pass over the oldest page of the spool. */
-    const redeliverPage: Effect.Effect<Pass> = lock.withPermits(1)(
+    const redeliverPage: Effect.Effect<Pass, SqlError> = lock.withPermits(1)(
       Effect.gen(function*() {
         const rows = yield* spool.page(settings.spoolPageSize).pipe(
-          Effect.tapErrorCause((cause) => Effect.logError("observability: cannot read the spool", cause)),
-          Effect.orElseSucceed((): ReadonlyArray<Spool.Row> => [])
+          Effect.tapError((error) => storageError(error, "its events stay there and redelivery will try again"))
         )
         if (rows.length === 0) {
           state.spoolSize = 0
@@ -91,15 +102,10 @@ export const make = (options: RedelivererOptions): Effect.Effect<Redeliverer> =>
             ops.failed.push({ seq: row.seq, reason: result.reason })
           }
         }
-        const committed = yield* spool.commit(ops, now()).pipe(
-          Effect.uninterruptible,
-          Effect.as(true),
-          // The rows stay in the spool and go again: harmless against an idempotent server.
-          Effect.catchAllCause((cause) =>
-            Effect.as(Effect.logError("observability: cannot update the spool after redelivery", cause), false)
-          )
+        // If this fails the rows stay and go again: harmless against an idempotent server.
+        yield* spool.commit(ops, now()).pipe(
+          Effect.tapError((error) => storageError(error, "the redelivered rows stay in the spool and go again"))
         )
-        if (!committed) return { rows: rows.length, delivered: 0, dead: 0 }
         state.add("redelivered", deliveredNow)
         state.add("deadLettered", ops.dead.length)
         state.deadLetterSize += ops.dead.length
@@ -121,14 +127,18 @@ export const make = (options: RedelivererOptions): Effect.Effect<Redeliverer> =>
         if (state.spoolSize === 0) return state.spoolSignal.wait
         // While the breaker is open every call would be refused: wait for its half-open trials.
         if (options.breaker.state(now()) === "open") return Effect.sleep(settings.redeliveryInterval)
-        return Effect.flatMap(
-          redeliverPage,
-          (pass) => pass.delivered === 0 && pass.dead === 0 ? Effect.sleep(settings.redeliveryInterval) : Effect.void
-        )
+        return Effect.matchEffect(redeliverPage, {
+          onFailure: () => Effect.sleep(settings.redeliveryInterval),
+          onSuccess: (pass) => pass.delivered === 0 && pass.dead === 0 ? Effect.sleep(settings.redeliveryInterval) : Effect.void
+        })
       })
+    ).pipe(
+      Effect.tapDefect((cause) =>
+        Effect.logError("observability: spool redelivery stopped on a defect; the spool is redelivered at the next start", cause)
+      )
     )
 
-    const drain: Effect.Effect<DrainResult> = Effect.gen(function*() {
+    const drain: Effect.Effect<DrainResult, SqlError> = Effect.gen(function*() {
       let redelivered = 0
       let deadLettered = 0
       while (true) {
@@ -140,7 +150,7 @@ export const make = (options: RedelivererOptions): Effect.Effect<Redeliverer> =>
       return { redelivered, deadLettered, remaining: state.spoolSize }
     })
 
-    const deadLetters = (limit: number): Effect.Effect<ReadonlyArray<DeadLetter>> =>
+    const deadLetters = (limit: number): Effect.Effect<ReadonlyArray<DeadLetter>, SqlError> =>
       spool.deadLetters(Math.max(0, Math.floor(limit))).pipe(
         Effect.map((rows) =>
           rows.map((row): DeadLetter => ({
@@ -152,11 +162,10 @@ export const make = (options: RedelivererOptions): Effect.Effect<Redeliverer> =>
             failedAt: row.failed_at
           }))
         ),
-        Effect.tapErrorCause((cause) => Effect.logError("observability: cannot read the dead letters", cause)),
-        Effect.orElseSucceed(() => [])
+        Effect.tapError(() => Effect.sync(() => state.add("storageErrors", 1)))
       )
 
-    const requeueDeadLetters: Effect.Effect<number> = lock.withPermits(1)(
+    const requeueDeadLetters: Effect.Effect<number, SqlError> = lock.withPermits(1)(
       Effect.suspend(() => spool.requeueDeadLetters(now())).pipe(
         Effect.tap((moved) =>
           Effect.sync(() => {
@@ -165,8 +174,7 @@ export const make = (options: RedelivererOptions): Effect.Effect<Redeliverer> =>
             if (moved > 0) state.spoolSignal.fire()
           })
         ),
-        Effect.tapErrorCause((cause) => Effect.logError("observability: cannot requeue the dead letters", cause)),
-        Effect.orElseSucceed(() => 0)
+        Effect.tapError(() => Effect.sync(() => state.add("storageErrors", 1)))
       )
     )
 

@@ -127,6 +127,7 @@ export const make = (options: SpoolWriterOptions): SpoolWriter => {
           // Nothing else can keep these events: count and log every one. (Write-ahead rows
           // whose release failed are still in the table and come back at the next start.)
           const lost = ops.spool.length + ops.dead.length
+          state.add("storageErrors", 1)
           state.add("dropped", lost)
           for (const entry of entries) state.settle(entry)
           const ids = [...ops.spool, ...ops.dead].map((item) => item.id)
@@ -153,6 +154,7 @@ export const make = (options: SpoolWriterOptions): SpoolWriter => {
           return spoolLog.add(1, reason)
         },
         onFailure: (cause) => {
+          state.add("storageErrors", 1)
           state.add("dropped", 1)
           state.settle(entry)
           return Effect.logError(`observability: LOST event ${item.id}: the spool cannot be written (${reason})`, cause)

@@ -89,6 +89,7 @@ export interface Counters {
   rejected: number
   dropped: number
   journaled: number
+  storageErrors: number
 }
 
 export type Counter = keyof Counters
@@ -102,7 +103,8 @@ const metricKind: Record<Counter, string> = {
   deadLettered: "dead_lettered",
   rejected: "rejected",
   dropped: "dropped",
-  journaled: "journaled"
+  journaled: "journaled",
+  storageErrors: "storage_error"
 }
 
 export class State {
@@ -115,7 +117,8 @@ export class State {
     deadLettered: 0,
     rejected: 0,
     dropped: 0,
-    journaled: 0
+    journaled: 0,
+    storageErrors: 0
   }
   private readonly labels = new Map(
     Object.entries(metricKind).map(([counter, kind]) => [counter, Metrics.labelsFor(service, { kind })])
