@@ -16,7 +16,6 @@ import * as Chunk from "effect/Chunk"
 import type * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import type { Big3Error } from "../Errors.js"
 import type { Protector } from "../Resilience.js"
@@ -51,18 +50,6 @@ export interface DeliveryOptions {
   readonly singleConcurrency: number
 }
 
-const classify = (cause: Cause.Cause<Big3Error>): Failure => {
-  const failure = Cause.failureOption(cause)
-  if (Option.isSome(failure)) return Answer.failureOf(failure.value)
-  if (Cause.isInterruptedOnly(cause)) return { dead: false, reason: "interrupted", status: undefined }
-  return { dead: false, reason: Answer.truncate(`defect: ${Cause.pretty(cause)}`), status: undefined }
-}
-
-const logDefect = (cause: Cause.Cause<Big3Error>) =>
-  Cause.isDie(cause)
-    ? Effect.logError("observability: delivery failed with a defect; the event goes to the spool", cause)
-    : Effect.void
-
 export const make = (options: DeliveryOptions): Delivery => {
   const { clock, settings, state, transport } = options
   const context = () => ({ url: settings.url, batchUrl: settings.batchUrl, now: clock.unsafeCurrentTimeMillis() })
@@ -79,10 +66,12 @@ export const make = (options: DeliveryOptions): Delivery => {
       return typeof verdict === "string" ? Effect.succeed(verdict) : Effect.fail(verdict)
     })
 
+  // Only the server's answers (and its silence) are outcomes; a defect is a bug of ours and
+  // goes up to the worker or the redeliverer.
   const sendOne = (body: string): Effect.Effect<Result> =>
-    Effect.matchCauseEffect(options.protectSingle(postSingle(body)), {
-      onSuccess: () => Effect.succeed(undefined),
-      onFailure: (cause) => Effect.as(logDefect(cause), classify(cause))
+    Effect.match(options.protectSingle(postSingle(body)), {
+      onSuccess: (): Result => undefined,
+      onFailure: Answer.failureOf
     })
 
   const sendEach = (bodies: ReadonlyArray<string>, concurrency: number): Effect.Effect<Array<Result>> =>
@@ -103,7 +92,7 @@ export const make = (options: DeliveryOptions): Delivery => {
   const splitConcurrency = Math.max(1, Math.ceil(options.singleConcurrency / settings.concurrency))
 
   const sendBatch = (bodies: ReadonlyArray<string>, concurrency: number): Effect.Effect<Array<Result>> =>
-    Effect.matchCauseEffect(options.protectBatch(postBatch(bodies)), {
+    Effect.matchEffect(options.protectBatch(postBatch(bodies)), {
       onSuccess: (verdict): Effect.Effect<Array<Result>> => {
         if (verdict === "accepted") return Effect.succeed(new Array<Result>(bodies.length).fill(undefined))
         const why = verdict === "not-batch-route"
@@ -113,7 +102,7 @@ export const make = (options: DeliveryOptions): Delivery => {
           )
         return Effect.zipRight(why, sendEach(bodies, concurrency))
       },
-      onFailure: (cause) => Effect.as(logDefect(cause), new Array<Result>(bodies.length).fill(classify(cause)))
+      onFailure: (error) => Effect.succeed(new Array<Result>(bodies.length).fill(Answer.failureOf(error)))
     })
 
   const deliver = (bodies: ReadonlyArray<string>, concurrency: number): Effect.Effect<Array<Result>> => {
@@ -152,11 +141,31 @@ export interface WorkerOptions {
   readonly settle: (entry: Entry, result: Result) => void
 }
 
+const afterDefect: Failure = { dead: false, reason: "not delivered: a defect in delivery (see the log)", status: undefined }
+
+/**
+ * One round of a worker, supervised: a defect (a bug of ours, not an answer of the server) is
+ * logged as an error with its cause, the events the worker held go to the spool, and the worker
+ * carries on, so that the rest of the queue is still delivered and no flush waits forever.
+ */
+const supervised = (options: WorkerOptions, slot: Slot, round: Effect.Effect<void>): Effect.Effect<void> =>
+  Effect.catchAllDefect(round, (defect) => {
+    const held = slot.current ?? []
+    slot.current = undefined
+    for (const entry of held) options.settle(entry, afterDefect)
+    return Effect.logError(
+      `observability: a delivery worker met a defect; ${held.length} event(s) it held went to the spool`,
+      Cause.die(defect)
+    )
+  })
+
 /** A worker of the mode configured at start: takes from the queue forever. */
 export const worker = (options: WorkerOptions, slot: Slot): Effect.Effect<never> => {
   const { delivery, queue, settings, state } = options
   if (settings.mode === "single") {
-    return Effect.forever(
+    return Effect.forever(supervised(
+      options,
+      slot,
       Effect.flatMap(Queue.take(queue), (entry) => {
         slot.current = [entry]
         return Effect.map(delivery.sendOne(entry.body), (result) => {
@@ -164,7 +173,7 @@ export const worker = (options: WorkerOptions, slot: Slot): Effect.Effect<never>
           options.settle(entry, result)
         })
       })
-    )
+    ))
   }
   const lingerMillis = Duration.toMillis(settings.linger)
   /** Up to `batchSize` events, waiting at most `linger` for more (not while a flush waits). */
@@ -186,11 +195,13 @@ export const worker = (options: WorkerOptions, slot: Slot): Effect.Effect<never>
       )
     }
   )
-  return Effect.forever(
+  return Effect.forever(supervised(
+    options,
+    slot,
     Effect.flatMap(collect, (entries) =>
       Effect.map(delivery.deliver(entries.map((entry) => entry.body), delivery.splitConcurrency), (results) => {
         slot.current = undefined
         for (let i = 0; i < entries.length; i++) options.settle(entries[i]!, results[i])
       }))
-  )
+  ))
 }

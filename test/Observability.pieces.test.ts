@@ -1,6 +1,7 @@
 /**
- * The spool pieces of the observability client (redeliverer, spool writer) against an in-memory
- * spool whose reads and writes fail, die or hang on demand; time is the TestClock's.
+ * The pieces of the observability client on their own: delivery against a fake transport, the
+ * redeliverer and the spool writer against an in-memory spool whose reads and writes fail, die
+ * or hang on demand. Time is the TestClock's.
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
@@ -8,20 +9,27 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Queue from "effect/Queue"
 import * as TestClock from "effect/TestClock"
+import * as CircuitBreaker from "../src/CircuitBreaker.js"
 import { Breaker } from "../src/CircuitBreaker.js"
-import type { Delivery } from "../src/observability/Delivery.js"
+import type { Result } from "../src/observability/Answer.js"
+import * as Delivery from "../src/observability/Delivery.js"
 import * as Options from "../src/observability/Options.js"
 import * as Redeliverer from "../src/observability/Redeliverer.js"
+import type { Entry } from "../src/observability/State.js"
 import { State } from "../src/observability/State.js"
+import type * as Transport from "../src/observability/Transport.js"
 import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
+import * as Resilience from "../src/Resilience.js"
 import { captureLogs } from "./support/capture.js"
 import { makeFakeSpool } from "./support/spool.js"
 
 /** Delivers everything it is given, and remembers what. */
 const deliveringAll = () => {
   const sent: Array<string> = []
-  const delivery: Delivery = {
+  const delivery: Delivery.Delivery = {
     deliver: (bodies) => Effect.sync(() => bodies.map((body) => void sent.push(body))),
     sendOne: (body) => Effect.sync(() => void sent.push(body)),
     singleConcurrency: 4,
@@ -105,6 +113,68 @@ describe("Observability spool redelivery", () => {
       assert.isTrue(Exit.isFailure(exit) && Cause.isDie(exit.cause))
       assert.deepStrictEqual(sent.length, 1)
       assert.isTrue(lines.some((line) => line.startsWith("ERROR observability: spool redelivery stopped on a defect")))
+    }).pipe(Effect.provide(layer))
+  })
+})
+
+/** A transport that answers 200 with the event, and dies (a bug of ours) for a body containing "bug". */
+const buggyTransport: Transport.Transport = {
+  description: "fake",
+  post: (_route, body) =>
+    body.includes("bug")
+      ? Effect.die(new TypeError("cannot read properties of undefined"))
+      : Effect.succeed({ status: 200, contentType: "application/json", headers: {}, body, truncated: false })
+}
+
+const makeDelivery = Effect.gen(function*() {
+  const settings = yield* Options.resolve({ concurrency: 1 })
+  const state = new State("single", { backlog: 0, deadLetters: 0 }, 0)
+  const protection = { policy: "observability", breaker: "observability", quiet: true } as const
+  const delivery = Delivery.make({
+    settings,
+    state,
+    transport: buggyTransport,
+    clock: yield* Effect.clock,
+    singleConcurrency: 1,
+    protectSingle: yield* Resilience.makeProtect({ operation: "observability_event", ...protection }),
+    protectBatch: yield* Resilience.makeProtect({ operation: "observability_batch", ...protection })
+  })
+  return { settings, state, delivery }
+}).pipe(Effect.provide(Layer.provideMerge(CircuitBreaker.layer, ReliabilityConfig.layerDefault)))
+
+describe("Observability delivery", () => {
+  it.effect("a defect in delivery is not an answer of the server: deliver dies with it", () =>
+    Effect.gen(function*() {
+      const { delivery } = yield* makeDelivery
+      assert.deepStrictEqual(yield* delivery.deliver([`{"id":"fine"}`], 1), [undefined])
+      const exit = yield* Effect.exit(delivery.deliver([`{"id":"bug"}`], 1))
+      assert.isTrue(Exit.isFailure(exit) && Cause.isDie(exit.cause), "deliver dies")
+    }))
+
+  it.effect("a worker that meets a defect logs it, spools the event it held and goes on with the queue", () => {
+    const { layer, lines } = captureLogs()
+    return Effect.gen(function*() {
+      const { delivery, settings, state } = yield* makeDelivery
+      const queue = yield* Queue.unbounded<Entry>()
+      const settled: Array<readonly [string, Result]> = []
+      const slot: Delivery.Slot = { current: undefined }
+      const fiber = yield* Effect.fork(Delivery.worker({
+        settings,
+        state,
+        queue,
+        delivery,
+        settle: (entry, result) => void settled.push([entry.body, result])
+      }, slot))
+      yield* Queue.offerAll(queue, [state.accept(`{"id":"bug"}`, 0, 1), state.accept(`{"id":"next"}`, 0, 2)])
+      yield* settle
+      assert.deepStrictEqual(settled, [
+        [`{"id":"bug"}`, { dead: false, reason: "not delivered: a defect in delivery (see the log)", status: undefined }],
+        [`{"id":"next"}`, undefined]
+      ])
+      assert.deepStrictEqual(lines.filter((line) => line.startsWith("ERROR")), [
+        "ERROR observability: a delivery worker met a defect; 1 event(s) it held went to the spool"
+      ])
+      yield* Fiber.interrupt(fiber)
     }).pipe(Effect.provide(layer))
   })
 })
