@@ -9,8 +9,11 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
+import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import * as CircuitBreaker from "../src/CircuitBreaker.js"
 import { Breaker } from "../src/CircuitBreaker.js"
@@ -18,6 +21,8 @@ import type { Result } from "../src/observability/Answer.js"
 import * as Delivery from "../src/observability/Delivery.js"
 import * as Options from "../src/observability/Options.js"
 import * as Redeliverer from "../src/observability/Redeliverer.js"
+import * as Shutdown from "../src/observability/Shutdown.js"
+import * as SpoolWriter from "../src/observability/SpoolWriter.js"
 import type { Entry } from "../src/observability/State.js"
 import { State } from "../src/observability/State.js"
 import type * as Transport from "../src/observability/Transport.js"
@@ -175,6 +180,45 @@ describe("Observability delivery", () => {
         "ERROR observability: a delivery worker met a defect; 1 event(s) it held went to the spool"
       ])
       yield* Fiber.interrupt(fiber)
+    }).pipe(Effect.provide(layer))
+  })
+})
+
+describe("Observability shutdown", () => {
+  it.effect("ends within graceful_shutdown while the disk hangs; what it could not write is counted and logged as lost", () => {
+    const { layer, lines } = captureLogs()
+    return Effect.gen(function*() {
+      const { faults, spool } = makeFakeSpool()
+      // The first write fails, the retry and every write after it hang (a stalled disk).
+      faults.commit.push("fail", "hang", "hang")
+      const state = new State("single", { backlog: 0, deadLetters: 0 }, 0)
+      const settings = yield* Options.resolve({})
+      const writer = SpoolWriter.make({ spool, state, settings, clock: yield* Effect.clock })
+      const scope = yield* Scope.make()
+      const workerScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
+      const writerScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
+      yield* Effect.forkIn(writer.run, writerScope)
+      writer.settle(state.accept(`{"id":"e1"}`, 0, 1), { dead: false, reason: "ServiceUnavailable: 503", status: 503 })
+      yield* settle
+      yield* TestClock.adjust("100 millis") // the retry pause: the writer now waits on the disk
+      yield* settle
+      const shutdown = yield* Effect.fork(Shutdown.make({
+        state,
+        queue: yield* Queue.unbounded<Entry>(),
+        slots: [],
+        workerScope,
+        writerScope,
+        writer,
+        gracefulShutdown: Duration.seconds(1)
+      }))
+      yield* settle
+      yield* TestClock.adjust("800 millis") // the flush gives up, keeping 200 ms for the last write
+      yield* settle
+      yield* TestClock.adjust("200 millis")
+      yield* settle
+      assert.isTrue(Option.isSome(yield* Fiber.poll(shutdown)), "shutdown ended within graceful_shutdown")
+      assert.strictEqual(state.counters.dropped, 1)
+      assert.include(lines, "ERROR observability: LOST 1 event(s): shutdown ran out of time to write the spool; ids e1")
     }).pipe(Effect.provide(layer))
   })
 })

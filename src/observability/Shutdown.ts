@@ -7,7 +7,8 @@
  * @since 0.1.0
  */
 import * as Chunk from "effect/Chunk"
-import type * as Duration from "effect/Duration"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
@@ -30,12 +31,25 @@ export interface ShutdownOptions {
   readonly gracefulShutdown: Duration.Duration
 }
 
-/** The finalizer of the client's scope. */
+/**
+ * What is kept back from the flush for the last write of the spool: a fifth of
+ * `graceful_shutdown`, at most a second.
+ */
+const reserveOf = (gracefulShutdown: Duration.Duration): Duration.Duration =>
+  Duration.min(Duration.seconds(1), Duration.divide(gracefulShutdown, 5).pipe(Option.getOrElse(() => Duration.zero)))
+
+/**
+ * The finalizer of the client's scope; it ends within `graceful_shutdown`. Finalizers run
+ * uninterruptibly, so each wait in it is made interruptible before it is bounded.
+ */
 export const make = (options: ShutdownOptions): Effect.Effect<void> =>
   Effect.gen(function*() {
     const { gracefulShutdown, queue, slots, state, writer } = options
     state.closing = true
-    const flushed = yield* Effect.interruptible(state.flush).pipe(Effect.timeoutOption(gracefulShutdown))
+    const startedAt = yield* Clock.currentTimeMillis
+    const flushed = yield* Effect.interruptible(state.flush).pipe(
+      Effect.timeoutOption(Duration.subtract(gracefulShutdown, reserveOf(gracefulShutdown)))
+    )
     // Interrupting the workers aborts the requests still in flight.
     yield* Scope.close(options.workerScope, Exit.void)
     const leftovers: Array<Entry> = []
@@ -47,8 +61,11 @@ export const make = (options: ShutdownOptions): Effect.Effect<void> =>
     for (const entry of leftovers) {
       writer.settle(entry, { dead: false, reason: "not delivered before shutdown", status: undefined })
     }
+    // Interrupting the writer puts back a commit it was in the middle of.
     yield* Scope.close(options.writerScope, Exit.void)
-    yield* writer.commitPending
+    const left = Duration.millis(Math.max(0, startedAt + Duration.toMillis(gracefulShutdown) - (yield* Clock.currentTimeMillis)))
+    const written = yield* Effect.interruptible(writer.commitPending).pipe(Effect.timeoutOption(left))
+    if (Option.isNone(written)) yield* writer.abandon
     state.closed = true
     state.releaseAll()
     if (Option.isNone(flushed)) {

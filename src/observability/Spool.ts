@@ -96,6 +96,15 @@ export const emptyOps = (): Ops => ({ spool: [], release: [], remove: [], failed
 export const opsSize = (ops: Ops): number =>
   ops.spool.length + ops.release.length + ops.remove.length + ops.failed.length + ops.dead.length
 
+/** `first`'s writes, then `then`'s. */
+export const concatOps = (first: Ops, then: Ops): Ops => ({
+  spool: first.spool.concat(then.spool),
+  release: first.release.concat(then.release),
+  remove: first.remove.concat(then.remove),
+  failed: first.failed.concat(then.failed),
+  dead: first.dead.concat(then.dead)
+})
+
 const byEmitOrder = (a: Item, b: Item): number => a.epoch - b.epoch || a.ordinal - b.ordinal
 
 const groupByReason = <A extends { readonly seq: number; readonly reason: string }>(

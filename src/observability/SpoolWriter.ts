@@ -9,7 +9,9 @@
  *
  * @since 0.1.0
  */
+import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type { Result } from "./Answer.js"
 import { truncate } from "./Answer.js"
@@ -27,8 +29,10 @@ export interface SpoolWriter {
   readonly release: (entry: Entry, reason: string) => void
   /** Writes one event now, outside the writer (after shutdown, or when the writer is far behind). */
   readonly spoolNow: (entry: Entry, reason: string) => Effect.Effect<void>
-  /** Commits what is pending now. */
+  /** Commits what is pending now; interrupted, it keeps the writes pending. */
   readonly commitPending: Effect.Effect<void>
+  /** Counts and logs as lost what is still pending (shutdown ran out of time). */
+  readonly abandon: Effect.Effect<void>
   /** The writer loop: runs until interrupted. */
   readonly run: Effect.Effect<never>
 }
@@ -40,9 +44,12 @@ export interface SpoolWriterOptions {
   readonly clock: Clock.Clock
 }
 
+/** How long a failed commit waits before its one retry (a busy or briefly full disk). */
+const retryPause = Duration.millis(100)
+
 /**
- * A pause on the wall clock (a timer, not the Effect `Clock`): for I/O batching and disk retries,
- * which are not behaviour a test drives with `TestClock`.
+ * A pause on the wall clock (a timer, not the Effect `Clock`): for batching deletes, which is an
+ * I/O optimisation, not behaviour a test drives with `TestClock`.
  */
 const wallPause = (millis: number): Effect.Effect<void> =>
   Effect.async<void>((resume) => {
@@ -89,12 +96,24 @@ export const make = (options: SpoolWriterOptions): SpoolWriter => {
 
   const firstReason = (ops: Spool.Ops): string => truncate(ops.spool[0]?.reason ?? ops.release[0]?.reason ?? "", 200)
 
+  /** Counts and logs writes that nothing can keep any more. */
+  const lose = (ops: Spool.Ops, entries: ReadonlyArray<Entry>, why: string, cause?: Cause.Cause<unknown>) => {
+    // Write-ahead rows whose release or delete was not written are still in the table and come
+    // back at the next start; new rows and dead letters are lost.
+    const lost = ops.spool.length + ops.dead.length
+    state.add("dropped", lost)
+    for (const entry of entries) state.settle(entry)
+    const ids = [...ops.spool, ...ops.dead].map((item) => item.id)
+    const message = `observability: LOST ${lost} event(s): ${why}; ids ${ids.slice(0, 50).join(", ")}${ids.length > 50 ? ", …" : ""}`
+    return cause === undefined ? Effect.logError(message) : Effect.logError(message, cause)
+  }
+
   /**
-   * Commits the pending writes in one transaction, retried once after a short pause (a busy or
-   * briefly full disk), then settles the events they carry. Uninterruptible: a short local
-   * write, and cutting it short after taking the pending writes would lose them.
+   * Commits the pending writes in one transaction, tried again once after a short pause (a busy
+   * or briefly full disk), then settles the events they carry. Interruptible: a commit cut short
+   * (shutdown out of time) puts its writes back, so that nothing taken is forgotten.
    */
-  const commitPending: Effect.Effect<void> = Effect.uninterruptible(Effect.suspend(() => {
+  const commitPending: Effect.Effect<void> = Effect.suspend(() => {
     const { entries, ops } = pending
     pending.ops = Spool.emptyOps()
     pending.entries = []
@@ -104,7 +123,7 @@ export const make = (options: SpoolWriterOptions): SpoolWriter => {
     }
     const commit = Effect.suspend(() => spool.commit(ops, now()))
     return commit.pipe(
-      Effect.catchAll(() => Effect.zipRight(wallPause(100), commit)),
+      Effect.catchAll(() => Effect.zipRight(Effect.sleep(retryPause), commit)),
       Effect.matchCauseEffect({
         onSuccess: () => {
           const newlySpooled = ops.spool.length + ops.release.length
@@ -124,23 +143,25 @@ export const make = (options: SpoolWriterOptions): SpoolWriter => {
           )
         },
         onFailure: (cause) => {
-          // Nothing else can keep these events: count and log every one. (Write-ahead rows
-          // whose release failed are still in the table and come back at the next start.)
-          const lost = ops.spool.length + ops.dead.length
           state.add("storageErrors", 1)
-          state.add("dropped", lost)
-          for (const entry of entries) state.settle(entry)
-          const ids = [...ops.spool, ...ops.dead].map((item) => item.id)
-          return Effect.logError(
-            `observability: LOST ${lost} event(s): the spool cannot be written; ids ${ids.slice(0, 50).join(", ")}${
-              ids.length > 50 ? ", …" : ""
-            }`,
-            cause
-          )
+          return lose(ops, entries, Cause.isDie(cause) ? "a defect while writing the spool" : "the spool cannot be written", cause)
         }
-      })
+      }),
+      Effect.onInterrupt(() =>
+        Effect.sync(() => {
+          pending.ops = Spool.concatOps(ops, pending.ops)
+          pending.entries = entries.concat(pending.entries)
+        })
+      )
     )
-  }))
+  })
+
+  const abandon = Effect.suspend(() => {
+    const { entries, ops } = pending
+    pending.ops = Spool.emptyOps()
+    pending.entries = []
+    return Spool.opsSize(ops) === 0 && entries.length === 0 ? Effect.void : lose(ops, entries, "shutdown ran out of time to write the spool")
+  })
 
   const spoolNow = (entry: Entry, reason: string): Effect.Effect<void> => {
     const item = state.itemOf(entry, reason)
@@ -186,5 +207,5 @@ export const make = (options: SpoolWriterOptions): SpoolWriter => {
     })
   )
 
-  return { settle, overflow, release, spoolNow, commitPending, run }
+  return { settle, overflow, release, spoolNow, commitPending, abandon, run }
 }
