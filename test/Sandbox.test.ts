@@ -323,13 +323,12 @@ describe("Sandbox", () => {
         assert.deepStrictEqual((yield* sandbox.requests).map((r) => r.outcome), ["malformed", "malformed", "malformed"])
       }))
 
-    it.scopedLive("latency delays a normal answer", () =>
+    it.scopedLive("a latency fault still answers normally, and is recorded as latency", () =>
       Effect.gen(function*() {
-        const sandbox = yield* Sandbox.make({ plans: { gemini: [{ latency: "150 millis" }] } })
-        const started = Date.now()
+        // How long it waits is the Effect Clock's: the TestClock test below drives it.
+        const sandbox = yield* Sandbox.make({ plans: { gemini: [{ latency: "10 millis" }] } })
         const reply = yield* askGemini(sandbox)
         assert.strictEqual(reply.status, 200)
-        assert.isAtLeast(Date.now() - started, 140)
         assert.strictEqual((yield* sandbox.requestsFor("gemini"))[0]?.fault, "latency")
       }))
 
