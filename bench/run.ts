@@ -3,7 +3,7 @@
  * bench/RESULTS.md with the date, Node version and machine. Not part of the test run.
  *
  * Environment: BENCH_CALLS (overhead calls per run, default 1,000,000), BENCH_RUNS (default 3),
- * BENCH_CHAOS_CALLS (default 10,000).
+ * BENCH_CHAOS_CALLS (default 10,000), BENCH_ASYNC_CALLS (async calls per run, default 200,000).
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -11,7 +11,7 @@ import * as path from "node:path"
 import { runChaosBench } from "./chaos.js"
 import { runColdStartBench } from "./coldstart.js"
 import { runEventsBench } from "./events.js"
-import { runOverheadBench } from "./overhead.js"
+import { runAsyncBench, runOverheadBench } from "./overhead.js"
 import { markdownTable } from "./util.js"
 
 const numberFrom = (name: string, fallback: number): number => {
@@ -44,6 +44,13 @@ section(
   `Happy-path overhead per call (${calls.toLocaleString("en")} calls per run; slow contenders 100,000)`,
   markdownTable(await runOverheadBench({ calls, runs })) +
     "\n\nTarget: big3 protect ≤ 10 µs per successful call."
+)
+
+const asyncCalls = numberFrom("BENCH_ASYNC_CALLS", 200_000)
+section(
+  `The async call: an immediately-resolving promise, ${asyncCalls.toLocaleString("en")} calls per run, each run paired with cockatiel's`,
+  markdownTable(await runAsyncBench({ calls: asyncCalls, runs })) +
+    "\n\nGoals: big3 protect over an async effect ≤ 0.25 × cockatiel's full wrap; the Promise API ≤ 5 µs."
 )
 
 section("Event delivery (servers in child processes)", await runEventsBench())

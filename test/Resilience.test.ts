@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
@@ -315,14 +316,56 @@ describe("Resilience.makeProtect options", () => {
       assert.strictEqual(rejected.count, 0)
     }).pipe(Effect.provide(services)))
 
-  it.effect("under TestClock an attempt runs in its own fiber, as on the live clock: its FiberRef changes stay inside", () =>
+  it.effect("an attempt's FiberRef changes are kept, as with inline code (TestClock)", () =>
     Effect.gen(function*() {
       const ref = FiberRef.unsafeMake("outside")
       const protect = yield* Resilience.makeProtect({ operation: "gemini_api", policy: "gemini" })
-      // The call runs in this fiber; another one moves the clock while it sleeps.
-      yield* Effect.fork(TestClock.adjust("1 second"))
-      assert.strictEqual(yield* protect(Effect.as(Effect.zipRight(FiberRef.set(ref, "inside"), Effect.sleep("1 second")), 1)), 1)
-      assert.strictEqual(yield* FiberRef.get(ref), "outside")
+      const call = Effect.zipRight(FiberRef.set(ref, "inside"), Effect.sleep("1 second"))
+      const seen = yield* runFor(Effect.zipRight(protect(call), FiberRef.get(ref)), "1 second")
+      assert.deepStrictEqual(seen, Exit.succeed("inside"))
+    }).pipe(Effect.provide(services)))
+
+  it.live("an attempt's FiberRef changes are kept on the live clock too: one code path for both clocks", () =>
+    Effect.gen(function*() {
+      const ref = FiberRef.unsafeMake("outside")
+      const protect = yield* Resilience.makeProtect({ operation: "gemini_api", policy: "gemini" })
+      yield* protect(Effect.zipRight(FiberRef.set(ref, "inside"), Effect.sleep("1 millis")))
+      assert.strictEqual(yield* FiberRef.get(ref), "inside")
+    }).pipe(Effect.provide(services)))
+
+  it.effect("a timed-out attempt leaves the caller's fiber running: the call fails and the caller goes on", () =>
+    Effect.gen(function*() {
+      const protect = yield* Resilience.makeProtect({ operation: "gemini_api", policy: noJitter({ maxAttempts: 1 }) })
+      const caller = Effect.gen(function*() {
+        const error = yield* Effect.flip(protect(Effect.never))
+        yield* Effect.sleep("1 second")
+        return error._tag
+      })
+      assert.deepStrictEqual(yield* runFor(caller, "46 seconds"), Exit.succeed("OperationTimeout"))
+    }).pipe(Effect.provide(services)))
+
+  it.effect("a timed-out attempt does not interrupt fibers the caller forked before it", () =>
+    Effect.gen(function*() {
+      const protect = yield* Resilience.makeProtect({ operation: "gemini_api", policy: noJitter({ maxAttempts: 1 }) })
+      const caller = Effect.gen(function*() {
+        const background = yield* Effect.fork(Effect.never)
+        const error = yield* Effect.flip(protect(Effect.never))
+        // An interruption would reach it as a message: give it every chance to arrive.
+        yield* Effect.repeatN(Effect.yieldNow(), 50)
+        const alive = Option.isNone(yield* Fiber.poll(background))
+        yield* Fiber.interrupt(background)
+        return [error._tag, alive] as const
+      })
+      assert.deepStrictEqual(yield* runFor(caller, "46 seconds"), Exit.succeed(["OperationTimeout", true] as const))
+    }).pipe(Effect.provide(services)))
+
+  it.effect("interrupting the caller during an attempt interrupts the call; it is not taken for a timeout", () =>
+    Effect.gen(function*() {
+      const protect = yield* Resilience.makeProtect({ operation: "gemini_api", policy: "gemini" })
+      const fiber = yield* Effect.fork(protect(Effect.never))
+      yield* TestClock.adjust("10 seconds")
+      const exit = yield* Fiber.interrupt(fiber)
+      assert.isTrue(Exit.isInterrupted(exit))
     }).pipe(Effect.provide(services)))
 })
 

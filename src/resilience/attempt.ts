@@ -2,27 +2,36 @@
  * One attempt of a protected call: circuit breaker admission, a timeout, and the breaker's
  * bookkeeping of the outcome, in a single step, on one code path for every `Clock`.
  *
- * `Effect.timeout` races two forked fibers (the effect and a sleep), ≈ 50–85 µs a call here. We
- * start the effect in one fiber that runs at once (a synchronous effect has finished before
- * anything is armed), arm one timer that is disarmed when the fiber ends, and report the outcome
- * to the breaker from the fiber's observer. The timer is the only part that depends on the clock:
- * on the live clock a `setTimeout`; on any other (`TestClock`) a sleep on that clock. So the tests
- * that drive time with `TestClock` run the production path, state machine and all.
+ * `Effect.timeout` races two forked fibers (the effect and a sleep): ≈ 50–85 µs a call here, and
+ * even one forked fiber per attempt costs ≈ 10–20 µs for an effect that suspends. So an attempt
+ * runs in the caller's own fiber, with one timer: when it fires, the timer interrupts the caller
+ * fiber with an interruptor of its own; the attempt's handler, in an uninterruptible region, sees
+ * that interruption, takes it back out of the fiber's interrupted cause (`FiberRef.interruptedCause`)
+ * and fails the attempt with `onTimeout()`. The interrupted effect's finalizers have run, its
+ * `Effect.async` cancellers too (an HTTP request is aborted), exactly as with `Effect.timeout`.
  *
- * As with `Effect.timeoutFail`, on timeout the effect is interrupted and its finalizers run before
- * the attempt fails, and interrupting the caller interrupts the effect. One difference: FiberRef
- * changes made inside the attempt stay there (see `complete`).
+ * An interruption reaches a fiber's children as well. So when the caller has children (fibers it
+ * forked and has not joined, which must not be cut by the attempt's timer), the attempt runs in a
+ * fiber of its own instead, joined back into the caller when it ends.
+ *
+ * The timer is the only part that depends on the clock: on the live clock a `setTimeout`; on any
+ * other (`TestClock`) a sleep on that clock. Tests that drive time with `TestClock` run the
+ * production path, state machine and all.
  *
  * @internal
  */
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as DefaultServices from "effect/DefaultServices"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Equal from "effect/Equal"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
+import * as FiberRef from "effect/FiberRef"
+import * as HashSet from "effect/HashSet"
 import * as Runtime from "effect/Runtime"
 import type { Breaker } from "../CircuitBreaker.js"
 import { logTransitions } from "../CircuitBreaker.js"
@@ -37,32 +46,111 @@ const disarmed = (): void => {}
 
 /**
  * Calls `fire` after `millis` on `clock`, unless the returned function disarms it first. On the
- * live clock a plain timer; on another clock a sleep on that clock, in a fiber of `runtime`.
+ * live clock a plain timer; on another clock a sleep on that clock, in a fiber of its own.
  */
-const arm = <R>(clock: Clock.Clock, runtime: Runtime.Runtime<R>, millis: number, fire: () => void): () => void => {
+const arm = (clock: Clock.Clock, millis: number, fire: () => void): () => void => {
   if (clock === liveClock) {
     if (millis > MAX_TIMER_MILLIS) return disarmed
-    const handle = setTimeout(fire, millis)
-    return () => clearTimeout(handle)
+    // Armed once the attempt has suspended (a microtask later): an attempt that finishes at once
+    // costs no timer at all.
+    let handle: ReturnType<typeof setTimeout> | undefined
+    let cancelled = false
+    queueMicrotask(() => {
+      if (!cancelled) handle = setTimeout(fire, millis)
+    })
+    return () => {
+      cancelled = true
+      if (handle !== undefined) clearTimeout(handle)
+    }
   }
-  const sleeper = Runtime.runFork(runtime)(clock.sleep(Duration.millis(millis)))
+  const sleeper = Runtime.runFork(Runtime.defaultRuntime)(clock.sleep(Duration.millis(millis)))
   sleeper.addObserver((exit) => {
     if (Exit.isSuccess(exit)) fire()
   })
   return () => sleeper.unsafeInterruptAsFork(FiberId.none)
 }
 
-/**
- * Resumes the caller with `exit`, logging any breaker state change first.
- *
- * The attempt's FiberRef changes are not joined back into the caller (`fiber.inheritAll` costs
- * ≈ 4.5 µs, more than the rest of the pipeline): context, spans, log annotations and levels flow
- * into the attempt, not out of it, as with a forked fiber that is awaited rather than joined.
- */
-const complete = <A, E>(breaker: Breaker | undefined, exit: Exit.Exit<A, E>): Effect.Effect<A, E> =>
-  breaker === undefined || breaker.transitions.length === 0 ? exit : Effect.zipRight(logTransitions(breaker), exit)
+/** What Effect 3's fiber runtime offers beyond the `RuntimeFiber` interface: its live children. */
+interface WithChildren {
+  getChildren(): ReadonlySet<unknown>
+}
+const exposesChildren = (fiber: object): fiber is WithChildren =>
+  "getChildren" in fiber && typeof fiber.getChildren === "function"
 
-const timed = <A, E, R, E2>(
+/**
+ * True when interrupting `fiber` reaches no fiber but itself. A fiber that does not say counts as
+ * having children: the attempt then takes the forked path, which is always correct.
+ */
+const childless = (fiber: object): boolean => exposesChildren(fiber) && fiber.getChildren().size === 0
+
+/** `cause` (a fiber's interruptions) without the interruption by `id`. */
+const withoutInterruptor = (cause: Cause.Cause<never>, id: FiberId.FiberId): Cause.Cause<never> => {
+  const interruptors = Cause.interruptors(cause)
+  if (!HashSet.has(interruptors, id)) return cause
+  let rest: Cause.Cause<never> = Cause.empty
+  for (const other of interruptors) {
+    if (!Equal.equals(other, id)) rest = Cause.sequential(rest, Cause.interrupt(other))
+  }
+  return rest
+}
+
+/** Reports the outcome to the breaker and logs any state change. */
+const report = <A, E>(
+  breaker: Breaker | undefined,
+  ticket: number,
+  clock: Clock.Clock,
+  exit: Exit.Exit<A, E>
+): Effect.Effect<A, E> => {
+  if (breaker === undefined) return exit
+  breaker.onExit(ticket, clock.unsafeCurrentTimeMillis(), exit)
+  return breaker.transitions.length === 0 ? exit : Effect.zipRight(logTransitions(breaker), exit)
+}
+
+/** The attempt in the caller's fiber: the timer interrupts the caller, the handler takes it back. */
+const inFiber = <A, E, R, E2>(
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  self: Effect.Effect<A, E, R>,
+  clock: Clock.Clock,
+  millis: number,
+  onTimeout: () => E2,
+  breaker: Breaker | undefined,
+  ticket: number
+): Effect.Effect<A, E | E2, R> => {
+  // Made when the timer fires: an interruptor no one else uses.
+  let timer: FiberId.FiberId | undefined
+  let ended = false
+  const disarm = arm(clock, millis, () => {
+    // A sleep on a test clock may end after the attempt did: then there is nothing to cut.
+    if (ended) return
+    timer = FiberId.unsafeMake()
+    fiber.unsafeInterruptAsFork(timer)
+  })
+  /** Takes the timer's interruption back out of the fiber, then ends with `exit`. */
+  const end = (exit: Exit.Exit<A, E | E2>): Effect.Effect<A, E | E2> => {
+    ended = true
+    disarm()
+    const id = timer
+    const outcome = report(breaker, ticket, clock, exit)
+    return id === undefined
+      ? outcome
+      : Effect.zipRight(FiberRef.update(FiberRef.interruptedCause, (cause) => withoutInterruptor(cause, id)), outcome)
+  }
+  return Effect.uninterruptibleMask((restore) =>
+    Effect.matchCauseEffect(restore(self), {
+      onSuccess: (value) => end(Exit.succeed(value)),
+      onFailure: (cause) => {
+        const id = timer
+        // Our timer's interruption, and no one else's: the attempt timed out.
+        const timedOut = id !== undefined && Cause.isInterruptedOnly(cause) &&
+          HashSet.has(Cause.interruptors(cause), id) && HashSet.size(Cause.interruptors(cause)) === 1
+        return end(timedOut ? Exit.fail(onTimeout()) : Exit.failCause(cause))
+      }
+    })
+  )
+}
+
+/** The attempt in a fiber of its own (the caller has children an interruption would reach). */
+const forked = <A, E, R, E2>(
   self: Effect.Effect<A, E, R>,
   clock: Clock.Clock,
   millis: number,
@@ -72,31 +160,39 @@ const timed = <A, E, R, E2>(
 ): Effect.Effect<A, E | E2, R> =>
   Effect.flatMap(Effect.runtime<R>(), (runtime) =>
     Effect.async<A, E | E2>((resume) => {
-      const fiber = Runtime.runFork(runtime)(self)
-      const done = fiber.unsafePoll()
-      if (done !== null) {
-        breaker?.onExit(ticket, clock.unsafeCurrentTimeMillis(), done)
-        resume(complete(breaker, done))
-        return
-      }
+      const child = Runtime.runFork(runtime)(self)
       let timedOut = false
-      const disarm = arm(clock, runtime, millis, () => {
+      const disarm = arm(clock, millis, () => {
         timedOut = true
-        fiber.unsafeInterruptAsFork(fiber.id())
+        child.unsafeInterruptAsFork(child.id())
       })
-      fiber.addObserver((exit) => {
+      child.addObserver((exit) => {
         disarm()
         const outcome: Exit.Exit<A, E | E2> = timedOut && Exit.isInterrupted(exit) ? Exit.fail(onTimeout()) : exit
-        breaker?.onExit(ticket, clock.unsafeCurrentTimeMillis(), outcome)
-        resume(complete(breaker, outcome))
+        // As if the attempt had run in the caller's fiber: its FiberRef changes are kept.
+        resume(Effect.zipRight(Fiber.inheritAll(child), report(breaker, ticket, clock, outcome)))
       })
       return Effect.suspend(() => {
         disarm()
-        return Fiber.interrupt(fiber)
+        return Fiber.interrupt(child)
       })
     }))
 
-/** Runs `self` through `breaker` without a timeout: no fiber of its own. */
+/** `self` bounded by `millis`: in the caller's fiber when it has no children, else in a fiber of its own. */
+const timed = <A, E, R, E2>(
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  self: Effect.Effect<A, E, R>,
+  clock: Clock.Clock,
+  millis: number,
+  onTimeout: () => E2,
+  breaker: Breaker | undefined,
+  ticket: number
+): Effect.Effect<A, E | E2, R> =>
+  childless(fiber)
+    ? inFiber(fiber, self, clock, millis, onTimeout, breaker, ticket)
+    : forked(self, clock, millis, onTimeout, breaker, ticket)
+
+/** Runs `self` through `breaker` without a timeout. */
 const guarded = <A, E, R>(self: Effect.Effect<A, E, R>, clock: Clock.Clock, breaker: Breaker, ticket: number) =>
   Effect.onExit(self, (exit) => {
     breaker.onExit(ticket, clock.unsafeCurrentTimeMillis(), exit)
@@ -106,7 +202,6 @@ const guarded = <A, E, R>(self: Effect.Effect<A, E, R>, clock: Clock.Clock, brea
 /**
  * Runs one attempt of `self`: refused with `CircuitOpen` while `breaker` is open, failed with
  * `onTimeout()` after `timeout` (interrupting `self`), and its outcome reported to `breaker`.
- * Without a `timeout`, `self` runs in the caller's fiber.
  */
 export const attempt = <A, E, R, E2>(
   self: Effect.Effect<A, E, R>,
@@ -114,17 +209,16 @@ export const attempt = <A, E, R, E2>(
   onTimeout: () => E2,
   breaker?: Breaker | undefined
 ): Effect.Effect<A, E | E2 | CircuitOpen, R> =>
-  Effect.clockWith((clock): Effect.Effect<A, E | E2 | CircuitOpen, R> => {
-    if (breaker === undefined) {
-      return timeout === undefined ? self : timed(self, clock, Duration.toMillis(timeout), onTimeout, undefined, 0)
-    }
-    return Effect.suspend((): Effect.Effect<A, E | E2 | CircuitOpen, R> => {
+  Effect.withFiberRuntime((fiber): Effect.Effect<A, E | E2 | CircuitOpen, R> => {
+    const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+    let ticket = 0
+    if (breaker !== undefined) {
       const admitted = breaker.tryAcquire(clock.unsafeCurrentTimeMillis())
       if (typeof admitted !== "number") return Effect.zipRight(logTransitions(breaker), Exit.fail(admitted))
-      return timeout === undefined
-        ? guarded(self, clock, breaker, admitted)
-        : timed(self, clock, Duration.toMillis(timeout), onTimeout, breaker, admitted)
-    })
+      ticket = admitted
+    }
+    if (timeout === undefined) return breaker === undefined ? self : guarded(self, clock, breaker, ticket)
+    return timed(fiber, self, clock, Duration.toMillis(timeout), onTimeout, breaker, ticket)
   })
 
 /** Fails with `onTimeout()` when `self` takes longer than `duration`; `self` is interrupted. */
@@ -133,4 +227,6 @@ export const timeoutFail = <A, E, R, E2>(
   duration: Duration.Duration,
   onTimeout: () => E2
 ): Effect.Effect<A, E | E2, R> =>
-  Effect.clockWith((clock) => timed(self, clock, Duration.toMillis(duration), onTimeout, undefined, 0))
+  Effect.withFiberRuntime((fiber) =>
+    timed(fiber, self, Context.get(fiber.currentDefaultServices, Clock.Clock), Duration.toMillis(duration), onTimeout, undefined, 0)
+  )
