@@ -216,24 +216,32 @@ const runAttempt = <A>(
       if (outer.aborted) return onOuterAbort()
       outer.addEventListener("abort", onOuterAbort, { once: true })
     }
-    if (millis !== undefined) {
-      handle = setTimeout(() => {
-        const error = onTimeout()
-        finish()
-        controller.abort(error)
-        reject(error)
-      }, millis)
-    }
+    let settled = false
     running.then(
       (value) => {
+        settled = true
         finish()
         resolve(value)
       },
       (error: unknown) => {
+        settled = true
         finish()
         reject(error)
       }
     )
+    if (millis !== undefined) {
+      // Armed a microtask later, after the callbacks above: a function whose promise is already
+      // settled costs no timer at all.
+      queueMicrotask(() => {
+        if (settled) return
+        handle = setTimeout(() => {
+          const error = onTimeout()
+          finish()
+          controller.abort(error)
+          reject(error)
+        }, millis)
+      })
+    }
   })
 }
 
