@@ -58,7 +58,7 @@ export const runColdStartBench = async (options: { readonly runs: number }): Pro
     { name: "big3 --version", args: [bin, "--version"] },
     { name: "big3 events send (to a local server)", args: [bin, "events", "send", "--type", "ColdStart"] }
   ] as const
-  const samples = commands.map(() => [] as Array<Sample>)
+  const samples = commands.map((): Array<Sample> => [])
   try {
     for (let run = 0; run < options.runs; run++) {
       for (let i = 0; i < commands.length; i++) samples[i]!.push(await measure(commands[i]!.args, env))
