@@ -69,6 +69,7 @@ export type GeminiError =
   | Errors.NetworkError
   | Errors.OperationTimeout
   | Errors.RateLimited
+  | Errors.QuotaExhausted
   | Errors.ServiceUnavailable
   | Errors.InvalidRequest
   | Errors.Unauthorized
