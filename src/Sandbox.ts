@@ -10,13 +10,20 @@
  * recovery on the same port.
  *
  * Routes:
- * - `POST /v1beta/models/{model}:generateContent` (faults: `"gemini"`), `…:countTokens`
+ * - `POST /{v1,v1beta}/models/{model}:generateContent` and `…:streamGenerateContent` (faults:
+ *   `"gemini"`), `…:countTokens`
  * - `POST /events` (faults: `"events"`), `GET /events/recent`, `GET /events/filter-options`;
  *   extended mode also `POST /events/batch` (faults: `"eventsBatch"`), `GET /health`
  * - `POST /v1/messages` (faults: `"anthropic"`), `POST /v1/messages/count_tokens`
+ * - `/__sandbox/…`: the admin API, for loopback clients only (see `sandbox/Admin.ts`)
  * - anything else: 404 in the format of the API its path belongs to (`/v1beta/…` Gemini,
  *   `/v1/…` Anthropic); other paths answer like the observability server (public mode: 200
  *   text/plain "Multi-Agent Observability Server"; extended mode: that for `GET /`, else 404 JSON).
+ *
+ * Hostile input is bounded as the real APIs bound it: a request body over the upstream's limit
+ * (Gemini 20 MiB, Anthropic 32 MiB, the observability server's Bun default of 128 MiB) is refused
+ * in that upstream's format without being kept, and the request log is a ring (10,000 requests,
+ * 64 MiB of bodies by default).
  *
  * @since 0.1.0
  */
@@ -39,17 +46,21 @@ import * as Scope from "effect/Scope"
 import * as SynchronizedRef from "effect/SynchronizedRef"
 import * as Http from "node:http"
 import type * as Net from "node:net"
+import * as Admin from "./sandbox/Admin.js"
 import * as Anthropic from "./sandbox/Anthropic.js"
 import * as Events from "./sandbox/Events.js"
-import type { FaultKind, FaultPlan, PlanState, RouteName } from "./sandbox/FaultPlan.js"
+import type { Action, FaultKind, FaultPlan, PlanState, RouteName } from "./sandbox/FaultPlan.js"
 import { initialState, isRouteName, kindOf, nextAction, normal } from "./sandbox/FaultPlan.js"
 import * as Gemini from "./sandbox/Gemini.js"
-import type { Answer, Upstream } from "./sandbox/Http.js"
-import { readIncoming, recordedBody, redactHeaders, redactQuery } from "./sandbox/Http.js"
+import type { Answer, StreamFault, Upstream } from "./sandbox/Http.js"
+import { closingConnection, readBody, readIncoming, recordedBody, redactHeaders, redactQuery } from "./sandbox/Http.js"
+import { defaultMaxBodyBytes, defaultMaxEntries, RequestLog } from "./sandbox/RequestLog.js"
 
-export type { FaultKind, FaultMix, FaultPlan, FaultStep, RouteName } from "./sandbox/FaultPlan.js"
+export type { FaultKind, FaultMix, FaultPlan, FaultStep, MidStreamKind, QuotaWindow, RouteName } from "./sandbox/FaultPlan.js"
 export { routeNames } from "./sandbox/FaultPlan.js"
 export type { EventsMode, StoredEvent } from "./sandbox/Events.js"
+export type { ModelTurn as GeminiModelTurn, Responder as GeminiResponder } from "./sandbox/Gemini.js"
+export { parsePlan, parsePlans, type Plans } from "./sandbox/Admin.js"
 
 /** A key given as plain text or as `Redacted`; either way only compared, never recorded or logged. */
 export type Secret = string | Redacted.Redacted<string>
@@ -72,9 +83,24 @@ export interface Options {
   readonly plans?: { readonly [K in RouteName]?: FaultPlan | undefined } | undefined
   /** Record requests (default true); benchmarks may turn it off to keep memory flat. */
   readonly recordRequests?: boolean | undefined
+  /**
+   * Bounds of the request log, a ring that drops the oldest first: `maxEntries` requests
+   * (default 10,000) and `maxBodyBytes` of kept bodies (default 64 MiB).
+   */
+  readonly requestLog?: { readonly maxEntries?: number | undefined; readonly maxBodyBytes?: number | undefined } | undefined
+  /**
+   * The largest request body any route takes, in bytes; default: each real API's own limit
+   * (Gemini 20 MiB, Anthropic 32 MiB, observability 128 MiB).
+   */
+  readonly maxRequestBytes?: number | undefined
+  /**
+   * Extra ways of answering Gemini `generateContent`, asked in order before the default answer
+   * (e.g. a computer-use plan when the request carries the `computerUse` tool).
+   */
+  readonly geminiResponders?: ReadonlyArray<Gemini.Responder> | undefined
 }
 
-/** What the client got: an HTTP status, or no answer at all. */
+/** What the client got: an HTTP status (a mid-stream fault records its 200), or no answer at all. */
 export type Outcome = number | "hang" | "reset" | "malformed"
 
 /** One request as the sandbox saw it. Key headers and the `key` query parameter read "<redacted>". */
@@ -91,8 +117,13 @@ export interface RecordedRequest {
   readonly time: number
   /** Lower-case names; `x-goog-api-key`, `x-api-key`, `authorization` (and cookies) redacted. */
   readonly headers: Readonly<Record<string, string>>
-  /** Parsed JSON body, or the raw text when it is not JSON, or `undefined` when empty. */
+  /**
+   * Parsed JSON body, or the raw text when it is not JSON, or `undefined` when empty (or not
+   * kept: over the route's size limit, or larger than the log's byte budget).
+   */
   readonly body: unknown
+  /** The body's size in bytes as it arrived (for a refused body, as far as it was seen). */
+  readonly bodyBytes: number
   /** The fault the plan injected ("none" for a plain normal answer). */
   readonly fault: FaultKind
   readonly outcome: Outcome
@@ -114,7 +145,7 @@ export interface Service {
   readonly setPlan: (route: RouteName, plan: FaultPlan) => Effect.Effect<void>
   /** Every route back to normal answers. */
   readonly clearPlans: Effect.Effect<void>
-  /** Every recorded request, in arrival order. */
+  /** Every recorded request still in the log (a ring: the oldest are dropped first), in arrival order. */
   readonly requests: Effect.Effect<ReadonlyArray<RecordedRequest>>
   readonly requestsFor: (route: RouteName | "other") => Effect.Effect<ReadonlyArray<RecordedRequest>>
   /** Accepted observability events, in the order stored (duplicates rejected in extended mode are not here). */
@@ -144,14 +175,43 @@ interface Running {
   readonly sockets: Set<Net.Socket>
 }
 
+/** Every answer's request, minus its body: the body is kept as text and parsed when read. */
+type Recorded = Omit<RecordedRequest, "body">
+
+const validPort = (port: number): boolean => Number.isInteger(port) && port >= 0 && port <= 65535
+
+/** Fault-plan steps that a non-streamed request gets whole. */
+const wholeFault = (action: Extract<Action, { readonly _tag: "MidStream" }>, route: RouteName): Action => {
+  switch (action.kind) {
+    case "hang":
+      return { _tag: "Hang" }
+    case "reset":
+      return { _tag: "Reset" }
+    case "error":
+      return {
+        _tag: "Status",
+        status: action.status ?? (route === "anthropic" ? 529 : 503),
+        retryAfter: Option.none(),
+        latency: Option.none()
+      }
+  }
+}
+
 /**
  * Starts a sandbox listening on `options.host:options.port`; it stops when the scope closes.
- * Fails with `SandboxError` when it cannot listen.
+ * Fails with `SandboxError` when it cannot listen (a port in use, a port outside 0–65535).
  */
 export const make: (options?: Options) => Effect.Effect<Service, SandboxError, Scope.Scope> = Effect.fn(
   "Sandbox.make"
 )(function*(options: Options = {}) {
   const host = options.host ?? "127.0.0.1"
+  if (options.port !== undefined && !validPort(options.port)) {
+    return yield* new SandboxError({
+      message: `sandbox cannot listen on ${host}:${options.port}: a port is an integer from 0 to 65535`,
+      host,
+      port: options.port
+    })
+  }
   const mode = options.eventsMode ?? "extended"
   const recordRequests = options.recordRequests ?? true
   const geminiKey = toRedacted(options.geminiApiKey ?? "sandbox-key")
@@ -163,9 +223,13 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
     if (isRouteName(route) && plan !== undefined) initialPlans.set(route, initialState(plan))
   }
   const plans = yield* Ref.make<ReadonlyMap<RouteName, PlanState>>(initialPlans)
-  // Plain arrays: appending to an immutable list in a Ref would cost O(n) per request.
-  const records: Array<RecordedRequest> = []
+  // Mutable structures: appending to an immutable list in a Ref would cost O(n) per request.
+  const log = new RequestLog<Recorded>(
+    options.requestLog?.maxEntries ?? defaultMaxEntries,
+    options.requestLog?.maxBodyBytes ?? defaultMaxBodyBytes
+  )
   const store = new Events.EventStore()
+  const rateLimits = new Anthropic.RateLimits()
   let sequence = 0
 
   const takeAction = (route: RouteName) =>
@@ -188,13 +252,15 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
       const params = yield* HttpRouter.params
       const time = yield* Clock.currentTimeMillis
       const number = ++sequence
-      const text = yield* Effect.orElseSucceed(request.text, () => "")
-      const action = route === "other" ? normal : yield* takeAction(route)
+      const message = NodeHttpServerRequest.toIncomingMessage(request)
+      const limit = options.maxRequestBytes ?? upstream.maxRequestBytes
+      const body = yield* readBody(message, limit)
+      const text = body._tag === "Body" ? body.text : ""
       const incoming = readIncoming(request, params, text, time, number)
-      const record = (outcome: Outcome) =>
+      const record = (action: Action, outcome: Outcome) =>
         Effect.sync(() => {
           if (!recordRequests) return
-          records.push({
+          log.push({
             sequence: number,
             route,
             method: incoming.method,
@@ -202,67 +268,144 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
             query: redactQuery(incoming.query),
             time,
             headers: redactHeaders(incoming.headers),
-            body: recordedBody(text),
+            bodyBytes: body._tag === "Body" ? Buffer.byteLength(text) : body.bytes,
             fault: kindOf(action),
             outcome
-          })
+          }, text)
         })
+      if (body._tag === "TooLarge") {
+        // Refused before any plan step, as the real front ends refuse it; the socket closes after the answer.
+        const response = closingConnection(upstream.tooLarge(incoming, limit))
+        yield* record(normal, response.status)
+        return response
+      }
+      const planned = route === "other" ? normal : yield* takeAction(route)
+      const action = planned._tag === "MidStream" && route !== "other" && !upstream.isStream(incoming)
+        ? wholeFault(planned, route)
+        : planned
       switch (action._tag) {
         case "Hang": {
-          yield* record("hang")
+          yield* record(planned, "hang")
           // Released by the platform: a closed connection interrupts this fiber.
           return yield* Effect.never
         }
         case "Reset": {
-          yield* record("reset")
-          yield* Effect.sync(() => NodeHttpServerRequest.toIncomingMessage(request).socket.resetAndDestroy())
+          yield* record(planned, "reset")
+          yield* Effect.sync(() => message.socket.resetAndDestroy())
           return yield* Effect.never
         }
         case "Malformed": {
-          yield* record("malformed")
+          yield* record(planned, "malformed")
           return upstream.malformed(incoming)
         }
         case "Status": {
-          const response = upstream.error(incoming, action.status, action.retryAfter)
-          yield* record(response.status)
+          const response = upstream.error(incoming, action.status, action.retryAfter, action.quota)
+          yield* record(planned, response.status)
           if (Option.isSome(action.latency)) yield* Effect.sleep(action.latency.value)
+          return response
+        }
+        case "MidStream": {
+          const fault: StreamFault = {
+            kind: action.kind,
+            after: action.after,
+            status: action.status,
+            // What was written reaches the client before the connection goes.
+            dropConnection: Effect.async<void>((resume) => {
+              message.socket.write("", () => {
+                message.socket.destroy()
+                resume(Effect.void)
+              })
+            })
+          }
+          const response = yield* answer(incoming, fault)
+          yield* record(planned, response.status)
           return response
         }
         case "Normal": {
           const response = yield* answer(incoming)
-          yield* record(response.status)
+          yield* record(planned, response.status)
           if (Option.isSome(action.latency)) yield* Effect.sleep(action.latency.value)
           return response
         }
       }
     })
 
+  const requests = Effect.sync(() =>
+    log.entries().map(({ text, value }): RecordedRequest => ({ ...value, body: text === undefined ? undefined : recordedBody(text) }))
+  )
+  const requestsFor = (route: string | undefined) =>
+    Effect.map(requests, (all) => route === undefined ? all : all.filter((record) => record.route === route))
+  const setPlan = (route: RouteName, plan: FaultPlan) =>
+    Ref.update(plans, (current) => new Map(current).set(route, initialState(plan)))
+  const clearPlans = Ref.set(plans, new Map())
+  const reset = Effect.zipRight(
+    clearPlans,
+    Effect.sync(() => {
+      log.clear()
+      store.clear()
+      rateLimits.clear()
+    })
+  )
+  const control: Admin.Control = {
+    setPlan,
+    clearPlan: (route) =>
+      Ref.update(plans, (current) => {
+        const updated = new Map(current)
+        updated.delete(route)
+        return updated
+      }),
+    clearPlans,
+    plans: Effect.map(Ref.get(plans), (current) => {
+      const out: Record<string, unknown> = {}
+      for (const [route, state] of current) {
+        out[route] = Admin.planToJson(state._tag === "Mix" ? state.mix : state.steps.slice(state.index))
+      }
+      return out
+    }),
+    requests: requestsFor,
+    events: Effect.sync(() => ({ stats: store.stats(), events: store.events() })),
+    reset
+  }
+
   const events = Events.upstream(mode)
+  const anthropic = Anthropic.upstream(rateLimits)
   const fallback: Answer = (incoming) => {
     if (incoming.path.startsWith("/v1beta/") || /^\/v1\/models\/[^/]*:/.test(incoming.path)) {
       return Effect.succeed(Gemini.upstream.notFound(incoming))
     }
-    if (incoming.path.startsWith("/v1/")) return Effect.succeed(Anthropic.upstream.notFound(incoming))
+    if (incoming.path.startsWith("/v1/")) return Effect.succeed(anthropic.notFound(incoming))
     if (incoming.method === "OPTIONS") return Events.preflight(incoming)
     if (mode === "extended" && incoming.path === "/" && incoming.method === "GET") return Events.banner(incoming)
     return Effect.succeed(events.notFound(incoming))
   }
 
+  const responders = options.geminiResponders ?? []
   // find-my-way reads `:model:generateContent` as ONE parameter named "model:generateContent"
   // (matching any action): a regex parameter ends the name, and `::` is an escaped literal colon.
+  // The real API serves every model method under both versions.
+  const geminiRoutes = <E, R>(router: HttpRouter.HttpRouter<E, R>) =>
+    ["v1", "v1beta"].reduce((self, version) =>
+      self.pipe(
+        HttpRouter.post(
+          `/${version}/models/:model(^[^/:]+)::generateContent`,
+          handle("gemini", Gemini.upstream, Gemini.generateContent(geminiKey, responders))
+        ),
+        HttpRouter.post(
+          `/${version}/models/:model(^[^/:]+)::streamGenerateContent`,
+          handle("gemini", Gemini.upstream, Gemini.streamGenerateContent(geminiKey, responders))
+        ),
+        HttpRouter.post(
+          `/${version}/models/:model(^[^/:]+)::countTokens`,
+          handle("other", Gemini.upstream, Gemini.countTokens(geminiKey))
+        )
+      ), router)
+
   const router = HttpRouter.empty.pipe(
-    HttpRouter.post(
-      "/v1beta/models/:model(^[^/:]+)::generateContent",
-      handle("gemini", Gemini.upstream, Gemini.generateContent(geminiKey))
-    ),
-    HttpRouter.post(
-      "/v1beta/models/:model(^[^/:]+)::countTokens",
-      handle("other", Gemini.upstream, Gemini.countTokens(geminiKey))
-    ),
-    HttpRouter.post("/v1/messages", handle("anthropic", Anthropic.upstream, Anthropic.messages(anthropicKey))),
+    geminiRoutes,
+    HttpRouter.post("/v1/messages", handle("anthropic", anthropic, Anthropic.messages(anthropicKey, rateLimits))),
     HttpRouter.post(
       "/v1/messages/count_tokens",
-      handle("other", Anthropic.upstream, Anthropic.countTokens(anthropicKey))
+      handle("other", anthropic, Anthropic.countTokens(anthropicKey))
     ),
     HttpRouter.post("/events", handle("events", events, Events.postEvent(store, mode, observabilityKey))),
     HttpRouter.get("/events/recent", handle("other", events, Events.recent(store))),
@@ -274,6 +417,7 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
           HttpRouter.get("/health", handle("other", events, Events.health))
         )
       : identity,
+    Admin.routes(control),
     HttpRouter.all("*", handle("other", events, fallback))
   )
 
@@ -334,21 +478,15 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
   return Sandbox.of({
     url: `http://${host.includes(":") ? `[${host}]` : host}:${port}`,
     port,
-    setPlan: (route, plan) => Ref.update(plans, (current) => new Map(current).set(route, initialState(plan))),
-    clearPlans: Ref.set(plans, new Map()),
-    requests: Effect.sync(() => records.slice()),
-    requestsFor: (route) => Effect.sync(() => records.filter((record) => record.route === route)),
+    setPlan,
+    clearPlans,
+    requests,
+    requestsFor,
     events: Effect.sync(() => store.events()),
     eventStats: Effect.sync(() => store.stats()),
     stop,
     start,
-    reset: Effect.zipRight(
-      Ref.set(plans, new Map()),
-      Effect.sync(() => {
-        records.length = 0
-        store.clear()
-      })
-    )
+    reset
   })
 })
 
@@ -367,6 +505,7 @@ export const run = (options?: Options): Effect.Effect<never, SandboxError> =>
           gemini: `${sandbox.url}/v1beta/models/{model}:generateContent`,
           events: `${sandbox.url}/events (${options?.eventsMode ?? "extended"} mode)`,
           anthropic: `${sandbox.url}/v1/messages`,
+          admin: `${sandbox.url}${Admin.prefix}/plans`,
           keys: options?.geminiApiKey === undefined && options?.anthropicApiKey === undefined
             ? "default (\"sandbox-key\")"
             : "configured"
