@@ -506,6 +506,7 @@ export const run = (options?: Options): Effect.Effect<never, SandboxError> =>
           events: `${sandbox.url}/events (${options?.eventsMode ?? "extended"} mode)`,
           anthropic: `${sandbox.url}/v1/messages`,
           admin: `${sandbox.url}${Admin.prefix}/plans`,
+          faults: Object.keys(options?.plans ?? {}).join(", ") || "none",
           keys: options?.geminiApiKey === undefined && options?.anthropicApiKey === undefined
             ? "default (\"sandbox-key\")"
             : "configured"

@@ -25,6 +25,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
+import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import type { FaultPlan, RouteName } from "./FaultPlan.js"
 import { isRouteName, routeNames } from "./FaultPlan.js"
@@ -55,24 +56,30 @@ const DurationJson = Schema.transformOrFail(
 const Status = Schema.Int.pipe(Schema.between(100, 599))
 const Rate = Schema.Number.pipe(Schema.between(0, 1))
 
-const FaultStep = Schema.Union(
-  Status,
-  Schema.Struct({
-    status: Status,
-    retryAfter: Schema.optional(DurationJson),
-    latency: Schema.optional(DurationJson),
-    quota: Schema.optional(Schema.Literal("minute", "day"))
-  }),
-  Schema.Struct({ latency: DurationJson }),
-  Schema.Struct({ hang: Schema.Literal(true) }),
-  Schema.Struct({ reset: Schema.Literal(true) }),
-  Schema.Struct({ malformed: Schema.Literal(true) }),
-  Schema.Struct({
-    midStream: Schema.Literal("error", "hang", "reset"),
-    after: Schema.optional(Schema.Int.pipe(Schema.nonNegative())),
-    status: Schema.optional(Status)
-  })
-)
+const StatusStep = Schema.Struct({
+  status: Status,
+  retryAfter: Schema.optional(DurationJson),
+  latency: Schema.optional(DurationJson),
+  quota: Schema.optional(Schema.Literal("minute", "day"))
+})
+const LatencyStep = Schema.Struct({ latency: DurationJson })
+const HangStep = Schema.Struct({ hang: Schema.Literal(true) })
+const ResetStep = Schema.Struct({ reset: Schema.Literal(true) })
+const MalformedStep = Schema.Struct({ malformed: Schema.Literal(true) })
+const MidStreamStep = Schema.Struct({
+  midStream: Schema.Literal("error", "hang", "reset"),
+  after: Schema.optional(Schema.Int.pipe(Schema.nonNegative())),
+  status: Schema.optional(Status)
+})
+
+type FaultStep =
+  | number
+  | typeof StatusStep.Type
+  | typeof LatencyStep.Type
+  | typeof HangStep.Type
+  | typeof ResetStep.Type
+  | typeof MalformedStep.Type
+  | typeof MidStreamStep.Type
 
 const FaultMix = Schema.Struct({
   seed: Schema.Int,
@@ -88,37 +95,78 @@ const FaultMix = Schema.Struct({
   retryAfter: Schema.optional(DurationJson)
 })
 
-/** One route's plan in JSON: an array of steps, or a seeded mix. */
-export const FaultPlanJson = Schema.Union(Schema.Array(FaultStep), FaultMix)
-
-/** Plans per route in JSON (`{ "gemini": [429, 200], "anthropic": { "seed": 1, … } }`). */
-export const PlansJson = Schema.Struct({
-  gemini: Schema.optional(FaultPlanJson),
-  events: Schema.optional(FaultPlanJson),
-  eventsBatch: Schema.optional(FaultPlanJson),
-  anthropic: Schema.optional(FaultPlanJson)
-})
 export type Plans = { readonly [K in RouteName]?: FaultPlan | undefined }
 
-const describe = (error: ParseResult.ParseError): string =>
-  ParseResult.ArrayFormatter.formatErrorSync(error)
-    .slice(0, 5)
-    .map((issue) => `${issue.path.length === 0 ? "" : `at ${issue.path.map(String).join(".")}: `}${issue.message}`)
-    .join("; ")
+// A union's failure lists every branch; a step's kind is plain from its keys, so decode with that
+// branch alone and say what is wrong with it.
+const strict = { onExcessProperty: "error" } as const
 
-const parseWith = <A, I>(schema: Schema.Schema<A, I>, text: string): Either.Either<A, string> => {
-  let json: unknown
-  try {
-    json = JSON.parse(text)
-  } catch (error) {
-    return Either.left(`not JSON (${error instanceof Error ? error.message : String(error)})`)
+const stepKinds: ReadonlyArray<
+  readonly [key: string, decode: (input: unknown) => Either.Either<FaultStep, ParseResult.ParseError>]
+> = [
+  ["midStream", Schema.decodeUnknownEither(MidStreamStep, strict)],
+  ["status", Schema.decodeUnknownEither(StatusStep, strict)],
+  ["hang", Schema.decodeUnknownEither(HangStep, strict)],
+  ["reset", Schema.decodeUnknownEither(ResetStep, strict)],
+  ["malformed", Schema.decodeUnknownEither(MalformedStep, strict)],
+  ["latency", Schema.decodeUnknownEither(LatencyStep, strict)]
+]
+
+/** The first issue only: an optional field's failure also lists its `undefined` branch. */
+const issues = (error: ParseResult.ParseError, at: string): string =>
+  ParseResult.ArrayFormatter.formatErrorSync(error)
+    .slice(0, 1)
+    .map((issue) => `at ${[at, ...issue.path.map(String)].join(".")}: ${issue.message}`)
+    .join("")
+
+const decodeStep = (step: unknown, at: string): Either.Either<FaultStep, string> => {
+  if (typeof step === "number") return Either.mapLeft(Schema.decodeUnknownEither(Status)(step), (e) => issues(e, at))
+  const kind = Predicate.isRecord(step) ? stepKinds.find(([key]) => key in step) : undefined
+  if (kind === undefined) {
+    return Either.left(
+      `at ${at}: expected a status code or an object with one of status, latency, hang, reset, malformed, midStream`
+    )
   }
-  // Unknown keys are mistakes (a misspelt route or step field), not something to ignore.
-  return Either.mapLeft(Schema.decodeUnknownEither(schema, { onExcessProperty: "error", errors: "all" })(json), describe)
+  return Either.mapLeft(kind[1](step), (e) => issues(e, at))
 }
 
+const decodePlan = (plan: unknown, at: string): Either.Either<FaultPlan, string> => {
+  if (Array.isArray(plan)) {
+    const steps: Array<FaultStep> = []
+    for (const [i, step] of plan.entries()) {
+      const decoded = decodeStep(step, `${at}.${i}`)
+      if (Either.isLeft(decoded)) return Either.left(decoded.left)
+      steps.push(decoded.right)
+    }
+    return Either.right(steps)
+  }
+  if (Predicate.isRecord(plan)) return Either.mapLeft(Schema.decodeUnknownEither(FaultMix, strict)(plan), (e) => issues(e, at))
+  return Either.left(`at ${at}: expected an array of steps or a mix ({ "seed": 1, "rates": { … } })`)
+}
+
+const parseJson = (text: string): Either.Either<unknown, string> =>
+  Either.try({
+    try: (): unknown => JSON.parse(text),
+    catch: (error) => `not JSON (${error instanceof Error ? error.message : String(error)})`
+  })
+
 /** Parses plans per route (the `--faults` file); `Left` says what is wrong, naming the place. */
-export const parsePlans = (text: string): Either.Either<Plans, string> => parseWith(PlansJson, text)
+export const parsePlans = (text: string): Either.Either<Plans, string> =>
+  Either.flatMap(parseJson(text), (json): Either.Either<Plans, string> => {
+    if (!Predicate.isRecord(json)) return Either.left(`expected an object of plans per route (${routeNames.join(", ")})`)
+    const plans: { [K in RouteName]?: FaultPlan } = {}
+    for (const [route, plan] of Object.entries(json)) {
+      if (!isRouteName(route)) return Either.left(`at ${route}: no such route; routes: ${routeNames.join(", ")}`)
+      const decoded = decodePlan(plan, route)
+      if (Either.isLeft(decoded)) return Either.left(decoded.left)
+      plans[route] = decoded.right
+    }
+    return Either.right(plans)
+  })
+
+/** Parses one route's plan. */
+export const parsePlan = (text: string): Either.Either<FaultPlan, string> =>
+  Either.flatMap(parseJson(text), (json) => decodePlan(json, "plan"))
 
 const millisOf = (input: Duration.DurationInput | undefined): number | undefined =>
   input === undefined ? undefined : Duration.toMillis(Duration.decode(input))
@@ -136,9 +184,6 @@ export const planToJson = (plan: FaultPlan): unknown =>
           ...("retryAfter" in step ? { retryAfter: millisOf(step.retryAfter) } : {})
         }
     )
-
-/** Parses one route's plan. */
-export const parsePlan = (text: string): Either.Either<FaultPlan, string> => parseWith(FaultPlanJson, text)
 
 // ---------------------------------------------------------------------------------------------
 // The admin API
