@@ -29,10 +29,7 @@
  */
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpRouter from "@effect/platform/HttpRouter"
-import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
-import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -49,16 +46,19 @@ import type * as Net from "node:net"
 import * as Admin from "./sandbox/Admin.js"
 import * as Anthropic from "./sandbox/Anthropic.js"
 import * as Events from "./sandbox/Events.js"
-import type { Action, FaultKind, FaultPlan, PlanState, RouteName } from "./sandbox/FaultPlan.js"
-import { initialState, isRouteName, kindOf, nextAction, normal } from "./sandbox/FaultPlan.js"
+import type { FaultPlan, PlanState, RouteName } from "./sandbox/FaultPlan.js"
+import { initialState, isRouteName, nextAction, normal } from "./sandbox/FaultPlan.js"
 import * as Gemini from "./sandbox/Gemini.js"
-import type { Answer, StreamFault, Upstream } from "./sandbox/Http.js"
-import { closingConnection, readBody, readIncoming, recordedBody, redactHeaders, redactQuery } from "./sandbox/Http.js"
+import type { Answer } from "./sandbox/Http.js"
+import { recordedBody } from "./sandbox/Http.js"
+import type { RecordedRequest } from "./sandbox/RequestLog.js"
 import { defaultMaxBodyBytes, defaultMaxEntries, RequestLog } from "./sandbox/RequestLog.js"
+import * as Route from "./sandbox/Route.js"
 
 export type { FaultKind, FaultMix, FaultPlan, FaultStep, MidStreamKind, QuotaWindow, RouteName } from "./sandbox/FaultPlan.js"
 export { routeNames } from "./sandbox/FaultPlan.js"
 export type { EventsMode, StoredEvent } from "./sandbox/Events.js"
+export type { Outcome, RecordedRequest } from "./sandbox/RequestLog.js"
 export type { ModelTurn as GeminiModelTurn, Responder as GeminiResponder } from "./sandbox/Gemini.js"
 export { parsePlan, parsePlans, type Plans } from "./sandbox/Admin.js"
 
@@ -98,35 +98,6 @@ export interface Options {
    * (e.g. a computer-use plan when the request carries the `computerUse` tool).
    */
   readonly geminiResponders?: ReadonlyArray<Gemini.Responder> | undefined
-}
-
-/** What the client got: an HTTP status (a mid-stream fault records its 200), or no answer at all. */
-export type Outcome = number | "hang" | "reset" | "malformed"
-
-/** One request as the sandbox saw it. Key headers and the `key` query parameter read "<redacted>". */
-export interface RecordedRequest {
-  /** 1-based arrival number across all routes. */
-  readonly sequence: number
-  /** The fault-plan route that served it, or "other" (count tokens, recent events, health, 404s…). */
-  readonly route: RouteName | "other"
-  readonly method: string
-  /** Path without the query string. */
-  readonly path: string
-  readonly query: Readonly<Record<string, string>>
-  /** Clock time at arrival, in milliseconds. */
-  readonly time: number
-  /** Lower-case names; `x-goog-api-key`, `x-api-key`, `authorization` (and cookies) redacted. */
-  readonly headers: Readonly<Record<string, string>>
-  /**
-   * Parsed JSON body, or the raw text when it is not JSON, or `undefined` when empty (or not
-   * kept: over the route's size limit, or larger than the log's byte budget).
-   */
-  readonly body: unknown
-  /** The body's size in bytes as it arrived (for a refused body, as far as it was seen). */
-  readonly bodyBytes: number
-  /** The fault the plan injected ("none" for a plain normal answer). */
-  readonly fault: FaultKind
-  readonly outcome: Outcome
 }
 
 /** The sandbox could not listen (e.g. the port is in use). */
@@ -175,27 +146,7 @@ interface Running {
   readonly sockets: Set<Net.Socket>
 }
 
-/** Every answer's request, minus its body: the body is kept as text and parsed when read. */
-type Recorded = Omit<RecordedRequest, "body">
-
 const validPort = (port: number): boolean => Number.isInteger(port) && port >= 0 && port <= 65535
-
-/** Fault-plan steps that a non-streamed request gets whole. */
-const wholeFault = (action: Extract<Action, { readonly _tag: "MidStream" }>, route: RouteName): Action => {
-  switch (action.kind) {
-    case "hang":
-      return { _tag: "Hang" }
-    case "reset":
-      return { _tag: "Reset" }
-    case "error":
-      return {
-        _tag: "Status",
-        status: action.status ?? (route === "anthropic" ? 529 : 503),
-        retryAfter: Option.none(),
-        latency: Option.none()
-      }
-  }
-}
 
 /**
  * Starts a sandbox listening on `options.host:options.port`; it stops when the scope closes.
@@ -224,7 +175,7 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
   }
   const plans = yield* Ref.make<ReadonlyMap<RouteName, PlanState>>(initialPlans)
   // Mutable structures: appending to an immutable list in a Ref would cost O(n) per request.
-  const log = new RequestLog<Recorded>(
+  const log = new RequestLog<Route.Recorded>(
     options.requestLog?.maxEntries ?? defaultMaxEntries,
     options.requestLog?.maxBodyBytes ?? defaultMaxBodyBytes
   )
@@ -242,93 +193,13 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
       return [action, updated] as const
     })
 
-  /**
-   * Serves one route: `answer` is its normal answer, `upstream` writes its faults in the right
-   * format; `route` names its fault plan ("other": none).
-   */
-  const handle = (route: RouteName | "other", upstream: Upstream, answer: Answer) =>
-    Effect.gen(function*() {
-      const request = yield* HttpServerRequest.HttpServerRequest
-      const params = yield* HttpRouter.params
-      const time = yield* Clock.currentTimeMillis
-      const number = ++sequence
-      const message = NodeHttpServerRequest.toIncomingMessage(request)
-      const limit = options.maxRequestBytes ?? upstream.maxRequestBytes
-      const body = yield* readBody(message, limit)
-      const text = body._tag === "Body" ? body.text : ""
-      const incoming = readIncoming(request, params, text, time, number)
-      const record = (action: Action, outcome: Outcome) =>
-        Effect.sync(() => {
-          if (!recordRequests) return
-          log.push({
-            sequence: number,
-            route,
-            method: incoming.method,
-            path: incoming.path,
-            query: redactQuery(incoming.query),
-            time,
-            headers: redactHeaders(incoming.headers),
-            bodyBytes: body._tag === "Body" ? Buffer.byteLength(text) : body.bytes,
-            fault: kindOf(action),
-            outcome
-          }, text)
-        })
-      if (body._tag === "TooLarge") {
-        // Refused before any plan step, as the real front ends refuse it; the socket closes after the answer.
-        const response = closingConnection(upstream.tooLarge(incoming, limit))
-        yield* record(normal, response.status)
-        return response
-      }
-      const planned = route === "other" ? normal : yield* takeAction(route)
-      const action = planned._tag === "MidStream" && route !== "other" && !upstream.isStream(incoming)
-        ? wholeFault(planned, route)
-        : planned
-      switch (action._tag) {
-        case "Hang": {
-          yield* record(planned, "hang")
-          // Released by the platform: a closed connection interrupts this fiber.
-          return yield* Effect.never
-        }
-        case "Reset": {
-          yield* record(planned, "reset")
-          yield* Effect.sync(() => message.socket.resetAndDestroy())
-          return yield* Effect.never
-        }
-        case "Malformed": {
-          yield* record(planned, "malformed")
-          return upstream.malformed(incoming)
-        }
-        case "Status": {
-          const response = upstream.error(incoming, action.status, action.retryAfter, action.quota)
-          yield* record(planned, response.status)
-          if (Option.isSome(action.latency)) yield* Effect.sleep(action.latency.value)
-          return response
-        }
-        case "MidStream": {
-          const fault: StreamFault = {
-            kind: action.kind,
-            after: action.after,
-            status: action.status,
-            // What was written reaches the client before the connection goes.
-            dropConnection: Effect.async<void>((resume) => {
-              message.socket.write("", () => {
-                message.socket.destroy()
-                resume(Effect.void)
-              })
-            })
-          }
-          const response = yield* answer(incoming, fault)
-          yield* record(planned, response.status)
-          return response
-        }
-        case "Normal": {
-          const response = yield* answer(incoming)
-          yield* record(planned, response.status)
-          if (Option.isSome(action.latency)) yield* Effect.sleep(action.latency.value)
-          return response
-        }
-      }
-    })
+  const handle = Route.makeHandle({
+    maxRequestBytes: options.maxRequestBytes,
+    recordRequests,
+    log,
+    takeAction,
+    nextSequence: () => ++sequence
+  })
 
   const requests = Effect.sync(() =>
     log.entries().map(({ text, value }): RecordedRequest => ({ ...value, body: text === undefined ? undefined : recordedBody(text) }))

@@ -6,6 +6,37 @@
  *
  * @since 0.1.0
  */
+import type { FaultKind, RouteName } from "./FaultPlan.js"
+
+/** What the client got: an HTTP status (a mid-stream fault records its 200), or no answer at all. */
+export type Outcome = number | "hang" | "reset" | "malformed"
+
+/** One request as the sandbox saw it. Key headers and the `key` query parameter read "<redacted>". */
+export interface RecordedRequest {
+  /** 1-based arrival number across all routes. */
+  readonly sequence: number
+  /** The fault-plan route that served it, or "other" (count tokens, recent events, health, 404s…). */
+  readonly route: RouteName | "other"
+  readonly method: string
+  /** Path without the query string. */
+  readonly path: string
+  readonly query: Readonly<Record<string, string>>
+  /** Clock time at arrival, in milliseconds. */
+  readonly time: number
+  /** Lower-case names; `x-goog-api-key`, `x-api-key`, `authorization` (and cookies) redacted. */
+  readonly headers: Readonly<Record<string, string>>
+  /**
+   * Parsed JSON body, or the raw text when it is not JSON, or `undefined` when empty (or not
+   * kept: over the route's size limit, or larger than the log's byte budget).
+   */
+  readonly body: unknown
+  /** The body's size in bytes as it arrived (for a refused body, as far as it was seen). */
+  readonly bodyBytes: number
+  /** The fault the plan injected ("none" for a plain normal answer). */
+  readonly fault: FaultKind
+  readonly outcome: Outcome
+}
+
 
 /** One request as kept; `text` is its body, or `undefined` when it was too large to keep. */
 export interface LogEntry<A> {
