@@ -464,6 +464,17 @@ describe("Sandbox", () => {
         assert.deepStrictEqual(yield* sandbox.eventStats, { stored: 3, distinctIds: 3, duplicates: 2 })
       }))
 
+    // The public server: `parseInt(url.searchParams.get('limit') || '300')`
+    // (disler/claude-code-hooks-multi-agent-observability, apps/server/src/index.ts).
+    it.scopedLive("recent events default to the latest 300, as the public server's", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make()
+        yield* post(`${sandbox.url}/events/batch`, Array.from({ length: 310 }, (_, n) => event(`e${n}`, { timestamp: 1000 + n })))
+        const recent = json(yield* request(`${sandbox.url}/events/recent`))
+        assert.lengthOf(each(recent), 300)
+        assert.deepStrictEqual([at(recent, 0, "id"), at(recent, 299, "id")], [11, 310])
+      }))
+
     it.scopedLive("recent events come newest last, with the public server's numeric ids", () =>
       Effect.gen(function*() {
         const sandbox = yield* Sandbox.make()

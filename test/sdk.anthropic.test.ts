@@ -11,6 +11,7 @@ import Anthropic, {
   APIError,
   AuthenticationError,
   BadRequestError,
+  ContentTooLargeError,
   NotFoundError,
   OverloadedError,
   RateLimitError
@@ -174,6 +175,16 @@ describe("@anthropic-ai/sdk against the sandbox", () => {
         const wrongKey = yield* failure(() => client(sandbox, { apiKey: "wrong-key" }).messages.create(ask("hi")))
         assert.instanceOf(wrongKey, AuthenticationError)
         assert.strictEqual(wrongKey.type, "authentication_error")
+      }))
+
+    // Errors docs: 413 request_too_large for a request over the size limit (32 MB; lowered here).
+    it.scopedLive("a body over the size limit is a ContentTooLargeError of type request_too_large", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make({ maxRequestBytes: 1000 })
+        const error = yield* failure(() => client(sandbox).messages.create(ask("x".repeat(2000))))
+        assert.instanceOf(error, ContentTooLargeError)
+        assert.strictEqual(error.type, "request_too_large")
+        assert.match(error.requestID ?? "", /^req_01/)
       }))
 
     it.scopedLive("429 is a RateLimitError with retry-after and spent rate-limit headers; 529 an OverloadedError", () =>

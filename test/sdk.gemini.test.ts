@@ -208,6 +208,14 @@ describe("@google/genai against the sandbox", () => {
         assert.strictEqual(at(bodyOf(role), "error", "message"), "Please use a valid role: user, model.")
       }))
 
+    it.scopedLive("a model method the API does not serve here is 404 NOT_FOUND", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make()
+        const error = yield* apiError(() => client(sandbox).models.embedContent({ model, contents: "hi" }))
+        assert.strictEqual(error.status, 404)
+        assert.strictEqual(at(bodyOf(error), "error", "status"), "NOT_FOUND")
+      }))
+
     it.scopedLive("429 and 503 reach the SDK with Google's status and details", () =>
       Effect.gen(function*() {
         const sandbox = yield* Sandbox.make({ plans: { gemini: [{ status: 429, retryAfter: "12.5 seconds" }, 503] } })
