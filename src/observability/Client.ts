@@ -50,7 +50,7 @@ import * as Metrics from "../Metrics.js"
 import { ReliabilityConfig } from "../ReliabilityConfig.js"
 import * as Resilience from "../Resilience.js"
 import type { DeadLetter, DrainResult, Service, Stats } from "./Domain.js"
-import { EventInput, Observability } from "./Domain.js"
+import { EventInput, Observability, refusedField } from "./Domain.js"
 import type { Mode, Settings } from "./Options.js"
 import { defaults } from "./Options.js"
 import * as Spool from "./Spool.js"
@@ -674,6 +674,11 @@ export const make = (
     const emit = (input: EventInput): Effect.Effect<void> =>
       Effect.suspend(() => {
         if (!isEventInput(input)) return reject(input, describeInvalid(input))
+        // Refused here rather than dead-lettered later: the server would answer 400 for good.
+        const refused = refusedField(input)
+        if (refused !== undefined) {
+          return reject(input, () => `${refused} is empty; the observability server refuses such an event (400 Missing required fields)`)
+        }
         if (input.timestamp !== undefined && !Number.isFinite(input.timestamp)) {
           return reject(input, () => `timestamp must be a finite number of milliseconds, got ${input.timestamp}`)
         }
