@@ -214,8 +214,9 @@ const shape = (request: GenerateContentRequest, turn: ModelTurn, context: Respon
   }
 }
 
+// A turn without parts (a malformed call) carries no content at all, as the real API answers it.
 const candidate = (parts: ReadonlyArray<Part>, finishReason: string | undefined) => ({
-  content: parts.length > 0 ? { role: "model", parts } : { role: "model" },
+  ...(parts.length > 0 ? { content: { role: "model", parts } } : {}),
   ...(finishReason === undefined ? {} : { finishReason }),
   index: 0
 })
