@@ -8,11 +8,13 @@
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { runBrowserBench } from "./browser.js"
 import { runChaosBench } from "./chaos.js"
 import { runColdStartBench } from "./coldstart.js"
 import { runEventsBench } from "./events.js"
 import { runAsyncBench, runOverheadBench } from "./overhead.js"
 import { markdownTable } from "./util.js"
+import { runVoiceBench } from "./voice.js"
 
 const numberFrom = (name: string, fallback: number): number => {
   const value = Number(process.env[name])
@@ -65,8 +67,23 @@ section(
 )
 
 section(
+  "Voice loop: Realtime turns against the sandbox over loopback (1,000 turns each), and downtime after a drop (median of 5)",
+  markdownTable(await runVoiceBench({ turns: 1000, runs: 5 })) +
+    "\n\ndowntime = noticing the drop, reconnecting (backoff 1 ms), session.update and the replay; p99 column: the worst of the 5."
+)
+
+section(
   `Cold start of the bundled bin, paired with node -e 0 (median of 15 runs)`,
   markdownTable(await runColdStartBench({ runs: 15 }))
+)
+
+section(
+  "Browser agent: overhead per turn beyond the model call and the browser action",
+  markdownTable(await runBrowserBench({ runs: 10, turns: 30, screenshotSizes: [1_000, 25_000, 250_000] })) +
+    "\n\nTarget: ≤ 5 ms per turn. The model answers at once and the page is scripted, so what remains is big3's own work: " +
+    "the loop, the page's timeouts, events, and encoding the request, whose size grows with the screenshots it carries " +
+    "(the last three are kept). A simple page's 1440×900 PNG is ≈ 10–50 KB, a busy one 200–400 KB. " +
+    `Load average while measuring: ${os.loadavg().map((load) => load.toFixed(1)).join(", ")} on ${os.cpus().length} cores.`
 )
 
 const file = path.resolve(import.meta.dirname, "RESULTS.md")

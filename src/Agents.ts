@@ -15,7 +15,7 @@
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
-import type { Service } from "./agents/Service.js"
+import type { DeleteOptions, Service } from "./agents/Service.js"
 import { Agents } from "./agents/Service.js"
 
 export {
@@ -49,17 +49,24 @@ export {
   TextMessage,
   ToolResultMessage,
   ToolUseMessage,
+  UnsafeAgentPath,
   Usage,
   validateName
 } from "./agents/Domain.js"
-export { fileNamePattern as operatorFileNamePattern, maxProgressLines } from "./agents/OperatorFile.js"
+export {
+  fileNamePattern as operatorFileNamePattern,
+  maxProgressLines,
+  progressInterval as operatorFileProgressInterval
+} from "./agents/OperatorFile.js"
 export type { Status as OperatorFileStatus } from "./agents/OperatorFile.js"
 export { createTable as registrySchema } from "./agents/Registry.js"
-export { Agents, agentsDirConfig, layer, layerWith, make } from "./agents/Service.js"
+export { agentsDirConfig } from "./agents/Directory.js"
+export { Agents, layer, layerWith, make } from "./agents/Service.js"
 export type {
   Agent,
   AgentsError,
   Created,
+  DeleteOptions,
   OperatorFileContent,
   Options,
   RegistryError,
@@ -81,6 +88,7 @@ export const result = (name: string, operatorFile?: string | undefined) =>
 export const list = Effect.flatMap(Agents, (agents) => agents.list)
 
 /** Deletes an agent; see `Service.delete`. (`delete` is a reserved word: also exported as `remove`.) */
-export const remove = (name: string) => Effect.flatMap(Agents, (agents) => agents.delete(name))
+export const remove = (name: string, options?: DeleteOptions | undefined) =>
+  Effect.flatMap(Agents, (agents) => agents.delete(name, options))
 
 export { remove as delete }

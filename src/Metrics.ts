@@ -55,6 +55,26 @@ export const callDuration = Metric.histogram(
 /** Observability pipeline counters, by `kind` (emitted, delivered, retried, spooled, …). */
 export const events = Metric.counter("big3_events_total", { description: "Observability events, by what happened" })
 
+/** Connections replaced by a new one, by service and reason ("dropped", "stalled", "session_expired"). */
+export const reconnects = Metric.counter("big3_reconnects_total", {
+  description: "Connections that ended and were replaced, by reason"
+})
+
+/** An upstream's own rate limit as it last reported it (Realtime `rate_limits.updated`), by service and `name`. */
+export const rateLimitLimit = Metric.gauge("big3_rate_limit_limit", {
+  description: "The upstream's rate limit, as it last reported it"
+})
+
+/** What is left of that limit, by service and `name` ("requests", "tokens"). */
+export const rateLimitRemaining = Metric.gauge("big3_rate_limit_remaining", {
+  description: "What remains of the upstream's rate limit, as it last reported it"
+})
+
+/** Seconds until that limit resets, by service and `name`. */
+export const rateLimitResetSeconds = Metric.gauge("big3_rate_limit_reset_seconds", {
+  description: "Seconds until the upstream's rate limit resets, as it last reported it"
+})
+
 /**
  * A label array for `service` and optional extra pairs. Effect caches a metric's hook by the
  * identity of this array, so hot paths build theirs once (when a pipeline or a breaker is made)

@@ -40,8 +40,8 @@ import type { DeadLetter, DrainResult, EventInput, Service, Stats } from "./obse
 import * as Options from "./observability/Options.js"
 import type { ReliabilityConfig } from "./ReliabilityConfig.js"
 
-export { Event, EventInput } from "./observability/Domain.js"
-export type { DeadLetter, DrainResult, Service, Stats } from "./observability/Domain.js"
+export { Event, EventInput, refusedField } from "./observability/Domain.js"
+export type { DeadLetter, DrainResult, RequiredField, Service, Stats } from "./observability/Domain.js"
 export type { Mode, Options, Settings, TransportKind } from "./observability/Options.js"
 export { batchUrlOf, config, defaults, defaultUrl } from "./observability/Options.js"
 export { schema as spoolSchema } from "./observability/Spool.js"

@@ -3,8 +3,10 @@
  *
  * `Runtime.layer` provides configuration, the undici `HttpClient`, Node's `FileSystem` and `Path`,
  * the SQLite store at `{BIG3_STATE_DIR}/big3.db`, the breaker registry, and the Gemini,
- * Observability and Agents clients (agents on the Claude Agent SDK). It is composed once; layers
- * are memoized by reference, so each service is built once however many others need it.
+ * Observability and Agents clients (agents on the Claude Agent SDK), the browser and the browser
+ * agent (Chromium starts only when a task opens it), the Realtime client and the Voice
+ * orchestrator. It is composed once; layers are memoized by reference, so each service is built
+ * once however many others need it.
  *
  * ```ts
  * const runtime = Runtime.makeRuntime()
@@ -27,11 +29,15 @@ import type * as ConfigProvider from "effect/ConfigProvider"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Agents from "./Agents.js"
+import * as Browser from "./Browser.js"
+import * as BrowserAgent from "./BrowserAgent.js"
 import * as CircuitBreaker from "./CircuitBreaker.js"
 import * as Gemini from "./Gemini.js"
 import * as Observability from "./Observability.js"
+import * as Realtime from "./Realtime.js"
 import * as ReliabilityConfig from "./ReliabilityConfig.js"
 import * as Store from "./Store.js"
+import * as Voice from "./Voice.js"
 
 /** Everything `Runtime.layer` provides. */
 export type Services =
@@ -40,6 +46,10 @@ export type Services =
   | Gemini.Gemini
   | Observability.Observability
   | Agents.Agents
+  | Realtime.Realtime
+  | Voice.Voice
+  | Browser.Browser
+  | BrowserAgent.BrowserAgent
   | HttpClient.HttpClient
   | FileSystem.FileSystem
   | Path.Path
@@ -59,6 +69,10 @@ export interface Options {
   readonly observability?: Layer.Layer<Observability.Observability, ConfigError.ConfigError | SqlError, Observability.Requirements> | undefined
   readonly agentBackend?: Layer.Layer<Agents.AgentBackend, ConfigError.ConfigError, Observability.Observability> | undefined
   readonly agents?: Layer.Layer<Agents.Agents, ConfigError.ConfigError | Agents.AgentsError, Agents.Requirements> | undefined
+  readonly realtime?: Layer.Layer<Realtime.Realtime, ConfigError.ConfigError, ReliabilityConfig.ReliabilityConfig | CircuitBreaker.CircuitBreaker> | undefined
+  readonly browser?: Layer.Layer<Browser.Browser, ConfigError.ConfigError, ReliabilityConfig.ReliabilityConfig> | undefined
+  /** The browser agent (also behind the voice loop's `browser_use` tool). */
+  readonly browserAgent?: Layer.Layer<BrowserAgent.BrowserAgent, ConfigError.ConfigError, BrowserAgent.Requirements> | undefined
 }
 
 /** What every client stands on: configuration, breakers, HTTP, files and the store. */
@@ -95,7 +109,13 @@ const stages = (options: Options) => {
   const gemini = (options.gemini ?? Gemini.layer).pipe(Layer.provide(foundation))
   // Gemini on configuration, breakers and HTTP only: no store, no files (what `big3 gemini` runs on).
   const geminiAlone = (options.gemini ?? Gemini.layer).pipe(Layer.provideMerge(breakers), Layer.provideMerge(httpClient))
-  return { foundation, observability, agents, geminiAlone, all: Layer.merge(agents, gemini) }
+  const browser = (options.browser ?? Browser.layer).pipe(Layer.provide(foundation))
+  const browserAgent = (options.browserAgent ?? BrowserAgent.layer).pipe(
+    Layer.provideMerge(Layer.mergeAll(browser, gemini, observability))
+  )
+  const realtime = (options.realtime ?? Realtime.layer).pipe(Layer.provide(foundation))
+  const voice = Voice.layer.pipe(Layer.provideMerge(Layer.mergeAll(realtime, agents, browserAgent)))
+  return { foundation, observability, agents, geminiAlone, browserAgent, voice, all: voice }
 }
 
 /** The foundation alone (no clients), for tools that only need the store or the breakers. */
@@ -111,7 +131,22 @@ export const observabilityWith = (
 /** The foundation, Observability and Agents, without Gemini (what `big3 agents` runs on). */
 export const agentsWith = (
   options: Options = {}
-): Layer.Layer<Exclude<Services, Gemini.Gemini>, Error> => withConfigProvider(options, stages(options).agents)
+): Layer.Layer<
+  Exclude<Services, Gemini.Gemini | Browser.Browser | BrowserAgent.BrowserAgent | Realtime.Realtime | Voice.Voice>,
+  Error
+> => withConfigProvider(options, stages(options).agents)
+
+/** Everything `big3 voice` runs on: the voice loop with its tools' services (Agents, the browser agent). */
+export const voiceWith = (options: Options = {}): Layer.Layer<Services, Error> =>
+  withConfigProvider(options, stages(options).voice)
+
+/** The foundation, Observability, Gemini, the browser and the browser agent (what `big3 browse` runs on). */
+export const browserAgentWith = (
+  options: Options = {}
+): Layer.Layer<
+  Foundation | Observability.Observability | Gemini.Gemini | Browser.Browser | BrowserAgent.BrowserAgent,
+  ConfigError.ConfigError | SqlError
+> => withConfigProvider(options, stages(options).browserAgent)
 
 /** Gemini with configuration, breakers and HTTP, and nothing else (no store, no files). */
 export const geminiWith = (
@@ -132,6 +167,8 @@ export const stagesWith = (options: Options = {}) => {
     observability: withConfigProvider(options, built.observability),
     agents: withConfigProvider(options, built.agents),
     gemini: withConfigProvider(options, built.geminiAlone),
+    browserAgent: withConfigProvider(options, built.browserAgent),
+    voice: withConfigProvider(options, built.voice),
     all: withConfigProvider(options, built.all)
   }
 }

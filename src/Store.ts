@@ -13,7 +13,7 @@ import * as Reactivity from "@effect/experimental/Reactivity"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
-import * as Config from "effect/Config"
+import type * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -21,6 +21,7 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { pathSettingOr } from "./internal/pathSetting.js"
 
 /** The default state directory, relative to the working directory. */
 export const defaultStateDir = ".big3"
@@ -34,11 +35,11 @@ export interface Options {
   readonly filename: string
 }
 
-/** `BIG3_STATE_DIR` (default `.big3`): the directory that holds `big3.db` and the agents. */
-export const stateDir: Config.Config<string> = Config.string("BIG3_STATE_DIR").pipe(
-  Config.withDefault(defaultStateDir),
-  Config.map((dir) => dir.trim() === "" ? defaultStateDir : dir.trim())
-)
+/**
+ * `BIG3_STATE_DIR` (default `.big3`; blank is the default too): the directory that holds
+ * `big3.db` and the agents. The one reader of this setting: the agents module builds on it.
+ */
+export const stateDir: Config.Config<string> = pathSettingOr("BIG3_STATE_DIR", defaultStateDir)
 
 /** The database path under a state directory. */
 export const databasePath = (dir: string): string => path.join(dir, databaseFile)

@@ -1,7 +1,4 @@
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import * as NodePath from "@effect/platform-node/NodePath"
 import * as SqlClient from "@effect/sql/SqlClient"
-import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { assert, describe, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
@@ -9,90 +6,14 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as nodePath from "node:path"
 import * as Agents from "../src/Agents.js"
-import * as CircuitBreaker from "../src/CircuitBreaker.js"
 import { RateLimited, Unauthorized } from "../src/Errors.js"
-import * as Observability from "../src/Observability.js"
-import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
-
-// ---------------------------------------------------------------------------------------------
-// Harness: a fresh SQLite registry, a temp agents directory, a scripted backend and an
-// Observability stub that records events, per test.
-// ---------------------------------------------------------------------------------------------
-
-interface Harness {
-  readonly dir: string
-  readonly events: Array<Observability.EventInput>
-  readonly eventTypes: () => ReadonlyArray<string>
-}
-
-type Env = Agents.Agents | SqlClient.SqlClient
-
-/** Records every event; only `emit` and `flush` are used by the agents module. */
-const observabilityStub = (events: Array<Observability.EventInput>) =>
-  Layer.mock(Observability.Observability, {
-    emit: (event) => Effect.sync(() => void events.push(event)),
-    flush: Effect.void
-  })
-
-const tempDir = Effect.acquireRelease(
-  Effect.sync(() => fs.mkdtempSync(nodePath.join(os.tmpdir(), "big3-agents-"))),
-  (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-)
-
-/** Runs `body` against a fresh Agents service over `script`. */
-const withAgents = <A, E>(
-  options: { readonly script?: Agents.Script; readonly database?: string; readonly dir?: string },
-  body: (harness: Harness) => Effect.Effect<A, E, Env | Scope.Scope>
-): Effect.Effect<A, unknown, Scope.Scope> =>
-  Effect.gen(function*() {
-    const dir = options.dir ?? (yield* tempDir)
-    const events: Array<Observability.EventInput> = []
-    const config = ReliabilityConfig.layerWith({})
-    const sql = SqliteClient.layer({ filename: options.database ?? ":memory:" })
-    const deps = Layer.mergeAll(
-      config,
-      CircuitBreaker.layer.pipe(Layer.provide(config)),
-      observabilityStub(events),
-      Agents.scriptedBackend(options.script),
-      NodeFileSystem.layer,
-      NodePath.layer,
-      sql
-    )
-    const layer = Agents.layerWith({ agentsDir: nodePath.join(dir, "agents") }).pipe(Layer.provideMerge(deps))
-    const harness: Harness = { dir, events, eventTypes: () => events.map((event) => event.hook_event_type) }
-    return yield* Effect.provide(body(harness), layer)
-  })
-
-/** Lets real I/O (SQLite, the file system) progress without moving the TestClock. */
-const settle = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
-
-/** Waits (yielding to real I/O, never moving the TestClock) until `check` holds; gives up after 10 s. */
-const waitUntil = <E, R>(check: Effect.Effect<boolean, E, R>, what: string): Effect.Effect<void, E | Error, R> =>
-  Effect.gen(function*() {
-    const giveUpAt = Date.now() + 10_000
-    while (Date.now() < giveUpAt) {
-      if (yield* check) return
-      yield* settle
-    }
-    return yield* Effect.fail(new Error(`gave up waiting for ${what}`))
-  })
-
-const waitForEvent = (harness: Harness, type: string) =>
-  waitUntil(Effect.sync(() => harness.eventTypes().includes(type)), `event ${type}`)
-
-const fileContains = (file: string, text: string) =>
-  Effect.sync(() => fs.existsSync(file) && fs.readFileSync(file, "utf8").includes(text))
-
-const agentsDir = (harness: Harness) => nodePath.join(harness.dir, "agents")
+import { agentsDir, fileContains, settle, tempDir, waitForEvent, waitUntil, withAgents } from "./support/agents.js"
 
 // ---------------------------------------------------------------------------------------------
 

@@ -189,10 +189,9 @@ describe("Observability over loopback", () => {
 
   it.live("a 400 answer is dead-lettered after one try", () =>
     Effect.gen(function*() {
-      const sandbox = yield* Sandbox.make()
+      const sandbox = yield* Sandbox.make({ plans: { events: [400] } })
       const { letters, stats } = yield* Effect.gen(function*() {
-        // Valid for our schema, but the server requires a non-empty source_app.
-        yield* Observability.send(event(1, { id: "empty-source", source_app: "" }))
+        yield* Observability.send(event(1, { id: "refused" }))
         return { stats: yield* Observability.stats, letters: yield* Observability.deadLetters() }
       }).pipe(Effect.provide(clientLayer(sandbox, tempDb())))
       const requests = yield* sandbox.requestsFor("events")
@@ -200,9 +199,26 @@ describe("Observability over loopback", () => {
       assert.strictEqual(requests[0]?.outcome, 400)
       assert.strictEqual(stats.deadLettered, 1)
       assert.strictEqual(stats.retried, 0)
-      assert.strictEqual(letters[0]?.id, "empty-source")
+      assert.strictEqual(letters[0]?.id, "refused")
       assert.strictEqual(letters[0]?.status, 400)
-      assert.include(letters[0]?.reason, "Missing required fields")
+      assert.include(letters[0]?.reason, "Invalid request")
+    }).pipe(Effect.scoped, quiet), 60_000)
+
+  // The public server refuses `!source_app || !session_id || !hook_event_type || !payload` with
+  // 400 (disler/claude-code-hooks-multi-agent-observability, apps/server/src/index.ts): such an
+  // event is refused at emit, never sent, never dead-lettered; model_name goes through.
+  it.live("an event the public server would refuse is rejected at emit; model_name reaches the server", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ eventsMode: "public" })
+      const stats = yield* Effect.gen(function*() {
+        yield* Observability.send(event(1, { session_id: "" }))
+        yield* Observability.send(event(2, { hook_event_type: "" }))
+        yield* Observability.send(event(3, { model_name: "claude-sonnet-5-5" }))
+        return yield* Observability.stats
+      }).pipe(Effect.provide(clientLayer(sandbox, tempDb())))
+      assert.deepStrictEqual([stats.rejected, stats.emitted, stats.delivered, stats.deadLettered], [2, 1, 1, 0])
+      assert.deepStrictEqual((yield* sandbox.requestsFor("events")).map((request) => request.outcome), [200])
+      assert.deepStrictEqual((yield* sandbox.events).map((stored) => stored.model_name), ["claude-sonnet-5-5"])
     }).pipe(Effect.scoped, quiet), 60_000)
 
   it.live("closing the client flushes what is queued", () =>

@@ -162,6 +162,46 @@ describe("Observability", () => {
     }).pipe(Effect.provide(clientLayer(server)), Effect.provide(logs.layer))
   })
 
+  it.effect("an event the server would refuse is rejected at emit, counted and logged naming the field; nothing is sent", () => {
+    const server = makeServer()
+    const logs = captureLogs()
+    return Effect.gen(function*() {
+      yield* Observability.emit(event(1, { session_id: "" }))
+      yield* Observability.emit(event(2, { source_app: "" }))
+      yield* Observability.emit(event(3, { hook_event_type: "" }))
+      yield* Observability.flush
+      const stats = yield* Observability.stats
+      assert.deepStrictEqual([stats.rejected, stats.emitted, stats.deadLettered], [3, 0, 0])
+      assert.strictEqual(server.seen.length, 0)
+      const warnings = logs.lines.filter((line) => line.startsWith("WARN"))
+      assert.deepStrictEqual(warnings, [
+        "WARN observability: rejected an event (PreToolUse): session_id is empty; the observability server refuses such an event (400 Missing required fields); 1 rejected so far",
+        "WARN observability: rejected an event (PreToolUse): source_app is empty; the observability server refuses such an event (400 Missing required fields); 2 rejected so far",
+        "WARN observability: rejected an event (): hook_event_type is empty; the observability server refuses such an event (400 Missing required fields); 3 rejected so far"
+      ])
+    }).pipe(Effect.provide(clientLayer(server)), Effect.provide(logs.layer))
+  })
+
+  it("refusedField names what the public server checks: empty strings and a missing payload", () => {
+    assert.isUndefined(Observability.refusedField(event(1)))
+    assert.strictEqual(Observability.refusedField(event(1, { source_app: "" })), "source_app")
+    assert.strictEqual(Observability.refusedField(event(1, { session_id: "", hook_event_type: "" })), "session_id")
+    assert.strictEqual(Observability.refusedField(event(1, { hook_event_type: "" })), "hook_event_type")
+    // A JavaScript caller can leave out what the types require; the deliberate cast stands for one.
+    const { payload: _payload, ...withoutPayload } = event(1)
+    assert.strictEqual(Observability.refusedField(withoutPayload as unknown as Observability.EventInput), "payload")
+    assert.isUndefined(Observability.refusedField(event(1, { session_id: " " })), "the server's check is truthiness")
+  })
+
+  it.effect("model_name is sent when the caller gives it", () => {
+    const server = makeServer()
+    return Effect.gen(function*() {
+      yield* Observability.send(event(1, { model_name: "claude-sonnet-5-5" }))
+      yield* Observability.send(event(2))
+      assert.deepStrictEqual(server.events().map((sent) => sent["model_name"]), ["claude-sonnet-5-5", undefined])
+    }).pipe(Effect.provide(clientLayer(server)))
+  })
+
   it.effect("emit stamps a UUIDv7 id and the clock's timestamp and posts the public shape plus id", () => {
     const server = makeServer()
     return Effect.gen(function*() {

@@ -2,6 +2,8 @@
  * `big3 agents …` in-process with the scripted backends (`BIG3_AGENT_BACKEND`), a temp state
  * directory per test, and the agents' lifecycle events going to a Sandbox over 127.0.0.1.
  */
+import * as SqlClient from "@effect/sql/SqlClient"
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as fs from "node:fs"
@@ -144,5 +146,71 @@ describe("big3 agents", () => {
       assert.strictEqual(result.code, 0, result.stderr)
       assert.include(result.stdout, "no agents")
       assert.include(result.stdout, "# TYPE big3_")
+    }))
+
+  it.scopedLive("agents delete under other settings deletes only the directory the agent was created in", () =>
+    Effect.gen(function*() {
+      const { env, stateDir } = yield* setup()
+      const rootA = path.join(stateDir, "a")
+      const rootP = path.join(stateDir, "p")
+      const created = yield* big3(["agents", "create", "--name", "victim", "--type", "coder"], { ...env, BIG3_AGENTS_DIR: rootA })
+      assert.strictEqual(created.code, 0, created.stderr)
+      fs.mkdirSync(path.join(rootP, "victim"), { recursive: true })
+      fs.writeFileSync(path.join(rootP, "victim", "keep.txt"), "unrelated")
+
+      const deleted = yield* big3(["agents", "delete", "victim"], { ...env, BIG3_AGENTS_DIR: rootP })
+      assert.strictEqual(deleted.code, 0, deleted.stderr)
+      assert.strictEqual(deleted.stdout, "deleted agent victim")
+      assert.strictEqual(fs.readFileSync(path.join(rootP, "victim", "keep.txt"), "utf8"), "unrelated")
+      assert.isFalse(fs.existsSync(path.join(rootA, "victim")))
+    }))
+
+  it.scopedLive("agents result does not print an operator file linked to a secret (exit 1, UnsafeAgentPath)", () =>
+    Effect.gen(function*() {
+      const { env, stateDir } = yield* setup()
+      yield* big3(["agents", "create", "--name", "reader", "--type", "coder"], env)
+      const commanded = yield* big3(["agents", "command", "reader", "task"], env)
+      assert.strictEqual(commanded.code, 0, commanded.stderr)
+      const secret = path.join(stateDir, "secret.txt")
+      fs.writeFileSync(secret, "TOP-SECRET-TOKEN")
+      fs.rmSync(commanded.stdout)
+      fs.symlinkSync(secret, commanded.stdout)
+
+      const result = yield* big3(["agents", "result", "reader"], env)
+      assert.strictEqual(result.code, 1)
+      assert.strictEqual(result.stdout, "")
+      assert.strictEqual(
+        result.stderr,
+        `big3 agents: UnsafeAgentPath: ${commanded.stdout} is a symbolic link; big3 does not follow links out of an ` +
+          `agent's directory, so it was not read`
+      )
+    }))
+
+  it.scopedLive("an agent an older big3 registered is deleted only with --keep-directory, which keeps its directory", () =>
+    Effect.gen(function*() {
+      const { env, stateDir } = yield* setup()
+      yield* Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* sql.unsafe(`CREATE TABLE agents (name TEXT PRIMARY KEY NOT NULL, type TEXT NOT NULL, status TEXT NOT NULL,
+          session_id TEXT, greeting TEXT, reservation TEXT, created_at INTEGER NOT NULL)`).raw
+        yield* sql`INSERT INTO agents (name, type, status, session_id, greeting, reservation, created_at)
+          VALUES ('elder', 'coder', 'ready', 'session-elder', 'hello', NULL, 0)`
+      }).pipe(Effect.provide(SqliteClient.layer({ filename: path.join(stateDir, "big3.db") })))
+      const directory = path.join(stateDir, "agents", "elder")
+      fs.mkdirSync(directory, { recursive: true })
+
+      const listed = yield* big3(["agents", "list"], env)
+      assert.strictEqual(listed.code, 0, listed.stderr)
+      assert.include(listed.stdout, `${directory} (not recorded)`)
+      const refused = yield* big3(["agents", "delete", "elder"], env)
+      assert.strictEqual(refused.code, 1)
+      assert.match(refused.stderr, /^big3 agents: UnsafeAgentPath: agent elder was registered by an older big3 /)
+      assert.isTrue(fs.existsSync(directory))
+
+      const kept = yield* big3(["agents", "delete", "elder", "--keep-directory"], env)
+      assert.strictEqual(kept.code, 0, kept.stderr)
+      assert.strictEqual(kept.stdout, "deleted agent elder (its directory was kept)")
+      assert.isTrue(fs.existsSync(directory))
+      assert.strictEqual((yield* big3(["agents", "list"], env)).stdout, "no agents")
     }))
 })

@@ -7,6 +7,7 @@ import * as LogLevel from "effect/LogLevel"
 import { run } from "../src/cli/app.js"
 import type { DemoReport } from "../src/demo/Demo.js"
 import { captureConsole } from "./support/capture.js"
+import { runningChildren } from "./support/processes.js"
 
 // The demo on real loopback HTTP with its waits scaled down (--fast): a few seconds of real time.
 describe("big3 demo", () => {
@@ -44,11 +45,39 @@ describe("big3 demo", () => {
       assert.isTrue(endToEnd?.ok)
       assert.strictEqual(endToEnd?.eventsLost, 0)
 
+      const voice = byName.get("voice loop")
+      assert.isTrue(voice?.ok)
+      assert.strictEqual(voice?.attempts, 3)
+      assert.strictEqual(voice?.waits.length, 2)
+      assert.strictEqual(voice?.details["reconnects"], "dropped, session_expired")
+      assert.strictEqual(voice?.details["toolRuns"], "create_agent×1, command_agent×1, check_agent_result×1")
+      assert.strictEqual(voice?.details["operatorFiles"], 1)
+      const browser = byName.get("browser agent")
+      assert.isTrue(browser?.ok, browser?.outcome)
+      assert.strictEqual(browser?.details["status"], "completed")
+      assert.strictEqual(browser?.attempts, 8, "six model turns and two failed requests")
+      assert.isAtLeast(browser?.waits[1] ?? 0, Number(browser?.details["hintMs"]), "the wait after the 429 honours its hint")
+      assert.strictEqual(browser?.eventsLost, 0)
+      assert.deepStrictEqual(runningChildren(process.pid, "chromium"), [], "the demo's Chromium is gone")
+
       assert.strictEqual(report.events.lost, 0)
       assert.strictEqual(report.events.delivered, report.events.emitted)
       assert.isTrue(report.scenarios.every((scenario) => scenario.ok))
     }).pipe(
       Effect.withConfigProvider(ConfigProvider.fromMap(new Map())),
+      Effect.provide(NodeContext.layer),
+      Logger.withMinimumLogLevel(LogLevel.None)
+    ), 60_000)
+
+  it.live("without Chromium it says how to install it and plays the other scenarios", () =>
+    Effect.gen(function*() {
+      const { exit, stdout } = yield* captureConsole(run(["node", "big3", "demo", "--fast", "--seed", "7"]))
+      assert.deepStrictEqual(exit._tag === "Success" ? exit.value : exit, 0)
+      assert.include(stdout, "▶ browser agent: skipped, Chromium was not found at /nonexistent/chromium: install it (Debian/Ubuntu: apt-get install chromium)")
+      assert.include(stdout, "end-to-end flow")
+      assert.notInclude(stdout, "✘")
+    }).pipe(
+      Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["BIG3_CHROMIUM_PATH", "/nonexistent/chromium"]]))),
       Effect.provide(NodeContext.layer),
       Logger.withMinimumLogLevel(LogLevel.None)
     ), 60_000)

@@ -39,6 +39,7 @@ import * as Runtime from "effect/Runtime"
 import * as Stream from "effect/Stream"
 import type { Big3Error } from "../Errors.js"
 import { InvalidRequest, ServiceUnavailable } from "../Errors.js"
+import { pathSetting } from "../internal/pathSetting.js"
 import { Observability } from "../Observability.js"
 import type { RunInput, Service, StartSessionInput } from "./Backend.js"
 import { AgentBackend } from "./Backend.js"
@@ -85,7 +86,7 @@ export const config: Config.Config<ClaudeAgentSdkOptions> = Config.all({
     Config.validate({ message: "expected a whole number of retries, at least 0", validation: (n) => n >= 0 }),
     Config.withDefault(2)
   ),
-  executable: Config.option(Config.string("CLAUDE_CODE_EXECUTABLE"))
+  executable: pathSetting("CLAUDE_CODE_EXECUTABLE")
 }).pipe(
   Config.map((c): ClaudeAgentSdkOptions => ({
     model: c.model,

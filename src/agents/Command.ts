@@ -3,10 +3,13 @@
  * `agent_execution`, then write the outcome (completed, failed, timed out, interrupted) and
  * emit its lifecycle event.
  *
+ * Progress does not rewrite the file per message (2,000 messages once rewrote a 0.32 MB file
+ * 2,000 times: 575 MB). A writer fiber rewrites it at once for the first message, then at most
+ * once per `progressInterval` while more arrive; the outcome is always written last, after the
+ * run and its writer have stopped.
+ *
  * @internal
  */
-import type * as FileSystem from "@effect/platform/FileSystem"
-import type * as Path from "@effect/platform/Path"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
@@ -14,13 +17,15 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
 import * as Random from "effect/Random"
 import * as Stream from "effect/Stream"
 import type { Big3Error, OperationTimeout } from "../Errors.js"
 import { formatDuration } from "../Errors.js"
 import type * as Observability from "../Observability.js"
 import type * as Backend from "./Backend.js"
-import type { AgentStorageError, ResultMessage } from "./Domain.js"
+import type * as Directory from "./Directory.js"
+import type { AgentStorageError, ResultMessage, UnsafeAgentPath } from "./Domain.js"
 import * as OperatorFile from "./OperatorFile.js"
 import type { AgentRecord } from "./Registry.js"
 
@@ -50,10 +55,11 @@ export const makeEmit = (observability: Observability.Service): Emit => (hookEve
 /** What a command needs from the service. */
 export interface Context {
   readonly backend: Backend.Service
-  readonly fs: FileSystem.FileSystem
-  readonly path: Path.Path
+  readonly files: Directory.Directory
   readonly emit: Emit
   readonly withExecutionTimeout: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | OperationTimeout, R>
+  /** The least time between two progress rewrites of the operator file. */
+  readonly progressInterval: Duration.Duration
 }
 
 /** A unique suffix for temp files. */
@@ -67,19 +73,20 @@ export const job = (
   context: Context,
   input: {
     readonly agent: AgentRecord
-    readonly directory: string
+    readonly location: Directory.Location
     readonly doc: OperatorFile.Document
+    readonly fileName: string
+    /** The operator file's absolute path, for messages and events. */
     readonly file: string
     readonly prompt: string
   }
 ): Effect.Effect<void> => {
-  const { agent, doc, file } = input
-  const { emit, fs, path } = context
+  const { agent, doc, file, location } = input
+  const { emit, files } = context
   const base = { agent: agent.name, operator_file: file }
   const summary = (what: string) => `command of ${agent.name} ${what}`
 
-  const write = Effect.flatMap(uniqueSuffix, (unique) =>
-    OperatorFile.writeAtomic(fs, path, { agent: agent.name, file, content: OperatorFile.render(doc), unique }))
+  const write = Effect.flatMap(uniqueSuffix, (unique) => files.writeFile(location, input.fileName, OperatorFile.render(doc), unique))
   const finish = (status: OperatorFile.Status, result: string) =>
     Effect.flatMap(Clock.currentTimeMillis, (now) => {
       doc.status = status
@@ -88,14 +95,23 @@ export const job = (
       return write
     })
 
-  const consume = context.backend.run({ sessionId: agent.sessionId, prompt: input.prompt, cwd: input.directory }).pipe(
-    Stream.takeUntil((message) => message._tag === "Result"),
-    Stream.runFoldEffect(Option.none<ResultMessage>(), (last, message) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        OperatorFile.addProgress(doc, now, OperatorFile.describeMessage(message))
-        return Effect.as(write, message._tag === "Result" ? Option.some(message) : last)
-      }))
-  )
+  // Each message updates the document and pokes the writer; pokes arriving while it waits out
+  // the interval collapse into one (a sliding queue of one), so it writes the latest document.
+  // A failed write fails the command, as the race ends with it.
+  const consume = Effect.flatMap(Queue.sliding<void>(1), (pokes) => {
+    const writer = Effect.forever(
+      Queue.take(pokes).pipe(Effect.zipRight(write), Effect.zipRight(Effect.sleep(context.progressInterval)))
+    )
+    const fold = context.backend.run({ sessionId: agent.sessionId, prompt: input.prompt, cwd: location.directory }).pipe(
+      Stream.takeUntil((message) => message._tag === "Result"),
+      Stream.runFoldEffect(Option.none<ResultMessage>(), (last, message) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) => {
+          OperatorFile.addProgress(doc, now, OperatorFile.describeMessage(message))
+          return Effect.as(Queue.offer(pokes, undefined), message._tag === "Result" ? Option.some(message) : last)
+        }))
+    )
+    return Effect.raceFirst(fold, writer)
+  })
 
   const failed = (result: string, payload: Record<string, unknown>) =>
     Effect.zipRight(finish("failed", result), emit("AgentCommandFailed", agent.sessionId, { ...base, ...payload }, summary("failed")))
@@ -125,7 +141,7 @@ export const job = (
     emit("AgentCommandInterrupted", agent.sessionId, base, summary("interrupted"))
   )
 
-  const onFailure = (cause: Cause.Cause<Big3Error | AgentStorageError>) => {
+  const onFailure = (cause: Cause.Cause<Big3Error | AgentStorageError | UnsafeAgentPath>) => {
     const failure = Cause.failureOption(cause)
     if (Option.isSome(failure)) {
       const error = failure.value

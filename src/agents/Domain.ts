@@ -56,6 +56,20 @@ export class AgentStorageError extends Schema.TaggedError<AgentStorageError>()("
   retryable: notRetryable
 }) {}
 
+/**
+ * A path big3 will not follow or touch: an agent's directory or operator file that is (or passes
+ * through) a symbolic link, a directory outside the agents root it was created under, or one the
+ * registry never recorded (agents from an older big3, for `delete`). Nothing was read, written or
+ * removed; the message says what was found and what to do.
+ */
+export class UnsafeAgentPath extends Schema.TaggedError<UnsafeAgentPath>()("UnsafeAgentPath", {
+  ...common,
+  agent: Schema.String,
+  /** The path that was refused. */
+  path: Schema.String,
+  retryable: notRetryable
+}) {}
+
 // ---------------------------------------------------------------------------------------------
 // Names
 // ---------------------------------------------------------------------------------------------

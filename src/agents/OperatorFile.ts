@@ -1,7 +1,8 @@
 /**
  * Operator files: one markdown file per command, in the agent's directory, holding the task,
  * its status, the progress so far and the result. Each write replaces the whole file atomically
- * (temp file + rename), so a reader never sees half a file.
+ * (temp file + rename), so a reader never sees half a file. While the command runs, progress is
+ * rewritten at most once per `progressInterval` (1 s); the final status is always written.
  *
  * ```markdown
  * # Operator file: operator-20251129T212801123Z-000001.md
@@ -30,6 +31,7 @@
 import type * as FileSystem from "@effect/platform/FileSystem"
 import type * as Path from "@effect/platform/Path"
 import type { PlatformError } from "@effect/platform/Error"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type { AgentMessage, ResultMessage } from "./Domain.js"
@@ -59,6 +61,12 @@ export interface Document {
   omitted: number
   result: string | undefined
 }
+
+/**
+ * The least time between two progress rewrites of a running command's file: the first message
+ * is written at once, later ones at most this often; the outcome is always written.
+ */
+export const progressInterval: Duration.DurationInput = "1 second"
 
 /** The most progress lines a file keeps (the newest). */
 export const maxProgressLines = 500
@@ -173,7 +181,9 @@ const ioError = (agent: string, what: string) => (error: PlatformError): AgentSt
 
 /**
  * Writes `content` to `file` atomically: a temp file beside it (a dot name, never taken for an
- * operator file), then a rename. An interrupted or failed write removes its temp file.
+ * operator file), then a rename. The temp file is created exclusively (`wx`), so a link planted
+ * at its name is never written through, and the rename replaces a link at `file` rather than
+ * following it. An interrupted or failed write removes its temp file.
  */
 export const writeAtomic = (
   fs: FileSystem.FileSystem,
@@ -184,20 +194,13 @@ export const writeAtomic = (
   return Effect.acquireUseRelease(
     Effect.succeed(temp),
     (temp) =>
-      fs.writeFileString(temp, options.content).pipe(
+      fs.writeFileString(temp, options.content, { flag: "wx" }).pipe(
         Effect.zipRight(fs.rename(temp, options.file)),
         Effect.mapError(ioError(options.agent, `write ${options.file}`))
       ),
     (temp, exit) => Exit.isSuccess(exit) ? Effect.void : Effect.ignore(fs.remove(temp))
   )
 }
-
-/** Reads a file as text. */
-export const read = (
-  fs: FileSystem.FileSystem,
-  agent: string,
-  file: string
-): Effect.Effect<string, AgentStorageError> => Effect.mapError(fs.readFileString(file), ioError(agent, `read ${file}`))
 
 /** The operator files in `directory`, oldest first. */
 export const listFiles = (

@@ -7,6 +7,14 @@
  * create deletes its own reservation and nothing else. A row that does not decode stops every
  * reader with `RegistryCorrupt` and is never rewritten.
  *
+ * Each row records where the agent lives: `directory` and the agents `root` it was created under
+ * (both canonical at creation), so `delete` removes that directory and nothing the current
+ * settings happen to point at. Databases made before these columns get them added (NULL) when
+ * the layer starts. The old rows are not filled in from the settings in force at that moment:
+ * those settings are exactly what may have changed since the agent was created, and nothing on
+ * disk proves which directory is the agent's. Such an agent keeps working under the current
+ * agents directory, but `delete` refuses to remove a directory for it (see `Directory.remove`).
+ *
  * @internal
  */
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -17,6 +25,7 @@ import * as ParseResult from "effect/ParseResult"
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import * as Store from "../Store.js"
+import type { Recorded } from "./Directory.js"
 import type { AgentName } from "./Domain.js"
 import { AgentExists, AgentName as AgentNameSchema, AgentStorageError, RegistryCorrupt } from "./Domain.js"
 
@@ -28,8 +37,16 @@ export const createTable = `CREATE TABLE IF NOT EXISTS agents (
   session_id  TEXT,
   greeting    TEXT,
   reservation TEXT,
-  created_at  INTEGER NOT NULL
+  created_at  INTEGER NOT NULL,
+  root        TEXT,
+  directory   TEXT
 )`
+
+/** Columns added after the first release, as `ALTER TABLE` adds them to an older table. */
+const addedColumns: ReadonlyArray<readonly [name: string, definition: string]> = [
+  ["root", "TEXT"],
+  ["directory", "TEXT"]
+]
 
 const Row = Schema.Struct({
   name: AgentNameSchema,
@@ -38,7 +55,9 @@ const Row = Schema.Struct({
   session_id: Schema.NullOr(Schema.String),
   greeting: Schema.NullOr(Schema.String),
   reservation: Schema.NullOr(Schema.String),
-  created_at: Schema.Number.pipe(Schema.finite(), Schema.nonNegative())
+  created_at: Schema.Number.pipe(Schema.finite(), Schema.nonNegative()),
+  root: Schema.NullOr(Schema.String),
+  directory: Schema.NullOr(Schema.String)
 })
 type Row = typeof Row.Type
 
@@ -49,14 +68,18 @@ export interface AgentRecord {
   readonly sessionId: string
   readonly greeting: string
   readonly createdAt: number
+  /** Where it lives; `None` for an agent registered before big3 recorded it. */
+  readonly location: Option.Option<Recorded>
 }
 
 /** A name held by a create in progress. */
 export interface Reservation {
   readonly name: AgentName
   readonly token: string
-  /** A stale reservation (of a create that crashed) was taken over: its directory is leftover. */
+  /** A stale reservation (of a create that crashed) was taken over. */
   readonly tookOverStale: boolean
+  /** Where that stale create put the agent, when it recorded it (its directory may be leftover). */
+  readonly staleLocation: Option.Option<Recorded>
 }
 
 /** What a lookup finds. */
@@ -64,10 +87,12 @@ export type Lookup =
   | { readonly _tag: "Ready"; readonly agent: AgentRecord }
   | { readonly _tag: "Creating"; readonly createdAt: number }
 
+const causeMessage = (error: SqlError): string =>
+  Predicate.hasProperty(error.cause, "message") && typeof error.cause.message === "string" ? error.cause.message : ""
+
 const storageError = (what: string, agent?: string) => (error: SqlError): AgentStorageError => {
-  const cause = Predicate.hasProperty(error.cause, "message") && typeof error.cause.message === "string"
-    ? `: ${error.cause.message}`
-    : ""
+  const detail = causeMessage(error)
+  const cause = detail === "" ? "" : `: ${detail}`
   return new AgentStorageError({
     service: "agents",
     message: `the agent registry could not ${what} (${error.message}${cause})`,
@@ -81,6 +106,8 @@ const decodeRow = (raw: unknown): Effect.Effect<Row, RegistryCorrupt> =>
     (row) =>
       row.status === "ready" && (row.session_id === null || row.greeting === null)
         ? Effect.fail(corrupt(raw, "a ready agent has no session id or greeting"))
+        : (row.root === null) !== (row.directory === null)
+        ? Effect.fail(corrupt(raw, "it records a directory without its agents root, or the other way round"))
         : Effect.succeed(row)
   )
 
@@ -95,13 +122,34 @@ const corrupt = (raw: unknown, detail: string): RegistryCorrupt => {
   })
 }
 
+const locationOf = (row: Row): Option.Option<Recorded> =>
+  row.root === null || row.directory === null ? Option.none() : Option.some({ root: row.root, directory: row.directory })
+
 const toRecord = (row: Row): AgentRecord => ({
   name: row.name,
   type: row.type,
   sessionId: row.session_id ?? "",
   greeting: row.greeting ?? "",
-  createdAt: row.created_at
+  createdAt: row.created_at,
+  location: locationOf(row)
 })
+
+/**
+ * Adds the columns an older `agents` table lacks. Two processes may race here: the loser's
+ * "duplicate column name" means the column is there, which is all it wanted.
+ */
+const addMissingColumns = (sql: SqlClient.SqlClient) =>
+  Effect.gen(function*() {
+    const present = new Set(
+      (yield* sql<{ readonly name: string }>`SELECT name FROM pragma_table_info('agents')`).map((column) => column.name)
+    )
+    for (const [name, definition] of addedColumns) {
+      if (present.has(name)) continue
+      yield* sql.unsafe(`ALTER TABLE agents ADD COLUMN ${name} ${definition}`).raw.pipe(
+        Effect.catchIf((error) => /duplicate column name/i.test(causeMessage(error)), () => Effect.void)
+      )
+    }
+  })
 
 /** The registry over `SqlClient` (result-name transforms off: the column names are ours). */
 export const make = Effect.gen(function*() {
@@ -110,9 +158,10 @@ export const make = Effect.gen(function*() {
     Effect.provideService(SqlClient.SqlClient, sql),
     Effect.mapError(storageError("create its table"))
   )
+  yield* addMissingColumns(sql).pipe(Effect.mapError(storageError("add the directory columns to its table")))
 
   const select = (name: string) =>
-    sql`SELECT name, type, status, session_id, greeting, reservation, created_at FROM agents WHERE name = ${name}`
+    sql`SELECT name, type, status, session_id, greeting, reservation, created_at, root, directory FROM agents WHERE name = ${name}`
 
   const lookup = (name: string): Effect.Effect<Option.Option<Lookup>, RegistryCorrupt | AgentStorageError> =>
     select(name).pipe(
@@ -139,15 +188,27 @@ export const make = Effect.gen(function*() {
     readonly token: string
     readonly now: number
     readonly staleBefore: number
+    /** Where the agent will live. */
+    readonly location: Recorded
   }): Effect.Effect<Reservation, AgentExists | RegistryCorrupt | AgentStorageError> => {
-    const { name, now, staleBefore, token, type } = options
+    const { location, name, now, staleBefore, token, type } = options
     return Effect.gen(function*() {
       const stale = yield* sql`DELETE FROM agents
-        WHERE name = ${name} AND status = 'creating' AND created_at < ${staleBefore} RETURNING name`
-      const inserted = yield* sql`INSERT INTO agents (name, type, status, reservation, created_at)
-        VALUES (${name}, ${type}, 'creating', ${token}, ${now})
+        WHERE name = ${name} AND status = 'creating' AND created_at < ${staleBefore}
+        RETURNING name, type, status, session_id, greeting, reservation, created_at, root, directory`
+      const inserted = yield* sql`INSERT INTO agents (name, type, status, reservation, created_at, root, directory)
+        VALUES (${name}, ${type}, 'creating', ${token}, ${now}, ${location.root}, ${location.directory})
         ON CONFLICT (name) DO NOTHING RETURNING name`
-      if (inserted.length > 0) return { name, token, tookOverStale: stale.length > 0 }
+      if (inserted.length > 0) {
+        // An unreadable stale row recorded nothing usable: its directory is not ours to remove.
+        const staleRow = stale.length === 0 ? undefined : yield* Effect.option(decodeRow(stale[0]))
+        return {
+          name,
+          token,
+          tookOverStale: stale.length > 0,
+          staleLocation: staleRow === undefined ? Option.none() : Option.flatMap(staleRow, locationOf)
+        }
+      }
       const existing = yield* select(name)
       // A corrupt row is reported as such, not as "exists".
       const row = existing.length === 0 ? undefined : yield* decodeRow(existing[0])
@@ -174,7 +235,7 @@ export const make = Effect.gen(function*() {
     sql`UPDATE agents SET status = 'ready', session_id = ${session.sessionId}, greeting = ${session.greeting},
         reservation = NULL
       WHERE name = ${reservation.name} AND status = 'creating' AND reservation = ${reservation.token}
-      RETURNING name, type, status, session_id, greeting, reservation, created_at`.pipe(
+      RETURNING name, type, status, session_id, greeting, reservation, created_at, root, directory`.pipe(
       Effect.mapError(storageError(`register agent ${JSON.stringify(reservation.name)}`, reservation.name)),
       Effect.flatMap((rows) =>
         rows.length === 0
@@ -204,7 +265,7 @@ export const make = Effect.gen(function*() {
 
   /** Every ready agent, oldest first. Any unreadable row fails the whole listing. */
   const list: Effect.Effect<ReadonlyArray<AgentRecord>, RegistryCorrupt | AgentStorageError> =
-    sql`SELECT name, type, status, session_id, greeting, reservation, created_at FROM agents
+    sql`SELECT name, type, status, session_id, greeting, reservation, created_at, root, directory FROM agents
       ORDER BY created_at, name`.pipe(
       Effect.mapError(storageError("list agents")),
       Effect.flatMap((rows) => Effect.forEach(rows, decodeRow)),

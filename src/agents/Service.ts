@@ -7,7 +7,6 @@ import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import type { SqlClient } from "@effect/sql/SqlClient"
 import * as Clock from "effect/Clock"
-import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -26,8 +25,17 @@ import { ReliabilityConfig } from "../ReliabilityConfig.js"
 import * as Resilience from "../Resilience.js"
 import { AgentBackend } from "./Backend.js"
 import { AgentName } from "./Domain.js"
-import { AgentExists, AgentStorageError, InvalidAgentName, namePattern, RegistryCorrupt, validateName } from "./Domain.js"
+import {
+  AgentExists,
+  AgentStorageError,
+  InvalidAgentName,
+  namePattern,
+  RegistryCorrupt,
+  UnsafeAgentPath,
+  validateName
+} from "./Domain.js"
 import * as Command from "./Command.js"
+import * as Directory from "./Directory.js"
 import { preview } from "./Command.js"
 import * as OperatorFile from "./OperatorFile.js"
 import * as Registry from "./Registry.js"
@@ -41,8 +49,13 @@ export interface Agent {
   readonly name: string
   readonly type: string
   readonly sessionId: string
-  /** The agent's working directory (absolute). */
+  /** The agent's working directory (absolute), as the registry recorded it. */
   readonly directory: string
+  /**
+   * False for an agent registered by an older big3, which did not record its directory:
+   * `directory` is then where the current settings put it, and `delete` removes no directory.
+   */
+  readonly directoryRecorded: boolean
   readonly createdAt: Date
   readonly greeting: string
   /** Commands of this agent running in this process now. */
@@ -67,7 +80,16 @@ export interface OperatorFileContent {
 export type RegistryError = RegistryCorrupt | AgentStorageError
 
 /** Every failure the service can report. */
-export type AgentsError = Big3Error | InvalidAgentName | AgentExists | RegistryError
+export type AgentsError = Big3Error | InvalidAgentName | AgentExists | RegistryError | UnsafeAgentPath
+
+/** Options of `delete`. */
+export interface DeleteOptions {
+  /**
+   * Remove only the registry entry and leave the directory alone: for agents registered by an
+   * older big3 (whose directory was never recorded) or a directory to be kept. Default false.
+   */
+  readonly keepDirectory?: boolean | undefined
+}
 
 export interface Service {
   /**
@@ -83,27 +105,38 @@ export interface Service {
   /**
    * Prepares an operator file (bounded by `operator_file_prep`) and starts the prompt in the
    * background (bounded by `agent_execution`); returns at once with the file's absolute path.
-   * Progress, the result, a failure or a timeout are written into the file.
+   * Progress (at most one rewrite per `progressInterval`), the result, a failure or a timeout are
+   * written into the file. `UnsafeAgentPath` when the agent's directory is now a symbolic link.
    */
   readonly command: (
     name: string,
     prompt: string
-  ) => Effect.Effect<{ readonly operatorFile: string }, NotFound | InvalidRequest | OperationTimeout | RegistryError>
+  ) => Effect.Effect<
+    { readonly operatorFile: string },
+    NotFound | InvalidRequest | OperationTimeout | RegistryError | UnsafeAgentPath
+  >
   /**
    * An operator file of the agent: `operatorFile` (a file name or the path `command` returned)
-   * or else the latest. A file outside the agent's directory is refused.
+   * or else the latest. A file outside the agent's directory is refused (`InvalidRequest`), and
+   * so is a symbolic link, or a directory that became one (`UnsafeAgentPath`): never followed.
    */
   readonly result: (
     name: string,
     operatorFile?: string | undefined
-  ) => Effect.Effect<OperatorFileContent, NotFound | InvalidRequest | OperationTimeout | RegistryError>
+  ) => Effect.Effect<OperatorFileContent, NotFound | InvalidRequest | OperationTimeout | RegistryError | UnsafeAgentPath>
   /** Every registered agent, oldest first. An unreadable registry row fails with `RegistryCorrupt`. */
   readonly list: Effect.Effect<ReadonlyArray<Agent>, RegistryError>
   /**
    * Deletes an agent: interrupts its running commands, removes its directory (operator files
-   * included), then its registry entry. `NotFound` for an unknown name.
+   * included), then its registry entry. `NotFound` for an unknown name. Only the directory the
+   * registry recorded is removed, only inside the agents root it was created under, never through
+   * a symbolic link, whatever the current settings say; otherwise `UnsafeAgentPath` and nothing
+   * changes (an agent from an older big3, which recorded no directory, needs `keepDirectory`).
    */
-  readonly delete: (name: string) => Effect.Effect<void, NotFound | RegistryError>
+  readonly delete: (
+    name: string,
+    options?: DeleteOptions | undefined
+  ) => Effect.Effect<void, NotFound | RegistryError | UnsafeAgentPath>
 }
 
 /** The service tag. */
@@ -111,19 +144,11 @@ export class Agents extends Context.Tag("big3/Agents")<Agents, Service>() {}
 
 /** Options of `make`. */
 export interface Options {
-  /** Where agent directories live. Default: `BIG3_AGENTS_DIR`, else `{BIG3_STATE_DIR}/agents`. */
+  /** Where new agents' directories go. Default: `BIG3_AGENTS_DIR`, else `{BIG3_STATE_DIR}/agents`. */
   readonly agentsDir?: string | undefined
+  /** The least time between two progress rewrites of an operator file. Default 1 second. */
+  readonly progressInterval?: Duration.DurationInput | undefined
 }
-
-/** `BIG3_AGENTS_DIR`, else `{BIG3_STATE_DIR}/agents` (`BIG3_STATE_DIR` defaults to `.big3`). */
-export const agentsDirConfig: Config.Config<string> = Config.string("BIG3_AGENTS_DIR").pipe(
-  Config.orElse(() =>
-    Config.string("BIG3_STATE_DIR").pipe(
-      Config.withDefault(".big3"),
-      Config.map((stateDir) => `${stateDir.replace(/[\\/]+$/, "")}/agents`)
-    )
-  )
-)
 
 const typePattern = /^[A-Za-z0-9_.:-]{1,64}$/
 
@@ -152,7 +177,8 @@ export const make = (
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     const registry = yield* Registry.make
-    const agentsRoot = path.resolve(options.agentsDir ?? (yield* agentsDirConfig))
+    const agentsRoot = path.resolve(options.agentsDir ?? (yield* Directory.agentsDirConfig))
+    const files = Directory.make(fs, path)
 
     const creationTimeout = config.timeoutOf("agent_creation")
     const executionTimeout = config.timeoutOf("agent_execution")
@@ -177,12 +203,19 @@ export const make = (
     const emit = Command.makeEmit(observability)
     // Background commands, keyed `<agent>/<operator file name>`; interrupted with the layer.
     const commands = yield* FiberMap.make<string>()
-    const commandContext: Command.Context = { backend, fs, path, emit, withExecutionTimeout }
+    const commandContext: Command.Context = {
+      backend,
+      files,
+      emit,
+      withExecutionTimeout,
+      progressInterval: Duration.decode(options.progressInterval ?? OperatorFile.progressInterval)
+    }
     // Serializes "look up, prepare, fork" (command) against "interrupt, remove" (delete).
     const lock = yield* Effect.makeSemaphore(1)
     let sequence = 0
 
-    const directoryOf = (name: AgentName): string => path.join(agentsRoot, name)
+    /** Where a registered agent lives: as recorded (older entries: under the current agents root). */
+    const locate = (agent: Registry.AgentRecord) => files.locate(agent.name, agent.location, agentsRoot)
 
     const unique = Command.uniqueSuffix
 
@@ -203,16 +236,18 @@ export const make = (
         })
         : Effect.fail(notFound(name, "not a valid agent name"))
 
-    const removeDirectory = (agent: string, directory: string): Effect.Effect<void, AgentStorageError> =>
-      fs.remove(directory, { recursive: true }).pipe(
-        Effect.catchTag("SystemError", (error) => error.reason === "NotFound" ? Effect.void : Effect.fail(error)),
-        Effect.mapError((error) =>
-          new AgentStorageError({ service: "agents", agent, message: `could not remove ${directory}: ${error.message}` })
-        ),
+    const removeDirectory = (location: Directory.Location): Effect.Effect<void, AgentStorageError | UnsafeAgentPath> =>
+      files.remove(location).pipe(
         Effect.interruptible,
         Resilience.timeoutAfter(cleanupTimeout, "agent_cleanup", "agents"),
         Effect.catchTag("OperationTimeout", (error) =>
-          Effect.fail(new AgentStorageError({ service: "agents", agent, message: `could not remove ${directory}: ${error.message}` })))
+          Effect.fail(
+            new AgentStorageError({
+              service: "agents",
+              agent: location.agent,
+              message: `could not remove ${location.directory}: ${error.message}`
+            })
+          ))
       )
 
     // -------------------------------------------------------------------------------------------
@@ -222,29 +257,39 @@ export const make = (
     const createNamed = (name: AgentName, type: string) =>
       Effect.gen(function*() {
         const now = yield* Clock.currentTimeMillis
-        const directory = directoryOf(name)
+        // The canonical root is recorded, so the agent stays where it was made whatever the
+        // settings say later, and a link put in its path later is noticed.
+        const location = files.locationIn(yield* files.prepareRoot(name, agentsRoot), name)
+        const directory = location.directory
         const token = yield* unique
         // Whether this create may have made the directory (so a rollback removes it).
         let madeDirectory = false
 
         const rollback = (reservation: Registry.Reservation) =>
           Effect.all([
-            madeDirectory ? removeDirectory(name, directory) : Effect.void,
+            madeDirectory ? removeDirectory(location) : Effect.void,
             registry.release(reservation)
           ], { discard: true, concurrency: "unbounded" }).pipe(
             Effect.catchAll((error) => Effect.logError(`rolling back the create of agent ${name}: ${error.message}`))
           )
 
         return yield* Effect.acquireUseRelease(
-          registry.reserve({ name, type, token, now, staleBefore: now - staleAfter }),
+          registry.reserve({
+            name,
+            type,
+            token,
+            now,
+            staleBefore: now - staleAfter,
+            location: { root: location.root, directory }
+          }),
           (reservation) =>
             Effect.gen(function*() {
-              if (reservation.tookOverStale) yield* Effect.ignore(removeDirectory(name, directory))
-              yield* fs.makeDirectory(agentsRoot, { recursive: true }).pipe(
-                Effect.mapError((error) =>
-                  new AgentStorageError({ service: "agents", agent: name, message: `could not create ${agentsRoot}: ${error.message}` })
-                )
+              // The leftover of a create that died, only when it recorded this very directory.
+              const leftover = Option.exists(
+                reservation.staleLocation,
+                (stale) => stale.directory === directory && stale.root === location.root
               )
+              if (leftover) yield* Effect.ignore(removeDirectory(location))
               madeDirectory = true
               yield* fs.makeDirectory(directory).pipe(
                 Effect.catchAll((error): Effect.Effect<never, AgentExists | AgentStorageError> => {
@@ -312,20 +357,20 @@ export const make = (
       }
       return yield* lock.withPermits(1)(Effect.gen(function*() {
         const agent = yield* requireAgent(name)
+        const location = yield* locate(agent)
         const now = yield* Clock.currentTimeMillis
         const fileName = OperatorFile.fileName(now, ++sequence)
-        const file = path.join(directoryOf(agent.name), fileName)
+        const file = path.join(location.directory, fileName)
         const doc = OperatorFile.makeDocument({ file: fileName, agent: agent.name, sessionId: agent.sessionId, task: prompt, now })
-        yield* Effect.flatMap(unique, (suffix) =>
-          OperatorFile.writeAtomic(fs, path, { agent: agent.name, file, content: OperatorFile.render(doc), unique: suffix })).pipe(
-            withPrepTimeout
-          )
+        yield* Effect.flatMap(unique, (suffix) => files.writeFile(location, fileName, OperatorFile.render(doc), suffix)).pipe(
+          withPrepTimeout
+        )
         yield* emit("AgentCommandStarted", agent.sessionId, {
           agent: agent.name,
           operator_file: file,
           prompt: preview(prompt)
         }, `command of ${agent.name} started`)
-        const job = Command.job(commandContext, { agent, directory: directoryOf(agent.name), doc, file, prompt })
+        const job = Command.job(commandContext, { agent, location, doc, fileName, file, prompt })
         yield* FiberMap.run(commands, `${agent.name}/${fileName}`, job)
         return { operatorFile: file }
       }))
@@ -337,11 +382,11 @@ export const make = (
 
     const result: Service["result"] = Effect.fn("Agents.result")(function*(name, operatorFile) {
       const agent = yield* requireAgent(name)
-      const directory = directoryOf(agent.name)
+      const location = yield* locate(agent)
+      const directory = location.directory
       let fileName: string
       if (operatorFile === undefined) {
-        const files = yield* OperatorFile.listFiles(fs, agent.name, directory)
-        const latest = files.at(-1)
+        const latest = (yield* files.listFiles(location)).at(-1)
         if (latest === undefined) {
           return yield* Effect.fail(new NotFound({ service: "agents", message: `agent ${agent.name} has no operator files yet` }))
         }
@@ -360,13 +405,8 @@ export const make = (
           )
         }
       }
-      const file = path.join(directory, fileName)
-      const exists = yield* fs.exists(file).pipe(Effect.orElseSucceed(() => false))
-      if (!exists) {
-        return yield* Effect.fail(new NotFound({ service: "agents", message: `agent ${agent.name} has no operator file ${fileName}` }))
-      }
-      const content = yield* withReadTimeout(OperatorFile.read(fs, agent.name, file))
-      return { file, content }
+      const content = yield* withReadTimeout(files.readFile(location, fileName))
+      return { file: path.join(directory, fileName), content }
     })
 
     const runningOf = (name: string): number => {
@@ -375,30 +415,38 @@ export const make = (
       return count
     }
 
-    const list: Service["list"] = Effect.map(registry.list, (records) =>
-      records.map((record) => ({
-        name: record.name,
-        type: record.type,
-        sessionId: record.sessionId,
-        directory: directoryOf(record.name),
-        createdAt: new Date(record.createdAt),
-        greeting: record.greeting,
-        runningCommands: runningOf(record.name)
-      }))).pipe(Effect.withSpan("Agents.list"))
+    const list: Service["list"] = Effect.flatMap(registry.list, (records) =>
+      Effect.forEach(records, (record) =>
+        Effect.map(locate(record), (location): Agent => ({
+          name: record.name,
+          type: record.type,
+          sessionId: record.sessionId,
+          directory: location.directory,
+          directoryRecorded: location.recorded,
+          createdAt: new Date(record.createdAt),
+          greeting: record.greeting,
+          runningCommands: runningOf(record.name)
+        })))).pipe(Effect.withSpan("Agents.list"))
 
-    const delete_: Service["delete"] = Effect.fn("Agents.delete")(function*(name) {
+    const delete_: Service["delete"] = Effect.fn("Agents.delete")(function*(name, options) {
+      const keepDirectory = options?.keepDirectory === true
       return yield* lock.withPermits(1)(Effect.gen(function*() {
         const agent = yield* requireAgent(name)
+        const location = yield* locate(agent)
+        // A delete that will be refused stops nothing: check before interrupting commands.
+        if (!keepDirectory) yield* files.checkRemovable(location)
         const keys: Array<string> = []
         for (const [key] of commands) if (key.startsWith(`${agent.name}/`)) keys.push(key)
         // Each removal interrupts the command and waits for it to record "interrupted".
         yield* Effect.forEach(keys, (key) => FiberMap.remove(commands, key), { discard: true, concurrency: "unbounded" })
-        yield* removeDirectory(agent.name, directoryOf(agent.name))
+        if (!keepDirectory) yield* removeDirectory(location)
         const removed = yield* registry.remove(agent.name)
         if (!removed) return yield* Effect.fail(notFound(name))
         yield* emit("AgentDeleted", agent.sessionId, {
           agent: agent.name,
-          interrupted_commands: keys.length
+          interrupted_commands: keys.length,
+          directory: location.directory,
+          kept_directory: keepDirectory
         }, `agent ${agent.name} deleted`)
       }))
     })

@@ -58,7 +58,8 @@ export const scripts: Record<Exclude<BackendKind, "claude">, Agents.Script> = {
   }
 }
 
-const backend = Layer.unwrapEffect(
+/** The agent backend `BIG3_AGENT_BACKEND` names (also what `big3 voice` runs its agents on). */
+export const backend = Layer.unwrapEffect(
   Effect.map(backendConfig, (kind) => kind === "claude" ? Agents.claudeAgentSdk : Agents.scriptedBackend(scripts[kind]))
 )
 
@@ -115,7 +116,7 @@ export const list = (input: { readonly json: boolean }) =>
     if (agents.length === 0) return yield* Console.log("no agents")
     yield* Console.log(table([
       ["NAME", "TYPE", "SESSION", "CREATED", "DIRECTORY"],
-      ...agents.map((agent) => [agent.name, agent.type, agent.sessionId, agent.createdAt.toISOString(), agent.directory])
+      ...agents.map((agent) => [agent.name, agent.type, agent.sessionId, agent.createdAt.toISOString(), agent.directoryRecorded ? agent.directory : `${agent.directory} (not recorded)`])
     ]))
   }))
 
@@ -184,8 +185,8 @@ export const result = (input: { readonly name: string; readonly file: string | u
     yield* Console.log(input.json ? JSON.stringify({ ...found, status: statusOf(found.content) ?? null }, null, 2) : found.content.trimEnd())
   }))
 
-export const remove = (name: string) =>
+export const remove = (name: string, options: { readonly keepDirectory: boolean }) =>
   withAgents(Effect.gen(function*() {
-    yield* (yield* Agents.Agents).delete(name)
-    yield* Console.log(`deleted agent ${name}`)
+    yield* (yield* Agents.Agents).delete(name, options)
+    yield* Console.log(options.keepDirectory ? `deleted agent ${name} (its directory was kept)` : `deleted agent ${name}`)
   }))

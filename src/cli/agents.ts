@@ -69,10 +69,16 @@ const resultCommand = Command.make(
     withMetrics(metrics, Effect.flatMap(load, (run) => run.result({ name, file: Option.getOrUndefined(file), json })))
 ).pipe(Command.withDescription("print an operator file of the agent (the latest by default)"))
 
+const keepDirectory = Options.boolean("keep-directory").pipe(
+  Options.withDescription(
+    "remove only the registry entry and leave the directory (needed for agents an older big3 registered without recording their directory)"
+  )
+)
+
 const deleteCommand = Command.make(
   "delete",
-  { name: agentName, metrics: metricsOption },
-  ({ metrics, name }) => withMetrics(metrics, Effect.flatMap(load, (run) => run.remove(name)))
+  { name: agentName, keepDirectory, metrics: metricsOption },
+  ({ keepDirectory, metrics, name }) => withMetrics(metrics, Effect.flatMap(load, (run) => run.remove(name, { keepDirectory })))
 ).pipe(Command.withDescription("delete an agent, its directory and its operator files"))
 
 export const agentsCommand = Command.make("agents").pipe(

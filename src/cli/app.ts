@@ -12,18 +12,20 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { agentsCommand } from "./agents.js"
+import { browseCommand } from "./browse.js"
 import * as Errors from "../Errors.js"
 import { configCommand } from "./config.js"
 import { demoCommand } from "./demo.js"
 import { eventsCommand } from "./events.js"
 import { geminiCommand } from "./gemini.js"
 import { sandboxCommand } from "./sandbox.js"
+import { voiceCommand } from "./voice.js"
 import { CliExit, describeConfigError, ExitCode } from "./shared.js"
 import { version } from "./version.js"
 
 export const big3 = Command.make("big3").pipe(
   Command.withDescription("reliability runtime of the Big Three agent system"),
-  Command.withSubcommands([configCommand, demoCommand, geminiCommand, eventsCommand, agentsCommand, sandboxCommand])
+  Command.withSubcommands([configCommand, demoCommand, geminiCommand, eventsCommand, agentsCommand, sandboxCommand, browseCommand, voiceCommand])
 )
 
 export const cli = Command.run(big3, { name: "big3", version })

@@ -21,12 +21,15 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as Agents from "../Agents.js"
+import * as BrowserScenario from "./BrowserScenario.js"
 import * as Gemini from "../Gemini.js"
 import * as Observability from "../Observability.js"
+import * as Realtime from "../Realtime.js"
 import * as ReliabilityConfig from "../ReliabilityConfig.js"
 import * as Runtime from "../Runtime.js"
 import * as Sandbox from "../Sandbox.js"
 import * as Store from "../Store.js"
+import * as VoiceScenario from "./VoiceScenario.js"
 
 /** One row of the closing table. */
 export interface ScenarioResult {
@@ -74,7 +77,11 @@ const settings = (fast: boolean) => {
     observabilityOpen: ms(1000),
     redeliveryInterval: ms(200),
     agentExecution: ms(4000),
-    progressEvery: ms(400)
+    progressEvery: ms(400),
+    reconnectDelay: ms(1000),
+    browserPageLoad: fast ? Duration.millis(1500) : Duration.seconds(3),
+    // The retry budget's window, scaled like the waits, so one scenario's retries do not use up the next one's.
+    budgetWindow: ms(10_000)
   }
 }
 
@@ -111,14 +118,16 @@ export const runDemo = (options: DemoOptions) =>
 
     const services = Runtime.layerWith({
       config: ReliabilityConfig.layerWith({
-        timeouts: { agent_execution: s.agentExecution },
-        policies: { gemini: { initialDelay: s.geminiInitialDelay } },
-        breakers: { observability: { openDuration: s.observabilityOpen } }
+        timeouts: { agent_execution: s.agentExecution, browser_page_load: s.browserPageLoad },
+        policies: { gemini: { initialDelay: s.geminiInitialDelay }, network: { initialDelay: s.reconnectDelay } },
+        breakers: { observability: { openDuration: s.observabilityOpen } },
+        budget: { window: s.budgetWindow }
       }),
       store: Store.layer({ filename: Store.databasePath(stateDir) }),
       gemini: Gemini.layerWith({ baseUrl: sandbox.url, apiKey: Redacted.make("sandbox-key") }),
       observability: Observability.layerWith({ url: `${sandbox.url}/events`, redeliveryInterval: s.redeliveryInterval }),
       agents: Agents.layerWith({ agentsDir: path.join(stateDir, "agents") }),
+      realtime: Realtime.layerWith({ url: sandbox.realtime.url, apiKey: Redacted.make("sandbox-key") }),
       agentBackend: demoBackend(s.progressEvery)
     })
     const context = yield* Layer.build(services)
@@ -177,7 +186,7 @@ const scenarios = (options: DemoOptions, s: ReturnType<typeof settings>, sandbox
       Effect.gen(function*() {
         yield* sandbox.setPlan("gemini", [{ status: 429, retryAfter: s.rateLimitHint }])
         const hintMs = Duration.toMillis(s.rateLimitHint)
-        yield* say(`  the sandbox answers 429 with Retry-After and RetryInfo of ${seconds(hintMs)}`)
+        yield* say(`  the sandbox answers 429 with a RetryInfo of ${seconds(hintMs)} in the body (no Retry-After header, as Gemini)`)
         const before = (yield* geminiTimes).length
         const answer = yield* Effect.either(ask("list the open pull requests"))
         const times = (yield* geminiTimes).slice(before)
@@ -294,6 +303,11 @@ const scenarios = (options: DemoOptions, s: ReturnType<typeof settings>, sandbox
         }
       })
     )
+
+    // 6. The voice loop: an orchestrated session that survives a dropped socket and an expiry.
+    yield* scenario("voice loop", VoiceScenario.run({ sandbox, say }))
+    // 7. The browser agent on a real Chromium (src/demo/BrowserScenario.ts).
+    yield* BrowserScenario.play({ sandbox, say, scenario, rateLimitHint: s.rateLimitHint, pageLoad: s.browserPageLoad })
 
     yield* Observability.flush
     yield* waitUntil(Effect.map(Observability.stats, (stats) => stats.spoolSize === 0 && stats.queued === 0))

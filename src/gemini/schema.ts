@@ -36,13 +36,44 @@ export const FunctionCall = Schema.Struct({
 })
 export type FunctionCall = typeof FunctionCall.Type
 
-/** The caller's answer to a `FunctionCall`, matched by `name` (and `id` when the call had one). */
+/** Bytes inside a function response (the PNG screenshot that answers a computer-use action). */
+export const FunctionResponseBlob = Schema.Struct({
+  mimeType: Schema.String,
+  /** Base64 of the bytes. */
+  data: Schema.String
+})
+export type FunctionResponseBlob = typeof FunctionResponseBlob.Type
+
+/** Media carried by a `FunctionResponse`: `inlineData` (the API supports no other kind yet). */
+export const FunctionResponsePart = Schema.Struct({
+  inlineData: Schema.optional(FunctionResponseBlob)
+})
+export type FunctionResponsePart = typeof FunctionResponsePart.Type
+
+/**
+ * The caller's answer to a `FunctionCall`, matched by `name` (and `id` when the call had one).
+ * `parts` carries media beside the JSON `response`: computer use answers each action with the new
+ * screenshot there.
+ */
 export const FunctionResponse = Schema.Struct({
   name: Schema.String,
   response: JsonObject,
-  id: Schema.optional(Schema.String)
+  id: Schema.optional(Schema.String),
+  parts: Schema.optional(Schema.Array(FunctionResponsePart)),
+  willContinue: Schema.optional(Schema.Boolean)
 })
 export type FunctionResponse = typeof FunctionResponse.Type
+
+/**
+ * What computer use puts in a call's `args.safety_decision`: `decision` is
+ * `"require_confirmation"` when a person must confirm the action before it runs (the answer then
+ * carries `safety_acknowledgement: "true"`), and `explanation` says why.
+ */
+export const SafetyDecision = Schema.Struct({
+  decision: Schema.String,
+  explanation: Schema.optional(Schema.String)
+})
+export type SafetyDecision = typeof SafetyDecision.Type
 
 /**
  * One part of a turn. The REST API makes `text`, `inlineData`, `fileData`, `functionCall`,
@@ -92,6 +123,9 @@ export const FunctionDeclaration = Schema.Struct({
   behavior: Schema.optional(Schema.String)
 })
 export type FunctionDeclaration = typeof FunctionDeclaration.Type
+
+/** The environment of a browser agent's `computerUse` tool. */
+export const environmentBrowser = "ENVIRONMENT_BROWSER"
 
 /** The computer-use tool; `environment` is `"ENVIRONMENT_BROWSER"` for browser agents. */
 export const ComputerUse = Schema.Struct({
@@ -194,6 +228,9 @@ export const Candidate = Schema.Struct({
   urlContextMetadata: Schema.optional(Schema.Unknown)
 })
 export type Candidate = typeof Candidate.Type
+
+/** The `finishReason` of a turn whose function call the model failed to write: ask again. */
+export const malformedFunctionCall = "MALFORMED_FUNCTION_CALL"
 
 /** Token counts of a call. */
 export const UsageMetadata = Schema.Struct({

@@ -30,6 +30,23 @@ export const EventInput = Schema.Struct({
 })
 export type EventInput = typeof EventInput.Type
 
+/** The fields the public observability server requires (it answers 400 "Missing required fields"). */
+export type RequiredField = "source_app" | "session_id" | "hook_event_type" | "payload"
+
+/**
+ * The first field the public server would refuse, or `undefined`: it checks
+ * `!source_app || !session_id || !hook_event_type || !payload`, so an empty string fails there
+ * even though it is a string here.
+ */
+export const refusedField = (event: EventInput): RequiredField | undefined => {
+  if (event.source_app === "") return "source_app"
+  if (event.session_id === "") return "session_id"
+  if (event.hook_event_type === "") return "hook_event_type"
+  // Schema-typed as an object; a JavaScript caller may still leave it out.
+  const payload: unknown = event.payload
+  return payload === undefined || payload === null ? "payload" : undefined
+}
+
 /** Delivery counters, since the layer started (sizes are current). */
 export interface Stats {
   /** Valid events accepted by `emit`. */
@@ -44,7 +61,10 @@ export interface Stats {
   readonly redelivered: number
   /** Events the server refused for good (4xx), kept in the dead-letter table with the reason. */
   readonly deadLettered: number
-  /** Events `emit` refused because they do not match `EventInput`. */
+  /**
+   * Events `emit` refused because they do not match `EventInput`, or because the server would
+   * refuse them (an empty `source_app`, `session_id` or `hook_event_type`).
+   */
   readonly rejected: number
   /** Events lost because the store could not be written (each one logged). */
   readonly dropped: number

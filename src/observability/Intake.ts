@@ -1,7 +1,7 @@
 /**
- * `emit`: validates an event (a bad one is counted as `rejected` and logged), stamps `id` (a
- * UUIDv7, sortable by time) and `timestamp`, serialises it once, and offers the JSON to the
- * bounded queue. Write-ahead mode first inserts it in the spool (`held = 1`). A full queue sends
+ * `emit`: validates an event (a bad one, or one the server would refuse for an empty required
+ * field, is counted as `rejected` and logged with the reason), stamps `id` (a UUIDv7, sortable by
+ * time) and `timestamp`, serialises it once, and offers the JSON to the bounded queue. Write-ahead mode first inserts it in the spool (`held = 1`). A full queue sends
  * it to the spool writer instead. `emit` never fails and never waits for the network.
  *
  * @since 0.1.0
@@ -12,7 +12,7 @@ import * as ParseResult from "effect/ParseResult"
 import type * as Queue from "effect/Queue"
 import * as Schema from "effect/Schema"
 import { truncate } from "./Answer.js"
-import { EventInput } from "./Domain.js"
+import { EventInput, refusedField } from "./Domain.js"
 import type { Settings } from "./Options.js"
 import type * as Spool from "./Spool.js"
 import type { SpoolWriter } from "./SpoolWriter.js"
@@ -81,6 +81,11 @@ export const make = (options: IntakeOptions): (input: EventInput) => Effect.Effe
   return (input) =>
     Effect.suspend(() => {
       if (!isEventInput(input)) return reject(input, describeInvalid(input))
+      // Refused here rather than dead-lettered later: the server would answer 400 for good.
+      const refused = refusedField(input)
+      if (refused !== undefined) {
+        return reject(input, () => `${refused} is empty; the observability server refuses such an event (400 Missing required fields)`)
+      }
       if (input.timestamp !== undefined && !Number.isFinite(input.timestamp)) {
         return reject(input, () => `timestamp must be a finite number of milliseconds, got ${input.timestamp}`)
       }

@@ -1,0 +1,284 @@
+/**
+ * The production driver: Chromium through `playwright-core`, never a downloaded browser.
+ *
+ * We start Chromium ourselves rather than through Playwright's launcher, because owning the
+ * process is what makes "no Chromium outlives its task" hold: the process exists (with its id)
+ * the moment the scope has it, so an interruption at any point, even mid-launch, kills it and
+ * waits for it to exit; Playwright's launcher reports a launch timeout before its kill has
+ * finished. Chromium gets a fresh profile directory (removed after it exits), its own process
+ * group (killed whole: renderers, GPU process, zygotes), and a DevTools pipe on fds 3/4 that we
+ * hold and never use: if this process dies without cleaning up, the pipe closes and Chromium
+ * exits. Playwright drives the page over `connectOverCDP` to the port Chromium prints.
+ * `playwright-core` (≈ 0.9 s to import) is loaded on the first launch only.
+ *
+ * @internal
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as ChildProcess from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import type * as Playwright from "playwright-core"
+import type { Driver, Point, RawPage, Viewport } from "./Driver.js"
+import { formatDuration } from "../Errors.js"
+import { ActionFailed, BrowserError } from "./Errors.js"
+
+const service = "browser"
+
+/** Flags that let Chromium run headless as root on a machine without a network or a GPU. */
+export const defaultArgs: ReadonlyArray<string> = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync"
+]
+
+export interface Options {
+  readonly executablePath: string
+  readonly args: ReadonlyArray<string>
+  /** Bounds connecting Playwright to the started Chromium. */
+  readonly startupTimeout: Duration.Duration
+  /** Bounds closing the browser; the process group has been killed by then. */
+  readonly closeTimeout: Duration.Duration
+  /** How long an input gives a navigation it may have started to begin. */
+  readonly settle: Duration.Duration
+}
+
+const firstLine = (cause: unknown): string => {
+  const text = cause instanceof Error ? cause.message : String(cause)
+  return text.split("\n")[0]?.trim() ?? text
+}
+
+const failed = (action: string) => (cause: unknown) =>
+  new ActionFailed({ service, action, message: `${action} failed: ${firstLine(cause)}` })
+
+/** A Playwright call as an effect; a rejection is an `ActionFailed` of `action`. */
+const call = <A>(action: string, run: () => Promise<A>): Effect.Effect<A, ActionFailed> =>
+  Effect.tryPromise({ try: run, catch: failed(action) })
+
+const isExecutable = (path: string): Effect.Effect<boolean> =>
+  Effect.async<boolean>((resume) => {
+    fs.access(path, fs.constants.X_OK, (error) => resume(Effect.succeed(error === null)))
+  })
+
+/** The message for a machine without Chromium: what to install, or which variable to set. */
+export const notInstalledMessage = (path: string): string =>
+  `Chromium was not found at ${path}: install it (Debian/Ubuntu: apt-get install chromium) ` +
+  `or set BIG3_CHROMIUM_PATH to a Chromium or Chrome executable`
+
+/** A started Chromium: the process, its profile, and what it printed last (for error messages). */
+interface Launched {
+  readonly child: ChildProcess.ChildProcess
+  readonly pid: number
+  readonly profile: string
+  readonly output: Array<string>
+}
+
+const exited = (child: ChildProcess.ChildProcess) => child.exitCode !== null || child.signalCode !== null
+
+/** Kills Chromium's process group, waits for it to exit, and removes its profile. */
+const stopProcess = (launched: Launched, options: Options) =>
+  Effect.async<void>((resume) => {
+    const { child, pid } = launched
+    if (exited(child)) return resume(Effect.void)
+    child.once("exit", () => resume(Effect.void))
+    try {
+      process.kill(-pid, "SIGKILL")
+    } catch {
+      child.kill("SIGKILL")
+    }
+  }).pipe(
+    // A finalizer is uninterruptible: the wait must be made interruptible for the bound to hold.
+    Effect.interruptible,
+    Effect.timeout(options.closeTimeout),
+    Effect.catchAll(() => Effect.logWarning(`Chromium (pid ${launched.pid}) did not exit within ${formatDuration(options.closeTimeout)}`)),
+    Effect.zipRight(Effect.try(() => fs.rmSync(launched.profile, { recursive: true, force: true }))),
+    Effect.catchAll((cause) => Effect.logWarning(`Chromium's profile ${launched.profile} could not be removed: ${firstLine(cause)}`))
+  )
+
+/** Spawns Chromium; synchronous, so the scope owns the process from its first instant. */
+const spawnProcess = (options: Options) =>
+  Effect.try({
+    try: (): Launched => {
+      const profile = fs.mkdtempSync(path.join(os.tmpdir(), "big3-chromium-"))
+      const child = ChildProcess.spawn(
+        options.executablePath,
+        [
+          ...options.args,
+          "--headless",
+          `--user-data-dir=${profile}`,
+          "--remote-debugging-port=0",
+          "--remote-debugging-pipe",
+          "--no-default-browser-check",
+          "--password-store=basic",
+          "about:blank"
+        ],
+        { detached: true, stdio: ["ignore", "ignore", "pipe", "pipe", "pipe"] }
+      )
+      if (child.pid === undefined) {
+        fs.rmSync(profile, { recursive: true, force: true })
+        throw new Error("spawn returned no process id")
+      }
+      const output: Array<string> = []
+      let partial = ""
+      // Chromium's stderr is read for the DevTools address, then drained so it never blocks on it;
+      // the last lines are kept for error messages.
+      child.stderr?.setEncoding("utf8").on("data", (chunk: string) => {
+        const lines = (partial + chunk).split("\n")
+        partial = lines.pop() ?? ""
+        output.push(...lines.filter((line) => line.trim() !== ""))
+        if (output.length > 20) output.splice(0, output.length - 20)
+      })
+      child.on("error", () => {}) // reported through the exit below
+      return { child, pid: child.pid, profile, output }
+    },
+    catch: (cause) => new BrowserError({ service, message: `Chromium (${options.executablePath}) could not be started: ${firstLine(cause)}` })
+  })
+
+/** Waits for the DevTools WebSocket address Chromium prints, or fails with what it printed before exiting. */
+const devToolsEndpoint = (launched: Launched, options: Options) =>
+  Effect.async<string, BrowserError>((resume) => {
+    const find = () => {
+      for (const line of launched.output) {
+        const match = /DevTools listening on (ws:\/\/\S+)/.exec(line)
+        if (match?.[1] !== undefined) return match[1]
+      }
+      return undefined
+    }
+    const onData = () => {
+      const endpoint = find()
+      if (endpoint !== undefined) {
+        cleanup()
+        resume(Effect.succeed(endpoint))
+      }
+    }
+    const onExit = (code: number | null, signal: string | null) => {
+      cleanup()
+      resume(Effect.fail(
+        new BrowserError({
+          service,
+          message: `Chromium (${options.executablePath}) exited while starting (${signal ?? `code ${code}`}): ${launched.output.slice(-3).join(" | ") || "no output"}`
+        })
+      ))
+    }
+    const cleanup = () => {
+      launched.child.stderr?.off("data", onData)
+      launched.child.off("exit", onExit)
+    }
+    launched.child.stderr?.on("data", onData)
+    launched.child.once("exit", onExit)
+    onData()
+    return Effect.sync(cleanup)
+  })
+
+/**
+ * Tracks the main frame's navigation: the latest navigation request until its page has loaded,
+ * failed, or turned out to be no page at all (204, a download), so `settle` knows what to wait for.
+ */
+const trackNavigation = (page: Playwright.Page) => {
+  let pending: Playwright.Request | undefined
+  const waiters = new Set<() => void>()
+  const done = () => {
+    pending = undefined
+    for (const waiter of waiters) waiter()
+    waiters.clear()
+  }
+  page.on("request", (request) => {
+    if (request.isNavigationRequest() && request.frame() === page.mainFrame()) pending = request
+  })
+  page.on("load", done)
+  page.on("download", done)
+  page.on("close", done)
+  page.on("requestfailed", (request) => {
+    if (request === pending) done()
+  })
+  page.on("requestfinished", (request) => {
+    if (request !== pending) return
+    void request.response().then((response) => {
+      const status = response?.status()
+      if (request === pending && (status === 204 || status === 205)) done()
+    }, done)
+  })
+  /** Waits until no navigation is pending. */
+  return Effect.async<void>((resume) => {
+    if (pending === undefined) return resume(Effect.void)
+    const waiter = () => resume(Effect.void)
+    waiters.add(waiter)
+    return Effect.sync(() => void waiters.delete(waiter))
+  })
+}
+
+const rawPage = (
+  browser: Playwright.Browser,
+  page: Playwright.Page,
+  cdp: Playwright.CDPSession,
+  pid: number | undefined,
+  options: Options
+): RawPage => {
+  const navigationDone = trackNavigation(page)
+  const point = (action: string, run: (p: Point) => Promise<void>) => (p: Point) => call(action, () => run(p))
+  return {
+    pid,
+    url: Effect.sync(() => page.url()),
+    connected: Effect.sync(() => browser.isConnected()),
+    screenshot: call("screenshot", () => page.screenshot({ type: "png", timeout: 0 })),
+    goto: (url) => call("navigate", () => page.goto(url, { waitUntil: "load", timeout: 0 })),
+    back: call("go back", () => page.goBack({ waitUntil: "load", timeout: 0 })),
+    forward: call("go forward", () => page.goForward({ waitUntil: "load", timeout: 0 })),
+    stopLoading: call("stop loading", () => cdp.send("Page.stopLoading")),
+    mouseMove: point("mouse move", ({ x, y }) => page.mouse.move(x, y)),
+    mouseClick: point("click", ({ x, y }) => page.mouse.click(x, y)),
+    mouseDown: call("mouse down", () => page.mouse.down()),
+    mouseUp: call("mouse up", () => page.mouse.up()),
+    mouseWheel: (deltaX, deltaY) => call("mouse wheel", () => page.mouse.wheel(deltaX, deltaY)),
+    typeText: (text) => call("type", () => page.keyboard.type(text)),
+    pressKeys: (keys) =>
+      call(`press ${keys.join("+")}`, async () => {
+        const last = keys[keys.length - 1]
+        if (last === undefined) return
+        const held = keys.slice(0, -1)
+        for (const key of held) await page.keyboard.down(key)
+        await page.keyboard.press(last)
+        for (const key of held.reverse()) await page.keyboard.up(key)
+      }),
+    // Numbers only, so the expression cannot carry anything but the two deltas.
+    scrollBy: (deltaX, deltaY) =>
+      call("scroll", () => page.evaluate(`window.scrollBy(${Number(deltaX)}, ${Number(deltaY)})`)),
+    settle: Effect.zipRight(Effect.sleep(options.settle), navigationDone)
+  }
+}
+
+/** The Playwright driver over the Chromium at `options.executablePath`. */
+export const make = (options: Options): Driver => {
+  const launchFailed = (step: string) => (cause: unknown) =>
+    new BrowserError({ service, message: `Chromium (${options.executablePath}) could not ${step}: ${firstLine(cause)}` })
+  const step = <A>(name: string, run: () => Promise<A>) => Effect.tryPromise({ try: run, catch: launchFailed(name) })
+
+  const launch = (viewport: Viewport) =>
+    Effect.gen(function*() {
+      if (!(yield* isExecutable(options.executablePath))) {
+        return yield* new BrowserError({ service, message: notInstalledMessage(options.executablePath) })
+      }
+      const { chromium } = yield* step("load playwright-core", () => import("playwright-core"))
+      const launched = yield* Effect.acquireRelease(spawnProcess(options), (launched) => stopProcess(launched, options))
+      const endpoint = yield* devToolsEndpoint(launched, options)
+      // Released before the process: the connection closes, then the process group is killed.
+      const browser = yield* Effect.acquireRelease(
+        Effect.interruptible(
+          step("connect", () => chromium.connectOverCDP(endpoint, { timeout: Duration.toMillis(options.startupTimeout) }))
+        ),
+        (browser) =>
+          Effect.tryPromise(() => browser.close()).pipe(Effect.interruptible, Effect.timeout(options.closeTimeout), Effect.ignore)
+      )
+      const context = yield* step("open a page", () => browser.newContext({ viewport, deviceScaleFactor: 1 }))
+      const page = yield* step("open a page", () => context.newPage())
+      const cdp = yield* step("open a DevTools session", () => context.newCDPSession(page))
+      return rawPage(browser, page, cdp, launched.pid, options)
+    })
+
+  return { launch, installed: isExecutable(options.executablePath), executable: options.executablePath }
+}

@@ -1,0 +1,157 @@
+/**
+ * One WebSocket connection to the Realtime API, on `@effect/platform`'s `Socket`.
+ *
+ * `open` resolves once the socket is open (the caller bounds it with `websocket_connect`); from
+ * then on every frame lands in `inbox` in arrival order, followed by one `Closed` frame saying
+ * why the socket ended. Sends never block: a send on a socket that is going away is dropped (the
+ * session keeps everything it sent and replays it on the next connection). `close` sends a close
+ * frame and waits for the peer's, bounded by `websocket_close`, then cuts the socket.
+ *
+ * @internal
+ */
+import * as Socket from "@effect/platform/Socket"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
+import * as Errors from "../Errors.js"
+import * as Resilience from "../Resilience.js"
+import { ErrorEvent, NodeWebSocket } from "./NodeWebSocket.js"
+import type { ClientEvent } from "./Protocol.js"
+
+/** The service named in errors, logs and metrics. */
+export const service = "openai_realtime"
+
+export interface Settings {
+  /** The full URL, `?model=` included. Holds no secret. */
+  readonly url: string
+  /** Sent with the upgrade request; holds the key, so never logged. */
+  readonly headers: Readonly<Record<string, string>>
+  /** How long `close` waits for the peer's close frame (`websocket_close`). */
+  readonly closeTimeout: Duration.Duration
+  /**
+   * Applied to everything the server sends before anyone reads it: defence in depth against an
+   * upstream that echoes the key in an error.
+   */
+  readonly scrub: (text: string) => string
+}
+
+/** What arrives on a connection, in order: text frames, then why it ended. */
+export type Frame =
+  | { readonly _tag: "Text"; readonly text: string }
+  | { readonly _tag: "Closed"; readonly error: Errors.NetworkError }
+
+export interface Connection {
+  readonly inbox: Queue.Dequeue<Frame>
+  /** Sends one event; dropped when the socket is already going away. */
+  readonly send: (event: ClientEvent) => Effect.Effect<void>
+  /** Closes with code 1000, waits for the peer within `closeTimeout`, then cuts the socket. */
+  readonly close: Effect.Effect<void>
+  /** Cuts the socket without the closing handshake (a dead socket would not answer it). */
+  readonly terminate: Effect.Effect<void>
+}
+
+/** Failures of `open`: transport trouble, or the server's HTTP answer to the upgrade. */
+export type OpenError = Errors.Big3Error
+
+const where = (url: string): string => {
+  const parsed = new URL(url)
+  return `${parsed.protocol}//${parsed.host}${parsed.pathname}`
+}
+
+const describeClose = (error: Socket.SocketError): string => {
+  if (error.reason === "Close") {
+    return `the Realtime socket closed (code ${error.code}${error.closeReason ? `: ${error.closeReason}` : ""})`
+  }
+  return `the Realtime socket failed (${error.reason})${error.cause instanceof ErrorEvent ? `: ${error.cause.message}` : ""}`
+}
+
+/**
+ * Opens a connection in the current scope: closing the scope cuts the socket. Fails with the
+ * HTTP error of a refused upgrade (`Errors.fromHttp`: 401 → `Unauthorized`, 429 → `RateLimited`,
+ * 5xx → `ServiceUnavailable`) or a `NetworkError`.
+ */
+export const open = (settings: Settings): Effect.Effect<Connection, OpenError, Scope.Scope> =>
+  Effect.gen(function*() {
+    let created: NodeWebSocket | undefined
+    const construct = (url: string, protocols?: string | Array<string> | undefined): globalThis.WebSocket => {
+      created = new NodeWebSocket(url, protocols, settings.headers)
+      return created
+    }
+    // Our own timeout (websocket_connect, through the protection pipeline) bounds the opening.
+    const socket = yield* Socket.makeWebSocket(settings.url, {
+      closeCodeIsError: () => true,
+      openTimeout: Duration.infinity
+    }).pipe(Effect.provideService(Socket.WebSocketConstructor, construct))
+
+    const inbox = yield* Queue.unbounded<Frame>()
+    const opened = yield* Deferred.make<void>()
+    const running = yield* socket.runRaw((data) => {
+      inbox.unsafeOffer({
+        _tag: "Text",
+        text: settings.scrub(typeof data === "string" ? data : new TextDecoder().decode(data))
+      })
+    }, { onOpen: Deferred.succeed(opened, undefined) }).pipe(Effect.forkScoped)
+
+    const refused = (error: Socket.SocketError): OpenError => {
+      const rejection = created?.rejection
+      if (rejection !== undefined) {
+        return Errors.fromHttp({ service, status: rejection.status, headers: rejection.headers, body: settings.scrub(rejection.body) })
+      }
+      return new Errors.NetworkError({ service, message: `could not connect to ${where(settings.url)}: ${describeClose(error)}` })
+    }
+    yield* Effect.raceFirst(
+      Deferred.await(opened),
+      Effect.flatMap(Fiber.join(running), () =>
+        Effect.fail(new Errors.NetworkError({ service, message: `${where(settings.url)} closed before the socket opened` })))
+    ).pipe(Effect.catchIf(Socket.isSocketError, (error) => Effect.fail(refused(error))))
+
+    // One `Closed` frame after the last text frame, whatever ended the socket.
+    yield* Fiber.await(running).pipe(
+      Effect.flatMap((exit) =>
+        Exit.isInterrupted(exit) ? Effect.void : inbox.offer({
+          _tag: "Closed",
+          error: new Errors.NetworkError({
+            service,
+            message: Exit.isFailure(exit) && exit.cause._tag === "Fail" && Socket.isSocketError(exit.cause.error)
+              ? describeClose(exit.cause.error)
+              : "the Realtime socket closed"
+          })
+        })
+      ),
+      Effect.forkScoped
+    )
+
+    const write = yield* socket.writer
+    // A write waits while the socket is not open; racing the socket's end keeps it from waiting
+    // forever. Interruptible, so that the race's loser can be stopped inside a finalizer too.
+    const writeOrEnd = (chunk: string | Socket.CloseEvent) =>
+      Effect.raceFirst(write(chunk), Effect.asVoid(Fiber.await(running))).pipe(
+        Effect.interruptible,
+        Effect.catchAll((error) => Effect.logDebug(`realtime send dropped: ${error.message}`))
+      )
+
+    const close = Effect.gen(function*() {
+      if (running.unsafePoll() !== null) return
+      yield* writeOrEnd(new Socket.CloseEvent(1000, "client closing"))
+      yield* Fiber.await(running).pipe(
+        Effect.interruptible,
+        Resilience.timeoutAfter(settings.closeTimeout, "websocket_close", service),
+        Effect.catchTag("OperationTimeout", (error) =>
+          Effect.zipRight(
+            Effect.logWarning(`${error.message}; closing the socket without the closing handshake`),
+            Effect.sync(() => created?.terminate())
+          ))
+      )
+    })
+
+    return {
+      inbox,
+      send: (event) => writeOrEnd(JSON.stringify(event)),
+      close,
+      terminate: Effect.sync(() => created?.terminate())
+    } satisfies Connection
+  })

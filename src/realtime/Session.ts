@@ -1,0 +1,212 @@
+/**
+ * A Realtime session that outlives its connections.
+ *
+ * The session owns the conversation and the turn in progress (`Turns`, its state machine); a
+ * connection only carries them. Every state change and every send happens under one lock, so an
+ * item is either part of a replay or sent live, never both. Per connection, three fibers: the
+ * socket (in `Connection`), the processor (frames in arrival order) and the watchdog (silence
+ * while a response is pending). One supervisor fiber per session replaces a connection that
+ * ended: it closes it, waits with the `network` policy's backoff (a `Resilience.retryDriver`,
+ * reset by every completed response and by a loss while idle, so a server that drops every
+ * connection before answering a turn ends the session), connects through the protection pipeline
+ * (`websocket_connect`, policy `network`), sends `session.update` again and replays the
+ * conversation.
+ *
+ * @internal
+ */
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as FiberSet from "effect/FiberSet"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import * as Scope from "effect/Scope"
+import * as Metrics from "../Metrics.js"
+import type { RetryDriver } from "../Resilience.js"
+import * as Resilience from "../Resilience.js"
+import type { Connection, OpenError, Settings } from "./Connection.js"
+import { open, service } from "./Connection.js"
+import { Conversation } from "./Conversation.js"
+import type { FunctionCall, RealtimeError, Session, SessionOptions, Stats, Turn } from "./Domain.js"
+import type { SessionConfig } from "./Protocol.js"
+import type { Ended, Live } from "./Turns.js"
+import * as Turns from "./Turns.js"
+
+/** What the session is built from (by `Realtime.make`). */
+export interface Deps {
+  readonly settings: Settings
+  /** The protection pipeline of a connect: `websocket_connect` per attempt, policy `network`. */
+  readonly protectConnect: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | OpenError, R>
+  /** `websocket_message`: silence that makes a socket with a pending response dead. */
+  readonly messageTimeout: Duration.Duration
+  /** Paces reconnections (policy `network`). */
+  readonly driver: RetryDriver
+}
+
+/**
+ * Opens a session in the current scope: the first connection (retried with policy `network`),
+ * `session.update`, and the supervisor. Fails when the first connection cannot be made.
+ */
+export const make = (deps: Deps, options: SessionOptions): Effect.Effect<Session, RealtimeError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const sessionScope = yield* Effect.scope
+    const lock = yield* Effect.makeSemaphore(1)
+    const locked = lock.withPermits(1)
+    const turnLock = yield* Effect.makeSemaphore(1)
+    const state = Turns.initialState()
+    const sessionConfig: SessionConfig = {
+      type: "realtime",
+      output_modalities: ["text"],
+      ...(options.instructions === undefined ? {} : { instructions: options.instructions }),
+      ...(options.tools === undefined ? {} : { tools: options.tools, tool_choice: "auto" as const })
+    }
+    const conversation = new Conversation()
+    const observe = options.onEvent ?? (() => Effect.void)
+    const machine = Turns.make({
+      state,
+      conversation,
+      observe,
+      runCall: options.onFunctionCall ?? ((call: FunctionCall) => Effect.succeed(`no handler for the function ${call.name}`)),
+      calls: yield* FiberSet.make<void>(),
+      locked,
+      resetBackoff: deps.driver.reset
+    })
+
+    // ---------------------------------------------------------------------------------------
+    // Connections
+    // ---------------------------------------------------------------------------------------
+
+    /** One connect attempt: a connection in its own scope, closed again if the attempt fails. */
+    const openOnce = Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const connection = yield* open(deps.settings).pipe(
+        Scope.extend(scope),
+        Effect.onExit((exit) => Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void)
+      )
+      return { scope, connection }
+    })
+    const connect = deps.protectConnect(openOnce)
+
+    /** The processor: frames in order; the `Closed` frame ends the connection. */
+    const processFrames = (live: Live) =>
+      Effect.forever(Effect.flatMap(Queue.take(live.connection.inbox), (frame) =>
+        frame._tag === "Closed"
+          ? Deferred.succeed(live.ended, { reason: "dropped", error: frame.error })
+          : machine.onText(live, frame.text)))
+
+    /** The watchdog: a pending response and no server event for `websocket_message` → dead. */
+    const watch = (live: Live): Effect.Effect<void> =>
+      Effect.flatMap(
+        state.live === live && state.active
+          ? Queue.take(live.traffic).pipe(
+            Resilience.timeoutAfter(deps.messageTimeout, "websocket_message", service),
+            Effect.as(true),
+            Effect.catchTag("OperationTimeout", (error) =>
+              Effect.as(Deferred.succeed(live.ended, { reason: "stalled", error }), false))
+          )
+          : Effect.as(Queue.take(live.traffic), true),
+        (carryOn) => carryOn ? watch(live) : Effect.void
+      )
+
+    /** Makes `opened` the live connection: configures it, replays the conversation, goes on. */
+    const install = (opened: { readonly scope: Scope.CloseableScope; readonly connection: Connection }) =>
+      locked(Effect.gen(function*() {
+        const live: Live = {
+          number: ++state.connections,
+          connection: opened.connection,
+          scope: opened.scope,
+          traffic: yield* Queue.sliding<void>(1),
+          ended: yield* Deferred.make<Ended>()
+        }
+        state.live = live
+        yield* live.connection.send({ type: "session.update", event_id: machine.nextEventId(), session: sessionConfig })
+        for (const item of conversation.replay(live.number)) {
+          yield* live.connection.send({ type: "conversation.item.create", event_id: machine.nextEventId(), item })
+        }
+        yield* Effect.forkIn(processFrames(live), live.scope)
+        yield* Effect.forkIn(watch(live), live.scope)
+        yield* machine.pump
+        return live
+      }))
+
+    /** Closes an ended connection and takes it out of the session. */
+    const retire = (live: Live, ended: Ended) =>
+      Effect.gen(function*() {
+        yield* ended.reason === "session_expired" ? live.connection.close : live.connection.terminate
+        yield* Scope.close(live.scope, Exit.void)
+        yield* locked(machine.connectionLost(live))
+      })
+
+    const supervise = (first: Live): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        let live = first
+        while (true) {
+          const ended = yield* Deferred.await(live.ended)
+          const endedAt = yield* Clock.currentTimeMillis
+          yield* retire(live, ended)
+          // A connection lost while idle proves nothing against the link: only losses in the
+          // middle of work use up the attempts.
+          if (state.turn === undefined && state.running === 0) yield* deps.driver.reset
+          const wait = yield* deps.driver.next(ended.error)
+          if (Option.isNone(wait)) return yield* locked(machine.fail(ended.error))
+          yield* Effect.sleep(wait.value)
+          const opened = yield* Effect.either(connect)
+          if (opened._tag === "Left") return yield* locked(machine.fail(opened.left))
+          live = yield* install(opened.right)
+          const attempt = yield* deps.driver.attempt
+          state.reconnects.push({ reason: ended.reason, attempt })
+          Metrics.reconnects.unsafeUpdate(1, Metrics.labelsFor(service, { reason: ended.reason }))
+          yield* Effect.logInfo(`realtime reconnected after ${ended.reason} (attempt ${attempt}); conversation replayed`)
+          yield* observe({
+            _tag: "Reconnected",
+            reason: ended.reason,
+            attempt,
+            connection: live.number,
+            cause: ended.error.message,
+            downMs: (yield* Clock.currentTimeMillis) - endedAt
+          })
+        }
+      })
+
+    const first = yield* install(yield* connect)
+    yield* observe({ _tag: "Connected", connection: first.number })
+    const supervisor = yield* Effect.forkIn(supervise(first), sessionScope)
+    // Runs before the supervisor and the calls are interrupted (finalizers run in reverse).
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        yield* Fiber.interrupt(supervisor)
+        const live = state.live
+        if (live !== undefined) {
+          yield* live.connection.close
+          yield* Scope.close(live.scope, Exit.void)
+        }
+      })
+    )
+
+    const sendTurn = (text: string) =>
+      turnLock.withPermits(1)(Effect.gen(function*() {
+        const done = yield* Deferred.make<Turn, RealtimeError>()
+        yield* locked(machine.beginTurn(text, done))
+        return yield* Deferred.await(done).pipe(
+          Effect.onInterrupt(() =>
+            locked(Effect.sync(() => {
+              if (state.turn?.done === done) state.turn = undefined
+            }))
+          )
+        )
+      }))
+
+    const stats: Effect.Effect<Stats> = Effect.sync(() => ({
+      connections: state.connections,
+      reconnects: state.reconnects.slice(),
+      responsesRequested: state.responsesRequested,
+      maxResponsesInFlight: state.maxInFlight,
+      callsRun: state.callsRun,
+      callsSkipped: state.callsSkipped
+    }))
+
+    return { send: sendTurn, stats } satisfies Session
+  })

@@ -1,0 +1,335 @@
+/**
+ * The turn's state machine of a Realtime session: what each server event does to the session's
+ * state, when the one `response.create` owed goes out, when a function call starts and how its
+ * output goes back, and when a turn is over. The state is one record, `State`, changed only under
+ * the session's lock: the steps expect the caller to hold it, except `onText` (a frame from the
+ * processor) and a finished call, which take it themselves.
+ *
+ * @internal
+ */
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as FiberSet from "effect/FiberSet"
+import * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
+import * as Metrics from "../Metrics.js"
+import type { Connection } from "./Connection.js"
+import { service } from "./Connection.js"
+import type { Conversation } from "./Conversation.js"
+import type { AnsweredCall, FunctionCall, RealtimeError, ReconnectReason, SessionEvent, Turn } from "./Domain.js"
+import { SessionExpired } from "./Domain.js"
+import type { ClientEvent, ConversationItem, ErrorEvent, RateLimitsUpdated, ResponseDone, ResponseStatus } from "./Protocol.js"
+import { decodeServerEvent, errorCodes, messageText, userMessage } from "./Protocol.js"
+
+/** Why a connection ended. */
+export interface Ended {
+  readonly reason: ReconnectReason
+  readonly error: RealtimeError
+}
+
+/** A connection in use, with what the session keeps per connection. */
+export interface Live {
+  readonly number: number
+  readonly connection: Connection
+  readonly scope: Scope.CloseableScope
+  /** Poked by every server event and by each `response.create`: the watchdog's clock. */
+  readonly traffic: Queue.Queue<void>
+  readonly ended: Deferred.Deferred<Ended>
+}
+
+export interface TurnState {
+  readonly done: Deferred.Deferred<Turn, RealtimeError>
+  readonly texts: Array<string>
+  readonly calls: Array<AnsweredCall>
+  readonly skipped: Array<string>
+  responses: number
+  status: ResponseStatus
+  error: string | undefined
+}
+
+/** Everything that changes, in one record, touched only under the lock. */
+export interface State {
+  live: Live | undefined
+  connections: number
+  /** A response is pending: from our `response.create` (or the server's `response.created`) to its `response.done`. */
+  active: boolean
+  /** A `response.create` is owed once nothing is active and no call is running. */
+  want: boolean
+  /** The `event_id` of our `response.create` still waiting for its response. */
+  pendingCreate: string | undefined
+  running: number
+  turn: TurnState | undefined
+  failure: RealtimeError | undefined
+  eventIds: number
+  readonly reconnects: Array<{ readonly reason: ReconnectReason; readonly attempt: number }>
+  responsesRequested: number
+  inFlight: number
+  maxInFlight: number
+  callsRun: number
+  callsSkipped: number
+}
+
+/** The state of a session that has not connected yet. */
+export const initialState = (): State => ({
+  live: undefined,
+  connections: 0,
+  active: false,
+  want: false,
+  pendingCreate: undefined,
+  running: 0,
+  turn: undefined,
+  failure: undefined,
+  eventIds: 0,
+  reconnects: [],
+  responsesRequested: 0,
+  inFlight: 0,
+  maxInFlight: 0,
+  callsRun: 0,
+  callsSkipped: 0
+})
+
+const errorMessage = (error: ErrorEvent["error"]): string =>
+  `${error.type}${error.code ? ` (${error.code})` : ""}: ${error.message}`
+
+const updateRateLimits = (event: RateLimitsUpdated) =>
+  Effect.sync(() => {
+    for (const limit of event.rate_limits) {
+      const labels = Metrics.labelsFor(service, { name: limit.name ?? "unknown" })
+      if (limit.limit !== undefined) Metrics.rateLimitLimit.unsafeUpdate(limit.limit, labels)
+      if (limit.remaining !== undefined) Metrics.rateLimitRemaining.unsafeUpdate(limit.remaining, labels)
+      if (limit.reset_seconds !== undefined) Metrics.rateLimitResetSeconds.unsafeUpdate(limit.reset_seconds, labels)
+    }
+  })
+
+/** What the machine works with; all of it belongs to the session. */
+export interface Context {
+  readonly state: State
+  readonly conversation: Conversation
+  readonly observe: (event: SessionEvent) => Effect.Effect<void>
+  readonly runCall: (call: FunctionCall) => Effect.Effect<string>
+  /** Where function calls run: they outlive connections, not the session. */
+  readonly calls: FiberSet.FiberSet<void>
+  /** Runs an effect under the session's lock (for a call that finishes later). */
+  readonly locked: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /** A completed response proves the link: the reconnection backoff starts afresh. */
+  readonly resetBackoff: Effect.Effect<void>
+}
+
+/** The machine's steps (see the module documentation for who holds the lock). */
+export const make = (context: Context) => {
+  const { calls, conversation, locked, observe, runCall, state } = context
+  const nextEventId = () => `big3_${++state.eventIds}`
+  const send = (event: ClientEvent) => state.live === undefined ? Effect.void : state.live.connection.send(event)
+  const createItem = (item: ConversationItem) => send({ type: "conversation.item.create", event_id: nextEventId(), item })
+  /** Our `response.create` is answered (done, refused or lost): one fewer in flight. */
+  const answered = () => {
+    state.inFlight = Math.max(0, state.inFlight - 1)
+    state.pendingCreate = undefined
+  }
+
+  /** Sends the one `response.create` owed, when nothing is pending and no call is running. */
+  const pump = Effect.suspend(() => {
+    const live = state.live
+    if (live === undefined || state.active || !state.want || state.running > 0 || state.failure !== undefined) {
+      return Effect.void
+    }
+    const eventId = nextEventId()
+    state.want = false
+    state.active = true
+    state.pendingCreate = eventId
+    state.responsesRequested++
+    state.inFlight++
+    state.maxInFlight = Math.max(state.maxInFlight, state.inFlight)
+    return Effect.zipRight(live.connection.send({ type: "response.create", event_id: eventId }), Queue.offer(live.traffic, undefined))
+  })
+
+  /** Ends the turn once the model has nothing more to do for it. */
+  const settleTurn = Effect.suspend(() => {
+    const turn = state.turn
+    if (turn === undefined || state.active || state.want || state.running > 0 || turn.responses === 0) return Effect.void
+    state.turn = undefined
+    return Deferred.succeed(turn.done, {
+      text: turn.texts.join("\n"),
+      calls: turn.calls.slice(),
+      skipped: turn.skipped.slice(),
+      responses: turn.responses,
+      status: turn.status,
+      error: turn.error
+    })
+  })
+
+  const finishCall = (call: FunctionCall, output: string, ms: number) =>
+    Effect.suspend(() => {
+      // Without a connection, the output waits for the next replay.
+      const items = conversation.answer(call.callId, output, state.live?.number ?? 0)
+      state.running--
+      state.want = true
+      state.turn?.calls.push({ ...call, output, ms })
+      return Effect.all([
+        Effect.forEach(items, createItem, { discard: true }),
+        observe({ _tag: "FunctionCallOutput", ...call, output, ms }),
+        pump
+      ], { discard: true })
+    })
+
+  const startCall = (call: FunctionCall) =>
+    Effect.suspend(() => {
+      state.running++
+      state.callsRun++
+      const run = Effect.gen(function*() {
+        const startedAt = yield* Clock.currentTimeMillis
+        const output = yield* runCall(call).pipe(
+          Effect.catchAllDefect((defect) =>
+            Effect.as(
+              Effect.logError(`the function ${call.name} (${call.callId}) failed unexpectedly`, Cause.die(defect)),
+              `the tool ${call.name} failed unexpectedly: ${defect instanceof Error ? defect.message : String(defect)}`
+            )
+          )
+        )
+        const ms = (yield* Clock.currentTimeMillis) - startedAt
+        yield* locked(finishCall(call, output, ms))
+      })
+      return Effect.zipRight(observe({ _tag: "FunctionCall", ...call }), FiberSet.run(calls, run))
+    })
+
+  const onResponseDone = (event: ResponseDone) =>
+    Effect.gen(function*() {
+      state.active = false
+      answered()
+      // A completed response proves the link: the next drop starts the backoff afresh.
+      yield* context.resetBackoff
+      const turn = state.turn
+      const status = event.response.status ?? "completed"
+      if (turn !== undefined) {
+        turn.responses++
+        turn.status = status
+        const failure = event.response.status_details?.error
+        turn.error = status === "failed"
+          ? `${failure?.type ?? "error"}${failure?.code ? ` (${failure.code})` : ""}${failure?.message ? `: ${failure.message}` : ""}`
+          : undefined
+      }
+      let callsSeen = 0
+      let callsStarted = 0
+      for (const item of event.response.output ?? []) {
+        if (item.type === "message" && "content" in item && "role" in item && item.role === "assistant") {
+          const text = messageText(item)
+          if (text.length === 0) continue
+          conversation.addAssistant(text)
+          turn?.texts.push(text)
+          yield* observe({ _tag: "AssistantText", text })
+        } else if (item.type === "function_call" && "call_id" in item) {
+          callsSeen++
+          const call: FunctionCall = { callId: item.call_id, name: item.name, arguments: item.arguments }
+          if (conversation.startCall(call, state.live?.number ?? 0)) {
+            callsStarted++
+            yield* startCall(call)
+          } else {
+            state.callsSkipped++
+            turn?.skipped.push(call.callId)
+            yield* Effect.logWarning(`the function call ${call.callId} (${call.name}) was already run; not running it again`)
+            yield* observe({ _tag: "FunctionCallSkipped", ...call })
+          }
+        }
+      }
+      // Calls answered before: their outputs are in the conversation already; ask to go on.
+      if (callsSeen > 0 && callsStarted === 0) state.want = true
+      yield* observe({ _tag: "ResponseDone", status })
+      yield* pump
+      yield* settleTurn
+    })
+
+  const onError = (live: Live, event: ErrorEvent) =>
+    Effect.suspend(() => {
+      const error = event.error
+      if (error.code === errorCodes.sessionExpired) {
+        return Deferred.succeed(live.ended, {
+          reason: "session_expired",
+          error: new SessionExpired({ service, message: errorMessage(error) })
+        })
+      }
+      if (error.code === errorCodes.activeResponse) {
+        // Another response is active: ours was refused; ask once more when that one is done.
+        answered()
+        state.active = true
+        state.want = true
+        return Effect.logInfo(`response.create refused (${error.message}); asking again when the active response is done`)
+      }
+      const report = Effect.zipRight(
+        Effect.logWarning(`realtime server error: ${errorMessage(error)}`),
+        observe({ _tag: "ServerError", type: error.type, code: error.code ?? undefined, message: error.message })
+      )
+      if (error.event_id !== undefined && error.event_id !== null && error.event_id === state.pendingCreate) {
+        // Our response.create failed: no response will come for it.
+        state.active = false
+        answered()
+        if (state.turn !== undefined) {
+          state.turn.responses++
+          state.turn.status = "failed"
+          state.turn.error = errorMessage(error)
+        }
+        return Effect.zipRight(report, settleTurn)
+      }
+      return report
+    })
+
+  const onText = (live: Live, text: string) =>
+    Effect.flatMap(Queue.offer(live.traffic, undefined), () => {
+      const decoded = decodeServerEvent(text)
+      if (decoded._tag === "Left") return Effect.logWarning(`realtime: ignoring a server event: ${decoded.left}`)
+      const event = decoded.right
+      return locked(Effect.suspend(() => {
+        if (state.live !== live) return Effect.void
+        switch (event._tag) {
+          case "ResponseCreated": {
+            state.active = true
+            return Effect.void
+          }
+          case "TextDelta":
+            return observe({ _tag: "TextDelta", text: event.event.delta })
+          case "ResponseDone":
+            return onResponseDone(event.event)
+          case "Error":
+            return onError(live, event.event)
+          case "RateLimits":
+            return updateRateLimits(event.event)
+          case "Other":
+            return Effect.void
+        }
+      }))
+    })
+
+
+  /** Starts a turn: the user's message, and a response owed. Fails when the session is lost. */
+  const beginTurn = (text: string, done: Deferred.Deferred<Turn, RealtimeError>) =>
+    Effect.suspend(() => {
+      if (state.failure !== undefined) return Effect.fail(state.failure)
+      state.turn = { done, texts: [], calls: [], skipped: [], responses: 0, status: "completed", error: undefined }
+      conversation.addUser(text)
+      state.want = true
+      return Effect.zipRight(createItem(userMessage(text)), pump)
+    })
+
+  /** Takes an ended connection out; a response it was carrying for the turn is owed again. */
+  const connectionLost = (live: Live) =>
+    Effect.sync(() => {
+      if (state.live !== live) return
+      state.live = undefined
+      if (state.active && state.turn !== undefined) state.want = true
+      state.active = false
+      state.inFlight = 0
+      state.pendingCreate = undefined
+    })
+
+  /** The session is lost: the turn in progress and every later one fail with `error`. */
+  const fail = (error: RealtimeError) =>
+    Effect.suspend(() => {
+      state.failure = error
+      const turn = state.turn
+      state.turn = undefined
+      return turn === undefined ? Effect.void : Deferred.fail(turn.done, error)
+    })
+
+  return { nextEventId, pump, onText, beginTurn, connectionLost, fail }
+}

@@ -1,0 +1,132 @@
+/**
+ * The browser service on a real Chromium (Debian's, at BIG3_CHROMIUM_PATH or /usr/bin/chromium)
+ * against local pages over 127.0.0.1. Every test checks by process id that Chromium and its
+ * children are gone when the scope that opened the browser has closed.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Scope from "effect/Scope"
+import * as fs from "node:fs"
+import * as Browser from "../src/Browser.js"
+import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
+import { servePages } from "./support/pages.js"
+import { commandLine, isRunning, runningChildren, runningInGroup } from "./support/processes.js"
+
+const chromium = process.env["BIG3_CHROMIUM_PATH"] ?? Browser.defaultExecutablePath
+
+const browserLayer = (timeouts: ReliabilityConfig.Overrides["timeouts"] = {}) =>
+  Browser.layerWith({ executablePath: chromium }).pipe(
+    Layer.provide(Layer.orDie(ReliabilityConfig.layerWith({ timeouts: { browser_page_load: "1500 millis", ...timeouts } })))
+  )
+
+/** Width and height of a PNG, from its IHDR chunk. */
+const pngSize = (png: Uint8Array) => {
+  const view = new DataView(png.buffer, png.byteOffset, png.byteLength)
+  return { width: view.getUint32(16), height: view.getUint32(20) }
+}
+
+/** The profile directory Chromium was started with (Playwright makes a fresh one per launch). */
+const profileOf = (pid: number) =>
+  commandLine(pid).find((arg) => arg.startsWith("--user-data-dir="))?.slice("--user-data-dir=".length)
+
+/** Opens a page in its own scope, runs `body`, closes the scope, and checks Chromium is gone. */
+const withPage = <A, E>(body: (page: Browser.Page) => Effect.Effect<A, E>) =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.make()
+    const page = yield* Browser.open.pipe(Scope.extend(scope))
+    const pid = page.pid
+    assert.isDefined(pid)
+    if (pid === undefined) return yield* Effect.dieMessage("no pid")
+    assert.isTrue(isRunning(pid), "Chromium runs while the scope is open")
+    const profile = profileOf(pid)
+    const exit = yield* Effect.exit(body(page))
+    yield* Scope.close(scope, Exit.void)
+    assert.isFalse(isRunning(pid), `Chromium (pid ${pid}) is gone once the scope closed`)
+    assert.deepStrictEqual(runningInGroup(pid), [], "and so are its children")
+    assert.deepStrictEqual(runningChildren(process.pid, "chromium"), [])
+    if (profile !== undefined) assert.isFalse(fs.existsSync(profile), "its temporary profile is removed")
+    return yield* exit
+  })
+
+describe("Browser (real Chromium)", () => {
+  it.live("opens one 1440×900 headless page, fills and submits a form, and closes Chromium with its scope", () =>
+    Effect.gen(function*() {
+      const pages = yield* servePages
+      const result = yield* withPage((page) =>
+        Effect.gen(function*() {
+          assert.isTrue(commandLine(page.pid ?? 0).some((arg) => arg.startsWith("--headless")), "started headless")
+          yield* page.navigate(`${pages.url}/form`)
+          const shot = yield* page.screenshot
+          assert.deepStrictEqual(pngSize(shot), { width: 1440, height: 900 })
+          yield* page.typeTextAt({ point: { x: 720, y: 225 }, text: "Ada", pressEnter: false, clearBeforeTyping: true })
+          yield* page.typeTextAt({ point: { x: 720, y: 360 }, text: "ada@example.com", pressEnter: false, clearBeforeTyping: true })
+          yield* page.clickAt({ x: 720, y: 495 })
+          return yield* page.url
+        })
+      )
+      assert.strictEqual(result, `${pages.url}/done?name=Ada&email=ada%40example.com`)
+    }).pipe(Effect.scoped, Effect.provide(browserLayer())), 60_000)
+
+  it.live("a navigation that never loads fails with browser_page_load and is stopped before the next screenshot", () =>
+    Effect.gen(function*() {
+      const pages = yield* servePages
+      yield* withPage((page) =>
+        Effect.gen(function*() {
+          yield* page.navigate(`${pages.url}/form`)
+          const error = yield* Effect.flip(page.navigate(`${pages.url}/never`))
+          assert.strictEqual(error._tag, "OperationTimeout")
+          if (error._tag === "OperationTimeout") {
+            assert.strictEqual(error.operation, "browser_page_load")
+            assert.strictEqual(Duration.toMillis(error.timeout), 1500)
+          }
+          assert.strictEqual(yield* page.url, `${pages.url}/form`, "the page kept what it had")
+          assert.deepStrictEqual(pngSize(yield* page.screenshot), { width: 1440, height: 900 })
+          // A click that starts the never-loading navigation is bounded the same way.
+          const clicked = yield* Effect.flip(page.clickAt({ x: 720, y: 630 }))
+          assert.strictEqual(clicked._tag === "OperationTimeout" ? clicked.operation : clicked._tag, "browser_page_load")
+          assert.strictEqual(yield* page.url, `${pages.url}/form`)
+          yield* page.screenshot
+        })
+      )
+      assert.deepStrictEqual(pages.seen.filter((line) => line.startsWith("GET /never")).length, 2)
+    }).pipe(Effect.scoped, Effect.provide(browserLayer())), 60_000)
+
+  it.live("interrupting the fiber that holds the browser closes Chromium", () =>
+    Effect.gen(function*() {
+      const opened = yield* Effect.makeLatch(false)
+      let pid: number | undefined
+      const fiber = yield* Effect.fork(Effect.scoped(Effect.gen(function*() {
+        const page = yield* Browser.open
+        pid = page.pid
+        yield* opened.open
+        return yield* Effect.never
+      })))
+      yield* opened.await
+      assert.isDefined(pid)
+      assert.isTrue(isRunning(pid ?? 0))
+      yield* Fiber.interrupt(fiber)
+      assert.isFalse(isRunning(pid ?? 0), "Chromium is gone when the interruption returns")
+      assert.deepStrictEqual(runningInGroup(pid ?? 0), [])
+    }).pipe(Effect.provide(browserLayer())), 60_000)
+
+  it.live("a launch cut by browser_startup fails with OperationTimeout and leaves no Chromium behind", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(Effect.scoped(Browser.open))
+      assert.strictEqual(error._tag === "OperationTimeout" ? error.operation : error._tag, "browser_startup")
+      assert.deepStrictEqual(runningChildren(process.pid, "chromium"), [], "the abandoned launch was killed")
+    }).pipe(Effect.provide(browserLayer({ browser_startup: "100 millis" }))), 60_000)
+
+  it.live("a missing executable fails with a BrowserError that says how to install Chromium", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(Effect.scoped(Browser.open)).pipe(
+        Effect.provide(Browser.layerWith({ executablePath: "/nonexistent/chromium" }).pipe(Layer.provide(Layer.orDie(ReliabilityConfig.layerWith({})))))
+      )
+      assert.strictEqual(error._tag, "BrowserError")
+      assert.strictEqual(error.message, Browser.notInstalledMessage("/nonexistent/chromium"))
+      assert.isFalse(error.retryable)
+    }))
+})

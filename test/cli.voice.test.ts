@@ -1,0 +1,150 @@
+/**
+ * `big3 voice --text`: as a process fed on stdin (against the sandbox's Realtime endpoint), and
+ * in-process for the ways it refuses to start. Everything on 127.0.0.1.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import { spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import * as Sandbox from "../src/Sandbox.js"
+import { big3 } from "./support/cli.js"
+import { each } from "./support/json.js"
+import { bareServer } from "./support/wsServer.js"
+
+const root = fileURLToPath(new URL("..", import.meta.url))
+
+const tempStateDir = Effect.acquireRelease(
+  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "big3-cli-voice-"))),
+  (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+)
+
+/** The test runner's environment without anything that would configure big3. */
+const baseEnv = (): NodeJS.ProcessEnv =>
+  Object.fromEntries(
+    Object.entries(process.env).filter(([key]) => !/^(BIG3_|OBSERVABILITY_|GEMINI_|ANTHROPIC_|CLAUDE_|OPENAI_)/.test(key))
+  )
+
+/** Runs `big3 args…` as a process with `input` on stdin; killed with the scope if still running. */
+const runProcess = (args: ReadonlyArray<string>, env: Record<string, string>, input: string) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], {
+        cwd: root,
+        env: { ...baseEnv(), ...env },
+        stdio: ["pipe", "pipe", "pipe"]
+      })
+      return child
+    }),
+    (child) => Effect.sync(() => child.exitCode === null && child.signalCode === null && child.kill("SIGKILL"))
+  ).pipe(
+    Effect.flatMap((child) =>
+      Effect.gen(function*() {
+        const exit = yield* Deferred.make<number | string>()
+        let stdout = ""
+        let stderr = ""
+        child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
+        child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
+        child.on("exit", (code, signal) => Deferred.unsafeDone(exit, Effect.succeed(code ?? signal ?? "unknown")))
+        child.stdin.end(input)
+        const code = yield* Deferred.await(exit).pipe(
+          Effect.timeoutFail({
+            duration: Duration.seconds(25),
+            onTimeout: () => new Error(`big3 did not exit in time; stdout:\n${stdout}\nstderr:\n${stderr}`)
+          }),
+          Effect.orDie
+        )
+        return { code, stdout, stderr, pid: child.pid }
+      })
+    )
+  )
+
+describe("big3 voice", () => {
+  it.scopedLive("one turn per stdin line, tool calls and text on stdout, logs on stderr, exit 0 at end of input", () =>
+    Effect.gen(function*() {
+      // The first connection drops in the middle of the second turn's response: the process
+      // reconnects (a log line on stderr) and stdout is none the wiser.
+      const sandbox = yield* Sandbox.make({
+        realtimeScript: [{ when: "scout", calls: [{ name: "create_agent", arguments: { name: "scout" } }], text: "Agent scout is ready." }],
+        realtimePlan: [{ dropAfter: 33 }]
+      })
+      const stateDir = yield* tempStateDir
+      const result = yield* runProcess(["voice", "--text"], {
+        OPENAI_API_KEY: "sandbox-key",
+        OPENAI_REALTIME_URL: sandbox.realtime.url,
+        BIG3_AGENT_BACKEND: "scripted",
+        BIG3_STATE_DIR: stateDir,
+        BIG3_RETRY_NETWORK_INITIAL_DELAY: "0.01",
+        OBSERVABILITY_SERVER_URL: `${sandbox.url}/events`
+      }, "create an agent named scout\n\nhow are you?\n")
+      assert.strictEqual(result.code, 0, result.stderr)
+      assert.throws(() => process.kill(result.pid ?? -1, 0), /ESRCH/)
+      const lines = result.stdout.trimEnd().split("\n")
+      assert.strictEqual(lines.length, 4, result.stdout)
+      assert.strictEqual(lines[0], `→ create_agent {"name":"scout"}`)
+      assert.match(
+        lines[1]!,
+        new RegExp(`^← create_agent ok \\(\\d+ ms\\): \\{"name":"scout","directory":"${path.join(stateDir, "agents", "scout")}","greeting":"[^"]*"\\}$`)
+      )
+      assert.deepStrictEqual(lines.slice(2), ["Agent scout is ready.", "sandbox answer to: how are you?"])
+      assert.match(result.stderr, /INFO  voice session voice-[0-9a-f]{8} open/)
+      assert.match(result.stderr, /realtime reconnected after dropped \(attempt 1\)/)
+      // The next line went out only after the previous turn was done.
+      const [first, second] = yield* sandbox.realtime.connections
+      assert.deepStrictEqual(each(first?.received, "type"), [
+        "session.update",
+        "conversation.item.create",
+        "response.create",
+        "conversation.item.create",
+        "response.create",
+        "conversation.item.create",
+        "response.create"
+      ])
+      assert.deepStrictEqual(each(second?.received, "type").slice(-1), ["response.create"])
+      assert.deepStrictEqual(
+        (yield* sandbox.events).map((event) => event.hook_event_type).filter((type) => type.startsWith("Voice") || type.startsWith("Tool")),
+        ["VoiceSessionStarted", "ToolCalled", "ToolAnswered", "VoiceReconnected", "VoiceSessionEnded"]
+      )
+    }))
+
+  it.scopedLive("without OPENAI_API_KEY it exits 1 with a clear message and connects nowhere", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer()
+      const stateDir = yield* tempStateDir
+      const result = yield* big3(["voice", "--text"], {
+        OPENAI_REALTIME_URL: server.url,
+        BIG3_STATE_DIR: stateDir,
+        OBSERVABILITY_SERVER_URL: "http://127.0.0.1:9/events"
+      })
+      assert.strictEqual(result.code, 1)
+      assert.strictEqual(
+        result.stderr,
+        "big3: Unauthorized: OPENAI_API_KEY is not set: set it to an OpenAI API key; no connection was attempted"
+      )
+      assert.strictEqual(result.stdout, "")
+      assert.strictEqual(server.upgrades(), 0)
+    }))
+
+  it.scopedLive("when the first connect's retries run out it exits 1 naming the cause", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer({ onUpgrade: () => ({ status: 503 }) })
+      const stateDir = yield* tempStateDir
+      const result = yield* big3(["voice", "--text"], {
+        OPENAI_API_KEY: "test-key",
+        OPENAI_REALTIME_URL: server.url,
+        BIG3_STATE_DIR: stateDir,
+        BIG3_RETRY_NETWORK_INITIAL_DELAY: "0.01",
+        OBSERVABILITY_SERVER_URL: "http://127.0.0.1:9/events"
+      })
+      assert.strictEqual(result.code, 1)
+      assert.strictEqual(
+        result.stderr,
+        "big3: ServiceUnavailable: openai_realtime answered HTTP 503: invalid_request_error: refused"
+      )
+      assert.strictEqual(server.upgrades(), 3)
+    }))
+})
