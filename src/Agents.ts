@@ -14,9 +14,13 @@
  *
  * @since 0.1.0
  */
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import type { DeleteOptions, Service } from "./agents/Service.js"
-import { Agents } from "./agents/Service.js"
+import * as Layer from "effect/Layer"
+import type { AgentStorageError } from "./agents/Domain.js"
+import type { DeleteOptions, Options, Requirements, Service } from "./agents/Service.js"
+import { make } from "./agents/Service.js"
 
 export {
   AgentBackend,
@@ -61,7 +65,7 @@ export {
 export type { Status as OperatorFileStatus } from "./agents/OperatorFile.js"
 export { createTable as registrySchema } from "./agents/Registry.js"
 export { agentsDirConfig } from "./agents/Directory.js"
-export { Agents, layer, layerWith, make } from "./agents/Service.js"
+export { make } from "./agents/Service.js"
 export type {
   Agent,
   AgentsError,
@@ -73,6 +77,19 @@ export type {
   Requirements,
   Service
 } from "./agents/Service.js"
+
+/** The agents service's tag. */
+export class Agents extends Context.Tag("big3/Agents")<Agents, Service>() {}
+
+/** The service, scoped: running commands are interrupted when the layer is released. */
+export const layer: Layer.Layer<Agents, ConfigError.ConfigError | AgentStorageError, Requirements> = Layer.scoped(
+  Agents,
+  make()
+)
+
+/** `layer` with explicit options (an agents directory for tests). */
+export const layerWith = (options: Options): Layer.Layer<Agents, ConfigError.ConfigError | AgentStorageError, Requirements> =>
+  Layer.scoped(Agents, make(options))
 
 /** Creates an agent; see `Service.create`. */
 export const create = (input: Parameters<Service["create"]>[0]) => Effect.flatMap(Agents, (agents) => agents.create(input))

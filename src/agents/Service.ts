@@ -1,5 +1,6 @@
 /**
- * The `Agents` service: create, command, result, list and delete Claude agents.
+ * The `Agents` service's implementation: create, command, result, list and delete Claude agents.
+ * The tag and the layers are in `Agents.ts`.
  *
  * @internal
  */
@@ -8,12 +9,10 @@ import * as Path from "@effect/platform/Path"
 import type { SqlClient } from "@effect/sql/SqlClient"
 import * as Clock from "effect/Clock"
 import type * as ConfigError from "effect/ConfigError"
-import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberMap from "effect/FiberMap"
-import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import type * as Scope from "effect/Scope"
@@ -138,9 +137,6 @@ export interface Service {
     options?: DeleteOptions | undefined
   ) => Effect.Effect<void, NotFound | RegistryError | UnsafeAgentPath>
 }
-
-/** The service tag. */
-export class Agents extends Context.Tag("big3/Agents")<Agents, Service>() {}
 
 /** Options of `make`. */
 export interface Options {
@@ -451,15 +447,6 @@ export const make = (
       }))
     })
 
-    return Agents.of({ create, command, result, list, delete: delete_ })
+    return { create, command, result, list, delete: delete_ }
   })
-
-/** The service, scoped: running commands are interrupted when the layer is released. */
-export const layer: Layer.Layer<Agents, ConfigError.ConfigError | AgentStorageError, Requirements> = Layer.scoped(
-  Agents,
-  make()
-)
-
-/** `layer` with explicit options (an agents directory for tests). */
-export const layerWith = (options: Options) => Layer.scoped(Agents, make(options))
 
