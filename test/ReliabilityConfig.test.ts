@@ -251,6 +251,19 @@ describe("ReliabilityConfig", () => {
       assert.include(error.message, "does not exist")
     }))
 
+  it.effect("BIG3_CONFIG is read as every path setting is: trimmed, blank is unset, a NUL is a ConfigError", () =>
+    Effect.gen(function*() {
+      const file = tempFile(JSON.stringify({ timeouts: { gemini_api: 30 } }))
+      const padded = yield* loadWith({ BIG3_CONFIG: `  ${file}  ` })
+      assert.strictEqual(padded.configFile, file)
+      assert.strictEqual(seconds(padded.timeoutOf("gemini_api")), 30)
+      const blank = yield* loadWith({ BIG3_CONFIG: "   " })
+      assert.strictEqual(blank.configFile, undefined)
+      const error = yield* Effect.flip(loadWith({ BIG3_CONFIG: `${file}\u0000` }))
+      assert.strictEqual(error._op, "InvalidData")
+      assert.strictEqual(error.message, "BIG3_CONFIG: a path cannot contain a NUL character")
+    }))
+
   it.effect("a config file that is not JSON is an error", () =>
     Effect.gen(function*() {
       const file = tempFile("{ timeouts: ")

@@ -13,6 +13,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as fs from "node:fs"
+import { pathSetting } from "../internal/pathSetting.js"
 import type { Raw, Scalar, Source } from "./decode.js"
 import { defaultBreakers, defaultPolicies, defaultTimeouts, isOperationId } from "./defaults.js"
 import type { Field, Fields } from "./fields.js"
@@ -246,10 +247,10 @@ export const readEnvironment: Effect.Effect<Flat, ConfigError.ConfigError> = Eff
   return { ...emptyFlat, values }
 })
 
-/** `BIG3_CONFIG`, when set and not blank. */
+/** `BIG3_CONFIG`, when set and not blank, read as every path setting is (`internal/pathSetting`). */
 export const configFileName: Effect.Effect<string | undefined, ConfigError.ConfigError> = Effect.map(
-  Config.option(Config.string("BIG3_CONFIG")),
-  (name) => Option.isSome(name) && name.value.trim() !== "" ? name.value.trim() : undefined
+  pathSetting("BIG3_CONFIG"),
+  Option.getOrUndefined
 )
 
 /** `high` over `low`, key by key. */
