@@ -48,7 +48,7 @@ export const runOverheadBench = async (options: { readonly calls: number; readon
     circuitBreaker(handleAll, { halfOpenAfter: 60_000, breaker: new ConsecutiveBreaker(5) }),
     timeout(45_000, TimeoutStrategy.Aggressive)
   )
-  BigPromise.configure(await runtime.runPromise(ReliabilityConfig.ReliabilityConfig))
+  const big3 = BigPromise.make({ config: await runtime.runPromise(ReliabilityConfig.ReliabilityConfig) })
   const resolved = () => Promise.resolve(1)
   const promiseLoop = (call: () => Promise<unknown>) => async (calls: number) => {
     for (let i = 0; i < calls; i++) await call()
@@ -73,7 +73,7 @@ export const runOverheadBench = async (options: { readonly calls: number; readon
     {
       name: "big3 Promise API protect()",
       kind: "promise",
-      run: promiseLoop(() => BigPromise.protect(resolved, { operation: "gemini_api", policy: "gemini", breaker: "gemini-promise" }))
+      run: promiseLoop(() => big3.protect(resolved, { operation: "gemini_api", policy: "gemini", breaker: "gemini-promise" }))
     }
   ]
 
@@ -108,4 +108,74 @@ export const runOverheadBench = async (options: { readonly calls: number; readon
       "× bare": (ns / bare).toFixed(1)
     }
   })
+}
+
+/**
+ * The async call: each contender wraps a function that returns an immediately-resolving promise
+ * (a real upstream call is async). Each figure is a median of `runs` runs of `calls` calls; every
+ * run of a contender is paired with a run of cockatiel's full wrap right before it, and "×
+ * cockatiel" is the median of those paired ratios, so a busy machine slows both sides alike.
+ */
+export const runAsyncBench = async (options: { readonly calls: number; readonly runs: number }): Promise<ReadonlyArray<Row>> => {
+  const services = Layer.provideMerge(CircuitBreaker.layer, ReliabilityConfig.layerDefault)
+  const runtime = ManagedRuntime.make(services)
+  const protect = await runtime.runPromise(
+    Resilience.makeProtect({ operation: "gemini_api", policy: "gemini", breaker: "gemini" })
+  )
+  const resolved = () => Promise.resolve(1)
+  const asyncEffect = Effect.promise(resolved)
+  const effectLoop = <E>(wrapped: () => Effect.Effect<number, E, ReliabilityConfig.ReliabilityConfig | CircuitBreaker.CircuitBreaker>) =>
+    (calls: number) =>
+      runtime.runPromise(Effect.gen(function*() {
+        for (let i = 0; i < calls; i++) yield* wrapped()
+      }))
+  const promiseLoop = (call: () => Promise<unknown>) => async (calls: number) => {
+    for (let i = 0; i < calls; i++) await call()
+  }
+  const cockatiel = wrap(
+    retry(handleAll, { maxAttempts: 2, backoff: new ExponentialBackoff({ initialDelay: 2000, maxDelay: 60_000 }) }),
+    circuitBreaker(handleAll, { halfOpenAfter: 60_000, breaker: new ConsecutiveBreaker(5) }),
+    timeout(45_000, TimeoutStrategy.Aggressive)
+  )
+  const big3 = BigPromise.make({ config: await runtime.runPromise(ReliabilityConfig.ReliabilityConfig) })
+  const promiseOptions = { operation: "gemini_api", policy: "gemini", breaker: "gemini-promise-async" } as const
+  const protector = big3.protector(promiseOptions)
+
+  const reference: Contender = { name: "cockatiel wrap(retry, breaker, timeout)", kind: "promise", run: promiseLoop(() => cockatiel.execute(resolved)) }
+  const contenders: ReadonlyArray<Contender> = [
+    { name: "bare await (async fn)", kind: "promise", run: promiseLoop(resolved) },
+    { name: "bare Effect.promise", kind: "effect", run: effectLoop(() => asyncEffect) },
+    { name: "big3 protect over an async effect, built once", kind: "effect", run: effectLoop(() => protect(asyncEffect)) },
+    { name: "big3 Promise API protect(fn, options)", kind: "promise", run: promiseLoop(() => big3.protect(resolved, promiseOptions)) },
+    { name: "big3 Promise API protector(options)(fn)", kind: "promise", run: promiseLoop(() => protector(resolved)) },
+    reference
+  ]
+
+  const time = async (contender: Contender, calls: number) => {
+    const start = process.hrtime.bigint()
+    await contender.run(calls)
+    return Number(process.hrtime.bigint() - start) / calls
+  }
+  const rows: Array<Row> = []
+  for (const contender of contenders) {
+    await contender.run(Math.min(20_000, options.calls))
+    await reference.run(Math.min(20_000, options.calls))
+    const samples: Array<number> = []
+    const ratios: Array<number> = []
+    for (let run = 0; run < options.runs; run++) {
+      const against = await time(reference, options.calls)
+      const ns = await time(contender, options.calls)
+      samples.push(ns)
+      ratios.push(ns / against)
+    }
+    const ns = median(samples)
+    process.stderr.write(`  async: ${contender.name}: ${ns.toFixed(0)} ns/call, × cockatiel ${median(ratios).toFixed(2)}\n`)
+    rows.push({
+      contender: contender.name,
+      "µs/call": (ns / 1000).toFixed(2),
+      "× cockatiel": median(ratios).toFixed(2)
+    })
+  }
+  await runtime.dispose()
+  return rows
 }

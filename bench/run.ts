@@ -3,7 +3,7 @@
  * bench/RESULTS.md with the date, Node version and machine. Not part of the test run.
  *
  * Environment: BENCH_CALLS (overhead calls per run, default 1,000,000), BENCH_RUNS (default 3),
- * BENCH_CHAOS_CALLS (default 10,000).
+ * BENCH_CHAOS_CALLS (default 10,000), BENCH_ASYNC_CALLS (async calls per run, default 200,000).
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -12,7 +12,7 @@ import { runBrowserBench } from "./browser.js"
 import { runChaosBench } from "./chaos.js"
 import { runColdStartBench } from "./coldstart.js"
 import { runEventsBench } from "./events.js"
-import { runOverheadBench } from "./overhead.js"
+import { runAsyncBench, runOverheadBench } from "./overhead.js"
 import { runRunnersBench } from "./runners.js"
 import { markdownTable } from "./util.js"
 import { runVoiceBench } from "./voice.js"
@@ -49,6 +49,13 @@ section(
     "\n\nTarget: big3 protect ≤ 10 µs per successful call."
 )
 
+const asyncCalls = numberFrom("BENCH_ASYNC_CALLS", 200_000)
+section(
+  `The async call: an immediately-resolving promise, ${asyncCalls.toLocaleString("en")} calls per run, each run paired with cockatiel's`,
+  markdownTable(await runAsyncBench({ calls: asyncCalls, runs })) +
+    "\n\nGoals: big3 protect over an async effect ≤ 0.25 × cockatiel's full wrap; the Promise API ≤ 5 µs."
+)
+
 section("Event delivery (servers in child processes)", await runEventsBench())
 
 section(
@@ -66,7 +73,10 @@ section(
     "\n\ndowntime = noticing the drop, reconnecting (backoff 1 ms), session.update and the replay; p99 column: the worst of the 5."
 )
 
-section(`Cold start of the compiled bin (median of 15)`, markdownTable(runColdStartBench({ runs: 15 })))
+section(
+  `Cold start of the bundled bin, paired with node -e 0 (median of 15 runs)`,
+  markdownTable(await runColdStartBench({ runs: 15 }))
+)
 
 section(
   "Browser agent: overhead per turn beyond the model call and the browser action",

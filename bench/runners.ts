@@ -29,7 +29,7 @@ import * as Store from "../src/Store.js"
 import * as Postgres from "../test/support/postgres.js"
 import { type Row } from "./util.js"
 
-const bin = path.resolve(import.meta.dirname, "../dist/cli/main.js")
+const bin = path.resolve(import.meta.dirname, "../dist/bin/big3.js")
 
 const tempDir = Effect.acquireRelease(
   Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "big3-bench-runner-"))),

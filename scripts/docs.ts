@@ -1,7 +1,7 @@
 /** `npm run docs`: regenerates the configuration reference in README.md from the defaults. */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { replaceConfigReference } from "../src/internal/configReference.js"
+import { replaceConfigReference } from "../src/reliabilityConfig/reference.js"
 
 const file = path.resolve(import.meta.dirname, "../README.md")
 fs.writeFileSync(file, replaceConfigReference(fs.readFileSync(file, "utf8")))

@@ -18,9 +18,14 @@
  *
  * @since 0.1.0
  */
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import type { DeleteOptions, Service } from "./agents/Service.js"
-import { Agents } from "./agents/Service.js"
+import * as Layer from "effect/Layer"
+import type { AgentStorageError } from "./agents/Domain.js"
+import type { DeleteOptions, Options, Requirements, Service } from "./agents/Service.js"
+import * as Host from "./agents/Host.js"
+import { make, makeDurable } from "./agents/Service.js"
 
 export {
   AgentBackend,
@@ -66,7 +71,7 @@ export {
 export type { Status as OperatorFileStatus } from "./agents/OperatorFile.js"
 export { createTable as registrySchema } from "./agents/Registry.js"
 export { agentsDirConfig } from "./agents/Directory.js"
-export { Agents, layer, layerDurable, layerWith, make, makeDurable } from "./agents/Service.js"
+export { make, makeDurable } from "./agents/Service.js"
 export { CommandHost } from "./agents/Host.js"
 export type { Dispatch, DurableCommand, Outcome, Service as CommandHostService } from "./agents/Host.js"
 export type {
@@ -80,6 +85,34 @@ export type {
   Requirements,
   Service
 } from "./agents/Service.js"
+
+/** The agents service's tag. */
+export class Agents extends Context.Tag("big3/Agents")<Agents, Service>() {}
+
+/** The service, scoped: running commands are interrupted when the layer is released. */
+export const layer: Layer.Layer<Agents, ConfigError.ConfigError | AgentStorageError, Requirements> = Layer.scoped(
+  Agents,
+  make()
+)
+
+/** `layer` with explicit options (an agents directory for tests). */
+export const layerWith = (options: Options): Layer.Layer<Agents, ConfigError.ConfigError | AgentStorageError, Requirements> =>
+  Layer.scoped(Agents, make(options))
+
+/**
+ * A runner's service: commands are recorded and handed to `dispatch` (the runner's workflow
+ * engine), and `CommandHost` executes them where they land.
+ */
+export const layerDurable = (
+  dispatch: Host.Dispatch,
+  options: Options = {}
+): Layer.Layer<Agents | Host.CommandHost, ConfigError.ConfigError | AgentStorageError, Requirements> =>
+  Layer.scopedContext(
+    Effect.map(
+      makeDurable(dispatch, options),
+      ({ host, service }) => Context.make(Agents, service).pipe(Context.add(Host.CommandHost, host))
+    )
+  )
 
 /** Creates an agent; see `Service.create`. */
 export const create = (input: Parameters<Service["create"]>[0]) => Effect.flatMap(Agents, (agents) => agents.create(input))

@@ -55,6 +55,19 @@ export class RateLimited extends Schema.TaggedError<RateLimited>()("RateLimited"
   retryable: retryableField
 }) {}
 
+/**
+ * HTTP 429 for a quota that does not come back within minutes (a Gemini `QuotaFailure` naming a
+ * per-day quota). Not retryable: retrying now only burns attempts. `retryAfter` is the server's
+ * hint of when the quota resets, when it gave one; `quotaId` names the exhausted quota.
+ */
+export class QuotaExhausted extends Schema.TaggedError<QuotaExhausted>()("QuotaExhausted", {
+  ...common,
+  ...httpStatus,
+  quotaId: Schema.optional(Schema.String),
+  retryAfter: Schema.optional(Schema.DurationFromSelf),
+  retryable: nonRetryableField
+}) {}
+
 /** HTTP 408, 500, 502, 503, 504, 529 (or a server that says `x-should-retry: true`). */
 export class ServiceUnavailable extends Schema.TaggedError<ServiceUnavailable>()("ServiceUnavailable", {
   ...common,
@@ -101,6 +114,7 @@ export type Big3Error =
   | NetworkError
   | OperationTimeout
   | RateLimited
+  | QuotaExhausted
   | ServiceUnavailable
   | InvalidRequest
   | Unauthorized
@@ -116,6 +130,7 @@ export const Big3Error = Schema.Union(
   NetworkError,
   OperationTimeout,
   RateLimited,
+  QuotaExhausted,
   ServiceUnavailable,
   InvalidRequest,
   Unauthorized,
@@ -132,6 +147,7 @@ const big3Tags: ReadonlySet<string> = new Set([
   "NetworkError",
   "OperationTimeout",
   "RateLimited",
+  "QuotaExhausted",
   "ServiceUnavailable",
   "InvalidRequest",
   "Unauthorized",
@@ -276,6 +292,56 @@ const retryInfoDelay = (body: unknown): Duration.Duration | undefined => {
   return undefined
 }
 
+/** One `google.rpc.QuotaFailure` violation, as Gemini reports an exhausted quota. */
+interface QuotaViolation {
+  readonly quotaId: string
+  readonly model: string | undefined
+  readonly limit: string | undefined
+}
+
+const quotaViolations = (body: unknown): ReadonlyArray<QuotaViolation> =>
+  googleDetails(body).flatMap((detail) => {
+    const type = detail["@type"]
+    const violations = detail["violations"]
+    if (typeof type !== "string" || !type.endsWith("google.rpc.QuotaFailure") || !Array.isArray(violations)) return []
+    return violations.flatMap((violation): ReadonlyArray<QuotaViolation> => {
+      const record = asRecord(violation)
+      const quotaId = record?.["quotaId"]
+      if (typeof quotaId !== "string") return []
+      const model = asRecord(record?.["quotaDimensions"])?.["model"]
+      const limit = record?.["quotaValue"]
+      return [{
+        quotaId,
+        model: typeof model === "string" ? model : undefined,
+        limit: typeof limit === "string" || typeof limit === "number" ? String(limit) : undefined
+      }]
+    })
+  })
+
+/** A per-day quota (`GenerateRequestsPerDayPerProjectPerModel-FreeTier`): waiting minutes will not bring it back. */
+const isDailyQuota = (violation: QuotaViolation): boolean => /PerDay|Daily/i.test(violation.quotaId)
+
+const quotaExhausted = (
+  service: string,
+  status: number,
+  violation: QuotaViolation,
+  hint: Duration.Duration | undefined,
+  now: number
+): QuotaExhausted => {
+  const facts = [violation.quotaId, violation.model && `model ${violation.model}`, violation.limit && `limit ${violation.limit}`]
+    .filter((fact): fact is string => typeof fact === "string" && fact !== "").join(", ")
+  const resets = hint === undefined
+    ? "the server did not say when it resets (Gemini's daily quotas reset at midnight Pacific time)"
+    : `the server says it resets in ${formatDuration(hint)} (at ${new Date(now + Duration.toMillis(hint)).toISOString()})`
+  return new QuotaExhausted({
+    service,
+    status,
+    quotaId: violation.quotaId,
+    message: `${service} daily quota exhausted (${facts}): retrying within minutes will not help; ${resets}`,
+    ...(hint === undefined ? {} : { retryAfter: hint })
+  })
+}
+
 const hasErrorInfoReason = (body: unknown, reason: string): boolean =>
   googleDetails(body).some((detail) => {
     const type = detail["@type"]
@@ -285,7 +351,8 @@ const hasErrorInfoReason = (body: unknown, reason: string): boolean =>
 /**
  * Maps a non-2xx HTTP answer to its error in the taxonomy.
  *
- * 429 → `RateLimited` (hint from `retry-after-ms`, `Retry-After`, or a Gemini `RetryInfo`);
+ * 429 → `RateLimited` (hint from `retry-after-ms`, `Retry-After`, or a Gemini `RetryInfo`), or
+ * `QuotaExhausted` when a Gemini `QuotaFailure` names a per-day quota;
  * 408/5xx/529 → `ServiceUnavailable`; 401/403 → `Unauthorized`; a Gemini `API_KEY_INVALID`
  * reason → `Unauthorized`; other 4xx → `InvalidRequest`. Anthropic's `x-should-retry` header
  * overrides the status, and an Anthropic 409 (a lock timeout there) is retryable.
@@ -306,7 +373,11 @@ export const fromHttp = (options: {
   const withHint = hint === undefined ? {} : { retryAfter: hint }
   const shouldRetry = headerValue(headers, "x-should-retry")
 
-  if (status === 429) return new RateLimited({ service, status, message, ...withHint })
+  if (status === 429) {
+    const daily = quotaViolations(body).find(isDailyQuota)
+    if (daily !== undefined) return quotaExhausted(service, status, daily, hint, options.now ?? Date.now())
+    return new RateLimited({ service, status, message, ...withHint })
+  }
   if (status === 401 || status === 403) return new Unauthorized({ service, status, message })
   if (hasErrorInfoReason(body, "API_KEY_INVALID")) {
     return new Unauthorized({ service, status, message: `${service} rejected the API key (${message})` })

@@ -1,8 +1,9 @@
 /**
  * Gemini `generateContent` client service.
  *
- * `POST {GEMINI_BASE_URL}/v1beta/models/{model}:generateContent` with the key in the
- * `x-goog-api-key` header (never in the URL), wrapped in the standard pipeline
+ * `POST {GEMINI_BASE_URL}/v1beta/models/{model}:generateContent` (and `:streamGenerateContent?alt=sse`
+ * for `generateContentStream`) with the key in the `x-goog-api-key` header (never in the URL),
+ * wrapped in the standard pipeline
  * (`Resilience.makeProtect` with operation `gemini_api`, policy `gemini`, breaker `gemini`):
  * retryable failures (network, 429, 5xx, per-attempt timeouts) are retried with backoff, a bad
  * request or a bad key fails at once, and five consecutive retryable failures open the breaker.
@@ -31,10 +32,14 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
+import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import type { CircuitBreaker } from "./CircuitBreaker.js"
 import * as Errors from "./Errors.js"
-import type { ReliabilityConfig } from "./ReliabilityConfig.js"
+import { protectFirstChunk } from "./gemini/stream.js"
+import * as Sse from "./internal/sse.js"
+import { ReliabilityConfig } from "./ReliabilityConfig.js"
 import * as Resilience from "./Resilience.js"
 import { GenerateContentRequest, GenerateContentResponse, SafetyRating } from "./gemini/schema.js"
 
@@ -69,6 +74,7 @@ export type GeminiError =
   | Errors.NetworkError
   | Errors.OperationTimeout
   | Errors.RateLimited
+  | Errors.QuotaExhausted
   | Errors.ServiceUnavailable
   | Errors.InvalidRequest
   | Errors.Unauthorized
@@ -90,6 +96,16 @@ export interface Service {
    * `PromptBlocked`, or `CircuitOpen` while the `gemini` breaker is open.
    */
   readonly generateContent: (request: GenerateContentRequest) => Effect.Effect<GenerateContentResponse, GeminiError>
+  /**
+   * Calls `models.streamGenerateContent` (server-sent events): a stream of partial responses
+   * whose text parts add up to the answer. Sending, the status and the first chunk are one
+   * attempt of the same pipeline as `generateContent` (bounded by `gemini_api`, retried per the
+   * `gemini` policy, guarded by the breaker); once a chunk has arrived nothing is retried: a
+   * failure ends the stream with its error, and a gap between chunks longer than
+   * `http_request_long` (30 s) ends it with `OperationTimeout`. An error event inside the stream
+   * fails it with the error its status maps to.
+   */
+  readonly generateContentStream: (request: GenerateContentRequest) => Stream.Stream<GenerateContentResponse, GeminiError>
   /** The model used when a request names none. */
   readonly model: string
 }
@@ -146,8 +162,8 @@ export const config: Config.Config<Options> = Config.all({
 
 const service = "gemini"
 
-const modelPath = (model: string): string =>
-  `/v1beta/models/${encodeURIComponent(model.trim().replace(/^models\//, ""))}:generateContent`
+const modelPath = (model: string, method: "generateContent" | "streamGenerateContent"): string =>
+  `/v1beta/models/${encodeURIComponent(model.trim().replace(/^models\//, ""))}:${method}`
 
 const causeText = (cause: unknown): string => {
   if (!(cause instanceof Error)) return cause === undefined ? "" : String(cause)
@@ -185,6 +201,9 @@ export const makeWith = (
     const scrub = (text: string): string => secret === undefined ? text : text.split(secret).join("<redacted>")
 
     const protect = yield* Resilience.makeProtect({ operation: "gemini_api", policy: "gemini", breaker: "gemini" })
+    const config = yield* ReliabilityConfig
+    // A stream that stops sending is cut after this gap between chunks.
+    const idle = Resilience.timeoutAfter(config.timeoutOf("http_request_long"), "http_request_long", service)
     const httpClient = (yield* HttpClient.HttpClient).pipe(
       HttpClient.mapRequest((request) =>
         request.pipe(
@@ -198,20 +217,14 @@ export const makeWith = (
     const networkError = (message: string) => new Errors.NetworkError({ service, message: scrub(message) })
 
     // The body is scrubbed before mapping, so no message built from it can carry the key.
-    const fromStatus = (response: HttpClientResponse.HttpClientResponse, body: string | undefined) =>
+    const errorFor = (status: number, headers: Errors.HeadersInput, body: string | undefined) =>
       Effect.map(Clock.currentTimeMillis, (now): GeminiError => {
-        const error = Errors.fromHttp({
-          service,
-          status: response.status,
-          headers: response.headers,
-          body: body === undefined ? undefined : scrub(body),
-          now
-        })
+        const error = Errors.fromHttp({ service, status, headers, body: body === undefined ? undefined : scrub(body), now })
         // fromHttp never answers NotFound for a status; narrow the type for our channel.
-        return error._tag === "NotFound" ? new Errors.InvalidRequest({ service, status: response.status, message: error.message }) : error
+        return error._tag === "NotFound" ? new Errors.InvalidRequest({ service, status, message: error.message }) : error
       })
 
-    const decodeResponse = (text: string) =>
+    const parseJson = (text: string) =>
       Effect.try({
         try: (): unknown => JSON.parse(text),
         catch: (cause) =>
@@ -219,17 +232,17 @@ export const makeWith = (
             service,
             message: `gemini answered with a body that is not JSON (${causeText(cause)}): ${scrub(text.slice(0, 120))}`
           })
-      }).pipe(
-        Effect.flatMap((json) =>
-          Effect.mapError(
-            Schema.decodeUnknown(GenerateContentResponse, { onExcessProperty: "preserve" })(json),
-            (error) =>
-              new Errors.DecodeError({
-                service,
-                message: scrub(`gemini answered with a body that is not a GenerateContentResponse: ${describeParseError(error)}`)
-              })
-          )
-        ),
+      })
+
+    const decodeJson = (json: unknown) =>
+      Effect.mapError(
+        Schema.decodeUnknown(GenerateContentResponse, { onExcessProperty: "preserve" })(json),
+        (error) =>
+          new Errors.DecodeError({
+            service,
+            message: scrub(`gemini answered with a body that is not a GenerateContentResponse: ${describeParseError(error)}`)
+          })
+      ).pipe(
         Effect.flatMap((response) => {
           const blockReason = response.promptFeedback?.blockReason
           if ((response.candidates === undefined || response.candidates.length === 0) && blockReason !== undefined) {
@@ -250,17 +263,22 @@ export const makeWith = (
         })
       )
 
-    /** One attempt: send, read the whole body, map status and body into the taxonomy. */
-    const attempt = (
+    const decodeResponse = (text: string) => Effect.flatMap(parseJson(text), decodeJson)
+
+    const readFailed = (error: HttpClientError.ResponseError) =>
+      networkError(`gemini connection failed while reading the response body: ${causeText(error.cause)}`)
+
+    /** Sends a request: a 2xx answer (body unread), or its status and body mapped into the taxonomy. */
+    const send = (
       request: HttpClientRequest.HttpClientRequest
-    ): Effect.Effect<GenerateContentResponse, GeminiError> =>
+    ): Effect.Effect<HttpClientResponse.HttpClientResponse, GeminiError> =>
       httpClient.execute(request).pipe(
-        Effect.flatMap((response): Effect.Effect<GenerateContentResponse, GeminiError | HttpClientError.ResponseError> =>
+        Effect.flatMap((response): Effect.Effect<HttpClientResponse.HttpClientResponse, GeminiError | HttpClientError.ResponseError> =>
           response.status >= 200 && response.status < 300
-            ? Effect.flatMap(response.text, decodeResponse)
+            ? Effect.succeed(response)
             : response.text.pipe(
               Effect.option,
-              Effect.flatMap((body) => fromStatus(response, Option.getOrUndefined(body))),
+              Effect.flatMap((body) => errorFor(response.status, response.headers, Option.getOrUndefined(body))),
               Effect.flatMap(Effect.fail)
             )
         ),
@@ -274,17 +292,46 @@ export const makeWith = (
                   message: scrub(`gemini request could not be sent (${error.reason}): ${error.description ?? causeText(error.cause)}`)
                 })
             ),
-          ResponseError: (error: HttpClientError.ResponseError) =>
-            Effect.fail(networkError(`gemini connection failed while reading the response body: ${causeText(error.cause)}`))
+          ResponseError: (error: HttpClientError.ResponseError) => Effect.fail(readFailed(error))
         })
+      )
+
+    /** One attempt: send, read the whole body, decode it. */
+    const attempt = (
+      request: HttpClientRequest.HttpClientRequest
+    ): Effect.Effect<GenerateContentResponse, GeminiError> =>
+      Effect.flatMap(send(request), (response) =>
+        response.text.pipe(Effect.mapError(readFailed), Effect.flatMap(decodeResponse)))
+
+    /**
+     * One chunk of a stream: a `GenerateContentResponse`, or an error object (Google writes a
+     * failure after the stream started as `{"error":{"code",…}}` in a `data:` event).
+     */
+    const decodeChunk = (text: string): Effect.Effect<GenerateContentResponse, GeminiError> =>
+      Effect.flatMap(parseJson(text), (json) => {
+        const error = Predicate.isRecord(json) ? json["error"] : undefined
+        const code = Predicate.isRecord(error) ? error["code"] : undefined
+        return typeof code === "number" ? Effect.flatMap(errorFor(code, {}, text), Effect.fail) : decodeJson(json)
+      })
+
+    /** The chunks of a streamed answer: SSE events, each a JSON response. */
+    const chunksOf = (response: HttpClientResponse.HttpClientResponse): Stream.Stream<GenerateContentResponse, GeminiError> =>
+      Sse.events(Stream.decodeText(response.stream)).pipe(
+        Stream.mapError((error) =>
+          error._tag === "SseError"
+            ? new Errors.DecodeError({ service, message: `gemini sent an event stream that cannot be read: ${error.message}` })
+            : readFailed(error)
+        ),
+        Stream.mapEffect((event) => decodeChunk(event.data))
       )
 
     const encodeRequest = Schema.encode(GenerateContentRequest, { onExcessProperty: "preserve" })
     const redactKeyHeader = (names: ReadonlyArray<string | RegExp>) =>
       names.includes(apiKeyHeader) ? names : [...names, apiKeyHeader]
 
-    const generateContent = Effect.fn("Gemini.generateContent")(
-      function*(request: GenerateContentRequest) {
+    /** The HTTP request for `method`, from a request that the schema accepts. */
+    const httpRequestFor = (request: GenerateContentRequest, method: "generateContent" | "streamGenerateContent") =>
+      Effect.gen(function*() {
         if (apiKey === undefined) return yield* Effect.fail(missingKey())
         const model = request.model ?? defaultModelName
         yield* Effect.annotateCurrentSpan("gemini.model", model)
@@ -293,18 +340,38 @@ export const makeWith = (
             service,
             message: scrub(`the request is not a valid GenerateContentRequest: ${describeParseError(error)}`)
           }))
-        const httpRequest = yield* HttpClientRequest.post(modelPath(model)).pipe(
+        return yield* HttpClientRequest.post(modelPath(model, method)).pipe(
           HttpClientRequest.bodyJson(body),
           Effect.mapError((error) =>
             new Errors.InvalidRequest({ service, message: scrub(`the request body cannot be encoded as JSON: ${causeText(error.reason.error)}`) })
           )
         )
+      })
+
+    const generateContent = Effect.fn("Gemini.generateContent")(
+      function*(request: GenerateContentRequest) {
+        const httpRequest = yield* httpRequestFor(request, "generateContent")
         return yield* protect(attempt(httpRequest))
       },
       Effect.locallyWith(Headers.currentRedactedNames, redactKeyHeader)
     )
 
-    return Gemini.of({ generateContent, model: defaultModelName })
+    const generateContentStream = (request: GenerateContentRequest): Stream.Stream<GenerateContentResponse, GeminiError> =>
+      Stream.unwrap(
+        Effect.map(
+          httpRequestFor(request, "streamGenerateContent"),
+          (httpRequest) =>
+            protectFirstChunk<GenerateContentResponse, GeminiError, Errors.OperationTimeout | Errors.CircuitOpen, Errors.OperationTimeout>({
+              open: Effect.map(send(HttpClientRequest.setUrlParam(httpRequest, "alt", "sse")), chunksOf).pipe(
+                Effect.locallyWith(Headers.currentRedactedNames, redactKeyHeader)
+              ),
+              protect,
+              idle
+            })
+        )
+      ).pipe(Stream.withSpan("Gemini.generateContentStream"))
+
+    return Gemini.of({ generateContent, generateContentStream, model: defaultModelName })
   })
 
 /** Builds the client from the environment (`GEMINI_API_KEY`, `GEMINI_BASE_URL`, `GEMINI_MODEL`). */
@@ -335,7 +402,8 @@ export const layerConfig = (
 
 /**
  * A stand-in client for other modules' tests and demos: answers every call with `answer` (a
- * fixed response, or a function of the request). No HTTP, no retries, no breaker.
+ * fixed response, or a function of the request); a stream is that one answer. No HTTP, no
+ * retries, no breaker.
  */
 export const layerTest = (
   answer:
@@ -346,7 +414,8 @@ export const layerTest = (
     Gemini,
     Gemini.of({
       model: defaultModel,
-      generateContent: (request) => typeof answer === "function" ? answer(request) : Effect.succeed(answer)
+      generateContent: (request) => typeof answer === "function" ? answer(request) : Effect.succeed(answer),
+      generateContentStream: (request) => Stream.fromEffect(typeof answer === "function" ? answer(request) : Effect.succeed(answer))
     })
   )
 
@@ -355,3 +424,9 @@ export const generateContent = (
   request: GenerateContentRequest
 ): Effect.Effect<GenerateContentResponse, GeminiError, Gemini> =>
   Effect.flatMap(Gemini, (gemini) => gemini.generateContent(request))
+
+/** `generateContentStream` of the `Gemini` service in context. */
+export const generateContentStream = (
+  request: GenerateContentRequest
+): Stream.Stream<GenerateContentResponse, GeminiError, Gemini> =>
+  Stream.unwrap(Effect.map(Gemini, (gemini) => gemini.generateContentStream(request)))

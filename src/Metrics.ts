@@ -1,7 +1,7 @@
 /**
  * big3's metrics, as Effect `Metric`s, and their snapshot in Prometheus text format.
  *
- * Every metric carries a `service` label. Hot paths update them with pre-built label arrays
+ * Every metric carries a `service` label. Hot paths update them with label arrays built once
  * (`labelsFor`), which Effect caches by identity, so an update is a map hit and an add.
  *
  * @since 0.1.0
@@ -75,24 +75,15 @@ export const rateLimitResetSeconds = Metric.gauge("big3_rate_limit_reset_seconds
   description: "Seconds until the upstream's rate limit resets, as it last reported it"
 })
 
-const labelCache = new Map<string, ReadonlyArray<MetricLabel.MetricLabel>>()
-
 /**
- * A label array for `service` and optional extra pairs, cached so that the same array (and so
- * the same metric hook) is reused on every update.
+ * A label array for `service` and optional extra pairs. Effect caches a metric's hook by the
+ * identity of this array, so hot paths build theirs once (when a pipeline or a breaker is made)
+ * and pass the same array on every update.
  */
-export const labelsFor = (service: string, extra?: Readonly<Record<string, string>>): ReadonlyArray<MetricLabel.MetricLabel> => {
-  const cacheKey = extra === undefined ? service : `${service}\u0000${JSON.stringify(extra)}`
-  let labels = labelCache.get(cacheKey)
-  if (labels === undefined) {
-    labels = [
-      MetricLabel.make("service", service),
-      ...Object.entries(extra ?? {}).map(([key, value]) => MetricLabel.make(key, value))
-    ]
-    labelCache.set(cacheKey, labels)
-  }
-  return labels
-}
+export const labelsFor = (service: string, extra?: Readonly<Record<string, string>>): ReadonlyArray<MetricLabel.MetricLabel> => [
+  MetricLabel.make("service", service),
+  ...Object.entries(extra ?? {}).map(([key, value]) => MetricLabel.make(key, value))
+]
 
 const escapeLabel = (value: string): string => value.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"')
 
@@ -135,8 +126,10 @@ export const formatPrometheus = (pairs: ReadonlyArray<MetricPair.MetricPair.Unty
       family(name, "gauge", help).lines.push(`${name}${formatLabels(labels)} ${formatNumber(metricState.value)}`)
     } else if (MetricState.isHistogramState(metricState)) {
       const lines = family(name, "histogram", help).lines
+      // Effect's boundaries already end with +Inf; the exposition has exactly one +Inf bucket,
+      // equal to the count.
       for (const [boundary, count] of metricState.buckets) {
-        lines.push(`${name}_bucket${formatLabels(labels, ["le", formatNumber(boundary)])} ${count}`)
+        if (boundary !== Infinity) lines.push(`${name}_bucket${formatLabels(labels, ["le", formatNumber(boundary)])} ${count}`)
       }
       lines.push(`${name}_bucket${formatLabels(labels, ["le", "+Inf"])} ${metricState.count}`)
       lines.push(`${name}_sum${formatLabels(labels)} ${formatNumber(metricState.sum)}`)

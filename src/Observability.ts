@@ -31,31 +31,34 @@ import type * as HttpClient from "@effect/platform/HttpClient"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type { CircuitBreaker } from "./CircuitBreaker.js"
 import * as Client from "./observability/Client.js"
-import type { DeadLetter, DrainResult, EventInput, Stats } from "./observability/Domain.js"
-import { Observability } from "./observability/Domain.js"
+import type { DeadLetter, DrainResult, EventInput, Service, Stats } from "./observability/Domain.js"
 import * as Options from "./observability/Options.js"
 import type { ReliabilityConfig } from "./ReliabilityConfig.js"
 
-export { Event, EventInput, Observability } from "./observability/Domain.js"
-export type { DeadLetter, DrainResult, Service, Stats } from "./observability/Domain.js"
+export { Event, EventInput, refusedField } from "./observability/Domain.js"
+export type { DeadLetter, DrainResult, RequiredField, Service, Stats } from "./observability/Domain.js"
 export type { Mode, Options, Settings, TransportKind } from "./observability/Options.js"
 export { batchUrlOf, config, defaults, defaultUrl } from "./observability/Options.js"
 export { schema as spoolSchema } from "./observability/Spool.js"
 export { uuidv7 } from "./observability/Client.js"
+
+/** The observability client's tag. */
+export class Observability extends Context.Tag("big3/Observability")<Observability, Service>() {}
 
 /** What the layer needs: configuration, breakers, an `HttpClient` and the store. */
 export type Requirements = ReliabilityConfig | CircuitBreaker | HttpClient.HttpClient | SqlClient.SqlClient
 
 /**
  * Builds the client from plain options in the current scope (closing the scope flushes and stops
- * it). Fails only when the store cannot be opened; an invalid option is a defect.
+ * it). Fails with a `ConfigError` naming an invalid option, or an `SqlError` when the store
+ * cannot be opened.
  */
-export const makeWith = (options: Options.Options = {}) =>
-  Effect.flatMap(Effect.sync(() => Options.resolve(options)), Client.make)
+export const makeWith = (options: Options.Options = {}) => Effect.flatMap(Options.resolve(options), Client.make)
 
 /** Builds the client from `config` (the environment, or the current `ConfigProvider`). */
 export const make = Effect.flatMap(Options.config, makeWith)
@@ -67,7 +70,9 @@ export const layer: Layer.Layer<Observability, ConfigError.ConfigError | SqlErro
 )
 
 /** The client from plain options, for tests and apps. Scoped: closing it flushes. */
-export const layerWith = (options: Options.Options = {}): Layer.Layer<Observability, SqlError, Requirements> =>
+export const layerWith = (
+  options: Options.Options = {}
+): Layer.Layer<Observability, ConfigError.ConfigError | SqlError, Requirements> =>
   Layer.scoped(Observability, makeWith(options))
 
 // ---------------------------------------------------------------------------------------------
@@ -89,17 +94,17 @@ export const send = (event: EventInput): Effect.Effect<void, never, Observabilit
   Effect.flatMap(Observability, (client) => client.send(event))
 
 /** Redelivers the spool now, until it is empty or the server stops accepting. */
-export const drainSpool: Effect.Effect<DrainResult, never, Observability> = Effect.flatMap(
+export const drainSpool: Effect.Effect<DrainResult, SqlError, Observability> = Effect.flatMap(
   Observability,
   (client) => client.drainSpool
 )
 
 /** The most recent dead letters, newest first. */
-export const deadLetters = (limit?: number): Effect.Effect<ReadonlyArray<DeadLetter>, never, Observability> =>
+export const deadLetters = (limit?: number): Effect.Effect<ReadonlyArray<DeadLetter>, SqlError, Observability> =>
   Effect.flatMap(Observability, (client) => client.deadLetters(limit))
 
 /** Moves every dead letter back to the spool; returns how many. */
-export const requeueDeadLetters: Effect.Effect<number, never, Observability> = Effect.flatMap(
+export const requeueDeadLetters: Effect.Effect<number, SqlError, Observability> = Effect.flatMap(
   Observability,
   (client) => client.requeueDeadLetters
 )

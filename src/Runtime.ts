@@ -5,8 +5,8 @@
  * the store (SQLite at `{BIG3_STATE_DIR}/big3.db`, or PostgreSQL at `BIG3_DATABASE_URL`), the breaker registry, and the Gemini,
  * Observability and Agents clients (agents on the Claude Agent SDK), the browser and the browser
  * agent (Chromium starts only when a task opens it), the Realtime client and the Voice
- * orchestrator. It is composed once; layers
- * are memoized by reference, so each service is built once however many others need it.
+ * orchestrator. It is composed once; layers are memoized by reference, so each service is built
+ * once however many others need it.
  *
  * ```ts
  * const runtime = Runtime.makeRuntime()
@@ -92,16 +92,15 @@ const withConfigProvider = <A, E>(options: Options, layer: Layer.Layer<A, E>): L
  * per call, so a stage shared by two others is built once when both are provided together.
  */
 const stages = (options: Options) => {
+  const httpClient = options.httpClient ?? NodeHttpClient.layerUndici
   const platform = Layer.mergeAll(
-    options.httpClient ?? NodeHttpClient.layerUndici,
+    httpClient,
     NodeFileSystem.layer,
     NodePath.layer,
     options.store ?? Store.layerConfig
   )
-  const foundation = CircuitBreaker.layer.pipe(
-    Layer.provideMerge(options.config ?? ReliabilityConfig.layer),
-    Layer.provideMerge(platform)
-  )
+  const breakers = CircuitBreaker.layer.pipe(Layer.provideMerge(options.config ?? ReliabilityConfig.layer))
+  const foundation = breakers.pipe(Layer.provideMerge(platform))
   // The spool stays on the embedded SQLite while the store is PostgreSQL (its SQL is SQLite's).
   const spooled = options.observability ?? Observability.layer
   const observability = (options.store === undefined ? Layer.provide(spooled, Store.layerEventSpool) : spooled).pipe(
@@ -112,13 +111,15 @@ const stages = (options: Options) => {
     Layer.provideMerge(observability)
   )
   const gemini = (options.gemini ?? Gemini.layer).pipe(Layer.provide(foundation))
+  // Gemini on configuration, breakers and HTTP only: no store, no files (what `big3 gemini` runs on).
+  const geminiAlone = (options.gemini ?? Gemini.layer).pipe(Layer.provideMerge(breakers), Layer.provideMerge(httpClient))
   const browser = (options.browser ?? Browser.layer).pipe(Layer.provide(foundation))
   const browserAgent = (options.browserAgent ?? BrowserAgent.layer).pipe(
     Layer.provideMerge(Layer.mergeAll(browser, gemini, observability))
   )
   const realtime = (options.realtime ?? Realtime.layer).pipe(Layer.provide(foundation))
   const voice = Voice.layer.pipe(Layer.provideMerge(Layer.mergeAll(realtime, agents, browserAgent)))
-  return { foundation, observability, agents, browserAgent, voice, all: voice }
+  return { foundation, observability, agents, geminiAlone, browserAgent, voice, all: voice }
 }
 
 /** The foundation alone (no clients), for tools that only need the store or the breakers. */
@@ -150,6 +151,31 @@ export const browserAgentWith = (
   Foundation | Observability.Observability | Gemini.Gemini | Browser.Browser | BrowserAgent.BrowserAgent,
   ConfigError.ConfigError | SqlError
 > => withConfigProvider(options, stages(options).browserAgent)
+
+/** Gemini with configuration, breakers and HTTP, and nothing else (no store, no files). */
+export const geminiWith = (
+  options: Options = {}
+): Layer.Layer<
+  Gemini.Gemini | ReliabilityConfig.ReliabilityConfig | CircuitBreaker.CircuitBreaker | HttpClient.HttpClient,
+  ConfigError.ConfigError
+> => withConfigProvider(options, stages(options).geminiAlone)
+
+/**
+ * Every stage from one composition, for tools that combine stages: stages taken from one call
+ * share their layer values, so each service is built once when several are provided together.
+ */
+export const stagesWith = (options: Options = {}) => {
+  const built = stages(options)
+  return {
+    foundation: withConfigProvider(options, built.foundation),
+    observability: withConfigProvider(options, built.observability),
+    agents: withConfigProvider(options, built.agents),
+    gemini: withConfigProvider(options, built.geminiAlone),
+    browserAgent: withConfigProvider(options, built.browserAgent),
+    voice: withConfigProvider(options, built.voice),
+    all: withConfigProvider(options, built.all)
+  }
+}
 
 /** The composed layer, with some pieces replaced. */
 export const layerWith = (options: Options = {}): Layer.Layer<Services, Error> =>

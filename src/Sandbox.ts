@@ -10,7 +10,8 @@
  * recovery on the same port.
  *
  * Routes:
- * - `POST /v1beta/models/{model}:generateContent` (faults: `"gemini"`), `…:countTokens`
+ * - `POST /{v1,v1beta}/models/{model}:generateContent` and `…:streamGenerateContent` (faults:
+ *   `"gemini"`), `…:countTokens`
  * - `POST /events` (faults: `"events"`), `GET /events/recent`, `GET /events/filter-options`;
  *   extended mode also `POST /events/batch` (faults: `"eventsBatch"`), `GET /health`
  * - `POST /v1/messages` (faults: `"anthropic"`), `POST /v1/messages/count_tokens`
@@ -18,18 +19,21 @@
  *   scripted model, `Service.realtime`; see `sandbox/Realtime.ts`)
  * - `GET /pages/form`, `/pages/submitted`, `/pages/never`: local pages for browser agents; a
  *   `generateContent` request with the `computerUse` tool is answered from `computerUsePlan`
+ * - `/__sandbox/…`: the admin API, for loopback clients only (see `sandbox/Admin.ts`)
  * - anything else: 404 in the format of the API its path belongs to (`/v1beta/…` Gemini,
  *   `/v1/…` Anthropic); other paths answer like the observability server (public mode: 200
  *   text/plain "Multi-Agent Observability Server"; extended mode: that for `GET /`, else 404 JSON).
+ *
+ * Hostile input is bounded as the real APIs bound it: a request body over the upstream's limit
+ * (Gemini 20 MiB, Anthropic 32 MiB, the observability server's Bun default of 128 MiB) is refused
+ * in that upstream's format without being kept, and the request log is a ring (10,000 requests,
+ * 64 MiB of bodies by default).
  *
  * @since 0.1.0
  */
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpRouter from "@effect/platform/HttpRouter"
-import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
-import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -43,23 +47,30 @@ import * as Scope from "effect/Scope"
 import * as SynchronizedRef from "effect/SynchronizedRef"
 import * as Http from "node:http"
 import type * as Net from "node:net"
+import * as Admin from "./sandbox/Admin.js"
 import * as Anthropic from "./sandbox/Anthropic.js"
 import * as ComputerUse from "./sandbox/ComputerUse.js"
 import * as Events from "./sandbox/Events.js"
-import type { FaultKind, FaultPlan, PlanState, RouteName } from "./sandbox/FaultPlan.js"
-import { initialState, isRouteName, kindOf, nextAction, normal } from "./sandbox/FaultPlan.js"
+import type { FaultPlan, PlanState, RouteName } from "./sandbox/FaultPlan.js"
+import { initialState, isRouteName, nextAction, normal } from "./sandbox/FaultPlan.js"
 import * as Gemini from "./sandbox/Gemini.js"
-import * as Realtime from "./sandbox/Realtime.js"
 import * as Pages from "./sandbox/Pages.js"
-import type { Answer, Upstream } from "./sandbox/Http.js"
-import { readIncoming, recordedBody, redactHeaders, redactQuery } from "./sandbox/Http.js"
+import * as Realtime from "./sandbox/Realtime.js"
+import type { Answer } from "./sandbox/Http.js"
+import { recordedBody } from "./sandbox/Http.js"
+import type { RecordedRequest } from "./sandbox/RequestLog.js"
+import { defaultMaxBodyBytes, defaultMaxEntries, RequestLog } from "./sandbox/RequestLog.js"
+import * as Route from "./sandbox/Route.js"
 
-export type { FaultKind, FaultMix, FaultPlan, FaultStep, RouteName } from "./sandbox/FaultPlan.js"
+export type { FaultKind, FaultMix, FaultPlan, FaultStep, MidStreamKind, QuotaWindow, RouteName } from "./sandbox/FaultPlan.js"
 export { routeNames } from "./sandbox/FaultPlan.js"
 export type { EventsMode, StoredEvent } from "./sandbox/Events.js"
 export type { RealtimeConnection, RealtimeFaultStep, RealtimePlan, RealtimeRule } from "./sandbox/Realtime.js"
 export { ComputerUsePlan, parsePlan as parseComputerUsePlan, planFinished } from "./sandbox/ComputerUse.js"
 export { formTargets } from "./sandbox/Pages.js"
+export type { Outcome, RecordedRequest } from "./sandbox/RequestLog.js"
+export type { ModelTurn as GeminiModelTurn, Responder as GeminiResponder } from "./sandbox/Gemini.js"
+export { parsePlan, parsePlans, type Plans } from "./sandbox/Admin.js"
 
 /** A key given as plain text or as `Redacted`; either way only compared, never recorded or logged. */
 export type Secret = string | Redacted.Redacted<string>
@@ -90,30 +101,21 @@ export interface Options {
   readonly realtimePlan?: Realtime.RealtimePlan | undefined
   /** Answers requests carrying the `computerUse` tool, turn by turn (see `ComputerUsePlan`). */
   readonly computerUsePlan?: ComputerUse.ComputerUsePlan | undefined
-}
-
-/** What the client got: an HTTP status, or no answer at all. */
-export type Outcome = number | "hang" | "reset" | "malformed"
-
-/** One request as the sandbox saw it. Key headers and the `key` query parameter read "<redacted>". */
-export interface RecordedRequest {
-  /** 1-based arrival number across all routes. */
-  readonly sequence: number
-  /** The fault-plan route that served it, or "other" (count tokens, recent events, health, 404s…). */
-  readonly route: RouteName | "other"
-  readonly method: string
-  /** Path without the query string. */
-  readonly path: string
-  readonly query: Readonly<Record<string, string>>
-  /** Clock time at arrival, in milliseconds. */
-  readonly time: number
-  /** Lower-case names; `x-goog-api-key`, `x-api-key`, `authorization` (and cookies) redacted. */
-  readonly headers: Readonly<Record<string, string>>
-  /** Parsed JSON body, or the raw text when it is not JSON, or `undefined` when empty. */
-  readonly body: unknown
-  /** The fault the plan injected ("none" for a plain normal answer). */
-  readonly fault: FaultKind
-  readonly outcome: Outcome
+  /**
+   * Bounds of the request log, a ring that drops the oldest first: `maxEntries` requests
+   * (default 10,000) and `maxBodyBytes` of kept bodies (default 64 MiB).
+   */
+  readonly requestLog?: { readonly maxEntries?: number | undefined; readonly maxBodyBytes?: number | undefined } | undefined
+  /**
+   * The largest request body any route takes, in bytes; default: each real API's own limit
+   * (Gemini 20 MiB, Anthropic 32 MiB, observability 128 MiB).
+   */
+  readonly maxRequestBytes?: number | undefined
+  /**
+   * Extra ways of answering Gemini `generateContent`, asked in order before the default answer
+   * (e.g. a computer-use plan when the request carries the `computerUse` tool).
+   */
+  readonly geminiResponders?: ReadonlyArray<Gemini.Responder> | undefined
 }
 
 /** The sandbox could not listen (e.g. the port is in use). */
@@ -132,7 +134,7 @@ export interface Service {
   readonly setPlan: (route: RouteName, plan: FaultPlan) => Effect.Effect<void>
   /** Every route back to normal answers. */
   readonly clearPlans: Effect.Effect<void>
-  /** Every recorded request, in arrival order. */
+  /** Every recorded request still in the log (a ring: the oldest are dropped first), in arrival order. */
   readonly requests: Effect.Effect<ReadonlyArray<RecordedRequest>>
   readonly requestsFor: (route: RouteName | "other") => Effect.Effect<ReadonlyArray<RecordedRequest>>
   /** Accepted observability events, in the order stored (duplicates rejected in extended mode are not here). */
@@ -174,14 +176,23 @@ interface Running {
   readonly sockets: Set<Net.Socket>
 }
 
+const validPort = (port: number): boolean => Number.isInteger(port) && port >= 0 && port <= 65535
+
 /**
  * Starts a sandbox listening on `options.host:options.port`; it stops when the scope closes.
- * Fails with `SandboxError` when it cannot listen.
+ * Fails with `SandboxError` when it cannot listen (a port in use, a port outside 0–65535).
  */
 export const make: (options?: Options) => Effect.Effect<Service, SandboxError, Scope.Scope> = Effect.fn(
   "Sandbox.make"
 )(function*(options: Options = {}) {
   const host = options.host ?? "127.0.0.1"
+  if (options.port !== undefined && !validPort(options.port)) {
+    return yield* new SandboxError({
+      message: `sandbox cannot listen on ${host}:${options.port}: a port is an integer from 0 to 65535`,
+      host,
+      port: options.port
+    })
+  }
   const mode = options.eventsMode ?? "extended"
   const recordRequests = options.recordRequests ?? true
   const geminiKey = toRedacted(options.geminiApiKey ?? "sandbox-key")
@@ -193,10 +204,14 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
     if (isRouteName(route) && plan !== undefined) initialPlans.set(route, initialState(plan))
   }
   const plans = yield* Ref.make<ReadonlyMap<RouteName, PlanState>>(initialPlans)
-  // Plain arrays: appending to an immutable list in a Ref would cost O(n) per request.
-  const records: Array<RecordedRequest> = []
+  // Mutable structures: appending to an immutable list in a Ref would cost O(n) per request.
+  const log = new RequestLog<Route.Recorded>(
+    options.requestLog?.maxEntries ?? defaultMaxEntries,
+    options.requestLog?.maxBodyBytes ?? defaultMaxBodyBytes
+  )
   const store = new Events.EventStore()
-  const computerUse = ComputerUse.makeResponder(options.computerUsePlan)
+  const computerUse = ComputerUse.makePlayer(options.computerUsePlan)
+  const rateLimits = new Anthropic.RateLimits()
   let sequence = 0
   const realtime = yield* Realtime.make({
     apiKey: toRedacted(options.openaiApiKey ?? "sandbox-key"),
@@ -214,91 +229,91 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
       return [action, updated] as const
     })
 
-  /**
-   * Serves one route: `answer` is its normal answer, `upstream` writes its faults in the right
-   * format; `route` names its fault plan ("other": none).
-   */
-  const handle = (route: RouteName | "other", upstream: Upstream, answer: Answer) =>
-    Effect.gen(function*() {
-      const request = yield* HttpServerRequest.HttpServerRequest
-      const params = yield* HttpRouter.params
-      const time = yield* Clock.currentTimeMillis
-      const number = ++sequence
-      const text = yield* Effect.orElseSucceed(request.text, () => "")
-      const action = route === "other" ? normal : yield* takeAction(route)
-      const incoming = readIncoming(request, params, text, time, number)
-      const record = (outcome: Outcome) =>
-        Effect.sync(() => {
-          if (!recordRequests) return
-          records.push({
-            sequence: number,
-            route,
-            method: incoming.method,
-            path: incoming.path,
-            query: redactQuery(incoming.query),
-            time,
-            headers: redactHeaders(incoming.headers),
-            body: recordedBody(text),
-            fault: kindOf(action),
-            outcome
-          })
-        })
-      switch (action._tag) {
-        case "Hang": {
-          yield* record("hang")
-          // Released by the platform: a closed connection interrupts this fiber.
-          return yield* Effect.never
-        }
-        case "Reset": {
-          yield* record("reset")
-          yield* Effect.sync(() => NodeHttpServerRequest.toIncomingMessage(request).socket.resetAndDestroy())
-          return yield* Effect.never
-        }
-        case "Malformed": {
-          yield* record("malformed")
-          return upstream.malformed(incoming)
-        }
-        case "Status": {
-          const response = upstream.error(incoming, action.status, action.retryAfter)
-          yield* record(response.status)
-          if (Option.isSome(action.latency)) yield* Effect.sleep(action.latency.value)
-          return response
-        }
-        case "Normal": {
-          const response = yield* answer(incoming)
-          yield* record(response.status)
-          if (Option.isSome(action.latency)) yield* Effect.sleep(action.latency.value)
-          return response
-        }
-      }
+  const handle = Route.makeHandle({
+    maxRequestBytes: options.maxRequestBytes,
+    recordRequests,
+    log,
+    takeAction,
+    nextSequence: () => ++sequence
+  })
+
+  const requests = Effect.sync(() =>
+    log.entries().map(({ text, value }): RecordedRequest => ({ ...value, body: text === undefined ? undefined : recordedBody(text) }))
+  )
+  const requestsFor = (route: string | undefined) =>
+    Effect.map(requests, (all) => route === undefined ? all : all.filter((record) => record.route === route))
+  const setPlan = (route: RouteName, plan: FaultPlan) =>
+    Ref.update(plans, (current) => new Map(current).set(route, initialState(plan)))
+  const clearPlans = Ref.set(plans, new Map())
+  const reset = Effect.zipRight(
+    clearPlans,
+    Effect.sync(() => {
+      log.clear()
+      store.clear()
+      rateLimits.clear()
+      computerUse.setPlan(undefined)
     })
+  ).pipe(Effect.zipRight(realtime.reset))
+  const control: Admin.Control = {
+    setPlan,
+    clearPlan: (route) =>
+      Ref.update(plans, (current) => {
+        const updated = new Map(current)
+        updated.delete(route)
+        return updated
+      }),
+    clearPlans,
+    plans: Effect.map(Ref.get(plans), (current) => {
+      const out: Record<string, unknown> = {}
+      for (const [route, state] of current) {
+        out[route] = Admin.planToJson(state._tag === "Mix" ? state.mix : state.steps.slice(state.index))
+      }
+      return out
+    }),
+    requests: requestsFor,
+    events: Effect.sync(() => ({ stats: store.stats(), events: store.events() })),
+    reset
+  }
 
   const events = Events.upstream(mode)
+  const anthropic = Anthropic.upstream(rateLimits)
   const fallback: Answer = (incoming) => {
     if (incoming.path.startsWith("/v1beta/") || /^\/v1\/models\/[^/]*:/.test(incoming.path)) {
       return Effect.succeed(Gemini.upstream.notFound(incoming))
     }
-    if (incoming.path.startsWith("/v1/")) return Effect.succeed(Anthropic.upstream.notFound(incoming))
+    if (incoming.path.startsWith("/v1/")) return Effect.succeed(anthropic.notFound(incoming))
     if (incoming.method === "OPTIONS") return Events.preflight(incoming)
     if (mode === "extended" && incoming.path === "/" && incoming.method === "GET") return Events.banner(incoming)
     return Effect.succeed(events.notFound(incoming))
   }
 
+  const responders = [...(options.geminiResponders ?? []), computerUse.responder]
   // find-my-way reads `:model:generateContent` as ONE parameter named "model:generateContent"
   // (matching any action): a regex parameter ends the name, and `::` is an escaped literal colon.
+  // The real API serves every model method under both versions.
+  const geminiRoutes = <E, R>(router: HttpRouter.HttpRouter<E, R>) =>
+    ["v1", "v1beta"].reduce((self, version) =>
+      self.pipe(
+        HttpRouter.post(
+          `/${version}/models/:model(^[^/:]+)::generateContent`,
+          handle("gemini", Gemini.upstream, Gemini.generateContent(geminiKey, responders))
+        ),
+        HttpRouter.post(
+          `/${version}/models/:model(^[^/:]+)::streamGenerateContent`,
+          handle("gemini", Gemini.upstream, Gemini.streamGenerateContent(geminiKey, responders))
+        ),
+        HttpRouter.post(
+          `/${version}/models/:model(^[^/:]+)::countTokens`,
+          handle("other", Gemini.upstream, Gemini.countTokens(geminiKey))
+        )
+      ), router)
+
   const router = HttpRouter.empty.pipe(
-    HttpRouter.post(
-      "/v1beta/models/:model(^[^/:]+)::generateContent",
-      handle("gemini", Gemini.upstream, Gemini.generateContent(geminiKey, computerUse))
-    ),
-    HttpRouter.post(
-      "/v1beta/models/:model(^[^/:]+)::countTokens",
-      handle("other", Gemini.upstream, Gemini.countTokens(geminiKey))
-    ),
-    HttpRouter.post("/v1/messages", handle("anthropic", Anthropic.upstream, Anthropic.messages(anthropicKey))),
+    geminiRoutes,
+    HttpRouter.post("/v1/messages", handle("anthropic", anthropic, Anthropic.messages(anthropicKey, rateLimits))),
     HttpRouter.post(
       "/v1/messages/count_tokens",
-      handle("other", Anthropic.upstream, Anthropic.countTokens(anthropicKey))
+      handle("other", anthropic, Anthropic.countTokens(anthropicKey))
     ),
     HttpRouter.get("/v1/realtime", realtime.route),
     HttpRouter.post("/events", handle("events", events, Events.postEvent(store, mode, observabilityKey))),
@@ -312,6 +327,7 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
         )
       : identity,
     HttpRouter.get("/pages/:page", handle("other", Pages.upstream, Pages.serve)),
+    Admin.routes(control),
     HttpRouter.all("*", handle("other", events, fallback))
   )
 
@@ -373,22 +389,15 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
   return Sandbox.of({
     url: `http://${authority}`,
     port,
-    setPlan: (route, plan) => Ref.update(plans, (current) => new Map(current).set(route, initialState(plan))),
-    clearPlans: Ref.set(plans, new Map()),
-    requests: Effect.sync(() => records.slice()),
-    requestsFor: (route) => Effect.sync(() => records.filter((record) => record.route === route)),
+    setPlan,
+    clearPlans,
+    requests,
+    requestsFor,
     events: Effect.sync(() => store.events()),
     eventStats: Effect.sync(() => store.stats()),
     stop,
     start,
-    reset: Effect.zipRight(
-      Ref.set(plans, new Map()),
-      Effect.sync(() => {
-        records.length = 0
-        store.clear()
-        computerUse.setPlan(undefined)
-      })
-    ).pipe(Effect.zipRight(realtime.reset)),
+    reset,
     realtime: {
       url: `ws://${authority}/v1/realtime`,
       setPlan: realtime.setPlan,
@@ -418,6 +427,8 @@ export const run = (options?: Options): Effect.Effect<never, SandboxError> =>
           computerUse: options?.computerUsePlan === undefined
             ? "default answers"
             : `a plan of ${options.computerUsePlan.length} turns; pages at ${sandbox.url}/pages/form`,
+          admin: `${sandbox.url}${Admin.prefix}/plans`,
+          faults: Object.keys(options?.plans ?? {}).join(", ") || "none",
           keys: options?.geminiApiKey === undefined && options?.anthropicApiKey === undefined
             ? "default (\"sandbox-key\")"
             : "configured"

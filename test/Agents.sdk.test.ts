@@ -7,6 +7,7 @@ import * as NodePath from "@effect/platform-node/NodePath"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
@@ -194,17 +195,18 @@ describe.skipIf(!binaryAvailable)(`Agents.claudeAgentSdk over the Sandbox${binar
         yield* Effect.repeat(h.sandbox.requestsFor("anthropic"), {
           until: (requests) => requests.length >= 2,
           schedule: Schedule.spaced("50 millis")
-        }).pipe(Effect.timeout("15 seconds"))
+        })
         assert.isAbove(processesIn(cwd), 0)
-        const started = Date.now()
-        yield* Fiber.interrupt(fiber)
-        assert.isBelow(Date.now() - started, 5_000)
-        // The SDK reports the end once Claude Code has closed its output; the process itself is
-        // gone a few milliseconds later.
+        // Interrupting returns once the SDK has seen Claude Code close its output.
+        const exit = yield* Fiber.interrupt(fiber)
+        assert.isTrue(Exit.isInterrupted(exit))
+        // The process itself is gone a few milliseconds later: wait for it to go (the test's own
+        // timeout is the bound), rather than asserting how long that takes.
         yield* Effect.repeat(Effect.sync(() => processesIn(cwd)), {
           until: (count) => count <= 0,
           schedule: Schedule.spaced("20 millis")
-        }).pipe(Effect.timeout("1 second"))
+        })
+        assert.strictEqual(processesIn(cwd), 0)
       }).pipe(Effect.provide(h.backend))
     })), 30_000)
 

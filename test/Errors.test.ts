@@ -10,6 +10,7 @@ describe("Errors", () => {
       [new Errors.NetworkError({ service: "gemini", message: "refused" }), true],
       [Errors.operationTimeout({ operation: "agent_creation", timeout: Duration.seconds(60) }), true],
       [new Errors.RateLimited({ service: "gemini", message: "slow down" }), true],
+      [new Errors.QuotaExhausted({ service: "gemini", message: "daily quota gone" }), false],
       [new Errors.ServiceUnavailable({ service: "gemini", message: "503" }), true],
       [new Errors.InvalidRequest({ service: "gemini", message: "400" }), false],
       [new Errors.Unauthorized({ service: "gemini", message: "401" }), false],
@@ -90,6 +91,37 @@ describe("Errors", () => {
     })
     assert.strictEqual(badKey._tag, "Unauthorized")
     assert.isFalse(badKey.retryable)
+  })
+
+  it("a 429 whose QuotaFailure names a per-day quota is QuotaExhausted; a per-minute one stays RateLimited", () => {
+    const body = (quotaId: string) => ({
+      error: {
+        code: 429,
+        status: "RESOURCE_EXHAUSTED",
+        message: "You exceeded your current quota",
+        details: [
+          {
+            "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+            violations: [{ quotaId, quotaDimensions: { model: "gemini-2.5-pro" }, quotaValue: "50" }]
+          },
+          { "@type": "type.googleapis.com/google.rpc.RetryInfo", retryDelay: "13.5s" }
+        ]
+      }
+    })
+    const now = Date.parse("2026-11-29T12:00:00Z")
+    const daily = Errors.fromHttp({ service: "gemini", status: 429, body: body("GenerateRequestsPerDayPerProjectPerModel"), now })
+    assert.strictEqual(daily._tag, "QuotaExhausted")
+    assert.isFalse(daily.retryable)
+    assert.isTrue(Errors.isBig3Error(daily))
+    assert.strictEqual(millis(Errors.retryAfterOf(daily)), 13_500)
+    assert.strictEqual(
+      daily.message,
+      "gemini daily quota exhausted (GenerateRequestsPerDayPerProjectPerModel, model gemini-2.5-pro, limit 50): " +
+        "retrying within minutes will not help; the server says it resets in 13.5s (at 2026-11-29T12:00:13.500Z)"
+    )
+    const perMinute = Errors.fromHttp({ service: "gemini", status: 429, body: body("GenerateRequestsPerMinutePerProjectPerModel"), now })
+    assert.strictEqual(perMinute._tag, "RateLimited")
+    assert.strictEqual(millis(Errors.retryAfterOf(perMinute)), 13_500)
   })
 
   it("honours Anthropic's x-should-retry", () => {

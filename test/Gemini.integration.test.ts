@@ -21,7 +21,9 @@ import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
+import * as Http from "node:http"
 import type * as Net from "node:net"
 import * as CircuitBreaker from "../src/CircuitBreaker.js"
 import * as Errors from "../src/Errors.js"
@@ -304,5 +306,148 @@ describe("Gemini over loopback", () => {
         assert.notInclude(JSON.stringify(request.headers), sandboxKey)
         assert.property(request.headers, "x-goog-api-key")
       }
+    }))
+})
+
+// ---------------------------------------------------------------------------------------------
+// Streaming and quotas, over real HTTP
+// ---------------------------------------------------------------------------------------------
+
+/** As `onTestClock`, with the gap between chunks also far beyond any retry wait `driveClock` jumps. */
+const streamOnTestClock: ReliabilityConfig.Overrides = {
+  policies: { gemini: { jitter: "none" } },
+  timeouts: { gemini_api: "10 minutes", http_request_long: "10 minutes" }
+}
+
+const streamTexts = (sandboxOrUrl: { readonly url: string }, overrides: ReliabilityConfig.Overrides = streamOnTestClock) =>
+  Effect.gen(function*() {
+    const emitted: Array<string> = []
+    const layer = Gemini.layerWith({ apiKey: Redacted.make(sandboxKey), baseUrl: sandboxOrUrl.url }).pipe(
+      Layer.provideMerge(CircuitBreaker.layer),
+      Layer.provide(Layer.orDie(ReliabilityConfig.layerWith(overrides))),
+      Layer.provide(NodeHttpClient.layerUndici)
+    )
+    const exit = yield* driveClock(
+      Gemini.generateContentStream(prompt).pipe(
+        Stream.runForEach((response) => Effect.sync(() => emitted.push(Gemini.text(response)))),
+        Effect.provide(layer)
+      )
+    )
+    return { emitted, exit }
+  })
+
+/** A server written here, not ours: answers every request with `respond`. */
+const bareServer = (respond: (request: Http.IncomingMessage, response: Http.ServerResponse) => void) =>
+  Effect.acquireRelease(
+    Effect.async<Http.Server>((resume) => {
+      const server = Http.createServer((request, response) => {
+        request.resume()
+        request.on("end", () => respond(request, response))
+      })
+      server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+    }),
+    (server) =>
+      Effect.async<void>((resume) => {
+        server.closeAllConnections()
+        server.close(() => resume(Effect.void))
+      })
+  ).pipe(Effect.map((server) => {
+    const address = server.address()
+    return { url: `http://127.0.0.1:${typeof address === "object" && address !== null ? address.port : 0}` }
+  }))
+
+describe("Gemini streaming and quotas over loopback", () => {
+  it.scoped("streams the sandbox's SSE chunks; the answer is their text joined", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ geminiApiKey: sandboxKey })
+      const { emitted, exit } = yield* streamTexts(sandbox)
+      assert.isTrue(Exit.isSuccess(exit))
+      assert.deepStrictEqual(emitted, ["sandbox answer ", "to: open ", "example.com"])
+      const [recorded] = yield* geminiRequests(sandbox)
+      assert.strictEqual(recorded?.path, `/v1beta/models/${Gemini.defaultModel}:streamGenerateContent`)
+      assert.deepStrictEqual(recorded?.query, { alt: "sse" })
+    }))
+
+  it.scoped("a 503 before the first chunk is retried after 2 s; then the stream", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ geminiApiKey: sandboxKey, plans: { gemini: [503] } })
+      const { emitted, exit } = yield* streamTexts(sandbox)
+      assert.isTrue(Exit.isSuccess(exit))
+      assert.strictEqual(emitted.join(""), "sandbox answer to: open example.com")
+      const requests = yield* geminiRequests(sandbox)
+      assert.deepStrictEqual(requests.map((request) => [request.outcome, request.time - requests[0]!.time]), [[503, 0], [200, 2_000]])
+    }))
+
+  it.scoped("an error event after the first chunk ends the stream with ServiceUnavailable; nothing is retried", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ geminiApiKey: sandboxKey, plans: { gemini: [{ midStream: "error", after: 1 }] } })
+      const { emitted, exit } = yield* streamTexts(sandbox)
+      assert.deepStrictEqual(emitted, ["sandbox answer "])
+      assert.strictEqual(failureOf(exit)._tag, "ServiceUnavailable")
+      assert.lengthOf(yield* geminiRequests(sandbox), 1)
+    }))
+
+  it.scoped("a connection dropped after the first chunk ends the stream with NetworkError; nothing is retried", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ geminiApiKey: sandboxKey, plans: { gemini: [{ midStream: "reset", after: 1 }] } })
+      const { emitted, exit } = yield* streamTexts(sandbox)
+      assert.deepStrictEqual(emitted, ["sandbox answer "])
+      assert.strictEqual(failureOf(exit)._tag, "NetworkError")
+      assert.lengthOf(yield* geminiRequests(sandbox), 1)
+    }))
+
+  it.scoped("a per-day quota 429 (hint only in the body) fails at once; a per-minute one waits its RetryInfo", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ geminiApiKey: sandboxKey })
+      yield* sandbox.setPlan("gemini", [{ status: 429, retryAfter: "13 seconds", quota: "day" }])
+      const daily = failureOf(yield* driveClock(Gemini.generateContent(prompt).pipe(Effect.provide(geminiLayer(sandbox, onTestClock)))))
+      assert.strictEqual(daily._tag, "QuotaExhausted")
+      assert.lengthOf(yield* geminiRequests(sandbox), 1)
+      yield* sandbox.reset
+      yield* sandbox.setPlan("gemini", [{ status: 429, retryAfter: "45.837906927 seconds" }])
+      const exit = yield* driveClock(Gemini.generateContent(prompt).pipe(Effect.provide(geminiLayer(sandbox, onTestClock))))
+      assert.isTrue(Exit.isSuccess(exit))
+      const requests = yield* geminiRequests(sandbox)
+      assert.deepStrictEqual(requests.map((request) => request.time - requests[0]!.time), [0, 45_838])
+    }))
+
+  it.scoped("a bare SSE server: LF endings, comments, an event split across writes, then the end", () =>
+    Effect.gen(function*() {
+      const event = (text: string) => `data: ${JSON.stringify(Gemini.textResponse(text))}\n\n`
+      const server = yield* bareServer((_request, response) => {
+        response.writeHead(200, { "content-type": "text/event-stream" })
+        const whole = `: ping\n\n${event("Hello, ")}${event("world")}`
+        response.write(whole.slice(0, 40))
+        setTimeout(() => {
+          response.write(whole.slice(40))
+          response.end()
+        }, 20)
+      })
+      const { emitted, exit } = yield* streamTexts(server, { ...streamOnTestClock, policies: { gemini: { maxAttempts: 1 } } })
+      assert.isTrue(Exit.isSuccess(exit), String(exit))
+      assert.deepStrictEqual(emitted, ["Hello, ", "world"])
+    }))
+
+  it.scoped("a bare server's per-day 429 is QuotaExhausted, sent once", () =>
+    Effect.gen(function*() {
+      let requests = 0
+      const server = yield* bareServer((_request, response) => {
+        requests++
+        response.writeHead(429, { "content-type": "application/json" })
+        response.end(JSON.stringify({
+          error: {
+            code: 429,
+            status: "RESOURCE_EXHAUSTED",
+            message: "You exceeded your current quota",
+            details: [{
+              "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+              violations: [{ quotaId: "GenerateRequestsPerDayPerProjectPerModel-FreeTier" }]
+            }]
+          }
+        }))
+      })
+      const { exit } = yield* streamTexts(server)
+      assert.strictEqual(failureOf(exit)._tag, "QuotaExhausted")
+      assert.strictEqual(requests, 1)
     }))
 })

@@ -3,6 +3,7 @@ import * as HttpClientError from "@effect/platform/HttpClientError"
 import type * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import { assert, describe, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
@@ -13,6 +14,7 @@ import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Redacted from "effect/Redacted"
+import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import * as Tracer from "effect/Tracer"
 import * as CircuitBreaker from "../src/CircuitBreaker.js"
@@ -32,6 +34,8 @@ type Reply =
   | { readonly hang: true }
   | { readonly transport: string }
   | { readonly resetMidBody: true }
+  /** 200 `text/event-stream`: `events` written at once, then the body ends, stays open, or fails. */
+  | { readonly events: ReadonlyArray<string>; readonly then?: "end" | "stall" | "reset" }
 
 interface Seen {
   readonly method: string
@@ -67,6 +71,24 @@ const respond = (request: HttpClientRequest.HttpClientRequest, reply: Reply) => 
   if ("transport" in reply) {
     return Effect.fail(
       new HttpClientError.RequestError({ request, reason: "Transport", cause: new Error(reply.transport) })
+    )
+  }
+  if ("events" in reply) {
+    let pulls = 0
+    const stream = new ReadableStream<Uint8Array>({
+      // Events on the first read; the ending on the next, so a reset does not discard them.
+      pull(controller) {
+        if (pulls++ === 0 && reply.events.length > 0) {
+          for (const event of reply.events) controller.enqueue(new TextEncoder().encode(event))
+          return
+        }
+        if (reply.then === "reset") controller.error(new Error("socket hang up (ECONNRESET)"))
+        else if (reply.then === "stall") return new Promise<void>(() => {})
+        else controller.close()
+      }
+    })
+    return Effect.succeed(
+      HttpClientResponse.fromWeb(request, new Response(stream, { status: 200, headers: { "content-type": "text/event-stream" } }))
     )
   }
   if ("resetMidBody" in reply) {
@@ -609,6 +631,197 @@ describe("Gemini resilience", () => {
 // ---------------------------------------------------------------------------------------------
 // Helpers and the test layer
 // ---------------------------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------------------------
+// Streaming
+// ---------------------------------------------------------------------------------------------
+
+/** One SSE event as Gemini writes it: `data: <GenerateContentResponse>` and a blank line. */
+const sseEvent = (body: unknown) => `data: ${JSON.stringify(body)}\r\n\r\n`
+const textChunk = (text: string) => sseEvent({ candidates: [{ content: { role: "model", parts: [{ text }] }, index: 0 }] })
+
+/** Runs a stream on the TestClock (see `runTimed`), keeping what it emitted before it ended. */
+const collectTimed = <A, E>(stream: Stream.Stream<A, E>, maxSeconds = 600) =>
+  Effect.gen(function*() {
+    const emitted: Array<A> = []
+    const exit = yield* runTimed(Stream.runForEach(stream, (item) => Effect.sync(() => emitted.push(item))), maxSeconds)
+    return { emitted, exit }
+  })
+
+const texts = (responses: ReadonlyArray<Gemini.GenerateContentResponse>) => responses.map(Gemini.text)
+
+describe("Gemini.generateContentStream", () => {
+  const unavailable: Reply = { status: 503, body: googleError(503, "UNAVAILABLE", "The model is overloaded.") }
+
+  it.effect("posts to :streamGenerateContent?alt=sse and emits one response per event", () =>
+    Effect.gen(function*() {
+      const { client, seen } = fakeClient([{ events: [textChunk("Hel"), textChunk("lo "), textChunk("there")] }])
+      const { emitted, exit } = yield* collectTimed(Gemini.generateContentStream(prompt).pipe(Stream.provideLayer(geminiLayer(client))))
+      assert.isTrue(Exit.isSuccess(exit))
+      assert.deepStrictEqual(texts(emitted), ["Hel", "lo ", "there"])
+      assert.strictEqual(
+        seen[0]?.url,
+        "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-computer-use-preview-10-2025:streamGenerateContent?alt=sse"
+      )
+      assert.strictEqual(seen[0]?.headers["x-goog-api-key"], apiKey)
+      assert.deepStrictEqual(seen[0]?.body, { contents: [{ role: "user", parts: [{ text: "open example.com" }] }] })
+    }))
+
+  it.effect("an event split across reads, LF endings and comment lines parse the same", () =>
+    Effect.gen(function*() {
+      const whole = `: keep-alive\n\ndata: ${JSON.stringify(Gemini.textResponse("split"))}\n\n`
+      const { client } = fakeClient([{ events: [whole.slice(0, 30), whole.slice(30, 31), whole.slice(31)] }])
+      const { emitted } = yield* collectTimed(Gemini.generateContentStream(prompt).pipe(Stream.provideLayer(geminiLayer(client))))
+      assert.deepStrictEqual(texts(emitted), ["split"])
+    }))
+
+  it.effect("before the first chunk it retries as generateContent does: 503, 503, then the stream after 2 s and 4 s", () =>
+    Effect.gen(function*() {
+      const { client, seen } = fakeClient([unavailable, unavailable, { events: [textChunk("third time")] }])
+      const { emitted, exit } = yield* collectTimed(Gemini.generateContentStream(prompt).pipe(Stream.provideLayer(geminiLayer(client))))
+      assert.isTrue(Exit.isSuccess(exit))
+      assert.deepStrictEqual(texts(emitted), ["third time"])
+      assert.deepStrictEqual(seen.map((request) => request.at), [0, 2_000, 6_000])
+    }))
+
+  it.effect("a first chunk that does not come within gemini_api (45 s) is a retried timeout, its request aborted", () =>
+    Effect.gen(function*() {
+      const { client, seen } = fakeClient([{ events: [], then: "stall" }, { events: [textChunk("second")] }])
+      const { emitted, exit } = yield* collectTimed(Gemini.generateContentStream(prompt).pipe(Stream.provideLayer(geminiLayer(client))))
+      assert.isTrue(Exit.isSuccess(exit))
+      assert.deepStrictEqual(texts(emitted), ["second"])
+      assert.deepStrictEqual(seen.map((request) => [request.at, request.aborted]), [[0, true], [47_000, true]])
+    }))
+
+  it.effect("after the first chunk a dropped connection ends the stream with NetworkError, not retried", () =>
+    Effect.gen(function*() {
+      const { client, seen } = fakeClient([{ events: [textChunk("partial")], then: "reset" }])
+      const { emitted, exit } = yield* collectTimed(Gemini.generateContentStream(prompt).pipe(Stream.provideLayer(geminiLayer(client))))
+      assert.deepStrictEqual(texts(emitted), ["partial"])
+      assert.strictEqual(failureOf(exit)._tag, "NetworkError")
+      assert.strictEqual(seen.length, 1)
+    }))
+
+  it.effect("an error event after the first chunk ends the stream with the error its code maps to", () =>
+    Effect.gen(function*() {
+      const { client, seen } = fakeClient([{
+        events: [textChunk("partial"), sseEvent(googleError(503, "UNAVAILABLE", "The model is overloaded."))]
+      }])
+      const { emitted, exit } = yield* collectTimed(Gemini.generateContentStream(prompt).pipe(Stream.provideLayer(geminiLayer(client))))
+      assert.deepStrictEqual(texts(emitted), ["partial"])
+      const error = failureOf(exit)
+      assert.strictEqual(error._tag, "ServiceUnavailable")
+      assert.strictEqual(error.message, "gemini answered HTTP 503: UNAVAILABLE: The model is overloaded.")
+      assert.strictEqual(seen.length, 1)
+    }))
+
+  it.effect("a gap longer than http_request_long (30 s) ends the stream with OperationTimeout and aborts the request", () =>
+    Effect.gen(function*() {
+      const { client, seen } = fakeClient([{ events: [textChunk("first")], then: "stall" }])
+      const { emitted, exit } = yield* collectTimed(Gemini.generateContentStream(prompt).pipe(Stream.provideLayer(geminiLayer(client))))
+      assert.deepStrictEqual(texts(emitted), ["first"])
+      const error = failureOf(exit)
+      assert.strictEqual(error._tag, "OperationTimeout")
+      if (error._tag === "OperationTimeout") {
+        assert.strictEqual(error.operation, "http_request_long")
+        assert.strictEqual(error.message, "http_request_long timed out after 30s")
+      }
+      assert.deepStrictEqual(seen.map((request) => request.aborted), [true])
+    }))
+
+  it.effect("a body that is not an event stream of responses is a DecodeError, tried once", () =>
+    Effect.gen(function*() {
+      const { client, seen } = fakeClient([{ events: ["data: {\"candidates\": [\r\n\r\n"] }])
+      const { exit } = yield* collectTimed(Gemini.generateContentStream(prompt).pipe(Stream.provideLayer(geminiLayer(client))))
+      assert.strictEqual(failureOf(exit)._tag, "DecodeError")
+      assert.strictEqual(seen.length, 1)
+    }))
+
+  it.effect("stopping early aborts the request", () =>
+    Effect.gen(function*() {
+      const { client, seen } = fakeClient([{ events: [textChunk("one"), textChunk("two")], then: "stall" }])
+      const first = yield* Gemini.generateContentStream(prompt).pipe(
+        Stream.take(1),
+        Stream.runCollect,
+        Effect.provide(geminiLayer(client))
+      )
+      assert.deepStrictEqual(texts(Chunk.toReadonlyArray(first)), ["one"])
+      assert.deepStrictEqual(seen.map((request) => request.aborted), [true])
+    }))
+})
+
+// ---------------------------------------------------------------------------------------------
+// Quotas
+// ---------------------------------------------------------------------------------------------
+
+/** A 429 as Gemini writes it: no Retry-After header; Help, QuotaFailure and RetryInfo in the body. */
+const quotaExceeded = (quotaId: string, retryDelay?: string): Reply => ({
+  status: 429,
+  body: googleError(429, "RESOURCE_EXHAUSTED", "You exceeded your current quota, please check your plan and billing details.", [
+    {
+      "@type": "type.googleapis.com/google.rpc.Help",
+      links: [{ description: "Learn more about Gemini API quotas", url: "https://ai.google.dev/gemini-api/docs/rate-limits" }]
+    },
+    {
+      "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+      violations: [{
+        quotaMetric: "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+        quotaId,
+        quotaDimensions: { location: "global", model: "gemini-2.5-flash" },
+        quotaValue: "250"
+      }]
+    },
+    ...(retryDelay === undefined ? [] : [retryInfo(retryDelay)])
+  ])
+})
+
+describe("Gemini quotas", () => {
+  it.effect("a per-day quota fails at once with QuotaExhausted, saying when it resets", () =>
+    Effect.gen(function*() {
+      const { client, seen } = fakeClient([quotaExceeded("GenerateRequestsPerDayPerProjectPerModel-FreeTier", "13.5s")])
+      const exit = yield* runTimed(Gemini.generateContent(prompt).pipe(Effect.provide(geminiLayer(client))))
+      const error = failureOf(exit)
+      assert.strictEqual(error._tag, "QuotaExhausted")
+      if (error._tag === "QuotaExhausted") {
+        assert.isFalse(error.retryable)
+        assert.strictEqual(error.quotaId, "GenerateRequestsPerDayPerProjectPerModel-FreeTier")
+        assert.strictEqual(Duration.toMillis(error.retryAfter ?? Duration.zero), 13_500)
+        assert.strictEqual(
+          error.message,
+          "gemini daily quota exhausted (GenerateRequestsPerDayPerProjectPerModel-FreeTier, model gemini-2.5-flash, " +
+            "limit 250): retrying within minutes will not help; the server says it resets in 13.5s (at 1970-01-01T00:00:13.500Z)"
+        )
+      }
+      assert.strictEqual(seen.length, 1)
+    }))
+
+  it.effect("a per-day quota without RetryInfo says the server did not say when it resets", () =>
+    Effect.gen(function*() {
+      const { client } = fakeClient([quotaExceeded("GenerateRequestsPerDayPerProjectPerModel-FreeTier")])
+      const error = failureOf(yield* runTimed(Gemini.generateContent(prompt).pipe(Effect.provide(geminiLayer(client)))))
+      assert.strictEqual(error._tag, "QuotaExhausted")
+      assert.match(error.message, /the server did not say when it resets \(Gemini's daily quotas reset at midnight Pacific time\)$/)
+    }))
+
+  it.effect("a per-minute quota keeps waiting the body's RetryInfo (45.837906927s), with no Retry-After header", () =>
+    Effect.gen(function*() {
+      const { client, seen } = fakeClient([quotaExceeded("GenerateRequestsPerMinutePerProjectPerModel-FreeTier", "45.837906927s")])
+      const exit = yield* runTimed(Gemini.generateContent(prompt).pipe(Effect.provide(geminiLayer(client))), 120)
+      assert.isTrue(Exit.isSuccess(exit))
+      assert.strictEqual(seen.length, 2)
+      // Milliseconds are what the clock resolves: 45.837906927 s is 45,838 ms.
+      assert.strictEqual(seen[1]!.at - seen[0]!.at, 45_838)
+    }))
+
+  it.effect("a stream's per-day quota fails before any chunk, not retried", () =>
+    Effect.gen(function*() {
+      const { client, seen } = fakeClient([quotaExceeded("GenerateRequestsPerDayPerProjectPerModel-FreeTier", "60s")])
+      const { emitted, exit } = yield* collectTimed(Gemini.generateContentStream(prompt).pipe(Stream.provideLayer(geminiLayer(client))))
+      assert.lengthOf(emitted, 0)
+      assert.strictEqual(failureOf(exit)._tag, "QuotaExhausted")
+      assert.strictEqual(seen.length, 1)
+    }))
+})
 
 describe("Gemini helpers", () => {
   it.effect("layerTest answers with a fixed response or a function of the request", () =>

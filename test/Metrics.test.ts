@@ -4,21 +4,49 @@ import * as Metric from "effect/Metric"
 import * as Metrics from "../src/Metrics.js"
 
 describe("Metrics", () => {
-  it.effect("formats counters, gauges and histograms in Prometheus text format", () =>
+  it.effect("formats counters, gauges and histograms in the Prometheus text format, each series once", () =>
     Effect.gen(function*() {
       const service = "metrics-test"
       yield* Metric.incrementBy(Metrics.retries.pipe(Metric.tagged("service", service), Metric.tagged("reason", "RateLimited")), 2)
       yield* Metric.set(Metrics.breakerState.pipe(Metric.tagged("service", service)), 2)
       yield* Metric.update(Metrics.callDuration.pipe(Metric.tagged("service", service)), 0.2)
-      const text = yield* Metrics.prometheus
-      assert.include(text, "# TYPE big3_retries_total counter")
-      assert.include(text, `big3_retries_total{service="${service}",reason="RateLimited"} 2`)
-      assert.include(text, `big3_breaker_state{service="${service}"} 2`)
-      assert.include(text, "# TYPE big3_call_duration_seconds histogram")
-      assert.include(text, `big3_call_duration_seconds_bucket{service="${service}",le="0.1"} 0`)
-      assert.include(text, `big3_call_duration_seconds_bucket{service="${service}",le="0.25"} 1`)
-      assert.include(text, `big3_call_duration_seconds_bucket{service="${service}",le="+Inf"} 1`)
-      assert.include(text, `big3_call_duration_seconds_count{service="${service}"} 1`)
-      assert.strictEqual(Metrics.prometheusText(), text)
+      const ours = (yield* Metric.snapshot).filter((pair) =>
+        pair.metricKey.tags.some((tag) => tag.key === "service" && tag.value === service)
+      )
+      const bucket = (le: string, count: number) => `big3_call_duration_seconds_bucket{service="${service}",le="${le}"} ${count}`
+      assert.strictEqual(
+        Metrics.formatPrometheus(ours),
+        [
+          "# HELP big3_breaker_state Circuit breaker state: 0 closed, 1 half-open, 2 open",
+          "# TYPE big3_breaker_state gauge",
+          `big3_breaker_state{service="${service}"} 2`,
+          "# HELP big3_call_duration_seconds Duration of protected calls, all attempts and waits included",
+          "# TYPE big3_call_duration_seconds histogram",
+          bucket("0.001", 0),
+          bucket("0.005", 0),
+          bucket("0.01", 0),
+          bucket("0.025", 0),
+          bucket("0.05", 0),
+          bucket("0.1", 0),
+          bucket("0.25", 1),
+          bucket("0.5", 1),
+          bucket("1", 1),
+          bucket("2.5", 1),
+          bucket("5", 1),
+          bucket("10", 1),
+          bucket("30", 1),
+          bucket("60", 1),
+          bucket("120", 1),
+          bucket("300", 1),
+          bucket("+Inf", 1),
+          `big3_call_duration_seconds_sum{service="${service}"} 0.2`,
+          `big3_call_duration_seconds_count{service="${service}"} 1`,
+          "# HELP big3_retries_total Retries, by the error that caused them",
+          "# TYPE big3_retries_total counter",
+          `big3_retries_total{service="${service}",reason="RateLimited"} 2`,
+          ""
+        ].join("\n")
+      )
+      assert.strictEqual(Metrics.prometheusText(), yield* Metrics.prometheus)
     }))
 })

@@ -5,9 +5,11 @@ import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Clock from "effect/Clock"
+import * as ConfigError from "effect/ConfigError"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -158,6 +160,46 @@ describe("Observability", () => {
       assert.strictEqual(server.seen.length, 1)
       assert.isTrue(logs.lines.some((line) => line.startsWith("WARN") && line.includes("rejected an event")))
     }).pipe(Effect.provide(clientLayer(server)), Effect.provide(logs.layer))
+  })
+
+  it.effect("an event the server would refuse is rejected at emit, counted and logged naming the field; nothing is sent", () => {
+    const server = makeServer()
+    const logs = captureLogs()
+    return Effect.gen(function*() {
+      yield* Observability.emit(event(1, { session_id: "" }))
+      yield* Observability.emit(event(2, { source_app: "" }))
+      yield* Observability.emit(event(3, { hook_event_type: "" }))
+      yield* Observability.flush
+      const stats = yield* Observability.stats
+      assert.deepStrictEqual([stats.rejected, stats.emitted, stats.deadLettered], [3, 0, 0])
+      assert.strictEqual(server.seen.length, 0)
+      const warnings = logs.lines.filter((line) => line.startsWith("WARN"))
+      assert.deepStrictEqual(warnings, [
+        "WARN observability: rejected an event (PreToolUse): session_id is empty; the observability server refuses such an event (400 Missing required fields); 1 rejected so far",
+        "WARN observability: rejected an event (PreToolUse): source_app is empty; the observability server refuses such an event (400 Missing required fields); 2 rejected so far",
+        "WARN observability: rejected an event (): hook_event_type is empty; the observability server refuses such an event (400 Missing required fields); 3 rejected so far"
+      ])
+    }).pipe(Effect.provide(clientLayer(server)), Effect.provide(logs.layer))
+  })
+
+  it("refusedField names what the public server checks: empty strings and a missing payload", () => {
+    assert.isUndefined(Observability.refusedField(event(1)))
+    assert.strictEqual(Observability.refusedField(event(1, { source_app: "" })), "source_app")
+    assert.strictEqual(Observability.refusedField(event(1, { session_id: "", hook_event_type: "" })), "session_id")
+    assert.strictEqual(Observability.refusedField(event(1, { hook_event_type: "" })), "hook_event_type")
+    // A JavaScript caller can leave out what the types require; the deliberate cast stands for one.
+    const { payload: _payload, ...withoutPayload } = event(1)
+    assert.strictEqual(Observability.refusedField(withoutPayload as unknown as Observability.EventInput), "payload")
+    assert.isUndefined(Observability.refusedField(event(1, { session_id: " " })), "the server's check is truthiness")
+  })
+
+  it.effect("model_name is sent when the caller gives it", () => {
+    const server = makeServer()
+    return Effect.gen(function*() {
+      yield* Observability.send(event(1, { model_name: "claude-sonnet-5-5" }))
+      yield* Observability.send(event(2))
+      assert.deepStrictEqual(server.events().map((sent) => sent["model_name"]), ["claude-sonnet-5-5", undefined])
+    }).pipe(Effect.provide(clientLayer(server)))
   })
 
   it.effect("emit stamps a UUIDv7 id and the clock's timestamp and posts the public shape plus id", () => {
@@ -482,6 +524,27 @@ describe("Observability", () => {
       assert.isTrue(Exit.isFailure(exit))
       assert.include(String(Exit.isFailure(exit) ? exit.cause : ""), "BIG3_EVENTS_MODE")
     }).pipe(Effect.withConfigProvider(provider))
+  })
+
+  it.effect("an option out of range fails layerWith with a ConfigError naming it, not a defect", () => {
+    const server = makeServer()
+    const requirements = Layer.mergeAll(CircuitBreaker.layer, Layer.succeed(HttpClient.HttpClient, server.client), Store.layerMemory).pipe(
+      Layer.provideMerge(ReliabilityConfig.layerDefault)
+    )
+    const build = (options: Observability.Options) =>
+      Effect.flip(Layer.build(Observability.layerWith(options).pipe(Layer.provide(requirements))).pipe(Effect.scoped))
+    return Effect.gen(function*() {
+      const batchSize = yield* build({ url, batchSize: 0 })
+      assert.isTrue(ConfigError.isConfigError(batchSize))
+      assert.strictEqual(batchSize.message, "batchSize must be a whole number from 1 to 100000, got 0")
+      const badUrl = yield* build({ url: "ftp://example.test/events" })
+      assert.strictEqual(
+        badUrl.message,
+        `url must be an http(s) URL such as http://localhost:4000/events, got "ftp://example.test/events"`
+      )
+      const linger = yield* build({ url, redeliveryInterval: Duration.infinity })
+      assert.strictEqual(linger.message, `redeliveryInterval must be a finite duration of zero or more, got Infinity`)
+    })
   })
 
   it.effect("Metrics.events counts by kind", () => {

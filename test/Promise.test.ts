@@ -1,14 +1,17 @@
 import { afterEach, assert, beforeEach, describe, it, vi } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as ConfigError from "effect/ConfigError"
+import * as CircuitBreaker from "../src/CircuitBreaker.js"
 import * as Errors from "../src/Errors.js"
 import * as BigPromise from "../src/Promise.js"
 import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
 
 // The Promise API runs on real timers; vitest's fake timers play the TestClock's part.
+let big3: BigPromise.PromiseApi
 beforeEach(() => {
   vi.useFakeTimers()
-  BigPromise.configure(Effect.runSync(ReliabilityConfig.make({ policies: { gemini: { jitter: "none" } } })))
+  big3 = BigPromise.make({ config: Effect.runSync(ReliabilityConfig.make({ policies: { gemini: { jitter: "none" } } })) })
 })
 afterEach(() => {
   vi.useRealTimers()
@@ -31,7 +34,7 @@ describe("Promise API", () => {
   it("withRetry waits 2 s then 4 s between three attempts of the gemini policy", async () => {
     const start = Date.now()
     const { fn, calls } = flaky(2, new Errors.ServiceUnavailable({ service: "gemini", message: "503" }))
-    const result = BigPromise.withRetry(fn, "gemini", quiet)
+    const result = big3.withRetry(fn, "gemini", quiet)
     await vi.advanceTimersByTimeAsync(6000)
     assert.strictEqual(await result, "ok")
     assert.deepStrictEqual(calls.map((t) => t - start), [0, 2000, 6000])
@@ -40,7 +43,7 @@ describe("Promise API", () => {
   it("a plain error is not retried and is rethrown as is", async () => {
     const original = new TypeError("bug")
     const { fn, calls } = flaky(5, original)
-    const result = BigPromise.withRetry(fn, "gemini", quiet)
+    const result = big3.withRetry(fn, "gemini", quiet)
     const caught = await result.catch((error: unknown) => error)
     assert.strictEqual(caught, original)
     assert.strictEqual(calls.length, 1)
@@ -49,7 +52,7 @@ describe("Promise API", () => {
   it("network error codes and HTTP-like statuses are classified", async () => {
     const reset = Object.assign(new Error("socket hang up"), { code: "ECONNRESET" })
     const { fn, calls } = flaky(1, reset)
-    const result = BigPromise.withRetry(fn, "gemini", quiet)
+    const result = big3.withRetry(fn, "gemini", quiet)
     await vi.advanceTimersByTimeAsync(2000)
     assert.strictEqual(await result, "ok")
     assert.strictEqual(calls.length, 2)
@@ -59,7 +62,7 @@ describe("Promise API", () => {
 
   it("withTimeout aborts the signal of the attempt that times out", async () => {
     let seen: AbortSignal | undefined
-    const result = BigPromise.withTimeout((signal) => {
+    const result = big3.withTimeout((signal) => {
       seen = signal
       return new Promise<string>(() => {})
     }, "agent_creation")
@@ -76,7 +79,7 @@ describe("Promise API", () => {
   it("protect retries a timed-out attempt, then succeeds", async () => {
     let attempts = 0
     const signals: Array<AbortSignal> = []
-    const result = BigPromise.protect((signal) => {
+    const result = big3.protect((signal) => {
       signals.push(signal)
       attempts++
       return attempts === 1 ? new Promise<string>(() => {}) : Promise.resolve("ok")
@@ -94,8 +97,8 @@ describe("Promise API", () => {
       breaker: "gemini-promise-2",
       ...quiet
     } as const
-    for (let i = 0; i < 5; i++) await BigPromise.protect(fn, options).catch(() => undefined)
-    const error = await BigPromise.protect(fn, options).catch((e: unknown) => e)
+    for (let i = 0; i < 5; i++) await big3.protect(fn, options).catch(() => undefined)
+    const error = await big3.protect(fn, options).catch((e: unknown) => e)
     assert.instanceOf(error, Errors.CircuitOpen)
     assert.strictEqual(calls.length, 5)
   })
@@ -103,7 +106,7 @@ describe("Promise API", () => {
   it("a hint beyond the deadline fails at once with that error", async () => {
     const limited = new Errors.RateLimited({ service: "gemini", message: "429", retryAfter: Duration.seconds(30) })
     const { fn, calls } = flaky(1, limited)
-    const error = await BigPromise.protect(fn, { operation: "gemini_api", policy: "gemini", deadline: "10 seconds", ...quiet })
+    const error = await big3.protect(fn, { operation: "gemini_api", policy: "gemini", deadline: "10 seconds", ...quiet })
       .catch((e: unknown) => e)
     assert.strictEqual(error, limited)
     assert.strictEqual(calls.length, 1)
@@ -112,7 +115,7 @@ describe("Promise API", () => {
   it("the caller's signal cancels the running attempt", async () => {
     const controller = new AbortController()
     let seen: AbortSignal | undefined
-    const result = BigPromise.protect((signal) => {
+    const result = big3.protect((signal) => {
       seen = signal
       return new Promise<string>(() => {})
     }, { operation: "gemini_api", signal: controller.signal, ...quiet }).catch((e: unknown) => e)
@@ -120,5 +123,64 @@ describe("Promise API", () => {
     const error = await result
     assert.isTrue(seen?.aborted)
     assert.strictEqual(error instanceof Error ? error.message : "", "user cancelled")
+  })
+})
+
+describe("Promise API instances", () => {
+  it("a configuration that fails to load is read again at the next call, not cached", async () => {
+    const key = "BIG3_TIMEOUT_GEMINI_API"
+    const before = process.env[key]
+    try {
+      process.env[key] = "soon"
+      const first = await BigPromise.protect(async () => "ok", { operation: "gemini_api", ...quiet }).catch((e: unknown) => e)
+      assert.isTrue(ConfigError.isConfigError(first))
+      assert.include(String(first), "BIG3_TIMEOUT_GEMINI_API")
+      process.env[key] = "30"
+      assert.strictEqual(await BigPromise.protect(async () => "ok", { operation: "gemini_api", ...quiet }), "ok")
+      // The same holds inside one instance that reads the environment itself.
+      process.env[key] = "soon"
+      const lazy = BigPromise.make()
+      const refused = await lazy.withRetry(async () => "ok", "gemini", quiet).catch((e: unknown) => e)
+      assert.isTrue(ConfigError.isConfigError(refused))
+      process.env[key] = "30"
+      assert.strictEqual(await lazy.withRetry(async () => "ok", "gemini", quiet), "ok")
+    } finally {
+      if (before === undefined) delete process.env[key]
+      else process.env[key] = before
+    }
+  })
+
+  it("two instances do not share breakers; one given the Effect registry shares it", async () => {
+    const config = Effect.runSync(ReliabilityConfig.make())
+    const breakers = Effect.runSync(Effect.provideService(CircuitBreaker.make, ReliabilityConfig.ReliabilityConfig, config))
+    const first = BigPromise.make({ config, breakers })
+    const second = BigPromise.make({ config })
+    const sharing = BigPromise.make({ config, breakers })
+    const { fn } = flaky(100, new Errors.ServiceUnavailable({ service: "gemini", message: "503" }))
+    const options = {
+      operation: "gemini_api",
+      policy: { ...ReliabilityConfig.defaultPolicies.gemini, maxAttempts: 1 },
+      breaker: "gemini",
+      ...quiet
+    } as const
+    for (let i = 0; i < 5; i++) await first.protect(fn, options).catch(() => undefined)
+    assert.strictEqual(breakers.get("gemini").state(Date.now()), "open")
+    assert.instanceOf(await sharing.protect(async () => "ok", options).catch((e: unknown) => e), Errors.CircuitOpen)
+    assert.strictEqual(await second.protect(async () => "ok", options), "ok")
+  })
+
+  it("a protector built once runs many calls with the same breaker", async () => {
+    const gemini = big3.protector({ operation: "gemini_api", policy: "gemini", breaker: "gemini-protector", ...quiet })
+    assert.deepStrictEqual(await Promise.all([gemini(async () => 1), gemini(async () => 2)]), [1, 2])
+    const { fn, calls } = flaky(100, new Errors.ServiceUnavailable({ service: "gemini", message: "503" }))
+    const once = big3.protector({
+      operation: "gemini_api",
+      policy: { ...ReliabilityConfig.defaultPolicies.gemini, maxAttempts: 1 },
+      breaker: "gemini-protector",
+      ...quiet
+    })
+    for (let i = 0; i < 6; i++) await once(fn).catch(() => undefined)
+    assert.strictEqual(calls.length, 5)
+    assert.instanceOf(await gemini(async () => 3).catch((e: unknown) => e), Errors.CircuitOpen)
   })
 })

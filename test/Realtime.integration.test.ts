@@ -4,8 +4,10 @@
  * `session_expired`, `error` events). Timeouts on the `TestClock`.
  */
 import { assert, describe, it } from "@effect/vitest"
+import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
@@ -15,7 +17,7 @@ import * as Realtime from "../src/Realtime.js"
 import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
 import * as Sandbox from "../src/Sandbox.js"
 import { at, each } from "./support/json.js"
-import { advanceUntil, waitForTimer, waitUntil } from "./support/wsServer.js"
+import { waitForTimer, waitUntil } from "./support/wsServer.js"
 
 const client = (sandbox: Sandbox.Service, apiKey = "sandbox-key") =>
   Realtime.layerWith({ url: sandbox.realtime.url, apiKey: Redacted.make(apiKey) }).pipe(
@@ -163,8 +165,18 @@ describe("Realtime against the sandbox", () => {
       const turn = yield* Effect.fork(session.send("hello?"))
       yield* waitUntil("the stall", Effect.map(sandbox.realtime.connections, (all) => all[0]?.outcome === "stalled"))
       // The watchdog re-arms with each event the client reads, so its deadline is not known
-      // here: step the clock by the silence allowed until the session has moved on.
-      yield* advanceUntil("the reconnection", Duration.seconds(30), Effect.map(sandbox.realtime.connections, (all) => all.length === 2))
+      // here: step the clock by the silence allowed until the client has noticed, which shows as
+      // the network backoff's timer (10 ms). Then step just that far: no virtual time passes
+      // while the new connection's real handshake is in flight, so its own timeouts cannot fire.
+      let noticed = false
+      for (let step = 0; step < 5 && !noticed; step++) {
+        yield* TestClock.adjust(Duration.seconds(30))
+        const backoffEnds = (yield* Clock.currentTimeMillis) + 10
+        noticed = Exit.isSuccess(yield* Effect.exit(waitForTimer(backoffEnds, 1_000)))
+      }
+      assert.isTrue(noticed, "the client noticed the stall and waits its backoff")
+      yield* TestClock.adjust("10 millis")
+      yield* waitUntil("the reconnection", Effect.map(sandbox.realtime.connections, (all) => all.length === 2))
       assert.strictEqual((yield* Fiber.join(turn)).text, "sandbox answer to: hello?")
       assert.deepStrictEqual((yield* sandbox.realtime.connections).map((connection) => connection.outcome), ["stalled", "open"])
       assert.deepStrictEqual((yield* session.stats).reconnects, [{ reason: "stalled", attempt: 1 }])

@@ -2,6 +2,7 @@ import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -250,6 +251,19 @@ describe("ReliabilityConfig", () => {
       assert.include(error.message, "does not exist")
     }))
 
+  it.effect("BIG3_CONFIG is read as every path setting is: trimmed, blank is unset, a NUL is a ConfigError", () =>
+    Effect.gen(function*() {
+      const file = tempFile(JSON.stringify({ timeouts: { gemini_api: 30 } }))
+      const padded = yield* loadWith({ BIG3_CONFIG: `  ${file}  ` })
+      assert.strictEqual(padded.configFile, file)
+      assert.strictEqual(seconds(padded.timeoutOf("gemini_api")), 30)
+      const blank = yield* loadWith({ BIG3_CONFIG: "   " })
+      assert.strictEqual(blank.configFile, undefined)
+      const error = yield* Effect.flip(loadWith({ BIG3_CONFIG: `${file}\u0000` }))
+      assert.strictEqual(error._op, "InvalidData")
+      assert.strictEqual(error.message, "BIG3_CONFIG: a path cannot contain a NUL character")
+    }))
+
   it.effect("a config file that is not JSON is an error", () =>
     Effect.gen(function*() {
       const file = tempFile("{ timeouts: ")
@@ -295,5 +309,45 @@ describe("ReliabilityConfig", () => {
       const error = yield* Effect.flip(ReliabilityConfig.make({ timeouts: { gemini_api: -1 } }))
       assert.include(error.message, "BIG3_TIMEOUT_GEMINI_API=-1")
       assert.include(error.message, "overrides")
+    }))
+
+  it.effect("layerWith validates every override as the environment does (maxAttempts 0, factor -3)", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(Layer.build(ReliabilityConfig.layerWith({
+        policies: { gemini: { maxAttempts: 0, factor: -3 } }
+      })).pipe(Effect.scoped))
+      assert.strictEqual(error._op, "InvalidData")
+      assert.strictEqual(
+        error.message,
+        `BIG3_RETRY_GEMINI_MAX_ATTEMPTS=0 (from the overrides given to layerWith) is not valid: ` +
+          `expected a whole number of attempts from 1 to 1000`
+      )
+      const factor = yield* Effect.flip(ReliabilityConfig.make({ policies: { gemini: { factor: -3 } } }))
+      assert.include(factor.message, "BIG3_RETRY_GEMINI_FACTOR=-3")
+      const ratio = yield* Effect.flip(ReliabilityConfig.make({ breakers: { anthropic: { failureRatio: 2 } } }))
+      assert.include(ratio.message, "BIG3_BREAKER_ANTHROPIC_FAILURE_RATIO=2")
+      const budget = yield* Effect.flip(ReliabilityConfig.make({ budget: { minRetries: -1 } }))
+      assert.include(budget.message, "BIG3_BUDGET_MIN_RETRIES=-1")
+      const zero = yield* Effect.flip(ReliabilityConfig.make({ policies: { custom: { initialDelay: Duration.zero } } }))
+      assert.include(zero.message, "BIG3_RETRY_CUSTOM_INITIAL_DELAY")
+      assert.include(zero.message, "zero")
+    }))
+
+  it.effect("layerWith names an unknown field or operation id with a hint, and shows overrides as their source", () =>
+    Effect.gen(function*() {
+      // A caller without the types (plain JavaScript, parsed JSON) can name anything.
+      const timeouts: Record<string, number> = { gemini_apii: 5 }
+      const error = yield* Effect.flip(ReliabilityConfig.make({ timeouts }))
+      assert.include(error.message, `unknown operation id "timeouts.gemini_apii" (did you mean "gemini_api"?)`)
+      const config = yield* ReliabilityConfig.make({
+        timeouts: { gemini_api: 30 },
+        policies: { custom: { maxAttempts: 7 } }
+      })
+      assert.strictEqual(config.policyOf("custom").maxAttempts, 7)
+      assert.strictEqual(Duration.toMillis(config.policyOf("custom").initialDelay), 1000)
+      const sourceOf = (key: string) => config.entries.find((entry) => entry.key === key)?.source
+      assert.strictEqual(sourceOf("BIG3_TIMEOUT_GEMINI_API"), "override")
+      assert.strictEqual(sourceOf("BIG3_RETRY_CUSTOM_MAX_ATTEMPTS"), "override")
+      assert.strictEqual(sourceOf("BIG3_RETRY_GEMINI_MAX_ATTEMPTS"), "default")
     }))
 })

@@ -2,14 +2,19 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as TestClock from "effect/TestClock"
 import * as CircuitBreaker from "../src/CircuitBreaker.js"
 import * as Errors from "../src/Errors.js"
+import * as Metrics from "../src/Metrics.js"
 import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
 import * as Resilience from "../src/Resilience.js"
 
@@ -77,17 +82,24 @@ describe("Resilience.withRetry", () => {
       assert.deepStrictEqual(gaps(yield* times), [2000, 4000])
     }))
 
-  it.effect("with jitter each wait is within [0.8, 1.2] of 2 s and 4 s", () =>
+  it.effect("with jitter each wait is scaled by 0.8 + 0.4 × a random draw (draws 0 and 0.75: 1.6 s, 4.4 s)", () =>
     Effect.gen(function*() {
-      for (let run = 0; run < 5; run++) {
-        const { call, times } = yield* scripted([unavailable, unavailable, unavailable])
-        yield* runFor(Resilience.withRetry(ReliabilityConfig.defaultPolicies.gemini)(call), "10 seconds")
-        const [first, second] = gaps(yield* times)
-        assert.isDefined(first)
-        assert.isDefined(second)
-        assert.isTrue(first! >= 1600 && first! <= 2400, `first wait ${first}`)
-        assert.isTrue(second! >= 3200 && second! <= 4800, `second wait ${second}`)
-      }
+      const { call, times } = yield* scripted([unavailable, unavailable, unavailable])
+      yield* runFor(
+        Resilience.withRetry(ReliabilityConfig.defaultPolicies.gemini)(call).pipe(Effect.withRandomFixed([0, 0.75])),
+        "10 seconds"
+      )
+      // Without jitter these would be 2000 and 4000.
+      assert.deepStrictEqual(gaps(yield* times), [1600, 4400])
+    }))
+
+  it.effect("jittered waits stay within maxDelay", () =>
+    Effect.gen(function*() {
+      const { call, times } = yield* scripted([unavailable, unavailable, unavailable])
+      const policy = { ...ReliabilityConfig.defaultPolicies.gemini, maxDelay: Duration.seconds(3) }
+      yield* runFor(Resilience.withRetry(policy)(call).pipe(Effect.withRandomFixed([0.999, 0.999])), "10 seconds")
+      // 2 s × 1.1996 = 2399.2 ms, then 4 s × 1.1996 capped at 3 s.
+      assert.deepStrictEqual(gaps(yield* times).map(Math.round), [2399, 3000])
     }))
 
   it.effect("maxDelay caps every wait", () =>
@@ -246,5 +258,135 @@ describe("Resilience.protect", () => {
       assert.strictEqual(error._tag, "CircuitOpen")
       assert.strictEqual(yield* Ref.get(calls), 5)
       assert.strictEqual(yield* CircuitBreaker.state("gemini"), "open")
+    }).pipe(Effect.provide(services)))
+})
+
+describe("Resilience.makeProtect options", () => {
+  it.effect("timeout: another operation id or a duration bounds each attempt instead of the operation's", () =>
+    Effect.gen(function*() {
+      const byId = yield* Resilience.makeProtect({ operation: "gemini_api", timeout: "db_query", policy: noJitter({ maxAttempts: 1 }) })
+      const byDuration = yield* Resilience.makeProtect({ operation: "gemini_api", timeout: "250 millis", policy: noJitter({ maxAttempts: 1 }) })
+      const first = yield* Effect.flip(yield* runFor(byId(Effect.never), "5 seconds"))
+      assert.strictEqual(first._tag, "OperationTimeout")
+      assert.strictEqual(first.message, "gemini_api timed out after 5s")
+      const second = yield* Effect.flip(yield* runFor(byDuration(Effect.never), "250 millis"))
+      assert.strictEqual(second.message, "gemini_api timed out after 250ms")
+    }).pipe(Effect.provide(services)))
+
+  it.effect("deadlineAt of a call: no retry waits past it; the call fails with its last error", () =>
+    Effect.gen(function*() {
+      const { call, times } = yield* scripted([unavailable, unavailable])
+      const protect = yield* Resilience.makeProtect({ operation: "gemini_api", policy: "gemini" })
+      // The first wait (2 s) ends before 3 s, the second (4 s) would end at 6 s: stop then.
+      const exit = yield* runFor(protect(call, { deadlineAt: 3_000 }), "10 seconds")
+      assert.strictEqual(Effect.runSync(Effect.flip(exit))._tag, "ServiceUnavailable")
+      assert.deepStrictEqual(yield* times, [0, 2000])
+    }).pipe(Effect.provide(services)))
+
+  it.effect("quiet logs retries and the final failure at Debug", () =>
+    Effect.gen(function*() {
+      const { layer, lines } = captureLogs()
+      const { call } = yield* scripted([unavailable, unavailable, unavailable])
+      const loud = yield* Resilience.makeProtect({ operation: "gemini_api", policy: "gemini" })
+      const quiet = yield* Resilience.makeProtect({ operation: "gemini_api", policy: "gemini", quiet: true })
+      yield* runFor(quiet(call).pipe(Effect.provide(layer), Logger.withMinimumLogLevel(LogLevel.Debug)), "10 seconds")
+      const levels = () => lines.filter((line) => line.includes("gemini_api attempt")).map((line) => line.split(" ")[0])
+      assert.deepStrictEqual(levels(), ["DEBUG", "DEBUG", "DEBUG"])
+      lines.length = 0
+      const again = yield* scripted([unavailable, unavailable, unavailable])
+      yield* runFor(loud(again.call).pipe(Effect.provide(layer), Logger.withMinimumLogLevel(LogLevel.Debug)), "10 seconds")
+      assert.deepStrictEqual(levels(), ["WARN", "WARN", "ERROR"])
+    }).pipe(Effect.provide(services)))
+
+  it.effect("onAttempt sees every attempt's number; budget: false keeps a breaker's calls out of the budget", () =>
+    Effect.gen(function*() {
+      const seen: Array<number> = []
+      const { call } = yield* scripted([unavailable, unavailable])
+      const protect = yield* Resilience.makeProtect({
+        operation: "gemini_api",
+        policy: "gemini",
+        breaker: "gemini",
+        budget: false,
+        onAttempt: (n) => seen.push(n)
+      })
+      const exit = yield* runFor(protect(call), "10 seconds")
+      assert.strictEqual(exit._tag, "Success")
+      assert.deepStrictEqual(seen, [1, 2, 3])
+      const rejected = yield* Metric.value(Metrics.budgetRejections.pipe(Metric.tagged("service", "gemini")))
+      assert.strictEqual(rejected.count, 0)
+    }).pipe(Effect.provide(services)))
+
+  it.effect("an attempt's FiberRef changes are kept, as with inline code (TestClock)", () =>
+    Effect.gen(function*() {
+      const ref = FiberRef.unsafeMake("outside")
+      const protect = yield* Resilience.makeProtect({ operation: "gemini_api", policy: "gemini" })
+      const call = Effect.zipRight(FiberRef.set(ref, "inside"), Effect.sleep("1 second"))
+      const seen = yield* runFor(Effect.zipRight(protect(call), FiberRef.get(ref)), "1 second")
+      assert.deepStrictEqual(seen, Exit.succeed("inside"))
+    }).pipe(Effect.provide(services)))
+
+  it.live("an attempt's FiberRef changes are kept on the live clock too: one code path for both clocks", () =>
+    Effect.gen(function*() {
+      const ref = FiberRef.unsafeMake("outside")
+      const protect = yield* Resilience.makeProtect({ operation: "gemini_api", policy: "gemini" })
+      yield* protect(Effect.zipRight(FiberRef.set(ref, "inside"), Effect.sleep("1 millis")))
+      assert.strictEqual(yield* FiberRef.get(ref), "inside")
+    }).pipe(Effect.provide(services)))
+
+  it.effect("a timed-out attempt leaves the caller's fiber running: the call fails and the caller goes on", () =>
+    Effect.gen(function*() {
+      const protect = yield* Resilience.makeProtect({ operation: "gemini_api", policy: noJitter({ maxAttempts: 1 }) })
+      const caller = Effect.gen(function*() {
+        const error = yield* Effect.flip(protect(Effect.never))
+        yield* Effect.sleep("1 second")
+        return error._tag
+      })
+      assert.deepStrictEqual(yield* runFor(caller, "46 seconds"), Exit.succeed("OperationTimeout"))
+    }).pipe(Effect.provide(services)))
+
+  it.effect("a timed-out attempt does not interrupt fibers the caller forked before it", () =>
+    Effect.gen(function*() {
+      const protect = yield* Resilience.makeProtect({ operation: "gemini_api", policy: noJitter({ maxAttempts: 1 }) })
+      const caller = Effect.gen(function*() {
+        const background = yield* Effect.fork(Effect.never)
+        const error = yield* Effect.flip(protect(Effect.never))
+        // An interruption would reach it as a message: give it every chance to arrive.
+        yield* Effect.repeatN(Effect.yieldNow(), 50)
+        const alive = Option.isNone(yield* Fiber.poll(background))
+        yield* Fiber.interrupt(background)
+        return [error._tag, alive] as const
+      })
+      assert.deepStrictEqual(yield* runFor(caller, "46 seconds"), Exit.succeed(["OperationTimeout", true] as const))
+    }).pipe(Effect.provide(services)))
+
+  it.effect("interrupting the caller during an attempt interrupts the call; it is not taken for a timeout", () =>
+    Effect.gen(function*() {
+      const protect = yield* Resilience.makeProtect({ operation: "gemini_api", policy: "gemini" })
+      const fiber = yield* Effect.fork(protect(Effect.never))
+      yield* TestClock.adjust("10 seconds")
+      const exit = yield* Fiber.interrupt(fiber)
+      assert.isTrue(Exit.isInterrupted(exit))
+    }).pipe(Effect.provide(services)))
+})
+
+describe("Resilience.protect", () => {
+  it.effect("uses the ReliabilityConfig provided to each call, not the first one it saw", () =>
+    Effect.gen(function*() {
+      const protect = Resilience.protect({ operation: "gemini_api", policy: "gemini" })
+      const registry = yield* CircuitBreaker.CircuitBreaker
+      const withTimeout = (seconds: number) =>
+        protect(Effect.never).pipe(
+          Effect.provide(ReliabilityConfig.layerWith({
+            timeouts: { gemini_api: seconds },
+            policies: { gemini: { maxAttempts: 1 } }
+          })),
+          Effect.provideService(CircuitBreaker.CircuitBreaker, registry),
+          Effect.flip
+        )
+      const first = yield* Effect.fork(withTimeout(10))
+      const second = yield* Effect.fork(withTimeout(20))
+      yield* TestClock.adjust("20 seconds")
+      assert.strictEqual((yield* Fiber.join(first)).message, "gemini_api timed out after 10s")
+      assert.strictEqual((yield* Fiber.join(second)).message, "gemini_api timed out after 20s")
     }).pipe(Effect.provide(services)))
 })

@@ -17,7 +17,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import * as Agents from "../src/Agents.js"
 import * as CircuitBreaker from "../src/CircuitBreaker.js"
-import { OperationTimeout, RateLimited } from "../src/Errors.js"
+import { OperationTimeout, QuotaExhausted, RateLimited } from "../src/Errors.js"
 import * as Observability from "../src/Observability.js"
 import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
 import * as Runner from "../src/Runner.js"
@@ -132,5 +132,14 @@ describe("Runner", () => {
       const limited = new RateLimited({ service: "anthropic", status: 429, retryAfter: Duration.millis(1500), message: "slow down" })
       assert.deepStrictEqual(trip(limited), limited)
       assert.instanceOf(trip(limited), RateLimited)
+      const quota = new QuotaExhausted({
+        service: "gemini",
+        status: 429,
+        quotaId: "GenerateRequestsPerDayPerProjectPerModel",
+        retryAfter: Duration.hours(3),
+        message: "daily quota exhausted"
+      })
+      assert.deepStrictEqual(trip(quota), quota)
+      assert.instanceOf(trip(quota), QuotaExhausted)
     }), { timeout: 60_000 })
 })

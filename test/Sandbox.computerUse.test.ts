@@ -80,7 +80,12 @@ describe("Sandbox computer use", () => {
         yield* generate(sandbox.url, task)
       ]
       assert.deepStrictEqual(replies.map((reply) => reply.status), [503, 429, 200, 200, 200, 200])
-      assert.strictEqual(at(replies[1]?.body, "error", "details", 0, "retryDelay"), "1s")
+      // A real 429 carries the wait in the body's RetryInfo detail only (no Retry-After header).
+      const details = at(replies[1]?.body, "error", "details")
+      const retryInfo = Array.isArray(details)
+        ? details.find((detail) => at(detail, "@type") === "type.googleapis.com/google.rpc.RetryInfo")
+        : undefined
+      assert.strictEqual(at(retryInfo, "retryDelay"), "1s")
       assert.deepStrictEqual(
         replies.slice(2).map((reply) => at(reply.body, "candidates", 0, "finishReason")),
         ["STOP", "MALFORMED_FUNCTION_CALL", "STOP", "STOP"]
@@ -145,9 +150,10 @@ describe("big3 sandbox --computer-use-plan", () => {
       }
       assert.isTrue(Either.isRight(reply))
       if (Either.isRight(reply)) {
-        assert.deepStrictEqual(at(reply.right.body, "candidates", 0, "content", "parts"), [
-          { functionCall: { name: "navigate", args: { url: "http://example.test/" } } }
-        ])
+        // The default model is a thinking Gemini 2.5 model: its first function call comes signed.
+        const part = at(reply.right.body, "candidates", 0, "content", "parts", 0)
+        assert.deepStrictEqual(at(part, "functionCall"), { name: "navigate", args: { url: "http://example.test/" } })
+        assert.isString(at(part, "thoughtSignature"))
       }
       yield* Fiber.interrupt(server)
     }))

@@ -2,12 +2,14 @@
  * `big3 events …` in-process, against a Sandbox over 127.0.0.1, with the SQLite store in a temp
  * state directory per test and small retry delays.
  */
+import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as Sandbox from "../src/Sandbox.js"
+import * as Store from "../src/Store.js"
 import { big3 } from "./support/cli.js"
 
 const tempStateDir = Effect.acquireRelease(
@@ -134,5 +136,41 @@ describe("big3 events", () => {
       const result = yield* big3(["events", "stats"], { ...env, BIG3_EVENTS_MODE: "sometimes" })
       assert.strictEqual(result.code, 78)
       assert.include(result.stderr, "BIG3_EVENTS_MODE")
+    }))
+
+  it.scopedLive("a spool that cannot be read is not 'empty': flush and dead-letters exit 1 and say why", () =>
+    Effect.gen(function*() {
+      const { env } = yield* setup
+      // Tables whose rows cannot be read (a column that fails when evaluated), though counting works.
+      const filename = path.join(env["BIG3_STATE_DIR"] ?? "", "big3.db")
+      const unreadable = (table: string, column: string) =>
+        `ALTER TABLE ${table} ADD COLUMN ${column} TEXT GENERATED ALWAYS AS (json_extract('{broken', '$')) VIRTUAL`
+      yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
+        Effect.all([
+          sql.unsafe(`CREATE TABLE observability_spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL,
+            epoch INTEGER NOT NULL DEFAULT 0, ordinal INTEGER NOT NULL DEFAULT 0, spooled_at INTEGER NOT NULL DEFAULT 0,
+            held INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT)`),
+          sql`INSERT INTO observability_spool (id) VALUES ('kept')`,
+          sql.unsafe(unreadable("observability_spool", "body")),
+          sql.unsafe(`CREATE TABLE observability_dead_letter (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL,
+            body TEXT NOT NULL, epoch INTEGER NOT NULL DEFAULT 0, ordinal INTEGER NOT NULL DEFAULT 0, status INTEGER,
+            failed_at INTEGER NOT NULL DEFAULT 0)`),
+          sql`INSERT INTO observability_dead_letter (id, body) VALUES ('refused', '{}')`,
+          sql.unsafe(unreadable("observability_dead_letter", "reason"))
+        ], { discard: true })
+      ).pipe(Effect.provide(Store.layer({ filename })), Effect.scoped)
+      const flushed = yield* big3(["events", "flush"], env)
+      assert.strictEqual(flushed.code, 1, flushed.stdout)
+      assert.strictEqual(flushed.stdout, "")
+      assert.match(flushed.stderr, /^big3 events flush: SqlError: cannot read the spool: .*malformed JSON/)
+      const letters = yield* big3(["events", "dead-letters"], env)
+      assert.strictEqual(letters.code, 1, letters.stdout)
+      assert.match(letters.stderr, /^big3 events dead-letters: SqlError: cannot read the dead letters: .*malformed JSON/)
+      // Nothing was lost: the row is still there.
+      const rows = yield* Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ id: string }>`SELECT id FROM observability_spool`).pipe(
+        Effect.provide(Store.layer({ filename })),
+        Effect.scoped
+      )
+      assert.deepStrictEqual(rows.map((row) => row.id), ["kept"])
     }))
 })

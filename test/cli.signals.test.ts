@@ -1,6 +1,7 @@
 /**
  * The `big3` bin as a process (`node --import tsx src/cli/main.ts`, no build needed): exit codes
- * after SIGINT / SIGTERM, for a bad command and for bad configuration. Everything on 127.0.0.1.
+ * after SIGINT / SIGTERM, for a bad command and for bad configuration; `big3 sandbox --faults`
+ * driven by another process through its admin API. Everything on 127.0.0.1.
  */
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { assert, describe, it } from "@effect/vitest"
@@ -14,6 +15,7 @@ import { run } from "../src/cli/app.js"
 import * as Sandbox from "../src/Sandbox.js"
 import { exitCodeOf, spawnBig3, startUp, waitForOutput } from "./support/bin.js"
 import { captureConsole, captureLogs } from "./support/capture.js"
+import { each } from "./support/json.js"
 
 /** After a signal: interrupt, run the finalizers (flush events), exit. */
 const shutdown = Duration.seconds(6)
@@ -71,5 +73,43 @@ describe("big3 process", () => {
       const big3 = yield* spawnBig3(["config"], { BIG3_TIMEOUT_GEMINI_API: "abc" })
       assert.strictEqual(yield* exitCodeOf(big3, startUp), 78)
       assert.include(big3.stderr(), "BIG3_TIMEOUT_GEMINI_API")
+    }))
+
+  it.scopedLive("another process drives `big3 sandbox --faults FILE` through the admin API", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempStateDir
+      const faults = path.join(dir, "faults.json")
+      fs.writeFileSync(faults, JSON.stringify({ gemini: [503, { status: 429, retryAfter: "2 seconds", quota: "day" }] }))
+      const big3 = yield* spawnBig3(["sandbox", "--port", "0", "--faults", faults])
+      yield* waitForOutput(big3, big3.stderr, /big3 sandbox listening on http:\/\/127\.0\.0\.1:\d+/)
+      const url = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(big3.stderr())![1]!
+      const fetchJson = (target: string, init: RequestInit = {}) =>
+        Effect.tryPromise(async () => {
+          const response = await fetch(`${url}${target}`, { ...init, signal: AbortSignal.timeout(5_000) })
+          const text = await response.text()
+          const body: unknown = text === "" ? undefined : JSON.parse(text)
+          return { status: response.status, body }
+        })
+      const ask = fetchJson("/v1beta/models/gemini-2.5-flash:generateContent", {
+        method: "POST",
+        headers: { "x-goog-api-key": "sandbox-key" },
+        body: JSON.stringify({ contents: [{ parts: [{ text: "hi" }] }] })
+      })
+      // The file's plan is in force from the start.
+      assert.deepStrictEqual(yield* fetchJson("/__sandbox/plans"), {
+        status: 200,
+        body: { gemini: [503, { status: 429, retryAfter: 2000, quota: "day" }] }
+      })
+      assert.strictEqual((yield* ask).status, 503)
+      // The admin API replaces it while the sandbox runs.
+      const put = yield* fetchJson("/__sandbox/plans/gemini", { method: "PUT", body: JSON.stringify([500]) })
+      assert.strictEqual(put.status, 204)
+      assert.deepStrictEqual([(yield* ask).status, (yield* ask).status], [500, 200])
+      const recorded = yield* fetchJson("/__sandbox/requests?route=gemini")
+      assert.deepStrictEqual(each(recorded.body, "outcome"), [503, 500, 200])
+      big3.child.kill("SIGTERM")
+      assert.strictEqual(yield* exitCodeOf(big3, shutdown), 143)
+      const pid = big3.child.pid!
+      assert.throws(() => process.kill(pid, 0), /ESRCH/, "the sandbox process is gone")
     }))
 })

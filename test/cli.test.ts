@@ -4,9 +4,11 @@ import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as fs from "node:fs"
-import { run } from "../src/cli/app.js"
+import { report, run } from "../src/cli/app.js"
+import { loadModule } from "../src/cli/shared.js"
 import { version } from "../src/cli/version.js"
 import * as Metrics from "../src/Metrics.js"
+import * as Sandbox from "../src/Sandbox.js"
 import { captureConsole } from "./support/capture.js"
 
 const big3 = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
@@ -56,6 +58,31 @@ describe("big3 CLI", () => {
       const { stdout } = yield* big3(["config", "--json", "--metrics"])
       assert.include(stdout, "# TYPE big3_calls_total counter")
       assert.include(stdout, `big3_calls_total{service="cli-test"} 1`)
+    }))
+
+  it.scopedLive("gemini asks the configured server through the runtime's Gemini stage and prints the answer", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make()
+      const env = { GEMINI_API_KEY: "sandbox-key", GEMINI_BASE_URL: sandbox.url, BIG3_STATE_DIR: "/nonexistent/big3-state" }
+      const { exit, stdout } = yield* big3(["gemini", "hello cli"], env)
+      assert.deepStrictEqual(exit._tag === "Success" ? exit.value : undefined, 0)
+      assert.strictEqual(stdout, "sandbox answer to: hello cli")
+      const refused = yield* big3(["gemini", "hello cli"], { ...env, GEMINI_API_KEY: "" })
+      assert.deepStrictEqual(refused.exit._tag === "Success" ? refused.exit.value : undefined, 1)
+      assert.strictEqual(refused.stderr, "big3 gemini: Unauthorized: GEMINI_API_KEY is not set: set it to a Gemini API key; no request was sent")
+    }))
+
+  it.effect("a command whose module fails to load says so in one line and exits 1, without a stack trace", () =>
+    Effect.gen(function*() {
+      const missing = Object.assign(new Error("Cannot find module './events-run.js'"), { code: "ERR_MODULE_NOT_FOUND" })
+      const { exit, stderr } = yield* captureConsole(
+        Effect.catchAllCause(Effect.as(loadModule("events", () => Promise.reject(missing)), 0), (cause) => report(cause))
+      )
+      assert.deepStrictEqual(exit._tag === "Success" ? exit.value : undefined, 1)
+      assert.strictEqual(
+        stderr,
+        "big3 events: cannot load its module (Cannot find module './events-run.js'); reinstall big3 (npm install) and try again"
+      )
     }))
 
   it("the CLI version matches package.json", () => {

@@ -24,10 +24,13 @@ describe("big3 demo", () => {
       assert.strictEqual(network?.waits.length, 2)
       assert.isTrue(network?.ok)
 
+      // How long the waits were is measured on the live clock, so the test does not compare it:
+      // the TestClock tests of Resilience and Agents pin the timing; each scenario's own `ok`
+      // says whether what it measured matched its claim.
       const rateLimit = byName.get("API rate limit")
-      const hint = Number(rateLimit?.details["hintMs"])
       assert.strictEqual(rateLimit?.attempts, 2)
-      assert.isAtLeast(rateLimit?.waits[0] ?? 0, hint, "the wait after the 429 is at least the server's hint")
+      assert.strictEqual(rateLimit?.waits.length, 1)
+      assert.isTrue(rateLimit?.ok)
 
       const restart = byName.get("observability server restart")
       assert.strictEqual(restart?.eventsLost, 0)
@@ -35,8 +38,8 @@ describe("big3 demo", () => {
       assert.isAbove(Number(restart?.details["spooled"]), 0, "some events went through the spool")
 
       const longRunning = byName.get("long-running operation")
-      assert.include(longRunning?.outcome, "cut at its")
-      assert.isAtLeast(Number(longRunning?.details["endedAfterMs"]), Number(longRunning?.details["deadlineMs"]))
+      assert.strictEqual(longRunning?.outcome, `command cut at its ${(Number(longRunning?.details["deadlineMs"]) / 1000).toFixed(2)}s deadline`)
+      assert.isTrue(longRunning?.ok)
 
       const endToEnd = byName.get("end-to-end flow")
       assert.isTrue(endToEnd?.ok)

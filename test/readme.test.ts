@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as fs from "node:fs"
-import { endMarker, renderConfigReference, startMarker } from "../src/internal/configReference.js"
+import { endMarker, renderConfigReference, startMarker } from "../src/reliabilityConfig/reference.js"
 
 const readme = fs.readFileSync(new URL("../README.md", import.meta.url), "utf8")
 

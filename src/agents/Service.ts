@@ -1,5 +1,6 @@
 /**
- * The `Agents` service: create, command, result, list and delete Claude agents.
+ * The `Agents` service's implementation: create, command, result, list and delete Claude agents.
+ * The tag and the layers are in `Agents.ts`.
  *
  * @internal
  */
@@ -8,12 +9,10 @@ import * as Path from "@effect/platform/Path"
 import type { SqlClient } from "@effect/sql/SqlClient"
 import * as Clock from "effect/Clock"
 import type * as ConfigError from "effect/ConfigError"
-import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberMap from "effect/FiberMap"
-import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import type * as Scope from "effect/Scope"
@@ -144,9 +143,6 @@ export interface Service {
   ) => Effect.Effect<void, NotFound | RegistryError | UnsafeAgentPath>
 }
 
-/** The service tag. */
-export class Agents extends Context.Tag("big3/Agents")<Agents, Service>() {}
-
 /** Options of `make`. */
 export interface Options {
   /** Where new agents' directories go. Default: `BIG3_AGENTS_DIR`, else `{BIG3_STATE_DIR}/agents`. */
@@ -205,7 +201,6 @@ const build = (
 > =>
   Effect.gen(function*() {
     const config = yield* ReliabilityConfig
-    const breakers = yield* CircuitBreaker.CircuitBreaker
     const observability = yield* Observability
     const backend = yield* AgentBackend
     const fs = yield* FileSystem.FileSystem
@@ -225,27 +220,15 @@ const build = (
     // A reservation older than this belongs to a create that died without cleaning up.
     const staleAfter = Duration.toMillis(creationTimeout) + Duration.toMillis(cleanupTimeout) + 60_000
 
-    // The greeting: per-attempt timeout → breaker `anthropic` → retry with policy `anthropic`,
-    // never waiting past the create's own deadline.
-    const greetingPolicy = config.policyOf("anthropic")
-    const greetingBreaker = breakers.get("anthropic")
-    const greetingBudget = breakers.budget("anthropic")
-    const withGreetingTimeout = Resilience.timeoutAfter(config.timeoutOf("claude_code_create"), "claude_code_create", "anthropic")
+    // The greeting goes through the one protection pipeline (claude_code_create per attempt,
+    // breaker and policy `anthropic`); its retries never wait past the create's own deadline.
+    const protectGreeting = yield* Resilience.makeProtect({
+      operation: "claude_code_create",
+      policy: "anthropic",
+      breaker: "anthropic"
+    })
     const startSession = (input: { name: string; type: string; cwd: string }, startedAt: number) =>
-      Effect.suspend(() => {
-        greetingBudget.recordCall(startedAt)
-        const deadlineAt = startedAt + Duration.toMillis(creationTimeout)
-        return backend.startSession(input).pipe(
-          withGreetingTimeout,
-          CircuitBreaker.guard(greetingBreaker),
-          Resilience.withRetry(greetingPolicy, {
-            service: "anthropic",
-            operation: "claude_code_create",
-            deadlineAt,
-            budget: greetingBudget
-          })
-        )
-      })
+      protectGreeting(backend.startSession(input), { deadlineAt: startedAt + Duration.toMillis(creationTimeout) })
 
     const emit = Command.makeEmit(observability)
     // Background commands, keyed `<agent>/<operator file name>`; interrupted with the layer.
@@ -522,7 +505,7 @@ const build = (
       }))
     })
 
-    const service = Agents.of({ create, command, result, list, delete: delete_ })
+    const service: Service = { create, command, result, list, delete: delete_ }
     const internals: Omit<Host.Internals, "records"> = {
       context: commandContext,
       files,
@@ -538,28 +521,3 @@ const build = (
     }
     return { service, internals }
   })
-
-/** The service, scoped: running commands are interrupted when the layer is released. */
-export const layer: Layer.Layer<Agents, ConfigError.ConfigError | AgentStorageError, Requirements> = Layer.scoped(
-  Agents,
-  make()
-)
-
-/** `layer` with explicit options (an agents directory for tests). */
-export const layerWith = (options: Options) => Layer.scoped(Agents, make(options))
-
-/**
- * A runner's service: commands are recorded and handed to `dispatch` (the runner's workflow
- * engine), and `CommandHost` executes them where they land.
- */
-export const layerDurable = (
-  dispatch: Host.Dispatch,
-  options: Options = {}
-): Layer.Layer<Agents | Host.CommandHost, ConfigError.ConfigError | AgentStorageError, Requirements> =>
-  Layer.scopedContext(
-    Effect.map(
-      makeDurable(dispatch, options),
-      ({ host, service }) => Context.make(Agents, service).pipe(Context.add(Host.CommandHost, host))
-    )
-  )
-

@@ -16,9 +16,9 @@ import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import { jsonOption, metricsOption, withMetrics } from "./shared.js"
+import { jsonOption, loadModule, metricsOption, withMetrics } from "./shared.js"
 
-const load = Effect.promise(() => import("./agents-run.js"))
+const load = loadModule("agents", () => import("./agents-run.js"))
 
 const agentName = Args.text({ name: "name" }).pipe(Args.withDescription("the agent's name"))
 

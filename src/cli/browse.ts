@@ -14,8 +14,7 @@ import * as Options from "@effect/cli/Options"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import * as Errors from "../Errors.js"
-import { CliExit, ExitCode, jsonOption, metricsOption, withMetrics } from "./shared.js"
+import { jsonOption, loadModule, metricsOption, withMetrics } from "./shared.js"
 
 const task = Args.text({ name: "task" }).pipe(Args.withDescription("what the browser agent should do, in words"))
 const url = Options.text("url").pipe(Options.optional, Options.withDescription("the page to open first (default: a blank page)"))
@@ -31,18 +30,15 @@ export const browseCommand = Command.make(
     withMetrics(
       metrics,
       Effect.gen(function*() {
-        const { runBrowse } = yield* Effect.tryPromise({
-          try: () => import("./browse-run.js"),
-          catch: (cause) => new CliExit({ code: ExitCode.failure, message: `big3 browse could not load: ${Errors.describe(cause)}` })
-        })
+        const { runBrowse } = yield* loadModule("browse", () => import("./browse-run.js"))
         yield* runBrowse({
           task,
           url: Option.getOrUndefined(url),
           maxTurns: Option.getOrUndefined(maxTurns),
           json
-        })
+        }).pipe(
+          Effect.tapErrorTag("CliExit", (exit) => exit.message === "" ? Effect.void : Console.error(exit.message))
+        )
       })
-    ).pipe(
-      Effect.tapErrorTag("CliExit", (exit) => exit.message === "" ? Effect.void : Console.error(exit.message))
     )
 ).pipe(Command.withDescription("run a browser task with the Gemini computer-use agent on a headless Chromium"))

@@ -8,7 +8,7 @@ import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
-import { CliExit, ExitCode, jsonOption, metricsOption, table, withMetrics } from "./shared.js"
+import { CliExit, ExitCode, jsonOption, loadModule, metricsOption, table, withMetrics } from "./shared.js"
 
 const seed = Options.integer("seed").pipe(Options.withDefault(42), Options.withDescription("makes jitter and faults repeatable"))
 const fast = Options.boolean("fast").pipe(Options.withDescription("scale the demo's waits down (for tests)"))
@@ -23,7 +23,7 @@ export const demoCommand = Command.make(
     withMetrics(
       metrics,
       Effect.gen(function*() {
-        const Demo = yield* Effect.promise(() => import("../demo/Demo.js"))
+        const Demo = yield* loadModule("demo", () => import("../demo/Demo.js"))
         if (live) {
           const outcome = yield* Demo.runLive({ say: (line) => Console.log(line) })
           if (outcome._tag === "Missing") {

@@ -146,6 +146,7 @@ const meanings: ReadonlyArray<readonly [keyof Observability.Stats, string]> = [
   ["deadLettered", "events dead-lettered, in this process"],
   ["rejected", "malformed events refused by emit, in this process"],
   ["dropped", "events lost because the spool could not be written, in this process"],
+  ["storageErrors", "reads and writes of the spool that failed, in this process (see the log)"],
   ["journaled", "events written ahead (BIG3_EVENTS_WRITE_AHEAD), in this process"],
   ["queued", "events waiting in memory now"],
   ["inFlight", "events being delivered now"]
@@ -156,9 +157,15 @@ export const stats = (options: { readonly json: boolean }) =>
   withClient("stats", (url) =>
     Effect.gen(function*() {
       const current = yield* Observability.stats
-      if (options.json) return yield* Console.log(JSON.stringify({ url, ...current }, null, 2))
-      const rows = meanings.map(([key, meaning]) => [key, String(current[key]), meaning])
-      yield* Console.log(table([["url", url, ""], ["mode", current.mode, ""], ...rows]))
+      if (options.json) yield* Console.log(JSON.stringify({ url, ...current }, null, 2))
+      else {
+        const rows = meanings.map(([key, meaning]) => [key, String(current[key]), meaning])
+        yield* Console.log(table([["url", url, ""], ["mode", current.mode, ""], ...rows]))
+      }
+      // A spool that could not be read is not empty: the sizes above may be stale.
+      if (current.storageErrors > 0) {
+        return yield* fail("stats", `${plural(current.storageErrors, "read or write", "reads or writes")} of the spool failed (see the log)`)
+      }
     }))
 
 // ---------------------------------------------------------------------------------------------

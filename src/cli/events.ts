@@ -14,9 +14,9 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
-import { CliExit, ExitCode, jsonOption, metricsOption, withMetrics } from "./shared.js"
+import { CliExit, ExitCode, jsonOption, loadModule, metricsOption, withMetrics } from "./shared.js"
 
-const load = Effect.promise(() => import("./events-run.js"))
+const load = loadModule("events", () => import("./events-run.js"))
 
 // ---------------------------------------------------------------------------------------------
 // send

@@ -3,12 +3,9 @@
  *
  * @internal
  */
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
-import * as CircuitBreaker from "../CircuitBreaker.js"
 import * as Gemini from "../Gemini.js"
-import * as ReliabilityConfig from "../ReliabilityConfig.js"
+import * as Runtime from "../Runtime.js"
 
 export type GeminiOutcome =
   | { readonly _tag: "Success"; readonly text: string; readonly response: Gemini.GenerateContentResponse }
@@ -37,12 +34,4 @@ export const runGemini = (input: { readonly prompt: string; readonly model?: str
         })
       )
     )
-  }).pipe(
-    Effect.provide(
-      Gemini.layer.pipe(
-        Layer.provideMerge(CircuitBreaker.layer),
-        Layer.provideMerge(ReliabilityConfig.layer),
-        Layer.provide(NodeHttpClient.layerUndici)
-      )
-    )
-  )
+  }).pipe(Effect.provide(Runtime.geminiWith()))

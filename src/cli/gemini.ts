@@ -10,7 +10,7 @@ import * as Options from "@effect/cli/Options"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import { CliExit, ExitCode, jsonOption, metricsOption, withMetrics } from "./shared.js"
+import { CliExit, ExitCode, jsonOption, loadModule, metricsOption, withMetrics } from "./shared.js"
 
 const prompt = Args.text({ name: "prompt" }).pipe(Args.withDescription("what to ask Gemini"))
 const model = Options.text("model").pipe(
@@ -26,7 +26,7 @@ export const geminiCommand = Command.make(
       metrics,
       Effect.gen(function*() {
         // Loaded here so that other commands do not pay for the HTTP stack at start-up.
-        const { runGemini } = yield* Effect.promise(() => import("./gemini-run.js"))
+        const { runGemini } = yield* loadModule("gemini", () => import("./gemini-run.js"))
         const outcome = yield* runGemini({ prompt, model: Option.getOrUndefined(model) })
         if (outcome._tag === "Failure") {
           yield* Console.error(`big3 gemini: ${outcome.message}`)

@@ -1,35 +1,78 @@
 /**
- * `big3 sandbox --port N`: serve the loopback emulator of the upstream APIs for development.
+ * `big3 sandbox --port N [--faults FILE] [--computer-use-plan FILE]`: serve the loopback emulator
+ * of the upstream APIs for development. `--faults` gives the fault plans in force from the start
+ * (JSON, the shape of `Sandbox.Options.plans`); the admin API under `/__sandbox/` changes them
+ * while it runs. `--computer-use-plan` scripts the answers to computer-use requests.
+ *
+ * The command definition only: both files are checked with the sandbox's own parsers, loaded
+ * with the sandbox when the command runs, so that other commands do not pay for them.
  *
  * @internal
  */
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Option from "effect/Option"
-import { ComputerUsePlan } from "../sandbox/ComputerUse.js"
-import { metricsOption, withMetrics } from "./shared.js"
+import { CliExit, ExitCode, loadModule, metricsOption, withMetrics } from "./shared.js"
 
 const port = Options.integer("port").pipe(Options.withDefault(8787), Options.withDescription("port on 127.0.0.1 (0 picks one)"))
 const eventsMode = Options.choice("events-mode", ["extended", "public"]).pipe(
   Options.withDefault("extended"),
   Options.withDescription("extended: idempotent /events and /events/batch; public: exactly the public observability server")
 )
-
-const computerUsePlan = Options.fileSchema("computer-use-plan", ComputerUsePlan, "json").pipe(
+const faults = Options.file("faults", { exists: "yes" }).pipe(
+  Options.optional,
+  Options.withDescription(
+    "a JSON file of fault plans per route, e.g. {\"gemini\": [429, {\"status\": 503}], \"anthropic\": {\"seed\": 7, \"rates\": {\"serverError\": 0.2}}}"
+  )
+)
+const computerUsePlan = Options.file("computer-use-plan", { exists: "yes" }).pipe(
   Options.optional,
   Options.withDescription("a JSON array whose i-th element is the parts of model turn i, for requests with the computerUse tool")
 )
 
+/** A plans file is a few steps per route; anything larger is a mistake (or /dev/zero). */
+const maxFileBytes = 1024 * 1024
+
+const usage = (message: string) =>
+  Effect.zipRight(Console.error(`big3 sandbox: ${message}`), new CliExit({ code: ExitCode.usage, message }))
+
+/** Reads `file` (a regular JSON file of at most 1 MiB) and parses it; anything wrong is a usage error. */
+const readJsonFile = <A>(flag: string, file: string, parse: (text: string) => Either.Either<A, string>) =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const info = yield* Effect.orElseSucceed(fs.stat(file), () => undefined)
+    if (info === undefined || info.type !== "File" || Number(info.size) > maxFileBytes) {
+      return yield* usage(`${flag} ${file}: expected a regular JSON file of at most ${maxFileBytes} bytes`)
+    }
+    const text = yield* fs.readFileString(file).pipe(
+      Effect.catchAll((error) => usage(`${flag} ${file}: cannot be read (${error.message})`))
+    )
+    return yield* Either.match(parse(text), {
+      onLeft: (reason) => usage(`${flag} ${file}: ${reason}`),
+      onRight: Effect.succeed
+    })
+  })
+
 export const sandboxCommand = Command.make(
   "sandbox",
-  { port, eventsMode, computerUsePlan, metrics: metricsOption },
-  ({ computerUsePlan, eventsMode, metrics, port }) =>
+  { port, eventsMode, faults, computerUsePlan, metrics: metricsOption },
+  ({ computerUsePlan, eventsMode, faults, metrics, port }) =>
     withMetrics(
       metrics,
       Effect.gen(function*() {
-        const Sandbox = yield* Effect.promise(() => import("../Sandbox.js"))
-        return yield* Sandbox.run({ port, eventsMode, computerUsePlan: Option.getOrUndefined(computerUsePlan) })
+        if (!Number.isInteger(port) || port < 0 || port > 65535) {
+          return yield* usage(`--port must be an integer from 0 to 65535 (0 picks a free port), got ${port}`)
+        }
+        const Sandbox = yield* loadModule("sandbox", () => import("../Sandbox.js"))
+        const plans = Option.isNone(faults) ? {} : yield* readJsonFile("--faults", faults.value, Sandbox.parsePlans)
+        const plan = Option.isNone(computerUsePlan)
+          ? undefined
+          : yield* readJsonFile("--computer-use-plan", computerUsePlan.value, Sandbox.parseComputerUsePlan)
+        return yield* Sandbox.run({ port, eventsMode, plans, computerUsePlan: plan })
       })
     )
 ).pipe(Command.withDescription("serve the loopback Gemini / observability / Anthropic emulator until interrupted"))

@@ -11,10 +11,9 @@
  */
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import { CliExit, ExitCode, metricsOption, withMetrics } from "./shared.js"
+import { loadModule, metricsOption, withMetrics } from "./shared.js"
 
 const port = Options.integer("port").pipe(
   Options.optional,
@@ -25,10 +24,7 @@ const runnerPort = Options.integer("runner-port").pipe(
   Options.withDescription("the port of traffic between runners, with BIG3_DATABASE_URL (default: a free port)")
 )
 
-const load = Effect.tryPromise({
-  try: () => import("./serve-run.js"),
-  catch: (cause) => new CliExit({ code: ExitCode.failure, message: `cannot load the serve command: ${String(cause)}` })
-}).pipe(Effect.tapError((error) => Console.error(`big3 serve: ${error.message}`)))
+const load = loadModule("serve", () => import("./serve-run.js"))
 
 export const serveCommand = Command.make(
   "serve",

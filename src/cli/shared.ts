@@ -20,6 +20,22 @@ export class CliExit extends Schema.TaggedError<CliExit>()("CliExit", {
   message: Schema.String
 }) {}
 
+/**
+ * Loads a command's module when the command runs (so that other commands do not pay for it at
+ * start-up). A failed import is reported as one line naming the command (exit 1), not a defect
+ * with a stack trace.
+ */
+export const loadModule = <M>(command: string, load: () => Promise<M>): Effect.Effect<M, CliExit> =>
+  Effect.tryPromise({
+    try: load,
+    catch: (cause) =>
+      new CliExit({
+        code: ExitCode.failure,
+        message: `cannot load its module (${cause instanceof Error ? cause.message : String(cause)}); ` +
+          `reinstall big3 (npm install) and try again`
+      })
+  }).pipe(Effect.tapError((exit) => Console.error(`big3 ${command}: ${exit.message}`)))
+
 /** `--metrics`: print a Prometheus snapshot when the command ends. */
 export const metricsOption = Options.boolean("metrics").pipe(
   Options.withDescription("print a snapshot of the metrics in Prometheus text format when the command ends")

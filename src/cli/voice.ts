@@ -15,11 +15,10 @@
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as NodeStream from "@effect/platform-node/NodeStream"
-import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
-import { CliExit, ExitCode, metricsOption, withMetrics } from "./shared.js"
+import { loadModule, metricsOption, withMetrics } from "./shared.js"
 
 const text = Options.boolean("text").pipe(
   Options.withDescription("text mode: one user turn per stdin line (the default; there are no sound devices here)")
@@ -29,10 +28,7 @@ const instructions = Options.text("instructions").pipe(
   Options.withDescription("the session's instructions (default: the orchestrator's)")
 )
 
-const load = Effect.tryPromise({
-  try: () => import("./voice-run.js"),
-  catch: (cause) => new CliExit({ code: ExitCode.failure, message: `cannot load the voice command: ${String(cause)}` })
-}).pipe(Effect.tapError((error) => Console.error(`big3 voice: ${error.message}`)))
+const load = loadModule("voice", () => import("./voice-run.js"))
 
 /** stdin as lines. */
 const stdinLines = NodeStream.stdin.pipe(Stream.decodeText(), Stream.splitLines)

@@ -186,7 +186,7 @@ const scenarios = (options: DemoOptions, s: ReturnType<typeof settings>, sandbox
       Effect.gen(function*() {
         yield* sandbox.setPlan("gemini", [{ status: 429, retryAfter: s.rateLimitHint }])
         const hintMs = Duration.toMillis(s.rateLimitHint)
-        yield* say(`  the sandbox answers 429 with Retry-After and RetryInfo of ${seconds(hintMs)}`)
+        yield* say(`  the sandbox answers 429 with a RetryInfo of ${seconds(hintMs)} in the body (no Retry-After header, as Gemini)`)
         const before = (yield* geminiTimes).length
         const answer = yield* Effect.either(ask("list the open pull requests"))
         const times = (yield* geminiTimes).slice(before)

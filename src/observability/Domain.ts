@@ -3,7 +3,7 @@
  *
  * @since 0.1.0
  */
-import * as Context from "effect/Context"
+import type { SqlError } from "@effect/sql/SqlError"
 import type * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 
@@ -30,6 +30,23 @@ export const EventInput = Schema.Struct({
 })
 export type EventInput = typeof EventInput.Type
 
+/** The fields the public observability server requires (it answers 400 "Missing required fields"). */
+export type RequiredField = "source_app" | "session_id" | "hook_event_type" | "payload"
+
+/**
+ * The first field the public server would refuse, or `undefined`: it checks
+ * `!source_app || !session_id || !hook_event_type || !payload`, so an empty string fails there
+ * even though it is a string here.
+ */
+export const refusedField = (event: EventInput): RequiredField | undefined => {
+  if (event.source_app === "") return "source_app"
+  if (event.session_id === "") return "session_id"
+  if (event.hook_event_type === "") return "hook_event_type"
+  // Schema-typed as an object; a JavaScript caller may still leave it out.
+  const payload: unknown = event.payload
+  return payload === undefined || payload === null ? "payload" : undefined
+}
+
 /** Delivery counters, since the layer started (sizes are current). */
 export interface Stats {
   /** Valid events accepted by `emit`. */
@@ -44,10 +61,15 @@ export interface Stats {
   readonly redelivered: number
   /** Events the server refused for good (4xx), kept in the dead-letter table with the reason. */
   readonly deadLettered: number
-  /** Events `emit` refused because they do not match `EventInput`. */
+  /**
+   * Events `emit` refused because they do not match `EventInput`, or because the server would
+   * refuse them (an empty `source_app`, `session_id` or `hook_event_type`).
+   */
   readonly rejected: number
   /** Events lost because the store could not be written (each one logged). */
   readonly dropped: number
+  /** Reads and writes of the spool that failed (each one logged): a spool that cannot be read is not empty. */
+  readonly storageErrors: number
   /** Events waiting in memory. */
   readonly queued: number
   /** Events waiting in the spool. */
@@ -98,13 +120,12 @@ export interface Service {
   readonly send: (event: EventInput) => Effect.Effect<void>
   /**
    * Redelivers the spool now, oldest first, page by page, until it is empty or a page makes no
-   * progress (server away, breaker open).
+   * progress (server away, breaker open). Fails with `SqlError` when the spool cannot be read or
+   * updated.
    */
-  readonly drainSpool: Effect.Effect<DrainResult>
+  readonly drainSpool: Effect.Effect<DrainResult, SqlError>
   /** The most recent dead letters (newest first), at most `limit` (default 100). */
-  readonly deadLetters: (limit?: number) => Effect.Effect<ReadonlyArray<DeadLetter>>
+  readonly deadLetters: (limit?: number) => Effect.Effect<ReadonlyArray<DeadLetter>, SqlError>
   /** Moves every dead letter back to the spool (after fixing the cause); returns how many. */
-  readonly requeueDeadLetters: Effect.Effect<number>
+  readonly requeueDeadLetters: Effect.Effect<number, SqlError>
 }
-
-export class Observability extends Context.Tag("big3/Observability")<Observability, Service>() {}

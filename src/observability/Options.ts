@@ -7,10 +7,11 @@
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
-import { parseDuration } from "../ReliabilityConfig.js"
+import { parseDuration } from "../reliabilityConfig/decode.js"
 
 /** `"single"`: one `POST /events` per event, `concurrency` in flight (works with the public server). `"batch"`: `POST /events/batch`. */
 export type Mode = "single" | "batch"
@@ -90,50 +91,78 @@ const parseUrl = (value: string): URL | undefined => {
   }
 }
 
-const clampInt = (value: number | undefined, fallback: number, min: number, max: number, name: string): number => {
-  if (value === undefined) return fallback
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new RangeError(`${name} must be a whole number from ${min} to ${max}, got ${value}`)
-  }
-  return value
-}
+const invalidOption = (name: string, message: string): ConfigError.ConfigError =>
+  ConfigError.InvalidData([name], `${name} ${message}`)
+
+const wholeNumber = (
+  name: string,
+  value: number | undefined,
+  fallback: number,
+  min: number,
+  max: number
+): Effect.Effect<number, ConfigError.ConfigError> =>
+  value === undefined
+    ? Effect.succeed(fallback)
+    : Number.isInteger(value) && value >= min && value <= max
+    ? Effect.succeed(value)
+    : Effect.fail(invalidOption(name, `must be a whole number from ${min} to ${max}, got ${value}`))
+
+const showDuration = (value: Duration.DurationInput): string =>
+  Duration.isDuration(value) ? Duration.format(value) : JSON.stringify(value)
+
+/** A duration of zero or more. */
+const durationOption = (
+  name: string,
+  value: Duration.DurationInput | undefined,
+  fallback: Duration.Duration
+): Effect.Effect<Duration.Duration, ConfigError.ConfigError> =>
+  value === undefined ? Effect.succeed(fallback) : Effect.try({
+    try: () => Duration.decode(value),
+    catch: () => invalidOption(name, `must be a duration such as "5 millis", got ${showDuration(value)}`)
+  }).pipe(
+    Effect.filterOrFail(
+      (duration) => Duration.isFinite(duration) && Duration.toMillis(duration) >= 0,
+      () => invalidOption(name, `must be a finite duration of zero or more, got ${showDuration(value)}`)
+    )
+  )
 
 /**
- * Validates plain options. Throws a `RangeError` naming the option for a value out of range (a
- * programming error in the caller; `layerWith` turns it into a defect at start-up).
+ * Validates plain options. A value out of range fails with a `ConfigError` naming the option,
+ * the value and what is expected.
  */
-export const resolve = (options: Options = {}): Settings => {
-  const url = parseUrl(options.url ?? defaultUrl)
-  if (url === undefined) throw new RangeError(`url must be an http(s) URL such as ${defaultUrl}, got ${options.url}`)
-  const mode = options.mode ?? defaults.mode
-  const apiKey = options.apiKey === undefined
-    ? Option.none()
-    : Option.some(Redacted.isRedacted(options.apiKey) ? options.apiKey : Redacted.make(options.apiKey)).pipe(
-      Option.filter((key) => Redacted.value(key).trim() !== "")
-    )
-  return {
-    url,
-    batchUrl: batchUrlOf(url),
-    apiKey,
-    mode,
-    batchSize: clampInt(options.batchSize, defaults.batchSize, 1, 100_000, "batchSize"),
-    linger: options.linger === undefined ? defaults.linger : Duration.decode(options.linger),
-    concurrency: clampInt(
-      options.concurrency,
-      mode === "batch" ? defaults.batchConcurrency : defaults.singleConcurrency,
-      1,
-      4_096,
-      "concurrency"
-    ),
-    queueCapacity: clampInt(options.queueCapacity, defaults.queueCapacity, 1, 100_000_000, "queueCapacity"),
-    writeAhead: options.writeAhead ?? defaults.writeAhead,
-    transport: options.transport ?? defaults.transport,
-    spoolPageSize: clampInt(options.spoolPageSize, defaults.spoolPageSize, 1, 100_000, "spoolPageSize"),
-    redeliveryInterval: options.redeliveryInterval === undefined
-      ? defaults.redeliveryInterval
-      : Duration.decode(options.redeliveryInterval)
-  }
-}
+export const resolve = (options: Options = {}): Effect.Effect<Settings, ConfigError.ConfigError> =>
+  Effect.gen(function*() {
+    const url = parseUrl(options.url ?? defaultUrl)
+    if (url === undefined) {
+      return yield* Effect.fail(invalidOption("url", `must be an http(s) URL such as ${defaultUrl}, got ${JSON.stringify(options.url)}`))
+    }
+    const mode = options.mode ?? defaults.mode
+    const apiKey = options.apiKey === undefined
+      ? Option.none()
+      : Option.some(Redacted.isRedacted(options.apiKey) ? options.apiKey : Redacted.make(options.apiKey)).pipe(
+        Option.filter((key) => Redacted.value(key).trim() !== "")
+      )
+    return {
+      url,
+      batchUrl: batchUrlOf(url),
+      apiKey,
+      mode,
+      batchSize: yield* wholeNumber("batchSize", options.batchSize, defaults.batchSize, 1, 100_000),
+      linger: yield* durationOption("linger", options.linger, defaults.linger),
+      concurrency: yield* wholeNumber(
+        "concurrency",
+        options.concurrency,
+        mode === "batch" ? defaults.batchConcurrency : defaults.singleConcurrency,
+        1,
+        4_096
+      ),
+      queueCapacity: yield* wholeNumber("queueCapacity", options.queueCapacity, defaults.queueCapacity, 1, 100_000_000),
+      writeAhead: options.writeAhead ?? defaults.writeAhead,
+      transport: options.transport ?? defaults.transport,
+      spoolPageSize: yield* wholeNumber("spoolPageSize", options.spoolPageSize, defaults.spoolPageSize, 1, 100_000),
+      redeliveryInterval: yield* durationOption("redeliveryInterval", options.redeliveryInterval, defaults.redeliveryInterval)
+    }
+  })
 
 // ---------------------------------------------------------------------------------------------
 // Config

@@ -27,7 +27,7 @@
  * @since 0.1.0
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
+import { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import * as Store from "../Store.js"
 
@@ -96,6 +96,15 @@ export const emptyOps = (): Ops => ({ spool: [], release: [], remove: [], failed
 export const opsSize = (ops: Ops): number =>
   ops.spool.length + ops.release.length + ops.remove.length + ops.failed.length + ops.dead.length
 
+/** `first`'s writes, then `then`'s. */
+export const concatOps = (first: Ops, then: Ops): Ops => ({
+  spool: first.spool.concat(then.spool),
+  release: first.release.concat(then.release),
+  remove: first.remove.concat(then.remove),
+  failed: first.failed.concat(then.failed),
+  dead: first.dead.concat(then.dead)
+})
+
 const byEmitOrder = (a: Item, b: Item): number => a.epoch - b.epoch || a.ordinal - b.ordinal
 
 const groupByReason = <A extends { readonly seq: number; readonly reason: string }>(
@@ -133,6 +142,16 @@ export interface Spool {
   readonly requeueDeadLetters: (now: number) => Effect.Effect<number, SqlError>
 }
 
+/** The database's own words for a failed statement ("malformed JSON", "database is locked"). */
+const detailOf = (error: SqlError): string => {
+  const cause = error.cause
+  return cause instanceof Error && cause.message !== "" ? cause.message : error.message
+}
+
+/** Names what failed in the error, so that a caller can say it in one line. */
+const explain = (what: string) => <A, R>(effect: Effect.Effect<A, SqlError, R>): Effect.Effect<A, SqlError, R> =>
+  Effect.mapError(effect, (error) => new SqlError({ cause: error, message: `${what}: ${detailOf(error)}` }))
+
 export const make: Effect.Effect<Spool, never, SqlClient.SqlClient> = Effect.map(SqlClient.SqlClient, (sql): Spool => {
   // Spool traffic is bookkeeping: no spans (the sql client would open one per statement).
   const quiet = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.withTracerEnabled(effect, false)
@@ -148,13 +167,13 @@ export const make: Effect.Effect<Spool, never, SqlClient.SqlClient> = Effect.map
       const backlog = yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM observability_spool WHERE held = 0`
       const dead = yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM observability_dead_letter`
       return { backlog: backlog[0]?.n ?? 0, deadLetters: dead[0]?.n ?? 0, claimed }
-    }))
+    }).pipe(explain("cannot open the spool")))
   }).pipe(quiet)
 
   const journal = (id: string, body: string, epoch: number, ordinal: number, now: number) =>
     sql<{ seq: number }>`INSERT INTO observability_spool (id, body, epoch, ordinal, spooled_at, held)
       VALUES (${id}, ${body}, ${epoch}, ${ordinal}, ${now}, 1) RETURNING seq`
-      .pipe(Effect.map((rows) => rows[0]?.seq ?? 0), quiet)
+      .pipe(Effect.map((rows) => rows[0]?.seq ?? 0), explain("cannot write the event ahead"), quiet)
 
   // Bulk writes pass their rows as one JSON array through `json_each`: one fixed statement per
   // kind of write (prepared once), whatever the number of rows.
@@ -184,16 +203,16 @@ export const make: Effect.Effect<Spool, never, SqlClient.SqlClient> = Effect.map
       if (ops.remove.length > 0) {
         yield* sql`DELETE FROM observability_spool WHERE seq IN (SELECT value FROM json_each(${JSON.stringify(ops.remove)}))`
       }
-    })).pipe(quiet)
+    })).pipe(explain("cannot write the spool"), quiet)
 
   const page = (limit: number) =>
     sql<Row>`SELECT seq, id, body, epoch, ordinal FROM observability_spool
-      WHERE held = 0 ORDER BY epoch, ordinal, seq LIMIT ${limit}`.pipe(quiet)
+      WHERE held = 0 ORDER BY epoch, ordinal, seq LIMIT ${limit}`.pipe(explain("cannot read the spool"), quiet)
 
   const deadLetters = (limit: number) =>
     sql<{ seq: number; id: string; body: string; reason: string; status: number | null; failed_at: number }>`
       SELECT seq, id, body, reason, status, failed_at FROM observability_dead_letter ORDER BY seq DESC LIMIT ${limit}`
-      .pipe(quiet)
+      .pipe(explain("cannot read the dead letters"), quiet)
 
   const requeueDeadLetters = (now: number) =>
     sql.withTransaction(Effect.gen(function*() {
@@ -203,7 +222,7 @@ export const make: Effect.Effect<Spool, never, SqlClient.SqlClient> = Effect.map
         FROM observability_dead_letter ORDER BY seq`
       yield* sql`DELETE FROM observability_dead_letter`
       return count[0]?.n ?? 0
-    })).pipe(quiet)
+    })).pipe(explain("cannot requeue the dead letters"), quiet)
 
   return { open, journal, commit, page, deadLetters, requeueDeadLetters }
 })

@@ -1,17 +1,17 @@
 /**
  * How the observability client puts bytes on the wire: one `POST` of a JSON body to the events
- * route or the batch route, bounded by a per-attempt timeout, interruptible (interruption aborts
- * the request). Classifying the answer (2xx, 4xx, misrouted) is the caller's job.
+ * route or the batch route, interruptible (interruption aborts the request). The per-attempt
+ * timeout, retries and the breaker are the protection pipeline's (`Resilience.makeProtect`), which
+ * interrupts an attempt that takes too long; classifying the answer (2xx, 4xx, misrouted) is the
+ * client's job.
  *
  * Two transports:
  *
  * - `undici` (default): a raw undici `Pool` driven through `Pool.dispatch` with a handler, inside
- *   `Effect.async`. The per-attempt timeout is a plain timer in the same handler (it aborts the
- *   request through the controller undici hands us) and interruption aborts through the same
- *   controller, so a request costs one `Effect.async`, one timer and no `AbortController`.
- * - `http-client`: the `HttpClient` from the context (tracing disabled), bounded with
- *   `Resilience.timeoutAfter`; used by unit tests (a fake `HttpClient`) and available for apps
- *   that want their own client (proxies, custom TLS).
+ *   `Effect.async`; interruption aborts through the controller undici hands the handler, so a
+ *   request costs one `Effect.async` and no `AbortController`.
+ * - `http-client`: the `HttpClient` from the context (tracing disabled); used by unit tests (a
+ *   fake `HttpClient`) and available for apps that want their own client (proxies, custom TLS).
  *
  * Why not the `HttpClient` for the hot path: measured on this machine (2 vCPU, Node 20, loopback,
  * a node:http sink in a child process, 64 in flight, 50,000 events per run after a warm-up;
@@ -22,23 +22,17 @@
  * | raw undici `Pool.request`, no Effect | ≈ 27,000 (23 µs) |
  * | Effect `tryPromise` + `Pool.request`, no signal | ≈ 35,000 (27 µs) |
  * | … with an `AbortSignal` (interruptible) | ≈ 24,000 (44 µs) |
- * | … + `Resilience.timeoutAfter` (a forked fiber per call) | ≈ 16,000 (71 µs) |
- * | … + the whole `Resilience.makeProtect` | ≈ 14,500 (80 µs) |
- * | `Effect.async` + `Pool.dispatch`, timer in the handler | ≈ 26,000 (42 µs) |
- * | … + `CircuitBreaker.guard` + `Resilience.withRetry` | ≈ 25,500 (44 µs) |
+ * | `Effect.async` + `Pool.dispatch` | ≈ 26,000 (42 µs) |
  *
- * End to end (`bench/events.ts`: emit → queue → delivery → flush, median of 3): this transport
- * ≈ 18,000 events/s at ≈ 60 µs of client CPU per event in single mode and ≈ 120,000 events/s in
- * batch mode; the `HttpClient` transport (undici-backed, tracing off) ≈ 4,200 events/s at
- * ≈ 280 µs per event. So the delivery pipeline is `withRetry` → `guard` → this transport (with
- * its own per-attempt timer): `makeProtect`'s chain with a cheaper per-attempt timeout.
+ * End to end (`bench/events.ts`: emit → queue → delivery → flush) the undici transport is several
+ * times cheaper per event than the `HttpClient` one (undici-backed, tracing off); see
+ * `bench/RESULTS.md` for the current figures.
  *
  * @since 0.1.0
  */
 import * as Headers from "@effect/platform/Headers"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -46,9 +40,7 @@ import type * as Scope from "effect/Scope"
 import type { IncomingHttpHeaders } from "node:http"
 import { Pool } from "undici"
 import type { Dispatcher } from "undici"
-import { NetworkError, OperationTimeout, operationTimeout } from "../Errors.js"
-import * as Metrics from "../Metrics.js"
-import { timeoutAfter } from "../Resilience.js"
+import { NetworkError } from "../Errors.js"
 
 export const service = "observability"
 
@@ -70,10 +62,10 @@ export interface Answer {
   readonly truncated: boolean
 }
 
-export type TransportError = NetworkError | OperationTimeout
+export type TransportError = NetworkError
 
 export interface Transport {
-  /** One POST of `body` (JSON) to the route, bounded by `timeout`. */
+  /** One POST of `body` (JSON) to the route; interrupting it aborts the request. */
   readonly post: (route: Route, body: string) => Effect.Effect<Answer, TransportError>
   /** Human-readable target, for logs ("undici → http://127.0.0.1:4000/events"). */
   readonly description: string
@@ -84,8 +76,6 @@ export interface TransportOptions {
   readonly batchUrl: URL
   readonly apiKey: Option.Option<Redacted.Redacted<string>>
   readonly connections: number
-  readonly eventTimeout: Duration.Duration
-  readonly batchTimeout: Duration.Duration
 }
 
 /** The header that carries the key; added to `Headers.currentRedactedNames`. */
@@ -107,50 +97,36 @@ const errorText = (error: unknown): string => {
   return `${error.message}${code}${cause}`
 }
 
-const operationOf = (route: Route) => route === "single" ? "observability_event" : "observability_batch"
-
 // ---------------------------------------------------------------------------------------------
 // undici
 // ---------------------------------------------------------------------------------------------
 
-const TIMEOUT = 1
-const INTERRUPT = 2
-
-/** One request's handler: collects the answer, owns the timer, resumes the fiber once. */
+/** One request's handler: collects the answer and resumes the fiber once. */
 class Exchange implements Dispatcher.DispatchHandler {
   private controller: Dispatcher.DispatchController | undefined = undefined
-  private aborted = 0
+  private aborted = false
   private done = false
   private status = 0
   private headers: IncomingHttpHeaders = {}
   private chunks: Array<Buffer> | undefined = undefined
   private size = 0
-  readonly timer: ReturnType<typeof setTimeout>
 
   constructor(
     private readonly resume: (effect: Effect.Effect<Answer, TransportError>) => void,
     private readonly route: Route,
-    private readonly target: string,
-    private readonly timeout: Duration.Duration,
-    timeoutMillis: number
-  ) {
-    this.timer = setTimeout(() => this.abort(TIMEOUT), timeoutMillis)
-  }
+    private readonly target: string
+  ) {}
 
-  abort(reason: number): void {
-    if (this.done || this.aborted !== 0) return
-    this.aborted = reason
-    clearTimeout(this.timer)
-    this.controller?.abort(new Error(reason === TIMEOUT ? "timed out" : "interrupted"))
-    if (reason === TIMEOUT && this.controller === undefined) {
-      // Still queued in the pool: undici starts it later and we abort it in onRequestStart.
-      this.finish(Effect.fail(this.timeoutError()))
-    }
+  /** The fiber was interrupted: abort the request (now, or when undici starts it). */
+  abort(): void {
+    if (this.done || this.aborted) return
+    this.aborted = true
+    this.controller?.abort(new Error("interrupted"))
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.controller = controller
-    if (this.aborted !== 0) controller.abort(new Error("aborted before start"))
+    if (this.aborted) controller.abort(new Error("aborted before start"))
   }
 
   onResponseStart(_: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
@@ -171,7 +147,6 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
-    clearTimeout(this.timer)
     const body = this.chunks === undefined
       ? undefined
       : (this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks)).toString("utf8", 0, MAX_BODY)
@@ -185,19 +160,8 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_: Dispatcher.DispatchController | undefined, error: Error): void {
-    clearTimeout(this.timer)
-    if (this.aborted === INTERRUPT) return
-    this.finish(Effect.fail(
-      this.aborted === TIMEOUT
-        ? this.timeoutError()
-        : new NetworkError({ service, message: `POST ${this.target} failed: ${errorText(error)}` })
-    ))
-  }
-
-  private timeoutError(): OperationTimeout {
-    const operation = operationOf(this.route)
-    Metrics.timeouts.unsafeUpdate(1, Metrics.labelsFor(service, { operation }))
-    return operationTimeout({ operation, timeout: this.timeout, service })
+    if (this.aborted) return
+    this.finish(Effect.fail(new NetworkError({ service, message: `POST ${this.target} failed: ${errorText(error)}` })))
   }
 
   private finish(effect: Effect.Effect<Answer, TransportError>): void {
@@ -225,8 +189,6 @@ export const undici = (options: TransportOptions): Effect.Effect<Transport, neve
       if (Option.isSome(options.apiKey)) headers[apiKeyHeader] = Redacted.value(options.apiKey.value)
       const singlePath = options.url.pathname + options.url.search
       const batchPath = options.batchUrl.pathname + options.batchUrl.search
-      const eventMillis = Duration.toMillis(options.eventTimeout)
-      const batchMillis = Duration.toMillis(options.batchTimeout)
       const singleTarget = options.url.href
       const batchTarget = options.batchUrl.href
       return {
@@ -234,15 +196,9 @@ export const undici = (options: TransportOptions): Effect.Effect<Transport, neve
         post: (route, body) =>
           Effect.async<Answer, TransportError>((resume) => {
             const single = route === "single"
-            const exchange = new Exchange(
-              resume,
-              route,
-              single ? singleTarget : batchTarget,
-              single ? options.eventTimeout : options.batchTimeout,
-              single ? eventMillis : batchMillis
-            )
+            const exchange = new Exchange(resume, route, single ? singleTarget : batchTarget)
             pool.dispatch({ path: single ? singlePath : batchPath, method: "POST", headers, body }, exchange)
-            return Effect.sync(() => exchange.abort(INTERRUPT))
+            return Effect.sync(() => exchange.abort())
           })
       }
     }
@@ -265,8 +221,6 @@ export const httpClient = (options: TransportOptions): Effect.Effect<Transport, 
       )
     const singleRequest = base(options.url)
     const batchRequest = base(options.batchUrl)
-    const singleTimeout = timeoutAfter(options.eventTimeout, "observability_event", service)
-    const batchTimeout = timeoutAfter(options.batchTimeout, "observability_batch", service)
     const networkError = (url: URL, cause: unknown) =>
       new NetworkError({ service, message: `POST ${url.href} failed: ${errorText(cause)}` })
     return {
@@ -275,7 +229,7 @@ export const httpClient = (options: TransportOptions): Effect.Effect<Transport, 
         const single = route === "single"
         const url = single ? options.url : options.batchUrl
         const request = HttpClientRequest.bodyText(single ? singleRequest : batchRequest, body, "application/json")
-        const exchange = Effect.flatMap(untraced.execute(request), (response) => {
+        return Effect.flatMap(untraced.execute(request), (response) => {
           const contentType = mediaType(response.headers["content-type"])
           const ok = response.status >= 200 && response.status < 300
           const answer = (text: string | undefined): Answer => ({
@@ -295,7 +249,6 @@ export const httpClient = (options: TransportOptions): Effect.Effect<Transport, 
           }),
           Effect.locallyWith(Headers.currentRedactedNames, (names) => [...names, apiKeyHeader])
         )
-        return single ? singleTimeout(exchange) : batchTimeout(exchange)
       }
     }
   })

@@ -97,12 +97,14 @@ export const make = (deps: Deps, options: SessionOptions): Effect.Effect<Session
           ? Deferred.succeed(live.ended, { reason: "dropped", error: frame.error })
           : machine.onText(live, frame.text)))
 
+    // Built once: the watchdog re-arms it at every server event.
+    const silenceBound = Resilience.timeoutAfter(deps.messageTimeout, "websocket_message", service)
     /** The watchdog: a pending response and no server event for `websocket_message` → dead. */
     const watch = (live: Live): Effect.Effect<void> =>
       Effect.flatMap(
         state.live === live && state.active
           ? Queue.take(live.traffic).pipe(
-            Resilience.timeoutAfter(deps.messageTimeout, "websocket_message", service),
+            silenceBound,
             Effect.as(true),
             Effect.catchTag("OperationTimeout", (error) =>
               Effect.as(Deferred.succeed(live.ended, { reason: "stalled", error }), false))

@@ -3,10 +3,10 @@
  * runner owns it at a time), the `AgentCommand` workflow's payload and outcome, and the CLI's
  * API (`RunnerApi`, `@effect/rpc` over HTTP on loopback).
  *
- * Errors cross the wire as the taxonomy's own classes; the four that carry a `Duration`
- * (`OperationTimeout`, `RateLimited`, `ServiceUnavailable`, `CircuitOpen`) travel in a form whose
- * durations are encoded (`Schema.Duration`; `DurationFromSelf` does not serialize) and are rebuilt
- * as the same classes on arrival.
+ * Errors cross the wire as the taxonomy's own classes; the five that carry a `Duration`
+ * (`OperationTimeout`, `RateLimited`, `QuotaExhausted`, `ServiceUnavailable`, `CircuitOpen`)
+ * travel in a form whose durations are encoded (`Schema.Duration`; `DurationFromSelf` does not
+ * serialize) and are rebuilt as the same classes on arrival.
  *
  * @internal
  */
@@ -29,6 +29,7 @@ import {
   NetworkError,
   NotFound,
   OperationTimeout,
+  QuotaExhausted,
   RateLimited,
   ServiceUnavailable,
   Unauthorized
@@ -85,6 +86,30 @@ const RateLimitedWire = Schema.transform(
   }
 )
 
+const QuotaExhaustedWire = Schema.transform(
+  Schema.TaggedStruct("QuotaExhausted", {
+    ...common,
+    ...status,
+    quotaId: Schema.optional(Schema.String),
+    retryAfter: Schema.optional(Schema.Duration),
+    retryable: Schema.Literal(false)
+  }),
+  Schema.typeSchema(QuotaExhausted),
+  {
+    strict: true,
+    decode: ({ _tag: _, ...fields }) => new QuotaExhausted(fields),
+    encode: (error) => ({
+      _tag: "QuotaExhausted" as const,
+      service: error.service,
+      message: error.message,
+      ...(error.status === undefined ? {} : { status: error.status }),
+      ...(error.quotaId === undefined ? {} : { quotaId: error.quotaId }),
+      ...(error.retryAfter === undefined ? {} : { retryAfter: error.retryAfter }),
+      retryable: error.retryable
+    })
+  }
+)
+
 const ServiceUnavailableWire = Schema.transform(
   Schema.TaggedStruct("ServiceUnavailable", {
     ...common,
@@ -132,6 +157,7 @@ export const AgentsError = Schema.Union(
   NetworkError,
   OperationTimeoutWire,
   RateLimitedWire,
+  QuotaExhaustedWire,
   ServiceUnavailableWire,
   InvalidRequest,
   Unauthorized,

@@ -1,22 +1,31 @@
 /**
  * Emulator of Anthropic's Messages API: `POST /v1/messages` (plain and `"stream": true`) and
  * `POST /v1/messages/count_tokens`, with Anthropic's error format
- * (`{"type":"error","error":{"type","message"},"request_id"}`) and a `request-id` header on every
- * answer.
+ * (`{"type":"error","error":{"type","message"},"request_id"}`), a `request-id` header on every
+ * answer and `anthropic-ratelimit-*` headers on every Messages answer.
+ *
+ * Faithful where clients branch: an unknown model is 404 `not_found_error`, empty `messages` 400;
+ * a forced `tool_use` fills the tool's required input; `max_tokens` and `stop_sequences` stop the
+ * answer (`max_tokens`, `stop_sequence`); enabled thinking answers with a signed `thinking` block
+ * first; usage carries `cache_creation` and `service_tier`; a mid-stream fault is an
+ * `event: error` inside the 200 stream.
  *
  * @since 0.1.0
  */
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
-import * as Stream from "effect/Stream"
 import { retryAfterSeconds } from "./FaultPlan.js"
-import type { Answer, Incoming, Issue, Upstream } from "./Http.js"
-import { approxTokens, decode, parseJson, pseudoId } from "./Http.js"
+import type { Answer, Incoming, Issue, StreamFault, Upstream } from "./Http.js"
+import { approxTokens, decode, eventStream, parseJson, pseudoId, wordChunks } from "./Http.js"
+import { sampleObject } from "./JsonSchema.js"
+import type { RateLimits } from "./RateLimits.js"
+
+export { RateLimits } from "./RateLimits.js"
 
 const Rest = Schema.Record({ key: Schema.String, value: Schema.Unknown })
 const ContentBlock = Schema.Struct({ type: Schema.String, text: Schema.optional(Schema.String) }, Rest)
@@ -28,7 +37,7 @@ const Message = Schema.Struct({
   content: Content
 })
 
-const Tool = Schema.Struct({ name: Schema.String }, Rest)
+const Tool = Schema.Struct({ name: Schema.String, input_schema: Schema.optional(Schema.Unknown) }, Rest)
 
 const ToolChoice = Schema.Struct({
   type: Schema.Literal("auto", "any", "tool", "none"),
@@ -43,11 +52,15 @@ const common = {
   tool_choice: Schema.optional(ToolChoice)
 }
 
+const Thinking = Schema.Struct({ type: Schema.String, budget_tokens: Schema.optional(Schema.Number) }, Rest)
+
 /** The fields of a Messages request the sandbox reads; other fields are accepted and ignored. */
 const MessagesRequest = Schema.Struct({
   ...common,
   max_tokens: Schema.Int.pipe(Schema.greaterThanOrEqualTo(1)),
-  stream: Schema.optional(Schema.Boolean)
+  stream: Schema.optional(Schema.Boolean),
+  stop_sequences: Schema.optional(Schema.Array(Schema.String)),
+  thinking: Schema.optional(Thinking)
 })
 type MessagesRequest = typeof MessagesRequest.Type
 
@@ -96,15 +109,31 @@ const errorResponse = (
   )
 }
 
-/** The upstream's error writers. */
-export const upstream: Upstream = {
-  error: (incoming, status, retryAfter) => errorResponse(incoming, status, errorType(status)[1], retryAfter),
+/** `event: error` inside a 200 stream, as the API sends when it fails mid-answer (e.g. overloaded). */
+const streamErrorEvent = (status: number | undefined): string => {
+  const [type, message] = errorType(status ?? 529)
+  return `event: error\ndata: ${JSON.stringify({ type: "error", error: { type, message } })}\n\n`
+}
+
+const wantsStream = (incoming: Incoming): boolean =>
+  parseJson(incoming.text).pipe(
+    Either.map((body) => typeof body === "object" && body !== null && "stream" in body && body.stream === true),
+    Either.getOrElse(() => false)
+  )
+
+const withHeaders = (response: HttpServerResponse.HttpServerResponse, headers: Record<string, string>) =>
+  HttpServerResponse.setHeaders(response, headers)
+
+/** The upstream's error writers; Messages answers carry the rate-limit headers of `limits`. */
+export const upstream = (limits: RateLimits): Upstream => ({
+  error: (incoming, status, retryAfter) => {
+    const response = errorResponse(incoming, status, errorType(status)[1], retryAfter)
+    return incoming.path === "/v1/messages"
+      ? withHeaders(response, limits.headers(incoming.time, status === 429 ? retryAfter : undefined))
+      : response
+  },
   malformed: (incoming) => {
-    const stream = parseJson(incoming.text).pipe(
-      Either.map((body) => typeof body === "object" && body !== null && "stream" in body && body.stream === true),
-      Either.getOrElse(() => false)
-    )
-    return stream
+    return wantsStream(incoming)
       ? HttpServerResponse.text(`event: message_start\ndata: {"type":"message_start","message":{"id":\n\n`, {
         contentType: "text/event-stream",
         headers: { "request-id": requestId(incoming) }
@@ -114,8 +143,12 @@ export const upstream: Upstream = {
         headers: { "request-id": requestId(incoming) }
       })
   },
-  notFound: (incoming) => errorResponse(incoming, 404, "Not found")
-}
+  notFound: (incoming) => errorResponse(incoming, 404, "Not found"),
+  // The documented request size limit of the Messages API.
+  maxRequestBytes: 32 * 1024 * 1024,
+  tooLarge: (incoming) => errorResponse(incoming, 413, errorType(413)[1]),
+  isStream: wantsStream
+})
 
 /** Checks the key (`x-api-key`, or `authorization: Bearer`) and the `anthropic-version` header. */
 const checkHeaders = (
@@ -140,7 +173,38 @@ const invalid = (incoming: Incoming, issues: ReadonlyArray<Issue>): HttpServerRe
       .join("; ")
   )
 
-const decodeBody = <A, I>(
+/**
+ * Claude model ids and aliases as the API names them (`claude-sonnet-5-5`, `claude-opus-4-5-20251101`,
+ * `claude-mythos-preview`, `claude-3-5-haiku-latest`, …: the families of the SDK's `Model` type);
+ * anything else is a model the API does not have.
+ */
+const knownModel =
+  /^claude-(?:(?:opus|sonnet|haiku|fable|mythos)-(?:\d+(?:-\d+)?|preview)|\d+(?:-\d+)?-(?:opus|sonnet|haiku))(?:-\d{8}|-latest)?$/
+
+/** What the API checks beyond the shape: the model exists, there are messages, thinking fits. */
+const check = (incoming: Incoming, request: CountTokensRequest | MessagesRequest): Option.Option<HttpServerResponse.HttpServerResponse> => {
+  if (!knownModel.test(request.model)) return Option.some(errorResponse(incoming, 404, `model: ${request.model}`))
+  if (request.messages.length === 0) {
+    return Option.some(errorResponse(incoming, 400, "messages: at least one message is required"))
+  }
+  if (!("max_tokens" in request)) return Option.none()
+  const thinking = request.thinking
+  if (thinking?.type !== "enabled") return Option.none()
+  const budget = thinking.budget_tokens ?? 0
+  if (budget < 1024) {
+    return Option.some(errorResponse(incoming, 400, "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"))
+  }
+  if (request.max_tokens <= budget) {
+    return Option.some(errorResponse(incoming, 400, "`max_tokens` must be greater than `thinking.budget_tokens`."))
+  }
+  const choice = request.tool_choice?.type
+  if (choice === "any" || choice === "tool") {
+    return Option.some(errorResponse(incoming, 400, "Thinking may not be enabled when tool_choice forces tool use."))
+  }
+  return Option.none()
+}
+
+const decodeBody = <A extends CountTokensRequest, I>(
   incoming: Incoming,
   schema: Schema.Schema<A, I, never>,
   apiKey: Redacted.Redacted<string>
@@ -153,7 +217,11 @@ const decodeBody = <A, I>(
           parseJson(incoming.text),
           (reason) => errorResponse(incoming, 400, `There was an issue with your request body: ${reason}`)
         ),
-        (body) => Either.mapLeft(decode(schema, body), (issues) => invalid(incoming, issues))
+        (body) =>
+          Either.flatMap(
+            Either.mapLeft(decode(schema, body), (issues) => invalid(incoming, issues)),
+            (request) => Option.match(check(incoming, request), { onNone: () => Either.right(request), onSome: Either.left })
+          )
       )
   })
 
@@ -173,71 +241,145 @@ const inputTokens = (request: CountTokensRequest): number =>
     ].join("")
   )
 
-/** The assistant's single content block: `tool_use` when the request forces a tool, else text. */
-const answerBlock = (
-  request: MessagesRequest,
-  incoming: Incoming
-):
+type Block =
+  | { readonly type: "thinking"; readonly thinking: string; readonly signature: string }
   | { readonly type: "text"; readonly text: string }
-  | { readonly type: "tool_use"; readonly id: string; readonly name: string; readonly input: object } =>
-{
-  const choice = request.tool_choice
-  const forced = choice?.type === "tool" ? choice.name : choice?.type === "any" ? request.tools?.[0]?.name : undefined
-  if (forced !== undefined) {
-    return { type: "tool_use", id: `toolu_01${pseudoId(incoming.sequence + 0x200000, 22)}`, name: forced, input: {} }
-  }
+  | { readonly type: "tool_use"; readonly id: string; readonly name: string; readonly input: object }
+
+interface Answered {
+  readonly blocks: ReadonlyArray<Block>
+  readonly stopReason: "end_turn" | "tool_use" | "max_tokens" | "stop_sequence"
+  readonly stopSequence: string | null
+  readonly outputTokens: number
+}
+
+const blockTokens = (block: Block): number =>
+  approxTokens(block.type === "text" ? block.text : block.type === "thinking" ? block.thinking : JSON.stringify(block.input))
+
+/** The user's own words: Claude Code puts a long <system-reminder> block first, so the last text block. */
+const lastUserText = (request: MessagesRequest): string => {
   const lastUser = [...request.messages].reverse().find((message) =>
     message.role === "user" && contentText(message.content) !== ""
   )
-  // Claude Code puts a long <system-reminder> block first: answer the user's own words, the last block.
-  const lastText = lastUser === undefined
-    ? ""
-    : typeof lastUser.content === "string"
+  if (lastUser === undefined) return ""
+  return typeof lastUser.content === "string"
     ? lastUser.content
     : lastUser.content.flatMap((block) => block.type === "text" && block.text !== undefined ? [block.text] : []).at(-1) ?? ""
-  return { type: "text", text: `sandbox answer to: ${lastText}` }
+}
+
+/**
+ * The assistant's answer: a signed thinking block when thinking is enabled, then `tool_use` when
+ * the request forces a tool (its required input filled from `input_schema`), else text echoing
+ * the user, cut at the first stop sequence, and everything within `max_tokens`.
+ */
+const answerOf = (request: MessagesRequest, incoming: Incoming): Answered => {
+  const blocks: Array<Block> = []
+  if (request.thinking?.type === "enabled") {
+    blocks.push({
+      type: "thinking",
+      thinking: `The user wrote: ${lastUserText(request).slice(0, 200)}. I will answer directly.`,
+      signature: Buffer.from(`sandbox-signature:${pseudoId(incoming.sequence + 0x300000, 48)}`).toString("base64")
+    })
+  }
+  let budget = request.max_tokens - blocks.reduce((sum, block) => sum + blockTokens(block), 0)
+  const choice = request.tool_choice
+  const forcedName = choice?.type === "tool" ? choice.name : choice?.type === "any" ? request.tools?.[0]?.name : undefined
+  const forced = forcedName === undefined ? undefined : request.tools?.find((tool) => tool.name === forcedName)
+  if (forcedName !== undefined) {
+    const id = `toolu_01${pseudoId(incoming.sequence + 0x200000, 22)}`
+    const input = sampleObject(forced?.input_schema)
+    blocks.push({ type: "tool_use", id, name: forcedName, input })
+    return { blocks, stopReason: "tool_use", stopSequence: null, outputTokens: blocks.reduce((n, b) => n + blockTokens(b), 0) }
+  }
+  let text = `sandbox answer to: ${lastUserText(request)}`
+  let stopReason: Answered["stopReason"] = "end_turn"
+  let stopSequence: string | null = null
+  for (const sequence of request.stop_sequences ?? []) {
+    const at = sequence === "" ? -1 : text.indexOf(sequence)
+    if (at >= 0 && (stopSequence === null || at < text.indexOf(stopSequence))) {
+      stopSequence = sequence
+      stopReason = "stop_sequence"
+    }
+  }
+  if (stopSequence !== null) text = text.slice(0, text.indexOf(stopSequence))
+  budget = Math.max(0, budget)
+  if (approxTokens(text) > budget) {
+    text = text.slice(0, budget * 4)
+    stopReason = "max_tokens"
+    stopSequence = null
+  }
+  blocks.push({ type: "text", text })
+  return { blocks, stopReason, stopSequence, outputTokens: blocks.reduce((n, b) => n + blockTokens(b), 0) }
 }
 
 const sse = (type: string, data: object): string => `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`
 
-/** Splits text into a few chunks on word boundaries, as the real stream does. */
-const chunks = (text: string): ReadonlyArray<string> => {
-  const words = text.split(/(?<= )/)
-  const size = Math.max(1, Math.ceil(words.length / 3))
-  const out: Array<string> = []
-  for (let i = 0; i < words.length; i += size) out.push(words.slice(i, i + size).join(""))
-  return out.length === 0 ? [""] : out
+/** The events of one content block: start (empty), its deltas, stop. */
+const blockEvents = (block: Block, index: number): ReadonlyArray<string> => {
+  switch (block.type) {
+    case "thinking":
+      return [
+        sse("content_block_start", { index, content_block: { type: "thinking", thinking: "", signature: "" } }),
+        ...wordChunks(block.thinking).map((thinking) =>
+          sse("content_block_delta", { index, delta: { type: "thinking_delta", thinking } })
+        ),
+        sse("content_block_delta", { index, delta: { type: "signature_delta", signature: block.signature } }),
+        sse("content_block_stop", { index })
+      ]
+    case "text":
+      return [
+        sse("content_block_start", { index, content_block: { type: "text", text: "" } }),
+        ...wordChunks(block.text).map((text) => sse("content_block_delta", { index, delta: { type: "text_delta", text } })),
+        sse("content_block_stop", { index })
+      ]
+    case "tool_use":
+      return [
+        sse("content_block_start", { index, content_block: { ...block, input: {} } }),
+        sse("content_block_delta", {
+          index,
+          delta: { type: "input_json_delta", partial_json: JSON.stringify(block.input) }
+        }),
+        sse("content_block_stop", { index })
+      ]
+  }
 }
 
+const usageOf = (input_tokens: number, output_tokens: number) => ({
+  input_tokens,
+  cache_creation_input_tokens: 0,
+  cache_read_input_tokens: 0,
+  cache_creation: { ephemeral_5m_input_tokens: 0, ephemeral_1h_input_tokens: 0 },
+  output_tokens,
+  service_tier: "standard"
+})
+
 /** `POST /v1/messages`. */
-export const messages = (apiKey: Redacted.Redacted<string>): Answer => (incoming) =>
+export const messages = (apiKey: Redacted.Redacted<string>, limits: RateLimits): Answer =>
+(incoming, fault?: StreamFault) =>
   Effect.sync(() =>
     Either.match(decodeBody(incoming, MessagesRequest, apiKey), {
-      onLeft: (response) => response,
+      onLeft: (response) =>
+        response.status === 401 ? response : withHeaders(response, limits.headers(incoming.time, undefined)),
       onRight: (request) => {
         const id = `msg_01${pseudoId(incoming.sequence + 0x100000, 22)}`
-        const block = answerBlock(request, incoming)
-        const stopReason = block.type === "tool_use" ? "tool_use" : "end_turn"
+        const answered = answerOf(request, incoming)
         const input_tokens = inputTokens(request)
-        const output_tokens = approxTokens(block.type === "text" ? block.text : JSON.stringify(block))
-        const headers = { "request-id": requestId(incoming) }
+        const headers = {
+          "request-id": requestId(incoming),
+          ...limits.served(incoming.time, input_tokens, answered.outputTokens)
+        }
         if (request.stream !== true) {
           return HttpServerResponse.unsafeJson({
             id,
             type: "message",
             role: "assistant",
             model: request.model,
-            content: [block],
-            stop_reason: stopReason,
-            stop_sequence: null,
-            usage: { input_tokens, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens }
+            content: answered.blocks,
+            stop_reason: answered.stopReason,
+            stop_sequence: answered.stopSequence,
+            usage: usageOf(input_tokens, answered.outputTokens)
           }, { headers })
         }
-        const deltas = block.type === "text"
-          ? chunks(block.text).map((text) =>
-            sse("content_block_delta", { index: 0, delta: { type: "text_delta", text } })
-          )
-          : [sse("content_block_delta", { index: 0, delta: { type: "input_json_delta", partial_json: "{}" } })]
         const events = [
           sse("message_start", {
             message: {
@@ -248,21 +390,20 @@ export const messages = (apiKey: Redacted.Redacted<string>): Answer => (incoming
               content: [],
               stop_reason: null,
               stop_sequence: null,
-              usage: { input_tokens, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: 1 }
+              usage: usageOf(input_tokens, 1)
             }
           }),
-          sse("content_block_start", {
-            index: 0,
-            content_block: block.type === "text" ? { type: "text", text: "" } : { ...block, input: {} }
+          ...answered.blocks.flatMap((block, index) => index === 0 ? [] : blockEvents(block, index)),
+          sse("message_delta", {
+            delta: { stop_reason: answered.stopReason, stop_sequence: answered.stopSequence },
+            usage: { output_tokens: answered.outputTokens }
           }),
-          sse("ping", {}),
-          ...deltas,
-          sse("content_block_stop", { index: 0 }),
-          sse("message_delta", { delta: { stop_reason: stopReason, stop_sequence: null }, usage: { output_tokens } }),
           sse("message_stop", {})
         ]
-        const encoder = new TextEncoder()
-        return HttpServerResponse.stream(Stream.fromIterable(events.map((event) => encoder.encode(event))), {
+        // The first block's start follows message_start, then a ping, as the real stream does.
+        const first = answered.blocks[0] === undefined ? [] : blockEvents(answered.blocks[0], 0)
+        const ordered = [events[0]!, ...first.slice(0, 1), sse("ping", {}), ...first.slice(1), ...events.slice(1)]
+        return eventStream(ordered, fault, streamErrorEvent, {
           contentType: "text/event-stream",
           headers: { ...headers, "cache-control": "no-cache" }
         })

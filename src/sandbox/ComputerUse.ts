@@ -13,12 +13,16 @@
  *
  * @since 0.2.0
  */
+import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import type * as Gemini from "./Gemini.js"
+import { declarationsOf, Part } from "./GeminiRequest.js"
 
-/** A Gemini `Part`, kept as the plan wrote it. */
-const PlanPart = Schema.Record({ key: Schema.String, value: Schema.Unknown })
+/** A Gemini `Part`, kept as the plan wrote it (unknown fields included). */
+const PlanPart = Part
 
 /** One model turn: its parts, or its parts with a finish reason. */
 export const PlanTurn = Schema.Union(
@@ -35,7 +39,7 @@ export const ComputerUsePlan = Schema.Array(PlanTurn)
 export type ComputerUsePlan = typeof ComputerUsePlan.Type
 
 /** What every turn past the end of the plan answers. */
-export const planFinished: ReadonlyArray<Readonly<Record<string, unknown>>> = [{ text: "plan finished" }]
+export const planFinished: ReadonlyArray<Part> = [{ text: "plan finished" }]
 
 /** Reads a plan from JSON text (the `--computer-use-plan FILE` of `big3 sandbox`). */
 export const parsePlan = (text: string): Either.Either<ComputerUsePlan, string> =>
@@ -57,41 +61,35 @@ export const parsePlan = (text: string): Either.Either<ComputerUsePlan, string> 
       )
   )
 
-/** The candidate of one model turn, as `generateContent` returns it. */
-export interface Candidate {
-  readonly content?: { readonly role: "model"; readonly parts: ReadonlyArray<Readonly<Record<string, unknown>>> }
-  readonly finishReason: string
-  readonly index: 0
-}
-
-type Parts = ReadonlyArray<Readonly<Record<string, unknown>>>
+type PlanParts = ReadonlyArray<Part>
 
 // `Array.isArray` does not narrow a readonly array out of a union.
-const isParts = (turn: PlanTurn): turn is Parts => Array.isArray(turn)
+const isParts = (turn: PlanTurn): turn is PlanParts => Array.isArray(turn)
 
-const candidateOf = (turn: PlanTurn): Candidate => {
-  const parts = isParts(turn) ? turn : turn.parts ?? []
-  const finishReason = isParts(turn) ? "STOP" : turn.finishReason ?? "STOP"
-  return parts.length === 0 ? { finishReason, index: 0 } : { content: { role: "model", parts }, finishReason, index: 0 }
-}
+const turnOf = (turn: PlanTurn): Gemini.ModelTurn =>
+  isParts(turn) ? { parts: turn } : { parts: turn.parts ?? [], finishReason: turn.finishReason }
 
 /** The sandbox's place in its plan. One per sandbox; `setPlan` starts over. */
-export interface Responder {
-  /** The next turn's candidate, or `undefined` when no plan is set (the sandbox's default answer then). */
-  readonly next: () => Candidate | undefined
+export interface PlanPlayer {
+  /**
+   * The Gemini responder: a request carrying the `computerUse` tool gets the plan's next turn
+   * (or "plan finished" past its end); any other request, or no plan, is left to the default.
+   */
+  readonly responder: Gemini.Responder
   readonly setPlan: (plan: ComputerUsePlan | undefined) => void
 }
 
-export const makeResponder = (initial?: ComputerUsePlan | undefined): Responder => {
+export const makePlayer = (initial?: ComputerUsePlan | undefined): PlanPlayer => {
   let plan = initial
   let turn = 0
   return {
-    next: () => {
-      if (plan === undefined) return undefined
-      const planned = plan[turn]
-      turn++
-      return candidateOf(planned ?? planFinished)
-    },
+    responder: (request) =>
+      Effect.sync(() => {
+        if (plan === undefined || !declarationsOf(request).computerUse) return Option.none()
+        const planned = plan[turn] ?? planFinished
+        turn++
+        return Option.some(turnOf(planned))
+      }),
     setPlan: (next) => {
       plan = next
       turn = 0

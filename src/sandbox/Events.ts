@@ -196,7 +196,11 @@ export const upstream = (mode: EventsMode): Upstream => ({
   notFound: (incoming) =>
     mode === "public"
       ? HttpServerResponse.text("Multi-Agent Observability Server", { headers: cors })
-      : json({ error: `Not found: ${incoming.method} ${incoming.path}` }, 404)
+      : json({ error: `Not found: ${incoming.method} ${incoming.path}` }, 404),
+  // The server sets no limit of its own: Bun.serve's default maxRequestBodySize (128 MiB) applies.
+  maxRequestBytes: 128 * 1024 * 1024,
+  tooLarge: () => HttpServerResponse.text("Payload Too Large", { status: 413 }),
+  isStream: () => false
 })
 
 const authorized = (incoming: Incoming, apiKey: Option.Option<Redacted.Redacted<string>>): boolean =>
@@ -259,11 +263,14 @@ export const postBatch = (store: EventStore, apiKey: Option.Option<Redacted.Reda
     return json({ accepted: events.length - duplicates, duplicates })
   })
 
-/** `GET /events/recent?limit=N` (default 100): the latest N events, oldest first (newest last). */
+/** The public server's default for `GET /events/recent` (`parseInt(limit || '300')`). */
+export const defaultRecentLimit = 300
+
+/** `GET /events/recent?limit=N` (default 300): the latest N events, oldest first (newest last). */
 export const recent = (store: EventStore): Answer => (incoming) =>
   Effect.sync(() => {
-    const limit = Number.parseInt(incoming.query["limit"] ?? "100", 10)
-    return json(store.recent(Number.isNaN(limit) ? 100 : limit))
+    const limit = Number.parseInt(incoming.query["limit"] ?? String(defaultRecentLimit), 10)
+    return json(store.recent(Number.isNaN(limit) ? defaultRecentLimit : limit))
   })
 
 /** `GET /events/filter-options`: distinct source apps, session ids and hook event types. */

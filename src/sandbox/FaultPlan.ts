@@ -34,6 +34,14 @@ export const isRouteName = (name: string): name is RouteName => routeNameSet.has
  * - `{ hang: true }`: never answer; released when the client disconnects or the sandbox stops.
  * - `{ reset: true }`: reset the connection without answering.
  * - `{ malformed: true }`: 200 with a JSON content type and a body that is not valid JSON.
+ * - `{ status: 429, quota: "day" }` (Gemini): the 429's `google.rpc.QuotaFailure` names a per-day
+ *   quota instead of the default per-minute one.
+ * - `{ midStream: "error" | "hang" | "reset", after?, status? }`: a streamed answer (Gemini
+ *   `streamGenerateContent`, Anthropic `"stream": true`) starts normally (200), sends `after`
+ *   events (default 1), then sends the upstream's in-stream error event for `status` (default:
+ *   Anthropic 529 `overloaded_error`, Gemini 503 `UNAVAILABLE`), stops sending without closing,
+ *   or drops the connection. A request that is not streamed gets the same fault whole: the error
+ *   status, a hang, or a reset.
  */
 export type FaultStep =
   | number
@@ -41,11 +49,23 @@ export type FaultStep =
     readonly status: number
     readonly retryAfter?: Duration.DurationInput | undefined
     readonly latency?: Duration.DurationInput | undefined
+    readonly quota?: QuotaWindow | undefined
   }
   | { readonly latency: Duration.DurationInput }
   | { readonly hang: true }
   | { readonly reset: true }
   | { readonly malformed: true }
+  | {
+    readonly midStream: MidStreamKind
+    readonly after?: number | undefined
+    readonly status?: number | undefined
+  }
+
+/** Which Gemini quota a 429 names: per minute (worth waiting for) or per day (not). */
+export type QuotaWindow = "minute" | "day"
+
+/** What a mid-stream fault does after its first events. */
+export type MidStreamKind = "error" | "hang" | "reset"
 
 /**
  * A seeded random mix: each request draws one number from a mulberry32 generator seeded with
@@ -77,7 +97,7 @@ export interface FaultMix {
 export type FaultPlan = ReadonlyArray<FaultStep> | FaultMix
 
 /** What kind of fault a request got; `"none"` for a normal answer. */
-export type FaultKind = "none" | "status" | "latency" | "hang" | "reset" | "malformed"
+export type FaultKind = "none" | "status" | "latency" | "hang" | "reset" | "malformed" | "midStream"
 
 /** What the sandbox does with one request, once the plan has been consulted. */
 export type Action =
@@ -87,10 +107,18 @@ export type Action =
     readonly status: number
     readonly retryAfter: Option.Option<Duration.Duration>
     readonly latency: Option.Option<Duration.Duration>
+    readonly quota?: QuotaWindow | undefined
   }
   | { readonly _tag: "Hang" }
   | { readonly _tag: "Reset" }
   | { readonly _tag: "Malformed" }
+  | {
+    readonly _tag: "MidStream"
+    readonly kind: MidStreamKind
+    readonly after: number
+    /** `undefined`: the upstream's usual overload status. */
+    readonly status: number | undefined
+  }
 
 /** A normal answer, right away. */
 export const normal: Action = { _tag: "Normal", latency: Option.none() }
@@ -108,6 +136,8 @@ export const kindOf = (action: Action): FaultKind => {
       return "reset"
     case "Malformed":
       return "malformed"
+    case "MidStream":
+      return "midStream"
   }
 }
 
@@ -119,12 +149,22 @@ export const fromStep = (step: FaultStep): Action => {
   if (typeof step === "number") {
     return step < 400 ? normal : { _tag: "Status", status: step, retryAfter: Option.none(), latency: Option.none() }
   }
+  if ("midStream" in step) {
+    return { _tag: "MidStream", kind: step.midStream, after: Math.max(0, Math.floor(step.after ?? 1)), status: step.status }
+  }
   if ("status" in step) {
     const latency = optionalDuration(step.latency)
     return step.status < 400
       ? { _tag: "Normal", latency }
-      : { _tag: "Status", status: step.status, retryAfter: optionalDuration(step.retryAfter), latency }
+      : {
+        _tag: "Status",
+        status: step.status,
+        retryAfter: optionalDuration(step.retryAfter),
+        latency,
+        ...(step.quota === undefined ? {} : { quota: step.quota })
+      }
   }
+
   if ("hang" in step) return { _tag: "Hang" }
   if ("reset" in step) return { _tag: "Reset" }
   if ("malformed" in step) return { _tag: "Malformed" }

@@ -5,13 +5,16 @@
  * @since 0.1.0
  */
 import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
-import type * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import type * as Duration from "effect/Duration"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import type * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import type * as NodeHttp from "node:http"
+import type { MidStreamKind, QuotaWindow } from "./FaultPlan.js"
 import { mulberry32 } from "./FaultPlan.js"
 
 /** One request, read once by the sandbox before the plan and the emulator look at it. */
@@ -35,20 +38,127 @@ export interface Incoming {
 
 /** How one upstream writes its error answers. */
 export interface Upstream {
-  /** An error answer with `status` in this upstream's real format, with its retry hint if any. */
+  /**
+   * An error answer with `status` in this upstream's real format, with its retry hint if any;
+   * `quota` says which quota a 429 names (upstreams without quota details ignore it).
+   */
   readonly error: (
     incoming: Incoming,
     status: number,
-    retryAfter: Option.Option<Duration.Duration>
+    retryAfter: Option.Option<Duration.Duration>,
+    quota?: QuotaWindow | undefined
   ) => HttpServerResponse.HttpServerResponse
   /** A 200 answer whose body is not valid JSON (or not a valid event stream). */
   readonly malformed: (incoming: Incoming) => HttpServerResponse.HttpServerResponse
   /** A 404 for a path this upstream does not serve. */
   readonly notFound: (incoming: Incoming) => HttpServerResponse.HttpServerResponse
+  /** The largest request body the real API takes, in bytes. */
+  readonly maxRequestBytes: number
+  /** The real API's answer to a body over `maxRequestBytes` (the body was not read). */
+  readonly tooLarge: (incoming: Incoming, limit: number) => HttpServerResponse.HttpServerResponse
+  /** Whether the request asks for a streamed answer (mid-stream faults apply to those only). */
+  readonly isStream: (incoming: Incoming) => boolean
 }
 
-/** A route handler of an emulator: the normal answer to a request. */
-export type Answer = (incoming: Incoming) => Effect.Effect<HttpServerResponse.HttpServerResponse>
+/** A fault injected into a streamed answer after its first `after` events. */
+export interface StreamFault {
+  readonly kind: MidStreamKind
+  readonly after: number
+  /** The in-stream error's status; `undefined` for the upstream's usual overload error. */
+  readonly status: number | undefined
+  /** Drops the connection (after what was written has been flushed). */
+  readonly dropConnection: Effect.Effect<void>
+}
+
+/**
+ * A route handler of an emulator: the normal answer to a request, with `streamFault` injected
+ * when the answer is a stream.
+ */
+export type Answer = (
+  incoming: Incoming,
+  streamFault?: StreamFault | undefined
+) => Effect.Effect<HttpServerResponse.HttpServerResponse>
+
+const encoder = new TextEncoder()
+
+/**
+ * A streamed answer: `events` (each already framed, e.g. `data: …\n\n`), cut by `fault` after
+ * its first `after` events, where the fault writes `errorEvent(status)`, stalls, or drops the
+ * connection.
+ */
+export const eventStream = (
+  events: ReadonlyArray<string>,
+  fault: StreamFault | undefined,
+  errorEvent: (status: number | undefined) => string,
+  options: HttpServerResponse.Options.WithContentType
+): HttpServerResponse.HttpServerResponse => {
+  const sent = fault === undefined ? events : events.slice(0, fault.after)
+  const head = Stream.fromIterable(sent.map((event) => encoder.encode(event)))
+  const tail: Stream.Stream<Uint8Array> = fault === undefined
+    ? Stream.empty
+    : fault.kind === "error"
+    ? Stream.make(encoder.encode(errorEvent(fault.status)))
+    : fault.kind === "hang"
+    ? Stream.never
+    : Stream.drain(Stream.fromEffect(fault.dropConnection)).pipe(Stream.concat(Stream.never))
+  return HttpServerResponse.stream(Stream.concat(head, tail), options)
+}
+
+/** What reading a request body gave: its text, or how many bytes had arrived when it passed the limit. */
+export type BodyRead =
+  | { readonly _tag: "Body"; readonly text: string }
+  | { readonly _tag: "TooLarge"; readonly bytes: number }
+
+/**
+ * Reads a request body of at most `limit` bytes. A `content-length` above the limit is refused
+ * before anything is read; a body that grows past it while arriving stops being kept (the rest
+ * is discarded as it comes), so a 100 MB upload costs the sandbox no more than `limit` bytes.
+ */
+export const readBody = (message: NodeHttp.IncomingMessage, limit: number): Effect.Effect<BodyRead> =>
+  Effect.async<BodyRead>((resume) => {
+    const declared = Number(message.headers["content-length"])
+    if (Number.isFinite(declared) && declared > limit) {
+      message.resume()
+      return resume(Effect.succeed({ _tag: "TooLarge", bytes: declared }))
+    }
+    if (message.readableEnded) return resume(Effect.succeed({ _tag: "Body", text: "" }))
+    const chunks: Array<Buffer> = []
+    let bytes = 0
+    let done = false
+    const finish = (read: BodyRead) => {
+      if (done) return
+      done = true
+      message.off("data", onData)
+      message.off("end", onEnd)
+      message.off("error", onEnd)
+      resume(Effect.succeed(read))
+    }
+    const onData = (chunk: Buffer) => {
+      bytes += chunk.length
+      if (bytes > limit) {
+        chunks.length = 0
+        finish({ _tag: "TooLarge", bytes })
+        // Keep the socket flowing (and discarding) until the answer closes it.
+        message.resume()
+        return
+      }
+      chunks.push(chunk)
+    }
+    // An aborted upload reads as what arrived; the client is gone and will not see the answer.
+    const onEnd = () => finish({ _tag: "Body", text: Buffer.concat(chunks).toString("utf8") })
+    message.on("data", onData)
+    message.once("end", onEnd)
+    message.once("error", onEnd)
+    return Effect.sync(() => {
+      message.off("data", onData)
+      message.off("end", onEnd)
+      message.off("error", onEnd)
+    })
+  })
+
+/** Adds `connection: close`, so Node closes the socket (and drops an unread body) after the answer. */
+export const closingConnection = (response: HttpServerResponse.HttpServerResponse): HttpServerResponse.HttpServerResponse =>
+  HttpServerResponse.setHeader(response, "connection", "close")
 
 /** Parses the body as JSON: `Either.left` with the syntax error message when it is not JSON. */
 export const parseJson = (text: string): Either.Either<unknown, string> =>
@@ -60,6 +170,15 @@ export const parseJson = (text: string): Either.Either<unknown, string> =>
 /** The body as recorded: parsed JSON, the raw text when it is not JSON, `undefined` when empty. */
 export const recordedBody = (text: string): unknown =>
   text.length === 0 ? undefined : Either.getOrElse(parseJson(text), () => text)
+
+/** Splits text into at most three chunks on word boundaries, as a real stream delivers it. */
+export const wordChunks = (text: string): ReadonlyArray<string> => {
+  const words = text.split(/(?<= )/)
+  const size = Math.max(1, Math.ceil(words.length / 3))
+  const out: Array<string> = []
+  for (let i = 0; i < words.length; i += size) out.push(words.slice(i, i + size).join(""))
+  return out.length === 0 ? [""] : out
+}
 
 /** A rough, deterministic token count: one token per four characters, at least one. */
 export const approxTokens = (text: string): number => Math.max(1, Math.ceil(text.length / 4))

@@ -64,5 +64,9 @@ export const serve: Answer = (incoming) => {
 export const upstream: Upstream = {
   error: (_incoming, status) => html(`<!doctype html><title>Error ${status}</title>`, status),
   malformed: () => html("<!doctype html><title"),
-  notFound: () => html("<!doctype html><title>Not found</title>", 404)
+  notFound: () => html("<!doctype html><title>Not found</title>", 404),
+  // Pages take GETs only; any body is an error of the client.
+  maxRequestBytes: 64 * 1024,
+  tooLarge: () => html("<!doctype html><title>Payload Too Large</title>", 413),
+  isStream: () => false
 }

@@ -6,7 +6,6 @@
  */
 import * as Chunk from "effect/Chunk"
 import * as Deferred from "effect/Deferred"
-import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberId from "effect/FiberId"
 import * as Queue from "effect/Queue"
@@ -270,19 +269,4 @@ export const waitUntil = (what: string, check: Effect.Effect<boolean>, within = 
       return Effect.zipRight(realPause(5), poll)
     })
     return poll
-  })
-
-/**
- * On the `TestClock`: advances by `step` until `condition` holds, pausing 10 ms of real time
- * between steps for the I/O a fired timer starts. For timers re-armed by real I/O, whose exact
- * virtual deadline a test cannot know in advance.
- */
-export const advanceUntil = (what: string, step: Duration.DurationInput, condition: Effect.Effect<boolean>, maxSteps = 20) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < maxSteps; i++) {
-      if (yield* condition) return
-      yield* TestClock.adjust(step)
-      yield* realPause(10)
-    }
-    if (!(yield* condition)) return yield* Effect.dieMessage(`${what} did not happen within ${maxSteps} steps`)
   })

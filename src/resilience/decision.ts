@@ -1,12 +1,13 @@
 /**
  * The retry decision, shared by the retry `Schedule`, the retry driver and the Promise API, so
- * that all three wait, stop and log alike.
+ * that all three wait, stop, log and count alike.
  *
  * @internal
  */
 import * as Duration from "effect/Duration"
 import type { RetryBudget } from "../CircuitBreaker.js"
 import { describe, formatDuration, isRetryable, retryAfterOf } from "../Errors.js"
+import * as Metrics from "../Metrics.js"
 import type { RetryPolicy } from "../ReliabilityConfig.js"
 
 /**
@@ -86,9 +87,32 @@ export const decide = (policy: RetryPolicy, input: DecideInput): RetryDecision =
   return { _tag: "Retry", delay, attempt, maxAttempts }
 }
 
-
+/** The `_tag` of a tagged error ("ServiceUnavailable"), "Unknown" for anything else. */
 export const errorTag = (error: unknown): string =>
   typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string" ? error._tag : "Unknown"
+
+/**
+ * Counts a decision in the metrics: a retry by the error that caused it, a refusal of the retry
+ * budget. The one place both the Effect and the Promise pipelines count retries.
+ */
+export const count = (service: string, decision: RetryDecision, error: unknown): void => {
+  if (decision._tag === "Retry") {
+    Metrics.retries.unsafeUpdate(1, Metrics.labelsFor(service, { reason: errorTag(error) }))
+  } else if (decision.reason === "budget") {
+    Metrics.budgetRejections.unsafeUpdate(1, Metrics.labelsFor(service))
+  }
+}
+
+/** How loud a decision is: retries warn, a final failure after retries is an error. */
+export type Severity = "debug" | "warning" | "error"
+
+/**
+ * A retry warns; the final failure of a call that was retried is an error; a failure on the only
+ * attempt made is the caller's to report, not a retry incident (debug). `quiet` paths (event
+ * delivery) report outcomes in aggregate instead: debug.
+ */
+export const severityOf = (decision: RetryDecision, quiet: boolean): Severity =>
+  quiet ? "debug" : decision._tag === "Retry" ? "warning" : decision.attempt === 1 ? "debug" : "error"
 
 /** "4.0s" for waits of a second or more (as people read backoff), "250ms" below. */
 const formatWait = (delay: Duration.Duration): string => {
@@ -103,4 +127,3 @@ export const describeDecision = (label: string, decision: RetryDecision, error: 
     ? `${prefix}; retrying in ${formatWait(decision.delay)}`
     : `${prefix}; ${decision.detail}`
 }
-

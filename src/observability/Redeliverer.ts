@@ -1,0 +1,182 @@
+/**
+ * The redeliverer: drains the spool, oldest first (emit order), a page at a time, whenever it is
+ * not empty and the breaker is not open (its half-open trial calls are the probe: the public
+ * server has no health route). Delivered rows are deleted, refused ones move to the dead
+ * letters, the rest stay for the next pass. Also the spool's readers for the service
+ * (`drainSpool`, `deadLetters`, `requeueDeadLetters`).
+ *
+ * A piece of its own, so that another storage policy (claims and leases per row) can take its
+ * place behind the same interface.
+ *
+ * @since 0.1.0
+ */
+import type { SqlError } from "@effect/sql/SqlError"
+import type { Breaker } from "../CircuitBreaker.js"
+import type * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import { truncate } from "./Answer.js"
+import type { Delivery } from "./Delivery.js"
+import type { DeadLetter, DrainResult } from "./Domain.js"
+import type { Settings } from "./Options.js"
+import * as Spool from "./Spool.js"
+import type { State } from "./State.js"
+import { tally } from "./State.js"
+
+/** What one pass over a page did. */
+export interface Pass {
+  readonly rows: number
+  readonly delivered: number
+  readonly dead: number
+}
+
+export interface Redeliverer {
+  /**
+   * The background loop: runs until interrupted. A spool that cannot be read or updated is
+   * logged and counted (`storageErrors`) and tried again after `redeliveryInterval`; a defect
+   * stops the loop with an error in the log (the spool is redelivered at the next start).
+   */
+  readonly run: Effect.Effect<never>
+  /** Redelivers page by page until the spool is empty or a page makes no progress. */
+  readonly drain: Effect.Effect<DrainResult, SqlError>
+  /** The most recent dead letters, newest first. */
+  readonly deadLetters: (limit: number) => Effect.Effect<ReadonlyArray<DeadLetter>, SqlError>
+  /** Moves every dead letter back to the spool; returns how many. */
+  readonly requeueDeadLetters: Effect.Effect<number, SqlError>
+}
+
+export interface RedelivererOptions {
+  readonly spool: Spool.Spool
+  readonly state: State
+  readonly settings: Settings
+  readonly clock: Clock.Clock
+  readonly delivery: Delivery
+  readonly breaker: Breaker
+}
+
+const noPass: Pass = { rows: 0, delivered: 0, dead: 0 }
+
+export const make = (options: RedelivererOptions): Effect.Effect<Redeliverer> =>
+  Effect.map(Effect.makeSemaphore(1), (lock): Redeliverer => {
+    const { clock, delivery, settings, spool, state } = options
+    const now = () => clock.unsafeCurrentTimeMillis()
+    const redeliveryLog = tally(now, (n) =>
+      Effect.logInfo(`observability: redelivered ${n} event(s) from the spool; ${state.spoolSize} left`))
+
+    /** Counts and logs a failed read or write of the spool, and fails with it. */
+    const storageError = (error: SqlError, consequence: string) =>
+      Effect.suspend(() => {
+        state.add("storageErrors", 1)
+        return Effect.logError(`observability: ${error.message}; ${consequence}`)
+      })
+
+    /** One redelivery pass over the oldest page of the spool. */
+    const redeliverPage: Effect.Effect<Pass, SqlError> = lock.withPermits(1)(
+      Effect.gen(function*() {
+        const rows = yield* spool.page(settings.spoolPageSize).pipe(
+          Effect.tapError((error) => storageError(error, "its events stay there and redelivery will try again"))
+        )
+        if (rows.length === 0) {
+          state.spoolSize = 0
+          return noPass
+        }
+        const results = yield* delivery.deliver(rows.map((row) => row.body), delivery.singleConcurrency)
+        const ops = Spool.emptyOps()
+        let deliveredNow = 0
+        for (let i = 0; i < rows.length; i++) {
+          const row = rows[i]!
+          const result = results[i]
+          if (result === undefined) {
+            deliveredNow++
+            ops.remove.push(row.seq)
+          } else if (result.dead) {
+            ops.dead.push({
+              id: row.id,
+              body: row.body,
+              reason: result.reason,
+              status: result.status,
+              epoch: row.epoch,
+              ordinal: row.ordinal
+            })
+            ops.remove.push(row.seq)
+          } else {
+            ops.failed.push({ seq: row.seq, reason: result.reason })
+          }
+        }
+        // If this fails the rows stay and go again: harmless against an idempotent server.
+        yield* spool.commit(ops, now()).pipe(
+          Effect.tapError((error) => storageError(error, "the redelivered rows stay in the spool and go again"))
+        )
+        state.add("redelivered", deliveredNow)
+        state.add("deadLettered", ops.dead.length)
+        state.deadLetterSize += ops.dead.length
+        state.spoolSize = Math.max(0, state.spoolSize - deliveredNow - ops.dead.length)
+        yield* redeliveryLog.add(deliveredNow, "")
+        if (ops.dead.length > 0) {
+          yield* Effect.logError(
+            `observability: dead-lettered ${ops.dead.length} spooled event(s) the server refused: ${
+              truncate(ops.dead[0]!.reason, 300)
+            }`
+          )
+        }
+        return { rows: rows.length, delivered: deliveredNow, dead: ops.dead.length }
+      })
+    )
+
+    const run = Effect.forever(
+      Effect.suspend(() => {
+        if (state.spoolSize === 0) return state.spoolSignal.wait
+        // While the breaker is open every call would be refused: wait for its half-open trials.
+        if (options.breaker.state(now()) === "open") return Effect.sleep(settings.redeliveryInterval)
+        return Effect.matchEffect(redeliverPage, {
+          onFailure: () => Effect.sleep(settings.redeliveryInterval),
+          onSuccess: (pass) => pass.delivered === 0 && pass.dead === 0 ? Effect.sleep(settings.redeliveryInterval) : Effect.void
+        })
+      })
+    ).pipe(
+      Effect.tapDefect((cause) =>
+        Effect.logError("observability: spool redelivery stopped on a defect; the spool is redelivered at the next start", cause)
+      )
+    )
+
+    const drain: Effect.Effect<DrainResult, SqlError> = Effect.gen(function*() {
+      let redelivered = 0
+      let deadLettered = 0
+      while (true) {
+        const pass = yield* redeliverPage
+        redelivered += pass.delivered
+        deadLettered += pass.dead
+        if (pass.rows === 0 || (pass.delivered === 0 && pass.dead === 0)) break
+      }
+      return { redelivered, deadLettered, remaining: state.spoolSize }
+    })
+
+    const deadLetters = (limit: number): Effect.Effect<ReadonlyArray<DeadLetter>, SqlError> =>
+      spool.deadLetters(Math.max(0, Math.floor(limit))).pipe(
+        Effect.map((rows) =>
+          rows.map((row): DeadLetter => ({
+            seq: row.seq,
+            id: row.id,
+            body: row.body,
+            reason: row.reason,
+            status: row.status ?? undefined,
+            failedAt: row.failed_at
+          }))
+        ),
+        Effect.tapError(() => Effect.sync(() => state.add("storageErrors", 1)))
+      )
+
+    const requeueDeadLetters: Effect.Effect<number, SqlError> = lock.withPermits(1)(
+      Effect.suspend(() => spool.requeueDeadLetters(now())).pipe(
+        Effect.tap((moved) =>
+          Effect.sync(() => {
+            state.spoolSize += moved
+            state.deadLetterSize = Math.max(0, state.deadLetterSize - moved)
+            if (moved > 0) state.spoolSignal.fire()
+          })
+        ),
+        Effect.tapError(() => Effect.sync(() => state.add("storageErrors", 1)))
+      )
+    )
+
+    return { run, drain, deadLetters, requeueDeadLetters }
+  })

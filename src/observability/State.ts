@@ -1,0 +1,257 @@
+/**
+ * The observability client's state, in one record: the counters behind `stats` (each counted in
+ * the metrics too), the spool and dead-letter sizes, the delivery mode, the shutdown flags, the
+ * flush bookkeeping and the signals the background fibers wait on. Every piece of the client
+ * (intake, delivery, spool writer, redeliverer, shutdown) reads and writes it here, and nowhere
+ * else.
+ *
+ * @since 0.1.0
+ */
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
+import { randomUUID } from "node:crypto"
+import * as Metrics from "../Metrics.js"
+import type { Stats } from "./Domain.js"
+import type { Mode } from "./Options.js"
+import type * as Spool from "./Spool.js"
+import { service } from "./Transport.js"
+
+/** A UUIDv7 (RFC 9562): 48 bits of milliseconds, then random bits; sorts by creation time. */
+export const uuidv7 = (now: number): string => {
+  const random = randomUUID()
+  const hex = Math.max(0, Math.floor(now)).toString(16).padStart(12, "0").slice(-12)
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-7${random.slice(15)}`
+}
+
+/** The `id` of a body built by `emit` (`{"id":"…",…}`), without parsing the whole event. */
+export const idOf = (body: string): string => {
+  if (body.startsWith("{\"id\":\"")) {
+    for (let i = 7; i < body.length; i++) {
+      const char = body.charCodeAt(i)
+      if (char === 92) i++ // backslash: skip the escaped character
+      else if (char === 34) {
+        try {
+          const id: unknown = JSON.parse(body.slice(6, i + 1))
+          if (typeof id === "string") return id
+        } catch {
+          // fall through to parsing the whole body
+        }
+        break
+      }
+    }
+  }
+  try {
+    const parsed: unknown = JSON.parse(body)
+    return typeof parsed === "object" && parsed !== null && "id" in parsed && typeof parsed.id === "string"
+      ? parsed.id
+      : ""
+  } catch {
+    return ""
+  }
+}
+
+/**
+ * An accepted event: its JSON, its spool row when it was written ahead (`seq > 0`), the flush
+ * generation it was accepted in (a flush waits for its generation and the older ones), and its
+ * place in emit order (the spool redelivers in that order). Kept small: 100,000 of them wait in
+ * memory when the server is slow.
+ */
+export class Entry {
+  constructor(
+    readonly body: string,
+    readonly seq: number,
+    readonly generation: number,
+    readonly ordinal: number
+  ) {}
+}
+
+/** A one-shot broadcast: `wait` resumes at the next `fire`. */
+export class Signal {
+  private deferred = Deferred.unsafeMake<void>(FiberId.none)
+  readonly wait: Effect.Effect<void> = Effect.suspend(() => Deferred.await(this.deferred))
+  fire(): void {
+    const fired = this.deferred
+    this.deferred = Deferred.unsafeMake<void>(FiberId.none)
+    Deferred.unsafeDone(fired, Exit.void)
+  }
+}
+
+/** The counters of `stats`, each also counted in `big3_events_total{kind}`. */
+export interface Counters {
+  emitted: number
+  delivered: number
+  retried: number
+  spooled: number
+  redelivered: number
+  deadLettered: number
+  rejected: number
+  dropped: number
+  journaled: number
+  storageErrors: number
+}
+
+export type Counter = keyof Counters
+
+const metricKind: Record<Counter, string> = {
+  emitted: "emitted",
+  delivered: "delivered",
+  retried: "retried",
+  spooled: "spooled",
+  redelivered: "redelivered",
+  deadLettered: "dead_lettered",
+  rejected: "rejected",
+  dropped: "dropped",
+  journaled: "journaled",
+  storageErrors: "storage_error"
+}
+
+export class State {
+  readonly counters: Counters = {
+    emitted: 0,
+    delivered: 0,
+    retried: 0,
+    spooled: 0,
+    redelivered: 0,
+    deadLettered: 0,
+    rejected: 0,
+    dropped: 0,
+    journaled: 0,
+    storageErrors: 0
+  }
+  private readonly labels = new Map(
+    Object.entries(metricKind).map(([counter, kind]) => [counter, Metrics.labelsFor(service, { kind })])
+  )
+  /** The delivery mode in force: "batch" falls back to "single" on a server without the batch route. */
+  mode: Mode
+  /** Events waiting in the spool, as far as this process knows. */
+  spoolSize: number
+  deadLetterSize: number
+  /** Shutdown has begun: no more offers to the queue. */
+  closing = false
+  /** Shutdown is done: what is emitted now goes straight to the spool. */
+  closed = false
+
+  /** Wakes the spool writer. */
+  readonly writeSignal = new Signal()
+  /** Wakes the redeliverer: something was spooled. */
+  readonly spoolSignal = new Signal()
+  /** Cuts a batch's linger short: a flush waits. */
+  readonly flushSignal = new Signal()
+
+  // Flush bookkeeping: accepted events without an outcome yet, by generation. A flush closes
+  // the current generation and waits until it and every older one is empty (Map keys are in
+  // insertion order, which is generation order, so the first key is the oldest open one).
+  private generation = 0
+  private readonly outstanding = new Map<number, number>()
+  private readonly waiters: Array<{ readonly generation: number; readonly deferred: Deferred.Deferred<void> }> = []
+  /** Flushes waiting now. */
+  pendingFlushes = 0
+  private ordinals = 0
+
+  constructor(
+    mode: Mode,
+    opened: { readonly backlog: number; readonly deadLetters: number },
+    /** When this client started: with `ordinal`, the spool's order (start, then emit order). */
+    readonly epoch: number
+  ) {
+    this.mode = mode
+    this.spoolSize = opened.backlog
+    this.deadLetterSize = opened.deadLetters
+  }
+
+  /** Adds `n` to a counter and to its metric. */
+  add(counter: Counter, n: number): void {
+    if (n <= 0) return
+    this.counters[counter] += n
+    const labels = this.labels.get(counter)
+    if (labels !== undefined) Metrics.events.unsafeUpdate(n, labels)
+  }
+
+  /** The next place in emit order. */
+  nextOrdinal(): number {
+    return ++this.ordinals
+  }
+
+  /** An event accepted now: it counts as outstanding until `settle`. */
+  accept(body: string, seq: number, ordinal: number): Entry {
+    const entry = new Entry(body, seq, this.generation, ordinal)
+    this.outstanding.set(this.generation, (this.outstanding.get(this.generation) ?? 0) + 1)
+    return entry
+  }
+
+  /** The event has its outcome (delivered, spooled, dead-lettered or lost). */
+  settle(entry: Entry): void {
+    const left = (this.outstanding.get(entry.generation) ?? 1) - 1
+    if (left > 0) {
+      this.outstanding.set(entry.generation, left)
+      return
+    }
+    this.outstanding.delete(entry.generation)
+    if (this.waiters.length > 0) this.releaseWaiters()
+  }
+
+  private releaseWaiters(): void {
+    const oldestOpen = this.outstanding.size === 0 ? Infinity : this.outstanding.keys().next().value!
+    while (this.waiters.length > 0 && this.waiters[0]!.generation < oldestOpen) {
+      Deferred.unsafeDone(this.waiters.shift()!.deferred, Exit.void)
+    }
+  }
+
+  /** Waits until everything accepted so far has its outcome. */
+  readonly flush: Effect.Effect<void> = Effect.suspend(() => {
+    if (this.outstanding.size === 0) return Effect.void
+    const deferred = Deferred.unsafeMake<void>(FiberId.none)
+    this.waiters.push({ generation: this.generation, deferred })
+    this.generation++
+    this.pendingFlushes++
+    this.flushSignal.fire()
+    return Effect.ensuring(
+      Deferred.await(deferred),
+      Effect.sync(() => {
+        this.pendingFlushes--
+        const index = this.waiters.findIndex((waiter) => waiter.deferred === deferred)
+        if (index !== -1) this.waiters.splice(index, 1)
+      })
+    )
+  })
+
+  /** Releases every flush still waiting (at the end of shutdown). */
+  releaseAll(): void {
+    for (const waiter of this.waiters.splice(0)) Deferred.unsafeDone(waiter.deferred, Exit.void)
+  }
+
+  /** A spool row for `entry`. */
+  itemOf(entry: Entry, reason: string): Spool.Item {
+    return { id: idOf(entry.body), body: entry.body, reason, epoch: this.epoch, ordinal: entry.ordinal }
+  }
+
+  stats(queued: number, inFlight: number): Stats {
+    return { ...this.counters, queued, spoolSize: this.spoolSize, inFlight, deadLetterSize: this.deadLetterSize, mode: this.mode }
+  }
+}
+
+/**
+ * Spooling and redelivery come in bursts of thousands during an outage: one log line per second
+ * (of `now`) with the totals, the first reason kept (the shutdown summary has the rest).
+ */
+export const tally = (now: () => number, write: (n: number, reason: string) => Effect.Effect<void>, everyMillis = 1_000) => {
+  let n = 0
+  let reason = ""
+  let last = -Infinity
+  return {
+    add: (more: number, why: string): Effect.Effect<void> => {
+      if (more <= 0) return Effect.void
+      n += more
+      if (reason === "") reason = why
+      const at = now()
+      if (at - last < everyMillis) return Effect.void
+      const [count, first] = [n, reason]
+      n = 0
+      reason = ""
+      last = at
+      return write(count, first)
+    }
+  }
+}

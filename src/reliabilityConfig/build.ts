@@ -1,0 +1,171 @@
+/**
+ * Builds validated settings from flat raw values (whatever their source) through the table of
+ * fields: every value is decoded by its field's decoder, every timeout clamped into the bounds
+ * with a logged warning, and every value recorded with its source for `big3 config`.
+ *
+ * @since 0.1.0
+ */
+import * as ConfigError from "effect/ConfigError"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import { formatDuration } from "../Errors.js"
+import type { Scalar, Source } from "./decode.js"
+import * as Decode from "./decode.js"
+import type { BreakerSettings, RetryBudget, RetryPolicy } from "./defaults.js"
+import {
+  defaultBreakers,
+  defaultBudget,
+  defaultPolicies,
+  defaultTimeoutBounds,
+  defaultTimeouts,
+  operationGroupOf
+} from "./defaults.js"
+import type { Field } from "./fields.js"
+import { boundFields, boundKey, breakerFields, breakerKey, budgetFields, budgetKey, retryFields, retryKey, timeoutKey } from "./fields.js"
+import type { Flat } from "./sources.js"
+
+/** One configured value, for `big3 config`. */
+export interface Entry {
+  /** The environment variable that sets it, e.g. `BIG3_TIMEOUT_GEMINI_API`. */
+  readonly key: string
+  /** "timeout", "retry", "breaker", "budget", "bounds". */
+  readonly kind: "timeout" | "retry" | "breaker" | "budget" | "bounds"
+  /** The group or owner: the operation group, the policy or breaker name. */
+  readonly group: string
+  /** The operation id, policy field or breaker field. */
+  readonly name: string
+  /** The value as a person reads it ("45s", "3", "proportional"). */
+  readonly value: string
+  /** The value as a machine reads it (seconds for durations). */
+  readonly raw: number | string | boolean
+  readonly source: Source
+}
+
+/** Plain, validated settings. */
+export interface Settings {
+  readonly timeouts: ReadonlyMap<string, Duration.Duration>
+  readonly timeoutBounds: { readonly min: Duration.Duration; readonly max: Duration.Duration }
+  readonly policies: ReadonlyMap<string, RetryPolicy>
+  readonly breakers: ReadonlyMap<string, BreakerSettings>
+  readonly budget: RetryBudget
+  /** The file named by `BIG3_CONFIG`, when one was read. */
+  readonly configFile: string | undefined
+  /** Every value with its source, in table order. */
+  readonly entries: ReadonlyArray<Entry>
+}
+
+const seconds = (duration: Duration.Duration): number => Duration.toMillis(duration) / 1000
+
+const show = (value: Duration.Duration | Scalar): { value: string; raw: Scalar } =>
+  Duration.isDuration(value) ? { value: formatDuration(value), raw: seconds(value) } : { value: String(value), raw: value }
+
+/**
+ * Validated settings from `flat` (the sources already layered). Policies and breakers named in
+ * `flat` beyond the built-in ones start from the `default` ones.
+ */
+export const buildSettings = (
+  flat: Flat,
+  configFile: string | undefined
+): Effect.Effect<Settings, ConfigError.ConfigError> =>
+  Effect.gen(function*() {
+    const entries: Array<Entry> = []
+    const read = <A extends Duration.Duration | Scalar>(
+      key: string,
+      fallback: A,
+      field: Field<A>,
+      place: Pick<Entry, "kind" | "group" | "name">
+    ): Effect.Effect<A, ConfigError.ConfigError> => {
+      const raw = flat.values.get(key)
+      const decoded = raw === undefined ? Effect.succeed(fallback) : field.decode(key, raw)
+      return Effect.tap(decoded, (value) => {
+        entries.push({ key, ...place, ...show(value), source: raw?.source ?? "default" })
+      })
+    }
+    const inSection = (kind: Entry["kind"], group: string) => (field: Field<unknown>) => ({ kind, group, name: field.name })
+
+    const bounds = inSection("bounds", "bounds")
+    const min = yield* read(boundKey(boundFields.min), Duration.seconds(defaultTimeoutBounds.min), boundFields.min, bounds(boundFields.min))
+    const max = yield* read(boundKey(boundFields.max), Duration.seconds(defaultTimeoutBounds.max), boundFields.max, bounds(boundFields.max))
+    if (Duration.greaterThan(min, max)) {
+      return yield* Effect.fail(
+        ConfigError.InvalidData(
+          [boundKey(boundFields.min)],
+          `${boundKey(boundFields.min)}=${formatDuration(min)} is above ${boundKey(boundFields.max)}=${formatDuration(max)}: ` +
+            `expected the minimum to be at most the maximum`
+        )
+      )
+    }
+    const timeouts = new Map<string, Duration.Duration>()
+    for (const [operation, defaultSeconds] of defaultTimeouts) {
+      const key = timeoutKey(operation)
+      const raw = flat.values.get(key)
+      const given = raw === undefined ? Duration.seconds(defaultSeconds) : yield* Decode.duration(key, raw)
+      // Every timeout is clamped into the bounds, with a warning naming the key.
+      const clamped = Duration.clamp(given, { minimum: min, maximum: max })
+      if (!Duration.equals(clamped, given)) {
+        const which = Duration.lessThan(given, min) ? "below the minimum" : "above the maximum"
+        yield* Effect.logWarning(`${key}=${formatDuration(given)} is ${which} ${formatDuration(clamped)}; using ${formatDuration(clamped)}`)
+      }
+      timeouts.set(operation, clamped)
+      entries.push({ key, kind: "timeout", group: operationGroupOf(operation), name: operation, ...show(clamped), source: raw?.source ?? "default" })
+    }
+
+    const policies = new Map<string, RetryPolicy>()
+    for (const name of new Set([...Object.keys(defaultPolicies), ...flat.policies])) {
+      const defaults = policies.get(name) ?? defaultPolicyOf(name)
+      const field = <A extends Duration.Duration | Scalar>(f: Field<A>, fallback: A) =>
+        read(retryKey(name, f.env), fallback, f, { kind: "retry", group: name, name: f.name })
+      policies.set(
+        name,
+        yield* Effect.all({
+          maxAttempts: field(retryFields.maxAttempts, defaults.maxAttempts),
+          initialDelay: field(retryFields.initialDelay, defaults.initialDelay),
+          factor: field(retryFields.factor, defaults.factor),
+          maxDelay: field(retryFields.maxDelay, defaults.maxDelay),
+          jitter: field(retryFields.jitter, defaults.jitter)
+        })
+      )
+    }
+
+    const breakers = new Map<string, BreakerSettings>()
+    for (const name of new Set([...Object.keys(defaultBreakers), ...flat.breakers])) {
+      const defaults = defaultBreakerOf(name)
+      const field = <A extends Duration.Duration | Scalar>(f: Field<A>, fallback: A) =>
+        read(breakerKey(name, f.env), fallback, f, { kind: "breaker", group: name, name: f.name })
+      breakers.set(
+        name,
+        yield* Effect.all({
+          mode: field(breakerFields.mode, defaults.mode),
+          failureThreshold: field(breakerFields.failureThreshold, defaults.failureThreshold),
+          openDuration: field(breakerFields.openDuration, defaults.openDuration),
+          halfOpenMaxCalls: field(breakerFields.halfOpenMaxCalls, defaults.halfOpenMaxCalls),
+          successThreshold: field(breakerFields.successThreshold, defaults.successThreshold),
+          failureRatio: field(breakerFields.failureRatio, defaults.failureRatio),
+          samplingWindow: field(breakerFields.samplingWindow, defaults.samplingWindow),
+          minimumThroughput: field(breakerFields.minimumThroughput, defaults.minimumThroughput)
+        })
+      )
+    }
+
+    const budgetField = <A extends Duration.Duration | Scalar>(f: Field<A>, fallback: A) =>
+      read(budgetKey(f.env), fallback, f, { kind: "budget", group: "budget", name: f.name })
+    const budget = yield* Effect.all({
+      enabled: budgetField(budgetFields.enabled, defaultBudget.enabled),
+      ratio: budgetField(budgetFields.ratio, defaultBudget.ratio),
+      window: budgetField(budgetFields.window, defaultBudget.window),
+      minRetries: budgetField(budgetFields.minRetries, defaultBudget.minRetries)
+    })
+
+    return { timeouts, timeoutBounds: { min, max }, policies, breakers, budget, configFile, entries }
+  })
+
+const isPolicyName = (name: string): name is keyof typeof defaultPolicies => name in defaultPolicies
+const isBreakerName = (name: string): name is keyof typeof defaultBreakers => name in defaultBreakers
+
+/** A built-in policy's defaults; a new name starts from the `default` policy. */
+export const defaultPolicyOf = (name: string): RetryPolicy =>
+  isPolicyName(name) ? defaultPolicies[name] : defaultPolicies.default
+
+/** A built-in breaker's defaults; a new name starts from the `default` breaker. */
+export const defaultBreakerOf = (name: string): BreakerSettings =>
+  isBreakerName(name) ? defaultBreakers[name] : defaultBreakers.default

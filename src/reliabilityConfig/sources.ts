@@ -1,0 +1,261 @@
+/**
+ * Where settings come from, each turned into the same flat form (env-style keys to raw values):
+ * the environment (through the current `ConfigProvider`), the JSON file named by `BIG3_CONFIG`,
+ * and the plain overrides given to `layerWith`. The file and the overrides share one reader of
+ * nested sections, with "did you mean" hints for unknown keys.
+ *
+ * @since 0.1.0
+ */
+import * as Config from "effect/Config"
+import * as ConfigError from "effect/ConfigError"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
+import * as fs from "node:fs"
+import { pathSetting } from "../internal/pathSetting.js"
+import type { Raw, Scalar, Source } from "./decode.js"
+import { defaultBreakers, defaultPolicies, defaultTimeouts, isOperationId } from "./defaults.js"
+import type { Field, Fields } from "./fields.js"
+import {
+  boundFields,
+  boundKey,
+  breakerFields,
+  breakerKey,
+  budgetFields,
+  budgetKey,
+  fieldsOf,
+  knownKeys,
+  retryFields,
+  retryKey,
+  timeoutKey
+} from "./fields.js"
+
+/** Raw values by env-style key, and the policy and breaker names they mention. */
+export interface Flat {
+  readonly values: ReadonlyMap<string, Raw>
+  readonly policies: ReadonlySet<string>
+  readonly breakers: ReadonlySet<string>
+}
+
+export const emptyFlat: Flat = { values: new Map(), policies: new Set(), breakers: new Set() }
+
+// ---------------------------------------------------------------------------------------------
+// Did you mean
+// ---------------------------------------------------------------------------------------------
+
+const editDistance = (a: string, b: string): number => {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i)
+  for (let i = 1; i <= a.length; i++) {
+    let previous = row[0]!
+    row[0] = i
+    for (let j = 1; j <= b.length; j++) {
+      const current = row[j]!
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1))
+      previous = current
+    }
+  }
+  return row[b.length]!
+}
+
+const suggest = (name: string, candidates: Iterable<string>): string => {
+  let best: string | undefined
+  let bestDistance = Infinity
+  for (const candidate of candidates) {
+    const distance = editDistance(name.toLowerCase(), candidate.toLowerCase())
+    if (distance < bestDistance) {
+      best = candidate
+      bestDistance = distance
+    }
+  }
+  return best !== undefined && bestDistance <= Math.max(2, Math.floor(name.length / 3))
+    ? ` (did you mean "${best}"?)`
+    : ""
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nested sections: the file and the overrides
+// ---------------------------------------------------------------------------------------------
+
+/** camelCase or snake_case → UPPER_SNAKE. */
+const upperSnake = (name: string): string => name.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toUpperCase()
+
+const isScalar = (u: unknown): u is Scalar => typeof u === "string" || typeof u === "number" || typeof u === "boolean"
+
+interface NestedOptions {
+  readonly source: Source
+  /** Overrides may name new policies and breakers (they start from the `default` ones); the file may not. */
+  readonly newNames: boolean
+  readonly fail: (message: string) => ConfigError.ConfigError
+}
+
+/**
+ * Reads nested sections into env-style keys, collecting every problem:
+ *
+ * ```json
+ * { "timeouts": { "gemini_api": 30, "agent_creation": "2 minutes" },
+ *   "timeoutBounds": { "min": 0.1, "max": 600 },
+ *   "retry": { "gemini": { "maxAttempts": 4, "jitter": "none" } },
+ *   "breakers": { "gemini": { "failureThreshold": 5, "openDuration": 60 } },
+ *   "budget": { "ratio": 0.2, "window": 10, "minRetries": 3 } }
+ * ```
+ *
+ * Field names may be camelCase or snake_case; top-level operation ids and `BIG3_*` keys are
+ * accepted too. Anything else is an error that names the key.
+ */
+const flattenNested = (json: unknown, options: NestedOptions): Effect.Effect<Flat, ConfigError.ConfigError> =>
+  Effect.suspend(() => {
+    const values = new Map<string, Raw>()
+    const policies = new Set<string>()
+    const breakers = new Set<string>()
+    const problems: Array<string> = []
+    const put = (path: string, key: string, value: unknown) => {
+      if (isScalar(value) || Duration.isDuration(value)) values.set(key, { value, source: options.source })
+      else problems.push(`"${path}" must be a number or a string, got ${JSON.stringify(value)}`)
+    }
+    const section = (path: string, value: unknown, each: (name: string, inner: unknown, innerPath: string) => void) => {
+      if (!Predicate.isRecord(value)) {
+        problems.push(`"${path}" must be an object`)
+        return
+      }
+      for (const [name, inner] of Object.entries(value)) {
+        if (inner !== undefined) each(name, inner, `${path}.${name}`)
+      }
+    }
+    const fields = <S>(path: string, value: unknown, table: Fields<S>, keyOf: (field: Field<unknown>) => string) => {
+      const known = fieldsOf(table)
+      section(path, value, (name, inner, innerPath) => {
+        const found = known.find((candidate) => candidate.env === upperSnake(name))
+        if (found === undefined) {
+          const names = known.map((candidate) => candidate.name)
+          problems.push(`unknown key "${innerPath}"${suggest(name, names)}; expected one of ${names.join(", ")}`)
+        } else put(innerPath, keyOf(found), inner)
+      })
+    }
+    const named = (
+      path: string,
+      value: unknown,
+      builtIn: ReadonlyArray<string>,
+      seen: Set<string>,
+      each: (name: string, inner: unknown, innerPath: string) => void
+    ) =>
+      section(path, value, (name, inner, innerPath) => {
+        if (builtIn.includes(name) || (options.newNames && /^[A-Za-z0-9_-]+$/.test(name))) {
+          seen.add(name)
+          each(name, inner, innerPath)
+        } else {
+          problems.push(`unknown name "${innerPath}"${suggest(name, builtIn)}; expected one of ${builtIn.join(", ")}`)
+        }
+      })
+    const timeoutEntry = (name: string, inner: unknown, path: string) => {
+      if (isOperationId(name)) put(path, timeoutKey(name), inner)
+      else problems.push(`unknown operation id "${path}"${suggest(name, defaultTimeouts.keys())}`)
+    }
+
+    if (!Predicate.isRecord(json)) return Effect.fail(options.fail(`expected a JSON object at the top level`))
+    for (const [key, value] of Object.entries(json)) {
+      if (value === undefined) continue
+      switch (key) {
+        case "$schema":
+          break
+        case "timeouts":
+          section("timeouts", value, timeoutEntry)
+          break
+        case "timeoutBounds":
+        case "timeout_bounds":
+          fields(key, value, boundFields, boundKey)
+          break
+        case "retry":
+        case "retries":
+        case "policies":
+          named(key, value, Object.keys(defaultPolicies), policies, (name, inner, path) =>
+            fields(path, inner, retryFields, (field) => retryKey(name, field.env)))
+          break
+        case "breakers":
+          named(key, value, Object.keys(defaultBreakers), breakers, (name, inner, path) =>
+            fields(path, inner, breakerFields, (field) => breakerKey(name, field.env)))
+          break
+        case "budget":
+        case "retryBudget":
+        case "retry_budget":
+          fields(key, value, budgetFields, (field) => budgetKey(field.env))
+          break
+        default:
+          if (isOperationId(key)) put(key, timeoutKey(key), value)
+          else if (knownKeys.has(key)) put(key, key, value)
+          else {
+            problems.push(
+              `unknown key "${key}"${
+                suggest(key, [...defaultTimeouts.keys(), "timeouts", "retry", "breakers", "budget", "timeoutBounds"])
+              }; expected timeouts, timeoutBounds, retry, breakers, budget, an operation id or a BIG3_* name`
+            )
+          }
+      }
+    }
+    return problems.length === 0
+      ? Effect.succeed({ values, policies, breakers })
+      : Effect.fail(options.fail(problems.join("; ")))
+  })
+
+const fileError = (file: string, message: string): ConfigError.ConfigError =>
+  ConfigError.InvalidData(["BIG3_CONFIG"], `BIG3_CONFIG=${file}: ${message}`)
+
+/** The config file's content, flattened; unknown keys are errors. */
+export const flattenConfigFile = (file: string, json: unknown): Effect.Effect<Flat, ConfigError.ConfigError> =>
+  flattenNested(json, { source: "file", newNames: false, fail: (message) => fileError(file, message) })
+
+/** The overrides given to `layerWith`, flattened like the file; policies and breakers may be new. */
+export const flattenOverrides = (overrides: object): Effect.Effect<Flat, ConfigError.ConfigError> =>
+  flattenNested(overrides, {
+    source: "override",
+    newNames: true,
+    fail: (message) => ConfigError.InvalidData([], `the overrides given to layerWith: ${message}`)
+  })
+
+/** Reads and flattens the JSON file at `file`. */
+export const readConfigFile = (file: string): Effect.Effect<Flat, ConfigError.ConfigError> =>
+  Effect.tryPromise({
+    try: () => fs.promises.readFile(file, "utf8"),
+    catch: (cause) =>
+      fileError(
+        file,
+        Predicate.hasProperty(cause, "code") && cause.code === "ENOENT"
+          ? "the file does not exist"
+          : `the file cannot be read (${String(cause)})`
+      )
+  }).pipe(
+    Effect.flatMap((text) =>
+      Effect.try({
+        try: (): unknown => JSON.parse(text),
+        catch: (cause) => fileError(file, `the file is not valid JSON (${cause instanceof Error ? cause.message : String(cause)})`)
+      })
+    ),
+    Effect.flatMap((json) => flattenConfigFile(file, json))
+  )
+
+// ---------------------------------------------------------------------------------------------
+// The environment
+// ---------------------------------------------------------------------------------------------
+
+/** Every known key set in the current `ConfigProvider`. */
+export const readEnvironment: Effect.Effect<Flat, ConfigError.ConfigError> = Effect.gen(function*() {
+  const values = new Map<string, Raw>()
+  for (const key of knownKeys) {
+    const value = yield* Config.option(Config.string(key))
+    if (Option.isSome(value)) values.set(key, { value: value.value, source: "env" })
+  }
+  return { ...emptyFlat, values }
+})
+
+/** `BIG3_CONFIG`, when set and not blank, read as every path setting is (`internal/pathSetting`). */
+export const configFileName: Effect.Effect<string | undefined, ConfigError.ConfigError> = Effect.map(
+  pathSetting("BIG3_CONFIG"),
+  Option.getOrUndefined
+)
+
+/** `high` over `low`, key by key. */
+export const layered = (low: Flat, high: Flat): Flat => ({
+  values: new Map([...low.values, ...high.values]),
+  policies: new Set([...low.policies, ...high.policies]),
+  breakers: new Set([...low.breakers, ...high.breakers])
+})

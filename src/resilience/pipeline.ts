@@ -1,0 +1,184 @@
+/**
+ * The standard pipeline, built once by `makeProtect`: total deadline → retry → circuit breaker →
+ * per-attempt timeout → the call. Every upstream call in big3 goes through a pipeline built here.
+ *
+ * @internal
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as CircuitBreaker from "../CircuitBreaker.js"
+import type { CircuitOpen } from "../Errors.js"
+import { formatDuration, OperationTimeout, operationTimeout } from "../Errors.js"
+import * as Metrics from "../Metrics.js"
+import type { OperationId, RetryPolicy, Service as ConfigService } from "../ReliabilityConfig.js"
+import { isOperationId, ReliabilityConfig } from "../ReliabilityConfig.js"
+import { attempt as runAttempt, timeoutFail } from "./attempt.js"
+import { retrying, retrySchedule } from "./retry.js"
+
+/** Options of `makeProtect` / `protect`. */
+export interface ProtectOptions {
+  /** The operation the logs and metrics name ("gemini_api"); its configured timeout bounds each attempt. */
+  readonly operation: OperationId
+  /**
+   * The per-attempt timeout, when it is not the operation's own: another operation id (whose
+   * configured timeout applies) or a duration. An infinite duration means no per-attempt timeout.
+   */
+  readonly timeout?: OperationId | Duration.DurationInput | undefined
+  /** The retry policy: a name from `ReliabilityConfig` or a `RetryPolicy`. Default: "default". */
+  readonly policy?: string | RetryPolicy | undefined
+  /** The breaker name ("gemini"); omit for no breaker. */
+  readonly breaker?: string | undefined
+  /** A total deadline over all attempts and waits, from the start of each call. */
+  readonly deadline?: Duration.DurationInput | undefined
+  /** The service named in metrics and logs; default: the breaker name, else the operation. */
+  readonly service?: string | undefined
+  /** Draw retries from the service's retry budget (default: when there is a breaker). */
+  readonly budget?: boolean | undefined
+  /**
+   * Log retries and final failures at Debug rather than Warning / Error: for high-volume paths
+   * (event delivery) that report outcomes in aggregate instead.
+   */
+  readonly quiet?: boolean | undefined
+  /** Called before each attempt with its number (1 for the first): for callers that count retries. */
+  readonly onAttempt?: ((attempt: number) => void) | undefined
+}
+
+/** Options of one protected call. */
+export interface CallOptions {
+  /**
+   * An absolute deadline in ms of the Effect `Clock`, enforced by the caller (an enclosing
+   * timeout): no retry starts a wait that would end past it; the call fails at once with its
+   * last error instead.
+   */
+  readonly deadlineAt?: number | undefined
+}
+
+/** A pipeline built by `makeProtect`: wraps any number of calls, each with optional `CallOptions`. */
+export type Protector = <A, E, R>(
+  self: Effect.Effect<A, E, R>,
+  options?: CallOptions
+) => Effect.Effect<A, E | OperationTimeout | CircuitOpen, R>
+
+/** The per-attempt timeout an option names, or `undefined` for none. */
+const attemptTimeoutOf = (
+  config: ConfigService,
+  options: ProtectOptions
+): Duration.Duration | undefined => {
+  const given = options.timeout
+  const timeout = given === undefined
+    ? config.timeoutOf(options.operation)
+    : typeof given === "string" && isOperationId(given)
+    ? config.timeoutOf(given)
+    : Duration.decode(given)
+  return Duration.isFinite(timeout) ? timeout : undefined
+}
+
+/**
+ * Builds the standard pipeline once: total deadline → retry → circuit breaker → per-attempt
+ * timeout → the call. Reads configuration and the breaker when built, so each call pays only
+ * for the pipeline itself. Every upstream call in big3 goes through a pipeline built here.
+ */
+export const makeProtect = (
+  options: ProtectOptions
+): Effect.Effect<Protector, never, ReliabilityConfig | CircuitBreaker.CircuitBreaker> =>
+  Effect.gen(function*() {
+    const config = yield* ReliabilityConfig
+    const registry = yield* CircuitBreaker.CircuitBreaker
+    const operation = options.operation
+    const service = options.service ?? options.breaker ?? operation
+    const policy = typeof options.policy === "object" ? options.policy : config.policyOf(options.policy ?? "default")
+    // The per-attempt timeout is looked up at each attempt, so that a learned (adaptive) timeout
+    // can take the configured one's place without rebuilding the pipeline.
+    const configured = attemptTimeoutOf(config, options)
+    const attemptTimeout = (): Duration.Duration | undefined => configured
+    const timeoutLabels = Metrics.labelsFor(service, { operation })
+    const onTimeoutAfter = (timeout: Duration.Duration) => () => {
+      Metrics.timeouts.unsafeUpdate(1, timeoutLabels)
+      return operationTimeout({ operation, timeout, service })
+    }
+    const onConfiguredTimeout = onTimeoutAfter(configured ?? Duration.infinity)
+    const breaker = options.breaker === undefined ? undefined : registry.get(options.breaker)
+    const useBudget = options.budget ?? breaker !== undefined
+    const budget = useBudget ? registry.budget(service) : undefined
+    const deadline = options.deadline === undefined ? undefined : Duration.decode(options.deadline)
+    const deadlineMillis = deadline === undefined ? undefined : Duration.toMillis(deadline)
+    const quiet = options.quiet ?? false
+    const onAttempt = options.onAttempt
+    const labels = Metrics.labelsFor(service)
+    const success = Metrics.labelsFor(service, { outcome: "success" })
+    const failure = Metrics.labelsFor(service, { outcome: "failure" })
+    const deadlineError = deadline === undefined ? undefined : () =>
+      new OperationTimeout({
+        service,
+        operation,
+        timeout: deadline,
+        message: `${operation} did not finish within its deadline of ${formatDuration(deadline)}`
+      })
+
+    return <A, E, R>(
+      self: Effect.Effect<A, E, R>,
+      call?: CallOptions
+    ): Effect.Effect<A, E | OperationTimeout | CircuitOpen, R> =>
+      Effect.clockWith((clock) =>
+        Effect.suspend(() => {
+          const startedAt = clock.unsafeCurrentTimeMillis()
+          budget?.recordCall(startedAt)
+          let attempts = 0
+          const attempt = Effect.suspend(() => {
+            attempts++
+            onAttempt?.(attempts)
+            Metrics.attempts.unsafeUpdate(1, labels)
+            const timeout = attemptTimeout()
+            const onTimeout = timeout === configured || timeout === undefined ? onConfiguredTimeout : onTimeoutAfter(timeout)
+            return runAttempt(self, timeout, onTimeout, breaker)
+          })
+          const relativeAt = deadlineMillis === undefined ? undefined : startedAt + deadlineMillis
+          const deadlineAt = call?.deadlineAt === undefined
+            ? relativeAt
+            : relativeAt === undefined
+            ? call.deadlineAt
+            : Math.min(relativeAt, call.deadlineAt)
+          const retried = retrying(
+            attempt,
+            () => retrySchedule(policy, { service, operation, deadlineAt, budget, quiet })
+          )
+          const bounded = deadline === undefined || deadlineError === undefined
+            ? retried
+            : timeoutFail(retried, deadline, deadlineError)
+          // Effect.exit rather than onExit: cheaper, and an interrupted call has no outcome to count.
+          return Effect.flatMap(Effect.exit(bounded), (exit) => {
+            Metrics.calls.unsafeUpdate(1, exit._tag === "Success" ? success : failure)
+            Metrics.callDuration.unsafeUpdate((clock.unsafeCurrentTimeMillis() - startedAt) / 1000, labels)
+            return exit
+          })
+        })
+      )
+  })
+
+/**
+ * The standard pipeline around effects: total deadline → retry (policy) → circuit breaker →
+ * per-attempt timeout (operation) → the call. Fails with the call's own error, an
+ * `OperationTimeout`, or `CircuitOpen`.
+ *
+ * The pipeline is built from the `ReliabilityConfig` and `CircuitBreaker` of each call's context
+ * and kept for the next call with the same pair, so `const p = protect(options)` used in a loop
+ * builds it once; prefer `makeProtect` in a service's `make`.
+ */
+export const protect = (options: ProtectOptions) => {
+  const built = new WeakMap<CircuitBreaker.Service, WeakMap<ConfigService, Protector>>()
+  return <A, E, R>(
+    self: Effect.Effect<A, E, R>
+  ): Effect.Effect<A, E | OperationTimeout | CircuitOpen, R | ReliabilityConfig | CircuitBreaker.CircuitBreaker> =>
+    Effect.flatMap(CircuitBreaker.CircuitBreaker, (registry) =>
+      Effect.flatMap(ReliabilityConfig, (config) => {
+        let byConfig = built.get(registry)
+        const found = byConfig?.get(config)
+        if (found !== undefined) return found(self)
+        return Effect.flatMap(makeProtect(options), (protector) => {
+          if (byConfig === undefined) built.set(registry, byConfig = new WeakMap())
+          byConfig.set(config, protector)
+          return protector(self)
+        })
+      }))
+}
+

@@ -1,0 +1,224 @@
+/**
+ * The pieces of the observability client on their own: delivery against a fake transport, the
+ * redeliverer and the spool writer against an in-memory spool whose reads and writes fail, die
+ * or hang on demand. Time is the TestClock's.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import * as Scope from "effect/Scope"
+import * as TestClock from "effect/TestClock"
+import * as CircuitBreaker from "../src/CircuitBreaker.js"
+import { Breaker } from "../src/CircuitBreaker.js"
+import type { Result } from "../src/observability/Answer.js"
+import * as Delivery from "../src/observability/Delivery.js"
+import * as Options from "../src/observability/Options.js"
+import * as Redeliverer from "../src/observability/Redeliverer.js"
+import * as Shutdown from "../src/observability/Shutdown.js"
+import * as SpoolWriter from "../src/observability/SpoolWriter.js"
+import type { Entry } from "../src/observability/State.js"
+import { State } from "../src/observability/State.js"
+import type * as Transport from "../src/observability/Transport.js"
+import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
+import * as Resilience from "../src/Resilience.js"
+import { captureLogs } from "./support/capture.js"
+import { makeFakeSpool } from "./support/spool.js"
+
+/** Delivers everything it is given, and remembers what. */
+const deliveringAll = () => {
+  const sent: Array<string> = []
+  const delivery: Delivery.Delivery = {
+    deliver: (bodies) => Effect.sync(() => bodies.map((body) => void sent.push(body))),
+    sendOne: (body) => Effect.sync(() => void sent.push(body)),
+    singleConcurrency: 4,
+    splitConcurrency: 4
+  }
+  return { delivery, sent }
+}
+
+const setup = (ids: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const fake = makeFakeSpool(ids)
+    const opened = yield* fake.spool.open
+    const state = new State("single", opened, 0)
+    const settings = yield* Options.resolve({ redeliveryInterval: "1 second" })
+    const { delivery, sent } = deliveringAll()
+    const redeliverer = yield* Redeliverer.make({
+      spool: fake.spool,
+      state,
+      settings,
+      clock: yield* Effect.clock,
+      delivery,
+      breaker: new Breaker("observability", ReliabilityConfig.defaultBreakers.observability)
+    })
+    return { ...fake, state, redeliverer, sent }
+  })
+
+/** Lets forked fibers run until they wait on something. */
+const settle = Effect.repeatN(Effect.yieldNow(), 20)
+
+describe("Observability spool redelivery", () => {
+  it.effect("a spool that cannot be read keeps its size, is counted and logged, and is read again a second later", () => {
+    const { layer, lines } = captureLogs()
+    return Effect.gen(function*() {
+      const { faults, redeliverer, rows, sent, state } = yield* setup(["a", "b"])
+      faults.page.push("fail")
+      const fiber = yield* Effect.fork(redeliverer.run)
+      yield* settle
+      assert.deepStrictEqual(
+        { spoolSize: state.spoolSize, storageErrors: state.counters.storageErrors, sent: sent.length },
+        { spoolSize: 2, storageErrors: 1, sent: 0 }
+      )
+      assert.deepStrictEqual(lines.filter((line) => line.startsWith("ERROR")), [
+        "ERROR observability: cannot read the spool: disk I/O error; its events stay there and redelivery will try again"
+      ])
+      yield* TestClock.adjust(Duration.seconds(1))
+      yield* settle
+      assert.deepStrictEqual(
+        { spoolSize: state.spoolSize, redelivered: state.counters.redelivered, rows: rows.length },
+        { spoolSize: 0, redelivered: 2, rows: 0 }
+      )
+      yield* Fiber.interrupt(fiber)
+    }).pipe(Effect.provide(layer))
+  })
+
+  it.effect("drainSpool fails with the SqlError when the spool cannot be read", () =>
+    Effect.gen(function*() {
+      const { faults, redeliverer, state } = yield* setup(["a"])
+      faults.page.push("fail")
+      const error = yield* Effect.flip(redeliverer.drain)
+      assert.strictEqual(error.message, "cannot read the spool: disk I/O error")
+      assert.strictEqual(state.spoolSize, 1)
+    }))
+
+  it.effect("a defect while recording a redelivery is not taken for a storage error: drainSpool dies with it", () =>
+    Effect.gen(function*() {
+      const { faults, redeliverer, state } = yield* setup(["a"])
+      faults.commit.push("die")
+      const exit = yield* Effect.exit(redeliverer.drain)
+      assert.isTrue(Exit.isFailure(exit) && Cause.isDie(exit.cause), "drain dies")
+      assert.strictEqual(state.counters.storageErrors, 0)
+    }))
+
+  it.effect("a defect stops background redelivery with an error in the log, instead of looping over the same rows", () => {
+    const { layer, lines } = captureLogs()
+    return Effect.gen(function*() {
+      const { faults, redeliverer, sent } = yield* setup(["a"])
+      faults.commit.push("die")
+      const fiber = yield* Effect.fork(redeliverer.run)
+      yield* settle
+      const exit = yield* Fiber.await(fiber)
+      assert.isTrue(Exit.isFailure(exit) && Cause.isDie(exit.cause))
+      assert.deepStrictEqual(sent.length, 1)
+      assert.isTrue(lines.some((line) => line.startsWith("ERROR observability: spool redelivery stopped on a defect")))
+    }).pipe(Effect.provide(layer))
+  })
+})
+
+/** A transport that answers 200 with the event, and dies (a bug of ours) for a body containing "bug". */
+const buggyTransport: Transport.Transport = {
+  description: "fake",
+  post: (_route, body) =>
+    body.includes("bug")
+      ? Effect.die(new TypeError("cannot read properties of undefined"))
+      : Effect.succeed({ status: 200, contentType: "application/json", headers: {}, body, truncated: false })
+}
+
+const makeDelivery = Effect.gen(function*() {
+  const settings = yield* Options.resolve({ concurrency: 1 })
+  const state = new State("single", { backlog: 0, deadLetters: 0 }, 0)
+  const protection = { policy: "observability", breaker: "observability", quiet: true } as const
+  const delivery = Delivery.make({
+    settings,
+    state,
+    transport: buggyTransport,
+    clock: yield* Effect.clock,
+    singleConcurrency: 1,
+    protectSingle: yield* Resilience.makeProtect({ operation: "observability_event", ...protection }),
+    protectBatch: yield* Resilience.makeProtect({ operation: "observability_batch", ...protection })
+  })
+  return { settings, state, delivery }
+}).pipe(Effect.provide(Layer.provideMerge(CircuitBreaker.layer, ReliabilityConfig.layerDefault)))
+
+describe("Observability delivery", () => {
+  it.effect("a defect in delivery is not an answer of the server: deliver dies with it", () =>
+    Effect.gen(function*() {
+      const { delivery } = yield* makeDelivery
+      assert.deepStrictEqual(yield* delivery.deliver([`{"id":"fine"}`], 1), [undefined])
+      const exit = yield* Effect.exit(delivery.deliver([`{"id":"bug"}`], 1))
+      assert.isTrue(Exit.isFailure(exit) && Cause.isDie(exit.cause), "deliver dies")
+    }))
+
+  it.effect("a worker that meets a defect logs it, spools the event it held and goes on with the queue", () => {
+    const { layer, lines } = captureLogs()
+    return Effect.gen(function*() {
+      const { delivery, settings, state } = yield* makeDelivery
+      const queue = yield* Queue.unbounded<Entry>()
+      const settled: Array<readonly [string, Result]> = []
+      const slot: Delivery.Slot = { current: undefined }
+      const fiber = yield* Effect.fork(Delivery.worker({
+        settings,
+        state,
+        queue,
+        delivery,
+        settle: (entry, result) => void settled.push([entry.body, result])
+      }, slot))
+      yield* Queue.offerAll(queue, [state.accept(`{"id":"bug"}`, 0, 1), state.accept(`{"id":"next"}`, 0, 2)])
+      yield* settle
+      assert.deepStrictEqual(settled, [
+        [`{"id":"bug"}`, { dead: false, reason: "not delivered: a defect in delivery (see the log)", status: undefined }],
+        [`{"id":"next"}`, undefined]
+      ])
+      assert.deepStrictEqual(lines.filter((line) => line.startsWith("ERROR")), [
+        "ERROR observability: a delivery worker met a defect; 1 event(s) it held went to the spool"
+      ])
+      yield* Fiber.interrupt(fiber)
+    }).pipe(Effect.provide(layer))
+  })
+})
+
+describe("Observability shutdown", () => {
+  it.effect("ends within graceful_shutdown while the disk hangs; what it could not write is counted and logged as lost", () => {
+    const { layer, lines } = captureLogs()
+    return Effect.gen(function*() {
+      const { faults, spool } = makeFakeSpool()
+      // The first write fails, the retry and every write after it hang (a stalled disk).
+      faults.commit.push("fail", "hang", "hang")
+      const state = new State("single", { backlog: 0, deadLetters: 0 }, 0)
+      const settings = yield* Options.resolve({})
+      const writer = SpoolWriter.make({ spool, state, settings, clock: yield* Effect.clock })
+      const scope = yield* Scope.make()
+      const workerScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
+      const writerScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
+      yield* Effect.forkIn(writer.run, writerScope)
+      writer.settle(state.accept(`{"id":"e1"}`, 0, 1), { dead: false, reason: "ServiceUnavailable: 503", status: 503 })
+      yield* settle
+      yield* TestClock.adjust("100 millis") // the retry pause: the writer now waits on the disk
+      yield* settle
+      const shutdown = yield* Effect.fork(Shutdown.make({
+        state,
+        queue: yield* Queue.unbounded<Entry>(),
+        slots: [],
+        workerScope,
+        writerScope,
+        writer,
+        gracefulShutdown: Duration.seconds(1)
+      }))
+      yield* settle
+      yield* TestClock.adjust("800 millis") // the flush gives up, keeping 200 ms for the last write
+      yield* settle
+      yield* TestClock.adjust("200 millis")
+      yield* settle
+      assert.isTrue(Option.isSome(yield* Fiber.poll(shutdown)), "shutdown ended within graceful_shutdown")
+      assert.strictEqual(state.counters.dropped, 1)
+      assert.include(lines, "ERROR observability: LOST 1 event(s): shutdown ran out of time to write the spool; ids e1")
+    }).pipe(Effect.provide(layer))
+  })
+})

@@ -1,0 +1,162 @@
+/**
+ * The sandbox under hostile input (issue 11): request bodies are capped as the real APIs cap
+ * them, the request log is a bounded ring, and a port outside 0–65535 is a clean failure (the
+ * library's `SandboxError`, the CLI's exit 2 with a message), never a stack trace.
+ *
+ * Raw `node:http` requests: a client that declares 100 MB and sends 1 KB is what a fetch cannot do.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Http from "node:http"
+import * as Sandbox from "../src/Sandbox.js"
+import { big3 } from "./support/cli.js"
+import { at } from "./support/json.js"
+
+interface Reply {
+  readonly status: number
+  readonly headers: Http.IncomingHttpHeaders
+  readonly text: string
+}
+
+/**
+ * POSTs to `url` with `headers`, writing `chunks` one after the other (stopping once the answer
+ * has come); resolves with the answer. The sandbox may close the connection while we still write.
+ */
+const send = (url: string, headers: Http.OutgoingHttpHeaders, chunks: Iterable<Buffer>) =>
+  Effect.async<Reply, Error>((resume) => {
+    let answered = false
+    const request = Http.request(url, { method: "POST", headers, agent: false }, (response) => {
+      answered = true
+      let text = ""
+      response.setEncoding("utf8")
+      response.on("data", (chunk: string) => (text += chunk))
+      response.on("end", () => resume(Effect.succeed({ status: response.statusCode ?? 0, headers: response.headers, text })))
+      response.on("error", (error) => resume(Effect.fail(error)))
+    })
+    request.on("error", (error) => {
+      if (!answered) resume(Effect.fail(error))
+    })
+    const iterator = chunks[Symbol.iterator]()
+    const writeNext = (): void => {
+      if (answered || request.destroyed) return
+      const next = iterator.next()
+      if (next.done === true) {
+        request.end()
+        return
+      }
+      if (request.write(next.value)) setImmediate(writeNext)
+      else request.once("drain", writeNext)
+    }
+    writeNext()
+    return Effect.sync(() => request.destroy())
+  }).pipe(Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("no answer within 10 s") }))
+
+const mib = 1024 * 1024
+
+function* repeat(chunk: Buffer, times: number) {
+  for (let i = 0; i < times; i++) yield chunk
+}
+
+const geminiPath = "/v1beta/models/gemini-2.5-flash:generateContent"
+const geminiHeaders = { "content-type": "application/json", "x-goog-api-key": "sandbox-key" }
+
+describe("Sandbox under hostile input", () => {
+  // Gemini: 20 MB per request (ai.google.dev, "inline data … total request size limit 20MB");
+  // Google's front end answers 400 "Request payload size exceeds the limit: N bytes."
+  it.scopedLive("a Gemini body declared over 20 MiB is refused with 400 before it is read", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make()
+      const reply = yield* send(
+        `${sandbox.url}${geminiPath}`,
+        { ...geminiHeaders, "content-length": String(100 * mib) },
+        [Buffer.alloc(1024, "a")]
+      )
+      assert.strictEqual(reply.status, 400)
+      assert.strictEqual(reply.headers.connection, "close")
+      assert.deepStrictEqual(JSON.parse(reply.text), {
+        error: { code: 400, message: "Request payload size exceeds the limit: 20971520 bytes.", status: "INVALID_ARGUMENT" }
+      })
+      const [recorded] = yield* sandbox.requests
+      assert.deepStrictEqual(
+        recorded && [recorded.route, recorded.outcome, recorded.bodyBytes, recorded.body],
+        ["gemini", 400, 100 * mib, undefined]
+      )
+      // The plan was not consulted: the request never reached the model.
+      assert.strictEqual(recorded?.fault, "none")
+    }))
+
+  // Anthropic: 32 MB per Messages request, 413 request_too_large (docs.claude.com, "Errors").
+  it.scopedLive("an Anthropic body streamed past 32 MiB without a length is cut off with 413 request_too_large", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make()
+      const reply = yield* send(
+        `${sandbox.url}/v1/messages`,
+        { "content-type": "application/json", "x-api-key": "sandbox-key", "anthropic-version": "2023-06-01", "transfer-encoding": "chunked" },
+        repeat(Buffer.alloc(mib, "a"), 40)
+      )
+      assert.strictEqual(reply.status, 413)
+      assert.strictEqual(at(JSON.parse(reply.text), "error", "type"), "request_too_large")
+      const [recorded] = yield* sandbox.requests
+      assert.strictEqual(recorded?.outcome, 413)
+      assert.isAbove(recorded?.bodyBytes ?? 0, 32 * mib)
+      assert.isUndefined(recorded?.body, "nothing of the body is kept")
+    }))
+
+  // The observability server runs on Bun.serve, whose default maxRequestBodySize is 128 MiB.
+  it.scopedLive("an events body over 128 MiB is refused with 413", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make()
+      const reply = yield* send(
+        `${sandbox.url}/events`,
+        { "content-type": "application/json", "content-length": String(129 * mib) },
+        [Buffer.alloc(16, " ")]
+      )
+      assert.deepStrictEqual([reply.status, reply.text], [413, "Payload Too Large"])
+      assert.strictEqual((yield* sandbox.eventStats).stored, 0)
+    }))
+
+  it.scopedLive("maxRequestBytes lowers every route's limit", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ maxRequestBytes: 100 })
+      const event = (payload: string) =>
+        Buffer.from(JSON.stringify({ source_app: "a", session_id: "s", hook_event_type: "t", payload: { payload } }))
+      const served = yield* send(`${sandbox.url}/events`, { "content-type": "application/json" }, [event("small")])
+      assert.strictEqual(served.status, 200)
+      const refused = yield* send(`${sandbox.url}/events`, { "content-type": "application/json" }, [event("x".repeat(100))])
+      assert.strictEqual(refused.status, 413)
+      assert.strictEqual((yield* sandbox.eventStats).stored, 1)
+    }))
+
+  it.scopedLive("the request log keeps the newest requests only, by count", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ requestLog: { maxEntries: 5 } })
+      for (let i = 0; i < 8; i++) yield* send(`${sandbox.url}/health`, {}, [])
+      assert.deepStrictEqual((yield* sandbox.requests).map((request) => request.sequence), [4, 5, 6, 7, 8])
+    }))
+
+  it.scopedLive("the request log keeps the newest requests only, by bytes of body", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ requestLog: { maxBodyBytes: 250 } })
+      const event = (n: number) =>
+        Buffer.from(JSON.stringify({ source_app: "app", session_id: `s${n}`, hook_event_type: "Stop", payload: { n } }))
+      assert.isAbove(event(1).length, 70)
+      for (let n = 1; n <= 6; n++) yield* send(`${sandbox.url}/events`, { "content-type": "application/json" }, [event(n)])
+      const kept = yield* sandbox.requests
+      assert.deepStrictEqual(kept.map((request) => at(request.body, "payload", "n")), [4, 5, 6])
+      assert.strictEqual((yield* sandbox.eventStats).stored, 6, "the server's own store is not the log")
+    }))
+
+  it.scoped("a port outside 0–65535 fails with SandboxError, not a defect", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(Sandbox.make({ port: 99999 }))
+      assert.strictEqual(error._tag, "SandboxError")
+      assert.strictEqual(error.message, "sandbox cannot listen on 127.0.0.1:99999: a port is an integer from 0 to 65535")
+    }))
+
+  it.effect("big3 sandbox --port 99999 exits 2 with a message and no stack trace", () =>
+    Effect.gen(function*() {
+      const { code, stderr } = yield* big3(["sandbox", "--port", "99999"])
+      assert.strictEqual(code, 2)
+      assert.strictEqual(stderr, "big3 sandbox: --port must be an integer from 0 to 65535 (0 picks a free port), got 99999")
+    }))
+})

@@ -1,0 +1,231 @@
+/**
+ * Anthropic's official `@anthropic-ai/sdk` against `big3 sandbox` over 127.0.0.1: text,
+ * streaming, token counting, tools, thinking, stop conditions, each error class as the SDK
+ * classifies real ones, and the SDK's own retries honouring the sandbox's hints.
+ *
+ * Facts about the real API come from its public documentation (docs.claude.com: Messages,
+ * streaming, errors, rate limits, extended thinking) and the SDK's source
+ * (anthropics/anthropic-sdk-typescript); each test says which.
+ */
+import Anthropic, {
+  APIError,
+  AuthenticationError,
+  BadRequestError,
+  ContentTooLargeError,
+  NotFoundError,
+  OverloadedError,
+  RateLimitError
+} from "@anthropic-ai/sdk"
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Sandbox from "../src/Sandbox.js"
+
+const model = "claude-sonnet-5-5"
+
+const client = (sandbox: Sandbox.Service, options: { readonly maxRetries?: number; readonly apiKey?: string } = {}) =>
+  new Anthropic({ apiKey: options.apiKey ?? "sandbox-key", baseURL: sandbox.url, maxRetries: options.maxRetries ?? 0 })
+
+const call = <A>(f: () => Promise<A>) => Effect.tryPromise({ try: f, catch: (error) => error })
+
+/** The SDK's error for a call that must fail. */
+const failure = <A>(f: () => Promise<A>) =>
+  Effect.flatMap(Effect.flip(call(f)), (error) =>
+    error instanceof APIError ? Effect.succeed(error) : Effect.dieMessage(`expected an APIError, got ${String(error)}`))
+
+const ask = (text: string) => ({ model, max_tokens: 256, messages: [{ role: "user" as const, content: text }] })
+
+describe("@anthropic-ai/sdk against the sandbox", () => {
+  // Messages API response shape; usage as documented (cache_creation breakdown, service_tier);
+  // rate-limit headers on every answer (docs: "Rate limits" → response headers).
+  it.scopedLive("messages.create answers text with full usage, a request id and rate-limit headers", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make()
+      const { data, request_id, response } = yield* call(() =>
+        client(sandbox).messages.create(ask("hello claude")).withResponse()
+      )
+      // Compared as plain JSON: the SDK's types list every field the API may send.
+      const content: unknown = data.content
+      assert.deepStrictEqual(content, [{ type: "text", text: "sandbox answer to: hello claude" }])
+      assert.strictEqual(data.stop_reason, "end_turn")
+      assert.strictEqual(data.stop_sequence, null)
+      const usage: unknown = data.usage
+      assert.deepStrictEqual(usage, {
+        input_tokens: data.usage.input_tokens,
+        cache_creation_input_tokens: 0,
+        cache_read_input_tokens: 0,
+        cache_creation: { ephemeral_5m_input_tokens: 0, ephemeral_1h_input_tokens: 0 },
+        output_tokens: data.usage.output_tokens,
+        service_tier: "standard"
+      })
+      assert.match(request_id ?? "", /^req_01[0-9A-Za-z]{22}$/)
+      assert.strictEqual(response.headers.get("anthropic-ratelimit-requests-limit"), "4000")
+      assert.strictEqual(response.headers.get("anthropic-ratelimit-requests-remaining"), "3999")
+      assert.match(response.headers.get("anthropic-ratelimit-requests-reset") ?? "", /^\d{4}-\d\d-\d\dT\d\d:\d\d:00Z$/)
+      for (const kind of ["tokens", "input-tokens", "output-tokens"]) {
+        assert.isNotNull(response.headers.get(`anthropic-ratelimit-${kind}-remaining`), kind)
+      }
+    }))
+
+  it.scopedLive("messages.stream yields the text deltas and the final message", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make()
+      const { deltas, message } = yield* call(async () => {
+        const stream = client(sandbox).messages.stream(ask("tell me about the sea and the sky"))
+        const deltas: Array<string> = []
+        stream.on("text", (delta) => deltas.push(delta))
+        return { deltas, message: await stream.finalMessage() }
+      })
+      assert.isAtLeast(deltas.length, 2)
+      assert.strictEqual(deltas.join(""), "sandbox answer to: tell me about the sea and the sky")
+      const content: unknown = message.content
+      assert.deepStrictEqual(content, [{ type: "text", text: "sandbox answer to: tell me about the sea and the sky" }])
+      assert.strictEqual(message.usage.service_tier, "standard")
+    }))
+
+  it.scopedLive("messages.countTokens answers input_tokens", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make()
+      const counted = yield* call(() =>
+        client(sandbox).messages.countTokens({ model, messages: [{ role: "user", content: "hello claude" }] })
+      )
+      assert.deepStrictEqual(counted, { input_tokens: 3 })
+    }))
+
+  // Tool use docs: with tool_choice {type:"tool"} the model calls that tool with input matching
+  // its input_schema (required fields present).
+  it.scopedLive("a forced tool_use carries the schema's required input", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make()
+      const message = yield* call(() =>
+        client(sandbox).messages.create({
+          ...ask("weather in Oslo?"),
+          tools: [{
+            name: "get_weather",
+            input_schema: {
+              type: "object",
+              properties: { city: { type: "string" }, days: { type: "integer" }, hourly: { type: "boolean" } },
+              required: ["city", "days"]
+            }
+          }],
+          tool_choice: { type: "tool", name: "get_weather" }
+        })
+      )
+      assert.strictEqual(message.stop_reason, "tool_use")
+      const [block] = message.content
+      assert.strictEqual(block?.type, "tool_use")
+      if (block?.type === "tool_use") {
+        assert.strictEqual(block.name, "get_weather")
+        assert.deepStrictEqual(block.input, { city: "sandbox", days: 1 })
+        assert.match(block.id, /^toolu_01/)
+      }
+    }))
+
+  // Messages API: stop_reason "max_tokens" when max_tokens is reached, "stop_sequence" (with the
+  // matched sequence) when a custom stop sequence is generated.
+  it.scopedLive("max_tokens and stop_sequences stop the answer", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make()
+      const ai = client(sandbox)
+      const short = yield* call(() => ai.messages.create({ ...ask("a question that needs a long answer"), max_tokens: 2 }))
+      assert.strictEqual(short.stop_reason, "max_tokens")
+      const shortContent: unknown = short.content
+      assert.deepStrictEqual(shortContent, [{ type: "text", text: "sandbox " }])
+      assert.strictEqual(short.usage.output_tokens, 2)
+      const stopped = yield* call(() => ai.messages.create({ ...ask("count: one two STOP three"), stop_sequences: ["STOP", "two"] }))
+      assert.strictEqual(stopped.stop_reason, "stop_sequence")
+      assert.strictEqual(stopped.stop_sequence, "two")
+      const stoppedContent: unknown = stopped.content
+      assert.deepStrictEqual(stoppedContent, [{ type: "text", text: "sandbox answer to: count: one " }])
+    }))
+
+  // Extended thinking docs: with thinking enabled the answer starts with a signed thinking block,
+  // streamed as thinking_delta then signature_delta.
+  it.scopedLive("enabled thinking answers a signed thinking block first, also when streamed", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make()
+      const ai = client(sandbox)
+      const request = { ...ask("think first"), max_tokens: 4096, thinking: { type: "enabled" as const, budget_tokens: 2048 } }
+      const message = yield* call(() => ai.messages.create(request))
+      assert.deepStrictEqual(message.content.map((block) => block.type), ["thinking", "text"])
+      const thinking = message.content[0]
+      assert.isTrue(thinking?.type === "thinking" && thinking.signature.length > 0 && thinking.thinking.includes("think first"))
+      const streamed = yield* call(() => ai.messages.stream(request).finalMessage())
+      assert.deepStrictEqual(streamed.content.map((block) => block.type), ["thinking", "text"])
+      const streamedThinking = streamed.content[0]
+      assert.isTrue(streamedThinking?.type === "thinking" && streamedThinking.signature.length > 0)
+      const tooSmall = yield* failure(() => ai.messages.create({ ...request, max_tokens: 2048 }))
+      assert.instanceOf(tooSmall, BadRequestError)
+    }))
+
+  describe("errors, as the SDK classifies real ones", () => {
+    // Errors docs: 404 not_found_error for a model that does not exist; 400 invalid_request_error;
+    // 401 authentication_error; every error body has request_id and the request-id header.
+    it.scopedLive("unknown model 404, empty messages 400, wrong key 401, each with its type and request id", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make()
+        const ai = client(sandbox)
+        const unknownModel = yield* failure(() => ai.messages.create({ ...ask("hi"), model: "claude-imaginary-9" }))
+        assert.instanceOf(unknownModel, NotFoundError)
+        assert.strictEqual(unknownModel.type, "not_found_error")
+        assert.strictEqual(unknownModel.apiMessage, "model: claude-imaginary-9")
+        assert.match(unknownModel.requestID ?? "", /^req_01/)
+        const empty = yield* failure(() => ai.messages.create({ model, max_tokens: 16, messages: [] }))
+        assert.instanceOf(empty, BadRequestError)
+        assert.strictEqual(empty.type, "invalid_request_error")
+        const wrongKey = yield* failure(() => client(sandbox, { apiKey: "wrong-key" }).messages.create(ask("hi")))
+        assert.instanceOf(wrongKey, AuthenticationError)
+        assert.strictEqual(wrongKey.type, "authentication_error")
+      }))
+
+    // Errors docs: 413 request_too_large for a request over the size limit (32 MB; lowered here).
+    it.scopedLive("a body over the size limit is a ContentTooLargeError of type request_too_large", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make({ maxRequestBytes: 1000 })
+        const error = yield* failure(() => client(sandbox).messages.create(ask("x".repeat(2000))))
+        assert.instanceOf(error, ContentTooLargeError)
+        assert.strictEqual(error.type, "request_too_large")
+        assert.match(error.requestID ?? "", /^req_01/)
+      }))
+
+    it.scopedLive("429 is a RateLimitError with retry-after and spent rate-limit headers; 529 an OverloadedError", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make({ plans: { anthropic: [{ status: 429, retryAfter: "7 seconds" }, 529] } })
+        const ai = client(sandbox)
+        const limited = yield* failure(() => ai.messages.create(ask("hi")))
+        assert.instanceOf(limited, RateLimitError)
+        assert.strictEqual(limited.type, "rate_limit_error")
+        assert.strictEqual(limited.headers?.get("retry-after"), "7")
+        assert.strictEqual(limited.headers?.get("anthropic-ratelimit-requests-remaining"), "0")
+        const overloaded = yield* failure(() => ai.messages.create(ask("hi")))
+        assert.instanceOf(overloaded, OverloadedError)
+        assert.strictEqual(overloaded.status, 529)
+        assert.strictEqual(overloaded.type, "overloaded_error")
+      }))
+
+    // Streaming docs: errors can arrive inside a 200 stream as `event: error` (e.g. overloaded_error).
+    it.scopedLive("an error event inside a 200 stream ends the SDK's stream with that error type", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make({ plans: { anthropic: [{ midStream: "error", after: 3 }] } })
+        const seen: Array<string> = []
+        const error = yield* failure(async () => {
+          const stream = await client(sandbox).messages.create({ ...ask("tell me a long story"), stream: true })
+          for await (const event of stream) seen.push(event.type)
+        })
+        assert.strictEqual(error.type, "overloaded_error")
+        assert.deepStrictEqual(seen, ["message_start", "content_block_start"])
+        assert.deepStrictEqual((yield* sandbox.requestsFor("anthropic")).map((r) => [r.outcome, r.fault]), [[200, "midStream"]])
+      }))
+  })
+
+  // The SDK retries 429/5xx (maxRetries, default 2) and waits what `retry-after` says
+  // (anthropic-sdk-typescript client.ts `retryRequest`).
+  it.scopedLive("the SDK's retries honour the sandbox's retry-after and get the answer", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ plans: { anthropic: [{ status: 429, retryAfter: "1 second" }, 529] } })
+      const message = yield* call(() => client(sandbox, { maxRetries: 2 }).messages.create(ask("hi")))
+      assert.strictEqual(message.stop_reason, "end_turn")
+      const requests = yield* sandbox.requestsFor("anthropic")
+      assert.deepStrictEqual(requests.map((r) => r.outcome), [429, 529, 200])
+      assert.isAtLeast(requests[1]!.time - requests[0]!.time, 1000, "waited the 1 s retry-after")
+    }))
+})
