@@ -2,6 +2,7 @@
  * The store on PostgreSQL (`BIG3_DATABASE_URL`): a real server over 127.0.0.1, a fresh database
  * per test (see support/postgres.ts: `BIG3_TEST_DATABASE_URL`'s server, or a private cluster).
  */
+import * as ShardingConfig from "@effect/cluster/ShardingConfig"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, layer } from "@effect/vitest"
 import * as ConfigError from "effect/ConfigError"
@@ -13,6 +14,7 @@ import * as Redacted from "effect/Redacted"
 import * as fs from "node:fs"
 import * as nodePath from "node:path"
 import * as Agents from "../src/Agents.js"
+import * as Cluster from "../src/runner/Cluster.js"
 import * as Store from "../src/Store.js"
 import { agentsDir, withAgents, withDurableAgents } from "./support/agents.js"
 import * as Postgres from "./support/postgres.js"
@@ -98,6 +100,24 @@ layer(Layer.scoped(PgServer, Effect.tap(Postgres.server, (server) => Effect.sync
       ]).pipe(Effect.provide(Store.layerPostgres(Redacted.make(url))))
       const results = yield* Effect.all(Array.from({ length: 4 }, () => Effect.either(create)), { concurrency: "unbounded" })
       assert.deepStrictEqual(results.map((result) => result._tag), ["Right", "Right", "Right", "Right"])
+    }))
+
+  it.scoped("runners starting together on an empty database both build the cluster's storage", () =>
+    Effect.gen(function*() {
+      const url = yield* freshDatabase
+      // Each "runner" has its own connection pool, as separate processes would.
+      const build = Layer.build(Cluster.sharedStorage).pipe(
+        Effect.scoped,
+        Effect.provide(Layer.merge(Store.layerPostgres(Redacted.make(url)), ShardingConfig.layer())),
+        Effect.exit
+      )
+      const results = yield* Effect.all(Array.from({ length: 6 }, () => build), { concurrency: "unbounded" })
+      assert.deepStrictEqual(results.map((result) => result._tag), Array.from({ length: 6 }, () => "Success"))
+      const tables = yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
+        sql<{ readonly name: string }>`SELECT tablename AS name FROM pg_tables WHERE tablename LIKE 'cluster_%' ORDER BY tablename`).pipe(
+          Effect.provide(Store.layerPostgres(Redacted.make(url)))
+        )
+      assert.deepStrictEqual(tables.map((table) => table.name), ["cluster_messages", "cluster_migrations", "cluster_replies", "cluster_runners"])
     }))
 
   it.scoped("a resumed durable command on PostgreSQL records its outcome once, from its current attempt", () =>

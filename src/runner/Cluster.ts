@@ -31,7 +31,7 @@ import type { ServeError } from "@effect/platform/HttpServerError"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as RpcSerialization from "@effect/rpc/RpcSerialization"
-import type * as SqlClient from "@effect/sql/SqlClient"
+import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -73,6 +73,34 @@ const embedded = (settings: Settings) =>
     Layer.provideMerge(clusterConfig(settings, RunnerAddress.make(settings.host, settings.port)))
   )
 
+/**
+ * The cluster's tables on a shared store, built by one runner at a time. Runners started together
+ * on an empty database would otherwise race on the cluster's DDL (its migrations table is created
+ * after a failed probe, its runner tables with `CREATE TABLE IF NOT EXISTS`, neither atomic on
+ * PostgreSQL) and the loser would die. The lock is a PostgreSQL advisory lock on a connection of
+ * its own, held while the storage layers build; a runner that dies releases it with its connection.
+ */
+export const sharedStorage: Layer.Layer<
+  MessageStorage.MessageStorage | RunnerStorage.RunnerStorage,
+  SqlError,
+  SqlClient.SqlClient | ShardingConfig.ShardingConfig
+> = Layer.scopedContext(
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const storage = Layer.merge(SqlMessageStorage.layer, SqlRunnerStorage.layer)
+    const scope = yield* Effect.scope
+    return yield* Effect.scoped(Effect.gen(function*() {
+      const connection = yield* sql.reserve
+      yield* connection.executeRaw("SELECT pg_advisory_lock(hashtext($1))", [storageLockKey])
+      return yield* Layer.buildWithScope(storage, scope).pipe(
+        Effect.ensuring(Effect.ignore(connection.executeRaw("SELECT pg_advisory_unlock(hashtext($1))", [storageLockKey])))
+      )
+    }))
+  })
+)
+
+const storageLockKey = "big3:cluster-storage"
+
 /** One of several runners: HTTP between them, shards locked in the store. */
 const shared = (settings: Settings) => {
   const server = NodeHttpServer.layer(createServer, { host: settings.host, port: settings.port })
@@ -93,8 +121,7 @@ const shared = (settings: Settings) => {
   }).pipe(Layer.provide(HttpRunner.layerClientProtocolHttpDefault))
   return runnerServer.pipe(
     Layer.provide(health),
-    Layer.provideMerge(SqlMessageStorage.layer),
-    Layer.provide(SqlRunnerStorage.layer),
+    Layer.provideMerge(sharedStorage),
     Layer.provideMerge(config),
     Layer.provide([RpcSerialization.layerMsgPack, NodeHttpClient.layerUndici]),
     Layer.provide(server)
