@@ -14,22 +14,13 @@
  * @internal
  */
 import * as Cause from "effect/Cause"
-import * as Context from "effect/Context"
-import * as DefaultServices from "effect/DefaultServices"
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
-import type * as Fiber from "effect/Fiber"
-import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
-import * as Tracer from "effect/Tracer"
+import type * as Tracer from "effect/Tracer"
 
-const builtInTracer = Context.get(DefaultServices.liveServices, Tracer.Tracer)
-
-/** True when a span made in `fiber` would be recorded by someone. */
-export const isTracing = (fiber: Fiber.RuntimeFiber<unknown, unknown>): boolean =>
-  fiber.getFiberRef(FiberRef.currentTracerEnabled) &&
-  Context.get(fiber.currentDefaultServices, Tracer.Tracer) !== builtInTracer
+export { isTracing } from "../internal/tracing.js"
 
 /** The error's tag ("RateLimited"), "interrupted", or "defect"; undefined on success. */
 const errorTagOf = <A, E>(exit: Exit.Exit<A, E>): string | undefined => {
