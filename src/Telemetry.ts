@@ -73,11 +73,11 @@ const build: Effect.Effect<Layer.Layer<Telemetry>, ConfigError.ConfigError | Tel
       ? Layer.empty
       : (yield* load("OpenTelemetry exporter", () => import("./telemetry/Otlp.js"))).layer({ ...config, otlpEndpoint: endpoint })
     const service: Service = { metricsUrl, otlpEndpoint: endpoint }
+    yield* Effect.locallyScoped(running, Option.some(service))
     return Layer.mergeAll(
       Layer.succeed(Telemetry, service),
       otlp,
-      config.metricsRuntime ? RuntimeFlags.enableRuntimeMetrics : Layer.empty,
-      Layer.scopedDiscard(Effect.locallyScoped(running, Option.some(service)))
+      config.metricsRuntime ? RuntimeFlags.enableRuntimeMetrics : Layer.empty
     )
   }
 )
