@@ -17,10 +17,14 @@ import * as os from "node:os"
 import * as path from "node:path"
 import * as CircuitBreaker from "../src/CircuitBreaker.js"
 import * as Errors from "../src/Errors.js"
+import * as Gemini from "../src/Gemini.js"
 import * as Metrics from "../src/Metrics.js"
 import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
 import * as Resilience from "../src/Resilience.js"
+import * as Runtime from "../src/Runtime.js"
+import * as Sandbox from "../src/Sandbox.js"
 import * as Telemetry from "../src/Telemetry.js"
+import { big3 } from "./support/cli.js"
 import { at, each } from "./support/json.js"
 import { isRunning } from "./support/processes.js"
 
@@ -387,5 +391,57 @@ describe("Telemetry: OpenTelemetry export", () => {
       )
       assert.isAtLeast(counted.dropped, 12)
       assert.strictEqual((yield* outcome("exported")) - before.exported, 0)
+    }).pipe(Effect.scoped))
+})
+
+describe("Telemetry in the runtime and the CLI", () => {
+  it.live("Runtime's composition installs the exporter for its clients: Gemini.generateContent → protect → attempt → the HTTP request", () =>
+    Effect.gen(function*() {
+      const otlp = yield* receiver()
+      const sandbox = yield* Sandbox.make({ geminiApiKey: "sandbox-key" })
+      const env = new Map([
+        ["OTEL_EXPORTER_OTLP_ENDPOINT", otlp.url],
+        ["OTEL_BSP_SCHEDULE_DELAY", "20"],
+        ["GEMINI_BASE_URL", sandbox.url],
+        ["GEMINI_API_KEY", "sandbox-key"]
+      ])
+      const services = Runtime.geminiWith({ configProvider: ConfigProvider.fromMap(env, { pathDelim: "_" }) })
+      yield* Effect.scoped(Effect.provide(Gemini.generateContent({ contents: [Gemini.userTurn("hello")] }), services))
+      const spans = spansOf(otlp.traces)
+      const named = (name: string) => spans.filter((span) => span.name === name)
+      const [client] = named("Gemini.generateContent")
+      const [call] = named("protect gemini_api")
+      const [attempt] = named("attempt gemini_api")
+      assert.deepStrictEqual(
+        [client?.parentSpanId === undefined, call?.parentSpanId === client?.spanId, attempt?.parentSpanId === call?.spanId],
+        [true, true, true]
+      )
+      const requests = spans.filter((span) => span.parentSpanId === attempt?.spanId)
+      assert.deepStrictEqual(requests.map((span) => span.name), ["http.client POST"])
+      assert.deepStrictEqual(attempt?.attributes, {
+        "big3.operation": "gemini_api",
+        "big3.attempt": 1,
+        "big3.breaker.state": "closed",
+        "big3.outcome": "success"
+      })
+      // The API key never reaches a span.
+      assert.notInclude(JSON.stringify(otlp.traces), "sandbox-key")
+    }).pipe(Effect.scoped))
+
+  it.live("every big3 command runs inside the telemetry layer: a /metrics port in use fails the command with a message", () =>
+    Effect.gen(function*() {
+      const taken = yield* Effect.acquireRelease(
+        Effect.async<Http.Server>((resume) => {
+          const server = Http.createServer()
+          server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+        }),
+        (server) => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
+      )
+      const port = portOf(taken)
+      const result = yield* big3(["config"], { BIG3_METRICS_PORT: String(port) })
+      assert.strictEqual(result.code, 1)
+      assert.match(result.stderr, new RegExp(`^big3: TelemetryError: cannot serve /metrics on 127\\.0\\.0\\.1:${port} \\(BIG3_METRICS_PORT\\): .*EADDRINUSE`))
+      const ok = yield* big3(["config"], { BIG3_METRICS_PORT: "0" })
+      assert.strictEqual(ok.code, 0)
     }).pipe(Effect.scoped))
 })
