@@ -354,6 +354,20 @@ describe("Telemetry: OpenTelemetry export", () => {
           list(resource, "scopeMetrics").flatMap((scope) => each(at(scope, "metrics"), "name")))
       ))
       assert.includeMembers([...metricNames], ["big3_calls_total", "big3_attempts_total", "big3_call_duration_seconds"])
+      // The last export holds the totals: one call succeeded, one failed after 2 attempts.
+      const last = otlp.metrics[otlp.metrics.length - 1]
+      const points = list(last, "resourceMetrics").flatMap((resource) =>
+        list(resource, "scopeMetrics").flatMap((scope) =>
+          list(scope, "metrics").flatMap((metric) =>
+            list(metric, "sum", "dataPoints").map((point) => ({ name: at(metric, "name"), attributes: attributesOf(at(point, "attributes")), value: at(point, "asDouble") ?? at(point, "asInt") }))
+          )))
+        .filter((point) => point.attributes["service"] === service)
+      assert.deepStrictEqual(
+        points.filter((point) => point.name === "big3_calls_total" || point.name === "big3_attempts_total")
+          .map((point) => [point.name, point.attributes["outcome"] ?? "-", Number(point.value)])
+          .sort((a, b) => String(a).localeCompare(String(b))),
+        [["big3_attempts_total", "-", 3], ["big3_calls_total", "failure", 1], ["big3_calls_total", "success", 1]]
+      )
     }).pipe(Effect.scoped))
 
   it.live("a collector that never answers does not slow or fail the caller: the queue is bounded and what it drops is counted", () =>
