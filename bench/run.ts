@@ -14,6 +14,7 @@ import { runColdStartBench } from "./coldstart.js"
 import { runEventsBench } from "./events.js"
 import { runAsyncBench, runOverheadBench } from "./overhead.js"
 import { runRunnersBench } from "./runners.js"
+import { runTracingBench } from "./tracing.js"
 import { markdownTable } from "./util.js"
 import { runVoiceBench } from "./voice.js"
 
@@ -54,6 +55,13 @@ section(
   `The async call: an immediately-resolving promise, ${asyncCalls.toLocaleString("en")} calls per run, each run paired with cockatiel's`,
   markdownTable(await runAsyncBench({ calls: asyncCalls, runs })) +
     "\n\nGoals: big3 protect over an async effect ≤ 0.25 × cockatiel's full wrap; the Promise API ≤ 5 µs."
+)
+
+section(
+  "Tracing: what it adds to a protected call (an immediately-succeeding effect), runs alternating",
+  markdownTable(await runTracingBench({ calls: Math.min(calls, 300_000), exportedCalls: 20_000, runs })) +
+    "\n\nGoal: tracing on adds ≤ 2 µs per call when no exporter is configured (then the pipeline makes no spans; " +
+    "it checks once per call whether a recording tracer is installed)."
 )
 
 section("Event delivery (servers in child processes)", await runEventsBench())

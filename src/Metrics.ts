@@ -9,6 +9,7 @@
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
+import type * as MetricKey from "effect/MetricKey"
 import * as MetricLabel from "effect/MetricLabel"
 import type * as MetricPair from "effect/MetricPair"
 import * as MetricState from "effect/MetricState"
@@ -76,6 +77,19 @@ export const rateLimitResetSeconds = Metric.gauge("big3_rate_limit_reset_seconds
 })
 
 /**
+ * Spans handed to the OpenTelemetry exporter, by `outcome`: "exported", "dropped" (the bounded
+ * queue was full) or "failed" (the export failed). Exporting never waits on the caller's behalf.
+ */
+export const telemetrySpans = Metric.counter("big3_telemetry_spans_total", {
+  description: "Finished spans handed to the OTLP exporter, by outcome (exported, dropped, failed)"
+})
+
+/** OTLP metric exports, by `outcome` ("success", "failure"). */
+export const telemetryMetricExports = Metric.counter("big3_telemetry_metric_exports_total", {
+  description: "OTLP metric exports, by outcome"
+})
+
+/**
  * A label array for `service` and optional extra pairs. Effect caches a metric's hook by the
  * identity of this array, so hot paths build theirs once (when a pipeline or a breaker is made)
  * and pass the same array on every update.
@@ -101,12 +115,28 @@ const formatNumber = (value: number | bigint): string => {
 }
 
 /**
+ * A counter's exposed name and type. big3's counters are named `…_total`; a counter of another
+ * library (Effect's `effect_fiber_started`) gets the suffix, and one that also goes down
+ * (`effect_fiber_active`) is a gauge in Prometheus terms.
+ */
+const counterFamily = (name: string, key: MetricKey.MetricKey.Untyped): readonly [string, "counter" | "gauge"] => {
+  if (name.endsWith("_total")) return [name, "counter"]
+  const keyType = key.keyType
+  const incremental = "incremental" in keyType && keyType.incremental === true
+  return incremental ? [`${name}_total`, "counter"] : [name, "gauge"]
+}
+
+/** True for big3's own metrics (named `big3_…`), as opposed to the Effect runtime's or a library's. */
+export const isOwn = (pair: MetricPair.MetricPair.Untyped): boolean => pair.metricKey.name.startsWith("big3_")
+
+/**
  * Formats metric pairs in the Prometheus text exposition format (version 0.0.4). Counters,
- * gauges, histograms, summaries and frequencies are supported.
+ * gauges, histograms, summaries and frequencies are supported. Every family has a `# HELP` line
+ * (a metric without a description is described by its name).
  */
 export const formatPrometheus = (pairs: ReadonlyArray<MetricPair.MetricPair.Untyped>): string => {
-  const families = new Map<string, { type: string; help: string | undefined; lines: Array<string> }>()
-  const family = (name: string, type: string, help: string | undefined) => {
+  const families = new Map<string, { type: string; help: string; lines: Array<string> }>()
+  const family = (name: string, type: string, help: string) => {
     let found = families.get(name)
     if (found === undefined) {
       found = { type, help, lines: [] }
@@ -118,10 +148,11 @@ export const formatPrometheus = (pairs: ReadonlyArray<MetricPair.MetricPair.Unty
   for (const pair of sorted) {
     const { metricKey, metricState } = pair
     const name = metricKey.name.replace(/[^a-zA-Z0-9_:]/g, "_")
-    const help = metricKey.description._tag === "Some" ? metricKey.description.value : undefined
+    const help = metricKey.description._tag === "Some" ? metricKey.description.value : name.replace(/_/g, " ")
     const labels = metricKey.tags
     if (MetricState.isCounterState(metricState)) {
-      family(name, "counter", help).lines.push(`${name}${formatLabels(labels)} ${formatNumber(metricState.count)}`)
+      const [exposed, type] = counterFamily(name, metricKey)
+      family(exposed, type, help).lines.push(`${exposed}${formatLabels(labels)} ${formatNumber(metricState.count)}`)
     } else if (MetricState.isGaugeState(metricState)) {
       family(name, "gauge", help).lines.push(`${name}${formatLabels(labels)} ${formatNumber(metricState.value)}`)
     } else if (MetricState.isHistogramState(metricState)) {
@@ -152,7 +183,7 @@ export const formatPrometheus = (pairs: ReadonlyArray<MetricPair.MetricPair.Unty
   }
   const out: Array<string> = []
   for (const [name, { type, help, lines }] of families) {
-    if (help !== undefined) out.push(`# HELP ${name} ${help.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")}`)
+    out.push(`# HELP ${name} ${help.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")}`)
     out.push(`# TYPE ${name} ${type}`)
     out.push(...lines)
   }
@@ -164,3 +195,10 @@ export const prometheus: Effect.Effect<string> = Effect.map(Metric.snapshot, for
 
 /** The same, for callers outside Effect. */
 export const prometheusText = (): string => formatPrometheus(Metric.unsafeSnapshot())
+
+/**
+ * What a scrape of `/metrics` serves: big3's own metrics, and the Effect runtime's and other
+ * libraries' too when `all` is set (`BIG3_METRICS_RUNTIME=on`).
+ */
+export const exposition = (options: { readonly all?: boolean | undefined } = {}): Effect.Effect<string> =>
+  Effect.map(Metric.snapshot, (pairs) => formatPrometheus(options.all === true ? pairs : pairs.filter(isOwn)))

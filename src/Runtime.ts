@@ -5,7 +5,8 @@
  * the store (SQLite at `{BIG3_STATE_DIR}/big3.db`, or PostgreSQL at `BIG3_DATABASE_URL`), the breaker registry, and the Gemini,
  * Observability and Agents clients (agents on the Claude Agent SDK), the browser and the browser
  * agent (Chromium starts only when a task opens it), the Realtime client and the Voice
- * orchestrator. It is composed once; layers are memoized by reference, so each service is built
+ * orchestrator, and telemetry (`/metrics` when `BIG3_METRICS_PORT` is set, OTLP export when
+ * `OTEL_EXPORTER_OTLP_ENDPOINT` is). It is composed once; layers are memoized by reference, so each service is built
  * once however many others need it.
  *
  * ```ts
@@ -37,6 +38,7 @@ import * as Observability from "./Observability.js"
 import * as Realtime from "./Realtime.js"
 import * as ReliabilityConfig from "./ReliabilityConfig.js"
 import * as Store from "./Store.js"
+import * as Telemetry from "./Telemetry.js"
 import * as Voice from "./Voice.js"
 
 /** Everything `Runtime.layer` provides. */
@@ -54,9 +56,13 @@ export type Services =
   | FileSystem.FileSystem
   | Path.Path
   | SqlClient.SqlClient
+  | Telemetry.Telemetry
 
-/** What building the runtime can fail with: bad configuration, or a store that cannot be opened. */
-export type Error = ConfigError.ConfigError | SqlError | Agents.AgentsError
+/**
+ * What building the runtime can fail with: bad configuration, a store that cannot be opened, or
+ * a `/metrics` port that cannot be bound.
+ */
+export type Error = ConfigError.ConfigError | SqlError | Agents.AgentsError | Telemetry.TelemetryError
 
 /** Pieces to replace, for tests, demos and apps; anything not given comes from the environment. */
 export interface Options {
@@ -73,6 +79,8 @@ export interface Options {
   readonly browser?: Layer.Layer<Browser.Browser, ConfigError.ConfigError, ReliabilityConfig.ReliabilityConfig> | undefined
   /** The browser agent (also behind the voice loop's `browser_use` tool). */
   readonly browserAgent?: Layer.Layer<BrowserAgent.BrowserAgent, ConfigError.ConfigError, BrowserAgent.Requirements> | undefined
+  /** The Prometheus endpoint and OTLP export; default `Telemetry.layer` (from the environment). */
+  readonly telemetry?: Layer.Layer<Telemetry.Telemetry, ConfigError.ConfigError | Telemetry.TelemetryError> | undefined
 }
 
 /** What every client stands on: configuration, breakers, HTTP, files and the store. */
@@ -83,6 +91,7 @@ export type Foundation =
   | FileSystem.FileSystem
   | Path.Path
   | SqlClient.SqlClient
+  | Telemetry.Telemetry
 
 const withConfigProvider = <A, E>(options: Options, layer: Layer.Layer<A, E>): Layer.Layer<A, E> =>
   options.configProvider === undefined ? layer : Layer.provide(layer, Layer.setConfigProvider(options.configProvider))
@@ -99,8 +108,10 @@ const stages = (options: Options) => {
     NodePath.layer,
     options.store ?? Store.layerConfig
   )
+  // Built first, so that the tracer it may install is the one every later service runs with.
+  const telemetry = options.telemetry ?? Telemetry.layer
   const breakers = CircuitBreaker.layer.pipe(Layer.provideMerge(options.config ?? ReliabilityConfig.layer))
-  const foundation = breakers.pipe(Layer.provideMerge(platform))
+  const foundation = breakers.pipe(Layer.provideMerge(platform), Layer.provideMerge(telemetry))
   // The spool stays on the embedded SQLite while the store is PostgreSQL (its SQL is SQLite's).
   const spooled = options.observability ?? Observability.layer
   const observability = (options.store === undefined ? Layer.provide(spooled, Store.layerEventSpool) : spooled).pipe(
@@ -112,7 +123,11 @@ const stages = (options: Options) => {
   )
   const gemini = (options.gemini ?? Gemini.layer).pipe(Layer.provide(foundation))
   // Gemini on configuration, breakers and HTTP only: no store, no files (what `big3 gemini` runs on).
-  const geminiAlone = (options.gemini ?? Gemini.layer).pipe(Layer.provideMerge(breakers), Layer.provideMerge(httpClient))
+  const geminiAlone = (options.gemini ?? Gemini.layer).pipe(
+    Layer.provideMerge(breakers),
+    Layer.provideMerge(httpClient),
+    Layer.provideMerge(telemetry)
+  )
   const browser = (options.browser ?? Browser.layer).pipe(Layer.provide(foundation))
   const browserAgent = (options.browserAgent ?? BrowserAgent.layer).pipe(
     Layer.provideMerge(Layer.mergeAll(browser, gemini, observability))
@@ -123,13 +138,15 @@ const stages = (options: Options) => {
 }
 
 /** The foundation alone (no clients), for tools that only need the store or the breakers. */
-export const foundationWith = (options: Options = {}): Layer.Layer<Foundation, ConfigError.ConfigError | SqlError> =>
+export const foundationWith = (
+  options: Options = {}
+): Layer.Layer<Foundation, ConfigError.ConfigError | SqlError | Telemetry.TelemetryError> =>
   withConfigProvider(options, stages(options).foundation)
 
 /** The foundation and the Observability client (what `big3 events` runs on). */
 export const observabilityWith = (
   options: Options = {}
-): Layer.Layer<Foundation | Observability.Observability, ConfigError.ConfigError | SqlError> =>
+): Layer.Layer<Foundation | Observability.Observability, ConfigError.ConfigError | SqlError | Telemetry.TelemetryError> =>
   withConfigProvider(options, stages(options).observability)
 
 /** The foundation, Observability and Agents, without Gemini (what `big3 agents` runs on). */
@@ -149,15 +166,15 @@ export const browserAgentWith = (
   options: Options = {}
 ): Layer.Layer<
   Foundation | Observability.Observability | Gemini.Gemini | Browser.Browser | BrowserAgent.BrowserAgent,
-  ConfigError.ConfigError | SqlError
+  ConfigError.ConfigError | SqlError | Telemetry.TelemetryError
 > => withConfigProvider(options, stages(options).browserAgent)
 
 /** Gemini with configuration, breakers and HTTP, and nothing else (no store, no files). */
 export const geminiWith = (
   options: Options = {}
 ): Layer.Layer<
-  Gemini.Gemini | ReliabilityConfig.ReliabilityConfig | CircuitBreaker.CircuitBreaker | HttpClient.HttpClient,
-  ConfigError.ConfigError
+  Gemini.Gemini | ReliabilityConfig.ReliabilityConfig | CircuitBreaker.CircuitBreaker | HttpClient.HttpClient | Telemetry.Telemetry,
+  ConfigError.ConfigError | Telemetry.TelemetryError
 > => withConfigProvider(options, stages(options).geminiAlone)
 
 /**

@@ -50,3 +50,27 @@ describe("Metrics", () => {
       assert.strictEqual(Metrics.prometheusText(), yield* Metrics.prometheus)
     }))
 })
+
+describe("Metrics exposition of other libraries' metrics", () => {
+  it.effect("a counter without _total gets it, one that goes down is a gauge, and every family has HELP", () =>
+    Effect.gen(function*() {
+      const started = Metric.counter("lib_started", { incremental: true })
+      const active = Metric.counter("lib_active")
+      yield* Metric.incrementBy(started.pipe(Metric.tagged("case", "exposition")), 3)
+      yield* Metric.incrementBy(active.pipe(Metric.tagged("case", "exposition")), 2)
+      const pairs = (yield* Metric.snapshot).filter((pair) => pair.metricKey.tags.some((tag) => tag.key === "case" && tag.value === "exposition"))
+      assert.strictEqual(
+        Metrics.formatPrometheus(pairs),
+        [
+          "# HELP lib_active lib active",
+          "# TYPE lib_active gauge",
+          `lib_active{case="exposition"} 2`,
+          "# HELP lib_started_total lib started",
+          "# TYPE lib_started_total counter",
+          `lib_started_total{case="exposition"} 3`,
+          ""
+        ].join("\n")
+      )
+      assert.isFalse(pairs.some(Metrics.isOwn))
+    }))
+})

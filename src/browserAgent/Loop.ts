@@ -26,6 +26,7 @@ import { uuidv7 } from "../Observability.js"
 import * as Resilience from "../Resilience.js"
 import * as Actions from "./Actions.js"
 import * as Conversation from "./Conversation.js"
+import { withSpanWhenTraced } from "../internal/tracing.js"
 
 /** Model calls allowed when the input says nothing. */
 export const defaultMaxTurns = 30
@@ -136,7 +137,9 @@ export const run = (deps: Deps, input: RunInput): Effect.Effect<RunResult, Brows
       while (true) {
         const { turns } = yield* Ref.get(progress)
         if (turns >= maxTurns) return yield* result("max_turns", `stopped after ${maxTurns} model turns without finishing the task`)
-        const response = yield* deps.gemini.generateContent({ contents, tools })
+        const response = yield* deps.gemini.generateContent({ contents, tools }).pipe(
+          withSpanWhenTraced("BrowserAgent.turn", { "big3.turn": turns + 1 })
+        )
         const turn = turns + 1
         yield* Ref.update(progress, (p) => ({ ...p, turns: turn }))
         const calls = Gemini.functionCalls(response)
@@ -163,7 +166,9 @@ export const run = (deps: Deps, input: RunInput): Effect.Effect<RunResult, Brows
                 `not run because BIG3_BROWSER_CONFIRM is not "allow"`
             )
           }
-          answers.push(yield* act(call, needsConfirmation, turn))
+          answers.push(yield* act(call, needsConfirmation, turn).pipe(
+            withSpanWhenTraced("BrowserAgent.action", { "big3.turn": turn, "big3.action": call.name })
+          ))
         }
         contents = Conversation.pruneScreenshots([...contents, { role: "user", parts: answers }])
       }

@@ -14,6 +14,7 @@ import * as Option from "effect/Option"
 import { agentsCommand } from "./agents.js"
 import { browseCommand } from "./browse.js"
 import * as Errors from "../Errors.js"
+import * as Telemetry from "../Telemetry.js"
 import { configCommand } from "./config.js"
 import { demoCommand } from "./demo.js"
 import { eventsCommand } from "./events.js"
@@ -49,9 +50,14 @@ export const report = (cause: Cause.Cause<unknown>, signalCode?: number): Effect
   return Effect.as(Console.error(`big3: ${Errors.describe(failure)}`), ExitCode.failure)
 }
 
-/** Runs `big3` with `argv` (as `process.argv`), reporting failures; succeeds with the exit code. */
+/**
+ * Runs `big3` with `argv` (as `process.argv`), reporting failures; succeeds with the exit code.
+ * Every command runs inside `Telemetry.layer`: `/metrics` while it runs when `BIG3_METRICS_PORT`
+ * is set, OTLP export when `OTEL_EXPORTER_OTLP_ENDPOINT` is.
+ */
 export const run = (argv: ReadonlyArray<string>, signalCode?: () => number | undefined) =>
   cli(argv).pipe(
+    Effect.provide(Telemetry.layer),
     Effect.as(0),
     Effect.catchAllCause((cause) => report(cause, signalCode?.()))
   )

@@ -11,6 +11,7 @@
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Random from "effect/Random"
@@ -27,6 +28,7 @@ import * as Observability from "../Observability.js"
 import * as Realtime from "../Realtime.js"
 import * as ReliabilityConfig from "../ReliabilityConfig.js"
 import * as Runtime from "../Runtime.js"
+import * as Telemetry from "../Telemetry.js"
 import * as Sandbox from "../Sandbox.js"
 import * as Store from "../Store.js"
 import * as VoiceScenario from "./VoiceScenario.js"
@@ -56,6 +58,8 @@ export interface DemoReport {
   readonly scenarios: ReadonlyArray<ScenarioResult>
   readonly events: { readonly emitted: number; readonly delivered: number; readonly lost: number }
   readonly wallMs: number
+  /** The `/metrics` URL the demo's metrics were served at while it ran (`BIG3_METRICS_PORT`). */
+  readonly metricsUrl?: string | undefined
 }
 
 export interface DemoOptions {
@@ -131,7 +135,10 @@ export const runDemo = (options: DemoOptions) =>
       agentBackend: demoBackend(s.progressEvery)
     })
     const context = yield* Layer.build(services)
-    return yield* scenarios(options, s, sandbox).pipe(Effect.provide(context))
+    const metricsUrl = Context.get(context, Telemetry.Telemetry).metricsUrl
+    if (metricsUrl !== undefined) yield* say(`metrics at ${metricsUrl} while the demo runs`)
+    const report = yield* scenarios(options, s, sandbox).pipe(Effect.provide(context))
+    return metricsUrl === undefined ? report : { ...report, metricsUrl }
   })).pipe(Effect.withRandom(Random.make(options.seed)))
 
 const scenarios = (options: DemoOptions, s: ReturnType<typeof settings>, sandbox: Sandbox.Service) =>
@@ -372,7 +379,8 @@ export const renderReport = (report: DemoReport, table: (rows: ReadonlyArray<Rea
     table([["", "SCENARIO", "ATTEMPTS", "WAITS", "EVENTS E/D/L", "WALL", "OUTCOME"], ...rows]),
     "",
     `events in all: ${report.events.emitted} emitted, ${report.events.delivered} delivered, ${report.events.lost} lost` +
-      ` · wall time ${seconds(report.wallMs)} · seed ${report.seed}${report.fast ? " · fast" : ""}`
+      ` · wall time ${seconds(report.wallMs)} · seed ${report.seed}${report.fast ? " · fast" : ""}`,
+    ...(report.metricsUrl === undefined ? [] : [`metrics: ${report.metricsUrl} (Prometheus text, served while big3 runs)`])
   ].join("\n")
 }
 

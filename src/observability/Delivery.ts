@@ -24,6 +24,7 @@ import * as Answer from "./Answer.js"
 import type { Settings } from "./Options.js"
 import type { Entry, State } from "./State.js"
 import type * as Transport from "./Transport.js"
+import { withSpanWhenTraced } from "../internal/tracing.js"
 
 export interface Delivery {
   /**
@@ -72,7 +73,7 @@ export const make = (options: DeliveryOptions): Delivery => {
     Effect.match(options.protectSingle(postSingle(body)), {
       onSuccess: (): Result => undefined,
       onFailure: Answer.failureOf
-    })
+    }).pipe(withSpanWhenTraced("Observability.deliverEvent"))
 
   const sendEach = (bodies: ReadonlyArray<string>, concurrency: number): Effect.Effect<Array<Result>> =>
     Effect.forEach(bodies, sendOne, { concurrency })
@@ -103,7 +104,7 @@ export const make = (options: DeliveryOptions): Delivery => {
         return Effect.zipRight(why, sendEach(bodies, concurrency))
       },
       onFailure: (error) => Effect.succeed(new Array<Result>(bodies.length).fill(Answer.failureOf(error)))
-    })
+    }).pipe(withSpanWhenTraced("Observability.deliverBatch", { "big3.events": bodies.length }))
 
   const deliver = (bodies: ReadonlyArray<string>, concurrency: number): Effect.Effect<Array<Result>> => {
     if (state.mode === "single") return sendEach(bodies, concurrency)

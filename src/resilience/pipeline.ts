@@ -4,6 +4,8 @@
  *
  * @internal
  */
+import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as CircuitBreaker from "../CircuitBreaker.js"
@@ -14,6 +16,7 @@ import type { OperationId, RetryPolicy, Service as ConfigService } from "../Reli
 import { isOperationId, ReliabilityConfig } from "../ReliabilityConfig.js"
 import { attempt as runAttempt, timeoutFail } from "./attempt.js"
 import { retrying, retrySchedule } from "./retry.js"
+import * as Tracing from "./tracing.js"
 
 /** Options of `makeProtect` / `protect`. */
 export interface ProtectOptions {
@@ -119,18 +122,30 @@ export const makeProtect = (
       self: Effect.Effect<A, E, R>,
       call?: CallOptions
     ): Effect.Effect<A, E | OperationTimeout | CircuitOpen, R> =>
-      Effect.clockWith((clock) =>
+      Effect.withFiberRuntime((fiber) =>
         Effect.suspend(() => {
+          const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+          // Spans only when a tracer records them: otherwise the call pays for this check alone.
+          const traced = Tracing.isTracing(fiber)
           const startedAt = clock.unsafeCurrentTimeMillis()
           budget?.recordCall(startedAt)
           let attempts = 0
+          let lastEndedAt: number | undefined
           const attempt = Effect.suspend(() => {
             attempts++
             onAttempt?.(attempts)
             Metrics.attempts.unsafeUpdate(1, labels)
             const timeout = attemptTimeout()
             const onTimeout = timeout === configured || timeout === undefined ? onConfiguredTimeout : onTimeoutAfter(timeout)
-            return runAttempt(self, timeout, onTimeout, breaker)
+            const run = runAttempt(self, timeout, onTimeout, breaker)
+            if (!traced) return run
+            const now = clock.unsafeCurrentTimeMillis()
+            const spanned = Tracing.attempt(run, operation, {
+              attempt: attempts,
+              breakerState: breaker?.state(now),
+              retryDelayMillis: lastEndedAt === undefined ? undefined : now - lastEndedAt
+            })
+            return Effect.ensuring(spanned, Effect.sync(() => (lastEndedAt = clock.unsafeCurrentTimeMillis())))
           })
           const relativeAt = deadlineMillis === undefined ? undefined : startedAt + deadlineMillis
           const deadlineAt = call?.deadlineAt === undefined
@@ -146,11 +161,12 @@ export const makeProtect = (
             ? retried
             : timeoutFail(retried, deadline, deadlineError)
           // Effect.exit rather than onExit: cheaper, and an interrupted call has no outcome to count.
-          return Effect.flatMap(Effect.exit(bounded), (exit) => {
+          const counted = Effect.flatMap(Effect.exit(bounded), (exit) => {
             Metrics.calls.unsafeUpdate(1, exit._tag === "Success" ? success : failure)
             Metrics.callDuration.unsafeUpdate((clock.unsafeCurrentTimeMillis() - startedAt) / 1000, labels)
             return exit
           })
+          return traced ? Tracing.call(counted, operation, service, () => attempts) : counted
         })
       )
   })

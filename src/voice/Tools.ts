@@ -13,6 +13,7 @@ import type * as Agents from "../Agents.js"
 import type * as BrowserAgent from "../BrowserAgent.js"
 import * as Errors from "../Errors.js"
 import type { FunctionCall, FunctionTool } from "../Realtime.js"
+import { withSpanWhenTraced } from "../internal/tracing.js"
 
 /** The type `create_agent` gives an agent when the model names none (the original's coding agent). */
 export const defaultAgentType = "agentic_coding"
@@ -204,6 +205,7 @@ export const makeDispatch = (agents: Agents.Service, browser: BrowserAgent.Servi
         Effect.catchAll((error) => {
           const described = Errors.describe(error)
           return Effect.succeed<ToolAnswer>({ output: described, ok: false, error: described })
-        })
+        }),
+        withSpanWhenTraced("Voice.tool", { "big3.tool": call.name, "big3.call_id": call.callId })
       )
 }

@@ -1,0 +1,113 @@
+/**
+ * OpenTelemetry export over OTLP/HTTP (JSON), through `@effect/opentelemetry`: spans from Effect's
+ * tracer and big3's metrics. Loaded only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+ *
+ * A finished span goes into a bounded queue (`BatchSpanProcessor`) and is sent in batches by a
+ * timer: ending a span never waits on the network and never fails. What the queue cannot hold is
+ * dropped and counted (`big3_telemetry_spans_total{outcome="dropped"}`), as are failed exports.
+ *
+ * @internal
+ */
+import * as NodeSdk from "@effect/opentelemetry/NodeSdk"
+import type { Attributes, Counter, Meter, MeterProvider } from "@opentelemetry/api"
+import { createNoopMeter } from "@opentelemetry/api"
+import { ExportResultCode, type ExportResult } from "@opentelemetry/core"
+import { OTLPMetricExporter } from "@opentelemetry/exporter-metrics-otlp-http"
+import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http"
+import type { AggregationTemporality, InstrumentType, PushMetricExporter, ResourceMetrics } from "@opentelemetry/sdk-metrics"
+import { PeriodicExportingMetricReader } from "@opentelemetry/sdk-metrics"
+// sdk-trace rather than sdk-trace-base: its processor takes the meter provider drops are counted by,
+// and reads no OTEL_* variables of its own (ours are read through the ConfigProvider).
+import { BatchSpanProcessor } from "@opentelemetry/sdk-trace"
+import type * as Layer from "effect/Layer"
+import * as Metrics from "../Metrics.js"
+import type { Settings } from "./Settings.js"
+
+const spanOutcome = {
+  exported: Metrics.labelsFor("telemetry", { outcome: "exported" }),
+  dropped: Metrics.labelsFor("telemetry", { outcome: "dropped" }),
+  failed: Metrics.labelsFor("telemetry", { outcome: "failed" })
+}
+
+/**
+ * The span processor reports what became of each span to a `MeterProvider`
+ * (`otel.sdk.processor.span.processed`, with `error.type` "queue_full" for a drop). This one
+ * turns those reports into big3's own counter, so drops show on `/metrics` as well.
+ */
+class SpanOutcomes implements MeterProvider {
+  private readonly noop = createNoopMeter()
+  private readonly counter: Counter = {
+    add: (value: number, attributes?: Attributes) => {
+      const errorType = attributes?.["error.type"]
+      const labels = errorType === undefined ? spanOutcome.exported : errorType === "queue_full" ? spanOutcome.dropped : spanOutcome.failed
+      Metrics.telemetrySpans.unsafeUpdate(value, labels)
+    }
+  }
+  private readonly meter: Meter = {
+    createCounter: () => this.counter,
+    createGauge: (name, options) => this.noop.createGauge(name, options),
+    createHistogram: (name, options) => this.noop.createHistogram(name, options),
+    createUpDownCounter: (name, options) => this.noop.createUpDownCounter(name, options),
+    createObservableGauge: (name, options) => this.noop.createObservableGauge(name, options),
+    createObservableCounter: (name, options) => this.noop.createObservableCounter(name, options),
+    createObservableUpDownCounter: (name, options) => this.noop.createObservableUpDownCounter(name, options),
+    addBatchObservableCallback: (callback, observables) => this.noop.addBatchObservableCallback(callback, observables),
+    removeBatchObservableCallback: (callback, observables) => this.noop.removeBatchObservableCallback(callback, observables)
+  }
+  getMeter(): Meter {
+    return this.meter
+  }
+}
+
+const metricExport = {
+  success: Metrics.labelsFor("telemetry", { outcome: "success" }),
+  failure: Metrics.labelsFor("telemetry", { outcome: "failure" })
+}
+
+/** A metric exporter that counts its exports' outcomes. */
+class CountedMetricExporter implements PushMetricExporter {
+  constructor(private readonly exporter: OTLPMetricExporter) {}
+  export(metrics: ResourceMetrics, resultCallback: (result: ExportResult) => void): void {
+    this.exporter.export(metrics, (result) => {
+      Metrics.telemetryMetricExports.unsafeUpdate(1, result.code === ExportResultCode.SUCCESS ? metricExport.success : metricExport.failure)
+      resultCallback(result)
+    })
+  }
+  forceFlush(): Promise<void> {
+    return this.exporter.forceFlush()
+  }
+  shutdown(): Promise<void> {
+    return this.exporter.shutdown()
+  }
+  selectAggregationTemporality(instrumentType: InstrumentType): AggregationTemporality {
+    return this.exporter.selectAggregationTemporality(instrumentType)
+  }
+}
+
+/**
+ * The OpenTelemetry SDK as a layer: Effect's tracer replaced by one that exports to
+ * `{endpoint}/v1/traces`, and every Effect metric exported to `{endpoint}/v1/metrics` every
+ * `metricExportInterval` ms and once more when the layer closes. Closing flushes both, bounded.
+ */
+export const layer = (settings: Settings & { readonly otlpEndpoint: string }): Layer.Layer<never> =>
+  NodeSdk.layer(() => ({
+    resource: { serviceName: settings.serviceName },
+    spanProcessor: new BatchSpanProcessor({
+      exporter: new OTLPTraceExporter({ url: `${settings.otlpEndpoint}/v1/traces`, timeoutMillis: settings.exportTimeout }),
+      maxQueueSize: settings.spanQueueSize,
+      maxExportBatchSize: Math.min(settings.spanBatchSize, settings.spanQueueSize),
+      scheduledDelayMillis: settings.spanScheduleDelay,
+      exportTimeoutMillis: settings.exportTimeout,
+      // Experimental in sdk-trace 2.x; the only place the processor reports what it dropped.
+      selfObsMeterProvider: new SpanOutcomes()
+    }),
+    metricReader: new PeriodicExportingMetricReader({
+      exporter: new CountedMetricExporter(
+        new OTLPMetricExporter({ url: `${settings.otlpEndpoint}/v1/metrics`, timeoutMillis: settings.exportTimeout })
+      ),
+      exportIntervalMillis: settings.metricExportInterval,
+      exportTimeoutMillis: Math.min(settings.exportTimeout, settings.metricExportInterval)
+    }),
+    // The last flush at exit waits at most this long for a collector that does not answer.
+    shutdownTimeout: Math.min(settings.exportTimeout, 3000)
+  }))

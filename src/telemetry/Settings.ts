@@ -1,0 +1,60 @@
+/**
+ * Telemetry settings, read through the current `ConfigProvider` by the standard names:
+ * `BIG3_METRICS_PORT` / `BIG3_METRICS_HOST` / `BIG3_METRICS_RUNTIME` for the Prometheus endpoint,
+ * and OpenTelemetry's own `OTEL_*` variables for the OTLP export.
+ *
+ * @internal
+ */
+import * as Config from "effect/Config"
+import * as Option from "effect/Option"
+
+/** Everything the telemetry layer is built from. */
+export interface Settings {
+  /** The `/metrics` port; 0 picks a free one. Absent: no endpoint. */
+  readonly metricsPort: number | undefined
+  readonly metricsHost: string
+  /** Also expose (and collect) the Effect runtime's fiber metrics. */
+  readonly metricsRuntime: boolean
+  /** `OTEL_EXPORTER_OTLP_ENDPOINT`, without a trailing slash. Absent: nothing is exported. */
+  readonly otlpEndpoint: string | undefined
+  readonly serviceName: string
+  /** How often metrics are exported, in ms (`OTEL_METRIC_EXPORT_INTERVAL`). */
+  readonly metricExportInterval: number
+  /** The span queue's bound and batching (`OTEL_BSP_*`), in spans and ms. */
+  readonly spanQueueSize: number
+  readonly spanBatchSize: number
+  readonly spanScheduleDelay: number
+  readonly exportTimeout: number
+}
+
+const positive = (name: string, fallback: number) =>
+  Config.integer(name).pipe(
+    Config.validate({ message: `${name} must be a positive whole number`, validation: (n) => n > 0 }),
+    Config.withDefault(fallback)
+  )
+
+const optional = <A>(config: Config.Config<A>) => Config.map(Config.option(config), Option.getOrUndefined)
+
+/** The settings; a malformed value fails with a `ConfigError` naming it. */
+export const settings: Config.Config<Settings> = Config.all({
+  metricsPort: optional(
+    Config.integer("BIG3_METRICS_PORT").pipe(
+      Config.validate({
+        message: "BIG3_METRICS_PORT must be a port number from 0 to 65535 (0 picks a free port)",
+        validation: (port) => port >= 0 && port <= 65535
+      })
+    )
+  ),
+  metricsHost: Config.string("BIG3_METRICS_HOST").pipe(Config.withDefault("127.0.0.1")),
+  metricsRuntime: Config.boolean("BIG3_METRICS_RUNTIME").pipe(Config.withDefault(false)),
+  otlpEndpoint: Config.map(
+    optional(Config.nonEmptyString("OTEL_EXPORTER_OTLP_ENDPOINT")),
+    (url) => url?.replace(/\/+$/, "")
+  ),
+  serviceName: Config.nonEmptyString("OTEL_SERVICE_NAME").pipe(Config.withDefault("big3")),
+  metricExportInterval: positive("OTEL_METRIC_EXPORT_INTERVAL", 60_000),
+  spanQueueSize: positive("OTEL_BSP_MAX_QUEUE_SIZE", 2048),
+  spanBatchSize: positive("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512),
+  spanScheduleDelay: positive("OTEL_BSP_SCHEDULE_DELAY", 5000),
+  exportTimeout: positive("OTEL_EXPORTER_OTLP_TIMEOUT", 10_000)
+})
