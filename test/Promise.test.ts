@@ -112,6 +112,23 @@ describe("Promise API", () => {
     assert.strictEqual(calls.length, 1)
   })
 
+  it("a hint longer than maxDelay (Retry-After: 86400) rejects at once with that error, saying when to come back", async () => {
+    const limited = Errors.fromHttp({ service: "gemini", status: 429, headers: { "retry-after": "86400" } })
+    const { fn, calls } = flaky(3, limited)
+    const events: Array<string> = []
+    const error = await big3.protect(fn, {
+      operation: "gemini_api",
+      policy: "gemini",
+      onRetry: (event) => events.push(event.message)
+    }).catch((e: unknown) => e)
+    assert.strictEqual(error, limited)
+    assert.strictEqual(calls.length, 1)
+    assert.deepStrictEqual(events, [
+      `gemini_api attempt 1/3 failed: RateLimited: gemini answered HTTP 429; the server asks to wait 86400s ` +
+      `(until ${new Date(calls[0]! + 86_400_000).toISOString()}), longer than the policy's maxDelay of 60s; failing now`
+    ])
+  })
+
   it("the caller's signal cancels the running attempt", async () => {
     const controller = new AbortController()
     let seen: AbortSignal | undefined
