@@ -40,6 +40,7 @@ import * as Stream from "effect/Stream"
 import type { Big3Error } from "../Errors.js"
 import { InvalidRequest, ServiceUnavailable } from "../Errors.js"
 import { pathSetting } from "../internal/pathSetting.js"
+import { httpUrl, optionalUrlSetting } from "../internal/urlSetting.js"
 import { Observability } from "../Observability.js"
 import type { RunInput, Service, StartSessionInput } from "./Backend.js"
 import { AgentBackend } from "./Backend.js"
@@ -73,7 +74,8 @@ export interface ClaudeAgentSdkOptions {
 /** The adapter's settings from the environment. */
 export const config: Config.Config<ClaudeAgentSdkOptions> = Config.all({
   model: Config.string("CLAUDE_AGENT_MODEL").pipe(Config.withDefault("claude-sonnet-4-5")),
-  baseUrl: Config.option(Config.string("ANTHROPIC_BASE_URL")),
+  // Credentials in it are refused: Anthropic is reached with ANTHROPIC_API_KEY, and a URL is shown in errors.
+  baseUrl: optionalUrlSetting("ANTHROPIC_BASE_URL", httpUrl("https://api.anthropic.com")),
   apiKey: Config.option(Config.redacted("ANTHROPIC_API_KEY")),
   permissionMode: Config.literal(...permissionModes)("CLAUDE_AGENT_PERMISSION_MODE").pipe(
     Config.withDefault("acceptEdits" as const)
@@ -90,7 +92,7 @@ export const config: Config.Config<ClaudeAgentSdkOptions> = Config.all({
 }).pipe(
   Config.map((c): ClaudeAgentSdkOptions => ({
     model: c.model,
-    baseUrl: Option.getOrUndefined(c.baseUrl),
+    baseUrl: c.baseUrl,
     apiKey: Option.getOrUndefined(c.apiKey),
     permissionMode: c.permissionMode,
     allowedTools: Option.match(c.allowedTools, {
