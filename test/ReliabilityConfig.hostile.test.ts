@@ -12,6 +12,9 @@ import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import type * as Config from "effect/Config"
+import * as ClaudeAgentSdk from "../src/agents/ClaudeAgentSdk.js"
+import * as Observability from "../src/Observability.js"
 import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
 
 const loadWith = (entries: Record<string, string>) =>
@@ -182,5 +185,30 @@ describe("ReliabilityConfig against hostile input", () => {
       assert.strictEqual(Duration.toMillis(config.timeoutOf("gemini_api")), 24 * 86_400_000)
       const clamped = yield* loadWith({ BIG3_TIMEOUT_GEMINI_API: "99999999999" })
       assert.strictEqual(Duration.toMillis(clamped.timeoutOf("gemini_api")), 600_000)
+    }))
+
+  it.effect("the counts read outside ReliabilityConfig (events, agent SDK) take plain decimal digits within bounds too", () =>
+    Effect.gen(function*() {
+      const read = <A>(config: Config.Config<A>, env: Record<string, string>) =>
+        Effect.exit(Effect.withConfigProvider(config, ConfigProvider.fromMap(new Map(Object.entries(env)), { pathDelim: "_" })))
+      assert.strictEqual(
+        messageOf(yield* read(Observability.config, { BIG3_EVENTS_BATCH_SIZE: "0x10" })),
+        `BIG3_EVENTS_BATCH_SIZE="0x10" is not valid: expected a whole number from 1 to 100000, written in plain decimal digits`
+      )
+      assert.strictEqual(
+        messageOf(yield* read(ClaudeAgentSdk.config, { CLAUDE_AGENT_MAX_TURNS: "1e300" })),
+        `CLAUDE_AGENT_MAX_TURNS="1e300" is not valid: expected a whole number from 1 to 10000, written in plain decimal digits`
+      )
+      assert.strictEqual(
+        messageOf(yield* read(ClaudeAgentSdk.config, { CLAUDE_AGENT_MAX_TURNS: "100000000" })),
+        `CLAUDE_AGENT_MAX_TURNS="100000000" is not valid: expected a whole number from 1 to 10000`
+      )
+      const events = yield* Effect.withConfigProvider(
+        Observability.config,
+        ConfigProvider.fromMap(new Map([["BIG3_EVENTS_BATCH_SIZE", " 16 "]]))
+      )
+      assert.strictEqual(events.batchSize, 16)
+      const sdk = yield* Effect.withConfigProvider(ClaudeAgentSdk.config, ConfigProvider.fromMap(new Map()))
+      assert.deepStrictEqual([sdk.maxTurns, sdk.maxRetries], [undefined, 2])
     }))
 })

@@ -40,6 +40,7 @@ import * as Stream from "effect/Stream"
 import type { Big3Error } from "../Errors.js"
 import { InvalidRequest, ServiceUnavailable } from "../Errors.js"
 import { pathSetting } from "../internal/pathSetting.js"
+import { wholeNumberSetting } from "../internal/numberSetting.js"
 import { httpUrl, optionalUrlSetting } from "../internal/urlSetting.js"
 import { Observability } from "../Observability.js"
 import type { RunInput, Service, StartSessionInput } from "./Backend.js"
@@ -81,13 +82,8 @@ export const config: Config.Config<ClaudeAgentSdkOptions> = Config.all({
     Config.withDefault("acceptEdits" as const)
   ),
   allowedTools: Config.option(Config.string("CLAUDE_AGENT_ALLOWED_TOOLS")),
-  maxTurns: Config.option(Config.integer("CLAUDE_AGENT_MAX_TURNS").pipe(
-    Config.validate({ message: "expected a whole number of turns, at least 1", validation: (n) => n >= 1 })
-  )),
-  maxRetries: Config.integer("CLAUDE_AGENT_MAX_RETRIES").pipe(
-    Config.validate({ message: "expected a whole number of retries, at least 0", validation: (n) => n >= 0 }),
-    Config.withDefault(2)
-  ),
+  maxTurns: wholeNumberSetting("CLAUDE_AGENT_MAX_TURNS", 1, 10_000),
+  maxRetries: Config.map(wholeNumberSetting("CLAUDE_AGENT_MAX_RETRIES", 0, 100), (n) => n ?? 2),
   executable: pathSetting("CLAUDE_CODE_EXECUTABLE")
 }).pipe(
   Config.map((c): ClaudeAgentSdkOptions => ({
@@ -99,7 +95,7 @@ export const config: Config.Config<ClaudeAgentSdkOptions> = Config.all({
       onNone: () => undefined,
       onSome: (tools) => tools.split(",").map((tool) => tool.trim()).filter((tool) => tool !== "")
     }),
-    maxTurns: Option.getOrUndefined(c.maxTurns),
+    maxTurns: c.maxTurns,
     maxRetries: c.maxRetries,
     executable: Option.getOrUndefined(c.executable)
   }))

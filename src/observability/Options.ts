@@ -11,6 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import { wholeNumberSetting } from "../internal/numberSetting.js"
 import { preview } from "../internal/preview.js"
 import { hasCredentials, redactLoosely, redactUrl } from "../internal/redactUrl.js"
 import { httpUrl, urlSetting } from "../internal/urlSetting.js"
@@ -178,15 +179,8 @@ export const resolve = (options: Options = {}): Effect.Effect<Settings, ConfigEr
 // Config
 // ---------------------------------------------------------------------------------------------
 
-const int = (name: string, min: number, max: number) =>
-  Config.option(
-    Config.integer(name).pipe(
-      Config.validate({
-        message: `expected a whole number from ${min} to ${max}`,
-        validation: (value) => value >= min && value <= max
-      })
-    )
-  ).pipe(Config.map(Option.getOrUndefined))
+// Plain decimal digits within the bounds: `Config.integer` also reads `0x10` and `1e3`.
+const int = wholeNumberSetting
 
 const ok = <A>(value: A): Either.Either<A, ConfigError.ConfigError> => Either.right(value)
 const fail = (name: string, value: string, expected: string): Either.Either<never, ConfigError.ConfigError> =>

@@ -9,6 +9,7 @@ import * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import { isOtherNotation, parseDecimal } from "../internal/numberSetting.js"
 import { preview } from "../internal/preview.js"
 import { MAX_TIMER_MILLIS } from "../internal/timer.js"
 
@@ -143,10 +144,6 @@ export const timeout: Decoder<Duration.Duration> = (key, raw) => {
   return Option.isSome(parsed) ? Effect.succeed(parsed.value) : failDuration(key, raw, whyBad(raw.value))
 }
 
-/** Plain decimal notation: `3`, `0.5`. Not `0x10`, `1e3`, `0b1` or `Infinity`, which `Number` also reads. */
-const decimalText = /^\d+(\.\d+)?$/
-const wholeText = /^\d+$/
-
 /** A number in [min, max] (whole when `integer`), described as `expected` in errors. */
 export const number = (options: {
   readonly integer: boolean
@@ -158,14 +155,14 @@ export const number = (options: {
   let value = NaN
   if (typeof raw.value === "number") value = raw.value
   else if (typeof raw.value === "string") {
-    const text = raw.value.trim()
-    if (!(options.integer ? wholeText : decimalText).test(text)) {
-      const notation = Number.isFinite(Number(text)) && text !== ""
+    // Plain decimal digits only: `Number` also reads `0x10`, `1e3` and `Infinity`.
+    const parsed = parseDecimal(raw.value, options.integer)
+    if (parsed === undefined) {
       return Effect.fail(
-        invalid(key, raw, notation ? `${options.expected}, written in plain decimal digits` : options.expected)
+        invalid(key, raw, isOtherNotation(raw.value) ? `${options.expected}, written in plain decimal digits` : options.expected)
       )
     }
-    value = Number(text)
+    value = parsed
   }
   return Number.isFinite(value) && (!options.integer || Number.isInteger(value)) && value >= options.min &&
       value <= options.max
