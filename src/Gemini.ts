@@ -38,7 +38,9 @@ import * as Stream from "effect/Stream"
 import type { CircuitBreaker } from "./CircuitBreaker.js"
 import * as Errors from "./Errors.js"
 import { protectFirstChunk } from "./gemini/stream.js"
+import { redactUrl } from "./internal/redactUrl.js"
 import * as Sse from "./internal/sse.js"
+import { httpUrl, urlSetting } from "./internal/urlSetting.js"
 import { ReliabilityConfig } from "./ReliabilityConfig.js"
 import * as Resilience from "./Resilience.js"
 import { GenerateContentRequest, GenerateContentResponse, SafetyRating } from "./gemini/schema.js"
@@ -128,27 +130,11 @@ export const defaultModel = "gemini-2.5-computer-use-preview-10-2025"
 /** The header that carries the key; added to `Headers.currentRedactedNames` around every call. */
 export const apiKeyHeader = "x-goog-api-key"
 
-const isHttpUrl = (value: string): boolean => {
-  try {
-    const url = new URL(value)
-    return url.protocol === "http:" || url.protocol === "https:"
-  } catch {
-    return false
-  }
-}
-
 /** `GEMINI_API_KEY`, `GEMINI_BASE_URL`, `GEMINI_MODEL`, with their defaults. */
 export const config: Config.Config<Options> = Config.all({
   apiKey: Config.option(Config.redacted("GEMINI_API_KEY")).pipe(Config.map(Option.getOrUndefined)),
-  baseUrl: Config.string("GEMINI_BASE_URL").pipe(
-    Config.withDefault(defaultBaseUrl),
-    Config.mapOrFail((url) =>
-      isHttpUrl(url) ? Either.right(url) : Either.left(ConfigError.InvalidData(
-        ["GEMINI_BASE_URL"],
-        `GEMINI_BASE_URL=${JSON.stringify(url)} is not valid: expected an http(s) URL such as ${defaultBaseUrl}`
-      ))
-    )
-  ),
+  // Credentials in it are refused: Gemini is reached with GEMINI_API_KEY, and a URL is shown in errors.
+  baseUrl: urlSetting("GEMINI_BASE_URL", defaultBaseUrl, httpUrl(defaultBaseUrl)),
   model: Config.string("GEMINI_MODEL").pipe(
     Config.withDefault(defaultModel),
     Config.mapOrFail((model) =>
@@ -286,10 +272,14 @@ export const makeWith = (
           RequestError: (error: HttpClientError.RequestError) =>
             Effect.fail(
               error.reason === "Transport"
-                ? networkError(`gemini could not be reached (${request.method} ${baseUrl}${request.url}): ${causeText(error.cause)}`)
+                ? networkError(
+                  redactUrl(`gemini could not be reached (${request.method} ${baseUrl}${request.url}): ${causeText(error.cause)}`)
+                )
                 : new Errors.InvalidRequest({
                   service,
-                  message: scrub(`gemini request could not be sent (${error.reason}): ${error.description ?? causeText(error.cause)}`)
+                  message: scrub(
+                    redactUrl(`gemini request could not be sent (${error.reason}): ${error.description ?? causeText(error.cause)}`)
+                  )
                 })
             ),
           ResponseError: (error: HttpClientError.ResponseError) => Effect.fail(readFailed(error))

@@ -42,6 +42,7 @@ import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import type { CircuitBreaker } from "./CircuitBreaker.js"
 import * as Errors from "./Errors.js"
+import { urlSetting, webSocketUrl } from "./internal/urlSetting.js"
 import { ReliabilityConfig } from "./ReliabilityConfig.js"
 import * as Resilience from "./Resilience.js"
 import { service } from "./realtime/Connection.js"
@@ -87,27 +88,11 @@ export interface Options {
 export const defaultUrl = "wss://api.openai.com/v1/realtime"
 export const defaultModel = "gpt-realtime"
 
-const isWebSocketUrl = (value: string): boolean => {
-  try {
-    const url = new URL(value)
-    return url.protocol === "ws:" || url.protocol === "wss:"
-  } catch {
-    return false
-  }
-}
-
 /** `OPENAI_API_KEY`, `OPENAI_REALTIME_URL`, `OPENAI_REALTIME_MODEL`, with their defaults. */
 export const config: Config.Config<Options> = Config.all({
   apiKey: Config.option(Config.redacted("OPENAI_API_KEY")).pipe(Config.map(Option.getOrUndefined)),
-  url: Config.string("OPENAI_REALTIME_URL").pipe(
-    Config.withDefault(defaultUrl),
-    Config.mapOrFail((url) =>
-      isWebSocketUrl(url) ? Either.right(url) : Either.left(ConfigError.InvalidData(
-        ["OPENAI_REALTIME_URL"],
-        `OPENAI_REALTIME_URL=${JSON.stringify(url)} is not valid: expected a ws(s) URL such as ${defaultUrl}`
-      ))
-    )
-  ),
+  // Credentials in it are refused: OpenAI is reached with OPENAI_API_KEY, and a URL is shown in errors.
+  url: urlSetting("OPENAI_REALTIME_URL", defaultUrl, webSocketUrl(defaultUrl)),
   model: Config.string("OPENAI_REALTIME_MODEL").pipe(
     Config.withDefault(defaultModel),
     Config.mapOrFail((model) =>

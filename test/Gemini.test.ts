@@ -560,6 +560,21 @@ describe("Gemini resilience", () => {
       assert.strictEqual(seen[1]!.at - seen[0]!.at, 3_000)
     }))
 
+  it.effect("429 with Retry-After: 86400 fails at once with RateLimited (retryAfter 1 day), not after a 60 s wait and a retry", () =>
+    Effect.gen(function*() {
+      const { client, seen } = fakeClient([{
+        status: 429,
+        headers: { "retry-after": "86400" },
+        body: googleError(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted")
+      }, ok()])
+      const fiber = yield* Effect.fork(Gemini.generateContent(prompt).pipe(Effect.provide(geminiLayer(client))))
+      // No clock time passes: the answer is a failure at once.
+      const error = failureOf(yield* Fiber.await(fiber))
+      assert.strictEqual(error._tag, "RateLimited")
+      assert.strictEqual(Duration.toMillis(Errors.retryAfterOf(error) ?? Duration.zero), 86_400_000)
+      assert.deepStrictEqual(seen.map((request) => request.at), [0])
+    }))
+
   it.effect("a hang is cut at gemini_api (45 s) per attempt and its request is aborted", () =>
     Effect.gen(function*() {
       const { client, seen } = fakeClient([{ hang: true }, { hang: true }, { hang: true }])

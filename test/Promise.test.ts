@@ -112,6 +112,46 @@ describe("Promise API", () => {
     assert.strictEqual(calls.length, 1)
   })
 
+  it("a hint longer than maxDelay (Retry-After: 86400) rejects at once with that error, saying when to come back", async () => {
+    const limited = Errors.fromHttp({ service: "gemini", status: 429, headers: { "retry-after": "86400" } })
+    const { fn, calls } = flaky(3, limited)
+    const events: Array<string> = []
+    const error = await big3.protect(fn, {
+      operation: "gemini_api",
+      policy: "gemini",
+      onRetry: (event) => events.push(event.message)
+    }).catch((e: unknown) => e)
+    assert.strictEqual(error, limited)
+    assert.strictEqual(calls.length, 1)
+    assert.deepStrictEqual(events, [
+      `gemini_api attempt 1/3 failed: RateLimited: gemini answered HTTP 429; the server asks to wait 86400s ` +
+      `(until ${new Date(calls[0]! + 86_400_000).toISOString()}), longer than the policy's maxDelay of 60s; failing now`
+    ])
+  })
+
+  it("a 30-day timeout (over 2^31 ms) fires after 30 days, not after 1 ms", async () => {
+    const day = 86_400_000
+    let settled: unknown = "pending"
+    const result = big3.withTimeout(() => new Promise<string>(() => {}), { timeout: "30 days", operation: "long_job" })
+      .then((value) => (settled = value), (error: unknown) => (settled = error))
+    await vi.advanceTimersByTimeAsync(1000)
+    assert.strictEqual(settled, "pending")
+    await vi.advanceTimersByTimeAsync(30 * day - 1001)
+    assert.strictEqual(settled, "pending")
+    await vi.advanceTimersByTimeAsync(1)
+    await result
+    assert.instanceOf(settled, Errors.OperationTimeout)
+    assert.strictEqual(settled instanceof Errors.OperationTimeout ? settled.message : "", "long_job timed out after 2592000s")
+  })
+
+  it("a 30-day deadline does not cut the call after 1 ms", async () => {
+    const { fn, calls } = flaky(1, new Errors.ServiceUnavailable({ service: "gemini", message: "503" }))
+    const result = big3.protect(fn, { operation: "gemini_api", policy: "gemini", deadline: "30 days", ...quiet })
+    await vi.advanceTimersByTimeAsync(2000)
+    assert.strictEqual(await result, "ok")
+    assert.strictEqual(calls.length, 2)
+  })
+
   it("the caller's signal cancels the running attempt", async () => {
     const controller = new AbortController()
     let seen: AbortSignal | undefined

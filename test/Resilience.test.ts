@@ -126,12 +126,49 @@ describe("Resilience.withRetry", () => {
       assert.deepStrictEqual(gaps(yield* times), [3000])
     }))
 
-  it.effect("a hint longer than maxDelay waits maxDelay", () =>
+  it.effect("a hint longer than maxDelay fails now with the server's error, and the log says when to come back", () =>
     Effect.gen(function*() {
+      const { lines, layer } = captureLogs()
       const limited = new Errors.RateLimited({ service: "gemini", message: "429", retryAfter: Duration.minutes(5) })
+      const { call, times } = yield* scripted([limited])
+      const fiber = yield* Effect.fork(
+        Resilience.withRetry(noJitter({ maxDelay: Duration.seconds(10) }), { operation: "gemini_api" })(call).pipe(
+          Effect.provide(layer)
+        )
+      )
+      // No clock time passes: the call fails before any wait.
+      const exit = yield* Fiber.await(fiber)
+      assert.deepStrictEqual(exit, Exit.fail(limited))
+      assert.deepStrictEqual(yield* times, [0])
+      assert.deepStrictEqual(lines, [
+        "WARN gemini_api attempt 1/3 failed: RateLimited: 429; the server asks to wait 300s " +
+        "(until 1970-01-01T00:05:00.000Z), longer than the policy's maxDelay of 10s; failing now"
+      ])
+    }))
+
+  it.effect("a hint of a day (Retry-After: 86400) is not waited for 60 s and retried: one call, failed at once", () =>
+    Effect.gen(function*() {
+      const limited = Errors.fromHttp({ service: "gemini", status: 429, headers: { "retry-after": "86400" } })
+      const { call, times } = yield* scripted([limited, limited, limited])
+      const exit = yield* Fiber.await(yield* Effect.fork(Resilience.withRetry("gemini")(call)))
+      assert.deepStrictEqual(exit, Exit.fail(limited))
+      assert.deepStrictEqual(yield* times, [0])
+    }).pipe(Effect.provide(config)))
+
+  it.effect("a hint equal to maxDelay is waited", () =>
+    Effect.gen(function*() {
+      const limited = new Errors.RateLimited({ service: "gemini", message: "429", retryAfter: Duration.seconds(10) })
       const { call, times } = yield* scripted([limited])
       yield* runFor(Resilience.withRetry(noJitter({ maxDelay: Duration.seconds(10) }))(call), "20 seconds")
       assert.deepStrictEqual(gaps(yield* times), [10_000])
+    }))
+
+  it.effect("the retry driver stops on a hint beyond maxDelay too (the Realtime reconnect loop)", () =>
+    Effect.gen(function*() {
+      const driver = yield* Resilience.retryDriver(noJitter({ maxDelay: Duration.seconds(10) }))
+      const limited = new Errors.RateLimited({ service: "realtime", message: "429", retryAfter: Duration.seconds(11) })
+      const next = yield* driver.next(limited)
+      assert.strictEqual(Option.isNone(next), true)
     }))
 
   it.effect("logs each retry with attempt n/N and the wait, and the final failure", () =>

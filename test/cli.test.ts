@@ -1,11 +1,15 @@
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { assert, describe, it } from "@effect/vitest"
+import * as Config from "effect/Config"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
+import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import { report, run } from "../src/cli/app.js"
-import { loadModule } from "../src/cli/shared.js"
+import { describeConfigError, loadModule } from "../src/cli/shared.js"
 import { version } from "../src/cli/version.js"
 import * as Metrics from "../src/Metrics.js"
 import * as Sandbox from "../src/Sandbox.js"
@@ -44,6 +48,47 @@ describe("big3 CLI", () => {
       assert.deepStrictEqual(exit._tag === "Success" ? exit.value : undefined, 78)
       assert.include(stderr, "BIG3_TIMEOUT_GEMINI_API")
       assert.include(stderr, "negative")
+    }))
+
+  it.effect("a FIFO as BIG3_CONFIG exits 78 at once with one line, instead of waiting for a writer", () =>
+    Effect.gen(function*() {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "big3-cli-fifo-"))
+      try {
+        const fifo = path.join(dir, "config.fifo")
+        execFileSync("mkfifo", [fifo])
+        const { exit, stderr, stdout } = yield* big3(["config"], { BIG3_CONFIG: fifo })
+        assert.strictEqual(exit._tag === "Success" ? exit.value : undefined, 78)
+        assert.strictEqual(stdout, "")
+        assert.strictEqual(stderr, `big3: configuration error: BIG3_CONFIG=${fifo}: it is a FIFO; expected a regular file`)
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true })
+      }
+    }))
+
+  it.effect("a 10 MB value is not echoed whole: the line shows its first 80 characters and its length", () =>
+    Effect.gen(function*() {
+      const { exit, stderr } = yield* big3(["config"], { BIG3_RETRY_GEMINI_FACTOR: "7".repeat(10_000_000) })
+      assert.strictEqual(exit._tag === "Success" ? exit.value : undefined, 78)
+      assert.strictEqual(
+        stderr,
+        `big3: configuration error: BIG3_RETRY_GEMINI_FACTOR="${"7".repeat(80)}"… (10,000,000 characters) ` +
+          `(from the environment) is not valid: expected a growth factor from 1 to 100`
+      )
+    }))
+
+  it.effect("Effect's own Config messages, which echo the value, are cut at 2,000 characters when printed", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(
+        Config.integer("BIG3_EVENTS_BATCH_SIZE").pipe(
+          Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["BIG3_EVENTS_BATCH_SIZE", "x".repeat(10_000_000)]])))
+        )
+      )
+      const total = `${error.message.length.toLocaleString("en-US")} characters`
+      assert.isAbove(error.message.length, 10_000_000)
+      assert.strictEqual(
+        describeConfigError(error),
+        `BIG3_EVENTS_BATCH_SIZE: ${error.message.slice(0, 2_000)}… (${total})`
+      )
     }))
 
   it.effect("an unknown command exits 2", () =>

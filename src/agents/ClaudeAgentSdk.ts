@@ -40,6 +40,8 @@ import * as Stream from "effect/Stream"
 import type { Big3Error } from "../Errors.js"
 import { InvalidRequest, ServiceUnavailable } from "../Errors.js"
 import { pathSetting } from "../internal/pathSetting.js"
+import { wholeNumberSetting } from "../internal/numberSetting.js"
+import { httpUrl, optionalUrlSetting } from "../internal/urlSetting.js"
 import { Observability } from "../Observability.js"
 import type { RunInput, Service, StartSessionInput } from "./Backend.js"
 import { AgentBackend } from "./Backend.js"
@@ -73,31 +75,27 @@ export interface ClaudeAgentSdkOptions {
 /** The adapter's settings from the environment. */
 export const config: Config.Config<ClaudeAgentSdkOptions> = Config.all({
   model: Config.string("CLAUDE_AGENT_MODEL").pipe(Config.withDefault("claude-sonnet-4-5")),
-  baseUrl: Config.option(Config.string("ANTHROPIC_BASE_URL")),
+  // Credentials in it are refused: Anthropic is reached with ANTHROPIC_API_KEY, and a URL is shown in errors.
+  baseUrl: optionalUrlSetting("ANTHROPIC_BASE_URL", httpUrl("https://api.anthropic.com")),
   apiKey: Config.option(Config.redacted("ANTHROPIC_API_KEY")),
   permissionMode: Config.literal(...permissionModes)("CLAUDE_AGENT_PERMISSION_MODE").pipe(
     Config.withDefault("acceptEdits" as const)
   ),
   allowedTools: Config.option(Config.string("CLAUDE_AGENT_ALLOWED_TOOLS")),
-  maxTurns: Config.option(Config.integer("CLAUDE_AGENT_MAX_TURNS").pipe(
-    Config.validate({ message: "expected a whole number of turns, at least 1", validation: (n) => n >= 1 })
-  )),
-  maxRetries: Config.integer("CLAUDE_AGENT_MAX_RETRIES").pipe(
-    Config.validate({ message: "expected a whole number of retries, at least 0", validation: (n) => n >= 0 }),
-    Config.withDefault(2)
-  ),
+  maxTurns: wholeNumberSetting("CLAUDE_AGENT_MAX_TURNS", 1, 10_000),
+  maxRetries: Config.map(wholeNumberSetting("CLAUDE_AGENT_MAX_RETRIES", 0, 100), (n) => n ?? 2),
   executable: pathSetting("CLAUDE_CODE_EXECUTABLE")
 }).pipe(
   Config.map((c): ClaudeAgentSdkOptions => ({
     model: c.model,
-    baseUrl: Option.getOrUndefined(c.baseUrl),
+    baseUrl: c.baseUrl,
     apiKey: Option.getOrUndefined(c.apiKey),
     permissionMode: c.permissionMode,
     allowedTools: Option.match(c.allowedTools, {
       onNone: () => undefined,
       onSome: (tools) => tools.split(",").map((tool) => tool.trim()).filter((tool) => tool !== "")
     }),
-    maxTurns: Option.getOrUndefined(c.maxTurns),
+    maxTurns: c.maxTurns,
     maxRetries: c.maxRetries,
     executable: Option.getOrUndefined(c.executable)
   }))

@@ -13,6 +13,7 @@ import { SqlError } from "@effect/sql/SqlError"
 import * as Clock from "effect/Clock"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
+import { redactUrl } from "../internal/redactUrl.js"
 import * as Observability from "../Observability.js"
 import * as Runtime from "../Runtime.js"
 import { CliExit, ExitCode, table } from "./shared.js"
@@ -21,17 +22,7 @@ import { CliExit, ExitCode, table } from "./shared.js"
 const layer = Runtime.observabilityWith()
 
 /** The events URL as configured, without credentials a URL might carry. */
-const configuredUrl = Effect.map(Observability.config, (options) => {
-  const raw = options.url ?? Observability.defaultUrl
-  try {
-    const url = new URL(raw)
-    url.username = ""
-    url.password = ""
-    return url.href
-  } catch {
-    return raw
-  }
-})
+const configuredUrl = Effect.map(Observability.config, (options) => redactUrl(options.url ?? Observability.defaultUrl))
 
 /** Prints `big3 events <command>: <message>` and fails with exit code `code`. */
 const fail = (command: string, message: string, code: number = ExitCode.failure) =>

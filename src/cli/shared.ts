@@ -9,6 +9,7 @@ import * as ConfigError from "effect/ConfigError"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
+import { truncate } from "../internal/preview.js"
 import * as Metrics from "../Metrics.js"
 
 /** Exit codes: 2 bad usage, 78 bad configuration (sysexits EX_CONFIG), 1 any other failure. */
@@ -56,9 +57,13 @@ export const table = (rows: ReadonlyArray<ReadonlyArray<string>>): string => {
     .join("\n")
 }
 
+/** The longest part of one configuration problem printed: Effect's own messages echo whole values. */
+const maxConfigMessage = 2_000
+
 /**
  * A configuration error as one line that names the key: big3's own messages already do, Effect's
  * `Config` combinators (`Config.literal`, `Config.integer`) only carry it in the error's path.
+ * Each problem is cut at 2,000 characters: `Config.integer` echoes the value it got, however long.
  */
 export const describeConfigError = (error: ConfigError.ConfigError): string => {
   switch (error._op) {
@@ -67,8 +72,9 @@ export const describeConfigError = (error: ConfigError.ConfigError): string => {
     case "Or":
       return `${describeConfigError(error.left)} (or ${describeConfigError(error.right)})`
     default: {
-      const key = error.path.join("_")
-      return key === "" || error.message.includes(key) ? error.message : `${key}: ${error.message}`
+      const key = truncate(error.path.join("_"), 200)
+      const message = truncate(error.message, maxConfigMessage)
+      return key === "" || message.includes(key) ? message : `${key}: ${message}`
     }
   }
 }

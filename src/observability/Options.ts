@@ -11,6 +11,10 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
+import { wholeNumberSetting } from "../internal/numberSetting.js"
+import { preview } from "../internal/preview.js"
+import { hasCredentials, redactLoosely, redactUrl } from "../internal/redactUrl.js"
+import { httpUrl, urlSetting } from "../internal/urlSetting.js"
 import { parseDuration } from "../reliabilityConfig/decode.js"
 
 /** `"single"`: one `POST /events` per event, `concurrency` in flight (works with the public server). `"batch"`: `POST /events/batch`. */
@@ -134,7 +138,14 @@ export const resolve = (options: Options = {}): Effect.Effect<Settings, ConfigEr
   Effect.gen(function*() {
     const url = parseUrl(options.url ?? defaultUrl)
     if (url === undefined) {
-      return yield* Effect.fail(invalidOption("url", `must be an http(s) URL such as ${defaultUrl}, got ${JSON.stringify(options.url)}`))
+      const shown = options.url === undefined ? "undefined" : preview(redactLoosely(options.url))
+      return yield* Effect.fail(invalidOption("url", `must be an http(s) URL such as ${defaultUrl}, got ${shown}`))
+    }
+    // Refused, not sent: the server is reached with the API key, and its URL is shown in errors and the spool.
+    if (hasCredentials(url)) {
+      return yield* Effect.fail(
+        invalidOption("url", `must not carry credentials (user:password@), got ${preview(redactUrl(url.href))}`)
+      )
     }
     const mode = options.mode ?? defaults.mode
     const apiKey = options.apiKey === undefined
@@ -168,15 +179,8 @@ export const resolve = (options: Options = {}): Effect.Effect<Settings, ConfigEr
 // Config
 // ---------------------------------------------------------------------------------------------
 
-const int = (name: string, min: number, max: number) =>
-  Config.option(
-    Config.integer(name).pipe(
-      Config.validate({
-        message: `expected a whole number from ${min} to ${max}`,
-        validation: (value) => value >= min && value <= max
-      })
-    )
-  ).pipe(Config.map(Option.getOrUndefined))
+// Plain decimal digits within the bounds: `Config.integer` also reads `0x10` and `1e3`.
+const int = wholeNumberSetting
 
 const ok = <A>(value: A): Either.Either<A, ConfigError.ConfigError> => Either.right(value)
 const fail = (name: string, value: string, expected: string): Either.Either<never, ConfigError.ConfigError> =>
@@ -215,13 +219,7 @@ const duration = (name: string) =>
  * | `BIG3_EVENTS_REDELIVERY_INTERVAL` | 1 s |
  */
 export const config: Config.Config<Options> = Config.all({
-  url: Config.string("OBSERVABILITY_SERVER_URL").pipe(
-    Config.withDefault(defaultUrl),
-    Config.validate({
-      message: `expected an http(s) URL such as ${defaultUrl}`,
-      validation: (value) => parseUrl(value) !== undefined
-    })
-  ),
+  url: urlSetting("OBSERVABILITY_SERVER_URL", defaultUrl, httpUrl(defaultUrl)),
   apiKey: Config.option(Config.redacted("OBSERVABILITY_API_KEY")).pipe(Config.map(Option.getOrUndefined)),
   mode: Config.option(Config.literal("single", "batch")("BIG3_EVENTS_MODE")).pipe(Config.map(Option.getOrUndefined)),
   batchSize: int("BIG3_EVENTS_BATCH_SIZE", 1, 100_000),

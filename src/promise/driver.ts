@@ -12,6 +12,7 @@ import type { Big3Error } from "../Errors.js"
 import { formatDuration, fromHttp, isBig3Error, NetworkError, OperationTimeout, operationTimeout } from "../Errors.js"
 import * as Metrics from "../Metrics.js"
 import type * as ReliabilityConfig from "../ReliabilityConfig.js"
+import { setLongTimeout } from "../internal/timer.js"
 import * as Decision from "../resilience/decision.js"
 
 /** Network error codes of Node and undici that are worth a retry. */
@@ -116,10 +117,10 @@ const sleep = (millis: number, signal: AbortSignal): Promise<void> =>
   new Promise((resolve, reject) => {
     if (signal.aborted) return reject(signal.reason)
     const onAbort = () => {
-      clearTimeout(handle)
+      cancel()
       reject(signal.reason)
     }
-    const handle = setTimeout(() => {
+    const cancel = setLongTimeout(() => {
       signal.removeEventListener("abort", onAbort)
       resolve()
     }, millis)
@@ -146,9 +147,9 @@ const runAttempt = <A>(
   }
   if (millis === undefined && outer === undefined) return running
   return new Promise<A>((resolve, reject) => {
-    let handle: ReturnType<typeof setTimeout> | undefined
+    let cancelTimer: (() => void) | undefined
     const finish = () => {
-      if (handle !== undefined) clearTimeout(handle)
+      cancelTimer?.()
       outer?.removeEventListener("abort", onOuterAbort)
     }
     const onOuterAbort = () => {
@@ -178,7 +179,7 @@ const runAttempt = <A>(
       // settled costs no timer at all.
       queueMicrotask(() => {
         if (settled) return
-        handle = setTimeout(() => {
+        cancelTimer = setLongTimeout(() => {
           const error = onTimeout()
           finish()
           controller.abort(error)
@@ -221,13 +222,13 @@ export const build = (services: Services, options: PipelineOptions): Protector =
     // The deadline aborts whatever is running (attempt or wait) with an OperationTimeout.
     let signal = call?.signal
     let deadlineAt: number | undefined
-    let deadlineTimer: ReturnType<typeof setTimeout> | undefined
+    let cancelDeadline: (() => void) | undefined
     if (deadline !== undefined) {
       deadlineAt = startedAt + Duration.toMillis(deadline)
       const controller = new AbortController()
       const outer = call?.signal
       outer?.addEventListener("abort", () => controller.abort(outer.reason), { once: true })
-      deadlineTimer = setTimeout(() =>
+      cancelDeadline = setLongTimeout(() =>
         controller.abort(
           new OperationTimeout({
             service,
@@ -287,7 +288,7 @@ export const build = (services: Services, options: PipelineOptions): Protector =
       Metrics.callDuration.unsafeUpdate((Date.now() - startedAt) / 1000, labels)
       throw error
     } finally {
-      if (deadlineTimer !== undefined) clearTimeout(deadlineTimer)
+      cancelDeadline?.()
     }
   }
 }

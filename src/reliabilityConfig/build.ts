@@ -99,7 +99,7 @@ export const buildSettings = (
     for (const [operation, defaultSeconds] of defaultTimeouts) {
       const key = timeoutKey(operation)
       const raw = flat.values.get(key)
-      const given = raw === undefined ? Duration.seconds(defaultSeconds) : yield* Decode.duration(key, raw)
+      const given = raw === undefined ? Duration.seconds(defaultSeconds) : yield* Decode.timeout(key, raw)
       // Every timeout is clamped into the bounds, with a warning naming the key.
       const clamped = Duration.clamp(given, { minimum: min, maximum: max })
       if (!Duration.equals(clamped, given)) {

@@ -9,6 +9,9 @@ import * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import { isOtherNotation, parseDecimal } from "../internal/numberSetting.js"
+import { preview } from "../internal/preview.js"
+import { MAX_TIMER_MILLIS } from "../internal/timer.js"
 
 /** Where a value came from. */
 export type Source = "default" | "file" | "env" | "override"
@@ -32,8 +35,9 @@ const sourceName: Record<Source, string> = {
   override: "the overrides given to layerWith"
 }
 
+/** The value for a message: cut short when long (a 10 MB value is not echoed whole). */
 const show = (value: Scalar | Duration.Duration): string =>
-  JSON.stringify(Duration.isDuration(value) ? Duration.format(value) : value)
+  Duration.isDuration(value) ? JSON.stringify(Duration.format(value)) : preview(value)
 
 export const invalid = (key: string, raw: Raw, expected: string): ConfigError.ConfigError =>
   ConfigError.InvalidData(
@@ -42,6 +46,16 @@ export const invalid = (key: string, raw: Raw, expected: string): ConfigError.Co
   )
 
 const durationExpectation = `a positive number of seconds (45, 0.5) or a duration such as "1500 millis" or "2 minutes"`
+
+/**
+ * The longest duration a setting may hold: the longest wait a timer can take (2^31 - 1 ms, about
+ * 24.8 days). Node fires a longer `setTimeout` after 1 ms and Effect's live `Clock` never fires
+ * it, so a longer wait, timeout or window could only misbehave.
+ */
+export const maxDuration: Duration.Duration = Duration.millis(MAX_TIMER_MILLIS)
+
+/** "24.8 days" (rounded down, so that it is a true bound): how documents and messages name `maxDuration`. */
+export const maxDurationText = `${Math.floor(MAX_TIMER_MILLIS / 8_640_000) / 10} days`
 
 const unitMillis: Record<string, number> = {
   ns: 1e-6,
@@ -77,7 +91,7 @@ const unitMillis: Record<string, number> = {
 export const parseDuration = (input: string | number | boolean): Option.Option<Duration.Duration> => {
   if (typeof input === "boolean") return Option.none()
   if (typeof input === "number") {
-    return Number.isFinite(input) && input > 0 ? Option.some(Duration.millis(input * 1000)) : Option.none()
+    return Number.isFinite(input * 1000) && input > 0 ? Option.some(Duration.millis(input * 1000)) : Option.none()
   }
   const text = input.trim()
   if (/^\d+(\.\d+)?$/.test(text)) return parseDuration(Number(text))
@@ -85,7 +99,9 @@ export const parseDuration = (input: string | number | boolean): Option.Option<D
   if (match === null) return Option.none()
   const scale = unitMillis[match[2]!.toLowerCase()]
   const amount = Number(match[1])
-  return scale === undefined || !(amount > 0) ? Option.none() : Option.some(Duration.millis(amount * scale))
+  return scale === undefined || !(amount > 0) || !Number.isFinite(amount * scale)
+    ? Option.none()
+    : Option.some(Duration.millis(amount * scale))
 }
 
 const whyBad = (value: Scalar | Duration.Duration): string | undefined => {
@@ -99,31 +115,57 @@ const whyBad = (value: Scalar | Duration.Duration): string | undefined => {
   return undefined
 }
 
-/** A positive, finite duration: seconds as a number, a duration string, or a `Duration`. */
+const parsedDuration = (value: Scalar | Duration.Duration): Option.Option<Duration.Duration> =>
+  Duration.isDuration(value)
+    ? Option.some(value).pipe(Option.filter((given) => Duration.isFinite(given) && Duration.toMillis(given) > 0))
+    : parseDuration(value)
+
+const failDuration = (key: string, raw: Raw, why: string | undefined) =>
+  Effect.fail(invalid(key, raw, why === undefined ? durationExpectation : `${durationExpectation}; ${why}`))
+
+/**
+ * A positive duration of at most `maxDuration` (24.8 days): seconds as a number, a duration
+ * string, or a `Duration`.
+ */
 export const duration: Decoder<Duration.Duration> = (key, raw) => {
-  const parsed = Duration.isDuration(raw.value)
-    ? Option.some(raw.value).pipe(Option.filter((value) => Duration.isFinite(value) && Duration.toMillis(value) > 0))
-    : parseDuration(raw.value)
-  if (Option.isSome(parsed)) return Effect.succeed(parsed.value)
-  const why = whyBad(raw.value)
-  return Effect.fail(invalid(key, raw, why === undefined ? durationExpectation : `${durationExpectation}; ${why}`))
+  const parsed = parsedDuration(raw.value)
+  if (Option.isNone(parsed)) return failDuration(key, raw, whyBad(raw.value))
+  return Duration.lessThanOrEqualTo(parsed.value, maxDuration)
+    ? Effect.succeed(parsed.value)
+    : failDuration(key, raw, `it is longer than ${maxDurationText}, the longest wait a timer can take`)
+}
+
+/**
+ * A timeout: a positive, finite duration with no upper limit of its own, since every timeout is
+ * then clamped into [`BIG3_TIMEOUT_MIN`, `BIG3_TIMEOUT_MAX`] (which are `duration`s).
+ */
+export const timeout: Decoder<Duration.Duration> = (key, raw) => {
+  const parsed = parsedDuration(raw.value)
+  return Option.isSome(parsed) ? Effect.succeed(parsed.value) : failDuration(key, raw, whyBad(raw.value))
 }
 
 /** A number in [min, max] (whole when `integer`), described as `expected` in errors. */
 export const number = (options: {
   readonly integer: boolean
   readonly min: number
-  readonly max?: number | undefined
+  readonly max: number
   readonly expected: string
 }): Decoder<number> =>
 (key, raw) => {
-  const value = typeof raw.value === "number"
-    ? raw.value
-    : typeof raw.value === "string" && raw.value.trim() !== ""
-    ? Number(raw.value.trim())
-    : NaN
+  let value = NaN
+  if (typeof raw.value === "number") value = raw.value
+  else if (typeof raw.value === "string") {
+    // Plain decimal digits only: `Number` also reads `0x10`, `1e3` and `Infinity`.
+    const parsed = parseDecimal(raw.value, options.integer)
+    if (parsed === undefined) {
+      return Effect.fail(
+        invalid(key, raw, isOtherNotation(raw.value) ? `${options.expected}, written in plain decimal digits` : options.expected)
+      )
+    }
+    value = parsed
+  }
   return Number.isFinite(value) && (!options.integer || Number.isInteger(value)) && value >= options.min &&
-      (options.max === undefined || value <= options.max)
+      value <= options.max
     ? Effect.succeed(value)
     : Effect.fail(invalid(key, raw, options.expected))
 }

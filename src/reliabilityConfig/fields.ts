@@ -17,47 +17,67 @@ export interface Field<A> {
   readonly env: string
   readonly name: string
   readonly decode: Decoder<A>
+  /** What it accepts, bounds included, as the configuration reference states it. */
+  readonly accepts: string
 }
 
-const field = <A>(env: string, name: string, decode: Decoder<A>): Field<A> => ({ env, name, decode })
+const field = <A>(env: string, name: string, decode: Decoder<A>, accepts: string): Field<A> => ({
+  env,
+  name,
+  decode,
+  accepts
+})
 
 /** Each property of `S` with its field. */
 export type Fields<S> = { readonly [K in keyof S]: Field<S[K]> }
 
-const count = (expected: string, min = 1) => Decode.number({ integer: true, min, expected })
+/** A bounded number field: every number big3 reads has both bounds. */
+const numberField = (
+  env: string,
+  name: string,
+  options: { readonly integer: boolean; readonly min: number; readonly max: number; readonly expected: string }
+): Field<number> => field(env, name, Decode.number(options), options.expected)
+
+const whole = (env: string, name: string, what: string, min: number, max: number) =>
+  numberField(env, name, {
+    integer: true,
+    min,
+    max,
+    expected: `a whole number of ${what} from ${min} to ${max < 10_000 ? max : max.toLocaleString("en-US")}`
+  })
+
+const durationField = (env: string, name: string) =>
+  field(env, name, Decode.duration, `a duration above 0, at most ${Decode.maxDurationText}`)
 
 export const retryFields = {
-  maxAttempts: field(
-    "MAX_ATTEMPTS",
-    "maxAttempts",
-    Decode.number({ integer: true, min: 1, max: 1000, expected: "a whole number of attempts from 1 to 1000" })
-  ),
-  initialDelay: field("INITIAL_DELAY", "initialDelay", Decode.duration),
-  factor: field("FACTOR", "factor", Decode.number({ integer: false, min: 1, max: 100, expected: "a growth factor from 1 to 100" })),
-  maxDelay: field("MAX_DELAY", "maxDelay", Decode.duration),
-  jitter: field("JITTER", "jitter", Decode.choice(["proportional", "none"] as const))
+  maxAttempts: whole("MAX_ATTEMPTS", "maxAttempts", "attempts", 1, 1000),
+  initialDelay: durationField("INITIAL_DELAY", "initialDelay"),
+  factor: numberField("FACTOR", "factor", { integer: false, min: 1, max: 100, expected: "a growth factor from 1 to 100" }),
+  maxDelay: durationField("MAX_DELAY", "maxDelay"),
+  jitter: field("JITTER", "jitter", Decode.choice(["proportional", "none"] as const), "`proportional` or `none`")
 } as const satisfies Fields<RetryPolicy>
 
 export const breakerFields = {
-  mode: field("MODE", "mode", Decode.choice(["consecutive", "ratio"] as const)),
-  failureThreshold: field("FAILURE_THRESHOLD", "failureThreshold", count("a whole number of failures, at least 1")),
-  openDuration: field("OPEN_DURATION", "openDuration", Decode.duration),
-  halfOpenMaxCalls: field("HALF_OPEN_MAX_CALLS", "halfOpenMaxCalls", count("a whole number of trial calls, at least 1")),
-  successThreshold: field("SUCCESS_THRESHOLD", "successThreshold", count("a whole number of successes, at least 1")),
-  failureRatio: field(
-    "FAILURE_RATIO",
-    "failureRatio",
-    Decode.number({ integer: false, min: Number.MIN_VALUE, max: 1, expected: "a ratio above 0, at most 1" })
-  ),
-  samplingWindow: field("SAMPLING_WINDOW", "samplingWindow", Decode.duration),
-  minimumThroughput: field("MINIMUM_THROUGHPUT", "minimumThroughput", count("a whole number of calls, at least 1"))
+  mode: field("MODE", "mode", Decode.choice(["consecutive", "ratio"] as const), "`consecutive` or `ratio`"),
+  failureThreshold: whole("FAILURE_THRESHOLD", "failureThreshold", "failures", 1, 1_000_000),
+  openDuration: durationField("OPEN_DURATION", "openDuration"),
+  halfOpenMaxCalls: whole("HALF_OPEN_MAX_CALLS", "halfOpenMaxCalls", "trial calls", 1, 1_000_000),
+  successThreshold: whole("SUCCESS_THRESHOLD", "successThreshold", "successes", 1, 1_000_000),
+  failureRatio: numberField("FAILURE_RATIO", "failureRatio", {
+    integer: false,
+    min: Number.MIN_VALUE,
+    max: 1,
+    expected: "a ratio above 0, at most 1"
+  }),
+  samplingWindow: durationField("SAMPLING_WINDOW", "samplingWindow"),
+  minimumThroughput: whole("MINIMUM_THROUGHPUT", "minimumThroughput", "calls", 1, 1_000_000)
 } as const satisfies Fields<BreakerSettings>
 
 export const budgetFields = {
-  enabled: field("ENABLED", "enabled", Decode.boolean),
-  ratio: field("RATIO", "ratio", Decode.number({ integer: false, min: 0, max: 1, expected: "a share of calls from 0 to 1" })),
-  window: field("WINDOW", "window", Decode.duration),
-  minRetries: field("MIN_RETRIES", "minRetries", count("a whole number of retries, at least 0", 0))
+  enabled: field("ENABLED", "enabled", Decode.boolean, "`true` or `false`"),
+  ratio: numberField("RATIO", "ratio", { integer: false, min: 0, max: 1, expected: "a share of calls from 0 to 1" }),
+  window: durationField("WINDOW", "window"),
+  minRetries: whole("MIN_RETRIES", "minRetries", "retries", 0, 1_000_000)
 } as const satisfies Fields<RetryBudget>
 
 export interface Bounds {
@@ -66,8 +86,8 @@ export interface Bounds {
 }
 
 export const boundFields = {
-  min: field("MIN", "min", Decode.duration),
-  max: field("MAX", "max", Decode.duration)
+  min: durationField("MIN", "min"),
+  max: durationField("MAX", "max")
 } as const satisfies Fields<Bounds>
 
 /** The fields of a section, in table order. */

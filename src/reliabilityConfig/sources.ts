@@ -12,8 +12,9 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
-import * as fs from "node:fs"
 import { pathSetting } from "../internal/pathSetting.js"
+import { preview, truncate } from "../internal/preview.js"
+import { readRegularFile } from "../internal/regularFile.js"
 import type { Raw, Scalar, Source } from "./decode.js"
 import { defaultBreakers, defaultPolicies, defaultTimeouts, isOperationId } from "./defaults.js"
 import type { Field, Fields } from "./fields.js"
@@ -59,6 +60,8 @@ const editDistance = (a: string, b: string): number => {
 }
 
 const suggest = (name: string, candidates: Iterable<string>): string => {
+  // A name far longer than any candidate has no near miss; comparing it would cost its length.
+  if (name.length > 64) return ""
   let best: string | undefined
   let bestDistance = Infinity
   for (const candidate of candidates) {
@@ -81,6 +84,9 @@ const suggest = (name: string, candidates: Iterable<string>): string => {
 const upperSnake = (name: string): string => name.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toUpperCase()
 
 const isScalar = (u: unknown): u is Scalar => typeof u === "string" || typeof u === "number" || typeof u === "boolean"
+
+/** How many problems a message describes before it only counts the rest. */
+const maxProblems = 10
 
 interface NestedOptions {
   readonly source: Source
@@ -108,14 +114,21 @@ const flattenNested = (json: unknown, options: NestedOptions): Effect.Effect<Fla
     const values = new Map<string, Raw>()
     const policies = new Set<string>()
     const breakers = new Set<string>()
+    // The first problems are described (a message is built only for them); the rest are counted:
+    // 300,000 unknown keys make one short message, not 300,000 suggestions.
     const problems: Array<string> = []
+    let moreProblems = 0
+    const problem = (describe: () => string): void => {
+      if (problems.length < maxProblems) problems.push(describe())
+      else moreProblems++
+    }
     const put = (path: string, key: string, value: unknown) => {
       if (isScalar(value) || Duration.isDuration(value)) values.set(key, { value, source: options.source })
-      else problems.push(`"${path}" must be a number or a string, got ${JSON.stringify(value)}`)
+      else problem(() => `"${truncate(path)}" must be a number or a string, got ${preview(value)}`)
     }
     const section = (path: string, value: unknown, each: (name: string, inner: unknown, innerPath: string) => void) => {
       if (!Predicate.isRecord(value)) {
-        problems.push(`"${path}" must be an object`)
+        problem(() => `"${truncate(path)}" must be an object, got ${preview(value)}`)
         return
       }
       for (const [name, inner] of Object.entries(value)) {
@@ -128,7 +141,7 @@ const flattenNested = (json: unknown, options: NestedOptions): Effect.Effect<Fla
         const found = known.find((candidate) => candidate.env === upperSnake(name))
         if (found === undefined) {
           const names = known.map((candidate) => candidate.name)
-          problems.push(`unknown key "${innerPath}"${suggest(name, names)}; expected one of ${names.join(", ")}`)
+          problem(() => `unknown key "${truncate(innerPath)}"${suggest(name, names)}; expected one of ${names.join(", ")}`)
         } else put(innerPath, keyOf(found), inner)
       })
     }
@@ -144,15 +157,17 @@ const flattenNested = (json: unknown, options: NestedOptions): Effect.Effect<Fla
           seen.add(name)
           each(name, inner, innerPath)
         } else {
-          problems.push(`unknown name "${innerPath}"${suggest(name, builtIn)}; expected one of ${builtIn.join(", ")}`)
+          problem(() => `unknown name "${truncate(innerPath)}"${suggest(name, builtIn)}; expected one of ${builtIn.join(", ")}`)
         }
       })
     const timeoutEntry = (name: string, inner: unknown, path: string) => {
       if (isOperationId(name)) put(path, timeoutKey(name), inner)
-      else problems.push(`unknown operation id "${path}"${suggest(name, defaultTimeouts.keys())}`)
+      else problem(() => `unknown operation id "${truncate(path)}"${suggest(name, defaultTimeouts.keys())}`)
     }
 
-    if (!Predicate.isRecord(json)) return Effect.fail(options.fail(`expected a JSON object at the top level`))
+    if (!Predicate.isRecord(json)) {
+      return Effect.fail(options.fail(`expected a JSON object at the top level, got ${preview(json)}`))
+    }
     for (const [key, value] of Object.entries(json)) {
       if (value === undefined) continue
       switch (key) {
@@ -184,21 +199,22 @@ const flattenNested = (json: unknown, options: NestedOptions): Effect.Effect<Fla
           if (isOperationId(key)) put(key, timeoutKey(key), value)
           else if (knownKeys.has(key)) put(key, key, value)
           else {
-            problems.push(
-              `unknown key "${key}"${
+            problem(() =>
+              `unknown key "${truncate(key)}"${
                 suggest(key, [...defaultTimeouts.keys(), "timeouts", "retry", "breakers", "budget", "timeoutBounds"])
               }; expected timeouts, timeoutBounds, retry, breakers, budget, an operation id or a BIG3_* name`
             )
           }
       }
     }
+    if (moreProblems > 0) problems.push(`and ${moreProblems.toLocaleString("en-US")} more problems`)
     return problems.length === 0
       ? Effect.succeed({ values, policies, breakers })
       : Effect.fail(options.fail(problems.join("; ")))
   })
 
 const fileError = (file: string, message: string): ConfigError.ConfigError =>
-  ConfigError.InvalidData(["BIG3_CONFIG"], `BIG3_CONFIG=${file}: ${message}`)
+  ConfigError.InvalidData(["BIG3_CONFIG"], `BIG3_CONFIG=${truncate(file, 200)}: ${message}`)
 
 /** The config file's content, flattened; unknown keys are errors. */
 export const flattenConfigFile = (file: string, json: unknown): Effect.Effect<Flat, ConfigError.ConfigError> =>
@@ -212,22 +228,21 @@ export const flattenOverrides = (overrides: object): Effect.Effect<Flat, ConfigE
     fail: (message) => ConfigError.InvalidData([], `the overrides given to layerWith: ${message}`)
   })
 
-/** Reads and flattens the JSON file at `file`. */
+/**
+ * The largest config file read: the whole configuration is a few kilobytes, and a bound keeps a
+ * hostile or mistaken file (a log, a device) from costing memory and time.
+ */
+export const maxConfigFileBytes = 1_048_576
+
+/** Reads and flattens the JSON file at `file`: a regular file of at most `maxConfigFileBytes`. */
 export const readConfigFile = (file: string): Effect.Effect<Flat, ConfigError.ConfigError> =>
-  Effect.tryPromise({
-    try: () => fs.promises.readFile(file, "utf8"),
-    catch: (cause) =>
-      fileError(
-        file,
-        Predicate.hasProperty(cause, "code") && cause.code === "ENOENT"
-          ? "the file does not exist"
-          : `the file cannot be read (${String(cause)})`
-      )
-  }).pipe(
+  readRegularFile(file, maxConfigFileBytes).pipe(
+    Effect.mapError((refused) => fileError(file, refused.detail)),
     Effect.flatMap((text) =>
       Effect.try({
         try: (): unknown => JSON.parse(text),
-        catch: (cause) => fileError(file, `the file is not valid JSON (${cause instanceof Error ? cause.message : String(cause)})`)
+        catch: (cause) =>
+          fileError(file, `the file is not valid JSON (${truncate(cause instanceof Error ? cause.message : String(cause))})`)
       })
     ),
     Effect.flatMap((json) => flattenConfigFile(file, json))

@@ -36,13 +36,9 @@ import * as Runtime from "effect/Runtime"
 import type { Breaker } from "../CircuitBreaker.js"
 import { logTransitions } from "../CircuitBreaker.js"
 import type { CircuitOpen } from "../Errors.js"
+import { setLongTimeout } from "../internal/timer.js"
 
 const liveClock = Context.get(DefaultServices.liveServices, Clock.Clock)
-
-/** Node timers cannot wait longer than 2^31 - 1 ms; longer waits never fire. */
-const MAX_TIMER_MILLIS = 2 ** 31 - 1
-
-const disarmed = (): void => {}
 
 /**
  * Calls `fire` after `millis` on `clock`, unless the returned function disarms it first. On the
@@ -50,17 +46,16 @@ const disarmed = (): void => {}
  */
 const arm = (clock: Clock.Clock, millis: number, fire: () => void): () => void => {
   if (clock === liveClock) {
-    if (millis > MAX_TIMER_MILLIS) return disarmed
     // Armed once the attempt has suspended (a microtask later): an attempt that finishes at once
-    // costs no timer at all.
-    let handle: ReturnType<typeof setTimeout> | undefined
+    // costs no timer at all. A timer longer than Node can hold is chained, not cut to 1 ms.
+    let cancel: (() => void) | undefined
     let cancelled = false
     queueMicrotask(() => {
-      if (!cancelled) handle = setTimeout(fire, millis)
+      if (!cancelled) cancel = setLongTimeout(fire, millis)
     })
     return () => {
       cancelled = true
-      if (handle !== undefined) clearTimeout(handle)
+      cancel?.()
     }
   }
   const sleeper = Runtime.runFork(Runtime.defaultRuntime)(clock.sleep(Duration.millis(millis)))

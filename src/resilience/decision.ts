@@ -22,8 +22,12 @@ export const backoffDelay = (policy: RetryPolicy, retry: number, jitterFactor = 
   return Duration.millis(Math.min(base * (policy.jitter === "none" ? 1 : jitterFactor), max))
 }
 
-/** Why retrying stopped. */
-export type StopReason = "not-retryable" | "exhausted" | "budget" | "deadline"
+/**
+ * Why retrying stopped. `hint`: the server asked for a wait longer than the policy's `maxDelay`;
+ * waiting that long inside one call (or waiting less and asking again too early) helps no one,
+ * so the call fails now with the server's error, whose `retryAfter` says when to come back.
+ */
+export type StopReason = "not-retryable" | "exhausted" | "budget" | "deadline" | "hint"
 
 /** What to do after a failed attempt. */
 export type RetryDecision =
@@ -68,8 +72,15 @@ export const decide = (policy: RetryPolicy, input: DecideInput): RetryDecision =
   let delay = backoffDelay(policy, attempt, 0.8 + 0.4 * input.random)
   const hint = retryAfterOf(error)
   if (hint !== undefined) {
-    // Wait at least the server's hint, never beyond maxDelay.
-    delay = Duration.max(delay, Duration.min(hint, policy.maxDelay))
+    if (Duration.greaterThan(hint, policy.maxDelay)) {
+      return stop(
+        "hint",
+        `the server asks to wait ${formatDuration(hint)} (until ${comeBackAt(now, hint)}), longer than the policy's ` +
+          `maxDelay of ${formatDuration(policy.maxDelay)}; failing now`
+      )
+    }
+    // Wait at least the server's hint.
+    delay = Duration.max(delay, hint)
   }
   if (input.deadlineAt !== undefined) {
     const remaining = input.deadlineAt - now
@@ -85,6 +96,12 @@ export const decide = (policy: RetryPolicy, input: DecideInput): RetryDecision =
     return stop("budget", `the retry budget of ${input.budget.service} is spent; failing fast`)
   }
   return { _tag: "Retry", delay, attempt, maxAttempts }
+}
+
+/** When a wait of `hint` from `now` ends, as an ISO time (or "never" past what a date can hold). */
+const comeBackAt = (now: number, hint: Duration.Duration): string => {
+  const at = new Date(now + Duration.toMillis(hint))
+  return Number.isNaN(at.getTime()) ? "never" : at.toISOString()
 }
 
 /** The `_tag` of a tagged error ("ServiceUnavailable"), "Unknown" for anything else. */
@@ -108,11 +125,20 @@ export type Severity = "debug" | "warning" | "error"
 
 /**
  * A retry warns; the final failure of a call that was retried is an error; a failure on the only
- * attempt made is the caller's to report, not a retry incident (debug). `quiet` paths (event
- * delivery) report outcomes in aggregate instead: debug.
+ * attempt made is the caller's to report, not a retry incident (debug), except a server's hint
+ * beyond `maxDelay`, whose line says when to come back (warning). `quiet` paths (event delivery)
+ * report outcomes in aggregate instead: debug.
  */
 export const severityOf = (decision: RetryDecision, quiet: boolean): Severity =>
-  quiet ? "debug" : decision._tag === "Retry" ? "warning" : decision.attempt === 1 ? "debug" : "error"
+  quiet
+    ? "debug"
+    : decision._tag === "Retry"
+    ? "warning"
+    : decision.attempt > 1
+    ? "error"
+    : decision.reason === "hint"
+    ? "warning"
+    : "debug"
 
 /** "4.0s" for waits of a second or more (as people read backoff), "250ms" below. */
 const formatWait = (delay: Duration.Duration): string => {

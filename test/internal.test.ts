@@ -1,0 +1,98 @@
+import { afterEach, assert, beforeEach, describe, it, vi } from "@effect/vitest"
+import * as Either from "effect/Either"
+import { preview, truncate } from "../src/internal/preview.js"
+import { redactLoosely, redactUrl } from "../src/internal/redactUrl.js"
+import { MAX_TIMER_MILLIS, setLongTimeout } from "../src/internal/timer.js"
+import { checkUrl, httpUrl } from "../src/internal/urlSetting.js"
+
+describe("internal/timer", () => {
+  beforeEach(() => {
+    vi.useFakeTimers()
+  })
+  afterEach(() => {
+    vi.useRealTimers()
+  })
+
+  it("a wait longer than one Node timer can hold fires at its time, not after 1 ms", () => {
+    const fired: Array<number> = []
+    const start = Date.now()
+    setLongTimeout(() => fired.push(Date.now() - start), 3 * MAX_TIMER_MILLIS + 5)
+    vi.advanceTimersByTime(3 * MAX_TIMER_MILLIS + 4)
+    assert.deepStrictEqual(fired, [])
+    vi.advanceTimersByTime(1)
+    assert.deepStrictEqual(fired, [3 * MAX_TIMER_MILLIS + 5])
+  })
+
+  it("cancelling a chained wait stops it, whichever link is running", () => {
+    let fired = false
+    const cancel = setLongTimeout(() => (fired = true), MAX_TIMER_MILLIS + 10)
+    vi.advanceTimersByTime(MAX_TIMER_MILLIS + 5)
+    cancel()
+    vi.advanceTimersByTime(100)
+    assert.isFalse(fired)
+    assert.strictEqual(vi.getTimerCount(), 0)
+  })
+
+  it("an infinite wait arms no timer", () => {
+    setLongTimeout(() => {}, Infinity)
+    assert.strictEqual(vi.getTimerCount(), 0)
+  })
+})
+
+describe("internal/redactUrl", () => {
+  it("replaces a URL's user-info, user name included, and keeps the rest", () => {
+    assert.strictEqual(redactUrl("http://user:s3cret@127.0.0.1:4000/events"), "http://<redacted>@127.0.0.1:4000/events")
+    assert.strictEqual(redactUrl(new URL("https://token@example.test/v1?x=1")), "https://<redacted>@example.test/v1?x=1")
+    assert.strictEqual(redactUrl("postgres://big3:pa%40ss@db:5432/big3"), "postgres://<redacted>@db:5432/big3")
+  })
+
+  it("scrubs every URL inside a message, up to the authority's last @", () => {
+    assert.strictEqual(
+      redactUrl("POST https://a:b@c@host/x failed; retried wss://k@h/v1 twice"),
+      "POST https://<redacted>@host/x failed; retried wss://<redacted>@h/v1 twice"
+    )
+  })
+
+  it("leaves an @ in a path, a query or plain text alone", () => {
+    for (const text of ["http://host/a@b", "http://host:1/?q=a@b", "mail a@b", "http://host/events"]) {
+      assert.strictEqual(redactUrl(text), text)
+    }
+  })
+
+  it("redactLoosely hides everything before the last @ of text that is not a URL", () => {
+    assert.strictEqual(redactLoosely("http://user:pa/ss@host"), "http://<redacted>@host")
+    assert.strictEqual(redactLoosely("user:pw@host:4000"), "<redacted>@host:4000")
+    assert.strictEqual(redactLoosely("http://host/events"), "http://host/events")
+  })
+
+  it("checkUrl refuses credentials and shows the value redacted", () => {
+    const rules = httpUrl("http://localhost:4000/events")
+    assert.deepStrictEqual(
+      checkUrl("OBSERVABILITY_SERVER_URL", " http://user:s3cret@127.0.0.1:9/events ", rules),
+      Either.left(
+        `OBSERVABILITY_SERVER_URL="http://<redacted>@127.0.0.1:9/events" carries credentials (user:password@), which ` +
+          `big3 does not send and would show in errors and logs: remove them and give the upstream's key in its own setting`
+      )
+    )
+    assert.deepStrictEqual(
+      checkUrl("OBSERVABILITY_SERVER_URL", "ftp://user:s3cret@host/x", rules),
+      Either.left(
+        `OBSERVABILITY_SERVER_URL="ftp://<redacted>@host/x" is not valid: expected an http(s) URL such as http://localhost:4000/events`
+      )
+    )
+    const ok = checkUrl("OBSERVABILITY_SERVER_URL", "http://127.0.0.1:9/events", rules)
+    assert.strictEqual(Either.isRight(ok) ? ok.right.href : undefined, "http://127.0.0.1:9/events")
+  })
+})
+
+describe("internal/preview", () => {
+  it("shows a long string as its start and its length, and a nested value by its size, without walking it", () => {
+    assert.strictEqual(preview("x".repeat(100), 5), `"xxxxx"… (100 characters)`)
+    assert.strictEqual(preview("short"), `"short"`)
+    let deep: Array<unknown> = []
+    for (let i = 0; i < 200_000; i++) deep = [deep]
+    assert.strictEqual(preview(deep), "an array of 1 item")
+    assert.strictEqual(preview({ a: 1, b: 2 }), "an object with 2 keys")
+    assert.strictEqual(truncate("abcdef", 3), "abc… (6 characters)")
+  })
+})

@@ -1,0 +1,93 @@
+/**
+ * A `user:password@` in an upstream's URL setting never reaches error text, logs, the spool or a
+ * request: each client refuses it with a ConfigError that shows the URL redacted.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
+import type * as Config from "effect/Config"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import * as ClaudeAgentSdk from "../src/agents/ClaudeAgentSdk.js"
+import * as Gemini from "../src/Gemini.js"
+import * as Observability from "../src/Observability.js"
+import * as ObservabilityOptions from "../src/observability/Options.js"
+import * as Realtime from "../src/Realtime.js"
+import * as Sandbox from "../src/Sandbox.js"
+import { big3 } from "./support/cli.js"
+
+const secret = "s3cret-pw"
+
+const read = <A>(config: Config.Config<A>, env: Record<string, string>) =>
+  Effect.exit(Effect.withConfigProvider(config, ConfigProvider.fromMap(new Map(Object.entries(env)), { pathDelim: "_" })))
+
+const failureMessage = <A, E extends { readonly message: string }>(exit: Exit.Exit<A, E>): string => {
+  if (Exit.isSuccess(exit)) throw new Error("expected a ConfigError")
+  const failure = Cause.failureOption(exit.cause)
+  if (failure._tag === "None") throw new Error(Cause.pretty(exit.cause))
+  return failure.value.message
+}
+
+const refusal = (name: string, shown: string) =>
+  `${name}="${shown}" carries credentials (user:password@), which big3 does not send and would show in errors and ` +
+  `logs: remove them and give the upstream's key in its own setting`
+
+describe("URL credentials", () => {
+  it.effect("GEMINI_BASE_URL, OPENAI_REALTIME_URL, OBSERVABILITY_SERVER_URL and ANTHROPIC_BASE_URL refuse them, redacted", () =>
+    Effect.gen(function*() {
+      const cases = [
+        ["GEMINI_BASE_URL", Gemini.config, `https://me:${secret}@gemini.example`, "https://<redacted>@gemini.example/"],
+        ["OPENAI_REALTIME_URL", Realtime.config, `wss://me:${secret}@rt.example/v1/realtime`, "wss://<redacted>@rt.example/v1/realtime"],
+        ["OBSERVABILITY_SERVER_URL", Observability.config, `http://me:${secret}@127.0.0.1:9/events`, "http://<redacted>@127.0.0.1:9/events"],
+        ["ANTHROPIC_BASE_URL", ClaudeAgentSdk.config, `https://${secret}@anthropic.example`, "https://<redacted>@anthropic.example/"]
+      ] as const
+      for (const [name, config, value, shown] of cases) {
+        const message = failureMessage(yield* read<unknown>(config, { [name]: value }))
+        assert.strictEqual(message, refusal(name, shown))
+      }
+    }))
+
+  it.effect("a malformed URL with credentials is not echoed with them either", () =>
+    Effect.gen(function*() {
+      const message = failureMessage(yield* read(Gemini.config, { GEMINI_BASE_URL: `http://me:${secret}/x@` }))
+      assert.strictEqual(
+        message,
+        `GEMINI_BASE_URL="http://<redacted>@" is not valid: expected an http(s) URL such as https://generativelanguage.googleapis.com`
+      )
+    }))
+
+  it.effect("Observability options given in code refuse them too, redacted", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(ObservabilityOptions.resolve({ url: `http://me:${secret}@127.0.0.1:9/events` }))
+      assert.strictEqual(
+        error.message,
+        `url must not carry credentials (user:password@), got "http://<redacted>@127.0.0.1:9/events"`
+      )
+    }))
+
+  it.scopedLive("big3 events send with credentials in the URL exits 78, and neither stderr nor the spool holds them", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make()
+      const stateDir = yield* Effect.acquireRelease(
+        Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "big3-url-credentials-"))),
+        (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+      )
+      const url = `${sandbox.url.replace("http://", `http://me:${secret}@`)}/events`
+      const result = yield* big3(["events", "send", "--type", "Stop"], { BIG3_STATE_DIR: stateDir, OBSERVABILITY_SERVER_URL: url })
+      assert.strictEqual(result.code, 78)
+      assert.strictEqual(
+        result.stderr,
+        `big3: configuration error: ${refusal("OBSERVABILITY_SERVER_URL", url.replace(`me:${secret}`, "<redacted>"))}`
+      )
+      assert.strictEqual(result.stdout, "")
+      assert.deepStrictEqual(yield* sandbox.events, [])
+      const files = fs.readdirSync(stateDir, { recursive: true, encoding: "utf8" })
+      for (const file of files) {
+        const full = path.join(stateDir, file)
+        if (fs.statSync(full).isFile()) assert.notInclude(fs.readFileSync(full, "latin1"), secret, file)
+      }
+    }))
+})
