@@ -46,16 +46,19 @@ const deliveringAll = () => {
 const setup = (ids: ReadonlyArray<string>) =>
   Effect.gen(function*() {
     const fake = makeFakeSpool(ids)
-    const opened = yield* fake.spool.open
+    const opened = yield* fake.spool.open(0)
     const state = new State("single", opened, 0)
     const settings = yield* Options.resolve({ redeliveryInterval: "1 second" })
     const { delivery, sent } = deliveringAll()
+    const clock = yield* Effect.clock
+    const writer = SpoolWriter.make({ spool: fake.spool, state, settings, clock })
     const redeliverer = yield* Redeliverer.make({
       spool: fake.spool,
       state,
       settings,
-      clock: yield* Effect.clock,
+      clock,
       delivery,
+      writer,
       breaker: new Breaker("observability", ReliabilityConfig.defaultBreakers.observability)
     })
     return { ...fake, state, redeliverer, sent }
@@ -133,7 +136,7 @@ const buggyTransport: Transport.Transport = {
 
 const makeDelivery = Effect.gen(function*() {
   const settings = yield* Options.resolve({ concurrency: 1 })
-  const state = new State("single", { backlog: 0, deadLetters: 0 }, 0)
+  const state = new State("single", { backlog: 0, deadLetters: 0, rows: 0, bytes: 0 }, 0)
   const protection = { policy: "observability", breaker: "observability", quiet: true } as const
   const delivery = Delivery.make({
     settings,
@@ -170,7 +173,7 @@ describe("Observability delivery", () => {
         delivery,
         settle: (entry, result) => void settled.push([entry.body, result])
       }, slot))
-      yield* Queue.offerAll(queue, [state.accept(`{"id":"bug"}`, 0, 1), state.accept(`{"id":"next"}`, 0, 2)])
+      yield* Queue.offerAll(queue, [state.accept(`{"id":"bug"}`, 1), state.accept(`{"id":"next"}`, 2)])
       yield* settle
       assert.deepStrictEqual(settled, [
         [`{"id":"bug"}`, { dead: false, reason: "not delivered: a defect in delivery (see the log)", status: undefined }],
@@ -191,14 +194,14 @@ describe("Observability shutdown", () => {
       const { faults, spool } = makeFakeSpool()
       // The first write fails, the retry and every write after it hang (a stalled disk).
       faults.commit.push("fail", "hang", "hang")
-      const state = new State("single", { backlog: 0, deadLetters: 0 }, 0)
+      const state = new State("single", { backlog: 0, deadLetters: 0, rows: 0, bytes: 0 }, 0)
       const settings = yield* Options.resolve({})
       const writer = SpoolWriter.make({ spool, state, settings, clock: yield* Effect.clock })
       const scope = yield* Scope.make()
       const workerScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
       const writerScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
       yield* Effect.forkIn(writer.run, writerScope)
-      writer.settle(state.accept(`{"id":"e1"}`, 0, 1), { dead: false, reason: "ServiceUnavailable: 503", status: 503 })
+      writer.settle(state.accept(`{"id":"e1"}`, 1), { dead: false, reason: "ServiceUnavailable: 503", status: 503 })
       yield* settle
       yield* TestClock.adjust("100 millis") // the retry pause: the writer now waits on the disk
       yield* settle

@@ -57,7 +57,7 @@ const withClient = <A, E>(
 const spoolReason = (where: { readonly id: string } | "oldest") =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
     (where === "oldest"
-      ? sql<{ last_error: string | null }>`SELECT last_error FROM observability_spool WHERE held = 0
+      ? sql<{ last_error: string | null }>`SELECT last_error FROM observability_spool WHERE owner IS NULL
           ORDER BY epoch, ordinal, seq LIMIT 1`
       : sql<{ last_error: string | null }>`SELECT last_error FROM observability_spool WHERE id = ${where.id} LIMIT 1`).pipe(
         Effect.map((rows) => rows.length === 0 ? undefined : rows[0]?.last_error ?? ""),
