@@ -20,11 +20,14 @@ export const commitOnSignals = (commit: Effect.Effect<void>): Effect.Effect<void
     const runFork = Runtime.runFork(yield* Effect.runtime<never>())
     const installed: Array<readonly [NodeJS.Signals, () => void]> = []
     for (const signal of signals) {
+      // The app's own handler (installed before the client, as `NodeRuntime.runMain` does) may
+      // remove itself when the signal comes; it still decides what the signal does.
+      const appHandles = process.listenerCount(signal) > 0
       const listener = (): void => {
         runFork(Effect.ensuring(
           commit,
           Effect.sync(() => {
-            if (process.listenerCount(signal) !== 1 || !process.listeners(signal).includes(listener)) return
+            if (appHandles || process.listenerCount(signal) !== 1 || !process.listeners(signal).includes(listener)) return
             process.removeListener(signal, listener)
             process.kill(process.pid, signal)
           })
