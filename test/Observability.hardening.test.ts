@@ -112,3 +112,85 @@ describe("BIG3_EVENTS_SPOOL_MAX", () => {
     assert.strictEqual(Options.parseSpoolMax("1,2"), undefined)
   })
 })
+
+describe("the spool's schema version", () => {
+  it.scopedLive("a store from a newer big3 is refused at start with a clear message, and big3 events flush exits 1", () =>
+    Effect.gen(function*() {
+      const stateDir = tempStateDir()
+      const filename = path.join(stateDir, "big3.db")
+      yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
+        Effect.all([
+          sql`CREATE TABLE big3_schema (component TEXT PRIMARY KEY, version INTEGER NOT NULL)`,
+          sql`INSERT INTO big3_schema (component, version) VALUES ('observability', 99)`,
+          sql`CREATE TABLE observability_spool (seq INTEGER PRIMARY KEY, id TEXT, body TEXT, future_column TEXT)`,
+          sql`INSERT INTO observability_spool (id, body) VALUES ('kept', '{}')`
+        ], { discard: true })).pipe(Effect.provide(Store.layer({ filename })), Effect.scoped, Effect.orDie)
+      const flushed = yield* big3(["events", "flush"], { BIG3_STATE_DIR: stateDir, OBSERVABILITY_SERVER_URL: "http://127.0.0.1:9/events" })
+      assert.strictEqual(flushed.code, 1)
+      assert.strictEqual(flushed.stdout, "")
+      assert.strictEqual(
+        flushed.stderr,
+        "big3 events flush: SqlError: cannot open the spool: the observability tables are at schema version 99, " +
+          "newer than this big3 understands (2): a newer big3 wrote this store. Use that version, or another BIG3_STATE_DIR"
+      )
+      const rows = yield* Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ id: string }>`SELECT id FROM observability_spool`).pipe(
+        Effect.provide(Store.layer({ filename })),
+        Effect.scoped,
+        Effect.orDie
+      )
+      assert.deepStrictEqual(rows.map((row) => row.id), ["kept"])
+    }))
+
+  it.scopedLive("a spool of version 1 (no versions recorded, a held flag) is upgraded in place and its rows redelivered", () =>
+    Effect.gen(function*() {
+      const server = yield* acceptingServer
+      const stateDir = tempStateDir()
+      const filename = path.join(stateDir, "big3.db")
+      yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
+        Effect.all([
+          sql`CREATE TABLE observability_spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, body TEXT NOT NULL,
+            epoch INTEGER NOT NULL, ordinal INTEGER NOT NULL DEFAULT 0, spooled_at INTEGER NOT NULL,
+            held INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT)`,
+          sql`CREATE INDEX observability_spool_backlog ON observability_spool (held, epoch, ordinal, seq)`,
+          sql`CREATE TABLE observability_dead_letter (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL,
+            body TEXT NOT NULL, epoch INTEGER NOT NULL, ordinal INTEGER NOT NULL DEFAULT 0, reason TEXT NOT NULL,
+            status INTEGER, failed_at INTEGER NOT NULL)`,
+          sql`INSERT INTO observability_spool (id, body, epoch, ordinal, spooled_at, held) VALUES
+            ('old-1', ${eventBody("old-1")}, 1, 1, 1, 0), ('old-2', ${eventBody("old-2")}, 1, 2, 1, 1)`
+        ], { discard: true })).pipe(Effect.provide(Store.layer({ filename })), Effect.scoped, Effect.orDie)
+      const flushed = yield* big3(["events", "flush"], { BIG3_STATE_DIR: stateDir, OBSERVABILITY_SERVER_URL: server.url })
+      assert.strictEqual(flushed.code, 0, flushed.stderr)
+      assert.deepStrictEqual(server.received.map((body) => JSON.parse(body).id), ["old-1", "old-2"])
+      const version = yield* Effect.flatMap(
+        SqlClient.SqlClient,
+        (sql) => sql<{ version: number }>`SELECT version FROM big3_schema WHERE component = 'observability'`
+      ).pipe(Effect.provide(Store.layer({ filename })), Effect.scoped, Effect.orDie)
+      assert.deepStrictEqual(version, [{ version: 2 }])
+    }))
+})
+
+const eventBody = (id: string) =>
+  JSON.stringify({ id, source_app: "old", session_id: "s", hook_event_type: "Stop", payload: {}, timestamp: 1 })
+
+/** A bare server that stores every event (answers 200 with it), remembering the bodies in arrival order. */
+const acceptingServer = Effect.acquireRelease(
+  Effect.async<http.Server & { url: string; received: Array<string> }>((resume) => {
+    const received: Array<string> = []
+    const server = http.createServer((request, response) => {
+      const chunks: Array<Buffer> = []
+      request.on("data", (chunk: Buffer) => chunks.push(chunk))
+      request.on("end", () => {
+        const body = Buffer.concat(chunks).toString("utf8")
+        received.push(body)
+        response.writeHead(200, { "content-type": "application/json" })
+        response.end(body)
+      })
+    })
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      resume(Effect.succeed(Object.assign(server, { url: `http://127.0.0.1:${port}/events`, received })))
+    })
+  }),
+  (server) => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
+)

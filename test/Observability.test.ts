@@ -558,6 +558,38 @@ describe("Observability", () => {
     })
   })
 
+  it.effect("spoolMax: past the bound the oldest rows are evicted, counted and logged; the newest stay", () => {
+    const server = makeServer()
+    server.reply(() => ({ transport: "connect ECONNREFUSED 127.0.0.1:4000" }))
+    const logs = captureLogs()
+    return Effect.gen(function*() {
+      for (let n = 1; n <= 5; n++) {
+        yield* Observability.emit(event(n, { id: `m${n}` }))
+        yield* Observability.flush
+      }
+      const stats = yield* Observability.stats
+      assert.deepStrictEqual({ spooled: stats.spooled, evicted: stats.evicted, spoolSize: stats.spoolSize }, { spooled: 5, evicted: 2, spoolSize: 3 })
+      assert.deepStrictEqual((yield* spoolRows).map((row) => row.id), ["m3", "m4", "m5"])
+      assert.include(
+        logs.lines,
+        "WARN observability: the spool is full (BIG3_EVENTS_SPOOL_MAX): evicted 1 of its oldest event(s) (first m1); 1 evicted so far"
+      )
+      const metric = yield* Metric.value(
+        Metric.taggedWithLabels(Metrics.events, Metrics.labelsFor("observability", { kind: "evicted" }))
+      )
+      assert.isAtLeast(metric.count, 2)
+    }).pipe(Effect.provide(clientLayer(server, { concurrency: 1, spoolMax: { rows: 3 } }, noRetry)), Effect.provide(logs.layer))
+  })
+
+  it.effect("a bad BIG3_EVENTS_SPOOL_MAX fails the layer with a ConfigError naming the key", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(
+        Effect.withConfigProvider(Observability.config, ConfigProvider.fromMap(new Map([["BIG3_EVENTS_SPOOL_MAX", "lots"]])))
+      )
+      assert.isTrue(ConfigError.isConfigError(error))
+      assert.include(String(error), `BIG3_EVENTS_SPOOL_MAX="lots" is not valid`)
+    }))
+
   it.effect("reads its settings through Config and sends the API key as X-API-Key", () => {
     const server = makeServer()
     const provider = ConfigProvider.fromMap(
