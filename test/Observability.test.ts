@@ -467,6 +467,34 @@ describe("Observability", () => {
     })
   })
 
+  it.effect("a run cut short mid-page keeps what it redelivered deleted: the spool shrinks by what the server acknowledged", () => {
+    const filename = tempDb()
+    const down = makeServer()
+    down.reply(() => ({ transport: "connect ECONNREFUSED 127.0.0.1:4000" }))
+    const slow = makeServer()
+    slow.reply((seen) => Effect.as(Effect.sleep("1 second"), normalReply(seen)))
+    return Effect.gen(function*() {
+      yield* Effect.gen(function*() {
+        for (let n = 1; n <= 10; n++) yield* Observability.emit(event(n, { id: `p${n}` }))
+        yield* Observability.flush
+      }).pipe(Effect.provide(clientLayer(down, { concurrency: 1 }, noRetry, Store.layer({ filename }))))
+
+      // A short run (as `big3 events send` is): redelivery starts, two requests are answered, the run ends.
+      yield* Effect.gen(function*() {
+        yield* eventually(Effect.sync(() => slow.seen.length), (n) => n === 2)
+        yield* TestClock.adjust("1 second")
+        yield* eventually(Observability.stats, (s) => s.redelivered === 2)
+      }).pipe(Effect.provide(clientLayer(slow, { concurrency: 2 }, { ...noRetry, timeouts: { graceful_shutdown: "0.1 seconds" } }, Store.layer({ filename }))))
+
+      const left = yield* spoolRows.pipe(Effect.provide(Store.layer({ filename })))
+      assert.deepStrictEqual(
+        left.map((row) => row.id).sort((a, b) => Number(a.slice(1)) - Number(b.slice(1))),
+        ["p3", "p4", "p5", "p6", "p7", "p8", "p9", "p10"]
+      )
+      assert.isTrue(left.every((row) => row.owner === null), "what the run held is handed back")
+    })
+  })
+
   it.effect("durable by default: emitDurable returns once the event is in the spool, held by this process; delivered, it is deleted", () => {
     const server = makeServer()
     return Effect.gen(function*() {
