@@ -189,6 +189,12 @@ export const flush = withClient("flush", (url) =>
         `big3 events flush: ${url} refused ${plural(deadLettered, "event")} for good; see \`big3 events dead-letters\``
       )
     }
+    if (drained.held > 0) {
+      yield* Console.error(
+        `big3 events flush: ${plural(drained.held, "event is", "events are")} held by another big3 process ` +
+          `(in its memory, or being redelivered by it); it delivers them, or they come back to the spool when it stops`
+      )
+    }
     if (drained.remaining > 0) {
       const reason = yield* spoolReason("oldest")
       return yield* fail(
