@@ -1,7 +1,9 @@
 /**
  * Observability client: `emit` never fails and never blocks; delivery is batched, retried,
- * guarded by a breaker and spooled to SQLite when the server is away. No event is lost without
- * being counted and logged.
+ * guarded by a breaker and spooled to SQLite when the server is away. Durable by default: every
+ * event reaches the spool in a group commit (`commitInterval`, 5 ms, or `commitEvents`), so a
+ * crash loses at most that window; `emitDurable` waits for the commit. At least once: duplicates
+ * only for requests cut in flight. No event is lost without being counted and logged.
  *
  * - `emit(event)`: validates (a bad event is a counted, logged rejection), stamps `id` (UUIDv7)
  *   and `timestamp` (ms), queues, returns.
@@ -16,7 +18,9 @@
  *   retries exhausted or breaker open → spool; the spool is redelivered oldest first once the
  *   server accepts events again (the breaker's half-open trial calls are the probe).
  * - Closing the scope flushes within `graceful_shutdown`; the rest stays in the spool and the
- *   next start redelivers it.
+ *   next start redelivers it. SIGTERM / SIGINT commit what is pending first.
+ * - Spool rows are claimed (an owner and a lease) before they are sent: one drainer per row,
+ *   across processes; delivered rows are deleted as they are acknowledged; `spoolMax` bounds it.
  *
  * Configuration (`layer`, through `Config`): `OBSERVABILITY_SERVER_URL` (default
  * `http://localhost:4000/events`), `OBSERVABILITY_API_KEY` (sent as `X-API-Key`, redacted),
