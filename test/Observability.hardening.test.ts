@@ -14,6 +14,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { run } from "../src/cli/app.js"
 import * as Options from "../src/observability/Options.js"
+import * as Spool from "../src/observability/Spool.js"
 import * as Store from "../src/Store.js"
 import { captureConsole, captureLogs } from "./support/capture.js"
 
@@ -194,3 +195,42 @@ const acceptingServer = Effect.acquireRelease(
   }),
   (server) => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
 )
+
+describe("a corrupted spool", () => {
+  it.scopedLive("a corrupted page of the spool: big3 events flush exits 1 with SQLite's reason, and the rows are not dropped", () =>
+    Effect.gen(function*() {
+      const stateDir = tempStateDir()
+      const filename = path.join(stateDir, "big3.db")
+      // A spool of 200 events: a few pages of rows.
+      yield* Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* Effect.flatMap(Spool.make({ leaseMillis: 30_000 }), (spool) => spool.open(Date.now()))
+        yield* sql`INSERT INTO observability_spool ${
+          sql.insert(Array.from({ length: 200 }, (_, i) => ({
+            id: `corrupt-${i + 1}`,
+            body: eventBody(`corrupt-${i + 1}`).padEnd(300, " "),
+            epoch: 1,
+            ordinal: i + 1,
+            spooled_at: 1
+          })))
+        }`
+      }).pipe(Effect.provide(Store.layer({ filename })), Effect.scoped, Effect.orDie)
+      // Overwrite the header of a page that holds rows (a table leaf page: type 0x0d).
+      const bytes = fs.readFileSync(filename)
+      const at = bytes.indexOf("corrupt-100")
+      assert.isAbove(at, 4096)
+      const page = Math.floor(at / 4096) * 4096
+      assert.strictEqual(bytes[page], 0x0d)
+      bytes.fill(0xff, page, page + 8)
+      fs.writeFileSync(filename, bytes)
+
+      const server = yield* acceptingServer
+      const flushed = yield* big3(["events", "flush"], { BIG3_STATE_DIR: stateDir, OBSERVABILITY_SERVER_URL: server.url })
+      assert.strictEqual(flushed.code, 1, flushed.stdout)
+      assert.strictEqual(flushed.stdout, "")
+      assert.match(flushed.stderr, /^big3 events flush: SqlError: cannot open the spool: database disk image is malformed \(SQLITE_CORRUPT[A-Z_]*\)$/)
+      const stats = yield* big3(["events", "stats"], { BIG3_STATE_DIR: stateDir, OBSERVABILITY_SERVER_URL: server.url })
+      assert.strictEqual(stats.code, 1)
+      assert.notInclude(stats.stdout, "spoolSize  0")
+    }))
+})

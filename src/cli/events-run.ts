@@ -147,7 +147,8 @@ const meanings: ReadonlyArray<readonly [keyof Observability.Stats, string]> = [
   ["rejected", "malformed events refused by emit, in this process"],
   ["dropped", "events lost because the spool could not be written, in this process"],
   ["storageErrors", "reads and writes of the spool that failed, in this process (see the log)"],
-  ["journaled", "events written ahead (BIG3_EVENTS_WRITE_AHEAD), in this process"],
+  ["journaled", "events written to the spool by a group commit while in memory (durable default), in this process"],
+  ["evicted", "events evicted from a full spool (BIG3_EVENTS_SPOOL_MAX), oldest first, in this process"],
   ["queued", "events waiting in memory now"],
   ["inFlight", "events being delivered now"]
 ]

@@ -286,7 +286,8 @@ export const make = (options: SpoolWriterOptions): SpoolWriter => {
   const bound: Effect.Effect<void> = Effect.suspend(() => {
     const { bytes, rows } = settings.spoolMax
     const over = (rows !== undefined && state.storedRows > rows) || (bytes !== undefined && state.storedBytes > bytes)
-    if (!over) return Effect.void
+    // Only rows nobody holds can go; rows of events still in memory do not count against it for long.
+    if (!over || state.spoolSize === 0) return Effect.void
     return Effect.matchEffect(spool.evict(settings.spoolMax, now()), {
       onFailure: (error) => Effect.zipRight(Effect.sync(() => state.add("storageErrors", 1)), storageLog.add(1, error.message)),
       onSuccess: (evicted) => {
