@@ -1,7 +1,9 @@
 /**
  * Observability client: `emit` never fails and never blocks; delivery is batched, retried,
- * guarded by a breaker and spooled to SQLite when the server is away. No event is lost without
- * being counted and logged.
+ * guarded by a breaker and spooled to SQLite when the server is away. Durable by default: every
+ * event reaches the spool in a group commit (`commitInterval`, 5 ms, or `commitEvents`), so a
+ * crash loses at most that window; `emitDurable` waits for the commit. At least once: duplicates
+ * only for requests cut in flight. No event is lost without being counted and logged.
  *
  * - `emit(event)`: validates (a bad event is a counted, logged rejection), stamps `id` (UUIDv7)
  *   and `timestamp` (ms), queues, returns.
@@ -16,12 +18,15 @@
  *   retries exhausted or breaker open → spool; the spool is redelivered oldest first once the
  *   server accepts events again (the breaker's half-open trial calls are the probe).
  * - Closing the scope flushes within `graceful_shutdown`; the rest stays in the spool and the
- *   next start redelivers it.
+ *   next start redelivers it. SIGTERM / SIGINT commit what is pending first.
+ * - Spool rows are claimed (an owner and a lease) before they are sent: one drainer per row,
+ *   across processes; delivered rows are deleted as they are acknowledged; `spoolMax` bounds it.
  *
  * Configuration (`layer`, through `Config`): `OBSERVABILITY_SERVER_URL` (default
  * `http://localhost:4000/events`), `OBSERVABILITY_API_KEY` (sent as `X-API-Key`, redacted),
  * `BIG3_EVENTS_MODE`, `BIG3_EVENTS_BATCH_SIZE`, `BIG3_EVENTS_LINGER`, `BIG3_EVENTS_CONCURRENCY`,
- * `BIG3_EVENTS_QUEUE_CAPACITY`, `BIG3_EVENTS_WRITE_AHEAD`, `BIG3_EVENTS_TRANSPORT`,
+ * `BIG3_EVENTS_QUEUE_CAPACITY`, `BIG3_EVENTS_DURABLE`, `BIG3_EVENTS_COMMIT_INTERVAL`,
+ * `BIG3_EVENTS_COMMIT_EVENTS`, `BIG3_EVENTS_LEASE`, `BIG3_EVENTS_SPOOL_MAX`, `BIG3_EVENTS_TRANSPORT`,
  * `BIG3_EVENTS_SPOOL_PAGE_SIZE`, `BIG3_EVENTS_REDELIVERY_INTERVAL` (see `config`). The spool lives
  * in the `SqlClient` store (`Store.layerConfig`: `{BIG3_STATE_DIR}/big3.db`).
  *
@@ -44,7 +49,7 @@ export { Event, EventInput, refusedField } from "./observability/Domain.js"
 export type { DeadLetter, DrainResult, RequiredField, Service, Stats } from "./observability/Domain.js"
 export type { Mode, Options, Settings, TransportKind } from "./observability/Options.js"
 export { batchUrlOf, config, defaults, defaultUrl } from "./observability/Options.js"
-export { schema as spoolSchema } from "./observability/Spool.js"
+export { schema as spoolSchema, schemaVersion as spoolSchemaVersion } from "./observability/Spool.js"
 export { uuidv7 } from "./observability/Client.js"
 
 /** The observability client's tag. */
@@ -82,6 +87,10 @@ export const layerWith = (
 /** Validates, stamps and queues an event; never fails. */
 export const emit = (event: EventInput): Effect.Effect<void, never, Observability> =>
   Effect.flatMap(Observability, (client) => client.emit(event))
+
+/** `emit`, then waits until the event is in the spool (its group commit) or delivered; fails when the spool cannot be written. */
+export const emitDurable = (event: EventInput): Effect.Effect<void, SqlError, Observability> =>
+  Effect.flatMap(Observability, (client) => client.emitDurable(event))
 
 /** Waits until everything emitted so far is delivered, spooled or dead-lettered. */
 export const flush: Effect.Effect<void, never, Observability> = Effect.flatMap(Observability, (client) => client.flush)

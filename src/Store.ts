@@ -222,16 +222,98 @@ export const ensureSchema = (
   component: string,
   statements: ReadonlyArray<string>
 ): Effect.Effect<void, SqlError, SqlClient.SqlClient> =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) => {
-    const lock = sql.onDialectOrElse({
-      pg: () => sql`SELECT pg_advisory_xact_lock(hashtext(${`big3:schema:${component}`}))`.raw,
-      orElse: () => Effect.void
-    })
-    return sql.withTransaction(
-      Effect.zipRight(lock, Effect.forEach(statements, (statement) => sql.unsafe(statement).raw, { discard: true }))
+  Effect.flatMap(SqlClient.SqlClient, (sql) =>
+    sql.withTransaction(
+      Effect.zipRight(schemaLock(sql, component), Effect.forEach(statements, (statement) => sql.unsafe(statement).raw, { discard: true }))
     ).pipe(
       Effect.mapError((error) =>
         new SqlError({ cause: error, message: `cannot create the ${component} tables: ${error.message}` })
       )
+    ))
+
+/**
+ * On PostgreSQL, a transaction-scoped advisory lock named after the component, so two runners
+ * starting together do not race on the catalog (`CREATE TABLE IF NOT EXISTS` is not atomic there).
+ */
+const schemaLock = (sql: SqlClient.SqlClient, component: string): Effect.Effect<void, SqlError> =>
+  sql.onDialectOrElse({
+    pg: () => Effect.asVoid(sql`SELECT pg_advisory_xact_lock(hashtext(${`big3:schema:${component}`}))`.raw),
+    orElse: () => Effect.void
+  })
+
+/** What a component's tables look like at each version (`versioned`). */
+export interface SchemaVersions {
+  /** The version this build writes. */
+  readonly version: number
+  /** Creates the tables at `version` from nothing (idempotent DDL). */
+  readonly create: ReadonlyArray<string>
+  /** The statements that take the tables from version `n` to `n + 1`. */
+  readonly upgrades: Readonly<Record<number, ReadonlyArray<string>>>
+  /**
+   * Tables written before versions were recorded: the version they are at, or `undefined` when
+   * there are none (probed outside any transaction, since a failed statement aborts one on
+   * PostgreSQL).
+   */
+  readonly unrecorded: Effect.Effect<number | undefined, never, SqlClient.SqlClient>
+}
+
+/** Where each component records the version of its tables. */
+const versionTable = `CREATE TABLE IF NOT EXISTS big3_schema (component TEXT PRIMARY KEY, version INTEGER NOT NULL)`
+
+/**
+ * Brings a component's tables to `versions.version`: creates them, or upgrades them one version
+ * at a time, in one transaction, and records the version in `big3_schema`. Tables from a newer
+ * big3 are refused with an `SqlError` saying so: writing them with an older layout loses data.
+ */
+export const versioned = (
+  component: string,
+  versions: SchemaVersions
+): Effect.Effect<void, SqlError, SqlClient.SqlClient> =>
+  Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const fail = (message: string) => (error: SqlError) =>
+      new SqlError({ cause: error, message: `${message}: ${describe(error.cause ?? error)}` })
+    yield* sql.unsafe(versionTable).raw.pipe(Effect.mapError(fail(`cannot create the schema version table`)))
+    const recorded = yield* sql<{ version: number }>`SELECT version FROM big3_schema WHERE component = ${component}`.pipe(
+      Effect.mapError(fail(`cannot read the ${component} schema version`))
+    )
+    const found = recorded.length > 0 ? Number(recorded[0]!.version) : yield* versions.unrecorded
+    if (found !== undefined && found > versions.version) {
+      return yield* Effect.fail(
+        new SqlError({
+          message: `the ${component} tables are at schema version ${found}, newer than this big3 understands ` +
+            `(${versions.version}): a newer big3 wrote this store. Use that version, or another BIG3_STATE_DIR`
+        })
+      )
+    }
+    if (found === versions.version) return
+    const statements: Array<string> = []
+    if (found === undefined) statements.push(...versions.create)
+    else {
+      for (let from = found; from < versions.version; from++) {
+        const step = versions.upgrades[from]
+        if (step === undefined) {
+          return yield* Effect.fail(new SqlError({ message: `no upgrade of the ${component} tables from schema version ${from}` }))
+        }
+        statements.push(...step)
+      }
+    }
+    // Idempotent steps under the lock, and an upsert: a second process that read the same old
+    // version ends at the same new one.
+    yield* sql.withTransaction(
+      Effect.zipRight(
+        Effect.zipRight(
+          schemaLock(sql, component),
+          Effect.forEach(statements, (statement) => sql.unsafe(statement).raw, { discard: true })
+        ),
+        sql`INSERT INTO big3_schema (component, version) VALUES (${component}, ${versions.version})
+            ON CONFLICT (component) DO UPDATE SET version = excluded.version`
+      )
+    ).pipe(
+      Effect.mapError(fail(
+        found === undefined
+          ? `cannot create the ${component} tables`
+          : `cannot upgrade the ${component} tables from schema version ${found} to ${versions.version}`
+      ))
     )
   })

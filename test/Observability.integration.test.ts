@@ -15,14 +15,18 @@ import * as LogLevel from "effect/LogLevel"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
+import { spawn } from "node:child_process"
 import * as fs from "node:fs"
+import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as CircuitBreaker from "../src/CircuitBreaker.js"
+import * as Spool from "../src/observability/Spool.js"
 import * as Observability from "../src/Observability.js"
 import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
 import * as Sandbox from "../src/Sandbox.js"
 import * as Store from "../src/Store.js"
+import { isRunning } from "./support/processes.js"
 
 const tempDirs: Array<string> = []
 const tempDb = () => {
@@ -46,7 +50,7 @@ const fast: ReliabilityConfig.Overrides = {
 }
 
 const clientLayer = (
-  sandbox: Sandbox.Service,
+  sandbox: Pick<Sandbox.Service, "url">,
   filename: string,
   options: Observability.Options = {},
   overrides: ReliabilityConfig.Overrides = fast
@@ -289,4 +293,85 @@ describe("Observability over loopback", () => {
       )
       assert.strictEqual(yield* spoolCount(filename), 0)
     }).pipe(Effect.scoped, quiet), 60_000)
+})
+
+describe("one spool, two drainers", () => {
+  it.live("two `big3 events flush` processes draining one spool at once send each event once: rows are claimed before they are sent", () =>
+    Effect.gen(function*() {
+      const filename = tempDb()
+      // A bare server (not the sandbox): counts the POSTs of each id, answers after 2 ms.
+      const posts = new Map<string, number>()
+      const server = yield* Effect.acquireRelease(
+        Effect.async<http.Server & { url: string }>((resume) => {
+          const created = http.createServer((request, response) => {
+            const chunks: Array<Buffer> = []
+            request.on("data", (chunk: Buffer) => chunks.push(chunk))
+            request.on("end", () => {
+              const body = Buffer.concat(chunks).toString("utf8")
+              const id = String(JSON.parse(body).id)
+              posts.set(id, (posts.get(id) ?? 0) + 1)
+              setTimeout(() => {
+                response.writeHead(200, { "content-type": "application/json" })
+                response.end(body)
+              }, 2)
+            })
+          })
+          created.listen(0, "127.0.0.1", () => {
+            const address = created.address()
+            const port = typeof address === "object" && address !== null ? address.port : 0
+            resume(Effect.succeed(Object.assign(created, { url: `http://127.0.0.1:${port}` })))
+          })
+        }),
+        (created) => Effect.async<void>((resume) => {
+          created.closeAllConnections()
+          created.close(() => resume(Effect.void))
+        })
+      )
+      // 2,000 events left in the spool by an earlier run.
+      yield* Effect.gen(function*() {
+        const sql = yield* SqlClient.SqlClient
+        yield* Effect.flatMap(Spool.make({ leaseMillis: 30_000 }), (spool) => spool.open(Date.now()))
+        for (let chunk = 0; chunk < 2_000; chunk += 500) {
+          yield* sql`INSERT INTO observability_spool ${
+            sql.insert(Array.from({ length: 500 }, (_, i) => {
+              const n = chunk + i + 1
+              return {
+                id: `spooled-${n}`,
+                body: JSON.stringify({ id: `spooled-${n}`, ...event(n), timestamp: n }),
+                epoch: 1,
+                ordinal: n,
+                spooled_at: 1
+              }
+            }))
+          }`
+        }
+      }).pipe(Effect.provide(Store.layer({ filename })), Effect.scoped, Effect.orDie)
+
+      // Two `big3 events flush` processes at once, as next to a running app.
+      const flush = Effect.async<{ code: number | null; pid: number; stdout: string }>((resume) => {
+        const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "events", "flush"], {
+          env: {
+            ...process.env,
+            BIG3_STATE_DIR: path.dirname(filename),
+            OBSERVABILITY_SERVER_URL: `${server.url}/events`,
+            BIG3_EVENTS_SPOOL_PAGE_SIZE: "100"
+          },
+          stdio: ["ignore", "pipe", "ignore"]
+        })
+        let stdout = ""
+        child.stdout.on("data", (chunk: Buffer) => {
+          stdout += chunk.toString("utf8")
+        })
+        child.once("exit", (code) => resume(Effect.succeed({ code, pid: child.pid ?? 0, stdout })))
+        return Effect.sync(() => child.kill("SIGKILL"))
+      })
+      const runs = yield* Effect.all([flush, flush], { concurrency: 2 })
+      for (const run of runs) assert.isFalse(isRunning(run.pid), "the flush process is gone")
+      // One of them may find the other holding the last rows: it says so and exits 1.
+      assert.isTrue(runs.some((run) => run.code === 0), JSON.stringify(runs))
+      assert.strictEqual(posts.size, 2_000)
+      const twice = [...posts].filter(([, n]) => n > 1).map(([id]) => id)
+      assert.deepStrictEqual(twice, [], "no event was sent twice")
+      assert.strictEqual(yield* spoolCount(filename), 0)
+    }).pipe(Effect.scoped, quiet), 120_000)
 })

@@ -46,16 +46,19 @@ const deliveringAll = () => {
 const setup = (ids: ReadonlyArray<string>) =>
   Effect.gen(function*() {
     const fake = makeFakeSpool(ids)
-    const opened = yield* fake.spool.open
+    const opened = yield* fake.spool.open(0)
     const state = new State("single", opened, 0)
     const settings = yield* Options.resolve({ redeliveryInterval: "1 second" })
     const { delivery, sent } = deliveringAll()
+    const clock = yield* Effect.clock
+    const writer = SpoolWriter.make({ spool: fake.spool, state, settings, clock })
     const redeliverer = yield* Redeliverer.make({
       spool: fake.spool,
       state,
       settings,
-      clock: yield* Effect.clock,
+      clock,
       delivery,
+      writer,
       breaker: new Breaker("observability", ReliabilityConfig.defaultBreakers.observability)
     })
     return { ...fake, state, redeliverer, sent }
@@ -133,7 +136,7 @@ const buggyTransport: Transport.Transport = {
 
 const makeDelivery = Effect.gen(function*() {
   const settings = yield* Options.resolve({ concurrency: 1 })
-  const state = new State("single", { backlog: 0, deadLetters: 0 }, 0)
+  const state = new State("single", { backlog: 0, deadLetters: 0, rows: 0, bytes: 0 }, 0)
   const protection = { policy: "observability", breaker: "observability", quiet: true } as const
   const delivery = Delivery.make({
     settings,
@@ -170,7 +173,7 @@ describe("Observability delivery", () => {
         delivery,
         settle: (entry, result) => void settled.push([entry.body, result])
       }, slot))
-      yield* Queue.offerAll(queue, [state.accept(`{"id":"bug"}`, 0, 1), state.accept(`{"id":"next"}`, 0, 2)])
+      yield* Queue.offerAll(queue, [state.accept(`{"id":"bug"}`, 1), state.accept(`{"id":"next"}`, 2)])
       yield* settle
       assert.deepStrictEqual(settled, [
         [`{"id":"bug"}`, { dead: false, reason: "not delivered: a defect in delivery (see the log)", status: undefined }],
@@ -191,14 +194,14 @@ describe("Observability shutdown", () => {
       const { faults, spool } = makeFakeSpool()
       // The first write fails, the retry and every write after it hang (a stalled disk).
       faults.commit.push("fail", "hang", "hang")
-      const state = new State("single", { backlog: 0, deadLetters: 0 }, 0)
+      const state = new State("single", { backlog: 0, deadLetters: 0, rows: 0, bytes: 0 }, 0)
       const settings = yield* Options.resolve({})
       const writer = SpoolWriter.make({ spool, state, settings, clock: yield* Effect.clock })
       const scope = yield* Scope.make()
       const workerScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
       const writerScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
       yield* Effect.forkIn(writer.run, writerScope)
-      writer.settle(state.accept(`{"id":"e1"}`, 0, 1), { dead: false, reason: "ServiceUnavailable: 503", status: 503 })
+      writer.settle(state.accept(`{"id":"e1"}`, 1), { dead: false, reason: "ServiceUnavailable: 503", status: 503 })
       yield* settle
       yield* TestClock.adjust("100 millis") // the retry pause: the writer now waits on the disk
       yield* settle
@@ -219,6 +222,59 @@ describe("Observability shutdown", () => {
       assert.isTrue(Option.isSome(yield* Fiber.poll(shutdown)), "shutdown ended within graceful_shutdown")
       assert.strictEqual(state.counters.dropped, 1)
       assert.include(lines, "ERROR observability: LOST 1 event(s): shutdown ran out of time to write the spool; ids e1")
+    }).pipe(Effect.provide(layer))
+  })
+})
+
+describe("Observability spool writer on a failing disk", () => {
+  it.effect("keeps what it cannot write in memory up to queueCapacity, counts the rest as lost, logs once a second, and writes it all when the disk has room", () => {
+    const { layer, lines } = captureLogs()
+    return Effect.gen(function*() {
+      const { commits, faults, rows, spool } = makeFakeSpool()
+      // A full disk: every write fails (each round is tried twice) until room is made.
+      for (let i = 0; i < 40; i++) faults.commit.push("fail")
+      const state = new State("single", { backlog: 0, deadLetters: 0, rows: 0, bytes: 0 }, 0)
+      const settings = yield* Options.resolve({ queueCapacity: 3, redeliveryInterval: "1 second" })
+      const writer = SpoolWriter.make({ spool, state, settings, clock: yield* Effect.clock })
+      const fiber = yield* Effect.fork(writer.run)
+      for (let n = 1; n <= 5; n++) {
+        writer.settle(state.accept(`{"id":"e${n}"}`, n), { dead: false, reason: "ServiceUnavailable: 503", status: 503 })
+        yield* settle
+        yield* TestClock.adjust("100 millis") // the retry pause of a round
+        yield* settle
+        yield* TestClock.adjust("1 second") // the pause before the next try
+        yield* settle
+      }
+      assert.deepStrictEqual(
+        { dropped: state.counters.dropped, spooled: state.counters.spooled, rows: rows.length },
+        { dropped: 2, spooled: 0, rows: 0 }
+      )
+      const errors = lines.filter((line) => line.startsWith("ERROR"))
+      assert.strictEqual(
+        errors[0],
+        "ERROR observability: the spool cannot be written (cannot write the spool: disk I/O error); 1 failed write(s) in the last second. " +
+          "1 event(s) wait in memory for the disk, 0 lost so far"
+      )
+      assert.include(errors, "ERROR observability: LOST 1 event(s): the spool cannot be written (cannot write the spool: disk I/O error) and memory holds 3 at most; 1 lost so far")
+      // Ten more seconds of a full disk, a write tried every 1.1 s: one line a second at most.
+      const before = lines.length
+      for (let tenth = 0; tenth < 100; tenth++) {
+        yield* TestClock.adjust("100 millis")
+        yield* settle
+      }
+      assert.isAtMost(lines.length - before, 10)
+      assert.strictEqual(state.counters.dropped, 2)
+      // Room again: the events kept in memory are written.
+      faults.commit.length = 0
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      assert.deepStrictEqual(rows.map((row) => row.id).sort(), ["e1", "e2", "e3"])
+      assert.strictEqual(state.counters.spooled, 3)
+      assert.strictEqual(state.counters.dropped, 2)
+      assert.isAbove(commits.length, 0)
+      yield* Fiber.interrupt(fiber)
     }).pipe(Effect.provide(layer))
   })
 })

@@ -15,6 +15,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import * as fs from "node:fs"
@@ -24,6 +25,7 @@ import * as CircuitBreaker from "../src/CircuitBreaker.js"
 import * as Metrics from "../src/Metrics.js"
 import * as Observability from "../src/Observability.js"
 import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
+import * as Spool from "../src/observability/Spool.js"
 import * as Store from "../src/Store.js"
 import { captureLogs } from "./support/capture.js"
 
@@ -130,8 +132,19 @@ const eventually = <A, E, R>(read: Effect.Effect<A, E, R>, check: (a: A) => bool
 
 const spoolRows = Effect.flatMap(
   SqlClient.SqlClient,
-  (sql) => sql<{ seq: number; id: string; held: number }>`SELECT seq, id, held FROM observability_spool ORDER BY seq`
+  (sql) => sql<{ seq: number; id: string; owner: string | null }>`SELECT seq, id, owner FROM observability_spool ORDER BY seq`
 ).pipe(Effect.orDie)
+
+/** A pid no process has now (a process that is gone). */
+const deadPid = (): number => {
+  for (let pid = 4_000_000; ; pid--) {
+    try {
+      process.kill(pid, 0)
+    } catch {
+      return pid
+    }
+  }
+}
 
 const tempDirs: Array<string> = []
 const tempDb = () => {
@@ -246,7 +259,12 @@ describe("Observability", () => {
         assert.strictEqual(during.spooled, 3)
         assert.strictEqual(during.queued, 2)
         assert.strictEqual(during.dropped, 0)
-        assert.strictEqual((yield* spoolRows).length, 3)
+        // The three that overflowed are backlog; the three in memory are held by this process.
+        const rows = yield* spoolRows
+        assert.deepStrictEqual(
+          rows.map((row) => row.owner === null ? "backlog" : "held").sort(),
+          ["backlog", "backlog", "backlog", "held", "held", "held"]
+        )
         yield* Deferred.succeed(gate, undefined)
         yield* Observability.flush
         const after = yield* eventually(Observability.stats, (s) => s.redelivered === 3)
@@ -449,49 +467,156 @@ describe("Observability", () => {
     })
   })
 
-  it.effect("write-ahead: the event is in the spool before emit returns, and deleted once delivered", () => {
+  it.effect("a run cut short mid-page keeps what it redelivered deleted: the spool shrinks by what the server acknowledged", () => {
+    const filename = tempDb()
+    const down = makeServer()
+    down.reply(() => ({ transport: "connect ECONNREFUSED 127.0.0.1:4000" }))
+    const slow = makeServer()
+    slow.reply((seen) => Effect.as(Effect.sleep("1 second"), normalReply(seen)))
+    return Effect.gen(function*() {
+      yield* Effect.gen(function*() {
+        for (let n = 1; n <= 10; n++) yield* Observability.emit(event(n, { id: `p${n}` }))
+        yield* Observability.flush
+      }).pipe(Effect.provide(clientLayer(down, { concurrency: 1 }, noRetry, Store.layer({ filename }))))
+
+      // A short run (as `big3 events send` is): redelivery starts, two requests are answered, the run ends.
+      yield* Effect.gen(function*() {
+        yield* eventually(Effect.sync(() => slow.seen.length), (n) => n === 2)
+        yield* TestClock.adjust("1 second")
+        yield* eventually(Observability.stats, (s) => s.redelivered === 2)
+      }).pipe(Effect.provide(clientLayer(slow, { concurrency: 2 }, { ...noRetry, timeouts: { graceful_shutdown: "0.1 seconds" } }, Store.layer({ filename }))))
+
+      const left = yield* spoolRows.pipe(Effect.provide(Store.layer({ filename })))
+      assert.deepStrictEqual(
+        left.map((row) => row.id).sort((a, b) => Number(a.slice(1)) - Number(b.slice(1))),
+        ["p3", "p4", "p5", "p6", "p7", "p8", "p9", "p10"]
+      )
+      assert.isTrue(left.every((row) => row.owner === null), "what the run held is handed back")
+    })
+  })
+
+  it.effect("durable by default: emitDurable returns once the event is in the spool, held by this process; delivered, it is deleted", () => {
     const server = makeServer()
     return Effect.gen(function*() {
       const gate = yield* Deferred.make<void>()
       server.reply((seen) => Effect.as(Deferred.await(gate), normalReply(seen)))
       return yield* Effect.gen(function*() {
-        yield* Observability.emit(event(1, { id: "wal-1" }))
+        const durable = yield* Effect.fork(Observability.emitDurable(event(1, { id: "durable-1" })))
+        yield* Effect.repeatN(Effect.yieldNow(), 20)
+        assert.isTrue(Option.isNone(yield* Fiber.poll(durable)), "emitDurable waits for the group commit")
+        yield* TestClock.adjust("5 millis")
+        yield* Fiber.join(durable)
         const rows = yield* spoolRows
-        assert.deepStrictEqual(rows.map((row) => [row.id, row.held]), [["wal-1", 1]])
+        assert.deepStrictEqual(rows.map((row) => [row.id, row.owner !== null]), [["durable-1", true]])
         assert.strictEqual((yield* Observability.stats).spoolSize, 0) // held rows are not backlog
         yield* Deferred.succeed(gate, undefined)
         yield* Observability.flush
-        assert.deepStrictEqual(yield* spoolRows, [])
+        yield* TestClock.adjust("5 millis") // deletes ride with the next group commit
+        assert.deepStrictEqual(yield* eventually(spoolRows, (left) => left.length === 0), [])
         const stats = yield* Observability.stats
         assert.strictEqual(stats.journaled, 1)
         assert.strictEqual(stats.delivered, 1)
       }).pipe(
         Effect.ensuring(Deferred.succeed(gate, undefined)),
-        Effect.provide(clientLayer(server, { writeAhead: true }))
+        Effect.provide(clientLayer(server))
       )
     })
   })
 
-  it.effect("write-ahead: rows left by a process that stopped without delivering are redelivered at the next start", () => {
+  it.effect("durable by default: emit's events reach the spool in one group commit after commitInterval, not one insert each", () => {
+    const server = makeServer()
+    return Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      server.reply((seen) => Effect.as(Deferred.await(gate), normalReply(seen)))
+      return yield* Effect.gen(function*() {
+        for (let n = 1; n <= 5; n++) yield* Observability.emit(event(n, { id: `g${n}` }))
+        yield* Effect.repeatN(Effect.yieldNow(), 50)
+        assert.deepStrictEqual(yield* spoolRows, [], "nothing is written before the commit interval")
+        yield* TestClock.adjust("5 millis")
+        const rows = yield* eventually(spoolRows, (written) => written.length === 5)
+        assert.deepStrictEqual(rows.map((row) => row.id), ["g1", "g2", "g3", "g4", "g5"])
+        assert.strictEqual((yield* Observability.stats).journaled, 5)
+        yield* Deferred.succeed(gate, undefined)
+        yield* Observability.flush
+        yield* TestClock.adjust("5 millis")
+        assert.deepStrictEqual(yield* eventually(spoolRows, (left) => left.length === 0), [])
+      }).pipe(
+        Effect.ensuring(Deferred.succeed(gate, undefined)),
+        Effect.provide(clientLayer(server, { concurrency: 1 }))
+      )
+    })
+  })
+
+  it.effect("an event delivered before its group commit is never written", () => {
+    const server = makeServer()
+    return Effect.gen(function*() {
+      yield* Observability.send(event(1, { id: "quick" }))
+      yield* TestClock.adjust("5 millis")
+      yield* Effect.repeatN(Effect.yieldNow(), 50)
+      assert.deepStrictEqual(yield* spoolRows, [])
+      assert.strictEqual((yield* Observability.stats).journaled, 0)
+    }).pipe(Effect.provide(clientLayer(server)))
+  })
+
+  it.effect("rows held by a process of this host that is gone are redelivered at start; a live holder's rows are left alone", () => {
     const filename = tempDb()
     const server = makeServer()
     return Effect.gen(function*() {
-      // What a crashed process leaves: a held write-ahead row.
+      const now = yield* Clock.currentTimeMillis
       yield* Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
-        yield* Store.ensureSchema("observability", Observability.spoolSchema)
-        const body = JSON.stringify({ id: "crashed-1", ...event(1), timestamp: 1 })
-        yield* sql`INSERT INTO observability_spool (id, body, epoch, spooled_at, held) VALUES ('crashed-1', ${body}, 1, 1, 1)`
+        yield* Spool.make({ leaseMillis: 30_000 }).pipe(Effect.flatMap((spool) => spool.open(now)))
+        const body = (id: string) => JSON.stringify({ id, ...event(1), timestamp: 1 })
+        // What a SIGKILL leaves: rows its group commits wrote, held until its lease ends.
+        const gone = `${os.hostname()}/${deadPid()}/crashed`
+        const alive = `${os.hostname()}/${process.pid}/other-client`
+        yield* sql`INSERT INTO observability_spool (id, body, epoch, spooled_at, owner, lease_until)
+          VALUES ('crashed-1', ${body("crashed-1")}, 1, 1, ${gone}, ${now + 60_000}),
+                 ('busy-1', ${body("busy-1")}, 1, 1, ${alive}, ${now + 60_000})`
       }).pipe(Effect.provide(Store.layer({ filename })), Effect.orDie)
 
       yield* Effect.gen(function*() {
         const stats = yield* eventually(Observability.stats, (s) => s.redelivered === 1)
         assert.strictEqual(stats.redelivered, 1)
-        assert.deepStrictEqual(yield* spoolRows, [])
-      }).pipe(Effect.provide(clientLayer(server, { writeAhead: true }, {}, Store.layer({ filename }))))
+        const drained = yield* Observability.drainSpool
+        assert.deepStrictEqual(drained, { redelivered: 0, deadLettered: 0, remaining: 0, held: 1 })
+        assert.deepStrictEqual((yield* spoolRows).map((row) => row.id), ["busy-1"])
+      }).pipe(Effect.provide(clientLayer(server, {}, {}, Store.layer({ filename }))))
       assert.deepStrictEqual(server.events().map((e) => e["id"]), ["crashed-1"])
     })
   })
+
+  it.effect("spoolMax: past the bound the oldest rows are evicted, counted and logged; the newest stay", () => {
+    const server = makeServer()
+    server.reply(() => ({ transport: "connect ECONNREFUSED 127.0.0.1:4000" }))
+    const logs = captureLogs()
+    return Effect.gen(function*() {
+      for (let n = 1; n <= 5; n++) {
+        yield* Observability.emit(event(n, { id: `m${n}` }))
+        yield* Observability.flush
+      }
+      const stats = yield* Observability.stats
+      assert.deepStrictEqual({ spooled: stats.spooled, evicted: stats.evicted, spoolSize: stats.spoolSize }, { spooled: 5, evicted: 2, spoolSize: 3 })
+      assert.deepStrictEqual((yield* spoolRows).map((row) => row.id), ["m3", "m4", "m5"])
+      assert.include(
+        logs.lines,
+        "WARN observability: the spool is full (BIG3_EVENTS_SPOOL_MAX): evicted 1 of its oldest event(s) (first m1); 1 evicted so far"
+      )
+      const metric = yield* Metric.value(
+        Metric.taggedWithLabels(Metrics.events, Metrics.labelsFor("observability", { kind: "evicted" }))
+      )
+      assert.isAtLeast(metric.count, 2)
+    }).pipe(Effect.provide(clientLayer(server, { concurrency: 1, spoolMax: { rows: 3 } }, noRetry)), Effect.provide(logs.layer))
+  })
+
+  it.effect("a bad BIG3_EVENTS_SPOOL_MAX fails the layer with a ConfigError naming the key", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(
+        Effect.withConfigProvider(Observability.config, ConfigProvider.fromMap(new Map([["BIG3_EVENTS_SPOOL_MAX", "lots"]])))
+      )
+      assert.isTrue(ConfigError.isConfigError(error))
+      assert.include(String(error), `BIG3_EVENTS_SPOOL_MAX="lots" is not valid`)
+    }))
 
   it.effect("reads its settings through Config and sends the API key as X-API-Key", () => {
     const server = makeServer()

@@ -48,7 +48,7 @@ const withClient = <A, E>(
 const spoolReason = (where: { readonly id: string } | "oldest") =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
     (where === "oldest"
-      ? sql<{ last_error: string | null }>`SELECT last_error FROM observability_spool WHERE held = 0
+      ? sql<{ last_error: string | null }>`SELECT last_error FROM observability_spool WHERE owner IS NULL
           ORDER BY epoch, ordinal, seq LIMIT 1`
       : sql<{ last_error: string | null }>`SELECT last_error FROM observability_spool WHERE id = ${where.id} LIMIT 1`).pipe(
         Effect.map((rows) => rows.length === 0 ? undefined : rows[0]?.last_error ?? ""),
@@ -138,7 +138,8 @@ const meanings: ReadonlyArray<readonly [keyof Observability.Stats, string]> = [
   ["rejected", "malformed events refused by emit, in this process"],
   ["dropped", "events lost because the spool could not be written, in this process"],
   ["storageErrors", "reads and writes of the spool that failed, in this process (see the log)"],
-  ["journaled", "events written ahead (BIG3_EVENTS_WRITE_AHEAD), in this process"],
+  ["journaled", "events written to the spool by a group commit while in memory (durable default), in this process"],
+  ["evicted", "events evicted from a full spool (BIG3_EVENTS_SPOOL_MAX), oldest first, in this process"],
   ["queued", "events waiting in memory now"],
   ["inFlight", "events being delivered now"]
 ]
@@ -178,6 +179,12 @@ export const flush = withClient("flush", (url) =>
     if (deadLettered > 0) {
       yield* Console.error(
         `big3 events flush: ${url} refused ${plural(deadLettered, "event")} for good; see \`big3 events dead-letters\``
+      )
+    }
+    if (drained.held > 0) {
+      yield* Console.error(
+        `big3 events flush: ${plural(drained.held, "event is", "events are")} held by another big3 process ` +
+          `(in its memory, or being redelivered by it); it delivers them, or they come back to the spool when it stops`
       )
     }
     if (drained.remaining > 0) {

@@ -4,13 +4,15 @@
  *
  * Life of an event:
  *
- * 1. `Intake` (`emit`) validates and stamps it, and offers it to a bounded queue (write-ahead
- *    mode first inserts it in the spool). A full queue sends it to the spool writer instead.
+ * 1. `Intake` (`emit`) validates and stamps it, hands it to the spool writer's next group commit
+ *    (durable mode, the default) and offers it to a bounded queue. A full queue sends it to the
+ *    spool writer as a backlog row instead.
  * 2. `Delivery` workers take it from the queue and send it (single or batch mode) through the
  *    one protection pipeline; `Answer` says what each answer means.
- * 3. Outcomes go to the `SpoolWriter`: delivered (a written-ahead row is deleted), refused for
+ * 3. Outcomes go to the `SpoolWriter`: delivered (its row, if written, is deleted), refused for
  *    good (dead-letter table with the reason), or not deliverable now (spool, for later).
- * 4. The `Redeliverer` drains the spool, oldest first, when the breaker lets calls through.
+ * 4. The `Redeliverer` claims the oldest rows nobody holds and redelivers them, when the breaker
+ *    lets calls through. `Signals` commits what is pending on SIGTERM / SIGINT.
  * 5. `Shutdown` (closing the scope) flushes within `graceful_shutdown`, then aborts what is in
  *    flight and spools it, with whatever is still queued: the next start redelivers it.
  *
@@ -21,6 +23,7 @@
 import type * as HttpClient from "@effect/platform/HttpClient"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Option from "effect/Option"
@@ -36,6 +39,7 @@ import type { Settings } from "./Options.js"
 import { defaults } from "./Options.js"
 import * as Redeliverer from "./Redeliverer.js"
 import * as Shutdown from "./Shutdown.js"
+import * as Signals from "./Signals.js"
 import * as Spool from "./Spool.js"
 import * as SpoolWriter from "./SpoolWriter.js"
 import type { Entry } from "./State.js"
@@ -63,8 +67,8 @@ export const make = (
     const clock = yield* Effect.clock
     const layerScope = yield* Effect.scope
 
-    const spool = yield* Spool.make
-    const opened = yield* spool.open
+    const spool = yield* Spool.make({ leaseMillis: Duration.toMillis(settings.lease) })
+    const opened = yield* spool.open(clock.unsafeCurrentTimeMillis())
     const state = new State(settings.mode, opened, clock.unsafeCurrentTimeMillis())
     const queue = yield* Queue.bounded<Entry>(settings.queueCapacity)
 
@@ -100,8 +104,8 @@ export const make = (
       protectBatch: yield* Resilience.makeProtect({ operation: "observability_batch", ...protection })
     })
     const writer = SpoolWriter.make({ spool, state, settings, clock })
-    const redeliverer = yield* Redeliverer.make({ spool, state, settings, clock, delivery, breaker: registry.get(service) })
-    const emit = Intake.make({ settings, state, clock, queue, spool, writer })
+    const redeliverer = yield* Redeliverer.make({ spool, state, settings, clock, delivery, writer, breaker: registry.get(service) })
+    const { emit, emitDurable } = Intake.make({ settings, state, clock, queue, writer })
 
     // Workers and the writer live in child scopes that shutdown closes itself, in order.
     const workerScope = yield* Scope.fork(layerScope, ExecutionStrategy.sequential)
@@ -115,6 +119,7 @@ export const make = (
       yield* Effect.forkIn(Delivery.worker(workers, slot), workerScope)
     }
     yield* Effect.forkIn(redeliverer.run, workerScope)
+    yield* Signals.commitOnSignals(writer.commitPending)
     yield* Effect.addFinalizer(() =>
       Shutdown.make({
         state,
@@ -130,12 +135,18 @@ export const make = (
     if (opened.backlog > 0) {
       yield* Effect.logInfo(
         `observability: ${opened.backlog} event(s) in the spool from an earlier run` +
-          `${opened.claimed > 0 ? ` (${opened.claimed} written ahead and never delivered)` : ""}; redelivering`
+          `${opened.reclaimed > 0 ? ` (${opened.reclaimed} held by a process of this host that is gone)` : ""}; redelivering`
+      )
+    }
+    if (opened.held > 0) {
+      yield* Effect.logInfo(
+        `observability: ${opened.held} event(s) in the spool are held by another process (in its memory, or being ` +
+          `redelivered); they come back to the spool when it stops or its lease ends`
       )
     }
     yield* Effect.logDebug(
       `observability: ${settings.mode} mode, ${settings.concurrency} in flight, via ${transport.description}` +
-        `${settings.writeAhead ? ", write-ahead" : ""}`
+        `${settings.durable ? `, durable (group commit every ${Duration.format(settings.commitInterval)} or ${settings.commitEvents} events)` : ""}`
     )
 
     const inFlight = (): number => {
@@ -146,6 +157,7 @@ export const make = (
 
     return {
       emit,
+      emitDurable,
       flush: state.flush,
       // Negative queue sizes mean fibers waiting on an empty queue.
       stats: Effect.sync(() => state.stats(Math.max(0, Option.getOrElse(queue.unsafeSize(), () => 0)), inFlight())),

@@ -78,8 +78,10 @@ export interface Stats {
   readonly inFlight: number
   /** Events in the dead-letter table. */
   readonly deadLetterSize: number
-  /** Events written ahead to the spool before `emit` returned (write-ahead mode). */
+  /** Events written to the spool by a group commit while still in memory (durable mode), so that a crash does not lose them. */
   readonly journaled: number
+  /** Events deleted from a full spool (`BIG3_EVENTS_SPOOL_MAX`), oldest first; each eviction is logged. */
+  readonly evicted: number
   /** The delivery mode in force ("batch" falls back to "single" on a server without the batch route). */
   readonly mode: "single" | "batch"
 }
@@ -90,6 +92,8 @@ export interface DrainResult {
   readonly deadLettered: number
   /** Events still in the spool (the server is away, or refused some for now). */
   readonly remaining: number
+  /** Rows held by running processes (an app's events in memory, another drainer's claim): theirs to deliver. */
+  readonly held: number
 }
 
 /** A refused event, as kept in the dead-letter table. */
@@ -108,10 +112,17 @@ export interface DeadLetter {
 export interface Service {
   /**
    * Validates, stamps (`id`, `timestamp` when missing) and queues an event. Never fails; never
-   * waits longer than a queue offer (in write-ahead mode, also one SQLite insert). A bad event is
-   * counted (`rejected`) and logged; a full queue sends the event to the spool.
+   * waits longer than a queue offer. In durable mode (the default) the event reaches the spool in
+   * the next group commit (within `commitInterval`), so a crash loses at most that window. A bad
+   * event is counted (`rejected`) and logged; a full queue sends the event to the spool.
    */
   readonly emit: (event: EventInput) => Effect.Effect<void>
+  /**
+   * `emit`, then waits until the event is in the spool (its group commit) or delivered. Fails with
+   * the `SqlError` when the spool cannot be written (the event stays in memory and is still
+   * delivered if it can be). A rejected event returns at once (counted and logged).
+   */
+  readonly emitDurable: (event: EventInput) => Effect.Effect<void, SqlError>
   /** Waits until everything emitted so far is delivered, spooled or dead-lettered. */
   readonly flush: Effect.Effect<void>
   /** The delivery counters. */

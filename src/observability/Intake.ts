@@ -1,11 +1,14 @@
 /**
  * `emit`: validates an event (a bad one, or one the server would refuse for an empty required
  * field, is counted as `rejected` and logged with the reason), stamps `id` (a UUIDv7, sortable by
- * time) and `timestamp`, serialises it once, and offers the JSON to the bounded queue. Write-ahead mode first inserts it in the spool (`held = 1`). A full queue sends
- * it to the spool writer instead. `emit` never fails and never waits for the network.
+ * time) and `timestamp`, serialises it once, and offers the JSON to the bounded queue. In durable
+ * mode it also joins the spool writer's next group commit. A full queue sends it to the spool
+ * writer instead. `emit` never fails and never waits for the network or the disk;
+ * `emitDurable` waits for the group commit that writes the event.
  *
  * @since 0.1.0
  */
+import type { SqlError } from "@effect/sql/SqlError"
 import type * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as ParseResult from "effect/ParseResult"
@@ -14,7 +17,6 @@ import * as Schema from "effect/Schema"
 import { truncate } from "./Answer.js"
 import { EventInput, refusedField } from "./Domain.js"
 import type { Settings } from "./Options.js"
-import type * as Spool from "./Spool.js"
 import type { SpoolWriter } from "./SpoolWriter.js"
 import type { Entry, State } from "./State.js"
 import { uuidv7 } from "./State.js"
@@ -24,7 +26,6 @@ export interface IntakeOptions {
   readonly state: State
   readonly clock: Clock.Clock
   readonly queue: Queue.Queue<Entry>
-  readonly spool: Spool.Spool
   readonly writer: SpoolWriter
 }
 
@@ -38,9 +39,12 @@ const describeInvalid = (input: unknown) => (): string => {
     : "not an event"
 }
 
-/** Builds `emit`. */
-export const make = (options: IntakeOptions): (input: EventInput) => Effect.Effect<void> => {
-  const { clock, queue, settings, spool, state, writer } = options
+/** Builds `emit` and `emitDurable`. */
+export const make = (options: IntakeOptions): {
+  readonly emit: (input: EventInput) => Effect.Effect<void>
+  readonly emitDurable: (input: EventInput) => Effect.Effect<void, SqlError>
+} => {
+  const { clock, queue, settings, state, writer } = options
 
   // Log the first 20 rejections, then every 1000th, so a broken producer cannot flood the log.
   const reject = (input: unknown, why: () => string): Effect.Effect<void> => {
@@ -57,37 +61,23 @@ export const make = (options: IntakeOptions): (input: EventInput) => Effect.Effe
 
   const offer = (entry: Entry): boolean => !state.closing && queue.unsafeOffer(entry)
 
-  const journal = (id: string, body: string, ordinal: number): Effect.Effect<void> =>
-    spool.journal(id, body, state.epoch, ordinal, clock.unsafeCurrentTimeMillis()).pipe(
-      Effect.matchCauseEffect({
-        onSuccess: (seq) => {
-          state.add("journaled", 1)
-          const entry = state.accept(body, seq, ordinal)
-          if (!offer(entry)) writer.release(entry, state.closing ? "emitted during shutdown" : "queue full")
-          return Effect.void
-        },
-        onFailure: (cause) => {
-          // Not written ahead, but it may still be delivered from memory.
-          state.add("storageErrors", 1)
-          const entry = state.accept(body, 0, ordinal)
-          return Effect.zipRight(
-            Effect.logWarning(`observability: could not write event ${id} ahead; delivering it from memory`, cause),
-            offer(entry) ? Effect.void : writer.overflow(entry, "queue full")
-          )
-        }
-      })
-    )
-
-  return (input) =>
-    Effect.suspend(() => {
-      if (!isEventInput(input)) return reject(input, describeInvalid(input))
+  /**
+   * Accepts a valid event: stamps, serialises and queues it (durable mode: it also joins the next
+   * group commit). The entry, or `undefined` when the event was rejected.
+   */
+  const accept = (input: EventInput, durable: boolean): Effect.Effect<Entry | undefined> =>
+    Effect.suspend((): Effect.Effect<Entry | undefined> => {
+      if (!isEventInput(input)) return Effect.as(reject(input, describeInvalid(input)), undefined)
       // Refused here rather than dead-lettered later: the server would answer 400 for good.
       const refused = refusedField(input)
       if (refused !== undefined) {
-        return reject(input, () => `${refused} is empty; the observability server refuses such an event (400 Missing required fields)`)
+        return Effect.as(
+          reject(input, () => `${refused} is empty; the observability server refuses such an event (400 Missing required fields)`),
+          undefined
+        )
       }
       if (input.timestamp !== undefined && !Number.isFinite(input.timestamp)) {
-        return reject(input, () => `timestamp must be a finite number of milliseconds, got ${input.timestamp}`)
+        return Effect.as(reject(input, () => `timestamp must be a finite number of milliseconds, got ${input.timestamp}`), undefined)
       }
       const now = clock.unsafeCurrentTimeMillis()
       const id = input.id ?? uuidv7(now)
@@ -106,16 +96,27 @@ export const make = (options: IntakeOptions): (input: EventInput) => Effect.Effe
           model_name: input.model_name
         })
       } catch (error) {
-        return reject(input, () => `it cannot be serialised to JSON (${error instanceof Error ? error.message : String(error)})`)
+        return Effect.as(
+          reject(input, () => `it cannot be serialised to JSON (${error instanceof Error ? error.message : String(error)})`),
+          undefined
+        )
       }
       // JSON.stringify builds a rope; reading a character flattens it: ≈ 140 bytes less per queued event.
       body.charCodeAt(0)
       state.add("emitted", 1)
-      const ordinal = state.nextOrdinal()
-      if (state.closed) return writer.spoolNow(state.accept(body, 0, ordinal), "emitted after shutdown")
-      if (settings.writeAhead) return journal(id, body, ordinal)
-      const entry = state.accept(body, 0, ordinal)
-      if (offer(entry)) return Effect.void
-      return writer.overflow(entry, state.closing ? "emitted during shutdown" : "queue full")
+      const entry = state.accept(body, state.nextOrdinal())
+      if (state.closed) return Effect.as(writer.spoolNow(entry, "emitted after shutdown"), entry)
+      const waiting = durable ? writer.journal(entry) : 0
+      if (!offer(entry)) {
+        return Effect.as(writer.overflow(entry, state.closing ? "emitted during shutdown" : "queue full"), entry)
+      }
+      // A producer faster than the disk: let the group commit run before the next event, so
+      // that no more than a commit's worth of events waits in memory only.
+      return waiting >= settings.commitEvents ? Effect.as(Effect.yieldNow(), entry) : Effect.succeed(entry)
     })
+
+  const emit = (input: EventInput): Effect.Effect<void> => Effect.asVoid(accept(input, settings.durable))
+  const emitDurable = (input: EventInput): Effect.Effect<void, SqlError> =>
+    Effect.flatMap(accept(input, true), (entry) => entry === undefined ? Effect.void : writer.durable(entry))
+  return { emit, emitDurable }
 }

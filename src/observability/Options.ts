@@ -39,7 +39,22 @@ export interface Options {
   readonly concurrency?: number | undefined
   /** Events held in memory; beyond it `emit` spools; default 100,000. */
   readonly queueCapacity?: number | undefined
-  /** Spool every event before `emit` returns, delete it on delivery (crash safety); default false. */
+  /**
+   * Durable by default: every event still in memory reaches the spool in a group commit (every
+   * `commitInterval` or `commitEvents` events, whichever first) and is deleted once delivered,
+   * so a crash loses at most the last commit window. `false`: events are spooled only when they
+   * cannot be delivered (a crash loses what is in memory).
+   */
+  readonly durable?: boolean | undefined
+  /** The longest an event waits in memory for its group commit; default 5 ms. */
+  readonly commitInterval?: Duration.DurationInput | undefined
+  /** A group commit starts as soon as this many events wait for it; default 500. */
+  readonly commitEvents?: number | undefined
+  /** How long a process's claim on spool rows lasts without renewal (renewed every third of it); default 30 s. */
+  readonly lease?: Duration.DurationInput | undefined
+  /** The spool's bound (rows and/or bytes of event JSON); past it the oldest unclaimed rows are evicted, counted and logged. Default: none. */
+  readonly spoolMax?: { readonly rows?: number | undefined; readonly bytes?: number | undefined } | undefined
+  /** The name of `durable` before it became the default (`true` is the default now). */
   readonly writeAhead?: boolean | undefined
   /** Default `"undici"`. */
   readonly transport?: TransportKind | undefined
@@ -59,7 +74,11 @@ export interface Settings {
   readonly linger: Duration.Duration
   readonly concurrency: number
   readonly queueCapacity: number
-  readonly writeAhead: boolean
+  readonly durable: boolean
+  readonly commitInterval: Duration.Duration
+  readonly commitEvents: number
+  readonly lease: Duration.Duration
+  readonly spoolMax: { readonly rows: number | undefined; readonly bytes: number | undefined }
   readonly transport: TransportKind
   readonly spoolPageSize: number
   readonly redeliveryInterval: Duration.Duration
@@ -73,7 +92,10 @@ export const defaults = {
   singleConcurrency: 64,
   batchConcurrency: 4,
   queueCapacity: 100_000,
-  writeAhead: false,
+  durable: true,
+  commitInterval: Duration.millis(5),
+  commitEvents: 500,
+  lease: Duration.seconds(30),
   transport: "undici" as TransportKind,
   spoolPageSize: 1_000,
   redeliveryInterval: Duration.seconds(1)
@@ -168,7 +190,23 @@ export const resolve = (options: Options = {}): Effect.Effect<Settings, ConfigEr
         4_096
       ),
       queueCapacity: yield* wholeNumber("queueCapacity", options.queueCapacity, defaults.queueCapacity, 1, 100_000_000),
-      writeAhead: options.writeAhead ?? defaults.writeAhead,
+      durable: options.durable ?? options.writeAhead ?? defaults.durable,
+      commitInterval: yield* durationOption("commitInterval", options.commitInterval, defaults.commitInterval),
+      commitEvents: yield* wholeNumber("commitEvents", options.commitEvents, defaults.commitEvents, 1, 100_000),
+      lease: yield* durationOption("lease", options.lease, defaults.lease).pipe(
+        Effect.filterOrFail(
+          (lease) => Duration.toMillis(lease) >= 1_000,
+          () => invalidOption("lease", `must be at least 1 second, got ${showDuration(options.lease ?? defaults.lease)}`)
+        )
+      ),
+      spoolMax: {
+        rows: options.spoolMax?.rows === undefined
+          ? undefined
+          : yield* wholeNumber("spoolMax.rows", options.spoolMax.rows, 0, 1, Number.MAX_SAFE_INTEGER),
+        bytes: options.spoolMax?.bytes === undefined
+          ? undefined
+          : yield* wholeNumber("spoolMax.bytes", options.spoolMax.bytes, 0, 1, Number.MAX_SAFE_INTEGER)
+      },
       transport: options.transport ?? defaults.transport,
       spoolPageSize: yield* wholeNumber("spoolPageSize", options.spoolPageSize, defaults.spoolPageSize, 1, 100_000),
       redeliveryInterval: yield* durationOption("redeliveryInterval", options.redeliveryInterval, defaults.redeliveryInterval)
@@ -185,6 +223,42 @@ const int = wholeNumberSetting
 const ok = <A>(value: A): Either.Either<A, ConfigError.ConfigError> => Either.right(value)
 const fail = (name: string, value: string, expected: string): Either.Either<never, ConfigError.ConfigError> =>
   Either.left(ConfigError.InvalidData([name], `${name}=${JSON.stringify(value)} is not valid: expected ${expected}`))
+
+const units: Record<string, number> = {
+  b: 1,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+  kib: 2 ** 10,
+  mib: 2 ** 20,
+  gib: 2 ** 30
+}
+
+/**
+ * `BIG3_EVENTS_SPOOL_MAX`: a whole number of rows, a size with a unit (B, KB, MB, GB, KiB, MiB,
+ * GiB), or one of each separated by a comma. `undefined` when it is none of these.
+ */
+export const parseSpoolMax = (text: string): { rows?: number; bytes?: number } | undefined => {
+  const result: { rows?: number; bytes?: number } = {}
+  const parts = text.split(",").map((part) => part.trim())
+  if (parts.length > 2) return undefined
+  for (const part of parts) {
+    const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(part)
+    if (match === null) return undefined
+    const value = Number(match[1])
+    const unit = match[2]!.toLowerCase()
+    if (unit === "" || unit === "rows") {
+      if (!Number.isSafeInteger(value) || value < 1 || result.rows !== undefined) return undefined
+      result.rows = value
+    } else {
+      const scale = units[unit]
+      const bytes = scale === undefined ? NaN : Math.floor(value * scale)
+      if (!Number.isSafeInteger(bytes) || bytes < 1 || result.bytes !== undefined) return undefined
+      result.bytes = bytes
+    }
+  }
+  return result
+}
 
 /** A duration as the rest of big3 reads them: seconds (`0.005`), or `"5 millis"`; `0` allowed. */
 const duration = (name: string) =>
@@ -213,7 +287,11 @@ const duration = (name: string) =>
  * | `BIG3_EVENTS_LINGER` | 5 ms (seconds or a duration string) |
  * | `BIG3_EVENTS_CONCURRENCY` | 64 (single) / 4 (batch) |
  * | `BIG3_EVENTS_QUEUE_CAPACITY` | 100000 |
- * | `BIG3_EVENTS_WRITE_AHEAD` | false |
+ * | `BIG3_EVENTS_DURABLE` | true (`BIG3_EVENTS_WRITE_AHEAD` is its old name) |
+ * | `BIG3_EVENTS_COMMIT_INTERVAL` | 5 ms |
+ * | `BIG3_EVENTS_COMMIT_EVENTS` | 500 |
+ * | `BIG3_EVENTS_LEASE` | 30 s |
+ * | `BIG3_EVENTS_SPOOL_MAX` | none: `100000` (rows), `50MB` (bytes), or both: `100000,50MB` |
  * | `BIG3_EVENTS_TRANSPORT` | `undici` (`http-client`: the context's `HttpClient`) |
  * | `BIG3_EVENTS_SPOOL_PAGE_SIZE` | 1000 |
  * | `BIG3_EVENTS_REDELIVERY_INTERVAL` | 1 s |
@@ -226,7 +304,19 @@ export const config: Config.Config<Options> = Config.all({
   linger: duration("BIG3_EVENTS_LINGER"),
   concurrency: int("BIG3_EVENTS_CONCURRENCY", 1, 4_096),
   queueCapacity: int("BIG3_EVENTS_QUEUE_CAPACITY", 1, 100_000_000),
+  durable: Config.option(Config.boolean("BIG3_EVENTS_DURABLE")).pipe(Config.map(Option.getOrUndefined)),
   writeAhead: Config.option(Config.boolean("BIG3_EVENTS_WRITE_AHEAD")).pipe(Config.map(Option.getOrUndefined)),
+  commitInterval: duration("BIG3_EVENTS_COMMIT_INTERVAL"),
+  commitEvents: int("BIG3_EVENTS_COMMIT_EVENTS", 1, 100_000),
+  lease: duration("BIG3_EVENTS_LEASE"),
+  spoolMax: Config.option(
+    Config.string("BIG3_EVENTS_SPOOL_MAX").pipe(Config.mapOrFail((text) => {
+      const parsed = parseSpoolMax(text)
+      return parsed === undefined
+        ? fail("BIG3_EVENTS_SPOOL_MAX", text, `a number of rows (100000), a size (50MB, 512KiB), or both ("100000,50MB")`)
+        : ok(parsed)
+    }))
+  ).pipe(Config.map(Option.getOrUndefined)),
   transport: Config.option(Config.literal("undici", "http-client")("BIG3_EVENTS_TRANSPORT")).pipe(
     Config.map(Option.getOrUndefined)
   ),

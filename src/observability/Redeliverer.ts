@@ -1,12 +1,10 @@
 /**
  * The redeliverer: drains the spool, oldest first (emit order), a page at a time, whenever it is
  * not empty and the breaker is not open (its half-open trial calls are the probe: the public
- * server has no health route). Delivered rows are deleted, refused ones move to the dead
- * letters, the rest stay for the next pass. Also the spool's readers for the service
- * (`drainSpool`, `deadLetters`, `requeueDeadLetters`).
- *
- * A piece of its own, so that another storage policy (claims and leases per row) can take its
- * place behind the same interface.
+ * server has no health route). A page is claimed first (owner and lease), so that one row has
+ * one drainer across processes; delivered rows are deleted as they are acknowledged, refused
+ * ones move to the dead letters, the rest are released for the next pass. Also the spool's
+ * readers for the service (`drainSpool`, `deadLetters`, `requeueDeadLetters`).
  *
  * @since 0.1.0
  */
@@ -19,6 +17,7 @@ import type { Delivery } from "./Delivery.js"
 import type { DeadLetter, DrainResult } from "./Domain.js"
 import type { Settings } from "./Options.js"
 import * as Spool from "./Spool.js"
+import type { SpoolWriter } from "./SpoolWriter.js"
 import type { State } from "./State.js"
 import { tally } from "./State.js"
 
@@ -51,13 +50,14 @@ export interface RedelivererOptions {
   readonly clock: Clock.Clock
   readonly delivery: Delivery
   readonly breaker: Breaker
+  readonly writer: SpoolWriter
 }
 
 const noPass: Pass = { rows: 0, delivered: 0, dead: 0 }
 
 export const make = (options: RedelivererOptions): Effect.Effect<Redeliverer> =>
   Effect.map(Effect.makeSemaphore(1), (lock): Redeliverer => {
-    const { clock, delivery, settings, spool, state } = options
+    const { clock, delivery, settings, spool, state, writer } = options
     const now = () => clock.unsafeCurrentTimeMillis()
     const redeliveryLog = tally(now, (n) =>
       Effect.logInfo(`observability: redelivered ${n} event(s) from the spool; ${state.spoolSize} left`))
@@ -69,57 +69,54 @@ export const make = (options: RedelivererOptions): Effect.Effect<Redeliverer> =>
         return Effect.logError(`observability: ${error.message}; ${consequence}`)
       })
 
-    /** One redelivery pass over the oldest page of the spool. */
+    /**
+     * One redelivery pass: claims the oldest page of rows nobody holds and delivers it, each
+     * outcome recorded as it comes (a delivered row is deleted in the writer's next round, so an
+     * interrupted pass keeps what it delivered), then commits the outcomes.
+     */
     const redeliverPage: Effect.Effect<Pass, SqlError> = lock.withPermits(1)(
       Effect.gen(function*() {
-        const rows = yield* spool.page(settings.spoolPageSize).pipe(
+        const rows = yield* spool.claim(settings.spoolPageSize, now()).pipe(
           Effect.tapError((error) => storageError(error, "its events stay there and redelivery will try again"))
         )
         if (rows.length === 0) {
           state.spoolSize = 0
           return noPass
         }
-        const results = yield* delivery.deliver(rows.map((row) => row.body), delivery.singleConcurrency)
-        const ops = Spool.emptyOps()
-        let deliveredNow = 0
-        for (let i = 0; i < rows.length; i++) {
-          const row = rows[i]!
-          const result = results[i]
-          if (result === undefined) {
-            deliveredNow++
-            ops.remove.push(row.seq)
-          } else if (result.dead) {
-            ops.dead.push({
-              id: row.id,
-              body: row.body,
-              reason: result.reason,
-              status: result.status,
-              epoch: row.epoch,
-              ordinal: row.ordinal
-            })
-            ops.remove.push(row.seq)
-          } else {
-            ops.failed.push({ seq: row.seq, reason: result.reason })
-          }
-        }
-        // If this fails the rows stay and go again: harmless against an idempotent server.
-        yield* spool.commit(ops, now()).pipe(
-          Effect.tapError((error) => storageError(error, "the redelivered rows stay in the spool and go again"))
+        state.redelivering = true
+        let delivered = 0
+        let dead = 0
+        let firstDead = ""
+        const chunk = state.mode === "batch" ? settings.batchSize : 1
+        const groups: Array<ReadonlyArray<Spool.Row>> = []
+        for (let i = 0; i < rows.length; i += chunk) groups.push(rows.slice(i, i + chunk))
+        yield* Effect.forEach(
+          groups,
+          (group) =>
+            Effect.map(delivery.deliver(group.map((row) => row.body), delivery.singleConcurrency), (results) => {
+              for (let i = 0; i < group.length; i++) {
+                const result = results[i]
+                writer.settleRow(group[i]!, result)
+                if (result === undefined) delivered++
+                else if (result.dead) {
+                  dead++
+                  if (firstDead === "") firstDead = result.reason
+                }
+              }
+              state.add("redelivered", results.filter((result) => result === undefined).length)
+              state.spoolSize = Math.max(0, state.spoolSize - group.length + results.filter((r) => r !== undefined && !r.dead).length)
+            }),
+          { concurrency: chunk === 1 ? delivery.singleConcurrency : settings.concurrency, discard: true }
         )
-        state.add("redelivered", deliveredNow)
-        state.add("deadLettered", ops.dead.length)
-        state.deadLetterSize += ops.dead.length
-        state.spoolSize = Math.max(0, state.spoolSize - deliveredNow - ops.dead.length)
-        yield* redeliveryLog.add(deliveredNow, "")
-        if (ops.dead.length > 0) {
-          yield* Effect.logError(
-            `observability: dead-lettered ${ops.dead.length} spooled event(s) the server refused: ${
-              truncate(ops.dead[0]!.reason, 300)
-            }`
-          )
+        yield* writer.commitPending
+        yield* redeliveryLog.add(delivered, "")
+        if (dead > 0) {
+          yield* Effect.logError(`observability: dead-lettered ${dead} spooled event(s) the server refused: ${truncate(firstDead, 300)}`)
         }
-        return { rows: rows.length, delivered: deliveredNow, dead: ops.dead.length }
-      })
+        return { rows: rows.length, delivered, dead }
+      }).pipe(Effect.ensuring(Effect.sync(() => {
+        state.redelivering = false
+      })))
     )
 
     const run = Effect.forever(
@@ -147,7 +144,11 @@ export const make = (options: RedelivererOptions): Effect.Effect<Redeliverer> =>
         deadLettered += pass.dead
         if (pass.rows === 0 || (pass.delivered === 0 && pass.dead === 0)) break
       }
-      return { redelivered, deadLettered, remaining: state.spoolSize }
+      const left = yield* spool.counts(now()).pipe(
+        Effect.tapError((error) => storageError(error, "what is left in it is unknown"))
+      )
+      state.spoolSize = left.backlog
+      return { redelivered, deadLettered, remaining: left.backlog, held: left.held }
     })
 
     const deadLetters = (limit: number): Effect.Effect<ReadonlyArray<DeadLetter>, SqlError> =>

@@ -64,7 +64,9 @@ export const make = (options: ShutdownOptions): Effect.Effect<void> =>
     // Interrupting the writer puts back a commit it was in the middle of.
     yield* Scope.close(options.writerScope, Exit.void)
     const left = Duration.millis(Math.max(0, startedAt + Duration.toMillis(gracefulShutdown) - (yield* Clock.currentTimeMillis)))
-    const written = yield* Effect.interruptible(writer.commitPending).pipe(Effect.timeoutOption(left))
+    // The last round also hands back every row this process holds (claimed, or written for events
+    // it had in memory): another process may deliver them at once.
+    const written = yield* Effect.interruptible(writer.finish).pipe(Effect.timeoutOption(left))
     if (Option.isNone(written)) yield* writer.abandon
     state.closed = true
     state.releaseAll()

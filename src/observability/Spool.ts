@@ -1,15 +1,17 @@
 /**
- * The observability spool and dead-letter tables in the embedded store (`Store`).
+ * The observability spool and dead-letter tables in the embedded store (`Store`), schema
+ * version 2 (recorded in `big3_schema`; version 1, without leases, is upgraded in place).
  *
  * ```sql
  * observability_spool(
- *   seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- redelivery order
+ *   seq INTEGER PRIMARY KEY AUTOINCREMENT,
  *   id TEXT NOT NULL,                       -- the event id (idempotency key)
  *   body TEXT NOT NULL,                     -- the event JSON, exactly as it is sent
  *   epoch INTEGER NOT NULL,                 -- when the emitting client started, ms since the epoch
  *   ordinal INTEGER NOT NULL DEFAULT 0,     -- emit order within that client
  *   spooled_at INTEGER NOT NULL,            -- ms since the epoch
- *   held INTEGER NOT NULL DEFAULT 0,        -- 1: a write-ahead copy whose event is still in memory
+ *   owner TEXT,                             -- the process holding the row (host/pid/random), or NULL
+ *   lease_until INTEGER NOT NULL DEFAULT 0, -- the owner's claim ends then (ms); 0: nobody's
  *   attempts INTEGER NOT NULL DEFAULT 0,    -- failed redelivery passes
  *   last_error TEXT)                        -- why it is here / why the last pass failed
  * observability_dead_letter(
@@ -18,18 +20,31 @@
  *   reason TEXT NOT NULL, status INTEGER, failed_at INTEGER NOT NULL)
  * ```
  *
- * The backlog is the rows with `held = 0`, redelivered in emit order (`epoch, ordinal`, then
- * `seq`), whatever order their deliveries failed in. Write-ahead rows (`held = 1`)
- * belong to the running process; at start-up they are claimed as backlog (their process is
- * gone). One process per database file is assumed: a second one would redeliver the same rows
- * (harmless against an idempotent server, duplicates against the public one).
+ * Every row has at most one drainer: a process sends a row only while it holds it (`owner`,
+ * `lease_until` in the future). Rows written for events still in a process's memory (the
+ * group-commit journal) are held by it from the start; the backlog is the rows nobody holds, taken
+ * oldest first (emit order: `epoch, ordinal`, then `seq`) with one `UPDATE … RETURNING` that
+ * re-checks the claim, so two processes never take the same row. Holders renew their leases; a
+ * process that stops releases what it holds, and the rows of a process that died come back when
+ * its lease ends (at once, for a process of this host that is gone).
+ *
+ * The statements are portable SQL (SQLite ≥ 3.35, PostgreSQL): multi-row `VALUES`, `IN` lists,
+ * `UPDATE … RETURNING`, `DELETE … RETURNING`. Only the `CREATE TABLE` DDL is SQLite's
+ * (`AUTOINCREMENT`; PostgreSQL needs `BIGSERIAL` / `BIGINT` for `seq` and the ms columns).
+ * Measured on SQLite: a 500-row VALUES insert with bound parameters costs less than the same rows
+ * passed as one JSON array through `json_each` (≈ 14 µs against ≈ 22 µs per event, insert and
+ * delete), so the portable form is also the fast one.
  *
  * @since 0.1.0
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
+import * as os from "node:os"
 import * as Store from "../Store.js"
+
+/** The schema version this build writes. */
+export const schemaVersion = 2
 
 export const schema: ReadonlyArray<string> = [
   `CREATE TABLE IF NOT EXISTS observability_spool (
@@ -39,11 +54,12 @@ export const schema: ReadonlyArray<string> = [
     epoch INTEGER NOT NULL,
     ordinal INTEGER NOT NULL DEFAULT 0,
     spooled_at INTEGER NOT NULL,
-    held INTEGER NOT NULL DEFAULT 0,
+    owner TEXT,
+    lease_until INTEGER NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 0,
     last_error TEXT
   )`,
-  `CREATE INDEX IF NOT EXISTS observability_spool_backlog ON observability_spool (held, epoch, ordinal, seq)`,
+  `CREATE INDEX IF NOT EXISTS observability_spool_order ON observability_spool (epoch, ordinal, seq)`,
   `CREATE TABLE IF NOT EXISTS observability_dead_letter (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL,
@@ -54,6 +70,16 @@ export const schema: ReadonlyArray<string> = [
     status INTEGER,
     failed_at INTEGER NOT NULL
   )`
+]
+
+/** Version 1 (a `held` flag, one process per file assumed) → version 2 (owners and leases). */
+const upgradeFrom1: ReadonlyArray<string> = [
+  `DROP INDEX IF EXISTS observability_spool_backlog`,
+  `ALTER TABLE observability_spool ADD COLUMN owner TEXT`,
+  `ALTER TABLE observability_spool ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0`,
+  // Held rows were written ahead by a process that is gone by now: they join the backlog.
+  `ALTER TABLE observability_spool DROP COLUMN held`,
+  `CREATE INDEX IF NOT EXISTS observability_spool_order ON observability_spool (epoch, ordinal, seq)`
 ]
 
 /** A backlog row. */
@@ -80,24 +106,27 @@ export interface DeadItem extends Item {
 
 /** Writes gathered by the client and committed in one transaction. */
 export interface Ops {
-  /** New backlog rows. */
+  /** Events still in this process's memory, written so that a crash does not lose them: held by this process. */
+  readonly journal: Array<Item>
+  /** New backlog rows (nobody holds them). */
   readonly spool: Array<Item>
-  /** Write-ahead rows whose events could not be delivered now: they join the backlog. */
+  /** Rows held here whose events could not be delivered now: they join the backlog. */
   readonly release: Array<{ readonly seq: number; readonly reason: string }>
   /** Rows done with (delivered, or moved to the dead letters). */
   readonly remove: Array<number>
-  /** Backlog rows that failed another redelivery pass. */
+  /** Claimed backlog rows that failed another redelivery pass: released, `attempts` + 1. */
   readonly failed: Array<{ readonly seq: number; readonly reason: string }>
   readonly dead: Array<DeadItem>
 }
 
-export const emptyOps = (): Ops => ({ spool: [], release: [], remove: [], failed: [], dead: [] })
+export const emptyOps = (): Ops => ({ journal: [], spool: [], release: [], remove: [], failed: [], dead: [] })
 
 export const opsSize = (ops: Ops): number =>
-  ops.spool.length + ops.release.length + ops.remove.length + ops.failed.length + ops.dead.length
+  ops.journal.length + ops.spool.length + ops.release.length + ops.remove.length + ops.failed.length + ops.dead.length
 
 /** `first`'s writes, then `then`'s. */
 export const concatOps = (first: Ops, then: Ops): Ops => ({
+  journal: first.journal.concat(then.journal),
   spool: first.spool.concat(then.spool),
   release: first.release.concat(then.release),
   remove: first.remove.concat(then.remove),
@@ -105,7 +134,113 @@ export const concatOps = (first: Ops, then: Ops): Ops => ({
   dead: first.dead.concat(then.dead)
 })
 
-const byEmitOrder = (a: Item, b: Item): number => a.epoch - b.epoch || a.ordinal - b.ordinal
+/** What a commit wrote: the `seq` of each journal row, by the event's `ordinal`. */
+export interface Committed {
+  readonly journaled: ReadonlyMap<number, number>
+}
+
+/** What `open` found. */
+export interface Opened {
+  /** Rows nobody holds. */
+  readonly backlog: number
+  readonly deadLetters: number
+  /** Rows released at start because the process of this host that held them is gone. */
+  readonly reclaimed: number
+  /** Rows held by live processes (or whose lease has not ended yet). */
+  readonly held: number
+  /** All rows, and the size of their bodies (for `BIG3_EVENTS_SPOOL_MAX`). */
+  readonly rows: number
+  readonly bytes: number
+}
+
+/** How much the spool holds. */
+export interface Size {
+  readonly rows: number
+  readonly bytes: number
+}
+
+/** A bound on the spool (`BIG3_EVENTS_SPOOL_MAX`). */
+export interface Limit {
+  readonly rows: number | undefined
+  readonly bytes: number | undefined
+}
+
+/** What `evict` deleted to bring the spool under its limit. */
+export interface Evicted {
+  readonly count: number
+  /** The ids deleted (at most 50, oldest first). */
+  readonly ids: ReadonlyArray<string>
+  /** The spool after the eviction. */
+  readonly size: Size
+}
+
+export interface Spool {
+  /** This process's name in the `owner` column. */
+  readonly owner: string
+  /** Creates or upgrades the tables (refusing a newer schema), releases rows of processes that are gone, and counts. */
+  readonly open: (now: number) => Effect.Effect<Opened, SqlError>
+  /** Commits a set of writes in one transaction; with `releaseHeld`, every row this process holds goes back to the backlog too. */
+  readonly commit: (ops: Ops, now: number, options?: { readonly releaseHeld?: boolean }) => Effect.Effect<Committed, SqlError>
+  /** Claims the oldest `limit` rows nobody holds, for this process, until `now + lease`. */
+  readonly claim: (limit: number, now: number) => Effect.Effect<ReadonlyArray<Row>, SqlError>
+  /** Extends the lease of every row this process holds. */
+  readonly renew: (now: number) => Effect.Effect<void, SqlError>
+  /** Rows nobody holds, and rows held by processes (this one included). */
+  readonly counts: (now: number) => Effect.Effect<{ readonly backlog: number; readonly held: number }, SqlError>
+  /** Deletes the oldest rows nobody holds until the spool is within `limit`. */
+  readonly evict: (limit: Limit, now: number) => Effect.Effect<Evicted, SqlError>
+  readonly deadLetters: (limit: number) => Effect.Effect<
+    ReadonlyArray<{ seq: number; id: string; body: string; reason: string; status: number | null; failed_at: number }>,
+    SqlError
+  >
+  /** Moves every dead letter to the backlog; returns how many. */
+  readonly requeueDeadLetters: (now: number) => Effect.Effect<number, SqlError>
+}
+
+/** The database's own words for a failed statement ("database disk image is malformed", "attempt to write a readonly database"). */
+export const detailOf = (error: SqlError): string => {
+  const cause = error.cause
+  if (cause instanceof SqlError) return detailOf(cause)
+  const code = typeof cause === "object" && cause !== null && "code" in cause && typeof cause.code === "string" ? ` (${cause.code})` : ""
+  return cause instanceof Error && cause.message !== "" ? `${cause.message}${code}` : error.message
+}
+
+/** Names what failed in the error, so that a caller can say it in one line. */
+const explain = (what: string) => <A, R>(effect: Effect.Effect<A, SqlError, R>): Effect.Effect<A, SqlError, R> =>
+  Effect.mapError(effect, (error) => new SqlError({ cause: error, message: `${what}: ${detailOf(error)}` }))
+
+/** A name for this process in the `owner` column: its host and pid (to tell whether it is gone), and a random part. */
+export const ownerName = (pid: number = process.pid): string =>
+  `${os.hostname()}/${pid}/${Math.random().toString(36).slice(2, 10)}`
+
+/** Whether the process that wrote `owner` is known to be gone: it ran on this host and its pid is not alive. */
+export const ownerIsGone = (owner: string): boolean => {
+  const [host, pidText] = owner.split("/")
+  const pid = Number(pidText)
+  if (host !== os.hostname() || !Number.isInteger(pid) || pid <= 0) return false
+  if (pid === process.pid) return false
+  try {
+    process.kill(pid, 0)
+    return false
+  } catch (error) {
+    // EPERM: it exists, under another user.
+    return typeof error === "object" && error !== null && "code" in error && error.code === "ESRCH"
+  }
+}
+
+/** Statement size: rows per multi-row `INSERT` and values per `IN` list (well under SQLite's and PostgreSQL's parameter limits). */
+const chunkSize = 500
+
+const chunks = <A>(items: ReadonlyArray<A>): Array<ReadonlyArray<A>> => {
+  const out: Array<ReadonlyArray<A>> = []
+  for (let i = 0; i < items.length; i += chunkSize) out.push(items.slice(i, i + chunkSize))
+  return out
+}
+
+const byEmitOrder = <A extends { readonly epoch: number; readonly ordinal: number }>(a: A, b: A): number =>
+  a.epoch - b.epoch || a.ordinal - b.ordinal
+
+const byRowOrder = (a: Row, b: Row): number => a.epoch - b.epoch || a.ordinal - b.ordinal || a.seq - b.seq
 
 const groupByReason = <A extends { readonly seq: number; readonly reason: string }>(
   items: ReadonlyArray<A>
@@ -119,110 +254,189 @@ const groupByReason = <A extends { readonly seq: number; readonly reason: string
   return groups
 }
 
-export interface Spool {
-  /** Creates the tables, claims write-ahead rows left by a previous process, and counts. */
-  readonly open: Effect.Effect<{ readonly backlog: number; readonly deadLetters: number; readonly claimed: number }, SqlError>
-  /** Writes one event ahead (held); returns its `seq`. */
-  readonly journal: (
-    id: string,
-    body: string,
-    epoch: number,
-    ordinal: number,
-    now: number
-  ) => Effect.Effect<number, SqlError>
-  /** Commits a set of writes in one transaction. */
-  readonly commit: (ops: Ops, now: number) => Effect.Effect<void, SqlError>
-  /** The oldest `limit` backlog rows. */
-  readonly page: (limit: number) => Effect.Effect<ReadonlyArray<Row>, SqlError>
-  readonly deadLetters: (limit: number) => Effect.Effect<
-    ReadonlyArray<{ seq: number; id: string; body: string; reason: string; status: number | null; failed_at: number }>,
-    SqlError
-  >
-  /** Moves every dead letter to the backlog; returns how many. */
-  readonly requeueDeadLetters: (now: number) => Effect.Effect<number, SqlError>
+export interface SpoolOptions {
+  /** How long a claim lasts without renewal, ms. */
+  readonly leaseMillis: number
+  /** This process's owner name (default: `ownerName()`). */
+  readonly owner?: string | undefined
 }
 
-/** The database's own words for a failed statement ("malformed JSON", "database is locked"). */
-const detailOf = (error: SqlError): string => {
-  const cause = error.cause
-  return cause instanceof Error && cause.message !== "" ? cause.message : error.message
-}
+export const make = (options: SpoolOptions): Effect.Effect<Spool, never, SqlClient.SqlClient> =>
+  Effect.map(SqlClient.SqlClient, (sql): Spool => {
+    const owner = options.owner ?? ownerName()
+    const lease = options.leaseMillis
+    // Spool traffic is bookkeeping: no spans (the sql client would open one per statement).
+    const quiet = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.withTracerEnabled(effect, false)
+    const num = (value: unknown): number => Number(value ?? 0)
 
-/** Names what failed in the error, so that a caller can say it in one line. */
-const explain = (what: string) => <A, R>(effect: Effect.Effect<A, SqlError, R>): Effect.Effect<A, SqlError, R> =>
-  Effect.mapError(effect, (error) => new SqlError({ cause: error, message: `${what}: ${detailOf(error)}` }))
+    const unrecorded = sql`SELECT held FROM observability_spool WHERE 1 = 0`.pipe(
+      Effect.as(1),
+      Effect.orElseSucceed(() => undefined)
+    )
 
-export const make: Effect.Effect<Spool, never, SqlClient.SqlClient> = Effect.map(SqlClient.SqlClient, (sql): Spool => {
-  // Spool traffic is bookkeeping: no spans (the sql client would open one per statement).
-  const quiet = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.withTracerEnabled(effect, false)
+    const sizeOf = sql<{ n: unknown; bytes: unknown }>`SELECT COUNT(*) AS n, COALESCE(SUM(LENGTH(body)), 0) AS bytes
+      FROM observability_spool`.pipe(Effect.map((rows): Size => ({ rows: num(rows[0]?.n), bytes: num(rows[0]?.bytes) })))
 
-  const open = Effect.gen(function*() {
-    yield* Effect.provideService(Store.ensureSchema("observability", schema), SqlClient.SqlClient, sql)
-    return yield* sql.withTransaction(Effect.gen(function*() {
-      const held = yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM observability_spool WHERE held = 1`
-      const claimed = held[0]?.n ?? 0
-      if (claimed > 0) {
-        yield* sql`UPDATE observability_spool SET held = 0, last_error = 'written ahead by a process that stopped before delivering it' WHERE held = 1`
-      }
-      const backlog = yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM observability_spool WHERE held = 0`
-      const dead = yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM observability_dead_letter`
-      return { backlog: backlog[0]?.n ?? 0, deadLetters: dead[0]?.n ?? 0, claimed }
-    }).pipe(explain("cannot open the spool")))
-  }).pipe(quiet)
+    const open = (now: number) =>
+      Effect.gen(function*() {
+        yield* Effect.provideService(
+          Store.versioned("observability", { version: schemaVersion, create: schema, upgrades: { 1: upgradeFrom1 }, unrecorded }),
+          SqlClient.SqlClient,
+          sql
+        )
+        return yield* sql.withTransaction(Effect.gen(function*() {
+          const holders = yield* sql<{ owner: string }>`SELECT DISTINCT owner FROM observability_spool
+            WHERE owner IS NOT NULL AND lease_until >= ${now}`
+          let reclaimed = 0
+          for (const { owner: holder } of holders) {
+            if (!ownerIsGone(holder)) continue
+            const released = yield* sql<{ seq: number }>`UPDATE observability_spool SET owner = NULL, lease_until = 0,
+              last_error = ${`held by process ${holder.split("/")[1]} of this host, which stopped before delivering it`}
+              WHERE owner = ${holder} RETURNING seq`
+            reclaimed += released.length
+          }
+          const counts = yield* sql<{ n: unknown; bytes: unknown; backlog: unknown }>`SELECT COUNT(*) AS n,
+            COALESCE(SUM(LENGTH(body)), 0) AS bytes,
+            COALESCE(SUM(CASE WHEN owner IS NULL OR lease_until < ${now} THEN 1 ELSE 0 END), 0) AS backlog
+            FROM observability_spool`
+          const dead = yield* sql<{ n: unknown }>`SELECT COUNT(*) AS n FROM observability_dead_letter`
+          const rows = num(counts[0]?.n)
+          const backlog = num(counts[0]?.backlog)
+          return { backlog, deadLetters: num(dead[0]?.n), reclaimed, held: rows - backlog, rows, bytes: num(counts[0]?.bytes) }
+        }))
+      }).pipe(explain("cannot open the spool"), quiet)
 
-  const journal = (id: string, body: string, epoch: number, ordinal: number, now: number) =>
-    sql<{ seq: number }>`INSERT INTO observability_spool (id, body, epoch, ordinal, spooled_at, held)
-      VALUES (${id}, ${body}, ${epoch}, ${ordinal}, ${now}, 1) RETURNING seq`
-      .pipe(Effect.map((rows) => rows[0]?.seq ?? 0), explain("cannot write the event ahead"), quiet)
+    const insertRows = (items: ReadonlyArray<Item>, now: number, held: boolean) =>
+      Effect.forEach(chunks(items), (chunk) =>
+        sql<{ seq: unknown; ordinal: unknown }>`INSERT INTO observability_spool ${
+          sql.insert(chunk.map((item) => ({
+            id: item.id,
+            body: item.body,
+            epoch: item.epoch,
+            ordinal: item.ordinal,
+            spooled_at: now,
+            owner: held ? owner : null,
+            lease_until: held ? now + lease : 0,
+            last_error: item.reason
+          }))).returning("seq, ordinal")
+        }`)
 
-  // Bulk writes pass their rows as one JSON array through `json_each`: one fixed statement per
-  // kind of write (prepared once), whatever the number of rows.
-  const commit = (ops: Ops, now: number) =>
-    sql.withTransaction(Effect.gen(function*() {
-      if (ops.spool.length > 0) {
-        const rows = (ops.spool.length < 2 ? ops.spool : [...ops.spool].sort(byEmitOrder))
-          .map((item) => [item.id, item.body, item.epoch, item.ordinal, item.reason])
-        yield* sql`INSERT INTO observability_spool (id, body, epoch, ordinal, spooled_at, held, last_error)
-          SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, ${now}, 0, value ->> 4
-          FROM json_each(${JSON.stringify(rows)}) ORDER BY key`
-      }
-      for (const [reason, seqs] of groupByReason(ops.release)) {
-        yield* sql`UPDATE observability_spool SET held = 0, last_error = ${reason}
-          WHERE seq IN (SELECT value FROM json_each(${JSON.stringify(seqs)}))`
-      }
-      for (const [reason, seqs] of groupByReason(ops.failed)) {
-        yield* sql`UPDATE observability_spool SET attempts = attempts + 1, last_error = ${reason}
-          WHERE seq IN (SELECT value FROM json_each(${JSON.stringify(seqs)}))`
-      }
-      if (ops.dead.length > 0) {
-        const rows = ops.dead.map((item) => [item.id, item.body, item.epoch, item.ordinal, item.reason, item.status ?? null])
-        yield* sql`INSERT INTO observability_dead_letter (id, body, epoch, ordinal, reason, status, failed_at)
-          SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, ${now}
-          FROM json_each(${JSON.stringify(rows)}) ORDER BY key`
-      }
-      if (ops.remove.length > 0) {
-        yield* sql`DELETE FROM observability_spool WHERE seq IN (SELECT value FROM json_each(${JSON.stringify(ops.remove)}))`
-      }
-    })).pipe(explain("cannot write the spool"), quiet)
+    const commit = (ops: Ops, now: number, commitOptions: { readonly releaseHeld?: boolean } = {}) =>
+      sql.withTransaction(Effect.gen(function*() {
+        const journaled = new Map<number, number>()
+        if (ops.journal.length > 0) {
+          for (const rows of yield* insertRows(ops.journal, now, true)) {
+            for (const row of rows) journaled.set(num(row.ordinal), num(row.seq))
+          }
+        }
+        if (ops.spool.length > 0) {
+          yield* insertRows(ops.spool.length < 2 ? ops.spool : [...ops.spool].sort(byEmitOrder), now, false)
+        }
+        for (const [reason, seqs] of groupByReason(ops.release)) {
+          for (const chunk of chunks(seqs)) {
+            yield* sql`UPDATE observability_spool SET owner = NULL, lease_until = 0, last_error = ${reason}
+              WHERE ${sql.in("seq", chunk)} AND owner = ${owner}`
+          }
+        }
+        for (const [reason, seqs] of groupByReason(ops.failed)) {
+          for (const chunk of chunks(seqs)) {
+            yield* sql`UPDATE observability_spool SET owner = NULL, lease_until = 0, attempts = attempts + 1,
+              last_error = ${reason} WHERE ${sql.in("seq", chunk)} AND owner = ${owner}`
+          }
+        }
+        for (const chunk of chunks(ops.dead)) {
+          yield* sql`INSERT INTO observability_dead_letter ${
+            sql.insert(chunk.map((item) => ({
+              id: item.id,
+              body: item.body,
+              epoch: item.epoch,
+              ordinal: item.ordinal,
+              reason: item.reason,
+              status: item.status ?? null,
+              failed_at: now
+            })))
+          }`
+        }
+        for (const chunk of chunks(ops.remove)) {
+          yield* sql`DELETE FROM observability_spool WHERE ${sql.in("seq", chunk)}`
+        }
+        if (commitOptions.releaseHeld === true) {
+          yield* sql`UPDATE observability_spool SET owner = NULL, lease_until = 0 WHERE owner = ${owner}`
+        }
+        return { journaled }
+      })).pipe(explain("cannot write the spool"), quiet)
 
-  const page = (limit: number) =>
-    sql<Row>`SELECT seq, id, body, epoch, ordinal FROM observability_spool
-      WHERE held = 0 ORDER BY epoch, ordinal, seq LIMIT ${limit}`.pipe(explain("cannot read the spool"), quiet)
+    // The inner SELECT picks candidates; the outer WHERE checks the claim again on the row
+    // itself, so that of two processes racing for a row (PostgreSQL re-reads it after a
+    // concurrent update) only one gets it.
+    const claim = (limit: number, now: number) =>
+      sql<Row>`UPDATE observability_spool SET owner = ${owner}, lease_until = ${now + lease}
+        WHERE seq IN (SELECT seq FROM observability_spool WHERE (owner IS NULL OR lease_until < ${now})
+          ORDER BY epoch, ordinal, seq LIMIT ${limit})
+        AND (owner IS NULL OR lease_until < ${now})
+        RETURNING seq, id, body, epoch, ordinal`.pipe(
+        Effect.map((rows) =>
+          rows.map((row): Row => ({ seq: num(row.seq), id: row.id, body: row.body, epoch: num(row.epoch), ordinal: num(row.ordinal) }))
+            .sort(byRowOrder)
+        ),
+        explain("cannot read the spool"),
+        quiet
+      )
 
-  const deadLetters = (limit: number) =>
-    sql<{ seq: number; id: string; body: string; reason: string; status: number | null; failed_at: number }>`
-      SELECT seq, id, body, reason, status, failed_at FROM observability_dead_letter ORDER BY seq DESC LIMIT ${limit}`
-      .pipe(explain("cannot read the dead letters"), quiet)
+    const renew = (now: number) =>
+      sql`UPDATE observability_spool SET lease_until = ${now + lease} WHERE owner = ${owner}`.pipe(
+        Effect.asVoid,
+        explain("cannot renew the spool's leases"),
+        quiet
+      )
 
-  const requeueDeadLetters = (now: number) =>
-    sql.withTransaction(Effect.gen(function*() {
-      const count = yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM observability_dead_letter`
-      yield* sql`INSERT INTO observability_spool (id, body, epoch, ordinal, spooled_at, held, last_error)
-        SELECT id, body, epoch, ordinal, ${now}, 0, 'requeued from the dead letters: ' || reason
-        FROM observability_dead_letter ORDER BY seq`
-      yield* sql`DELETE FROM observability_dead_letter`
-      return count[0]?.n ?? 0
-    })).pipe(explain("cannot requeue the dead letters"), quiet)
+    const evict = (limit: Limit, now: number) =>
+      sql.withTransaction(Effect.gen(function*() {
+        let size = yield* sizeOf
+        let count = 0
+        const ids: Array<string> = []
+        // A few passes at most: a pass over bytes deletes rows of the average size.
+        for (let pass = 0; pass < 4; pass++) {
+          const overRows = limit.rows === undefined ? 0 : size.rows - limit.rows
+          const overBytes = limit.bytes === undefined || size.rows === 0
+            ? 0
+            : Math.ceil((size.bytes - limit.bytes) / (size.bytes / size.rows))
+          const excess = Math.max(overRows, overBytes)
+          if (excess <= 0) break
+          const deleted = yield* sql<{ id: string; bytes: unknown }>`DELETE FROM observability_spool
+            WHERE seq IN (SELECT seq FROM observability_spool WHERE (owner IS NULL OR lease_until < ${now})
+              ORDER BY epoch, ordinal, seq LIMIT ${excess})
+            RETURNING id, LENGTH(body) AS bytes`
+          if (deleted.length === 0) break
+          count += deleted.length
+          for (const row of deleted) if (ids.length < 50) ids.push(row.id)
+          size = yield* sizeOf
+        }
+        return { count, ids, size }
+      })).pipe(explain("cannot bound the spool"), quiet)
 
-  return { open, journal, commit, page, deadLetters, requeueDeadLetters }
-})
+    const counts = (now: number) =>
+      sql<{ n: unknown; backlog: unknown }>`SELECT COUNT(*) AS n,
+        COALESCE(SUM(CASE WHEN owner IS NULL OR lease_until < ${now} THEN 1 ELSE 0 END), 0) AS backlog FROM observability_spool`.pipe(
+        Effect.map((rows) => ({ backlog: num(rows[0]?.backlog), held: num(rows[0]?.n) - num(rows[0]?.backlog) })),
+        explain("cannot count the spool"),
+        quiet
+      )
+
+    const deadLetters = (limit: number) =>
+      sql<{ seq: number; id: string; body: string; reason: string; status: number | null; failed_at: number }>`
+        SELECT seq, id, body, reason, status, failed_at FROM observability_dead_letter ORDER BY seq DESC LIMIT ${limit}`
+        .pipe(explain("cannot read the dead letters"), quiet)
+
+    const requeueDeadLetters = (now: number) =>
+      sql.withTransaction(Effect.gen(function*() {
+        const count = yield* sql<{ n: unknown }>`SELECT COUNT(*) AS n FROM observability_dead_letter`
+        yield* sql`INSERT INTO observability_spool (id, body, epoch, ordinal, spooled_at, lease_until, last_error)
+          SELECT id, body, epoch, ordinal, ${now}, 0, 'requeued from the dead letters: ' || reason
+          FROM observability_dead_letter ORDER BY seq`
+        yield* sql`DELETE FROM observability_dead_letter`
+        return num(count[0]?.n)
+      })).pipe(explain("cannot requeue the dead letters"), quiet)
+
+    return { owner, open, commit, claim, renew, counts, evict, deadLetters, requeueDeadLetters }
+  })

@@ -1,18 +1,30 @@
 /**
- * The spool writer: the outcomes of deliveries (and events that do not fit the queue) become
- * writes to the spool, gathered while the writer is busy and committed in one transaction each
- * round. An event counts as settled (for `flush`) once its write is committed, or once it is
- * counted and logged as lost because the spool cannot be written.
+ * The spool writer: every write of the spool goes through it, gathered and committed in one
+ * transaction per round (a group commit).
  *
- * A piece of its own, so that another storage policy (a durable spool that commits before
- * sending, claims rows, caps its size) can take its place behind the same interface.
+ * - Durable mode (the default): each accepted event joins the next group commit as a row this
+ *   process holds (`journal`); a round starts `commitInterval` after the first event waiting, or
+ *   at once when `commitEvents` are waiting, a flush waits, or a write that should not wait (a
+ *   spooled event, a dead letter) comes in. An event delivered before its round is never
+ *   written; one delivered after is deleted in a later round.
+ * - Outcomes of deliveries: delivered (delete the row), refused for good (dead letter), not
+ *   deliverable now (release the row to the backlog, or spool the event).
+ * - A commit that fails is tried again once after a short pause; then its writes stay in memory
+ *   (up to `queueCapacity` events; beyond, they are counted and logged as lost) and are tried
+ *   again every `redeliveryInterval`, with one log line per second at most.
+ * - Past `spoolMax`, the oldest rows nobody holds are evicted: counted and logged.
+ * - Leases of the rows this process holds are renewed every third of `lease`.
  *
  * @since 0.1.0
  */
+import type { SqlError } from "@effect/sql/SqlError"
 import * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
 import type { Result } from "./Answer.js"
 import { truncate } from "./Answer.js"
 import type { Settings } from "./Options.js"
@@ -21,16 +33,22 @@ import type { Entry, State } from "./State.js"
 import { tally } from "./State.js"
 
 export interface SpoolWriter {
-  /** Records a delivery's outcome: delivered (delete a written-ahead row), dead, or spool it. */
+  /** Durable mode: the event joins the next group commit. Returns how many events wait for it. */
+  readonly journal: (entry: Entry) => number
+  /** Records a delivery's outcome: delivered (delete its row), dead, or spool it. */
   readonly settle: (entry: Entry, result: Result) => void
+  /** A claimed spool row's redelivery outcome: delivered (delete), dead (dead letter), or released with `attempts` + 1. */
+  readonly settleRow: (row: Spool.Row, result: Result) => void
   /** Spools an event that could not be queued (queue full, shutting down). */
   readonly overflow: (entry: Entry, reason: string) => Effect.Effect<void>
-  /** Releases a written-ahead row to the backlog (its event could not be queued). */
-  readonly release: (entry: Entry, reason: string) => void
-  /** Writes one event now, outside the writer (after shutdown, or when the writer is far behind). */
+  /** Writes one event now, outside the writer (after shutdown). */
   readonly spoolNow: (entry: Entry, reason: string) => Effect.Effect<void>
+  /** Waits until the event is on disk (or has its outcome); fails when the write failed. */
+  readonly durable: (entry: Entry) => Effect.Effect<void, SqlError>
   /** Commits what is pending now; interrupted, it keeps the writes pending. */
   readonly commitPending: Effect.Effect<void>
+  /** The last commit at shutdown: what is pending, and every row this process holds goes back to the backlog. */
+  readonly finish: Effect.Effect<void>
   /** Counts and logs as lost what is still pending (shutdown ran out of time). */
   readonly abandon: Effect.Effect<void>
   /** The writer loop: runs until interrupted. */
@@ -47,45 +65,91 @@ export interface SpoolWriterOptions {
 /** How long a failed commit waits before its one retry (a busy or briefly full disk). */
 const retryPause = Duration.millis(100)
 
-/**
- * A pause on the wall clock (a timer, not the Effect `Clock`): for batching deletes, which is an
- * I/O optimisation, not behaviour a test drives with `TestClock`.
- */
-const wallPause = (millis: number): Effect.Effect<void> =>
-  Effect.async<void>((resume) => {
-    const timer = setTimeout(() => resume(Effect.void), millis)
-    return Effect.sync(() => clearTimeout(timer))
-  })
+/** Why a journal row is there while its event is still in memory. */
+const inMemory = "held by a running process: not delivered yet"
 
 export const make = (options: SpoolWriterOptions): SpoolWriter => {
   const { clock, settings, spool, state } = options
   const now = () => clock.unsafeCurrentTimeMillis()
+  const leaseMillis = Duration.toMillis(settings.lease)
+  const commitEvents = settings.commitEvents
 
-  /** Writes waiting for the writer, and the events they settle once committed. */
-  const pending: { ops: Spool.Ops; entries: Array<Entry> } = { ops: Spool.emptyOps(), entries: [] }
+  /** Writes waiting for the next round, the events they settle once committed, and the events waiting for their journal row. */
+  const pending: { ops: Spool.Ops; entries: Array<Entry>; journal: Array<Entry>; releaseHeld: boolean } = {
+    ops: Spool.emptyOps(),
+    entries: [],
+    journal: [],
+    releaseHeld: false
+  }
+  /** Writes of rounds that failed, kept in memory and tried again (a full or failing disk). */
+  let kept: Spool.Ops = Spool.emptyOps()
+  let nextRenewal = now() + leaseMillis / 3
+  /** Bytes of the rows deleted by the pending writes (for the spool's size as this process counts it). */
+  let removedBytes = 0
 
-  const enqueue = (entry: Entry, write: (ops: Spool.Ops) => void): void => {
+  const hasWork = () => pending.entries.length > 0 || pending.journal.length > 0 || Spool.opsSize(pending.ops) > 0
+  const urgent = () =>
+    pending.entries.length > 0 || pending.ops.dead.length > 0 || pending.ops.spool.length > 0 ||
+    pending.ops.release.length > 0 || pending.ops.failed.length > 0 || pending.releaseHeld
+
+  /** A write that settles `entry` once committed; it does not wait for the group commit's interval. */
+  const enqueue = (entry: Entry | undefined, write: (ops: Spool.Ops) => void): void => {
     write(pending.ops)
-    pending.entries.push(entry)
+    if (entry !== undefined) pending.entries.push(entry)
     state.writeSignal.fire()
+    state.commitSignal.fire()
+  }
+
+  /** A write with nothing waiting on it (a delete): it rides along with the next round. */
+  const housekeeping = (write: (ops: Spool.Ops) => void): void => {
+    write(pending.ops)
+    state.writeSignal.fire()
+  }
+
+  const journal = (entry: Entry): number => {
+    entry.journal = "pending"
+    pending.journal.push(entry)
+    if (pending.journal.length === 1) state.writeSignal.fire()
+    if (pending.journal.length >= commitEvents) state.commitSignal.fire()
+    return pending.journal.length
   }
 
   const settle = (entry: Entry, result: Result): void => {
     if (result === undefined) {
       state.add("delivered", 1)
-      if (entry.seq === 0) state.settle(entry)
-      else enqueue(entry, (ops) => ops.remove.push(entry.seq))
+      if (entry.journal === "written") {
+        removedBytes += entry.body.length
+        housekeeping((ops) => ops.remove.push(entry.seq))
+      }
+      else if (entry.journal !== "none") entry.early = { kind: "delivered" }
+      state.settle(entry)
     } else if (result.dead) {
+      if (entry.journal === "pending" || entry.journal === "committing") entry.early = { kind: "dead" }
       enqueue(entry, (ops) => {
         ops.dead.push({ ...state.itemOf(entry, result.reason), status: result.status })
-        if (entry.seq !== 0) ops.remove.push(entry.seq)
+        if (entry.journal === "written") ops.remove.push(entry.seq)
       })
+    } else if (entry.journal === "written") {
+      enqueue(entry, (ops) => ops.release.push({ seq: entry.seq, reason: result.reason }))
+    } else if (entry.journal === "committing") {
+      // Its row is being written: it is released once it is (and settled then).
+      entry.early = { kind: "spool", reason: result.reason }
+      state.commitSignal.fire()
     } else {
-      enqueue(entry, (ops) => {
-        if (entry.seq === 0) ops.spool.push(state.itemOf(entry, result.reason))
-        else ops.release.push({ seq: entry.seq, reason: result.reason })
-      })
+      if (entry.journal === "pending") entry.early = { kind: "spool", reason: result.reason }
+      enqueue(entry, (ops) => ops.spool.push(state.itemOf(entry, result.reason)))
     }
+  }
+
+  const settleRow = (row: Spool.Row, result: Result): void => {
+    removedBytes += result === undefined || result.dead ? row.body.length : 0
+    if (result === undefined) housekeeping((ops) => ops.remove.push(row.seq))
+    else if (result.dead) {
+      enqueue(undefined, (ops) => {
+        ops.dead.push({ id: row.id, body: row.body, reason: result.reason, status: result.status, epoch: row.epoch, ordinal: row.ordinal })
+        ops.remove.push(row.seq)
+      })
+    } else enqueue(undefined, (ops) => ops.failed.push({ seq: row.seq, reason: result.reason }))
   }
 
   const spoolLog = tally(now, (n, reason) =>
@@ -93,74 +157,234 @@ export const make = (options: SpoolWriterOptions): SpoolWriter => {
       `observability: spooled ${n} event(s) that cannot be delivered now${reason === "" ? "" : ` (${reason})`}; ` +
         `${state.spoolSize} in the spool`
     ))
+  const storageLog = tally(now, (n, reason) =>
+    Effect.logError(
+      `observability: the spool cannot be written (${reason}); ${n} failed write(s) in the last second. ` +
+        `${kept.spool.length + kept.dead.length} event(s) wait in memory for the disk, ${state.counters.dropped} lost so far`
+    ))
+  const lossLog = tally(now, (n, reason) =>
+    Effect.logError(`observability: LOST ${n} event(s): ${reason}; ${state.counters.dropped} lost so far`))
+  const evictLog = tally(now, (n, reason) =>
+    Effect.logWarning(
+      `observability: the spool is full (BIG3_EVENTS_SPOOL_MAX): evicted ${n} of its oldest event(s) (${reason}); ` +
+        `${state.counters.evicted} evicted so far`
+    ))
 
   const firstReason = (ops: Spool.Ops): string => truncate(ops.spool[0]?.reason ?? ops.release[0]?.reason ?? "", 200)
 
-  /** Counts and logs writes that nothing can keep any more. */
-  const lose = (ops: Spool.Ops, entries: ReadonlyArray<Entry>, why: string, cause?: Cause.Cause<unknown>) => {
-    // Write-ahead rows whose release or delete was not written are still in the table and come
-    // back at the next start; new rows and dead letters are lost.
-    const lost = ops.spool.length + ops.dead.length
+  /** Keeps the writes of a failed round for later, up to `queueCapacity` events; the rest is lost, counted and logged. */
+  const keep = (ops: Spool.Ops, detail: string): Effect.Effect<void> => {
+    const room = Math.max(0, settings.queueCapacity - kept.spool.length - kept.dead.length)
+    const events = ops.spool.length + ops.dead.length
+    const lost = Math.max(0, events - room)
+    const spoolKept = ops.spool.slice(0, Math.max(0, ops.spool.length - lost))
+    const deadKept = ops.dead.slice(0, Math.max(0, ops.dead.length - Math.max(0, lost - ops.spool.length)))
+    kept = Spool.concatOps(kept, { ...ops, journal: [], spool: spoolKept, dead: deadKept })
     state.add("dropped", lost)
+    return lost === 0 ? Effect.void : lossLog.add(lost, `the spool cannot be written (${detail}) and memory holds ${settings.queueCapacity} at most`)
+  }
+
+  const afterSuccess = (
+    ops: Spool.Ops,
+    entries: ReadonlyArray<Entry>,
+    journaled: ReadonlyArray<Entry>,
+    committed: Spool.Committed,
+    removed: number
+  ) => {
+    for (const entry of journaled) {
+      const seq = committed.journaled.get(entry.ordinal) ?? 0
+      entry.seq = seq
+      entry.journal = seq > 0 ? "written" : "none"
+      if (entry.onDisk !== undefined) Deferred.unsafeDone(entry.onDisk, Exit.void)
+      const early = entry.early
+      if (early === undefined || seq === 0) continue
+      if (early.kind === "spool") enqueue(entry, (next) => next.release.push({ seq, reason: early.reason }))
+      else {
+        removedBytes += entry.body.length
+        housekeeping((next) => next.remove.push(seq))
+      }
+    }
+    const newlySpooled = ops.spool.length + ops.release.length + ops.failed.length
+    state.add("journaled", journaled.length)
+    state.add("spooled", ops.spool.length + ops.release.length)
+    state.add("deadLettered", ops.dead.length)
+    state.spoolSize += ops.spool.length + ops.release.length
+    state.deadLetterSize += ops.dead.length
+    const added = [...ops.journal, ...ops.spool]
+    state.storedRows = Math.max(0, state.storedRows + added.length - ops.remove.length)
+    state.storedBytes = Math.max(0, state.storedBytes + added.reduce((n, item) => n + item.body.length, 0) - removed)
     for (const entry of entries) state.settle(entry)
-    const ids = [...ops.spool, ...ops.dead].map((item) => item.id)
-    const message = `observability: LOST ${lost} event(s): ${why}; ids ${ids.slice(0, 50).join(", ")}${ids.length > 50 ? ", …" : ""}`
-    return cause === undefined ? Effect.logError(message) : Effect.logError(message, cause)
+    if (newlySpooled > 0) state.spoolSignal.fire()
+    return Effect.zipRight(
+      spoolLog.add(ops.spool.length + ops.release.length, firstReason(ops)),
+      ops.dead.length === 0 ? Effect.void : Effect.logError(
+        `observability: dead-lettered ${ops.dead.length} event(s) the server refused: ` +
+          `${truncate(ops.dead[0]!.reason, 300)}${ops.dead.length > 1 ? " (first shown)" : ""}; ` +
+          `${state.deadLetterSize} in the dead letters`
+      )
+    )
+  }
+
+  const afterFailure = (
+    ops: Spool.Ops,
+    entries: ReadonlyArray<Entry>,
+    journaled: ReadonlyArray<Entry>,
+    cause: Cause.Cause<SqlError>
+  ): Effect.Effect<void> => {
+    state.add("storageErrors", 1)
+    const error = Cause.failureOption(cause)
+    const detail = error._tag === "Some" ? Spool.detailOf(error.value) : Cause.isDie(cause) ? "a defect while writing the spool" : "interrupted"
+    // Events whose journal row was not written are still in memory: they are delivered from
+    // there. Those that failed meanwhile need a backlog row.
+    const spoolLater: Array<Spool.Item> = []
+    for (const entry of journaled) {
+      entry.journal = "none"
+      if (entry.onDisk !== undefined && error._tag === "Some") Deferred.unsafeDone(entry.onDisk, Exit.fail(error.value))
+      if (entry.early?.kind === "spool") {
+        spoolLater.push(state.itemOf(entry, entry.early.reason))
+        state.settle(entry)
+      }
+    }
+    for (const entry of entries) {
+      if (entry.onDisk !== undefined && error._tag === "Some") Deferred.unsafeDone(entry.onDisk, Exit.fail(error.value))
+      state.settle(entry)
+    }
+    return Effect.zipRight(
+      keep({ ...ops, journal: [], spool: ops.spool.concat(spoolLater) }, detail),
+      Cause.isDie(cause)
+        ? Effect.logError("observability: a defect while writing the spool", cause)
+        : storageLog.add(1, truncate(detail, 300))
+    )
   }
 
   /**
-   * Commits the pending writes in one transaction, tried again once after a short pause (a busy
-   * or briefly full disk), then settles the events they carry. Interruptible: a commit cut short
-   * (shutdown out of time) puts its writes back, so that nothing taken is forgotten.
+   * A defect while writing (a bug of ours, not the disk): trying the same writes again would meet
+   * it again, so what they carried is counted and logged as lost, and the defect goes on to the
+   * caller (the redeliverer stops on it; the writer loop logs it and carries on).
+   */
+  const afterDefect = (
+    ops: Spool.Ops,
+    entries: ReadonlyArray<Entry>,
+    journaled: ReadonlyArray<Entry>,
+    cause: Cause.Cause<SqlError>
+  ): Effect.Effect<void> => {
+    for (const entry of journaled) {
+      entry.journal = "none"
+      if (entry.early?.kind === "spool") ops.spool.push(state.itemOf(entry, entry.early.reason))
+      state.settle(entry)
+    }
+    for (const entry of entries) state.settle(entry)
+    const lost = ops.spool.length + ops.dead.length
+    state.add("dropped", lost)
+    return Effect.zipRight(
+      Effect.logError(`observability: LOST ${lost} event(s): a defect while writing the spool`, cause),
+      Effect.die(Cause.squash(cause))
+    )
+  }
+
+  /** Brings the spool back within `spoolMax` when this process's count says it is over. */
+  const bound: Effect.Effect<void> = Effect.suspend(() => {
+    const { bytes, rows } = settings.spoolMax
+    const over = (rows !== undefined && state.storedRows > rows) || (bytes !== undefined && state.storedBytes > bytes)
+    // Only rows nobody holds can go; rows of events still in memory do not count against it for long.
+    if (!over || state.spoolSize === 0) return Effect.void
+    return Effect.matchEffect(spool.evict(settings.spoolMax, now()), {
+      onFailure: (error) => Effect.zipRight(Effect.sync(() => state.add("storageErrors", 1)), storageLog.add(1, error.message)),
+      onSuccess: (evicted) => {
+        state.storedRows = evicted.size.rows
+        state.storedBytes = evicted.size.bytes
+        state.spoolSize = Math.max(0, state.spoolSize - evicted.count)
+        state.add("evicted", evicted.count)
+        return evicted.count === 0 ? Effect.void : evictLog.add(evicted.count, `first ${evicted.ids[0] ?? "?"}`)
+      }
+    })
+  })
+
+  /**
+   * Commits the pending writes (and those kept from failed rounds) in one transaction, tried
+   * again once after a short pause, then settles the events they carry. Interruptible: a commit
+   * cut short (shutdown out of time) puts its writes back, so that nothing taken is forgotten.
    */
   const commitPending: Effect.Effect<void> = Effect.suspend(() => {
-    const { entries, ops } = pending
+    const journaled = pending.journal.filter((entry) => entry.early === undefined)
+    for (const entry of pending.journal) entry.journal = entry.early === undefined ? "committing" : "none"
+    const ops: Spool.Ops = {
+      ...Spool.concatOps(kept, pending.ops),
+      journal: journaled.map((entry) => state.itemOf(entry, inMemory))
+    }
+    const entries = pending.entries
+    const releaseHeld = pending.releaseHeld
+    const removed = removedBytes
+    removedBytes = 0
+    kept = Spool.emptyOps()
     pending.ops = Spool.emptyOps()
     pending.entries = []
-    if (Spool.opsSize(ops) === 0) {
+    pending.journal = []
+    pending.releaseHeld = false
+    if (Spool.opsSize(ops) === 0 && !releaseHeld) {
       for (const entry of entries) state.settle(entry)
       return Effect.void
     }
-    const commit = Effect.suspend(() => spool.commit(ops, now()))
+    const commit = Effect.suspend(() => spool.commit(ops, now(), { releaseHeld }))
     return commit.pipe(
       Effect.catchAll(() => Effect.zipRight(Effect.sleep(retryPause), commit)),
       Effect.matchCauseEffect({
-        onSuccess: () => {
-          const newlySpooled = ops.spool.length + ops.release.length
-          state.add("spooled", newlySpooled)
-          state.add("deadLettered", ops.dead.length)
-          state.spoolSize += newlySpooled
-          state.deadLetterSize += ops.dead.length
-          for (const entry of entries) state.settle(entry)
-          if (newlySpooled > 0) state.spoolSignal.fire()
-          return Effect.zipRight(
-            spoolLog.add(newlySpooled, firstReason(ops)),
-            ops.dead.length === 0 ? Effect.void : Effect.logError(
-              `observability: dead-lettered ${ops.dead.length} event(s) the server refused: ` +
-                `${truncate(ops.dead[0]!.reason, 300)}${ops.dead.length > 1 ? " (first shown)" : ""}; ` +
-                `${state.deadLetterSize} in the dead letters`
-            )
-          )
-        },
-        onFailure: (cause) => {
-          state.add("storageErrors", 1)
-          return lose(ops, entries, Cause.isDie(cause) ? "a defect while writing the spool" : "the spool cannot be written", cause)
-        }
+        onSuccess: (committed) => Effect.zipRight(afterSuccess(ops, entries, journaled, committed, removed), bound),
+        onFailure: (cause) =>
+          Cause.isInterruptedOnly(cause)
+            ? Effect.void
+            : Cause.isDie(cause)
+            ? afterDefect(ops, entries, journaled, cause)
+            : afterFailure(ops, entries, journaled, cause)
       }),
       Effect.onInterrupt(() =>
         Effect.sync(() => {
-          pending.ops = Spool.concatOps(ops, pending.ops)
+          const back: Array<Entry> = []
+          for (const entry of journaled) {
+            const early = entry.early
+            if (early === undefined) {
+              entry.journal = "pending"
+              back.push(entry)
+              continue
+            }
+            entry.journal = "none"
+            // It failed while its row was being written: it needs a backlog row of its own now.
+            if (early.kind === "spool") {
+              pending.ops.spool.push(state.itemOf(entry, early.reason))
+              pending.entries.push(entry)
+            }
+          }
+          pending.journal = back.concat(pending.journal)
+          pending.ops = Spool.concatOps({ ...ops, journal: [] }, pending.ops)
           pending.entries = entries.concat(pending.entries)
+          pending.releaseHeld = pending.releaseHeld || releaseHeld
+          removedBytes += removed
         })
       )
     )
   })
 
+  const finish = Effect.suspend(() => {
+    pending.releaseHeld = true
+    return commitPending
+  })
+
   const abandon = Effect.suspend(() => {
-    const { entries, ops } = pending
+    const ops = Spool.concatOps(kept, pending.ops)
+    const entries = pending.entries
+    kept = Spool.emptyOps()
     pending.ops = Spool.emptyOps()
     pending.entries = []
-    return Spool.opsSize(ops) === 0 && entries.length === 0 ? Effect.void : lose(ops, entries, "shutdown ran out of time to write the spool")
+    pending.journal = []
+    const lost = ops.spool.length + ops.dead.length
+    state.add("dropped", lost)
+    for (const entry of entries) state.settle(entry)
+    if (lost === 0 && entries.length === 0) return Effect.void
+    const ids = [...ops.spool, ...ops.dead].map((item) => item.id)
+    return Effect.logError(
+      `observability: LOST ${lost} event(s): shutdown ran out of time to write the spool; ` +
+        `ids ${ids.slice(0, 50).join(", ")}${ids.length > 50 ? ", …" : ""}`
+    )
   })
 
   const spoolNow = (entry: Entry, reason: string): Effect.Effect<void> => {
@@ -170,6 +394,7 @@ export const make = (options: SpoolWriterOptions): SpoolWriter => {
         onSuccess: () => {
           state.add("spooled", 1)
           state.spoolSize++
+          state.storedRows++
           state.settle(entry)
           if (!state.closed) state.spoolSignal.fire()
           return spoolLog.add(1, reason)
@@ -185,27 +410,51 @@ export const make = (options: SpoolWriterOptions): SpoolWriter => {
   }
 
   const overflow = (entry: Entry, reason: string): Effect.Effect<void> => {
-    if (state.closed || pending.entries.length >= settings.queueCapacity) return spoolNow(entry, reason)
-    enqueue(entry, (ops) => ops.spool.push(state.itemOf(entry, reason)))
+    if (state.closed) return spoolNow(entry, reason)
+    settle(entry, { dead: false, reason, status: undefined })
     return Effect.void
   }
 
-  const release = (entry: Entry, reason: string): void => enqueue(entry, (ops) => ops.release.push({ seq: entry.seq, reason }))
-
-  // Write-ahead mode deletes a row per delivery, and deliveries finish one by one: deletes wait
-  // a few milliseconds to share a transaction (one commit per event costs ≈ 150 µs). A crash in
-  // that window only means a redelivery, which the event id makes harmless. Spooling and dead
-  // letters commit at once.
-  const deleteLinger = wallPause(5)
-  const run = Effect.forever(
+  const durable = (entry: Entry): Effect.Effect<void, SqlError> =>
     Effect.suspend(() => {
-      if (pending.entries.length === 0) return state.writeSignal.wait
-      const { ops } = pending
-      const onlyDeletes = ops.spool.length === 0 && ops.release.length === 0 && ops.dead.length === 0
-      if (onlyDeletes && !state.closing && pending.entries.length < 1_000) return Effect.zipRight(deleteLinger, commitPending)
-      return Effect.zipRight(Effect.yieldNow(), commitPending)
+      if (entry.journal === "written" || entry.settled) return Effect.void
+      if (entry.onDisk === undefined) entry.onDisk = Deferred.unsafeMake<void, SqlError>(FiberId.none)
+      return Deferred.await(entry.onDisk)
     })
+
+  const renew = Effect.suspend(() => {
+    const at = now()
+    nextRenewal = at + leaseMillis / 3
+    return Effect.catchAll(spool.renew(at), (error) =>
+      Effect.zipRight(Effect.sync(() => state.add("storageErrors", 1)), storageLog.add(1, error.message)))
+  })
+
+  /** The wait before a round: the commit interval, cut short by a write that should not wait. */
+  const linger = Effect.suspend(() => Effect.raceFirst(Effect.sleep(settings.commitInterval), state.commitSignal.next()))
+  const untilRenewal = () => Effect.sleep(Duration.millis(Math.max(1, nextRenewal - now())))
+
+  const run = Effect.forever(
+    Effect.suspend((): Effect.Effect<void> => {
+      if (now() >= nextRenewal) return renew
+      if (Spool.opsSize(kept) > 0 && !hasWork()) {
+        // Writes of failed rounds: try again a little later (the disk may have room by then).
+        return Effect.zipRight(Effect.sleep(settings.redeliveryInterval), commitPending)
+      }
+      if (!hasWork()) {
+        // Leases need renewing only while this process may hold rows; an idle client arms no timer.
+        if (!state.holdsRows()) {
+          return Effect.zipRight(state.writeSignal.wait, Effect.sync(() => {
+            nextRenewal = Math.max(nextRenewal, now() + leaseMillis / 3)
+          }))
+        }
+        return Effect.raceFirst(state.writeSignal.next(), untilRenewal())
+      }
+      if (urgent() || state.closing || pending.journal.length >= commitEvents) {
+        return Effect.zipRight(Effect.yieldNow(), commitPending)
+      }
+      return Effect.zipRight(linger, commitPending)
+    }).pipe(Effect.catchAllDefect(() => Effect.void)) // logged where it happened
   )
 
-  return { settle, overflow, release, spoolNow, commitPending, abandon, run }
+  return { journal, settle, settleRow, overflow, spoolNow, durable, commitPending, finish, abandon, run }
 }

@@ -7,6 +7,7 @@
  *
  * @since 0.1.0
  */
+import type { SqlError } from "@effect/sql/SqlError"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -52,16 +53,28 @@ export const idOf = (body: string): string => {
   }
 }
 
+/** Where an event's durable copy stands: none, waiting for the next group commit, being committed, written (`seq`). */
+export type Journal = "none" | "pending" | "committing" | "written"
+
+/** An outcome that arrived before the event's group commit finished. */
+export type Early = { readonly kind: "delivered" | "dead" } | { readonly kind: "spool"; readonly reason: string }
+
 /**
- * An accepted event: its JSON, its spool row when it was written ahead (`seq > 0`), the flush
- * generation it was accepted in (a flush waits for its generation and the older ones), and its
- * place in emit order (the spool redelivers in that order). Kept small: 100,000 of them wait in
- * memory when the server is slow.
+ * An accepted event: its JSON, the flush generation it was accepted in (a flush waits for its
+ * generation and the older ones), its place in emit order (the spool redelivers in that order),
+ * and its durable copy in the spool (`journal`, `seq` once written). Kept small: 100,000 of them
+ * wait in memory when the server is slow.
  */
 export class Entry {
+  seq = 0
+  journal: Journal = "none"
+  early: Early | undefined = undefined
+  /** A caller of `emitDurable` waiting for this event to be on disk (or delivered). */
+  onDisk: Deferred.Deferred<void, SqlError> | undefined = undefined
+  /** It has its outcome (`State.settle`). */
+  settled = false
   constructor(
     readonly body: string,
-    readonly seq: number,
     readonly generation: number,
     readonly ordinal: number
   ) {}
@@ -71,6 +84,13 @@ export class Entry {
 export class Signal {
   private deferred = Deferred.unsafeMake<void>(FiberId.none)
   readonly wait: Effect.Effect<void> = Effect.suspend(() => Deferred.await(this.deferred))
+  /**
+   * Waits for the next `fire` after this call. Unlike `wait`, it is bound now, not when the
+   * effect starts: a racer forked to wait cannot miss a `fire` that comes before it runs.
+   */
+  next(): Effect.Effect<void> {
+    return Deferred.await(this.deferred)
+  }
   fire(): void {
     const fired = this.deferred
     this.deferred = Deferred.unsafeMake<void>(FiberId.none)
@@ -89,6 +109,7 @@ export interface Counters {
   rejected: number
   dropped: number
   journaled: number
+  evicted: number
   storageErrors: number
 }
 
@@ -104,6 +125,7 @@ const metricKind: Record<Counter, string> = {
   rejected: "rejected",
   dropped: "dropped",
   journaled: "journaled",
+  evicted: "evicted",
   storageErrors: "storage_error"
 }
 
@@ -118,6 +140,7 @@ export class State {
     rejected: 0,
     dropped: 0,
     journaled: 0,
+    evicted: 0,
     storageErrors: 0
   }
   private readonly labels = new Map(
@@ -127,6 +150,9 @@ export class State {
   mode: Mode
   /** Events waiting in the spool, as far as this process knows. */
   spoolSize: number
+  /** All rows of the spool and their bytes, as far as this process knows (for `spoolMax`). */
+  storedRows: number
+  storedBytes: number
   deadLetterSize: number
   /** Shutdown has begun: no more offers to the queue. */
   closing = false
@@ -135,6 +161,8 @@ export class State {
 
   /** Wakes the spool writer. */
   readonly writeSignal = new Signal()
+  /** Cuts the group commit's wait short: enough events gathered, or a write that should not wait. */
+  readonly commitSignal = new Signal()
   /** Wakes the redeliverer: something was spooled. */
   readonly spoolSignal = new Signal()
   /** Cuts a batch's linger short: a flush waits. */
@@ -148,16 +176,20 @@ export class State {
   private readonly waiters: Array<{ readonly generation: number; readonly deferred: Deferred.Deferred<void> }> = []
   /** Flushes waiting now. */
   pendingFlushes = 0
+  /** A redelivery pass holds claimed rows now. */
+  redelivering = false
   private ordinals = 0
 
   constructor(
     mode: Mode,
-    opened: { readonly backlog: number; readonly deadLetters: number },
+    opened: { readonly backlog: number; readonly deadLetters: number; readonly rows: number; readonly bytes: number },
     /** When this client started: with `ordinal`, the spool's order (start, then emit order). */
     readonly epoch: number
   ) {
     this.mode = mode
     this.spoolSize = opened.backlog
+    this.storedRows = opened.rows
+    this.storedBytes = opened.bytes
     this.deadLetterSize = opened.deadLetters
   }
 
@@ -175,14 +207,17 @@ export class State {
   }
 
   /** An event accepted now: it counts as outstanding until `settle`. */
-  accept(body: string, seq: number, ordinal: number): Entry {
-    const entry = new Entry(body, seq, this.generation, ordinal)
+  accept(body: string, ordinal: number): Entry {
+    const entry = new Entry(body, this.generation, ordinal)
     this.outstanding.set(this.generation, (this.outstanding.get(this.generation) ?? 0) + 1)
     return entry
   }
 
   /** The event has its outcome (delivered, spooled, dead-lettered or lost). */
   settle(entry: Entry): void {
+    if (entry.settled) return
+    entry.settled = true
+    if (entry.onDisk !== undefined) Deferred.unsafeDone(entry.onDisk, Exit.void)
     const left = (this.outstanding.get(entry.generation) ?? 1) - 1
     if (left > 0) {
       this.outstanding.set(entry.generation, left)
@@ -216,6 +251,11 @@ export class State {
       })
     )
   })
+
+  /** Events accepted and without an outcome yet, or rows claimed for redelivery: this process may hold spool rows. */
+  holdsRows(): boolean {
+    return this.outstanding.size > 0 || this.redelivering
+  }
 
   /** Releases every flush still waiting (at the end of shutdown). */
   releaseAll(): void {

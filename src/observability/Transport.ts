@@ -97,6 +97,31 @@ const errorText = (error: unknown): string => {
   return `${error.message}${code}${cause}`
 }
 
+/**
+ * Removes the API key from what a server says back: a server (or a proxy) that echoes the
+ * `X-API-Key` header in its body or headers must not put the key into an error message, the
+ * dead-letter table, a log line or `big3 events dead-letters`. As the Gemini and Anthropic paths do.
+ */
+export const scrubber = (apiKey: Option.Option<Redacted.Redacted<string>>) => {
+  if (Option.isNone(apiKey)) return { text: (text: string) => text, answer: (answer: Answer) => answer }
+  const secret = Redacted.value(apiKey.value)
+  const text = (value: string): string => value.includes(secret) ? value.split(secret).join("<redacted>") : value
+  const answer = (raw: Answer): Answer => {
+    let headers = raw.headers
+    for (const [name, value] of Object.entries(raw.headers)) {
+      const leaks = typeof value === "string" ? value.includes(secret) : value?.some((item) => item.includes(secret)) === true
+      if (!leaks) continue
+      headers = {
+        ...headers,
+        [name]: typeof value === "string" ? text(value) : value?.map(text)
+      }
+    }
+    const body = raw.body === undefined ? undefined : text(raw.body)
+    return body === raw.body && headers === raw.headers ? raw : { ...raw, body, headers }
+  }
+  return { text, answer }
+}
+
 // ---------------------------------------------------------------------------------------------
 // undici
 // ---------------------------------------------------------------------------------------------
@@ -185,6 +210,7 @@ export const undici = (options: TransportOptions): Effect.Effect<Transport, neve
       (pool) => Effect.promise(() => pool.destroy().catch(() => undefined))
     ),
     (pool): Transport => {
+      const scrub = scrubber(options.apiKey)
       const headers: Record<string, string> = { "content-type": "application/json" }
       if (Option.isSome(options.apiKey)) headers[apiKeyHeader] = Redacted.value(options.apiKey.value)
       const singlePath = options.url.pathname + options.url.search
@@ -196,7 +222,15 @@ export const undici = (options: TransportOptions): Effect.Effect<Transport, neve
         post: (route, body) =>
           Effect.async<Answer, TransportError>((resume) => {
             const single = route === "single"
-            const exchange = new Exchange(resume, route, single ? singleTarget : batchTarget)
+            const exchange = new Exchange(
+              (effect) =>
+                resume(Effect.mapBoth(effect, {
+                  onFailure: (error) => new NetworkError({ service, message: scrub.text(error.message) }),
+                  onSuccess: scrub.answer
+                })),
+              route,
+              single ? singleTarget : batchTarget
+            )
             pool.dispatch({ path: single ? singlePath : batchPath, method: "POST", headers, body }, exchange)
             return Effect.sync(() => exchange.abort())
           })
@@ -211,6 +245,7 @@ export const undici = (options: TransportOptions): Effect.Effect<Transport, neve
 /** The transport over the context's `HttpClient` (tracing off, `X-API-Key` redacted in logs). */
 export const httpClient = (options: TransportOptions): Effect.Effect<Transport, never, HttpClient.HttpClient> =>
   Effect.map(HttpClient.HttpClient, (client): Transport => {
+    const scrub = scrubber(options.apiKey)
     const untraced = client.pipe(HttpClient.withTracerDisabledWhen(() => true))
     const base = (url: URL) =>
       HttpClientRequest.post(url).pipe(
@@ -222,7 +257,7 @@ export const httpClient = (options: TransportOptions): Effect.Effect<Transport, 
     const singleRequest = base(options.url)
     const batchRequest = base(options.batchUrl)
     const networkError = (url: URL, cause: unknown) =>
-      new NetworkError({ service, message: `POST ${url.href} failed: ${errorText(cause)}` })
+      new NetworkError({ service, message: scrub.text(`POST ${url.href} failed: ${errorText(cause)}`) })
     return {
       description: `HttpClient → ${options.url.href}`,
       post: (route, body) => {
@@ -232,13 +267,14 @@ export const httpClient = (options: TransportOptions): Effect.Effect<Transport, 
         return Effect.flatMap(untraced.execute(request), (response) => {
           const contentType = mediaType(response.headers["content-type"])
           const ok = response.status >= 200 && response.status < 300
-          const answer = (text: string | undefined): Answer => ({
-            status: response.status,
-            contentType,
-            headers: response.headers,
-            body: text?.slice(0, MAX_BODY),
-            truncated: text !== undefined && text.length > MAX_BODY
-          })
+          const answer = (text: string | undefined): Answer =>
+            scrub.answer({
+              status: response.status,
+              contentType,
+              headers: response.headers,
+              body: text?.slice(0, MAX_BODY),
+              truncated: text !== undefined && text.length > MAX_BODY
+            })
           return single && ok && !contentType.includes("json")
             ? Effect.as(response.text.pipe(Effect.ignore), answer(undefined))
             : Effect.map(response.text, answer)

@@ -6,9 +6,22 @@ import type * as Spool from "../../src/observability/Spool.js"
 /** What the next call of a method does instead of working. */
 export type Fault = "fail" | "die" | "hang"
 
+/** A fake row: a spool row with its holder (`undefined`: nobody). */
+interface FakeRow extends Spool.Row {
+  owner: string | undefined
+}
+
 export const makeFakeSpool = (initial: ReadonlyArray<string> = []) => {
+  const owner = "fake-host/1/me"
   let nextSeq = 1
-  const rows: Array<Spool.Row> = initial.map((id) => ({ seq: nextSeq++, id, body: JSON.stringify({ id }), epoch: 0, ordinal: 0 }))
+  const rows: Array<FakeRow> = initial.map((id) => ({
+    seq: nextSeq++,
+    id,
+    body: JSON.stringify({ id }),
+    epoch: 0,
+    ordinal: 0,
+    owner: undefined
+  }))
   const faults: { page: Array<Fault>; commit: Array<Fault> } = { page: [], commit: [] }
   const commits: Array<Spool.Ops> = []
   const faulty = <A>(queue: Array<Fault>, what: string, work: () => A): Effect.Effect<A, SqlError> =>
@@ -19,19 +32,53 @@ export const makeFakeSpool = (initial: ReadonlyArray<string> = []) => {
       if (fault === "hang") return Effect.never
       return Effect.sync(work)
     })
+  const rowOf = (item: Spool.Item, held: boolean): FakeRow => ({
+    seq: nextSeq++,
+    id: item.id,
+    body: item.body,
+    epoch: item.epoch,
+    ordinal: item.ordinal,
+    owner: held ? owner : undefined
+  })
+  const find = (seq: number) => rows.find((row) => row.seq === seq)
+  const size = () => ({ rows: rows.length, bytes: rows.reduce((n, row) => n + row.body.length, 0) })
   const spool: Spool.Spool = {
-    open: Effect.sync(() => ({ backlog: rows.length, deadLetters: 0, claimed: 0 })),
-    journal: () => Effect.sync(() => nextSeq++),
-    commit: (ops) =>
+    owner,
+    open: () => Effect.sync(() => ({ backlog: rows.length, deadLetters: 0, reclaimed: 0, held: 0, ...size() })),
+    commit: (ops, _now, options) =>
       faulty(faults.commit, "write the spool", () => {
         commits.push(ops)
-        for (const item of ops.spool) rows.push({ seq: nextSeq++, id: item.id, body: item.body, epoch: item.epoch, ordinal: item.ordinal })
+        const journaled = new Map<number, number>()
+        for (const item of ops.journal) {
+          const row = rowOf(item, true)
+          rows.push(row)
+          journaled.set(item.ordinal, row.seq)
+        }
+        for (const item of ops.spool) rows.push(rowOf(item, false))
+        for (const { seq } of [...ops.release, ...ops.failed]) {
+          const row = find(seq)
+          if (row !== undefined) row.owner = undefined
+        }
         for (const seq of ops.remove) {
           const index = rows.findIndex((row) => row.seq === seq)
           if (index !== -1) rows.splice(index, 1)
         }
+        if (options?.releaseHeld === true) for (const row of rows) row.owner = undefined
+        return { journaled }
       }),
-    page: (limit) => faulty(faults.page, "read the spool", () => rows.slice(0, limit)),
+    claim: (limit) =>
+      faulty(faults.page, "read the spool", () => {
+        const claimed = rows.filter((row) => row.owner === undefined).slice(0, limit)
+        for (const row of claimed) row.owner = owner
+        return claimed.map(({ owner: _, ...row }) => row)
+      }),
+    renew: () => Effect.void,
+    counts: () =>
+      Effect.sync(() => {
+        const backlog = rows.filter((row) => row.owner === undefined).length
+        return { backlog, held: rows.length - backlog }
+      }),
+    evict: () => Effect.sync(() => ({ count: 0, ids: [], size: size() })),
     deadLetters: () => Effect.succeed([]),
     requeueDeadLetters: () => Effect.succeed(0)
   }
