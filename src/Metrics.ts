@@ -75,6 +75,16 @@ export const rateLimitResetSeconds = Metric.gauge("big3_rate_limit_reset_seconds
   description: "Seconds until the upstream's rate limit resets, as it last reported it"
 })
 
+/** The per-attempt timeout an adaptive operation uses now (learned, or its configured ceiling), by service and operation. */
+export const adaptiveTimeout = Metric.gauge("big3_adaptive_timeout_seconds", {
+  description: "Per-attempt timeout of an adaptive operation: learned from its latencies, at most the configured one"
+})
+
+/** The send rate a service is paced to after 429s (adaptive pacing), by service. */
+export const adaptiveRate = Metric.gauge("big3_adaptive_rate_per_second", {
+  description: "Requests per second a throttled service is paced to by the adaptive token bucket"
+})
+
 /**
  * A label array for `service` and optional extra pairs. Effect caches a metric's hook by the
  * identity of this array, so hot paths build theirs once (when a pipeline or a breaker is made)

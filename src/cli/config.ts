@@ -14,7 +14,8 @@ const kindTitle: Record<ReliabilityConfig.Entry["kind"], string> = {
   timeout: "Timeouts",
   retry: "Retry policies",
   breaker: "Circuit breakers",
-  budget: "Retry budget"
+  budget: "Retry budget",
+  adaptive: "Adaptive timeouts and pacing"
 }
 
 /** The table `big3 config` prints, grouped by kind. */
