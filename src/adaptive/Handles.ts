@@ -12,7 +12,7 @@ import * as Metrics from "../Metrics.js"
 import type { Change } from "./Learner.js"
 import { Learner } from "./Learner.js"
 import type { LearnerSettings } from "./Learner.js"
-import { RateLimiter } from "./RateLimiter.js"
+import { RateLimiter, recheckSeconds } from "./RateLimiter.js"
 
 const showMillis = (millis: number): string => formatDuration(Duration.millis(millis))
 
@@ -92,9 +92,12 @@ export class Pacer {
     return this.limiter.rate
   }
 
-  /** Takes a send token at `now` (ms); returns the milliseconds to wait first. */
+  /**
+   * Takes a send token at `now` (ms) and returns 0, or returns how many milliseconds to wait
+   * before asking again (at most half a second: the rate may grow meanwhile).
+   */
   acquire(now: number): number {
-    return this.limiter.acquire(now / 1000) * 1000
+    return Math.min(this.limiter.acquire(now / 1000), recheckSeconds) * 1000
   }
 
   /** Updates the rate after an answer; `throttled` for a 429. */

@@ -18,6 +18,9 @@ const MIN_FILL_RATE = 0.5
 const MIN_CAPACITY = 1
 const MEASURE_BUCKET = 0.5
 
+/** The longest a caller waits before asking the bucket again (the rate may have grown meanwhile). */
+export const recheckSeconds = 0.5
+
 export class RateLimiter {
   private enabled = false
   private fillRate = MIN_FILL_RATE
@@ -42,16 +45,21 @@ export class RateLimiter {
   }
 
   /**
-   * Takes a token for one send at `now`; returns how many seconds to wait before sending (0 when
-   * a token was there). Waiting callers queue up: each takes its token ahead, so the bucket goes
-   * negative and the next one waits longer.
+   * Takes a token for one send at `now` and returns 0, or, when there is none, returns how many
+   * seconds until one is due, taking nothing: the caller waits (at most `recheckSeconds`) and
+   * asks again. Unlike the AWS SDK, a waiting caller does not book its token ahead, so a rate
+   * that grows back while callers wait (or a burst that queued up behind a very low rate) is
+   * not stuck with waits computed from the old rate.
    */
   acquire(now: number): number {
     if (!this.enabled) return 0
     this.refill(now)
-    const wait = this.capacity >= 1 ? 0 : (1 - this.capacity) / this.fillRate
-    this.capacity -= 1
-    return wait
+    // A hair below 1 counts as 1: the float sum of refills should not leave a caller waiting nanoseconds.
+    if (this.capacity >= 1 - 1e-9) {
+      this.capacity -= 1
+      return 0
+    }
+    return (1 - this.capacity) / this.fillRate
   }
 
   /** Updates the rate after an answer: `throttled` for a 429. */

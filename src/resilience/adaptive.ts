@@ -44,6 +44,11 @@ export const adaptedAttempt = <A, E, R>(
       return Effect.zipRight(log, exit)
     })
   }
-  const wait = pacer === undefined ? 0 : pacer.acquire(clock.unsafeCurrentTimeMillis())
-  return wait > 0 ? Effect.zipRight(Effect.sleep(Duration.millis(wait)), Effect.suspend(start)) : start()
+  if (pacer === undefined) return start()
+  // Wait for a send token, asking again after each wait: the paced rate may grow meanwhile.
+  const paced: Effect.Effect<A, E, R> = Effect.suspend(() => {
+    const wait = pacer.acquire(clock.unsafeCurrentTimeMillis())
+    return wait > 0 ? Effect.zipRight(Effect.sleep(Duration.millis(wait)), paced) : start()
+  })
+  return paced
 }
