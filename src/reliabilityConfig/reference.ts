@@ -64,6 +64,17 @@ export const renderConfigReference = (): string => {
       `\`MIN_RETRIES\` = ${budget.minRetries}: retries stop when they exceed RATIO of the calls of the last WINDOW, ` +
       "MIN_RETRIES always allowed. It applies to calls through a breaker (`protect` with `breaker`)."
   )
+  const adaptive = Defaults.defaultAdaptive
+  lines.push("", "#### Adaptive timeouts and 429 pacing (off by default)", "")
+  lines.push(
+    "`BIG3_ADAPTIVE_<ID>=on` learns an operation's per-attempt timeout from its successful attempts: " +
+      "`clamp(p99 × MULTIPLIER, FLOOR, configured timeout)` over the last WINDOW, once MIN_SAMPLES are in it " +
+      "(the configured timeout stays the ceiling). " +
+      `Env \`BIG3_ADAPTIVE_MULTIPLIER\` = ${adaptive.multiplier}, \`BIG3_ADAPTIVE_FLOOR\` = ${formatDuration(adaptive.floor)}, ` +
+      `\`BIG3_ADAPTIVE_MIN_SAMPLES\` = ${adaptive.minSamples}, \`BIG3_ADAPTIVE_WINDOW\` = ${formatDuration(adaptive.window)}. ` +
+      "`BIG3_ADAPTIVE_RATE_<SERVICE>=on` (" + Defaults.adaptiveRateServices.map((name) => `\`${name}\``).join(", ") +
+      ") paces the service's attempts with a token bucket after a 429, as the AWS SDKs' adaptive retry mode does."
+  )
   return lines.join("\n")
 }
 
