@@ -76,6 +76,16 @@ export const rateLimitResetSeconds = Metric.gauge("big3_rate_limit_reset_seconds
   description: "Seconds until the upstream's rate limit resets, as it last reported it"
 })
 
+/** The per-attempt timeout an adaptive operation uses now (learned, or its configured ceiling), by service and operation. */
+export const adaptiveTimeout = Metric.gauge("big3_adaptive_timeout_seconds", {
+  description: "Per-attempt timeout of an adaptive operation: learned from its latencies, at most the configured one"
+})
+
+/** The send rate a service is paced to after 429s (adaptive pacing), by service. */
+export const adaptiveRate = Metric.gauge("big3_adaptive_rate_per_second", {
+  description: "Requests per second a throttled service is paced to by the adaptive token bucket"
+})
+
 /**
  * Spans handed to the OpenTelemetry exporter, by `outcome`: "exported", "dropped" (the bounded
  * queue was full) or "failed" (the export failed). Exporting never waits on the caller's behalf.

@@ -27,6 +27,8 @@ export type { Entry, Settings } from "./reliabilityConfig/build.js"
 export { parseDuration } from "./reliabilityConfig/decode.js"
 export type { Raw, Scalar, SettingDuration, Source } from "./reliabilityConfig/decode.js"
 export {
+  adaptiveRateServices,
+  defaultAdaptive,
   defaultBreakers,
   defaultBudget,
   defaultPolicies,
@@ -38,6 +40,7 @@ export {
   operationIds
 } from "./reliabilityConfig/defaults.js"
 export type {
+  AdaptiveSettings,
   BreakerMode,
   BreakerName,
   BreakerSettings,
@@ -47,7 +50,7 @@ export type {
   RetryBudget,
   RetryPolicy
 } from "./reliabilityConfig/defaults.js"
-export { breakerKey, budgetKey, retryKey, timeoutKey } from "./reliabilityConfig/fields.js"
+export { adaptiveKey, adaptiveRateKey, breakerKey, budgetKey, retryKey, timeoutKey } from "./reliabilityConfig/fields.js"
 export { flattenConfigFile } from "./reliabilityConfig/sources.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -139,7 +142,26 @@ export interface Overrides {
   readonly policies?: Readonly<Record<string, PolicyOverride>>
   readonly breakers?: Readonly<Record<string, BreakerOverride>>
   readonly budget?: { readonly [K in keyof RetryBudget]?: K extends "window" ? SettingDuration : RetryBudget[K] }
+  readonly adaptive?: AdaptiveOverride
 }
+
+/** A switch: `true` / `"on"` or `false` / `"off"`. */
+export type OnOff = boolean | "on" | "off"
+
+/**
+ * Adaptive overrides: the tuning fields, an operation id to switch its learned timeout on, and
+ * `rate` to switch 429 pacing on per service, e.g.
+ * `{ gemini_api: "on", minSamples: 20, rate: { gemini: "on" } }`.
+ */
+export type AdaptiveOverride =
+  & {
+    readonly multiplier?: number
+    readonly floor?: SettingDuration
+    readonly minSamples?: number
+    readonly window?: SettingDuration
+    readonly rate?: Readonly<Record<string, OnOff>>
+  }
+  & { readonly [K in OperationId]?: OnOff }
 
 /**
  * Builds the service from the defaults plus plain overrides (no environment, no file). Policies

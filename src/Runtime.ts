@@ -29,6 +29,7 @@ import type * as ConfigError from "effect/ConfigError"
 import type * as ConfigProvider from "effect/ConfigProvider"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Adaptive from "./Adaptive.js"
 import * as Agents from "./Agents.js"
 import * as Browser from "./Browser.js"
 import * as BrowserAgent from "./BrowserAgent.js"
@@ -45,6 +46,7 @@ import * as Voice from "./Voice.js"
 export type Services =
   | ReliabilityConfig.ReliabilityConfig
   | CircuitBreaker.CircuitBreaker
+  | Adaptive.Adaptive
   | Gemini.Gemini
   | Observability.Observability
   | Agents.Agents
@@ -71,6 +73,8 @@ export interface Options {
   readonly config?: Layer.Layer<ReliabilityConfig.ReliabilityConfig, ConfigError.ConfigError> | undefined
   readonly httpClient?: Layer.Layer<HttpClient.HttpClient> | undefined
   readonly store?: Layer.Layer<SqlClient.SqlClient, SqlError | ConfigError.ConfigError> | undefined
+  /** Adaptive timeouts and pacing; default `Adaptive.layerStore` (learned timeouts kept in the store). */
+  readonly adaptive?: Layer.Layer<Adaptive.Adaptive, SqlError, ReliabilityConfig.ReliabilityConfig | SqlClient.SqlClient> | undefined
   readonly gemini?: Layer.Layer<Gemini.Gemini, ConfigError.ConfigError, ReliabilityConfig.ReliabilityConfig | CircuitBreaker.CircuitBreaker | HttpClient.HttpClient> | undefined
   readonly observability?: Layer.Layer<Observability.Observability, ConfigError.ConfigError | SqlError, Observability.Requirements> | undefined
   readonly agentBackend?: Layer.Layer<Agents.AgentBackend, ConfigError.ConfigError, Observability.Observability> | undefined
@@ -87,6 +91,7 @@ export interface Options {
 export type Foundation =
   | ReliabilityConfig.ReliabilityConfig
   | CircuitBreaker.CircuitBreaker
+  | Adaptive.Adaptive
   | HttpClient.HttpClient
   | FileSystem.FileSystem
   | Path.Path
@@ -111,7 +116,10 @@ const stages = (options: Options) => {
   // Built first, so that the tracer it may install is the one every later service runs with.
   const telemetry = options.telemetry ?? Telemetry.layer
   const breakers = CircuitBreaker.layer.pipe(Layer.provideMerge(options.config ?? ReliabilityConfig.layer))
-  const foundation = breakers.pipe(Layer.provideMerge(platform), Layer.provideMerge(telemetry))
+  // Adaptive timeouts sit beside the breakers, on the store that keeps what they learn.
+  const foundation = (options.adaptive ?? Adaptive.layerStore).pipe(
+    Layer.provideMerge(breakers.pipe(Layer.provideMerge(platform), Layer.provideMerge(telemetry)))
+  )
   // The spool stays on the embedded SQLite while the store is PostgreSQL (its SQL is SQLite's).
   const spooled = options.observability ?? Observability.layer
   const observability = (options.store === undefined ? Layer.provide(spooled, Store.layerEventSpool) : spooled).pipe(
@@ -124,6 +132,7 @@ const stages = (options: Options) => {
   const gemini = (options.gemini ?? Gemini.layer).pipe(Layer.provide(foundation))
   // Gemini on configuration, breakers and HTTP only: no store, no files (what `big3 gemini` runs on).
   const geminiAlone = (options.gemini ?? Gemini.layer).pipe(
+    Layer.provideMerge(Adaptive.layer),
     Layer.provideMerge(breakers),
     Layer.provideMerge(httpClient),
     Layer.provideMerge(telemetry)

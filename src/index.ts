@@ -5,6 +5,7 @@
  *
  * @since 0.1.0
  */
+export * as Adaptive from "./Adaptive.js"
 export * as Agents from "./Agents.js"
 export * as Browser from "./Browser.js"
 export * as BrowserAgent from "./BrowserAgent.js"

@@ -74,7 +74,7 @@ describe("ReliabilityConfig against hostile input", () => {
       assert.strictEqual(
         nameMessage,
         `the overrides given to layerWith: unknown key "${"k".repeat(80)}… (1,000,000 characters)"; expected timeouts, ` +
-          `timeoutBounds, retry, breakers, budget, an operation id or a BIG3_* name`
+          `timeoutBounds, retry, breakers, budget, adaptive, an operation id or a BIG3_* name`
       )
     }))
 
@@ -86,7 +86,7 @@ describe("ReliabilityConfig against hostile input", () => {
       const described = Array.from(
         { length: 10 },
         (_, i) =>
-          `unknown key "unknown_${i}"; expected timeouts, timeoutBounds, retry, breakers, budget, an operation id or a BIG3_* name`
+          `unknown key "unknown_${i}"; expected timeouts, timeoutBounds, retry, breakers, budget, adaptive, an operation id or a BIG3_* name`
       )
       assert.strictEqual(
         message,

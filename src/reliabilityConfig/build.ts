@@ -11,8 +11,10 @@ import * as Effect from "effect/Effect"
 import { formatDuration } from "../Errors.js"
 import type { Scalar, Source } from "./decode.js"
 import * as Decode from "./decode.js"
-import type { BreakerSettings, RetryBudget, RetryPolicy } from "./defaults.js"
+import type { AdaptiveSettings, BreakerSettings, RetryBudget, RetryPolicy } from "./defaults.js"
 import {
+  adaptiveRateServices,
+  defaultAdaptive,
   defaultBreakers,
   defaultBudget,
   defaultPolicies,
@@ -21,15 +23,28 @@ import {
   operationGroupOf
 } from "./defaults.js"
 import type { Field } from "./fields.js"
-import { boundFields, boundKey, breakerFields, breakerKey, budgetFields, budgetKey, retryFields, retryKey, timeoutKey } from "./fields.js"
+import {
+  adaptiveFields,
+  adaptiveKey,
+  adaptiveRateKey,
+  boundFields,
+  boundKey,
+  breakerFields,
+  breakerKey,
+  budgetFields,
+  budgetKey,
+  retryFields,
+  retryKey,
+  timeoutKey
+} from "./fields.js"
 import type { Flat } from "./sources.js"
 
 /** One configured value, for `big3 config`. */
 export interface Entry {
   /** The environment variable that sets it, e.g. `BIG3_TIMEOUT_GEMINI_API`. */
   readonly key: string
-  /** "timeout", "retry", "breaker", "budget", "bounds". */
-  readonly kind: "timeout" | "retry" | "breaker" | "budget" | "bounds"
+  /** "timeout", "retry", "breaker", "budget", "bounds", "adaptive". */
+  readonly kind: "timeout" | "retry" | "breaker" | "budget" | "bounds" | "adaptive"
   /** The group or owner: the operation group, the policy or breaker name. */
   readonly group: string
   /** The operation id, policy field or breaker field. */
@@ -48,6 +63,8 @@ export interface Settings {
   readonly policies: ReadonlyMap<string, RetryPolicy>
   readonly breakers: ReadonlyMap<string, BreakerSettings>
   readonly budget: RetryBudget
+  /** Adaptive timeouts and 429 pacing (all off by default). */
+  readonly adaptive: AdaptiveSettings
   /** The file named by `BIG3_CONFIG`, when one was read. */
   readonly configFile: string | undefined
   /** Every value with its source, in table order. */
@@ -156,7 +173,62 @@ export const buildSettings = (
       minRetries: budgetField(budgetFields.minRetries, defaultBudget.minRetries)
     })
 
-    return { timeouts, timeoutBounds: { min, max }, policies, breakers, budget, configFile, entries }
+    const adaptive = yield* readAdaptive(flat, read, entries)
+
+    return { timeouts, timeoutBounds: { min, max }, policies, breakers, budget, adaptive, configFile, entries }
+  })
+
+type Reader = <A extends Duration.Duration | Scalar>(
+  key: string,
+  fallback: A,
+  field: Field<A>,
+  place: Pick<Entry, "kind" | "group" | "name">
+) => Effect.Effect<A, ConfigError.ConfigError>
+
+const rateKeyPattern = /^BIG3_ADAPTIVE_RATE_([A-Z0-9_-]+)$/
+
+/**
+ * The adaptive settings: the global tuning fields, the operations switched on by
+ * `BIG3_ADAPTIVE_<OP>` (recorded only when set, to keep `big3 config` short) and the services
+ * paced by `BIG3_ADAPTIVE_RATE_<SERVICE>` (the built-in ones always recorded).
+ */
+const readAdaptive = (
+  flat: Flat,
+  read: Reader,
+  entries: Array<Entry>
+): Effect.Effect<AdaptiveSettings, ConfigError.ConfigError> =>
+  Effect.gen(function*() {
+    const field = <A extends Duration.Duration | Scalar>(f: Field<A>, fallback: A) =>
+      read(adaptiveKey(f.env), fallback, f, { kind: "adaptive", group: "adaptive", name: f.name })
+    const tuning = yield* Effect.all({
+      multiplier: field(adaptiveFields.multiplier, defaultAdaptive.multiplier),
+      floor: field(adaptiveFields.floor, defaultAdaptive.floor),
+      minSamples: field(adaptiveFields.minSamples, defaultAdaptive.minSamples),
+      window: field(adaptiveFields.window, defaultAdaptive.window)
+    })
+    const onOff = (key: string, group: string, name: string) =>
+      Effect.gen(function*() {
+        const raw = flat.values.get(key)
+        const on = raw === undefined ? false : yield* Decode.boolean(key, raw)
+        return { on, entry: { key, kind: "adaptive", group, name, value: on ? "on" : "off", raw: on, source: raw?.source ?? "default" } as const }
+      })
+    const operations = new Set<string>()
+    for (const operation of defaultTimeouts.keys()) {
+      const key = adaptiveKey(operation)
+      if (!flat.values.has(key)) continue
+      const { entry, on } = yield* onOff(key, "timeout", operation)
+      entries.push(entry)
+      if (on) operations.add(operation)
+    }
+    const named = Array.from(flat.values.keys(), (key) => rateKeyPattern.exec(key)?.[1]?.toLowerCase())
+      .filter((name): name is string => name !== undefined)
+    const rate = new Set<string>()
+    for (const service of new Set([...adaptiveRateServices, ...named])) {
+      const { entry, on } = yield* onOff(adaptiveRateKey(service), "rate", service)
+      entries.push(entry)
+      if (on) rate.add(service)
+    }
+    return { ...tuning, operations, rate }
   })
 
 const isPolicyName = (name: string): name is keyof typeof defaultPolicies => name in defaultPolicies

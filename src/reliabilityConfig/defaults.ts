@@ -165,3 +165,34 @@ export const defaultBudget: RetryBudget = {
   window: Duration.seconds(10),
   minRetries: 3
 }
+
+/**
+ * Adaptive timeouts and adaptive 429 pacing. Per operation (when on), the per-attempt timeout is
+ * learned from the latencies of its successful attempts over `window`:
+ * `clamp(p99 × multiplier, floor, configured timeout)` once `minSamples` are in the window. Per
+ * service (when on), a client-side token bucket slows the send rate while the upstream throttles.
+ */
+export interface AdaptiveSettings {
+  /** Operations whose per-attempt timeout is learned (`BIG3_ADAPTIVE_<OP>=on`). */
+  readonly operations: ReadonlySet<string>
+  readonly multiplier: number
+  readonly floor: Duration.Duration
+  readonly minSamples: number
+  /** How far back the latency estimator looks. */
+  readonly window: Duration.Duration
+  /** Services whose send rate is paced on 429s (`BIG3_ADAPTIVE_RATE_<SERVICE>=on`). */
+  readonly rate: ReadonlySet<string>
+}
+
+/** The adaptive defaults: everything off; ×3 the p99, at least 1 s, after 50 samples, over 5 minutes. */
+export const defaultAdaptive: AdaptiveSettings = {
+  operations: new Set(),
+  multiplier: 3,
+  floor: Duration.seconds(1),
+  minSamples: 50,
+  window: Duration.minutes(5),
+  rate: new Set()
+}
+
+/** The services big3 calls, whose `BIG3_ADAPTIVE_RATE_<SERVICE>` the environment is read for. */
+export const adaptiveRateServices: ReadonlyArray<string> = ["gemini", "anthropic", "observability", "openai_realtime"]

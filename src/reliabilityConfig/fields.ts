@@ -9,8 +9,8 @@
 import type * as Duration from "effect/Duration"
 import type { Decoder } from "./decode.js"
 import * as Decode from "./decode.js"
-import type { BreakerSettings, RetryBudget, RetryPolicy } from "./defaults.js"
-import { defaultBreakers, defaultPolicies, defaultTimeouts } from "./defaults.js"
+import type { AdaptiveSettings, BreakerSettings, RetryBudget, RetryPolicy } from "./defaults.js"
+import { adaptiveRateServices, defaultBreakers, defaultPolicies, defaultTimeouts } from "./defaults.js"
 
 /** One setting of a section: `BIG3_…_<env>`, `name` in the file and in overrides. */
 export interface Field<A> {
@@ -80,6 +80,21 @@ export const budgetFields = {
   minRetries: whole("MIN_RETRIES", "minRetries", "retries", 0, 1_000_000)
 } as const satisfies Fields<RetryBudget>
 
+/** The global adaptive settings (the per-operation and per-service switches are keyed by name). */
+export type AdaptiveTuning = Pick<AdaptiveSettings, "multiplier" | "floor" | "minSamples" | "window">
+
+export const adaptiveFields = {
+  multiplier: numberField("MULTIPLIER", "multiplier", {
+    integer: false,
+    min: 1,
+    max: 100,
+    expected: "a multiplier of the p99 from 1 to 100"
+  }),
+  floor: durationField("FLOOR", "floor"),
+  minSamples: whole("MIN_SAMPLES", "minSamples", "samples", 1, 1_000_000),
+  window: durationField("WINDOW", "window")
+} as const satisfies Fields<AdaptiveTuning>
+
 export interface Bounds {
   readonly min: Duration.Duration
   readonly max: Duration.Duration
@@ -99,6 +114,9 @@ export const boundKey = (bound: Field<unknown>): string => `BIG3_TIMEOUT_${bound
 export const retryKey = (name: string, field: string): string => `BIG3_RETRY_${name.toUpperCase()}_${field}`
 export const breakerKey = (name: string, field: string): string => `BIG3_BREAKER_${name.toUpperCase()}_${field}`
 export const budgetKey = (field: string): string => `BIG3_BUDGET_${field}`
+/** `BIG3_ADAPTIVE_<FIELD>` for a global field, `BIG3_ADAPTIVE_<OP>` for an operation's switch. */
+export const adaptiveKey = (fieldOrOperation: string): string => `BIG3_ADAPTIVE_${fieldOrOperation.toUpperCase()}`
+export const adaptiveRateKey = (service: string): string => `BIG3_ADAPTIVE_RATE_${service.toUpperCase()}`
 
 /** Every env-style key big3 reads for the built-in names. */
 export const knownKeys: ReadonlySet<string> = new Set([
@@ -106,5 +124,8 @@ export const knownKeys: ReadonlySet<string> = new Set([
   ...Array.from(defaultTimeouts.keys(), timeoutKey),
   ...Object.keys(defaultPolicies).flatMap((name) => fieldsOf(retryFields).map((f) => retryKey(name, f.env))),
   ...Object.keys(defaultBreakers).flatMap((name) => fieldsOf(breakerFields).map((f) => breakerKey(name, f.env))),
-  ...fieldsOf(budgetFields).map((f) => budgetKey(f.env))
+  ...fieldsOf(budgetFields).map((f) => budgetKey(f.env)),
+  ...fieldsOf(adaptiveFields).map((f) => adaptiveKey(f.env)),
+  ...Array.from(defaultTimeouts.keys(), adaptiveKey),
+  ...adaptiveRateServices.map(adaptiveRateKey)
 ])

@@ -19,6 +19,9 @@ import type { Raw, Scalar, Source } from "./decode.js"
 import { defaultBreakers, defaultPolicies, defaultTimeouts, isOperationId } from "./defaults.js"
 import type { Field, Fields } from "./fields.js"
 import {
+  adaptiveFields,
+  adaptiveKey,
+  adaptiveRateKey,
   boundFields,
   boundKey,
   breakerFields,
@@ -190,6 +193,25 @@ const flattenNested = (json: unknown, options: NestedOptions): Effect.Effect<Fla
           named(key, value, Object.keys(defaultBreakers), breakers, (name, inner, path) =>
             fields(path, inner, breakerFields, (field) => breakerKey(name, field.env)))
           break
+        case "adaptive":
+          section(key, value, (name, inner, path) => {
+            const tuning = fieldsOf(adaptiveFields).find((candidate) => candidate.env === upperSnake(name))
+            if (tuning !== undefined) put(path, adaptiveKey(tuning.env), inner)
+            else if (isOperationId(name)) put(path, adaptiveKey(name), inner)
+            else if (name === "rate") {
+              section(path, inner, (service, on, servicePath) => {
+                if (/^[A-Za-z0-9_-]+$/.test(service)) put(servicePath, adaptiveRateKey(service), on)
+                else problems.push(`"${servicePath}" is not a service name`)
+              })
+            } else {
+              const names = [...fieldsOf(adaptiveFields).map((candidate) => candidate.name), "rate"]
+              problems.push(
+                `unknown key "${path}"${suggest(name, [...names, ...defaultTimeouts.keys()])}; ` +
+                  `expected one of ${names.join(", ")} or an operation id`
+              )
+            }
+          })
+          break
         case "budget":
         case "retryBudget":
         case "retry_budget":
@@ -201,8 +223,8 @@ const flattenNested = (json: unknown, options: NestedOptions): Effect.Effect<Fla
           else {
             problem(() =>
               `unknown key "${truncate(key)}"${
-                suggest(key, [...defaultTimeouts.keys(), "timeouts", "retry", "breakers", "budget", "timeoutBounds"])
-              }; expected timeouts, timeoutBounds, retry, breakers, budget, an operation id or a BIG3_* name`
+                suggest(key, [...defaultTimeouts.keys(), "timeouts", "retry", "breakers", "budget", "timeoutBounds", "adaptive"])
+              }; expected timeouts, timeoutBounds, retry, breakers, budget, adaptive, an operation id or a BIG3_* name`
             )
           }
       }

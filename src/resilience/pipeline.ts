@@ -8,12 +8,15 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import { Adaptive } from "../adaptive/Service.js"
 import * as CircuitBreaker from "../CircuitBreaker.js"
 import type { CircuitOpen } from "../Errors.js"
 import { formatDuration, OperationTimeout, operationTimeout } from "../Errors.js"
 import * as Metrics from "../Metrics.js"
 import type { OperationId, RetryPolicy, Service as ConfigService } from "../ReliabilityConfig.js"
 import { isOperationId, ReliabilityConfig } from "../ReliabilityConfig.js"
+import { adaptedAttempt } from "./adaptive.js"
 import { attempt as runAttempt, timeoutFail } from "./attempt.js"
 import { retrying, retrySchedule } from "./retry.js"
 import * as Tracing from "./tracing.js"
@@ -93,7 +96,10 @@ export const makeProtect = (
     // The per-attempt timeout is looked up at each attempt, so that a learned (adaptive) timeout
     // can take the configured one's place without rebuilding the pipeline.
     const configured = attemptTimeoutOf(config, options)
-    const attemptTimeout = (): Duration.Duration | undefined => configured
+    const adaptive = Option.getOrUndefined(yield* Effect.serviceOption(Adaptive))
+    const builtAt = yield* Clock.currentTimeMillis
+    const learned = configured === undefined ? undefined : adaptive?.timeoutFor(operation, configured, service, builtAt)
+    const pacer = adaptive?.pacerFor(service, builtAt)
     const timeoutLabels = Metrics.labelsFor(service, { operation })
     const onTimeoutAfter = (timeout: Duration.Duration) => () => {
       Metrics.timeouts.unsafeUpdate(1, timeoutLabels)
@@ -131,13 +137,15 @@ export const makeProtect = (
           budget?.recordCall(startedAt)
           let attempts = 0
           let lastEndedAt: number | undefined
+          const once = (timeout: Duration.Duration | undefined) =>
+            runAttempt(self, timeout, timeout === configured || timeout === undefined ? onConfiguredTimeout : onTimeoutAfter(timeout), breaker)
           const attempt = Effect.suspend(() => {
             attempts++
             onAttempt?.(attempts)
             Metrics.attempts.unsafeUpdate(1, labels)
-            const timeout = attemptTimeout()
-            const onTimeout = timeout === configured || timeout === undefined ? onConfiguredTimeout : onTimeoutAfter(timeout)
-            const run = runAttempt(self, timeout, onTimeout, breaker)
+            const run = learned === undefined && pacer === undefined
+              ? once(configured)
+              : adaptedAttempt(once, clock, operation, configured, learned, pacer)
             if (!traced) return run
             const now = clock.unsafeCurrentTimeMillis()
             const spanned = Tracing.attempt(run, operation, {
