@@ -20,7 +20,7 @@
 import * as Reactivity from "@effect/experimental/Reactivity"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
-import * as PgClient from "@effect/sql-pg/PgClient"
+import type * as PgClient from "@effect/sql-pg/PgClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
@@ -147,13 +147,22 @@ export const layer = (
   Layer.scopedContext(Effect.map(make(options), contextOf))
 
 /**
+ * The PostgreSQL driver, loaded when a PostgreSQL store is opened: evaluating `pg` costs a
+ * SQLite-only process (every `big3 events` command) a few hundred milliseconds at start-up.
+ */
+const loadPg = Effect.tryPromise({
+  try: () => import("@effect/sql-pg/PgClient"),
+  catch: (cause) => new SqlError({ cause, message: `cannot load the PostgreSQL driver: ${describe(cause)}` })
+})
+
+/**
  * Connects to PostgreSQL (a pool; `SELECT 1` must answer within 5 s). The failure names the host,
  * never the password.
  */
 export const makePostgres = (
   url: Redacted.Redacted
 ): Effect.Effect<PgClient.PgClient, SqlError, Scope.Scope> =>
-  PgClient.make({ url, applicationName: "big3" }).pipe(
+  Effect.flatMap(loadPg, (Pg) => Pg.make({ url, applicationName: "big3" })).pipe(
     Effect.mapError((error) =>
       new SqlError({
         cause: error.cause,
@@ -169,7 +178,8 @@ export const layerPostgres = (
   url: Redacted.Redacted
 ): Layer.Layer<SqlClient.SqlClient | PgClient.PgClient, SqlError> =>
   Layer.scopedContext(
-    Effect.map(makePostgres(url), (client) => Context.make(PgClient.PgClient, client).pipe(Context.add(SqlClient.SqlClient, client)))
+    Effect.flatMap(makePostgres(url), (client) =>
+      Effect.map(loadPg, (Pg) => Context.make(Pg.PgClient, client).pipe(Context.add(SqlClient.SqlClient, client))))
   )
 
 /** The store at a location, as `SqlClient`. */
