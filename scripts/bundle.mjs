@@ -24,6 +24,7 @@ await esbuild.build({
   platform: "node",
   target: "node20",
   minifySyntax: true,
+  minifyWhitespace: true,
   sourcemap: "linked",
   external: ["better-sqlite3", "@anthropic-ai/claude-agent-sdk", "playwright-core"],
   // Bundled CommonJS dependencies (undici) call require() for Node's own modules.
