@@ -12,7 +12,9 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 
 const root = path.resolve(import.meta.dirname, "..")
-const outdir = path.join(root, "dist", "bin")
+// BIG3_BUNDLE_OUTDIR: somewhere else under the package (a test bundles into a directory of its own,
+// which must sit under the package so that the externals resolve from its node_modules).
+const outdir = process.env.BIG3_BUNDLE_OUTDIR ? path.resolve(process.env.BIG3_BUNDLE_OUTDIR) : path.join(root, "dist", "bin")
 fs.rmSync(outdir, { recursive: true, force: true })
 
 await esbuild.build({
