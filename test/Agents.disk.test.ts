@@ -365,6 +365,8 @@ describe("Agents operator files: progress is written at a bounded rate", () => {
       }))
   })
 
+  const sleepsInclude = (at: number) => Effect.map(TestClock.sleeps(), (sleeps) => Array.from(sleeps).includes(at))
+
   it.effect("progress reaches the file at once, then at most once a second", () =>
     Effect.scoped(Effect.gen(function*() {
       const counter = { writes: 0, bytes: 0 }
@@ -384,6 +386,9 @@ describe("Agents operator files: progress is written at a bounded rate", () => {
           const { operatorFile } = yield* Agents.command("steady", "pace yourself")
           yield* waitUntil(fileContains(operatorFile, "Text: one"), "the first message, written at once")
           assert.strictEqual(counter.writes - before, 2)
+          // The writer sleeps out its interval after a write: the clock moves only once that sleep
+          // is registered, or it would start later than the write and the test would race it.
+          yield* waitUntil(sleepsInclude(1_000), "the writer's interval after the first write")
 
           yield* TestClock.adjust("100 millis")
           yield* waitUntil(
@@ -397,6 +402,7 @@ describe("Agents operator files: progress is written at a bounded rate", () => {
 
           yield* TestClock.adjust("900 millis")
           yield* waitUntil(fileContains(operatorFile, "Text: two"), "the second message, one interval later")
+          yield* waitUntil(sleepsInclude(2_000), "the writer's interval after the second write")
           yield* TestClock.adjust("9100 millis")
           yield* waitUntil(fileContains(operatorFile, "Text: three"), "the third message")
           assert.strictEqual(counter.writes - before, 4)
