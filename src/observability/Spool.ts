@@ -396,13 +396,19 @@ export const make = (options: SpoolOptions): Effect.Effect<Spool, never, SqlClie
         return { journaled }
       })).pipe(explain("cannot write the spool"), quiet)
 
+    // On PostgreSQL the candidates skip rows another claim is taking right now: without it, a
+    // claim racing another picks the same rows, waits for their locks, finds them taken and
+    // returns nothing although the backlog is not empty. (SQLite has one writer at a time.)
+    const skipLocked = sql.onDialectOrElse({ pg: () => sql.literal("FOR UPDATE SKIP LOCKED"), orElse: () => sql.literal("") })
+
     // The inner SELECT picks candidates; the outer WHERE checks the claim again on the row
     // itself, so that of two processes racing for a row (PostgreSQL re-reads it after a
     // concurrent update) only one gets it.
     const claim = (limit: number, now: number) =>
-      sql<Row>`UPDATE observability_spool SET owner = ${owner}, lease_until = ${now + lease}
+      sql<{ seq: unknown; id: string; body: string; epoch: unknown; ordinal: unknown }>`UPDATE observability_spool
+        SET owner = ${owner}, lease_until = ${now + lease}
         WHERE seq IN (SELECT seq FROM observability_spool WHERE (owner IS NULL OR lease_until < ${now})
-          ORDER BY epoch, ordinal, seq LIMIT ${limit})
+          ORDER BY epoch, ordinal, seq LIMIT ${limit} ${skipLocked})
         AND (owner IS NULL OR lease_until < ${now})
         RETURNING seq, id, body, epoch, ordinal`.pipe(
         Effect.map((rows) =>
