@@ -259,7 +259,10 @@ export const versioned = (
     const sql = yield* SqlClient.SqlClient
     const fail = (message: string) => (error: SqlError) =>
       new SqlError({ cause: error, message: `${message}: ${describe(error.cause ?? error)}` })
-    yield* sql.unsafe(versionTable).raw.pipe(Effect.mapError(fail(`cannot create the schema version table`)))
+    // Under its own lock: `CREATE TABLE IF NOT EXISTS` races on PostgreSQL's catalog.
+    yield* sql.withTransaction(Effect.zipRight(schemaLock(sql, "big3_schema"), sql.unsafe(versionTable).raw)).pipe(
+      Effect.mapError(fail(`cannot create the schema version table`))
+    )
     const recorded = yield* sql<{ version: number }>`SELECT version FROM big3_schema WHERE component = ${component}`.pipe(
       Effect.mapError(fail(`cannot read the ${component} schema version`))
     )

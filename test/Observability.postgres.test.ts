@@ -85,6 +85,21 @@ layer(Layer.scoped(PgServer, Effect.tap(Postgres.server, (server) => Effect.sync
       assert.deepStrictEqual(again, { backlog: 0, deadLetters: 0, reclaimed: 0, held: 1, rows: 1, bytes: claimed[0]!.body.length })
     }))
 
+  it.scoped("four processes opening the spool of an empty database at the same moment all succeed", () =>
+    Effect.gen(function*() {
+      const url = yield* freshDatabase
+      const spools = yield* Effect.all(range(1, 4).map((n) => spoolOn(url, `host-${n}/${n}/x`)))
+      const now = Date.now()
+      const opened = yield* Effect.all(spools.map((spool) => Effect.either(spool.open(now))), { concurrency: "unbounded" })
+      assert.deepStrictEqual(
+        opened.map((result) => result._tag === "Left" ? result.left.message : result._tag),
+        ["Right", "Right", "Right", "Right"]
+      )
+      const sql = yield* pool(url)
+      const version = yield* sql<{ version: number }>`SELECT version FROM big3_schema WHERE component = 'observability'`
+      assert.deepStrictEqual(version.map((row) => row.version), [Spool.schemaVersion])
+    }))
+
   it.scoped("a group commit writes 1,200 journal rows in one transaction, held by the writer; delivered rows are deleted", () =>
     Effect.gen(function*() {
       const url = yield* freshDatabase
