@@ -10,6 +10,9 @@
  *   (`POST /events/batch`, 500 per batch, 4 in flight), big3 single mode with `durable: false`,
  *   big3 single mode over the `HttpClient` transport (for the record), and the Python version's
  *   way: one `POST` per event, sequential, with `fetch`.
+ * - PostgreSQL (`BIG3_DATABASE_URL`): big3 single mode with the spool on PostgreSQL, and the
+ *   spool alone (group commits of 500, then claim and delete pages of 1,000) on a SQLite file
+ *   and on PostgreSQL (`BIG3_TEST_DATABASE_URL`'s server, else a private one).
  * - Crash window: a library process (test/support/emitter.ts) emits 20,000 events to a counting
  *   sink and is killed with SIGKILL as soon as the last `emit` returned; the events in neither the
  *   sink nor the spool are the window, given as events and as milliseconds of emitting.
@@ -18,7 +21,8 @@
  * - Memory: 100,000 events emitted towards a server that never answers (64 in flight, the rest
  *   queued); peak RSS above the RSS before the first emit.
  *
- * Standalone: `node --import tsx bench/events.ts` (add `--expose-gc` for steadier memory figures).
+ * Standalone: `node --import tsx bench/events.ts` (add `--expose-gc` for steadier memory figures;
+ * `--spool` for the spool alone).
  * `runEventsBench()` returns the markdown for `bench/run.ts`.
  */
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
@@ -31,6 +35,7 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
+import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
 import { type ChildProcess, fork } from "node:child_process"
 import * as fs from "node:fs"
@@ -42,7 +47,9 @@ import * as CircuitBreaker from "../src/CircuitBreaker.js"
 import * as Observability from "../src/Observability.js"
 import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
 import * as Sandbox from "../src/Sandbox.js"
+import * as Spool from "../src/observability/Spool.js"
 import * as Store from "../src/Store.js"
+import * as Postgres from "../test/support/postgres.js"
 import { markdownTable, median } from "./util.js"
 
 const thisFile = fileURLToPath(import.meta.url)
@@ -207,12 +214,12 @@ const measureBig3 = (
   options: Observability.Options,
   count: number,
   runs: number,
-  store: "memory" | "file" = "memory"
+  store: "memory" | "file" | Layer.Layer<SqlClient.SqlClient, SqlError> = "memory"
 ) =>
   Effect.gen(function*() {
     const scope = yield* Scope.make()
     const context = yield* Layer.buildWithScope(
-      client(url, options, {}, store === "file" ? tempStore : Store.layerMemory),
+      client(url, options, {}, store === "file" ? tempStore : store === "memory" ? Store.layerMemory : store),
       scope
     )
     const observability = Context.get(context, Observability.Observability)
@@ -239,6 +246,53 @@ const measureBig3 = (
     const lost = stats.spooled + stats.deadLettered + stats.dropped
     return { samples, note: lost === 0 ? "" : `${lost} not delivered on first try` }
   })
+
+/** A fresh database on PostgreSQL (`BIG3_TEST_DATABASE_URL`'s server, else a private one), for the scope. */
+const postgresStore = Effect.map(
+  Effect.flatMap(Postgres.server, Postgres.database),
+  (url): Layer.Layer<SqlClient.SqlClient, SqlError> => Store.layerPostgres(Redacted.make(url))
+)
+
+interface SpoolSample {
+  readonly writePerSecond: number
+  readonly drainPerSecond: number
+}
+
+/**
+ * The spool alone, no client and no server: `count` events written as backlog rows in group
+ * commits of 500 (one transaction each, as the spool writer does), then drained as the
+ * redeliverer does (claim a page of 1,000, delete it in one commit) until empty.
+ */
+const measureSpool = (store: Layer.Layer<SqlClient.SqlClient, SqlError>, count: number, runs: number) =>
+  Effect.gen(function*() {
+    const spool = yield* Spool.make({ leaseMillis: 30_000 })
+    yield* spool.open(Date.now())
+    const item = (n: number): Spool.Item => {
+      const body = JSON.stringify({ ...eventFor(n), id: `spool-${n}`, timestamp: Date.now() })
+      return { id: `spool-${n}`, body, reason: "server down", epoch: 1, ordinal: n }
+    }
+    const once = Effect.gen(function*() {
+      const written = performance.now()
+      for (let from = 0; from < count; from += 500) {
+        const spooled = Array.from({ length: Math.min(500, count - from) }, (_, i) => item(from + i))
+        yield* spool.commit({ ...Spool.emptyOps(), spool: spooled }, Date.now())
+      }
+      const drained = performance.now()
+      let left = count
+      while (left > 0) {
+        const page = yield* spool.claim(1_000, Date.now())
+        if (page.length === 0) return yield* Effect.dieMessage(`the spool stopped with ${left} rows left`)
+        yield* spool.commit({ ...Spool.emptyOps(), remove: page.map((row) => row.seq) }, Date.now())
+        left -= page.length
+      }
+      const done = performance.now()
+      return { writePerSecond: count / ((drained - written) / 1000), drainPerSecond: count / ((done - drained) / 1000) }
+    })
+    yield* once // warm-up
+    const samples: Array<SpoolSample> = []
+    for (let run = 0; run < runs; run++) samples.push(yield* once)
+    return samples
+  }).pipe(Effect.provide(store), Effect.orDie)
 
 /** The Python version's way: one POST per event, sequential, with fetch (and a 2 s timeout). */
 const measurePython = async (url: string, count: number, runs: number) => {
@@ -405,6 +459,27 @@ const measureCrashWindow = async (_url: string, count: number, runs = 3): Promis
 const formatRate = (value: number) => Math.round(value).toLocaleString("en")
 const formatCpu = (value: number) => `${value.toFixed(1)} ms`
 
+/** The spool alone on a SQLite file and on PostgreSQL, as markdown (`--spool` runs only this). */
+export const runSpoolBench = async (runs: number): Promise<string> => {
+  const spoolRows: Array<Record<string, string>> = []
+  for (const [where, store] of [["SQLite file (the embedded default)", Effect.succeed(tempStore)], ["PostgreSQL", postgresStore]] as const) {
+    const samples = await Effect.runPromise(
+      Effect.scoped(Effect.flatMap(store, (layer) => measureSpool(layer, 20_000, runs))).pipe(Logger.withMinimumLogLevel(LogLevel.Error))
+    )
+    spoolRows.push({
+      spool: where,
+      "written events/s (commits of 500)": formatRate(median(samples.map((s) => s.writePerSecond))),
+      "drained events/s (claim 1,000 + delete)": formatRate(median(samples.map((s) => s.drainPerSecond)))
+    })
+  }
+  return [
+    `The spool alone (no client, no server; 20,000 events, median of ${runs} runs after a warm-up; PostgreSQL: ` +
+      "`BIG3_TEST_DATABASE_URL`'s server, else a private cluster on this machine, fsync off):",
+    "",
+    markdownTable(spoolRows)
+  ].join("\n")
+}
+
 /** Runs the whole benchmark and returns it as markdown (a table and the memory figure). */
 export const runEventsBench = async (options: { readonly runs?: number } = {}): Promise<string> => {
   const runs = options.runs ?? 3
@@ -439,6 +514,11 @@ export const runEventsBench = async (options: { readonly runs?: number } = {}): 
         )
         add(
           label,
+          "big3 single, durable default, spool on PostgreSQL (BIG3_DATABASE_URL)",
+          await run(Effect.scoped(Effect.flatMap(postgresStore, (store) => measureBig3(server.url, { mode: "single" }, 20_000, runs, store))))
+        )
+        add(
+          label,
           "big3 single over HttpClient transport",
           await run(measureBig3(server.url, { mode: "single", transport: "http-client" }, 10_000, runs))
         )
@@ -452,6 +532,8 @@ export const runEventsBench = async (options: { readonly runs?: number } = {}): 
   }
   const lines = [
     markdownTable(rows),
+    "",
+    await runSpoolBench(runs),
     "",
     `Targets: single mode, durable default ≥ 20,000 events/s; batch mode ≥ 100,000 events/s; 100,000 queued events ≤ 64 MB.`,
     ""
@@ -495,6 +577,8 @@ if (isMain) {
     const port = await (kind === "sandbox" ? serveSandbox() : kind === "counting" ? serveCounting() : serveRaw())
     process.send?.({ port })
     process.on("disconnect", () => process.exit(0))
+  } else if (process.argv.includes("--spool")) {
+    console.log(await runSpoolBench(3))
   } else {
     console.log(await runEventsBench())
   }

@@ -1,6 +1,7 @@
 /**
  * Observability client: `emit` never fails and never blocks; delivery is batched, retried,
- * guarded by a breaker and spooled to SQLite when the server is away. Durable by default: every
+ * guarded by a breaker and spooled to the store (SQLite, or PostgreSQL with `BIG3_DATABASE_URL`,
+ * shared by every process on it) when the server is away. Durable by default: every
  * event reaches the spool in a group commit (`commitInterval`, 5 ms, or `commitEvents`), so a
  * crash loses at most that window; `emitDurable` waits for the commit. At least once: duplicates
  * only for requests cut in flight. No event is lost without being counted and logged.

@@ -120,11 +120,8 @@ const stages = (options: Options) => {
   const foundation = (options.adaptive ?? Adaptive.layerStore).pipe(
     Layer.provideMerge(breakers.pipe(Layer.provideMerge(platform), Layer.provideMerge(telemetry)))
   )
-  // The spool stays on the embedded SQLite while the store is PostgreSQL (its SQL is SQLite's).
-  const spooled = options.observability ?? Observability.layer
-  const observability = (options.store === undefined ? Layer.provide(spooled, Store.layerEventSpool) : spooled).pipe(
-    Layer.provideMerge(foundation)
-  )
+  // The spool lives in the store, PostgreSQL's included (shared by every process on it).
+  const observability = (options.observability ?? Observability.layer).pipe(Layer.provideMerge(foundation))
   const agents = (options.agents ?? Agents.layer).pipe(
     Layer.provide(options.agentBackend ?? Agents.claudeAgentSdk),
     Layer.provideMerge(observability)

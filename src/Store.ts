@@ -7,9 +7,9 @@
  * - Shared: `BIG3_DATABASE_URL=postgres://…` puts it on PostgreSQL (`@effect/sql-pg`), so several
  *   runners, on one machine or several, share the agents and their durable commands.
  *
- * `layerConfig` picks between them; anything that asks for `SqlClient` follows. The observability
- * spool's SQL is SQLite's own for now (`json_each`, `AUTOINCREMENT`), so it keeps an embedded
- * SQLite store even when the rest is on PostgreSQL: `layerEventSpool`.
+ * `layerConfig` picks between them; anything that asks for `SqlClient` follows, the observability
+ * spool included: on PostgreSQL every process and runner on the database shares one spool, and
+ * any of them redelivers what another spooled.
  *
  * Schemas are owned by the services: each creates its own tables when its layer starts, with
  * `Store.ensureSchema(component, statements)` (idempotent `CREATE TABLE IF NOT EXISTS` DDL run in
@@ -202,20 +202,6 @@ export const layerEmbedded: Layer.Layer<
   Effect.flatMap(stateDir, (dir) => Effect.map(make({ filename: databasePath(dir) }), contextOf))
 )
 
-/**
- * The observability spool's store, given the application's store: the same one when it is the
- * embedded SQLite, else (PostgreSQL) the embedded SQLite at `{BIG3_STATE_DIR}/big3.db`, because
- * the spool's SQL is SQLite's own for now.
- */
-export const layerEventSpool: Layer.Layer<
-  SqlClient.SqlClient,
-  SqlError | ConfigError.ConfigError,
-  SqlClient.SqlClient
-> = Layer.unwrapEffect(
-  Effect.map(databaseUrl, (url) =>
-    Option.isSome(url) ? Layer.map(layerEmbedded, Context.pick(SqlClient.SqlClient)) : Layer.effect(SqlClient.SqlClient, SqlClient.SqlClient))
-)
-
 /** A private in-memory store, for tests. */
 export const layerMemory: Layer.Layer<SqlClient.SqlClient | SqliteClient.SqliteClient, SqlError> = layer({
   filename: ":memory:"
@@ -283,7 +269,10 @@ export const versioned = (
     const sql = yield* SqlClient.SqlClient
     const fail = (message: string) => (error: SqlError) =>
       new SqlError({ cause: error, message: `${message}: ${describe(error.cause ?? error)}` })
-    yield* sql.unsafe(versionTable).raw.pipe(Effect.mapError(fail(`cannot create the schema version table`)))
+    // Under its own lock: `CREATE TABLE IF NOT EXISTS` races on PostgreSQL's catalog.
+    yield* sql.withTransaction(Effect.zipRight(schemaLock(sql, "big3_schema"), sql.unsafe(versionTable).raw)).pipe(
+      Effect.mapError(fail(`cannot create the schema version table`))
+    )
     const recorded = yield* sql<{ version: number }>`SELECT version FROM big3_schema WHERE component = ${component}`.pipe(
       Effect.mapError(fail(`cannot read the ${component} schema version`))
     )

@@ -65,7 +65,10 @@ const sink = Effect.acquireRelease(
       resume(Effect.succeed({ url: `http://127.0.0.1:${port}/events`, bodies, server }))
     })
   }),
-  ({ server }) => Effect.async<void>((resume) => server.close(() => resume(Effect.void)))
+  ({ server }) =>
+    Effect.async<void>((resume) => {
+      server.close(() => resume(Effect.void))
+    })
 )
 
 describe("the bundled bin", () => {

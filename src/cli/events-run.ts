@@ -1,6 +1,7 @@
 /**
  * The bodies of `big3 events …`, loaded on demand: the observability client from the
- * environment, over undici and the SQLite store at `{BIG3_STATE_DIR}/big3.db`.
+ * environment, over undici and the store (PostgreSQL at `BIG3_DATABASE_URL`, else SQLite at
+ * `{BIG3_STATE_DIR}/big3.db`): `big3 events flush` drains that store's spool.
  *
  * The client is built per command and closed when the command ends, which flushes what is left
  * (or spools it) within `graceful_shutdown`. Like every big3 process, it also starts the spool's

@@ -1,8 +1,9 @@
 /**
- * The observability spool and dead-letter tables in the embedded store (`Store`), schema
+ * The observability spool and dead-letter tables in the store (`Store`), schema
  * version 2 (recorded in `big3_schema`; version 1, without leases, is upgraded in place).
  *
  * ```sql
+ * -- SQLite's words; PostgreSQL's: seq BIGSERIAL PRIMARY KEY, BIGINT for the ms columns.
  * observability_spool(
  *   seq INTEGER PRIMARY KEY AUTOINCREMENT,
  *   id TEXT NOT NULL,                       -- the event id (idempotency key)
@@ -28,9 +29,13 @@
  * process that stops releases what it holds, and the rows of a process that died come back when
  * its lease ends (at once, for a process of this host that is gone).
  *
- * The statements are portable SQL (SQLite ≥ 3.35, PostgreSQL): multi-row `VALUES`, `IN` lists,
- * `UPDATE … RETURNING`, `DELETE … RETURNING`. Only the `CREATE TABLE` DDL is SQLite's
- * (`AUTOINCREMENT`; PostgreSQL needs `BIGSERIAL` / `BIGINT` for `seq` and the ms columns).
+ * The spool lives in the application's store: the embedded SQLite file, or PostgreSQL when
+ * `BIG3_DATABASE_URL` is set, where every process and runner on that database shares it (and
+ * redelivers what another spooled: the claims give each row one drainer). The statements are
+ * portable SQL (SQLite ≥ 3.35, PostgreSQL): multi-row `VALUES`, `IN` lists, `UPDATE … RETURNING`,
+ * `DELETE … RETURNING`. Only the DDL differs (`schema`, `schemaPostgres`): `BIGSERIAL` and
+ * `BIGINT` on PostgreSQL for `seq` and the millisecond columns, which PostgreSQL returns as
+ * strings, so every number read is decoded with `Number`.
  * Measured on SQLite: a 500-row VALUES insert with bound parameters costs less than the same rows
  * passed as one JSON array through `json_each` (≈ 14 µs against ≈ 22 µs per event, insert and
  * delete), so the portable form is also the fast one.
@@ -46,37 +51,54 @@ import * as Store from "../Store.js"
 /** The schema version this build writes. */
 export const schemaVersion = 2
 
-export const schema: ReadonlyArray<string> = [
+/**
+ * The tables in a dialect's words: `seq` counts itself (`AUTOINCREMENT` on SQLite, `BIGSERIAL`
+ * on PostgreSQL) and the millisecond columns are 64-bit (`BIGINT`: PostgreSQL's `INTEGER` is 32
+ * bits; SQLite's `INTEGER` is already 64).
+ */
+const tablesIn = (dialect: { readonly serial: string; readonly int: string }): ReadonlyArray<string> => [
   `CREATE TABLE IF NOT EXISTS observability_spool (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq ${dialect.serial},
     id TEXT NOT NULL,
     body TEXT NOT NULL,
-    epoch INTEGER NOT NULL,
-    ordinal INTEGER NOT NULL DEFAULT 0,
-    spooled_at INTEGER NOT NULL,
+    epoch ${dialect.int} NOT NULL,
+    ordinal ${dialect.int} NOT NULL DEFAULT 0,
+    spooled_at ${dialect.int} NOT NULL,
     owner TEXT,
-    lease_until INTEGER NOT NULL DEFAULT 0,
+    lease_until ${dialect.int} NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 0,
     last_error TEXT
   )`,
   `CREATE INDEX IF NOT EXISTS observability_spool_order ON observability_spool (epoch, ordinal, seq)`,
   `CREATE TABLE IF NOT EXISTS observability_dead_letter (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq ${dialect.serial},
     id TEXT NOT NULL,
     body TEXT NOT NULL,
-    epoch INTEGER NOT NULL,
-    ordinal INTEGER NOT NULL DEFAULT 0,
+    epoch ${dialect.int} NOT NULL,
+    ordinal ${dialect.int} NOT NULL DEFAULT 0,
     reason TEXT NOT NULL,
     status INTEGER,
-    failed_at INTEGER NOT NULL
+    failed_at ${dialect.int} NOT NULL
   )`
 ]
 
-/** Version 1 (a `held` flag, one process per file assumed) → version 2 (owners and leases). */
-const upgradeFrom1: ReadonlyArray<string> = [
+const sqliteTypes = { serial: "INTEGER PRIMARY KEY AUTOINCREMENT", int: "INTEGER" } as const
+const postgresTypes = { serial: "BIGSERIAL PRIMARY KEY", int: "BIGINT" } as const
+
+/** The SQLite tables (the embedded store). */
+export const schema: ReadonlyArray<string> = tablesIn(sqliteTypes)
+
+/** The PostgreSQL tables (`BIG3_DATABASE_URL`). */
+export const schemaPostgres: ReadonlyArray<string> = tablesIn(postgresTypes)
+
+/**
+ * Version 1 (a `held` flag, one process per file assumed) → version 2 (owners and leases).
+ * Version 1 only ever lived in SQLite files; the PostgreSQL form is there for completeness.
+ */
+const upgradeFrom1 = (int: string): ReadonlyArray<string> => [
   `DROP INDEX IF EXISTS observability_spool_backlog`,
   `ALTER TABLE observability_spool ADD COLUMN owner TEXT`,
-  `ALTER TABLE observability_spool ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0`,
+  `ALTER TABLE observability_spool ADD COLUMN lease_until ${int} NOT NULL DEFAULT 0`,
   // Held rows were written ahead by a process that is gone by now: they join the backlog.
   `ALTER TABLE observability_spool DROP COLUMN held`,
   `CREATE INDEX IF NOT EXISTS observability_spool_order ON observability_spool (epoch, ordinal, seq)`
@@ -267,6 +289,8 @@ export const make = (options: SpoolOptions): Effect.Effect<Spool, never, SqlClie
     const lease = options.leaseMillis
     // Spool traffic is bookkeeping: no spans (the sql client would open one per statement).
     const quiet = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.withTracerEnabled(effect, false)
+    // PostgreSQL returns BIGINT columns, COUNT and SUM as strings (64 bits do not fit a JS
+    // number); SQLite returns numbers. Millisecond times and row counts are well within 2^53.
     const num = (value: unknown): number => Number(value ?? 0)
 
     const unrecorded = sql`SELECT held FROM observability_spool WHERE 1 = 0`.pipe(
@@ -279,8 +303,14 @@ export const make = (options: SpoolOptions): Effect.Effect<Spool, never, SqlClie
 
     const open = (now: number) =>
       Effect.gen(function*() {
+        const types = sql.onDialectOrElse({ pg: () => postgresTypes, orElse: () => sqliteTypes })
         yield* Effect.provideService(
-          Store.versioned("observability", { version: schemaVersion, create: schema, upgrades: { 1: upgradeFrom1 }, unrecorded }),
+          Store.versioned("observability", {
+            version: schemaVersion,
+            create: tablesIn(types),
+            upgrades: { 1: upgradeFrom1(types.int) },
+            unrecorded
+          }),
           SqlClient.SqlClient,
           sql
         )
@@ -366,13 +396,19 @@ export const make = (options: SpoolOptions): Effect.Effect<Spool, never, SqlClie
         return { journaled }
       })).pipe(explain("cannot write the spool"), quiet)
 
+    // On PostgreSQL the candidates skip rows another claim is taking right now: without it, a
+    // claim racing another picks the same rows, waits for their locks, finds them taken and
+    // returns nothing although the backlog is not empty. (SQLite has one writer at a time.)
+    const skipLocked = sql.onDialectOrElse({ pg: () => sql.literal("FOR UPDATE SKIP LOCKED"), orElse: () => sql.literal("") })
+
     // The inner SELECT picks candidates; the outer WHERE checks the claim again on the row
     // itself, so that of two processes racing for a row (PostgreSQL re-reads it after a
     // concurrent update) only one gets it.
     const claim = (limit: number, now: number) =>
-      sql<Row>`UPDATE observability_spool SET owner = ${owner}, lease_until = ${now + lease}
+      sql<{ seq: unknown; id: string; body: string; epoch: unknown; ordinal: unknown }>`UPDATE observability_spool
+        SET owner = ${owner}, lease_until = ${now + lease}
         WHERE seq IN (SELECT seq FROM observability_spool WHERE (owner IS NULL OR lease_until < ${now})
-          ORDER BY epoch, ordinal, seq LIMIT ${limit})
+          ORDER BY epoch, ordinal, seq LIMIT ${limit} ${skipLocked})
         AND (owner IS NULL OR lease_until < ${now})
         RETURNING seq, id, body, epoch, ordinal`.pipe(
         Effect.map((rows) =>
@@ -424,15 +460,28 @@ export const make = (options: SpoolOptions): Effect.Effect<Spool, never, SqlClie
       )
 
     const deadLetters = (limit: number) =>
-      sql<{ seq: number; id: string; body: string; reason: string; status: number | null; failed_at: number }>`
+      sql<{ seq: unknown; id: string; body: string; reason: string; status: unknown; failed_at: unknown }>`
         SELECT seq, id, body, reason, status, failed_at FROM observability_dead_letter ORDER BY seq DESC LIMIT ${limit}`
-        .pipe(explain("cannot read the dead letters"), quiet)
+        .pipe(
+          Effect.map((rows) =>
+            rows.map((row) => ({
+              seq: num(row.seq),
+              id: row.id,
+              body: row.body,
+              reason: row.reason,
+              status: row.status === null ? null : num(row.status),
+              failed_at: num(row.failed_at)
+            }))
+          ),
+          explain("cannot read the dead letters"),
+          quiet
+        )
 
     const requeueDeadLetters = (now: number) =>
       sql.withTransaction(Effect.gen(function*() {
         const count = yield* sql<{ n: unknown }>`SELECT COUNT(*) AS n FROM observability_dead_letter`
         yield* sql`INSERT INTO observability_spool (id, body, epoch, ordinal, spooled_at, lease_until, last_error)
-          SELECT id, body, epoch, ordinal, ${now}, 0, 'requeued from the dead letters: ' || reason
+          SELECT id, body, epoch, ordinal, CAST(${now} AS BIGINT), 0, 'requeued from the dead letters: ' || reason
           FROM observability_dead_letter ORDER BY seq`
         yield* sql`DELETE FROM observability_dead_letter`
         return num(count[0]?.n)

@@ -305,7 +305,7 @@ export const make = (options: SpoolWriterOptions): SpoolWriter => {
    * again once after a short pause, then settles the events they carry. Interruptible: a commit
    * cut short (shutdown out of time) puts its writes back, so that nothing taken is forgotten.
    */
-  const commitPending: Effect.Effect<void> = Effect.suspend(() => {
+  const commitRound: Effect.Effect<void> = Effect.suspend(() => {
     const journaled = pending.journal.filter((entry) => entry.early === undefined)
     for (const entry of pending.journal) entry.journal = entry.early === undefined ? "committing" : "none"
     const ops: Spool.Ops = {
@@ -363,6 +363,13 @@ export const make = (options: SpoolWriterOptions): SpoolWriter => {
       )
     )
   })
+
+  // One round at a time: a commit asked for while another is in flight (SIGTERM's, the
+  // redeliverer's) waits for it. On SQLite a round runs to its end on the JS thread anyway; on
+  // PostgreSQL it is asynchronous, and a signal handler that returned while the writer's
+  // transaction was still open would end the process and roll it back.
+  const oneRound = Effect.unsafeMakeSemaphore(1)
+  const commitPending: Effect.Effect<void> = oneRound.withPermits(1)(commitRound)
 
   const finish = Effect.suspend(() => {
     pending.releaseHeld = true
