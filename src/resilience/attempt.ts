@@ -230,17 +230,6 @@ export const attemptIn = <A, E, R, E2>(
   return timed(fiber, self, clock, Duration.toMillis(timeout), onTimeout, breaker, ticket)
 }
 
-/** `attemptIn` as an effect of its own: admission when it runs. */
-export const attempt = <A, E, R, E2>(
-  self: Effect.Effect<A, E, R>,
-  timeout: Duration.Duration | undefined,
-  onTimeout: () => E2,
-  breaker?: Breaker | undefined
-): Effect.Effect<A, E | E2 | CircuitOpen, R> =>
-  Effect.withFiberRuntime((fiber) =>
-    attemptIn(fiber, Context.get(fiber.currentDefaultServices, Clock.Clock), self, timeout, onTimeout, breaker)
-  )
-
 /** Fails with `onTimeout()` when `self` takes longer than `duration`; `self` is interrupted. */
 export const timeoutFail = <A, E, R, E2>(
   self: Effect.Effect<A, E, R>,

@@ -9,7 +9,9 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
+import type * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
+import type { AdaptiveTimeout, Pacer } from "../adaptive/Handles.js"
 import { Adaptive } from "../adaptive/Service.js"
 import * as CircuitBreaker from "../CircuitBreaker.js"
 import type { CircuitOpen } from "../Errors.js"
@@ -80,6 +82,60 @@ const attemptTimeoutOf = (
   return Duration.isFinite(timeout) ? timeout : undefined
 }
 
+/** What every attempt of a pipeline shares: built once by `makeProtect`. */
+interface Attempts {
+  readonly operation: OperationId
+  readonly labels: ReadonlyArray<MetricLabel.MetricLabel>
+  readonly onAttempt: ((attempt: number) => void) | undefined
+  /** No adaptation: the configured timeout, no pacing. */
+  readonly plain: boolean
+  readonly configured: Duration.Duration | undefined
+  readonly onConfiguredTimeout: () => OperationTimeout
+  readonly timeoutError: (timeout: Duration.Duration | undefined) => () => OperationTimeout
+  readonly breaker: CircuitBreaker.Breaker | undefined
+  readonly learned: AdaptiveTimeout | undefined
+  readonly pacer: Pacer | undefined
+}
+
+/** One call's attempts: a class rather than closures, since one is made per call. */
+class Call<A, E, R> {
+  attempts = 0
+  lastEndedAt: number | undefined = undefined
+  constructor(
+    readonly shared: Attempts,
+    readonly self: Effect.Effect<A, E, R>,
+    readonly clock: Clock.Clock,
+    readonly traced: boolean
+  ) {}
+
+  /** Starts the next attempt in `fiber`, the fiber that runs it (admission and counting happen now). */
+  attempt(fiber: Fiber.RuntimeFiber<unknown, unknown>): Effect.Effect<A, E | OperationTimeout | CircuitOpen, R> {
+    const { clock, self, shared } = this
+    const { breaker, configured, operation } = shared
+    const attempts = ++this.attempts
+    shared.onAttempt?.(attempts)
+    Metrics.attempts.unsafeUpdate(1, shared.labels)
+    const run = shared.plain
+      ? runAttempt(fiber, clock, self, configured, shared.onConfiguredTimeout, breaker)
+      : adaptedAttempt(
+        (timeout) => runAttempt(fiber, clock, self, timeout, shared.timeoutError(timeout), breaker),
+        clock,
+        operation,
+        configured,
+        shared.learned,
+        shared.pacer
+      )
+    if (!this.traced) return run
+    const now = clock.unsafeCurrentTimeMillis()
+    const spanned = Tracing.attempt(run, operation, {
+      attempt: attempts,
+      breakerState: breaker?.state(now),
+      retryDelayMillis: this.lastEndedAt === undefined ? undefined : now - this.lastEndedAt
+    })
+    return Effect.ensuring(spanned, Effect.sync(() => (this.lastEndedAt = clock.unsafeCurrentTimeMillis())))
+  }
+}
+
 /**
  * Builds the standard pipeline once: total deadline → retry → circuit breaker → per-attempt
  * timeout → the call. Reads configuration and the breaker when built, so each call pays only
@@ -128,44 +184,20 @@ export const makeProtect = (
     const plain = learned === undefined && pacer === undefined
     const timeoutError = (timeout: Duration.Duration | undefined) =>
       timeout === configured || timeout === undefined ? onConfiguredTimeout : onTimeoutAfter(timeout)
-    const retrySchedule_ = (deadlineAt: number | undefined) => () =>
+    const scheduleUntil = (deadlineAt: number | undefined) => () =>
       retrySchedule(policy, { service, operation, deadlineAt, budget, quiet })
 
-    /** One call's attempts: a class rather than closures, since one is made per call. */
-    class Call<A, E, R> {
-      attempts = 0
-      lastEndedAt: number | undefined = undefined
-      constructor(
-        readonly self: Effect.Effect<A, E, R>,
-        readonly clock: Clock.Clock,
-        readonly traced: boolean
-      ) {}
-
-      /** Starts the next attempt in `fiber`, the fiber that runs it (admission and counting happen now). */
-      attempt(fiber: Fiber.RuntimeFiber<unknown, unknown>): Effect.Effect<A, E | OperationTimeout | CircuitOpen, R> {
-        const { clock, self } = this
-        const attempts = ++this.attempts
-        onAttempt?.(attempts)
-        Metrics.attempts.unsafeUpdate(1, labels)
-        const run = plain
-          ? runAttempt(fiber, clock, self, configured, onConfiguredTimeout, breaker)
-          : adaptedAttempt(
-            (timeout) => runAttempt(fiber, clock, self, timeout, timeoutError(timeout), breaker),
-            clock,
-            operation,
-            configured,
-            learned,
-            pacer
-          )
-        if (!this.traced) return run
-        const now = clock.unsafeCurrentTimeMillis()
-        const spanned = Tracing.attempt(run, operation, {
-          attempt: attempts,
-          breakerState: breaker?.state(now),
-          retryDelayMillis: this.lastEndedAt === undefined ? undefined : now - this.lastEndedAt
-        })
-        return Effect.ensuring(spanned, Effect.sync(() => (this.lastEndedAt = clock.unsafeCurrentTimeMillis())))
-      }
+    const attempts: Attempts = {
+      operation,
+      labels,
+      onAttempt,
+      plain,
+      configured,
+      onConfiguredTimeout,
+      timeoutError,
+      breaker,
+      learned,
+      pacer
     }
 
     return <A, E, R>(
@@ -178,7 +210,7 @@ export const makeProtect = (
         const traced = Tracing.isTracing(fiber)
         const startedAt = clock.unsafeCurrentTimeMillis()
         budget?.recordCall(startedAt)
-        const call = new Call(self, clock, traced)
+        const call = new Call(attempts, self, clock, traced)
         const relativeAt = deadlineMillis === undefined ? undefined : startedAt + deadlineMillis
         const deadlineAt = options?.deadlineAt === undefined
           ? relativeAt
@@ -189,7 +221,7 @@ export const makeProtect = (
         // their own. Without one, the first attempt starts now, in this fiber (this runs when the
         // call does), which spares a step per call.
         const next = Effect.withFiberRuntime<A, E | OperationTimeout | CircuitOpen, R>((running) => call.attempt(running))
-        const retried = retrying(deadline === undefined ? call.attempt(fiber) : next, next, retrySchedule_(deadlineAt))
+        const retried = retrying(deadline === undefined ? call.attempt(fiber) : next, next, scheduleUntil(deadlineAt))
         const bounded = deadline === undefined || deadlineError === undefined
           ? retried
           : timeoutFail(retried, deadline, deadlineError)
