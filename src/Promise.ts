@@ -122,17 +122,39 @@ export const make = (options: MakeOptions = {}): PromiseApi => {
         pipeline.service,
         pipeline.budget
       ])
-  const once = <A>(fn: Task<A>, pipeline: PipelineOptions, call: CallOptions): Promise<A> => {
+  // The options object last seen, with the fields its pipeline was built from: `protect(fn,
+  // options)` in a loop with the same object (unchanged) skips making the key.
+  const seen = new WeakMap<PipelineOptions, { readonly fields: ReadonlyArray<unknown>; readonly built: Protector }>()
+  const fieldsOf = (pipeline: PipelineOptions): ReadonlyArray<unknown> => [
+    pipeline.operation,
+    pipeline.timeout,
+    pipeline.policy,
+    pipeline.breaker,
+    pipeline.deadline,
+    pipeline.service,
+    pipeline.budget,
+    pipeline.retryable,
+    pipeline.onRetry
+  ]
+  const sameFields = (pipeline: PipelineOptions, fields: ReadonlyArray<unknown>): boolean =>
+    pipeline.operation === fields[0] && pipeline.timeout === fields[1] && pipeline.policy === fields[2] &&
+    pipeline.breaker === fields[3] && pipeline.deadline === fields[4] && pipeline.service === fields[5] &&
+    pipeline.budget === fields[6] && pipeline.retryable === fields[7] && pipeline.onRetry === fields[8]
+  const buildKept = (loaded: Services, pipeline: PipelineOptions): Protector => {
     const key = keyOf(pipeline)
-    const found = key === undefined ? undefined : kept.get(key)
-    if (found !== undefined) return found(fn, callOptions(call))
-    const run = (loaded: Services) => {
-      const built = build(loaded, pipeline)
-      if (key !== undefined) kept.set(key, built)
-      return built(fn, callOptions(call))
-    }
+    if (key === undefined) return build(loaded, pipeline)
+    let built = kept.get(key)
+    if (built === undefined) kept.set(key, built = build(loaded, pipeline))
+    seen.set(pipeline, { fields: fieldsOf(pipeline), built })
+    return built
+  }
+  const once = <A>(fn: Task<A>, pipeline: PipelineOptions, call: CallOptions): Promise<A> => {
+    const last = seen.get(pipeline)
+    if (last !== undefined && sameFields(pipeline, last.fields)) return last.built(fn, callOptions(call))
     const ready = load()
-    return ready instanceof Promise ? ready.then(run) : run(ready)
+    return ready instanceof Promise
+      ? ready.then((loaded) => buildKept(loaded, pipeline)(fn, callOptions(call)))
+      : buildKept(ready, pipeline)(fn, callOptions(call))
   }
   return {
     protector,

@@ -128,6 +128,40 @@ const sleep = (millis: number, signal: AbortSignal): Promise<void> =>
   })
 
 /**
+ * One attempt's state: a class rather than closures, since one is made per attempt. It is its
+ * own abort listener on the caller's signal (`handleEvent`).
+ */
+class Attempt<A> {
+  readonly controller = new AbortController()
+  settled = false
+  cancelTimer: (() => void) | undefined = undefined
+  resolve: (value: A) => void = noop
+  reject: (error: unknown) => void = noop
+  constructor(readonly outer: AbortSignal | undefined) {}
+
+  /** Stops listening and disarms the timer. */
+  finish(): void {
+    this.settled = true
+    this.cancelTimer?.()
+    this.outer?.removeEventListener("abort", this)
+  }
+
+  /** Abandons the attempt: aborts its signal with `reason` and rejects with it. */
+  abandon(reason: unknown): void {
+    this.finish()
+    this.controller.abort(reason)
+    this.reject(reason)
+  }
+
+  /** The caller's signal aborted. */
+  handleEvent(): void {
+    this.abandon(this.outer?.reason)
+  }
+}
+
+const noop = (): void => {}
+
+/**
  * Runs one attempt under its own AbortController, aborted after `millis` (with an
  * `OperationTimeout`) or when `outer` aborts. The attempt is abandoned even if the function
  * ignores its signal, so a misbehaving function cannot hang the caller.
@@ -138,39 +172,28 @@ const runAttempt = <A>(
   outer: AbortSignal | undefined,
   onTimeout: () => OperationTimeout
 ): Promise<A> => {
-  const controller = new AbortController()
+  const attempt = new Attempt<A>(outer)
   let running: Promise<A>
   try {
-    running = fn(controller.signal)
+    running = fn(attempt.controller.signal)
   } catch (error) {
     return Promise.reject(error)
   }
   if (millis === undefined && outer === undefined) return running
   return new Promise<A>((resolve, reject) => {
-    let cancelTimer: (() => void) | undefined
-    const finish = () => {
-      cancelTimer?.()
-      outer?.removeEventListener("abort", onOuterAbort)
-    }
-    const onOuterAbort = () => {
-      finish()
-      controller.abort(outer?.reason)
-      reject(outer?.reason)
-    }
+    attempt.resolve = resolve
+    attempt.reject = reject
     if (outer !== undefined) {
-      if (outer.aborted) return onOuterAbort()
-      outer.addEventListener("abort", onOuterAbort, { once: true })
+      if (outer.aborted) return attempt.handleEvent()
+      outer.addEventListener("abort", attempt, { once: true })
     }
-    let settled = false
     running.then(
       (value) => {
-        settled = true
-        finish()
+        attempt.finish()
         resolve(value)
       },
       (error: unknown) => {
-        settled = true
-        finish()
+        attempt.finish()
         reject(error)
       }
     )
@@ -178,13 +201,7 @@ const runAttempt = <A>(
       // Armed a microtask later, after the callbacks above: a function whose promise is already
       // settled costs no timer at all.
       queueMicrotask(() => {
-        if (settled) return
-        cancelTimer = setLongTimeout(() => {
-          const error = onTimeout()
-          finish()
-          controller.abort(error)
-          reject(error)
-        }, millis)
+        if (!attempt.settled) attempt.cancelTimer = setLongTimeout(() => attempt.abandon(onTimeout()), millis)
       })
     }
   })

@@ -101,6 +101,46 @@ const report = <A, E>(
   return breaker.transitions.length === 0 ? exit : Effect.zipRight(logTransitions(breaker), exit)
 }
 
+/**
+ * The state of one attempt in the caller's fiber. A class rather than closures: an attempt is
+ * made per call, and its methods are made once.
+ */
+class InFiber<A, E, E2> {
+  /** Made when the timer fires: an interruptor no one else uses. */
+  timer: FiberId.FiberId | undefined = undefined
+  ended = false
+  disarm: () => void = noop
+  constructor(
+    readonly fiber: Fiber.RuntimeFiber<unknown, unknown>,
+    readonly clock: Clock.Clock,
+    readonly onTimeout: () => E2,
+    readonly breaker: Breaker | undefined,
+    readonly ticket: number
+  ) {}
+
+  fire(): void {
+    // A sleep on a test clock may end after the attempt did: then there is nothing to cut.
+    if (this.ended) return
+    this.timer = FiberId.unsafeMake()
+    this.fiber.unsafeInterruptAsFork(this.timer)
+  }
+
+  /** Takes the timer's interruption back out of the fiber, then ends with the attempt's outcome. */
+  end(exit: Exit.Exit<A, E>): Effect.Effect<A, E | E2> {
+    this.ended = true
+    this.disarm()
+    const id = this.timer
+    if (id === undefined) return report(this.breaker, this.ticket, this.clock, exit)
+    // Our timer's interruption, and no one else's: the attempt timed out.
+    const timedOut = exit._tag === "Failure" && Cause.isInterruptedOnly(exit.cause) &&
+      HashSet.has(Cause.interruptors(exit.cause), id) && HashSet.size(Cause.interruptors(exit.cause)) === 1
+    const outcome = report<A, E | E2>(this.breaker, this.ticket, this.clock, timedOut ? Exit.fail(this.onTimeout()) : exit)
+    return Effect.zipRight(FiberRef.update(FiberRef.interruptedCause, (cause) => withoutInterruptor(cause, id)), outcome)
+  }
+}
+
+const noop = (): void => {}
+
 /** The attempt in the caller's fiber: the timer interrupts the caller, the handler takes it back. */
 const inFiber = <A, E, R, E2>(
   fiber: Fiber.RuntimeFiber<unknown, unknown>,
@@ -111,37 +151,9 @@ const inFiber = <A, E, R, E2>(
   breaker: Breaker | undefined,
   ticket: number
 ): Effect.Effect<A, E | E2, R> => {
-  // Made when the timer fires: an interruptor no one else uses.
-  let timer: FiberId.FiberId | undefined
-  let ended = false
-  const disarm = arm(clock, millis, () => {
-    // A sleep on a test clock may end after the attempt did: then there is nothing to cut.
-    if (ended) return
-    timer = FiberId.unsafeMake()
-    fiber.unsafeInterruptAsFork(timer)
-  })
-  /** Takes the timer's interruption back out of the fiber, then ends with `exit`. */
-  const end = (exit: Exit.Exit<A, E | E2>): Effect.Effect<A, E | E2> => {
-    ended = true
-    disarm()
-    const id = timer
-    const outcome = report(breaker, ticket, clock, exit)
-    return id === undefined
-      ? outcome
-      : Effect.zipRight(FiberRef.update(FiberRef.interruptedCause, (cause) => withoutInterruptor(cause, id)), outcome)
-  }
-  return Effect.uninterruptibleMask((restore) =>
-    Effect.matchCauseEffect(restore(self), {
-      onSuccess: (value) => end(Exit.succeed(value)),
-      onFailure: (cause) => {
-        const id = timer
-        // Our timer's interruption, and no one else's: the attempt timed out.
-        const timedOut = id !== undefined && Cause.isInterruptedOnly(cause) &&
-          HashSet.has(Cause.interruptors(cause), id) && HashSet.size(Cause.interruptors(cause)) === 1
-        return end(timedOut ? Exit.fail(onTimeout()) : Exit.failCause(cause))
-      }
-    })
-  )
+  const state = new InFiber<A, E, E2>(fiber, clock, onTimeout, breaker, ticket)
+  state.disarm = arm(clock, millis, () => state.fire())
+  return Effect.uninterruptibleMask((restore) => Effect.flatMap(Effect.exit(restore(self)), (exit) => state.end(exit)))
 }
 
 /** The attempt in a fiber of its own (the caller has children an interruption would reach). */
@@ -195,26 +207,28 @@ const guarded = <A, E, R>(self: Effect.Effect<A, E, R>, clock: Clock.Clock, brea
   })
 
 /**
- * Runs one attempt of `self`: refused with `CircuitOpen` while `breaker` is open, failed with
- * `onTimeout()` after `timeout` (interrupting `self`), and its outcome reported to `breaker`.
+ * Runs one attempt of `self` in `fiber` (the fiber that runs the returned effect): refused with
+ * `CircuitOpen` while `breaker` is open, failed with `onTimeout()` after `timeout` (interrupting
+ * `self`), and its outcome reported to `breaker`. Admission happens when this is called, so call
+ * it as the attempt starts.
  */
-export const attempt = <A, E, R, E2>(
+export const attemptIn = <A, E, R, E2>(
+  fiber: Fiber.RuntimeFiber<unknown, unknown>,
+  clock: Clock.Clock,
   self: Effect.Effect<A, E, R>,
   timeout: Duration.Duration | undefined,
   onTimeout: () => E2,
   breaker?: Breaker | undefined
-): Effect.Effect<A, E | E2 | CircuitOpen, R> =>
-  Effect.withFiberRuntime((fiber): Effect.Effect<A, E | E2 | CircuitOpen, R> => {
-    const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
-    let ticket = 0
-    if (breaker !== undefined) {
-      const admitted = breaker.tryAcquire(clock.unsafeCurrentTimeMillis())
-      if (typeof admitted !== "number") return Effect.zipRight(logTransitions(breaker), Exit.fail(admitted))
-      ticket = admitted
-    }
-    if (timeout === undefined) return breaker === undefined ? self : guarded(self, clock, breaker, ticket)
-    return timed(fiber, self, clock, Duration.toMillis(timeout), onTimeout, breaker, ticket)
-  })
+): Effect.Effect<A, E | E2 | CircuitOpen, R> => {
+  let ticket = 0
+  if (breaker !== undefined) {
+    const admitted = breaker.tryAcquire(clock.unsafeCurrentTimeMillis())
+    if (typeof admitted !== "number") return Effect.zipRight(logTransitions(breaker), Exit.fail(admitted))
+    ticket = admitted
+  }
+  if (timeout === undefined) return breaker === undefined ? self : guarded(self, clock, breaker, ticket)
+  return timed(fiber, self, clock, Duration.toMillis(timeout), onTimeout, breaker, ticket)
+}
 
 /** Fails with `onTimeout()` when `self` takes longer than `duration`; `self` is interrupted. */
 export const timeoutFail = <A, E, R, E2>(

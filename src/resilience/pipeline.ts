@@ -8,7 +8,10 @@ import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
+import type * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
+import type { AdaptiveTimeout, Pacer } from "../adaptive/Handles.js"
 import { Adaptive } from "../adaptive/Service.js"
 import * as CircuitBreaker from "../CircuitBreaker.js"
 import type { CircuitOpen } from "../Errors.js"
@@ -17,7 +20,7 @@ import * as Metrics from "../Metrics.js"
 import type { OperationId, RetryPolicy, Service as ConfigService } from "../ReliabilityConfig.js"
 import { isOperationId, ReliabilityConfig } from "../ReliabilityConfig.js"
 import { adaptedAttempt } from "./adaptive.js"
-import { attempt as runAttempt, timeoutFail } from "./attempt.js"
+import { attemptIn as runAttempt, timeoutFail } from "./attempt.js"
 import { retrying, retrySchedule } from "./retry.js"
 import * as Tracing from "./tracing.js"
 
@@ -79,6 +82,60 @@ const attemptTimeoutOf = (
   return Duration.isFinite(timeout) ? timeout : undefined
 }
 
+/** What every attempt of a pipeline shares: built once by `makeProtect`. */
+interface Attempts {
+  readonly operation: OperationId
+  readonly labels: ReadonlyArray<MetricLabel.MetricLabel>
+  readonly onAttempt: ((attempt: number) => void) | undefined
+  /** No adaptation: the configured timeout, no pacing. */
+  readonly plain: boolean
+  readonly configured: Duration.Duration | undefined
+  readonly onConfiguredTimeout: () => OperationTimeout
+  readonly timeoutError: (timeout: Duration.Duration | undefined) => () => OperationTimeout
+  readonly breaker: CircuitBreaker.Breaker | undefined
+  readonly learned: AdaptiveTimeout | undefined
+  readonly pacer: Pacer | undefined
+}
+
+/** One call's attempts: a class rather than closures, since one is made per call. */
+class Call<A, E, R> {
+  attempts = 0
+  lastEndedAt: number | undefined = undefined
+  constructor(
+    readonly shared: Attempts,
+    readonly self: Effect.Effect<A, E, R>,
+    readonly clock: Clock.Clock,
+    readonly traced: boolean
+  ) {}
+
+  /** Starts the next attempt in `fiber`, the fiber that runs it (admission and counting happen now). */
+  attempt(fiber: Fiber.RuntimeFiber<unknown, unknown>): Effect.Effect<A, E | OperationTimeout | CircuitOpen, R> {
+    const { clock, self, shared } = this
+    const { breaker, configured, operation } = shared
+    const attempts = ++this.attempts
+    shared.onAttempt?.(attempts)
+    Metrics.attempts.unsafeUpdate(1, shared.labels)
+    const run = shared.plain
+      ? runAttempt(fiber, clock, self, configured, shared.onConfiguredTimeout, breaker)
+      : adaptedAttempt(
+        (timeout) => runAttempt(fiber, clock, self, timeout, shared.timeoutError(timeout), breaker),
+        clock,
+        operation,
+        configured,
+        shared.learned,
+        shared.pacer
+      )
+    if (!this.traced) return run
+    const now = clock.unsafeCurrentTimeMillis()
+    const spanned = Tracing.attempt(run, operation, {
+      attempt: attempts,
+      breakerState: breaker?.state(now),
+      retryDelayMillis: this.lastEndedAt === undefined ? undefined : now - this.lastEndedAt
+    })
+    return Effect.ensuring(spanned, Effect.sync(() => (this.lastEndedAt = clock.unsafeCurrentTimeMillis())))
+  }
+}
+
 /**
  * Builds the standard pipeline once: total deadline → retry → circuit breaker → per-attempt
  * timeout → the call. Reads configuration and the breaker when built, so each call pays only
@@ -124,59 +181,58 @@ export const makeProtect = (
         message: `${operation} did not finish within its deadline of ${formatDuration(deadline)}`
       })
 
+    const plain = learned === undefined && pacer === undefined
+    const timeoutError = (timeout: Duration.Duration | undefined) =>
+      timeout === configured || timeout === undefined ? onConfiguredTimeout : onTimeoutAfter(timeout)
+    const scheduleUntil = (deadlineAt: number | undefined) => () =>
+      retrySchedule(policy, { service, operation, deadlineAt, budget, quiet })
+
+    const attempts: Attempts = {
+      operation,
+      labels,
+      onAttempt,
+      plain,
+      configured,
+      onConfiguredTimeout,
+      timeoutError,
+      breaker,
+      learned,
+      pacer
+    }
+
     return <A, E, R>(
       self: Effect.Effect<A, E, R>,
-      call?: CallOptions
+      options?: CallOptions
     ): Effect.Effect<A, E | OperationTimeout | CircuitOpen, R> =>
-      Effect.withFiberRuntime((fiber) =>
-        Effect.suspend(() => {
-          const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
-          // Spans only when a tracer records them: otherwise the call pays for this check alone.
-          const traced = Tracing.isTracing(fiber)
-          const startedAt = clock.unsafeCurrentTimeMillis()
-          budget?.recordCall(startedAt)
-          let attempts = 0
-          let lastEndedAt: number | undefined
-          const once = (timeout: Duration.Duration | undefined) =>
-            runAttempt(self, timeout, timeout === configured || timeout === undefined ? onConfiguredTimeout : onTimeoutAfter(timeout), breaker)
-          const attempt = Effect.suspend(() => {
-            attempts++
-            onAttempt?.(attempts)
-            Metrics.attempts.unsafeUpdate(1, labels)
-            const run = learned === undefined && pacer === undefined
-              ? once(configured)
-              : adaptedAttempt(once, clock, operation, configured, learned, pacer)
-            if (!traced) return run
-            const now = clock.unsafeCurrentTimeMillis()
-            const spanned = Tracing.attempt(run, operation, {
-              attempt: attempts,
-              breakerState: breaker?.state(now),
-              retryDelayMillis: lastEndedAt === undefined ? undefined : now - lastEndedAt
-            })
-            return Effect.ensuring(spanned, Effect.sync(() => (lastEndedAt = clock.unsafeCurrentTimeMillis())))
-          })
-          const relativeAt = deadlineMillis === undefined ? undefined : startedAt + deadlineMillis
-          const deadlineAt = call?.deadlineAt === undefined
-            ? relativeAt
-            : relativeAt === undefined
-            ? call.deadlineAt
-            : Math.min(relativeAt, call.deadlineAt)
-          const retried = retrying(
-            attempt,
-            () => retrySchedule(policy, { service, operation, deadlineAt, budget, quiet })
-          )
-          const bounded = deadline === undefined || deadlineError === undefined
-            ? retried
-            : timeoutFail(retried, deadline, deadlineError)
-          // Effect.exit rather than onExit: cheaper, and an interrupted call has no outcome to count.
-          const counted = Effect.flatMap(Effect.exit(bounded), (exit) => {
-            Metrics.calls.unsafeUpdate(1, exit._tag === "Success" ? success : failure)
-            Metrics.callDuration.unsafeUpdate((clock.unsafeCurrentTimeMillis() - startedAt) / 1000, labels)
-            return exit
-          })
-          return traced ? Tracing.call(counted, operation, service, () => attempts) : counted
+      Effect.withFiberRuntime((fiber) => {
+        const clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
+        // Spans only when a tracer records them: otherwise the call pays for this check alone.
+        const traced = Tracing.isTracing(fiber)
+        const startedAt = clock.unsafeCurrentTimeMillis()
+        budget?.recordCall(startedAt)
+        const call = new Call(attempts, self, clock, traced)
+        const relativeAt = deadlineMillis === undefined ? undefined : startedAt + deadlineMillis
+        const deadlineAt = options?.deadlineAt === undefined
+          ? relativeAt
+          : relativeAt === undefined
+          ? options.deadlineAt
+          : Math.min(relativeAt, options.deadlineAt)
+        // An attempt runs in the fiber that runs it: a deadline may move the attempts to a fiber of
+        // their own. Without one, the first attempt starts now, in this fiber (this runs when the
+        // call does), which spares a step per call.
+        const next = Effect.withFiberRuntime<A, E | OperationTimeout | CircuitOpen, R>((running) => call.attempt(running))
+        const retried = retrying(deadline === undefined ? call.attempt(fiber) : next, next, scheduleUntil(deadlineAt))
+        const bounded = deadline === undefined || deadlineError === undefined
+          ? retried
+          : timeoutFail(retried, deadline, deadlineError)
+        // Effect.exit rather than onExit: cheaper, and an interrupted call has no outcome to count.
+        const counted = Effect.flatMap(Effect.exit(bounded), (exit) => {
+          Metrics.calls.unsafeUpdate(1, exit._tag === "Success" ? success : failure)
+          Metrics.callDuration.unsafeUpdate((clock.unsafeCurrentTimeMillis() - startedAt) / 1000, labels)
+          return exit
         })
-      )
+        return traced ? Tracing.call(counted, operation, service, () => call.attempts) : counted
+      })
   })
 
 /**

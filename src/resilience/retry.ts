@@ -108,21 +108,23 @@ const decideAndReport = (
   })
 
 /**
- * Runs `self`, and on failure feeds the errors to `schedule` until it stops. The happy path pays
- * for one `catchAll`; the schedule's driver is only made after a failure.
+ * Runs `first`, and on failure feeds the errors to `schedule` until it stops, running `again`
+ * for each retry (`first` and `again` are one attempt, `first` possibly already started). The
+ * happy path pays for one `catchAll`; the schedule's driver is only made after a failure.
  */
 export const retrying = <A, E, R, B, R2>(
-  self: Effect.Effect<A, E, R>,
+  first: Effect.Effect<A, E, R>,
+  again: Effect.Effect<A, E, R>,
   schedule: () => Schedule.Schedule<B, E, R2>
 ): Effect.Effect<A, E, R | R2> =>
-  Effect.catchAll(self, (first) =>
+  Effect.catchAll(first, (error) =>
     Effect.flatMap(Schedule.driver(schedule()), (driver) => {
       const loop = (error: E): Effect.Effect<A, E, R | R2> =>
         Effect.matchEffect(driver.next(error), {
           onFailure: () => Effect.fail(error),
-          onSuccess: () => Effect.catchAll(self, loop)
+          onSuccess: () => Effect.catchAll(again, loop)
         })
-      return loop(first)
+      return loop(error)
     }))
 
 const resolvePolicy = (policy: string | RetryPolicy): Effect.Effect<RetryPolicy, never, ReliabilityConfig> =>
@@ -145,7 +147,7 @@ export function withRetry(policy: string | RetryPolicy, options: RetryOptions = 
   const service = options.service ?? (typeof policy === "string" ? policy : undefined)
   return <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R | ReliabilityConfig> =>
     Effect.flatMap(resolvePolicy(policy), (resolved) =>
-      retrying(self, () => retrySchedule(resolved, { ...options, service })))
+      retrying(self, self, () => retrySchedule(resolved, { ...options, service })))
 }
 
 /** `withRetry` as a plain function: `retryOnFailure(effect, { policy: "gemini" })`. */
