@@ -28,20 +28,8 @@ import { formatDuration } from "../src/Errors.js"
 import * as Gemini from "../src/Gemini.js"
 import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
 import * as Sandbox from "../src/Sandbox.js"
+import { seeded } from "../test/support/seeded.js"
 import { percentile, type Row } from "./util.js"
-
-/** mulberry32 and Box–Muller: seeded log-normal latencies in ms. */
-const seeded = (seed: number) => {
-  let state = seed | 0
-  const next = () => {
-    state = (state + 0x6d2b79f5) | 0
-    let t = Math.imul(state ^ (state >>> 15), 1 | state)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-  const normal = () => Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next())
-  return { next, lognormal: (median: number, sigma: number) => median * Math.exp(sigma * normal()) }
-}
 
 /** The sandbox script: per request, a latency (median 20 ms, p99 ≈ 80 ms) or, 2% of the time, a hang. */
 const latencyPlan = (seed: number, steps: number, hangRate: number): ReadonlyArray<Sandbox.FaultStep> => {

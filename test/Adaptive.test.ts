@@ -20,18 +20,12 @@ import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
 import * as Resilience from "../src/Resilience.js"
 import * as Store from "../src/Store.js"
 import { captureLogs } from "./support/capture.js"
+import { seeded } from "./support/seeded.js"
 
-/** A seeded generator (mulberry32) and log-normal latencies: median 20 ms, p99 ≈ 80 ms. */
-const seeded = (seed: number) => {
-  let state = seed | 0
-  const next = () => {
-    state = (state + 0x6d2b79f5) | 0
-    let t = Math.imul(state ^ (state >>> 15), 1 | state)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-  const normal = () => Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next())
-  return { next, latency: (median: number) => Math.max(1, Math.round(median * Math.exp(0.596 * normal()))) }
+/** Seeded log-normal latencies in whole ms: median 20 ms, p99 ≈ 80 ms. */
+const seededLatencies = (seed: number) => {
+  const random = seeded(seed)
+  return { ...random, latency: (median: number) => Math.max(1, Math.round(random.lognormal(median, 0.596))) }
 }
 
 /** The exact p99 of `values` (nearest rank). */
@@ -68,7 +62,7 @@ const currentTimeout = (operation: string) =>
 
 describe("LatencyWindow", () => {
   it("reports a quantile as its bucket's upper bound, within 10% above the true value", () => {
-    const random = seeded(7)
+    const random = seededLatencies(7)
     const window = new LatencyWindow(60_000)
     const values = Array.from({ length: 5000 }, () => random.latency(20))
     for (const value of values) window.add(1000, value)
@@ -116,7 +110,7 @@ describe("adaptive timeouts through the pipeline", () => {
 
   it.effect("converge on 3 × the p99 of seeded latencies (median 20 ms, p99 ≈ 80 ms)", () =>
     Effect.gen(function*() {
-      const random = seeded(42)
+      const random = seededLatencies(42)
       const latencies = Array.from({ length: 600 }, () => random.latency(20))
       const protect = yield* Resilience.makeProtect({ operation: "gemini_api", policy: "once" })
       yield* feedAtOnce(protect, latencies)

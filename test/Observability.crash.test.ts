@@ -9,49 +9,16 @@ import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { type ChildProcess, fork } from "node:child_process"
 import * as fs from "node:fs"
-import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as Store from "../src/Store.js"
 import { isRunning } from "./support/processes.js"
+import { eventsSink } from "./support/sink.js"
 
 const tempDirs: Array<string> = []
 afterAll(() => {
   for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true })
 })
-
-/** A sink that stores each event's id (answering 200 with the event), after `delayMillis`. */
-const sink = (delayMillis: number) =>
-  Effect.acquireRelease(
-    Effect.async<{ url: string; ids: Set<string>; server: http.Server }>((resume) => {
-      const ids = new Set<string>()
-      const server = http.createServer((request, response) => {
-        const chunks: Array<Buffer> = []
-        request.on("data", (chunk: Buffer) => chunks.push(chunk))
-        request.on("end", () => {
-          const body = Buffer.concat(chunks).toString("utf8")
-          const answer = () => {
-            const id: unknown = JSON.parse(body).id
-            if (typeof id === "string") ids.add(id)
-            response.writeHead(200, { "content-type": "application/json" })
-            response.end(body)
-          }
-          if (delayMillis > 0) setTimeout(answer, delayMillis)
-          else answer()
-        })
-      })
-      server.listen(0, "127.0.0.1", () => {
-        const address = server.address()
-        const port = typeof address === "object" && address !== null ? address.port : 0
-        resume(Effect.succeed({ url: `http://127.0.0.1:${port}/events`, ids, server }))
-      })
-    }),
-    ({ server }) =>
-      Effect.async<void>((resume) => {
-        server.closeAllConnections()
-        server.close(() => resume(Effect.void))
-      })
-  )
 
 interface Emitted {
   readonly emitted: number
@@ -125,18 +92,18 @@ const lostOf = (count: number, delivered: ReadonlySet<string>, kept: ReadonlySet
 describe("a library process that crashes", () => {
   it.scopedLive("SIGKILL after 3,000 emits and one emitDurable: nothing is lost (every event reached the sink or the spool)", () =>
     Effect.gen(function*() {
-      const server = yield* sink(20)
+      const server = yield* eventsSink({ delayMillis: 20 })
       const { exit, report, stateDir } = yield* crash({ url: server.url, count: 3_000, signal: "SIGKILL", durableLast: true })
       assert.strictEqual(exit.signal, "SIGKILL")
       assert.strictEqual(report.emitted, 3_001)
       const kept = yield* spooled(stateDir)
-      assert.deepStrictEqual(lostOf(3_000, server.ids, kept), [])
-      assert.isTrue(server.ids.has("crash-last") || kept.has("crash-last"))
+      assert.deepStrictEqual(lostOf(3_000, new Set(server.received.keys()), kept), [])
+      assert.isTrue(server.received.has("crash-last") || kept.has("crash-last"))
     }), { timeout: 120_000 })
 
   it.scopedLive("SIGKILL right after 3,000 emits returned: at most the last group commit's events are lost", () =>
     Effect.gen(function*() {
-      const server = yield* sink(20)
+      const server = yield* eventsSink({ delayMillis: 20 })
       const { exit, report, stateDir } = yield* crash({
         url: server.url,
         count: 3_000,
@@ -145,7 +112,7 @@ describe("a library process that crashes", () => {
       })
       assert.strictEqual(exit.signal, "SIGKILL")
       assert.strictEqual(report.emitted, 3_000)
-      const lost = lostOf(3_000, server.ids, yield* spooled(stateDir))
+      const lost = lostOf(3_000, new Set(server.received.keys()), yield* spooled(stateDir))
       // The window: events emitted after the last group commit (≤ commitEvents waiting, give or
       // take the few a fiber switch lets in).
       assert.isAtMost(lost.length, 200, `lost ${lost.length}: ${lost.slice(0, 5).join(", ")}…`)
@@ -153,10 +120,10 @@ describe("a library process that crashes", () => {
 
   it.scopedLive("SIGTERM on a library process (no handler of its own) loses nothing, and it still ends by the signal", () =>
     Effect.gen(function*() {
-      const server = yield* sink(20)
+      const server = yield* eventsSink({ delayMillis: 20 })
       const { exit, report, stateDir } = yield* crash({ url: server.url, count: 3_000, signal: "SIGTERM" })
       assert.strictEqual(exit.signal, "SIGTERM")
       assert.strictEqual(report.emitted, 3_000)
-      assert.deepStrictEqual(lostOf(3_000, server.ids, yield* spooled(stateDir)), [])
+      assert.deepStrictEqual(lostOf(3_000, new Set(server.received.keys()), yield* spooled(stateDir)), [])
     }), { timeout: 120_000 })
 })

@@ -13,7 +13,6 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import { type ChildProcess, fork } from "node:child_process"
 import * as fs from "node:fs"
-import * as http from "node:http"
 import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -21,6 +20,7 @@ import * as Spool from "../src/observability/Spool.js"
 import * as Store from "../src/Store.js"
 import * as Postgres from "./support/postgres.js"
 import { isRunning } from "./support/processes.js"
+import { eventsSink } from "./support/sink.js"
 
 class PgServer extends Context.Tag("test/PgServer")<PgServer, Postgres.Server>() {}
 
@@ -213,7 +213,7 @@ layer(Layer.scoped(PgServer, Effect.tap(Postgres.server, (server) => Effect.sync
       const spooled = yield* sql<{ id: string }>`SELECT id FROM observability_spool ORDER BY id`
       assert.deepStrictEqual(spooled.map((row) => row.id), range(1, count).map((n) => `crash-${n}`).sort(), a.stderr())
 
-      const server = yield* sink
+      const server = yield* eventsSink()
       const b = yield* emitter({ url, count: 0, server: server.url })
       const c = yield* emitter({ url, count: 0, server: server.url })
       const giveUpAt = Date.now() + 60_000
@@ -251,33 +251,6 @@ const closedPort = Effect.async<number>((resume) => {
   })
 })
 
-/** A loopback sink that counts each event id it receives (answering 200 with the event). */
-const sink = Effect.acquireRelease(
-  Effect.async<{ url: string; received: Map<string, number>; server: http.Server }>((resume) => {
-    const received = new Map<string, number>()
-    const server = http.createServer((request, response) => {
-      const chunks: Array<Buffer> = []
-      request.on("data", (chunk: Buffer) => chunks.push(chunk))
-      request.on("end", () => {
-        const body = Buffer.concat(chunks).toString("utf8")
-        const id: unknown = JSON.parse(body).id
-        if (typeof id === "string") received.set(id, (received.get(id) ?? 0) + 1)
-        response.writeHead(200, { "content-type": "application/json" })
-        response.end(body)
-      })
-    })
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      resume(Effect.succeed({ url: `http://127.0.0.1:${port}/events`, received, server }))
-    })
-  }),
-  ({ server }) =>
-    Effect.async<void>((resume) => {
-      server.closeAllConnections()
-      server.close(() => resume(Effect.void))
-    })
-)
 
 /**
  * A library process (test/support/emitter.ts) on the database at `url`, with its own state

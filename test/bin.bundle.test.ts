@@ -8,13 +8,13 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { execFile } from "node:child_process"
 import * as fs from "node:fs"
-import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { version } from "../src/cli/version.js"
 import * as Sandbox from "../src/Sandbox.js"
 import { baseEnv } from "./support/bin.js"
+import { eventsSink } from "./support/sink.js"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
 
@@ -46,31 +46,6 @@ const bundled = Effect.acquireRelease(
   (bin) => Effect.sync(() => fs.rmSync(path.dirname(bin), { recursive: true, force: true }))
 )
 
-/** A bare events server on loopback: records each POST body, answers 200. */
-const sink = Effect.acquireRelease(
-  Effect.async<{ readonly url: string; readonly bodies: Array<string>; readonly server: http.Server }>((resume) => {
-    const bodies: Array<string> = []
-    const server = http.createServer((request, response) => {
-      let body = ""
-      request.on("data", (chunk: Buffer) => (body += chunk.toString()))
-      request.on("end", () => {
-        bodies.push(body)
-        response.writeHead(200, { "content-type": "application/json" })
-        response.end("{}")
-      })
-    })
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      resume(Effect.succeed({ url: `http://127.0.0.1:${port}/events`, bodies, server }))
-    })
-  }),
-  ({ server }) =>
-    Effect.async<void>((resume) => {
-      server.close(() => resume(Effect.void))
-    })
-)
-
 describe("the bundled bin", () => {
   it.scopedLive("answers --version, sends an event and asks Gemini, as the sources do", () =>
     Effect.gen(function*() {
@@ -78,7 +53,7 @@ describe("the bundled bin", () => {
       const versioned = yield* node([bin, "--version"])
       assert.deepStrictEqual(versioned, { code: 0, stdout: `${version}\n\n`, stderr: "" })
 
-      const server = yield* sink
+      const server = yield* eventsSink()
       const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), "big3-bundle-"))
       yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(stateDir, { recursive: true, force: true })))
       const sent = yield* node([bin, "events", "send", "--type", "BundleSmoke"], {
