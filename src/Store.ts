@@ -209,33 +209,42 @@ export const layerMemory: Layer.Layer<SqlClient.SqlClient | SqliteClient.SqliteC
 
 /**
  * Creates a component's tables: `statements` are idempotent DDL (`CREATE TABLE IF NOT EXISTS`,
- * `CREATE INDEX IF NOT EXISTS`), run in one transaction. Each service calls it for its own tables
- * when its layer starts; `component` names it in the error. On PostgreSQL the transaction first
- * takes an advisory lock named after the component, so two runners starting together do not race
- * on the catalog (`CREATE TABLE IF NOT EXISTS` is not atomic there).
+ * `CREATE INDEX IF NOT EXISTS`), run in one transaction under the component's schema lock
+ * (`ddlUnderLock`). Each service calls it for its own tables when its layer starts; `component`
+ * names it in the error.
  */
 export const ensureSchema = (
   component: string,
   statements: ReadonlyArray<string>
 ): Effect.Effect<void, SqlError, SqlClient.SqlClient> =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    sql.withTransaction(
-      Effect.zipRight(schemaLock(sql, component), Effect.forEach(statements, (statement) => sql.unsafe(statement).raw, { discard: true }))
-    ).pipe(
+    ddlUnderLock(sql, component, statements, Effect.void).pipe(
       Effect.mapError((error) =>
         new SqlError({ cause: error, message: `cannot create the ${component} tables: ${error.message}` })
       )
     ))
 
 /**
- * On PostgreSQL, a transaction-scoped advisory lock named after the component, so two runners
- * starting together do not race on the catalog (`CREATE TABLE IF NOT EXISTS` is not atomic there).
+ * Runs `statements`, then `andThen`, in one transaction that on PostgreSQL first takes a
+ * transaction-scoped advisory lock named after `component`, so two runners starting together do
+ * not race on the catalog (`CREATE TABLE IF NOT EXISTS` is not atomic there).
  */
-const schemaLock = (sql: SqlClient.SqlClient, component: string): Effect.Effect<void, SqlError> =>
-  sql.onDialectOrElse({
-    pg: () => Effect.asVoid(sql`SELECT pg_advisory_xact_lock(hashtext(${`big3:schema:${component}`}))`.raw),
-    orElse: () => Effect.void
-  })
+const ddlUnderLock = (
+  sql: SqlClient.SqlClient,
+  component: string,
+  statements: ReadonlyArray<string>,
+  andThen: Effect.Effect<unknown, SqlError>
+): Effect.Effect<void, SqlError> =>
+  sql.withTransaction(
+    sql.onDialectOrElse({
+      pg: () => Effect.asVoid(sql`SELECT pg_advisory_xact_lock(hashtext(${`big3:schema:${component}`}))`.raw),
+      orElse: () => Effect.void
+    }).pipe(
+      Effect.zipRight(Effect.forEach(statements, (statement) => sql.unsafe(statement).raw, { discard: true })),
+      Effect.zipRight(andThen),
+      Effect.asVoid
+    )
+  )
 
 /** What a component's tables look like at each version (`versioned`). */
 export interface SchemaVersions {
@@ -270,7 +279,7 @@ export const versioned = (
     const fail = (message: string) => (error: SqlError) =>
       new SqlError({ cause: error, message: `${message}: ${describe(error.cause ?? error)}` })
     // Under its own lock: `CREATE TABLE IF NOT EXISTS` races on PostgreSQL's catalog.
-    yield* sql.withTransaction(Effect.zipRight(schemaLock(sql, "big3_schema"), sql.unsafe(versionTable).raw)).pipe(
+    yield* ddlUnderLock(sql, "big3_schema", [versionTable], Effect.void).pipe(
       Effect.mapError(fail(`cannot create the schema version table`))
     )
     const recorded = yield* sql<{ version: number }>`SELECT version FROM big3_schema WHERE component = ${component}`.pipe(
@@ -299,15 +308,12 @@ export const versioned = (
     }
     // Idempotent steps under the lock, and an upsert: a second process that read the same old
     // version ends at the same new one.
-    yield* sql.withTransaction(
-      Effect.zipRight(
-        Effect.zipRight(
-          schemaLock(sql, component),
-          Effect.forEach(statements, (statement) => sql.unsafe(statement).raw, { discard: true })
-        ),
-        sql`INSERT INTO big3_schema (component, version) VALUES (${component}, ${versions.version})
-            ON CONFLICT (component) DO UPDATE SET version = excluded.version`
-      )
+    yield* ddlUnderLock(
+      sql,
+      component,
+      statements,
+      sql`INSERT INTO big3_schema (component, version) VALUES (${component}, ${versions.version})
+          ON CONFLICT (component) DO UPDATE SET version = excluded.version`
     ).pipe(
       Effect.mapError(fail(
         found === undefined

@@ -12,7 +12,6 @@ import type { SqlError } from "@effect/sql/SqlError"
 import type { Breaker } from "../CircuitBreaker.js"
 import type * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
-import { truncate } from "./Answer.js"
 import type { Delivery } from "./Delivery.js"
 import type { DeadLetter, DrainResult } from "./Domain.js"
 import type { Settings } from "./Options.js"
@@ -86,7 +85,6 @@ export const make = (options: RedelivererOptions): Effect.Effect<Redeliverer> =>
         state.redelivering = true
         let delivered = 0
         let dead = 0
-        let firstDead = ""
         const chunk = state.mode === "batch" ? settings.batchSize : 1
         const groups: Array<ReadonlyArray<Spool.Row>> = []
         for (let i = 0; i < rows.length; i += chunk) groups.push(rows.slice(i, i + chunk))
@@ -94,25 +92,24 @@ export const make = (options: RedelivererOptions): Effect.Effect<Redeliverer> =>
           groups,
           (group) =>
             Effect.map(delivery.deliver(group.map((row) => row.body), delivery.singleConcurrency), (results) => {
+              let deliveredNow = 0
+              let released = 0
               for (let i = 0; i < group.length; i++) {
                 const result = results[i]
                 writer.settleRow(group[i]!, result)
-                if (result === undefined) delivered++
-                else if (result.dead) {
-                  dead++
-                  if (firstDead === "") firstDead = result.reason
-                }
+                if (result === undefined) deliveredNow++
+                else if (result.dead) dead++
+                else released++
               }
-              state.add("redelivered", results.filter((result) => result === undefined).length)
-              state.spoolSize = Math.max(0, state.spoolSize - group.length + results.filter((r) => r !== undefined && !r.dead).length)
+              delivered += deliveredNow
+              state.add("redelivered", deliveredNow)
+              state.spoolSize = Math.max(0, state.spoolSize - group.length + released)
             }),
           { concurrency: chunk === 1 ? delivery.singleConcurrency : settings.concurrency, discard: true }
         )
         yield* writer.commitPending
+        // Dead letters are logged by the writer's round that writes them, once.
         yield* redeliveryLog.add(delivered, "")
-        if (dead > 0) {
-          yield* Effect.logError(`observability: dead-lettered ${dead} spooled event(s) the server refused: ${truncate(firstDead, 300)}`)
-        }
         return { rows: rows.length, delivered, dead }
       }).pipe(Effect.ensuring(Effect.sync(() => {
         state.redelivering = false
