@@ -33,8 +33,8 @@ import * as Store from "./Store.js"
 
 export { AdaptiveTimeout, Pacer } from "./adaptive/Handles.js"
 export type { Saved } from "./adaptive/Saved.js"
-export { Adaptive, make } from "./adaptive/Service.js"
-export type { Service, Summary } from "./adaptive/Service.js"
+export { Adaptive, make, startingFrom } from "./adaptive/Service.js"
+export type { Learned, Service, Summary } from "./adaptive/Service.js"
 
 /** The service, learning in memory only. */
 export const layer: Layer.Layer<Adaptive, never, ReliabilityConfig> = Layer.effect(Adaptive, make)

@@ -1,7 +1,5 @@
-import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
-import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as fs from "node:fs"
@@ -10,16 +8,9 @@ import * as path from "node:path"
 import * as Adaptive from "../src/Adaptive.js"
 import { bucketOf, upperBoundOf } from "../src/adaptive/LatencyWindow.js"
 import * as Saved from "../src/adaptive/Saved.js"
-import { run } from "../src/cli/app.js"
 import { formatDuration } from "../src/Errors.js"
 import * as Store from "../src/Store.js"
-import { captureConsole } from "./support/capture.js"
-
-const big3 = (args: ReadonlyArray<string>, env: Record<string, string>) =>
-  captureConsole(run(["node", "big3", ...args])).pipe(
-    Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)), { pathDelim: "_" })),
-    Effect.provide(NodeContext.layer)
-  )
+import { big3 } from "./support/cli.js"
 
 /** A state directory whose store holds 812 samples of gemini_api at 400 ms, as a runtime saves them. */
 const withSavedState = <A, E>(use: (dir: string) => Effect.Effect<A, E>) =>

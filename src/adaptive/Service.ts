@@ -12,6 +12,9 @@ import * as Effect from "effect/Effect"
 import type { AdaptiveSettings } from "../reliabilityConfig/defaults.js"
 import { ReliabilityConfig } from "../ReliabilityConfig.js"
 import { AdaptiveTimeout, Pacer } from "./Handles.js"
+import type { LearnerSettings } from "./Learner.js"
+import { Learner } from "./Learner.js"
+import type { Buckets } from "./LatencyWindow.js"
 import type { Saved } from "./Saved.js"
 
 /** What is learned for one operation. */
@@ -49,6 +52,43 @@ export interface Service {
   readonly restore: (saved: ReadonlyArray<Saved>) => void
 }
 
+/** What is learned for one operation at a given time: its samples and, from `minSamples` on, its timeout. */
+export interface Learned {
+  readonly samples: number
+  /** Absent until `minSamples` are in the window. */
+  readonly learned: Duration.Duration | undefined
+}
+
+/** The settings of the learner of an operation whose configured timeout is `configuredMillis`. */
+const learnerSettings = (settings: AdaptiveSettings, configuredMillis: number): LearnerSettings => ({
+  configuredMillis,
+  multiplier: settings.multiplier,
+  floorMillis: Duration.toMillis(settings.floor),
+  minSamples: settings.minSamples,
+  windowMillis: Duration.toMillis(settings.window)
+})
+
+const learnedOf = (learner: Learner, now: number): Learned => {
+  const samples = learner.samples(now)
+  const current = learner.timeoutMillis(now)
+  return { samples, learned: samples >= learner.settings.minSamples ? Duration.millis(current) : undefined }
+}
+
+/**
+ * What a runtime started at `now` would use for an operation whose configured timeout is
+ * `configured`, starting from a saved histogram (as `layerStore` restores it).
+ */
+export const startingFrom = (
+  settings: AdaptiveSettings,
+  configured: Duration.Duration,
+  buckets: Buckets,
+  now: number
+): Learned => {
+  const learner = new Learner(learnerSettings(settings, Duration.toMillis(configured)))
+  learner.restore(now, buckets)
+  return learnedOf(learner, now)
+}
+
 /** The adaptive service tag. */
 export class Adaptive extends Context.Tag("big3/Adaptive")<Adaptive, Service>() {}
 
@@ -58,8 +98,6 @@ export const make: Effect.Effect<Service, never, ReliabilityConfig> = Effect.map
   const timeouts = new Map<string, AdaptiveTimeout>()
   const pacers = new Map<string, Pacer>()
   const saved = new Map<string, Saved>()
-  const floorMillis = Duration.toMillis(settings.floor)
-  const windowMillis = Duration.toMillis(settings.window)
 
   const timeoutFor: Service["timeoutFor"] = (operation, configured, service, now) => {
     if (!settings.operations.has(operation) || !Duration.isFinite(configured)) return undefined
@@ -68,13 +106,7 @@ export const make: Effect.Effect<Service, never, ReliabilityConfig> = Effect.map
     if (existing !== undefined) {
       return existing.learner.settings.configuredMillis === configuredMillis ? existing : undefined
     }
-    const created = new AdaptiveTimeout(operation, service, {
-      configuredMillis,
-      multiplier: settings.multiplier,
-      floorMillis,
-      minSamples: settings.minSamples,
-      windowMillis
-    })
+    const created = new AdaptiveTimeout(operation, service, learnerSettings(settings, configuredMillis))
     const start = saved.get(operation)
     if (start !== undefined) created.learner.restore(now, start.buckets)
     created.timeout(now)
@@ -91,13 +123,12 @@ export const make: Effect.Effect<Service, never, ReliabilityConfig> = Effect.map
 
   const summaryOf = (timeout: AdaptiveTimeout, now: number): Summary => {
     const learner = timeout.learner
-    const samples = learner.samples(now)
-    const current = learner.timeoutMillis(now)
+    const { learned, samples } = learnedOf(learner, now)
     const p99 = learner.p99Millis
     return {
       operation: timeout.operation,
       samples,
-      learned: samples >= settings.minSamples ? Duration.millis(current) : undefined,
+      learned,
       p99: p99 === undefined ? undefined : Duration.millis(p99),
       configured: Duration.millis(learner.settings.configuredMillis)
     }

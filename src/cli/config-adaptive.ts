@@ -9,24 +9,15 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Clock from "effect/Clock"
 import type * as ConfigError from "effect/ConfigError"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as fs from "node:fs"
 import * as Adaptive from "../Adaptive.js"
-import { Learner } from "../adaptive/Learner.js"
 import * as Errors from "../Errors.js"
 import type * as ReliabilityConfig from "../ReliabilityConfig.js"
 import * as Store from "../Store.js"
 
-/** One adaptive operation as `big3 config` reports it. */
-export interface Learned {
-  readonly samples: number
-  /** Absent until the minimum sample count. */
-  readonly learned: Duration.Duration | undefined
-}
-
 /** Per adaptive operation: what is learned, or why it cannot be told. */
-export type LearnedView = { readonly _tag: "Read"; readonly byOperation: ReadonlyMap<string, Learned> } | {
+export type LearnedView = { readonly _tag: "Read"; readonly byOperation: ReadonlyMap<string, Adaptive.Learned> } | {
   readonly _tag: "Unreadable"
   readonly reason: string
 }
@@ -49,26 +40,17 @@ export const readLearned = (
     if (saved?._tag === "Left") return { _tag: "Unreadable", reason: Errors.describe(saved.left) } as const
     const now = yield* Clock.currentTimeMillis
     const settings = config.adaptive
-    const byOperation = new Map<string, Learned>()
+    const byOperation = new Map<string, Adaptive.Learned>()
     for (const operation of settings.operations) {
       const row = saved?.right.find((entry) => entry.operation === operation)
       if (row === undefined) {
         byOperation.set(operation, { samples: 0, learned: undefined })
         continue
       }
-      const learner = new Learner({
-        configuredMillis: Duration.toMillis(config.timeoutOrElse(operation, "10 seconds")),
-        multiplier: settings.multiplier,
-        floorMillis: Duration.toMillis(settings.floor),
-        minSamples: settings.minSamples,
-        windowMillis: Duration.toMillis(settings.window)
-      })
-      learner.restore(now, row.buckets)
-      const samples = learner.samples(now)
-      byOperation.set(operation, {
-        samples,
-        learned: samples >= settings.minSamples ? Duration.millis(learner.timeoutMillis(now)) : undefined
-      })
+      byOperation.set(
+        operation,
+        Adaptive.startingFrom(settings, config.timeoutOrElse(operation, "10 seconds"), row.buckets, now)
+      )
     }
     return { _tag: "Read", byOperation } as const
   })

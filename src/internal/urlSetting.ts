@@ -54,27 +54,23 @@ export const checkUrl = (name: string, value: string, rules: UrlRules): Either.E
   return Either.right(url)
 }
 
+/** The trimmed `value` when it is an acceptable URL for `name`, else a `ConfigError` saying why. */
+const checked = (name: string, value: string, rules: UrlRules): Either.Either<string, ConfigError.ConfigError> =>
+  Either.match(checkUrl(name, value, rules), {
+    onLeft: (message) => Either.left(ConfigError.InvalidData([name], message)),
+    onRight: () => Either.right(value.trim())
+  })
+
 /** A URL setting with a default: trimmed, one of `rules.protocols`, no credentials. */
 export const urlSetting = (name: string, fallback: string, rules: UrlRules): Config.Config<string> =>
   Config.string(name).pipe(
     Config.withDefault(fallback),
-    Config.mapOrFail((value) =>
-      Either.match(checkUrl(name, value, rules), {
-        onLeft: (message) => Either.left(ConfigError.InvalidData([name], message)),
-        onRight: () => Either.right(value.trim())
-      })
-    )
+    Config.mapOrFail((value) => checked(name, value, rules))
   )
 
 /** An optional URL setting: `undefined` when unset or blank. */
 export const optionalUrlSetting = (name: string, rules: UrlRules): Config.Config<string | undefined> =>
   Config.string(name).pipe(
     Config.withDefault(""),
-    Config.mapOrFail((value) => {
-      if (value.trim() === "") return Either.right(undefined)
-      return Either.match(checkUrl(name, value, rules), {
-        onLeft: (message) => Either.left(ConfigError.InvalidData([name], message)),
-        onRight: () => Either.right(value.trim())
-      })
-    })
+    Config.mapOrFail((value) => value.trim() === "" ? Either.right(undefined) : checked(name, value, rules))
   )

@@ -94,7 +94,8 @@ export const parseDuration = (input: string | number | boolean): Option.Option<D
     return Number.isFinite(input * 1000) && input > 0 ? Option.some(Duration.millis(input * 1000)) : Option.none()
   }
   const text = input.trim()
-  if (/^\d+(\.\d+)?$/.test(text)) return parseDuration(Number(text))
+  const seconds = parseDecimal(text, false)
+  if (seconds !== undefined) return parseDuration(seconds)
   const match = /^(\d+(?:\.\d+)?)\s*([a-z]+)$/i.exec(text)
   if (match === null) return Option.none()
   const scale = unitMillis[match[2]!.toLowerCase()]

@@ -201,13 +201,13 @@ const flattenNested = (json: unknown, options: NestedOptions): Effect.Effect<Fla
             else if (name === "rate") {
               section(path, inner, (service, on, servicePath) => {
                 if (/^[A-Za-z0-9_-]+$/.test(service)) put(servicePath, adaptiveRateKey(service), on)
-                else problems.push(`"${servicePath}" is not a service name`)
+                else problem(() => `"${truncate(servicePath)}" is not a service name`)
               })
             } else {
               const names = [...fieldsOf(adaptiveFields).map((candidate) => candidate.name), "rate"]
-              problems.push(
-                `unknown key "${path}"${suggest(name, [...names, ...defaultTimeouts.keys()])}; ` +
-                  `expected one of ${names.join(", ")} or an operation id`
+              problem(() =>
+                `unknown key "${truncate(path)}"${suggest(name, [...names, ...defaultTimeouts.keys()])}; ` +
+                `expected one of ${names.join(", ")} or an operation id`
               )
             }
           })
