@@ -8,12 +8,12 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
 import * as fs from "node:fs"
-import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as Sandbox from "../src/Sandbox.js"
 import { big3 } from "./support/cli.js"
 import { at } from "./support/json.js"
+import { freePort } from "./support/loopback.js"
 
 class FetchFailed extends Data.TaggedError("FetchFailed")<{ readonly message: string }> {}
 
@@ -119,15 +119,6 @@ describe("Sandbox computer use", () => {
     assert.isTrue(Either.isLeft(notJson) && notJson.left.startsWith("not JSON:"))
     const notPlan = Sandbox.parseComputerUsePlan(`{"turns":[]}`)
     assert.isTrue(Either.isLeft(notPlan) && notPlan.left.startsWith("not a computer-use plan"))
-  })
-})
-
-const freePort = Effect.async<number>((resume) => {
-  const server = net.createServer()
-  server.listen(0, "127.0.0.1", () => {
-    const address = server.address()
-    const port = typeof address === "object" && address !== null ? address.port : 0
-    server.close(() => resume(Effect.succeed(port)))
   })
 })
 
