@@ -26,6 +26,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import * as Runner from "../src/Runner.js"
 import * as Store from "../src/Store.js"
+import { listen } from "../test/support/loopback.js"
 import * as Postgres from "../test/support/postgres.js"
 import { type Row } from "./util.js"
 
@@ -104,19 +105,12 @@ const measure = (
   })
 
 /** An events server that accepts everything, so the runners deliver their events instead of spooling them. */
-const eventSink = Effect.acquireRelease(
-  Effect.async<http.Server>((resume) => {
-    const server = http.createServer((request, response) => {
-      request.resume()
-      request.on("end", () => response.writeHead(200, { "content-type": "application/json" }).end("{}"))
-    })
-    server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
-  }),
-  (server) => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
-).pipe(Effect.map((server) => {
-  const address = server.address()
-  return `http://127.0.0.1:${typeof address === "object" && address !== null ? address.port : 0}/events`
-}))
+const eventSink = Effect.suspend(() =>
+  listen(http.createServer((request, response) => {
+    request.resume()
+    request.on("end", () => response.writeHead(200, { "content-type": "application/json" }).end("{}"))
+  }))
+).pipe(Effect.map(({ url }) => `${url}/events`))
 
 export const runRunnersBench = (options: { readonly agents: number; readonly commands: number }): Promise<ReadonlyArray<Row>> =>
   Effect.runPromise(Effect.scoped(Effect.gen(function*() {
