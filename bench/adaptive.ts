@@ -28,6 +28,7 @@ import { formatDuration } from "../src/Errors.js"
 import * as Gemini from "../src/Gemini.js"
 import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
 import * as Sandbox from "../src/Sandbox.js"
+import { listen } from "../test/support/loopback.js"
 import { seeded } from "../test/support/seeded.js"
 import { percentile, type Row } from "./util.js"
 
@@ -125,44 +126,33 @@ const runTimeoutSide = (side: TimeoutSide, options: { readonly calls: number; re
 
 /** A bare Gemini-shaped server: admits everything for `warmMillis`, then `ratePerSecond` (429 beyond). */
 const throttlingServer = (options: { readonly warmMillis: number; readonly ratePerSecond: number; readonly burst: number }) =>
-  Effect.acquireRelease(
-    Effect.async<{ readonly url: string; readonly stats: { requests: number; throttled: number }; readonly server: http.Server }>((resume) => {
-      const stats = { requests: 0, throttled: 0 }
-      const started = performance.now()
-      let tokens = options.burst
-      let refilledAt = started
-      const ok = JSON.stringify({
-        candidates: [{ content: { role: "model", parts: [{ text: "ok" }] }, finishReason: "STOP", index: 0 }]
+  Effect.suspend(() => {
+    const stats = { requests: 0, throttled: 0 }
+    const started = performance.now()
+    let tokens = options.burst
+    let refilledAt = started
+    const ok = JSON.stringify({
+      candidates: [{ content: { role: "model", parts: [{ text: "ok" }] }, finishReason: "STOP", index: 0 }]
+    })
+    const throttled = JSON.stringify({
+      error: { code: 429, message: "Resource has been exhausted (e.g. check quota).", status: "RESOURCE_EXHAUSTED" }
+    })
+    const server = http.createServer((request, response) => {
+      request.resume()
+      request.on("end", () => {
+        stats.requests++
+        const now = performance.now()
+        tokens = Math.min(options.burst, tokens + ((now - refilledAt) / 1000) * options.ratePerSecond)
+        refilledAt = now
+        const admitted = now - started < options.warmMillis || tokens >= 1
+        if (admitted && now - started >= options.warmMillis) tokens -= 1
+        if (!admitted) stats.throttled++
+        response.writeHead(admitted ? 200 : 429, { "content-type": "application/json" })
+        response.end(admitted ? ok : throttled)
       })
-      const throttled = JSON.stringify({
-        error: { code: 429, message: "Resource has been exhausted (e.g. check quota).", status: "RESOURCE_EXHAUSTED" }
-      })
-      const server = http.createServer((request, response) => {
-        request.resume()
-        request.on("end", () => {
-          stats.requests++
-          const now = performance.now()
-          tokens = Math.min(options.burst, tokens + ((now - refilledAt) / 1000) * options.ratePerSecond)
-          refilledAt = now
-          const admitted = now - started < options.warmMillis || tokens >= 1
-          if (admitted && now - started >= options.warmMillis) tokens -= 1
-          if (!admitted) stats.throttled++
-          response.writeHead(admitted ? 200 : 429, { "content-type": "application/json" })
-          response.end(admitted ? ok : throttled)
-        })
-      })
-      server.listen(0, "127.0.0.1", () => {
-        const address = server.address()
-        const port = typeof address === "object" && address !== null ? address.port : 0
-        resume(Effect.succeed({ url: `http://127.0.0.1:${port}`, stats, server }))
-      })
-    }),
-    ({ server }) =>
-      Effect.async<void>((resume) => {
-        server.closeAllConnections()
-        server.close(() => resume(Effect.void))
-      })
-  )
+    })
+    return Effect.map(listen(server), ({ url }) => ({ url, stats }))
+  })
 
 const runStormSide = (name: string, pacing: boolean, options: { readonly callers: number; readonly seconds: number }) =>
   Effect.scoped(Effect.gen(function*() {

@@ -50,6 +50,7 @@ import * as Sandbox from "../src/Sandbox.js"
 import * as Spool from "../src/observability/Spool.js"
 import * as Store from "../src/Store.js"
 import * as Postgres from "../test/support/postgres.js"
+import { tempDir } from "../test/support/tempDir.js"
 import { markdownTable, median } from "./util.js"
 
 const thisFile = fileURLToPath(import.meta.url)
@@ -200,10 +201,7 @@ const client = (
 /** A store in a fresh temporary directory, removed when the layer is released. */
 const tempStore: Layer.Layer<SqlClient.SqlClient, SqlError> = Layer.unwrapScoped(
   Effect.map(
-    Effect.acquireRelease(
-      Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "big3-bench-"))),
-      (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-    ),
+    tempDir("big3-bench-"),
     (dir) => Store.layer({ filename: path.join(dir, "big3.db") })
   )
 )

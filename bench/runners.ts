@@ -22,19 +22,15 @@ import * as Redacted from "effect/Redacted"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as http from "node:http"
-import * as os from "node:os"
 import * as path from "node:path"
 import * as Runner from "../src/Runner.js"
 import * as Store from "../src/Store.js"
+import { listen } from "../test/support/loopback.js"
 import * as Postgres from "../test/support/postgres.js"
+import { tempDir } from "../test/support/tempDir.js"
 import { type Row } from "./util.js"
 
 const bin = path.resolve(import.meta.dirname, "../dist/bin/big3.js")
-
-const tempDir = Effect.acquireRelease(
-  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "big3-bench-runner-"))),
-  (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-)
 
 /** `big3 serve` on `stateDir` until the scope closes (SIGTERM, then SIGKILL). */
 const serve = (stateDir: string, env: Record<string, string>) =>
@@ -104,19 +100,12 @@ const measure = (
   })
 
 /** An events server that accepts everything, so the runners deliver their events instead of spooling them. */
-const eventSink = Effect.acquireRelease(
-  Effect.async<http.Server>((resume) => {
-    const server = http.createServer((request, response) => {
-      request.resume()
-      request.on("end", () => response.writeHead(200, { "content-type": "application/json" }).end("{}"))
-    })
-    server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
-  }),
-  (server) => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
-).pipe(Effect.map((server) => {
-  const address = server.address()
-  return `http://127.0.0.1:${typeof address === "object" && address !== null ? address.port : 0}/events`
-}))
+const eventSink = Effect.suspend(() =>
+  listen(http.createServer((request, response) => {
+    request.resume()
+    request.on("end", () => response.writeHead(200, { "content-type": "application/json" }).end("{}"))
+  }))
+).pipe(Effect.map(({ url }) => `${url}/events`))
 
 export const runRunnersBench = (options: { readonly agents: number; readonly commands: number }): Promise<ReadonlyArray<Row>> =>
   Effect.runPromise(Effect.scoped(Effect.gen(function*() {
@@ -125,7 +114,7 @@ export const runRunnersBench = (options: { readonly agents: number; readonly com
     const label = `${options.commands} commands, ${options.agents} agents, 32 in flight`
 
     const embedded = yield* Effect.scoped(Effect.gen(function*() {
-      const dir = yield* tempDir
+      const dir = yield* tempDir("big3-bench-runner-")
       const runner = yield* serve(dir, env)
       return yield* measure([runner], Store.layer({ filename: Store.databasePath(dir) }), options)
     }))
@@ -136,7 +125,7 @@ export const runRunnersBench = (options: { readonly agents: number; readonly com
       const row = yield* Effect.scoped(Effect.gen(function*() {
         const url = yield* Postgres.database(server)
         const runners: Array<Runner.Remote> = []
-        for (let i = 0; i < count; i++) runners.push(yield* serve(yield* tempDir, { ...env, BIG3_DATABASE_URL: url }))
+        for (let i = 0; i < count; i++) runners.push(yield* serve(yield* tempDir("big3-bench-runner-"), { ...env, BIG3_DATABASE_URL: url }))
         return yield* measure(runners, Store.layerPostgres(Redacted.make(url)), options)
       }))
       rows.push({ setup: count === 1 ? "one runner, PostgreSQL" : "two runners, one PostgreSQL database", load: label, ...row })

@@ -22,6 +22,7 @@ import * as Runtime from "../src/Runtime.js"
 import * as Sandbox from "../src/Sandbox.js"
 import * as Store from "../src/Store.js"
 import { at, each } from "./support/json.js"
+import { listen } from "./support/loopback.js"
 import { at as pageAt, servePages } from "./support/pages.js"
 import { isRunning, runningChildren, runningInGroup } from "./support/processes.js"
 
@@ -249,25 +250,16 @@ describe("BrowserAgent (real Chromium, loopback)", () => {
         { candidates: [{ content: { role: "model", parts: [{ text: "Typing." }, { functionCall: { name: "type_text_at", args: { ...pageAt.name, text: "Bo", press_enter: true } }, thoughtSignature: "dGhvdWdodA==" }] }, finishReason: "STOP", index: 0 }] },
         { candidates: [{ content: { role: "model", parts: [{ text: "Submitted." }] }, finishReason: "STOP", index: 0 }] }
       ]
-      const bare = yield* Effect.acquireRelease(
-        Effect.async<{ readonly server: http.Server; readonly url: string }>((resume) => {
-          const server = http.createServer((request, response) => {
-            let text = ""
-            request.on("data", (chunk) => (text += chunk))
-            request.on("end", () => {
-              paths.push(`${request.method} ${request.url} key=${request.headers["x-goog-api-key"] === key}`)
-              bodies.push(JSON.parse(text))
-              response.setHeader("content-type", "application/json")
-              response.end(JSON.stringify(answers[bodies.length - 1] ?? answers[1]))
-            })
-          })
-          server.listen(0, "127.0.0.1", () => {
-            const address = server.address()
-            resume(Effect.succeed({ server, url: `http://127.0.0.1:${typeof address === "object" && address !== null ? address.port : 0}` }))
-          })
-        }),
-        ({ server }) => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
-      )
+      const bare = yield* listen(http.createServer((request, response) => {
+        let text = ""
+        request.on("data", (chunk) => (text += chunk))
+        request.on("end", () => {
+          paths.push(`${request.method} ${request.url} key=${request.headers["x-goog-api-key"] === key}`)
+          bodies.push(JSON.parse(text))
+          response.setHeader("content-type", "application/json")
+          response.end(JSON.stringify(answers[bodies.length - 1] ?? answers[1]))
+        })
+      }))
       const result = yield* runTask(sandbox, { task: "Sign up as Bo", url: `${pages.url}/form`, maxTurns: 5 }, {}, bare.url)
       assert.deepStrictEqual([result.status, result.text, result.finalUrl], ["completed", "Submitted.", `${pages.url}/done?name=Bo&email=`])
       assert.deepStrictEqual(paths, [

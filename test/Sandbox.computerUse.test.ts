@@ -8,12 +8,12 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
 import * as fs from "node:fs"
-import * as net from "node:net"
-import * as os from "node:os"
 import * as path from "node:path"
 import * as Sandbox from "../src/Sandbox.js"
 import { big3 } from "./support/cli.js"
 import { at } from "./support/json.js"
+import { freePort } from "./support/loopback.js"
+import { tempDir } from "./support/tempDir.js"
 
 class FetchFailed extends Data.TaggedError("FetchFailed")<{ readonly message: string }> {}
 
@@ -122,22 +122,10 @@ describe("Sandbox computer use", () => {
   })
 })
 
-const freePort = Effect.async<number>((resume) => {
-  const server = net.createServer()
-  server.listen(0, "127.0.0.1", () => {
-    const address = server.address()
-    const port = typeof address === "object" && address !== null ? address.port : 0
-    server.close(() => resume(Effect.succeed(port)))
-  })
-})
-
 describe("big3 sandbox --computer-use-plan", () => {
   it.scopedLive("serves the plan read from the file", () =>
     Effect.gen(function*() {
-      const dir = yield* Effect.acquireRelease(
-        Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "big3-plan-"))),
-        (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-      )
+      const dir = yield* tempDir("big3-plan-")
       const file = path.join(dir, "plan.json")
       fs.writeFileSync(file, JSON.stringify([[{ functionCall: { name: "navigate", args: { url: "http://example.test/" } } }]]))
       const port = yield* freePort
@@ -160,10 +148,7 @@ describe("big3 sandbox --computer-use-plan", () => {
 
   it.scopedLive("a file that is not a plan is a usage error (exit 2)", () =>
     Effect.gen(function*() {
-      const dir = yield* Effect.acquireRelease(
-        Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "big3-plan-"))),
-        (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-      )
+      const dir = yield* tempDir("big3-plan-")
       const file = path.join(dir, "plan.json")
       fs.writeFileSync(file, `{"not":"a plan"}`)
       const { code } = yield* big3(["sandbox", "--port", "0", "--computer-use-plan", file])

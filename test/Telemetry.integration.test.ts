@@ -26,12 +26,8 @@ import * as Sandbox from "../src/Sandbox.js"
 import * as Telemetry from "../src/Telemetry.js"
 import { big3 } from "./support/cli.js"
 import { at, each } from "./support/json.js"
+import { freePort, listen } from "./support/loopback.js"
 import { isRunning } from "./support/processes.js"
-
-const portOf = (server: Http.Server): number => {
-  const address = server.address()
-  return typeof address === "object" && address !== null ? address.port : 0
-}
 
 const withEnv = (env: Record<string, string>) =>
   Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)), { pathDelim: "_" }))
@@ -65,15 +61,6 @@ const httpGet = (url: string) =>
   })
 
 const hasCommand = (name: string) => ChildProcess.spawnSync("sh", ["-c", `command -v ${name}`]).status === 0
-
-/** A free loopback port (bound, read, released). */
-const freePort = Effect.async<number>((resume) => {
-  const server = Http.createServer()
-  server.listen(0, "127.0.0.1", () => {
-    const port = portOf(server)
-    server.close(() => resume(Effect.succeed(port)))
-  })
-})
 
 /** A real `prometheus` on a free loopback port with a temp config and storage, killed by pid. */
 const startPrometheus = (target: string) =>
@@ -243,32 +230,24 @@ describe("Telemetry: the Prometheus endpoint", () => {
 
 /** An OTLP/HTTP receiver: records the JSON bodies POSTed to /v1/traces and /v1/metrics. */
 const receiver = (options: { readonly hang?: boolean } = {}) =>
-  Effect.acquireRelease(
-    Effect.async<{ server: Http.Server; url: string; traces: Array<unknown>; metrics: Array<unknown>; contentTypes: Set<string> }>((resume) => {
-      const traces: Array<unknown> = []
-      const metrics: Array<unknown> = []
-      const contentTypes = new Set<string>()
-      const server = Http.createServer((request, response) => {
-        const chunks: Array<Buffer> = []
-        request.on("data", (chunk: Buffer) => chunks.push(chunk))
-        request.on("end", () => {
-          contentTypes.add(request.headers["content-type"] ?? "")
-          const body: unknown = JSON.parse(Buffer.concat(chunks).toString("utf8"))
-          if (request.url === "/v1/traces") traces.push(body)
-          if (request.url === "/v1/metrics") metrics.push(body)
-          if (options.hang === true) return
-          response.writeHead(200, { "content-type": "application/json" }).end("{}")
-        })
+  Effect.suspend(() => {
+    const traces: Array<unknown> = []
+    const metrics: Array<unknown> = []
+    const contentTypes = new Set<string>()
+    const server = Http.createServer((request, response) => {
+      const chunks: Array<Buffer> = []
+      request.on("data", (chunk: Buffer) => chunks.push(chunk))
+      request.on("end", () => {
+        contentTypes.add(request.headers["content-type"] ?? "")
+        const body: unknown = JSON.parse(Buffer.concat(chunks).toString("utf8"))
+        if (request.url === "/v1/traces") traces.push(body)
+        if (request.url === "/v1/metrics") metrics.push(body)
+        if (options.hang === true) return
+        response.writeHead(200, { "content-type": "application/json" }).end("{}")
       })
-      server.listen(0, "127.0.0.1", () =>
-        resume(Effect.succeed({ server, url: `http://127.0.0.1:${portOf(server)}`, traces, metrics, contentTypes })))
-    }),
-    ({ server }) =>
-      Effect.async<void>((resume) => {
-        server.closeAllConnections()
-        server.close(() => resume(Effect.void))
-      })
-  )
+    })
+    return Effect.map(listen(server), ({ url }) => ({ url, traces, metrics, contentTypes }))
+  })
 
 interface OtlpSpan {
   readonly name: string
@@ -444,14 +423,7 @@ describe("Telemetry in the runtime and the CLI", () => {
 
   it.live("every big3 command runs inside the telemetry layer: a /metrics port in use fails the command with a message", () =>
     Effect.gen(function*() {
-      const taken = yield* Effect.acquireRelease(
-        Effect.async<Http.Server>((resume) => {
-          const server = Http.createServer()
-          server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
-        }),
-        (server) => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
-      )
-      const port = portOf(taken)
+      const { port } = yield* listen(Http.createServer())
       const result = yield* big3(["config"], { BIG3_METRICS_PORT: String(port) })
       assert.strictEqual(result.code, 1)
       assert.match(result.stderr, new RegExp(`^big3: TelemetryError: cannot serve /metrics on 127\\.0\\.0\\.1:${port} \\(BIG3_METRICS_PORT\\): .*EADDRINUSE`))

@@ -4,8 +4,9 @@
  * each target in the model's normalized 0–999 coordinates.
  */
 import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
 import * as http from "node:http"
-import type * as net from "node:net"
+import { listen } from "./loopback.js"
 
 /** Targets, normalized (x / 1000 × 1440, y / 1000 × 900 lands in their middle). */
 export const at = {
@@ -37,36 +38,20 @@ export interface Pages {
 }
 
 /** Serves `/form`, `/done?…` (echoes the fields), `/never` (never answers); closed with the scope. */
-export const servePages = Effect.acquireRelease(
-  Effect.async<{ readonly server: http.Server; readonly sockets: Set<net.Socket>; readonly pages: Pages }>((resume) => {
-    const seen: Array<string> = []
-    const sockets = new Set<net.Socket>()
-    const server = http.createServer((request, response) => {
-      seen.push(`${request.method} ${request.url}`)
-      const url = new URL(request.url ?? "/", "http://pages.invalid")
-      if (url.pathname === "/never") return // never answers; released when the socket closes
-      response.setHeader("content-type", "text/html; charset=utf-8")
-      if (url.pathname === "/form") return void response.end(formPage)
-      if (url.pathname === "/done") {
-        const fields = Array.from(url.searchParams, ([key, value]) => `<p id="${escape(key)}">${escape(value)}</p>`).join("")
-        return void response.end(`<!doctype html><title>Thanks</title><h1>Thanks</h1>${fields}`)
-      }
-      response.statusCode = 404
-      response.end("<!doctype html><title>Not found</title>")
-    })
-    server.on("connection", (socket) => {
-      sockets.add(socket)
-      socket.once("close", () => sockets.delete(socket))
-    })
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      resume(Effect.succeed({ server, sockets, pages: { url: `http://127.0.0.1:${port}`, seen } }))
-    })
-  }),
-  ({ server, sockets }) =>
-    Effect.async<void>((resume) => {
-      server.close(() => resume(Effect.void))
-      for (const socket of sockets) socket.destroy()
-    })
-).pipe(Effect.map(({ pages }) => pages))
+export const servePages: Effect.Effect<Pages, never, Scope.Scope> = Effect.suspend(() => {
+  const seen: Array<string> = []
+  const server = http.createServer((request, response) => {
+    seen.push(`${request.method} ${request.url}`)
+    const url = new URL(request.url ?? "/", "http://pages.invalid")
+    if (url.pathname === "/never") return // never answers; released when the socket closes
+    response.setHeader("content-type", "text/html; charset=utf-8")
+    if (url.pathname === "/form") return void response.end(formPage)
+    if (url.pathname === "/done") {
+      const fields = Array.from(url.searchParams, ([key, value]) => `<p id="${escape(key)}">${escape(value)}</p>`).join("")
+      return void response.end(`<!doctype html><title>Thanks</title><h1>Thanks</h1>${fields}`)
+    }
+    response.statusCode = 404
+    response.end("<!doctype html><title>Not found</title>")
+  })
+  return Effect.map(listen(server), ({ url }) => ({ url, seen }))
+})

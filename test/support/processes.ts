@@ -3,7 +3,9 @@ import * as fs from "node:fs"
 
 interface ProcessStat {
   readonly pid: number
+  readonly command: string
   readonly state: string
+  readonly parent: number
   readonly processGroup: number
 }
 
@@ -16,7 +18,8 @@ const statOf = (pid: number): ProcessStat | undefined => {
   }
   // "pid (comm) state ppid pgrp …"; comm may hold spaces and parentheses, so read after the last ")".
   const fields = text.slice(text.lastIndexOf(")") + 2).split(" ")
-  return { pid, state: fields[0] ?? "?", processGroup: Number(fields[2]) }
+  const command = text.slice(text.indexOf("(") + 1, text.lastIndexOf(")"))
+  return { pid, command, state: fields[0] ?? "?", parent: Number(fields[1]), processGroup: Number(fields[2]) }
 }
 
 /** Whether `pid` is a running process (a zombie waiting to be reaped counts as gone). */
@@ -25,13 +28,17 @@ export const isRunning = (pid: number): boolean => {
   return stat !== undefined && stat.state !== "Z"
 }
 
-/** The running processes of process group `group` (Chromium's children share its group). */
-export const runningInGroup = (group: number): ReadonlyArray<number> =>
+/** The pids of the running processes (zombies left out) that `matches`. */
+const runningWhere = (matches: (stat: ProcessStat) => boolean): ReadonlyArray<number> =>
   fs.readdirSync("/proc")
     .filter((name) => /^\d+$/.test(name))
     .map((name) => statOf(Number(name)))
-    .filter((stat): stat is ProcessStat => stat !== undefined && stat.processGroup === group && stat.state !== "Z")
+    .filter((stat): stat is ProcessStat => stat !== undefined && stat.state !== "Z" && matches(stat))
     .map((stat) => stat.pid)
+
+/** The running processes of process group `group` (Chromium's children share its group). */
+export const runningInGroup = (group: number): ReadonlyArray<number> =>
+  runningWhere((stat) => stat.processGroup === group)
 
 /** The command line of `pid`, arguments split ([] when it is gone). */
 export const commandLine = (pid: number): ReadonlyArray<string> => {
@@ -44,16 +51,4 @@ export const commandLine = (pid: number): ReadonlyArray<string> => {
 
 /** Running child processes of `parent` whose command name contains `name` (e.g. Chromium started by this test process). */
 export const runningChildren = (parent: number, name: string): ReadonlyArray<number> =>
-  fs.readdirSync("/proc")
-    .filter((entry) => /^\d+$/.test(entry))
-    .flatMap((entry) => {
-      let text: string
-      try {
-        text = fs.readFileSync(`/proc/${entry}/stat`, "utf8")
-      } catch {
-        return []
-      }
-      const command = text.slice(text.indexOf("(") + 1, text.lastIndexOf(")"))
-      const fields = text.slice(text.lastIndexOf(")") + 2).split(" ")
-      return Number(fields[1]) === parent && fields[0] !== "Z" && command.includes(name) ? [Number(entry)] : []
-    })
+  runningWhere((stat) => stat.parent === parent && stat.command.includes(name))

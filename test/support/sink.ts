@@ -4,7 +4,9 @@
  * (as the observability server echoes the event), after an optional delay. Closed with its scope.
  */
 import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
 import * as http from "node:http"
+import { listen } from "./loopback.js"
 
 export interface Sink {
   /** `http://127.0.0.1:<port>/events` */
@@ -15,37 +17,25 @@ export interface Sink {
   readonly received: Map<string, number>
 }
 
-export const eventsSink = (options: { readonly delayMillis?: number } = {}) =>
-  Effect.acquireRelease(
-    Effect.async<Sink & { readonly server: http.Server }>((resume) => {
-      const bodies: Array<string> = []
-      const received = new Map<string, number>()
-      const server = http.createServer((request, response) => {
-        const chunks: Array<Buffer> = []
-        request.on("data", (chunk: Buffer) => chunks.push(chunk))
-        request.on("end", () => {
-          const body = Buffer.concat(chunks).toString("utf8")
-          const answer = () => {
-            bodies.push(body)
-            const id: unknown = JSON.parse(body).id
-            if (typeof id === "string") received.set(id, (received.get(id) ?? 0) + 1)
-            response.writeHead(200, { "content-type": "application/json" })
-            response.end(body)
-          }
-          const delay = options.delayMillis ?? 0
-          if (delay > 0) setTimeout(answer, delay)
-          else answer()
-        })
-      })
-      server.listen(0, "127.0.0.1", () => {
-        const address = server.address()
-        const port = typeof address === "object" && address !== null ? address.port : 0
-        resume(Effect.succeed({ url: `http://127.0.0.1:${port}/events`, bodies, received, server }))
-      })
-    }),
-    ({ server }) =>
-      Effect.async<void>((resume) => {
-        server.closeAllConnections()
-        server.close(() => resume(Effect.void))
-      })
-  )
+export const eventsSink = (options: { readonly delayMillis?: number } = {}): Effect.Effect<Sink, never, Scope.Scope> => {
+  const bodies: Array<string> = []
+  const received = new Map<string, number>()
+  const server = http.createServer((request, response) => {
+    const chunks: Array<Buffer> = []
+    request.on("data", (chunk: Buffer) => chunks.push(chunk))
+    request.on("end", () => {
+      const body = Buffer.concat(chunks).toString("utf8")
+      const answer = () => {
+        bodies.push(body)
+        const id: unknown = JSON.parse(body).id
+        if (typeof id === "string") received.set(id, (received.get(id) ?? 0) + 1)
+        response.writeHead(200, { "content-type": "application/json" })
+        response.end(body)
+      }
+      const delay = options.delayMillis ?? 0
+      if (delay > 0) setTimeout(answer, delay)
+      else answer()
+    })
+  })
+  return Effect.map(listen(server), ({ url }) => ({ url: `${url}/events`, bodies, received }))
+}
