@@ -24,7 +24,7 @@ import * as ReliabilityConfig from "../ReliabilityConfig.js"
 import * as Runner from "../Runner.js"
 import * as Runtime from "../Runtime.js"
 import * as Store from "../Store.js"
-import { CliExit, ExitCode, table } from "./shared.js"
+import { CliExit, ExitCode, failCommand, table } from "./shared.js"
 
 // ---------------------------------------------------------------------------------------------
 // The backend switch and the layer
@@ -164,14 +164,7 @@ const withAgents = <A, E>(
     return yield* Effect.flatMap(Agents.Agents, (agents) => body(agents, where)).pipe(Effect.provide(layer))
   }).pipe(
     Effect.scoped,
-    Effect.catchAll((error): Effect.Effect<never, CliExit | ConfigError.ConfigError> => {
-      if (error instanceof CliExit) return Effect.fail(error)
-      if (ConfigError.isConfigError(error)) return Effect.fail(error)
-      return Effect.zipRight(
-        Console.error(`big3 agents: ${Errors.describe(error)}`),
-        Effect.fail(new CliExit({ code: ExitCode.failure, message: Errors.describe(error) }))
-      )
-    })
+    Effect.catchAll(failCommand("agents"))
   )
 
 // ---------------------------------------------------------------------------------------------

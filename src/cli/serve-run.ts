@@ -9,12 +9,11 @@ import * as ConfigError from "effect/ConfigError"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Errors from "../Errors.js"
 import * as Runner from "../Runner.js"
 import * as Runtime from "../Runtime.js"
 import * as Store from "../Store.js"
 import { backend } from "./agents-run.js"
-import { CliExit, ExitCode } from "./shared.js"
+import { type CliExit, failCommand } from "./shared.js"
 
 /** What the runner stands on. */
 const foundation = Layer.provideMerge(backend, Runtime.observabilityWith())
@@ -29,11 +28,5 @@ export const serve = (options: Runner.Options): Effect.Effect<never, CliExit | C
     }
     return yield* Runner.serve(options).pipe(Effect.provide(foundation))
   }).pipe(
-    Effect.catchAll((error): Effect.Effect<never, CliExit | ConfigError.ConfigError> => {
-      if (error instanceof CliExit || ConfigError.isConfigError(error)) return Effect.fail(error)
-      return Effect.zipRight(
-        Console.error(`big3 serve: ${Errors.describe(error)}`),
-        Effect.fail(new CliExit({ code: ExitCode.failure, message: Errors.describe(error) }))
-      )
-    })
+    Effect.catchAll(failCommand("serve"))
   )

@@ -9,6 +9,7 @@ import * as ConfigError from "effect/ConfigError"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
+import * as Errors from "../Errors.js"
 import { truncate } from "../internal/preview.js"
 import * as Metrics from "../Metrics.js"
 
@@ -36,6 +37,18 @@ export const loadModule = <M>(command: string, load: () => Promise<M>): Effect.E
           `reinstall big3 (npm install) and try again`
       })
   }).pipe(Effect.tapError((exit) => Console.error(`big3 ${command}: ${exit.message}`)))
+
+/**
+ * How a command ends on a failure: a `CliExit` or a configuration error goes up unchanged (the
+ * latter exits 78); anything else prints `big3 <command>: <Tag>: <message>` and exits 1.
+ */
+export const failCommand = (command: string) => (error: unknown): Effect.Effect<never, CliExit | ConfigError.ConfigError> => {
+  if (error instanceof CliExit || ConfigError.isConfigError(error)) return Effect.fail(error)
+  return Effect.zipRight(
+    Console.error(`big3 ${command}: ${Errors.describe(error)}`),
+    Effect.fail(new CliExit({ code: ExitCode.failure, message: Errors.describe(error) }))
+  )
+}
 
 /** `--metrics`: print a Prometheus snapshot when the command ends. */
 export const metricsOption = Options.boolean("metrics").pipe(
