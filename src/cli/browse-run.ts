@@ -8,9 +8,8 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import type * as BrowserAgent from "../BrowserAgent.js"
 import { BrowserAgent as BrowserAgentTag } from "../BrowserAgent.js"
-import * as Errors from "../Errors.js"
 import * as Runtime from "../Runtime.js"
-import { CliExit, ExitCode } from "./shared.js"
+import { CliExit, ExitCode, failCommand } from "./shared.js"
 
 /** One action as a line: "✔ click_at {"x":500,"y":550} 312ms" or "✘ … : why". */
 export const actionLine = (action: BrowserAgent.Action): string =>
@@ -40,11 +39,7 @@ export const runBrowse = (input: {
       url: input.url,
       maxTurns: input.maxTurns,
       onAction: (action) => say(actionLine(action))
-    }).pipe(
-      Effect.catchAll((error) =>
-        new CliExit({ code: ExitCode.failure, message: `big3 browse: ${Errors.describe(error)}` })
-      )
-    )
+    }).pipe(Effect.catchAll(failCommand("browse")))
     yield* Console.log(input.json ? JSON.stringify(result, null, 2) : outcomeLines(result))
     if (result.status !== "completed") return yield* new CliExit({ code: ExitCode.failure, message: "" })
   }).pipe(Effect.provide(Runtime.browserAgentWith()))

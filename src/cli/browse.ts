@@ -11,7 +11,6 @@
 import * as Args from "@effect/cli/Args"
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
-import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import { jsonOption, loadModule, metricsOption, withMetrics } from "./shared.js"
@@ -36,9 +35,7 @@ export const browseCommand = Command.make(
           url: Option.getOrUndefined(url),
           maxTurns: Option.getOrUndefined(maxTurns),
           json
-        }).pipe(
-          Effect.tapErrorTag("CliExit", (exit) => exit.message === "" ? Effect.void : Console.error(exit.message))
-        )
+        })
       })
     )
 ).pipe(Command.withDescription("run a browser task with the Gemini computer-use agent on a headless Chromium"))
