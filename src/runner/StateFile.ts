@@ -21,6 +21,7 @@ import type * as Scope from "effect/Scope"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { nonRetryableField } from "../Errors.js"
 
 /** The file the CLI reads to find the runner. */
 export const fileName = "runner.json"
@@ -32,7 +33,7 @@ export const lockName = "runner.lock"
 export class RunnerError extends Schema.TaggedError<RunnerError>()("RunnerError", {
   service: Schema.String,
   message: Schema.String,
-  retryable: Schema.Literal(false).pipe(Schema.propertySignature, Schema.withConstructorDefault((): false => false))
+  retryable: nonRetryableField
 }) {}
 
 /** The content of `runner.json`. */
