@@ -10,6 +10,7 @@
  *
  * @internal
  */
+import type { AlreadyProcessingMessage, MailboxFull, PersistenceError } from "@effect/cluster/ClusterError"
 import { EntityId } from "@effect/cluster/EntityId"
 import * as Sharding from "@effect/cluster/Sharding"
 import * as HttpServer from "@effect/platform/HttpServer"
@@ -22,6 +23,7 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
 import * as Random from "effect/Random"
 import type * as Redacted from "effect/Redacted"
 import { createServer } from "node:http"
@@ -55,6 +57,16 @@ const unreachable = (error: { readonly _tag: string }) =>
     message: `the runner that owns the agent could not be reached (${error._tag}); try again`
   })
 
+type OnTheWay = MailboxFull | AlreadyProcessingMessage | PersistenceError
+
+const isOnTheWay = <E>(error: E): error is Extract<E, OnTheWay> =>
+  Predicate.isTagged(error, "MailboxFull") || Predicate.isTagged(error, "AlreadyProcessingMessage") ||
+  Predicate.isTagged(error, "PersistenceError")
+
+/** A call to the agent's owner, with the cluster's own failures on the way as `ServiceUnavailable`. */
+const toOwner = <A, E, R>(call: Effect.Effect<A, E, R>) =>
+  Effect.catchIf(call, isOnTheWay<E>, (error) => Effect.fail(unreachable(error)))
+
 const handlers = (options: Options) =>
   RunnerApi.toLayer(Effect.gen(function*() {
     const sharding = yield* Sharding.Sharding
@@ -66,10 +78,7 @@ const handlers = (options: Options) =>
 
     const create = (name: string, type: string): Effect.Effect<typeof Created.Type, AgentsError> =>
       Effect.flatMap(validateName(name), (valid) =>
-        client(valid).Create({ type }).pipe(
-          Effect.catchTags({ MailboxFull: unreachable, AlreadyProcessingMessage: unreachable, PersistenceError: unreachable }),
-          within("agent_creation")
-        ))
+        client(valid).Create({ type }).pipe(toOwner, within("agent_creation")))
 
     return RunnerApi.of({
       Info: () =>
@@ -90,21 +99,12 @@ const handlers = (options: Options) =>
             { times: 3, while: (error) => error._tag === "AgentExists" }
           ),
       Command: ({ name, prompt }) =>
-        client(name).Command({ prompt }).pipe(
-          Effect.catchTags({ MailboxFull: unreachable, AlreadyProcessingMessage: unreachable, PersistenceError: unreachable }),
-          within("operator_file_prep")
-        ),
+        client(name).Command({ prompt }).pipe(toOwner, within("operator_file_prep")),
       Result: ({ file, name }) =>
-        client(name).Result({ file }).pipe(
-          Effect.catchTags({ MailboxFull: unreachable, AlreadyProcessingMessage: unreachable, PersistenceError: unreachable }),
-          within("file_read")
-        ),
+        client(name).Result({ file }).pipe(toOwner, within("file_read")),
       List: () => agents.list,
       Delete: ({ keepDirectory, name }) =>
-        client(name).Delete({ keepDirectory }).pipe(
-          Effect.catchTags({ MailboxFull: unreachable, AlreadyProcessingMessage: unreachable, PersistenceError: unreachable }),
-          within("agent_cleanup")
-        )
+        client(name).Delete({ keepDirectory }).pipe(toOwner, within("agent_cleanup"))
     })
   }))
 
