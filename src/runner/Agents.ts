@@ -19,9 +19,8 @@ import { WorkflowEngine } from "@effect/workflow/WorkflowEngine"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
-import { Agents } from "../Agents.js"
-import { CommandHost } from "../agents/Host.js"
-import type { Dispatch } from "../agents/Host.js"
+import { Agents, CommandHost } from "../Agents.js"
+import type { Dispatch } from "../Agents.js"
 import { AgentEntity, DurableCommand, Outcome } from "./Protocol.js"
 
 /** A command of an agent, run durably; its execution id is derived from `<agent>/<file>`. */

@@ -21,7 +21,7 @@ import {
   InvalidAgentName,
   RegistryCorrupt,
   UnsafeAgentPath
-} from "../agents/Domain.js"
+} from "../Agents.js"
 import {
   CircuitOpen,
   DecodeError,
