@@ -61,6 +61,7 @@ import { recordedBody } from "./sandbox/Http.js"
 import type { RecordedRequest } from "./sandbox/RequestLog.js"
 import { defaultMaxBodyBytes, defaultMaxEntries, RequestLog } from "./sandbox/RequestLog.js"
 import * as Route from "./sandbox/Route.js"
+import { messageOf } from "./internal/messageOf.js"
 
 export type { FaultKind, FaultMix, FaultPlan, FaultStep, MidStreamKind, QuotaWindow, RouteName } from "./sandbox/FaultPlan.js"
 export { routeNames } from "./sandbox/FaultPlan.js"
@@ -346,7 +347,7 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
       Effect.mapError((error) =>
         new SandboxError({
           message: `sandbox cannot listen on ${host}:${port}: ${
-            error.cause instanceof Error ? error.cause.message : String(error.cause)
+            messageOf(error.cause)
           }`,
           host,
           port,

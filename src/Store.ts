@@ -34,6 +34,7 @@ import type * as Scope from "effect/Scope"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { pathSettingOr } from "./internal/pathSetting.js"
+import { messageOf } from "./internal/messageOf.js"
 
 /** The default state directory, relative to the working directory. */
 export const defaultStateDir = ".big3"
@@ -105,7 +106,6 @@ export const describeLocation = (location: Location): string => {
   }
 }
 
-const describe = (cause: unknown): string => cause instanceof Error ? cause.message : String(cause)
 
 /**
  * Opens the database (creating its directory), in WAL mode with `synchronous = NORMAL` (durable
@@ -121,14 +121,14 @@ export const make = (
       yield* Effect.try({
         try: () => fs.mkdirSync(path.dirname(path.resolve(filename)), { recursive: true }),
         catch: (cause) =>
-          new SqlError({ cause, message: `cannot create the directory of the store ${filename}: ${describe(cause)}` })
+          new SqlError({ cause, message: `cannot create the directory of the store ${filename}: ${messageOf(cause)}` })
       })
     }
     // better-sqlite3 throws synchronously from its constructor (unwritable path, corrupt file):
     // that is a failure to open the store, not a defect.
     const client = yield* SqliteClient.make({ filename }).pipe(
       Effect.catchAllDefect((cause) =>
-        Effect.fail(new SqlError({ cause, message: `cannot open the store ${filename}: ${describe(cause)}` }))
+        Effect.fail(new SqlError({ cause, message: `cannot open the store ${filename}: ${messageOf(cause)}` }))
       ),
       Effect.provide(Reactivity.layer)
     )
@@ -152,7 +152,7 @@ export const layer = (
  */
 const loadPg = Effect.tryPromise({
   try: () => import("@effect/sql-pg/PgClient"),
-  catch: (cause) => new SqlError({ cause, message: `cannot load the PostgreSQL driver: ${describe(cause)}` })
+  catch: (cause) => new SqlError({ cause, message: `cannot load the PostgreSQL driver: ${messageOf(cause)}` })
 })
 
 /**
@@ -277,7 +277,7 @@ export const versioned = (
   Effect.gen(function*() {
     const sql = yield* SqlClient.SqlClient
     const fail = (message: string) => (error: SqlError) =>
-      new SqlError({ cause: error, message: `${message}: ${describe(error.cause ?? error)}` })
+      new SqlError({ cause: error, message: `${message}: ${messageOf(error.cause ?? error)}` })
     // Under its own lock: `CREATE TABLE IF NOT EXISTS` races on PostgreSQL's catalog.
     yield* ddlUnderLock(sql, "big3_schema", [versionTable], Effect.void).pipe(
       Effect.mapError(fail(`cannot create the schema version table`))

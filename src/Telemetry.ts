@@ -29,7 +29,8 @@ import * as Option from "effect/Option"
 import * as RuntimeFlags from "effect/RuntimeFlags"
 import type * as Scope from "effect/Scope"
 import { settings } from "./telemetry/Settings.js"
-import { causeMessage, TelemetryError, telemetryError } from "./telemetry/TelemetryError.js"
+import { messageOf } from "./internal/messageOf.js"
+import { TelemetryError, telemetryError } from "./telemetry/TelemetryError.js"
 
 export { TelemetryError }
 
@@ -50,7 +51,7 @@ const running = globalValue(
 )
 
 const load = <M>(what: string, importer: () => Promise<M>): Effect.Effect<M, TelemetryError> =>
-  Effect.tryPromise({ try: importer, catch: (cause) => telemetryError(`cannot load the ${what}: ${causeMessage(cause)}`) })
+  Effect.tryPromise({ try: importer, catch: (cause) => telemetryError(`cannot load the ${what}: ${messageOf(cause)}`) })
 
 /**
  * Starts what the settings ask for, for the life of the layer. Fails with a `ConfigError` for a

@@ -47,6 +47,7 @@ import type { RunInput, Service, StartSessionInput } from "./Backend.js"
 import { AgentBackend } from "./Backend.js"
 import type { AgentMessage } from "./Domain.js"
 import { clip, forwardedHooks, fromResult, fromSdkError, hookPayload, scrub, toAgentMessages, toResult } from "./SdkMessages.js"
+import { messageOf } from "../internal/messageOf.js"
 
 export { fromSdkError } from "./SdkMessages.js"
 
@@ -126,7 +127,7 @@ export const makeClaudeAgentSdk = (options: ClaudeAgentSdkOptions): Effect.Effec
         catch: (cause) =>
           new InvalidRequest({
             service: "anthropic",
-            message: `the Claude Agent SDK could not be loaded: ${cause instanceof Error ? cause.message : String(cause)}`
+            message: `the Claude Agent SDK could not be loaded: ${messageOf(cause)}`
           })
       })
     )

@@ -10,6 +10,7 @@ import type { Big3Error } from "../Errors.js"
 import { fromHttp, InvalidRequest, NetworkError, RateLimited, ServiceUnavailable, Unauthorized } from "../Errors.js"
 import type { AgentMessage, Usage } from "./Domain.js"
 import { ProgressMessage, ResultMessage, TextMessage, ToolResultMessage, ToolUseMessage } from "./Domain.js"
+import { messageOf } from "../internal/messageOf.js"
 
 // ---------------------------------------------------------------------------------------------
 // Error mapping
@@ -25,7 +26,7 @@ export const scrub = (text: string, secret: string | undefined): string =>
 
 /** Maps an error thrown by the SDK (process failure, abort) into the taxonomy. */
 export const fromSdkError = (error: unknown, secret?: string | undefined): Big3Error => {
-  const raw = error instanceof Error ? error.message : String(error)
+  const raw = messageOf(error)
   const message = `Claude Code failed: ${clip(scrub(raw, secret))}`
   const service = "anthropic"
   if (error instanceof Error && error.name === "AbortError") {

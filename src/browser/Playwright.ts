@@ -23,6 +23,7 @@ import type * as Playwright from "playwright-core"
 import type { Driver, Point, RawPage, Viewport } from "./Driver.js"
 import { formatDuration } from "../Errors.js"
 import { ActionFailed, BrowserError } from "./Errors.js"
+import { messageOf } from "../internal/messageOf.js"
 
 const service = "browser"
 
@@ -49,7 +50,7 @@ export interface Options {
 }
 
 const firstLine = (cause: unknown): string => {
-  const text = cause instanceof Error ? cause.message : String(cause)
+  const text = messageOf(cause)
   return text.split("\n")[0]?.trim() ?? text
 }
 

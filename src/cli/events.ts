@@ -15,6 +15,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import { CliExit, ExitCode, jsonOption, loadModule, metricsOption, withMetrics } from "./shared.js"
+import { messageOf } from "../internal/messageOf.js"
 
 const load = loadModule("events", () => import("./events-run.js"))
 
@@ -44,7 +45,7 @@ export const parsePayload = (text: Option.Option<string>): Effect.Effect<Record<
   try {
     parsed = JSON.parse(text.value)
   } catch (error) {
-    const message = `--payload is not valid JSON (${error instanceof Error ? error.message : String(error)}); ` +
+    const message = `--payload is not valid JSON (${messageOf(error)}); ` +
       `give a JSON object such as '{"tool":"Bash"}'`
     return Effect.zipRight(Console.error(`big3 events send: ${message}`), new CliExit({ code: ExitCode.usage, message }))
   }

@@ -12,6 +12,7 @@ import * as Schema from "effect/Schema"
 import * as Errors from "../Errors.js"
 import { truncate } from "../internal/preview.js"
 import * as Metrics from "../Metrics.js"
+import { messageOf } from "../internal/messageOf.js"
 
 /** Exit codes: 2 bad usage, 78 bad configuration (sysexits EX_CONFIG), 1 any other failure. */
 export const ExitCode = { failure: 1, usage: 2, config: 78, sigint: 130, sigterm: 143 } as const
@@ -33,7 +34,7 @@ export const loadModule = <M>(command: string, load: () => Promise<M>): Effect.E
     catch: (cause) =>
       new CliExit({
         code: ExitCode.failure,
-        message: `cannot load its module (${cause instanceof Error ? cause.message : String(cause)}); ` +
+        message: `cannot load its module (${messageOf(cause)}); ` +
           `reinstall big3 (npm install) and try again`
       })
   }).pipe(Effect.tapError((exit) => Console.error(`big3 ${command}: ${exit.message}`)))

@@ -12,6 +12,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as fs from "node:fs"
+import { messageOf } from "./messageOf.js"
 
 /** Why a file was not read, in words for a message. */
 export interface FileRefused {
@@ -28,7 +29,7 @@ const codeOf = (cause: unknown): string | undefined =>
 const unreadable = (cause: unknown): FileRefused => {
   const code = codeOf(cause)
   if (code === "ENOENT") return refused("missing", "the file does not exist")
-  const message = cause instanceof Error ? cause.message : String(cause)
+  const message = messageOf(cause)
   return refused("unreadable", `the file cannot be read (${message.slice(0, 200)})`)
 }
 

@@ -20,6 +20,7 @@ import type { Settings } from "./Options.js"
 import type { SpoolWriter } from "./SpoolWriter.js"
 import type { Entry, State } from "./State.js"
 import { uuidv7 } from "./State.js"
+import { messageOf } from "../internal/messageOf.js"
 
 export interface IntakeOptions {
   readonly settings: Settings
@@ -97,7 +98,7 @@ export const make = (options: IntakeOptions): {
         })
       } catch (error) {
         return Effect.as(
-          reject(input, () => `it cannot be serialised to JSON (${error instanceof Error ? error.message : String(error)})`),
+          reject(input, () => `it cannot be serialised to JSON (${messageOf(error)})`),
           undefined
         )
       }

@@ -10,6 +10,7 @@
 import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import { messageOf } from "../internal/messageOf.js"
 
 // ---------------------------------------------------------------------------------------------
 // Client events
@@ -171,7 +172,7 @@ const decodeOther = Schema.decodeUnknownEither(Other)
 export const decodeServerEvent = (text: string): Either.Either<ServerEvent, string> =>
   Either.try({
     try: (): unknown => JSON.parse(text),
-    catch: (error) => `not JSON: ${error instanceof Error ? error.message : String(error)}`
+    catch: (error) => `not JSON: ${messageOf(error)}`
   }).pipe(
     Either.flatMap((json) =>
       Either.flatMap(Either.mapLeft(decodeOther(json), describe), ({ type }): Either.Either<ServerEvent, string> => {

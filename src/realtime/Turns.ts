@@ -22,6 +22,7 @@ import type { AnsweredCall, FunctionCall, RealtimeError, ReconnectReason, Sessio
 import { SessionExpired } from "./Domain.js"
 import type { ClientEvent, ConversationItem, ErrorEvent, RateLimitsUpdated, ResponseDone, ResponseStatus } from "./Protocol.js"
 import { decodeServerEvent, errorCodes, messageText, userMessage } from "./Protocol.js"
+import { messageOf } from "../internal/messageOf.js"
 
 /** Why a connection ended. */
 export interface Ended {
@@ -184,7 +185,7 @@ export const make = (context: Context) => {
           Effect.catchAllDefect((defect) =>
             Effect.as(
               Effect.logError(`the function ${call.name} (${call.callId}) failed unexpectedly`, Cause.die(defect)),
-              `the tool ${call.name} failed unexpectedly: ${defect instanceof Error ? defect.message : String(defect)}`
+              `the tool ${call.name} failed unexpectedly: ${messageOf(defect)}`
             )
           )
         )

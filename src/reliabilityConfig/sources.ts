@@ -18,6 +18,7 @@ import { readRegularFile } from "../internal/regularFile.js"
 import type { Raw, Scalar, Source } from "./decode.js"
 import { defaultBreakers, defaultPolicies, defaultTimeouts, isOperationId } from "./defaults.js"
 import type { Field, Fields } from "./fields.js"
+import { messageOf } from "../internal/messageOf.js"
 import {
   adaptiveFields,
   adaptiveKey,
@@ -264,7 +265,7 @@ export const readConfigFile = (file: string): Effect.Effect<Flat, ConfigError.Co
       Effect.try({
         try: (): unknown => JSON.parse(text),
         catch: (cause) =>
-          fileError(file, `the file is not valid JSON (${truncate(cause instanceof Error ? cause.message : String(cause))})`)
+          fileError(file, `the file is not valid JSON (${truncate(messageOf(cause))})`)
       })
     ),
     Effect.flatMap((json) => flattenConfigFile(file, json))

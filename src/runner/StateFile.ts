@@ -22,6 +22,7 @@ import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { nonRetryableField } from "../Errors.js"
+import { messageOf } from "../internal/messageOf.js"
 
 /** The file the CLI reads to find the runner. */
 export const fileName = "runner.json"
@@ -51,10 +52,9 @@ export const Contents = Schema.Struct({
 })
 export type Contents = typeof Contents.Type
 
-const describe = (cause: unknown): string => cause instanceof Error ? cause.message : String(cause)
 
 const failure = (what: string) => (cause: unknown) =>
-  new RunnerError({ service: "runner", message: `${what}: ${describe(cause)}` })
+  new RunnerError({ service: "runner", message: `${what}: ${messageOf(cause)}` })
 
 /** A new random token (256 bits). */
 export const newToken = (): Redacted.Redacted => Redacted.make(crypto.randomBytes(32).toString("base64url"))

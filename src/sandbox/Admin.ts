@@ -30,6 +30,7 @@ import * as Schema from "effect/Schema"
 import type { FaultPlan, RouteName } from "./FaultPlan.js"
 import { isRouteName, routeNames } from "./FaultPlan.js"
 import { readBody } from "./Http.js"
+import { messageOf } from "../internal/messageOf.js"
 
 // ---------------------------------------------------------------------------------------------
 // Fault plans as JSON
@@ -147,7 +148,7 @@ const decodePlan = (plan: unknown, at: string): Either.Either<FaultPlan, string>
 const parseJson = (text: string): Either.Either<unknown, string> =>
   Either.try({
     try: (): unknown => JSON.parse(text),
-    catch: (error) => `not JSON (${error instanceof Error ? error.message : String(error)})`
+    catch: (error) => `not JSON (${messageOf(error)})`
   })
 
 /** Parses plans per route (the `--faults` file); `Left` says what is wrong, naming the place. */

@@ -20,6 +20,7 @@ import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import type * as Gemini from "./Gemini.js"
 import { declarationsOf, Part } from "./GeminiRequest.js"
+import { messageOf } from "../internal/messageOf.js"
 
 /** A Gemini `Part`, kept as the plan wrote it (unknown fields included). */
 const PlanPart = Part
@@ -46,7 +47,7 @@ export const parsePlan = (text: string): Either.Either<ComputerUsePlan, string> 
   Either.flatMap(
     Either.try({
       try: (): unknown => JSON.parse(text),
-      catch: (error) => `not JSON: ${error instanceof Error ? error.message : String(error)}`
+      catch: (error) => `not JSON: ${messageOf(error)}`
     }),
     (json) =>
       Either.mapLeft(

@@ -16,6 +16,7 @@ import * as Stream from "effect/Stream"
 import type * as NodeHttp from "node:http"
 import type { MidStreamKind, QuotaWindow } from "./FaultPlan.js"
 import { mulberry32 } from "./FaultPlan.js"
+import { messageOf } from "../internal/messageOf.js"
 
 /** One request, read once by the sandbox before the plan and the emulator look at it. */
 export interface Incoming {
@@ -164,7 +165,7 @@ export const closingConnection = (response: HttpServerResponse.HttpServerRespons
 export const parseJson = (text: string): Either.Either<unknown, string> =>
   Either.try({
     try: (): unknown => JSON.parse(text),
-    catch: (error) => error instanceof Error ? error.message : String(error)
+    catch: (error) => messageOf(error)
   })
 
 /** The body as recorded: parsed JSON, the raw text when it is not JSON, `undefined` when empty. */

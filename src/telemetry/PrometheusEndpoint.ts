@@ -12,7 +12,8 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Http from "node:http"
 import * as Metrics from "../Metrics.js"
-import { causeMessage, type TelemetryError, telemetryError } from "./TelemetryError.js"
+import { messageOf } from "../internal/messageOf.js"
+import { type TelemetryError, telemetryError } from "./TelemetryError.js"
 
 /** The content type Prometheus expects of the text format. */
 export const contentType = "text/plain; version=0.0.4; charset=utf-8"
@@ -27,7 +28,7 @@ export const serve = (options: {
     const server = yield* NodeHttpServer.make(() => Http.createServer(), { host: options.host, port: options.port }).pipe(
       Effect.mapError((error) =>
         telemetryError(
-          `cannot serve /metrics on ${options.host}:${options.port} (BIG3_METRICS_PORT): ${causeMessage(error.cause)}`
+          `cannot serve /metrics on ${options.host}:${options.port} (BIG3_METRICS_PORT): ${messageOf(error.cause)}`
         )
       )
     )

@@ -15,6 +15,3 @@ export class TelemetryError extends Schema.TaggedError<TelemetryError>()("Teleme
 
 export const telemetryError = (message: string): TelemetryError =>
   new TelemetryError({ service: "telemetry", message, retryable: false })
-
-/** The message of whatever a failed listen or import threw. */
-export const causeMessage = (cause: unknown): string => cause instanceof Error ? cause.message : String(cause)
