@@ -48,6 +48,7 @@ import * as Resilience from "./Resilience.js"
 import { service } from "./realtime/Connection.js"
 import type { RealtimeError, Session, SessionOptions } from "./realtime/Domain.js"
 import * as RealtimeSession from "./realtime/Session.js"
+import { scrubSecret } from "./internal/scrubSecret.js"
 
 export { SessionExpired } from "./realtime/Domain.js"
 export type {
@@ -145,7 +146,7 @@ export const makeWith = (
           url,
           headers: { Authorization: `Bearer ${secret}` },
           closeTimeout,
-          scrub: (text) => text.includes(secret) ? text.split(secret).join("<redacted>") : text
+          scrub: (text) => scrubSecret(text, secret)
         },
         protectConnect,
         messageTimeout,

@@ -11,6 +11,7 @@ import { fromHttp, InvalidRequest, NetworkError, RateLimited, ServiceUnavailable
 import type { AgentMessage, Usage } from "./Domain.js"
 import { ProgressMessage, ResultMessage, TextMessage, ToolResultMessage, ToolUseMessage } from "./Domain.js"
 import { messageOf } from "../internal/messageOf.js"
+import { scrubSecret } from "../internal/scrubSecret.js"
 
 // ---------------------------------------------------------------------------------------------
 // Error mapping
@@ -22,7 +23,7 @@ export const clip = (text: string, max = 500): string => text.length <= max ? te
 
 /** Removes a secret from a text that left Claude Code (stderr, error messages). */
 export const scrub = (text: string, secret: string | undefined): string =>
-  secret === undefined || secret.length < 4 ? text : text.split(secret).join("<redacted>")
+  secret === undefined || secret.length < 4 ? text : scrubSecret(text, secret)
 
 /** Maps an error thrown by the SDK (process failure, abort) into the taxonomy. */
 export const fromSdkError = (error: unknown, secret?: string | undefined): Big3Error => {

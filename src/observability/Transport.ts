@@ -41,6 +41,7 @@ import type { IncomingHttpHeaders } from "node:http"
 import { Pool } from "undici"
 import type { Dispatcher } from "undici"
 import { NetworkError } from "../Errors.js"
+import { scrubSecret } from "../internal/scrubSecret.js"
 
 export const service = "observability"
 
@@ -105,7 +106,7 @@ const errorText = (error: unknown): string => {
 export const scrubber = (apiKey: Option.Option<Redacted.Redacted<string>>) => {
   if (Option.isNone(apiKey)) return { text: (text: string) => text, answer: (answer: Answer) => answer }
   const secret = Redacted.value(apiKey.value)
-  const text = (value: string): string => value.includes(secret) ? value.split(secret).join("<redacted>") : value
+  const text = (value: string): string => scrubSecret(value, secret)
   const answer = (raw: Answer): Answer => {
     let headers = raw.headers
     for (const [name, value] of Object.entries(raw.headers)) {
