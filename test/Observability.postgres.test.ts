@@ -230,7 +230,7 @@ layer(Layer.scoped(PgServer, Effect.tap(Postgres.server, (server) => Effect.sync
         yield* child.ended
         assert.isFalse(isRunning(child.pid), `emitter ${child.pid} is gone`)
       }
-    }))
+    }), { timeout: 90_000 })
 })
 
 // Runs after the layer above is released (vitest runs a file's hooks in order).
