@@ -478,6 +478,27 @@ export const runSpoolBench = async (runs: number): Promise<string> => {
   ].join("\n")
 }
 
+/** Single mode on the raw sink only, durable default and `durable: false`: the quick loop for the per-event cost. */
+export const runSingleBench = async (runs: number): Promise<string> => {
+  const server = await startServer("raw")
+  const run = <A>(effect: Effect.Effect<A>) => Effect.runPromise(effect.pipe(Logger.withMinimumLogLevel(LogLevel.Error)))
+  try {
+    const rows: Array<Record<string, string>> = []
+    for (const durable of [true, false]) {
+      const result = await run(measureBig3(server.url, { mode: "single", durable }, 20_000, runs, "file"))
+      rows.push({
+        client: durable ? "big3 single, durable default" : "big3 single, durable: false",
+        "events/s (median)": formatRate(median(result.samples.map((s) => s.eventsPerSecond))),
+        "client CPU / 1,000 events": formatCpu(median(result.samples.map((s) => s.cpuPer1000Millis))),
+        note: result.note
+      })
+    }
+    return markdownTable(rows)
+  } finally {
+    server.stop()
+  }
+}
+
 /** Runs the whole benchmark and returns it as markdown (a table and the memory figure). */
 export const runEventsBench = async (options: { readonly runs?: number } = {}): Promise<string> => {
   const runs = options.runs ?? 3
@@ -577,6 +598,8 @@ if (isMain) {
     process.on("disconnect", () => process.exit(0))
   } else if (process.argv.includes("--spool")) {
     console.log(await runSpoolBench(3))
+  } else if (process.argv.includes("--single")) {
+    console.log(await runSingleBench(3))
   } else {
     console.log(await runEventsBench())
   }

@@ -30,6 +30,29 @@ export const EventInput = Schema.Struct({
 })
 export type EventInput = typeof EventInput.Type
 
+const schemaIsEventInput = Schema.is(EventInput)
+const optional = (value: unknown, type: "string" | "number"): boolean => value === undefined || typeof value === type
+const isObject = (value: unknown): value is Readonly<Record<string, unknown>> =>
+  typeof value === "object" && value !== null && !Array.isArray(value)
+/** An object literal (or `Object.create(null)`): its fields are its own, as the Schema requires of required fields. */
+const isPlain = (value: unknown): value is Readonly<Record<string, unknown>> => {
+  if (!isObject(value)) return false
+  const prototype: unknown = Object.getPrototypeOf(value)
+  return prototype === Object.prototype || prototype === null
+}
+
+/**
+ * `Schema.is(EventInput)`, with a direct check first for the usual shape. The Schema walks every
+ * key of the payload and allocated ≈ 2 KB per event on the emit path; the direct check allocates
+ * nothing, accepts only what the Schema accepts (test/Observability.domain.test.ts), and leaves
+ * anything else to the Schema.
+ */
+export const isEventInput = (input: unknown): input is EventInput =>
+  (isPlain(input) && typeof input.source_app === "string" && typeof input.session_id === "string" &&
+    typeof input.hook_event_type === "string" && isObject(input.payload) && optional(input.id, "string") &&
+    optional(input.timestamp, "number") && optional(input.summary, "string") && optional(input.model_name, "string") &&
+    (input.chat === undefined || Array.isArray(input.chat))) || schemaIsEventInput(input)
+
 /** The fields the public observability server requires (it answers 400 "Missing required fields"). */
 export type RequiredField = "source_app" | "session_id" | "hook_event_type" | "payload"
 

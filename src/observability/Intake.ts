@@ -15,11 +15,10 @@ import * as ParseResult from "effect/ParseResult"
 import type * as Queue from "effect/Queue"
 import * as Schema from "effect/Schema"
 import { truncate } from "./Answer.js"
-import { EventInput, refusedField } from "./Domain.js"
+import { EventInput, isEventInput, refusedField } from "./Domain.js"
 import type { Settings } from "./Options.js"
 import type { SpoolWriter } from "./SpoolWriter.js"
 import type { Entry, State } from "./State.js"
-import { uuidv7 } from "./State.js"
 import { messageOf } from "../internal/messageOf.js"
 
 export interface IntakeOptions {
@@ -30,7 +29,6 @@ export interface IntakeOptions {
   readonly writer: SpoolWriter
 }
 
-const isEventInput = Schema.is(EventInput)
 const decodeEventInput = Schema.decodeUnknownEither(EventInput)
 
 const describeInvalid = (input: unknown) => (): string => {
@@ -81,7 +79,7 @@ export const make = (options: IntakeOptions): {
         return Effect.as(reject(input, () => `timestamp must be a finite number of milliseconds, got ${input.timestamp}`), undefined)
       }
       const now = clock.unsafeCurrentTimeMillis()
-      const id = input.id ?? uuidv7(now)
+      const id = input.id ?? state.newId(now)
       let body: string
       try {
         // The public server's shape plus `id`; `undefined` optional fields are left out.

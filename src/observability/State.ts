@@ -20,10 +20,12 @@ import type * as Spool from "./Spool.js"
 import { service } from "./Transport.js"
 
 /** A UUIDv7 (RFC 9562): 48 bits of milliseconds, then random bits; sorts by creation time. */
-export const uuidv7 = (now: number): string => {
-  const random = randomUUID()
+export const uuidv7 = (now: number): string => uuidv7Prefix(now) + randomUUID().slice(15)
+
+/** The time part of a UUIDv7 and its version digit ("0190a1b2-c3d4-7"); the rest is a v4 UUID's random part. */
+const uuidv7Prefix = (now: number): string => {
   const hex = Math.max(0, Math.floor(now)).toString(16).padStart(12, "0").slice(-12)
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-7${random.slice(15)}`
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-7`
 }
 
 /** The `id` of a body built by `emit` (`{"id":"…",…}`), without parsing the whole event. */
@@ -31,16 +33,18 @@ export const idOf = (body: string): string => {
   if (body.startsWith("{\"id\":\"")) {
     for (let i = 7; i < body.length; i++) {
       const char = body.charCodeAt(i)
-      if (char === 92) i++ // backslash: skip the escaped character
-      else if (char === 34) {
+      if (char === 92) {
+        // An escaped character: let JSON read the string.
+        const end = body.indexOf("\",", i)
         try {
-          const id: unknown = JSON.parse(body.slice(6, i + 1))
+          const id: unknown = JSON.parse(body.slice(6, end + 1))
           if (typeof id === "string") return id
         } catch {
           // fall through to parsing the whole body
         }
         break
       }
+      if (char === 34) return body.slice(7, i)
     }
   }
   try {
@@ -80,20 +84,27 @@ export class Entry {
   ) {}
 }
 
-/** A one-shot broadcast: `wait` resumes at the next `fire`. */
+/**
+ * A one-shot broadcast: `wait` resumes at the next `fire`. The deferred is made when somebody
+ * waits, not at each `fire`: the spool writer is fired once per delivered event.
+ */
 export class Signal {
-  private deferred = Deferred.unsafeMake<void>(FiberId.none)
-  readonly wait: Effect.Effect<void> = Effect.suspend(() => Deferred.await(this.deferred))
+  private deferred: Deferred.Deferred<void> | undefined = undefined
+  private current(): Deferred.Deferred<void> {
+    return this.deferred ??= Deferred.unsafeMake<void>(FiberId.none)
+  }
+  readonly wait: Effect.Effect<void> = Effect.suspend(() => Deferred.await(this.current()))
   /**
    * Waits for the next `fire` after this call. Unlike `wait`, it is bound now, not when the
    * effect starts: a racer forked to wait cannot miss a `fire` that comes before it runs.
    */
   next(): Effect.Effect<void> {
-    return Deferred.await(this.deferred)
+    return Deferred.await(this.current())
   }
   fire(): void {
     const fired = this.deferred
-    this.deferred = Deferred.unsafeMake<void>(FiberId.none)
+    if (fired === undefined) return
+    this.deferred = undefined
     Deferred.unsafeDone(fired, Exit.void)
   }
 }
@@ -199,6 +210,18 @@ export class State {
     this.counters[counter] += n
     const labels = this.labels.get(counter)
     if (labels !== undefined) Metrics.events.unsafeUpdate(n, labels)
+  }
+
+  private idMillis = -1
+  private idPrefix = ""
+
+  /** A UUIDv7 for an event emitted at `now`; events of the same millisecond share the time part. */
+  newId(now: number): string {
+    if (now !== this.idMillis) {
+      this.idMillis = now
+      this.idPrefix = uuidv7Prefix(now)
+    }
+    return this.idPrefix + randomUUID().slice(15)
   }
 
   /** The next place in emit order. */
