@@ -20,13 +20,9 @@
 import type * as FileSystem from "@effect/platform/FileSystem"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import type * as Path from "@effect/platform/Path"
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import * as NodePath from "@effect/platform-node/NodePath"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import type * as ConfigError from "effect/ConfigError"
-import type * as ConfigProvider from "effect/ConfigProvider"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Adaptive from "./Adaptive.js"
@@ -38,9 +34,13 @@ import * as Gemini from "./Gemini.js"
 import * as Observability from "./Observability.js"
 import * as Realtime from "./Realtime.js"
 import * as ReliabilityConfig from "./ReliabilityConfig.js"
-import * as Store from "./Store.js"
 import * as Telemetry from "./Telemetry.js"
 import * as Voice from "./Voice.js"
+import type { Foundation, FoundationOptions } from "./runtime/foundation.js"
+import { foundationStages, observabilityWith, withConfigProvider } from "./runtime/foundation.js"
+
+export type { Foundation, FoundationOptions }
+export { observabilityWith }
 
 /** Everything `Runtime.layer` provides. */
 export type Services =
@@ -67,61 +67,22 @@ export type Services =
 export type Error = ConfigError.ConfigError | SqlError | Agents.AgentsError | Telemetry.TelemetryError
 
 /** Pieces to replace, for tests, demos and apps; anything not given comes from the environment. */
-export interface Options {
-  /** Where every `Config` is read from; default the environment. */
-  readonly configProvider?: ConfigProvider.ConfigProvider | undefined
-  readonly config?: Layer.Layer<ReliabilityConfig.ReliabilityConfig, ConfigError.ConfigError> | undefined
-  readonly httpClient?: Layer.Layer<HttpClient.HttpClient> | undefined
-  readonly store?: Layer.Layer<SqlClient.SqlClient, SqlError | ConfigError.ConfigError> | undefined
-  /** Adaptive timeouts and pacing; default `Adaptive.layerStore` (learned timeouts kept in the store). */
-  readonly adaptive?: Layer.Layer<Adaptive.Adaptive, SqlError, ReliabilityConfig.ReliabilityConfig | SqlClient.SqlClient> | undefined
+export interface Options extends FoundationOptions {
   readonly gemini?: Layer.Layer<Gemini.Gemini, ConfigError.ConfigError, ReliabilityConfig.ReliabilityConfig | CircuitBreaker.CircuitBreaker | HttpClient.HttpClient> | undefined
-  readonly observability?: Layer.Layer<Observability.Observability, ConfigError.ConfigError | SqlError, Observability.Requirements> | undefined
   readonly agentBackend?: Layer.Layer<Agents.AgentBackend, ConfigError.ConfigError, Observability.Observability> | undefined
   readonly agents?: Layer.Layer<Agents.Agents, ConfigError.ConfigError | Agents.AgentsError, Agents.Requirements> | undefined
   readonly realtime?: Layer.Layer<Realtime.Realtime, ConfigError.ConfigError, ReliabilityConfig.ReliabilityConfig | CircuitBreaker.CircuitBreaker> | undefined
   readonly browser?: Layer.Layer<Browser.Browser, ConfigError.ConfigError, ReliabilityConfig.ReliabilityConfig> | undefined
   /** The browser agent (also behind the voice loop's `browser_use` tool). */
   readonly browserAgent?: Layer.Layer<BrowserAgent.BrowserAgent, ConfigError.ConfigError, BrowserAgent.Requirements> | undefined
-  /** The Prometheus endpoint and OTLP export; default `Telemetry.layer` (from the environment). */
-  readonly telemetry?: Layer.Layer<Telemetry.Telemetry, ConfigError.ConfigError | Telemetry.TelemetryError> | undefined
 }
-
-/** What every client stands on: configuration, breakers, HTTP, files and the store. */
-export type Foundation =
-  | ReliabilityConfig.ReliabilityConfig
-  | CircuitBreaker.CircuitBreaker
-  | Adaptive.Adaptive
-  | HttpClient.HttpClient
-  | FileSystem.FileSystem
-  | Path.Path
-  | SqlClient.SqlClient
-  | Telemetry.Telemetry
-
-const withConfigProvider = <A, E>(options: Options, layer: Layer.Layer<A, E>): Layer.Layer<A, E> =>
-  options.configProvider === undefined ? layer : Layer.provide(layer, Layer.setConfigProvider(options.configProvider))
 
 /**
  * The stages of the composition, each built on the one before. They are layer values made once
  * per call, so a stage shared by two others is built once when both are provided together.
  */
 const stages = (options: Options) => {
-  const httpClient = options.httpClient ?? NodeHttpClient.layerUndici
-  const platform = Layer.mergeAll(
-    httpClient,
-    NodeFileSystem.layer,
-    NodePath.layer,
-    options.store ?? Store.layerConfig
-  )
-  // Built first, so that the tracer it may install is the one every later service runs with.
-  const telemetry = options.telemetry ?? Telemetry.layer
-  const breakers = CircuitBreaker.layer.pipe(Layer.provideMerge(options.config ?? ReliabilityConfig.layer))
-  // Adaptive timeouts sit beside the breakers, on the store that keeps what they learn.
-  const foundation = (options.adaptive ?? Adaptive.layerStore).pipe(
-    Layer.provideMerge(breakers.pipe(Layer.provideMerge(platform), Layer.provideMerge(telemetry)))
-  )
-  // The spool lives in the store, PostgreSQL's included (shared by every process on it).
-  const observability = (options.observability ?? Observability.layer).pipe(Layer.provideMerge(foundation))
+  const { breakers, foundation, httpClient, observability, telemetry } = foundationStages(options)
   const agents = (options.agents ?? Agents.layer).pipe(
     Layer.provide(options.agentBackend ?? Agents.claudeAgentSdk),
     Layer.provideMerge(observability)
@@ -148,12 +109,6 @@ export const foundationWith = (
   options: Options = {}
 ): Layer.Layer<Foundation, ConfigError.ConfigError | SqlError | Telemetry.TelemetryError> =>
   withConfigProvider(options, stages(options).foundation)
-
-/** The foundation and the Observability client (what `big3 events` runs on). */
-export const observabilityWith = (
-  options: Options = {}
-): Layer.Layer<Foundation | Observability.Observability, ConfigError.ConfigError | SqlError | Telemetry.TelemetryError> =>
-  withConfigProvider(options, stages(options).observability)
 
 /** The foundation, Observability and Agents, without Gemini (what `big3 agents` runs on). */
 export const agentsWith = (

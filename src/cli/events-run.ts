@@ -16,11 +16,11 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import { redactUrl } from "../internal/redactUrl.js"
 import * as Observability from "../Observability.js"
-import * as Runtime from "../Runtime.js"
+import { observabilityWith } from "../runtime/foundation.js"
 import { CliExit, ExitCode, table } from "./shared.js"
 
 /** The observability client and what it stands on; `SqlClient` stays visible to read the spool's reasons. */
-const layer = Runtime.observabilityWith()
+const layer = observabilityWith()
 
 /** The events URL as configured, without credentials a URL might carry. */
 const configuredUrl = Effect.map(Observability.config, (options) => redactUrl(options.url ?? Observability.defaultUrl))
