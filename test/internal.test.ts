@@ -1,6 +1,6 @@
 import { afterEach, assert, beforeEach, describe, it, vi } from "@effect/vitest"
 import * as Either from "effect/Either"
-import { preview, truncate } from "../src/internal/preview.js"
+import { groupDigits, preview, truncate } from "../src/internal/preview.js"
 import { redactLoosely, redactUrl } from "../src/internal/redactUrl.js"
 import { MAX_TIMER_MILLIS, setLongTimeout } from "../src/internal/timer.js"
 import { checkUrl, httpUrl } from "../src/internal/urlSetting.js"
@@ -94,5 +94,13 @@ describe("internal/preview", () => {
     assert.strictEqual(preview(deep), "an array of 1 item")
     assert.strictEqual(preview({ a: 1, b: 2 }), "an object with 2 keys")
     assert.strictEqual(truncate("abcdef", 3), "abc… (6 characters)")
+    assert.strictEqual(preview("y".repeat(12_345), 1), `"y"… (12,345 characters)`)
+  })
+
+  it("groups digits as toLocaleString(\"en-US\") does, for whole numbers", () => {
+    for (const n of [0, 7, 999, 1_000, 12_345, 1_048_576, -1_234_567, Number.MAX_SAFE_INTEGER]) {
+      assert.strictEqual(groupDigits(n), n.toLocaleString("en-US"), String(n))
+    }
+    assert.strictEqual(groupDigits(1.5), "1.5")
   })
 })

@@ -6,11 +6,14 @@
  *
  * @internal
  */
-import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as NodePath from "@effect/platform-node/NodePath"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
 import { run } from "./app.js"
 import * as CliLogger from "./logger.js"
 import { ExitCode } from "./shared.js"
@@ -24,7 +27,9 @@ let exitCode = 0
 const program = run(process.argv, () => signalCode).pipe(
   Effect.flatMap((code) => Effect.sync(() => (exitCode = code))),
   Effect.provide(CliLogger.layer),
-  Effect.provide(NodeContext.layer)
+  // What @effect/cli needs, and no more: NodeContext.layer would also load child_process and
+  // worker_threads for every command.
+  Effect.provide(Layer.mergeAll(NodeFileSystem.layer, NodePath.layer, NodeTerminal.layer))
 )
 
 NodeRuntime.runMain(program, {

@@ -10,7 +10,14 @@
 /** The longest part of a value a message shows by default. */
 export const PREVIEW_CHARS = 80
 
-const count = (n: number, one: string): string => `${n.toLocaleString("en-US")} ${one}${n === 1 ? "" : "s"}`
+/**
+ * A whole number with its thousands grouped ("1,048,576"), as `toLocaleString("en-US")` writes it
+ * without the ICU start-up that costs a process ≈ 20 ms on its first call.
+ */
+export const groupDigits = (n: number): string =>
+  Number.isSafeInteger(n) ? String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ",") : String(n)
+
+const count = (n: number, one: string): string => `${groupDigits(n)} ${one}${n === 1 ? "" : "s"}`
 
 /** Cuts `text` to `max` characters, saying how long it was. */
 export const truncate = (text: string, max: number = PREVIEW_CHARS): string =>

@@ -11,6 +11,7 @@ import type { Decoder } from "./decode.js"
 import * as Decode from "./decode.js"
 import type { AdaptiveSettings, BreakerSettings, RetryBudget, RetryPolicy } from "./defaults.js"
 import { adaptiveRateServices, defaultBreakers, defaultPolicies, defaultTimeouts } from "./defaults.js"
+import { groupDigits } from "../internal/preview.js"
 
 /** One setting of a section: `BIG3_…_<env>`, `name` in the file and in overrides. */
 export interface Field<A> {
@@ -43,7 +44,7 @@ const whole = (env: string, name: string, what: string, min: number, max: number
     integer: true,
     min,
     max,
-    expected: `a whole number of ${what} from ${min} to ${max < 10_000 ? max : max.toLocaleString("en-US")}`
+    expected: `a whole number of ${what} from ${min} to ${max < 10_000 ? max : groupDigits(max)}`
   })
 
 const durationField = (env: string, name: string) =>

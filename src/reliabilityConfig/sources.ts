@@ -13,7 +13,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import { pathSetting } from "../internal/pathSetting.js"
-import { preview, truncate } from "../internal/preview.js"
+import { groupDigits, preview, truncate } from "../internal/preview.js"
 import { readRegularFile } from "../internal/regularFile.js"
 import type { Raw, Scalar, Source } from "./decode.js"
 import { defaultBreakers, defaultPolicies, defaultTimeouts, isOperationId } from "./defaults.js"
@@ -230,7 +230,7 @@ const flattenNested = (json: unknown, options: NestedOptions): Effect.Effect<Fla
           }
       }
     }
-    if (moreProblems > 0) problems.push(`and ${moreProblems.toLocaleString("en-US")} more problems`)
+    if (moreProblems > 0) problems.push(`and ${groupDigits(moreProblems)} more problems`)
     return problems.length === 0
       ? Effect.succeed({ values, policies, breakers })
       : Effect.fail(options.fail(problems.join("; ")))
