@@ -50,6 +50,7 @@ export const runOverheadBench = async (options: { readonly calls: number; readon
   )
   const big3 = BigPromise.make({ config: await runtime.runPromise(ReliabilityConfig.ReliabilityConfig) })
   const resolved = () => Promise.resolve(1)
+  const listening = (signal: AbortSignal) => Promise.resolve(signal.aborted ? 0 : 1)
   const promiseLoop = (call: () => Promise<unknown>) => async (calls: number) => {
     for (let i = 0; i < calls; i++) await call()
   }
@@ -74,6 +75,12 @@ export const runOverheadBench = async (options: { readonly calls: number; readon
       name: "big3 Promise API protect()",
       kind: "promise",
       run: promiseLoop(() => big3.protect(resolved, { operation: "gemini_api", policy: "gemini", breaker: "gemini-promise" }))
+    },
+    {
+      // A function that declares the signal parameter gets an AbortController of its own per attempt.
+      name: "big3 Promise API protect(), fn takes the signal",
+      kind: "promise",
+      run: promiseLoop(() => big3.protect(listening, { operation: "gemini_api", policy: "gemini", breaker: "gemini-promise" }))
     }
   ]
 
@@ -123,6 +130,7 @@ export const runAsyncBench = async (options: { readonly calls: number; readonly 
     Resilience.makeProtect({ operation: "gemini_api", policy: "gemini", breaker: "gemini" })
   )
   const resolved = () => Promise.resolve(1)
+  const listening = (signal: AbortSignal) => Promise.resolve(signal.aborted ? 0 : 1)
   const asyncEffect = Effect.promise(resolved)
   const effectLoop = <E>(wrapped: () => Effect.Effect<number, E, ReliabilityConfig.ReliabilityConfig | CircuitBreaker.CircuitBreaker>) =>
     (calls: number) =>
@@ -148,6 +156,11 @@ export const runAsyncBench = async (options: { readonly calls: number; readonly 
     { name: "big3 protect over an async effect, built once", kind: "effect", run: effectLoop(() => protect(asyncEffect)) },
     { name: "big3 Promise API protect(fn, options)", kind: "promise", run: promiseLoop(() => big3.protect(resolved, promiseOptions)) },
     { name: "big3 Promise API protector(options)(fn)", kind: "promise", run: promiseLoop(() => protector(resolved)) },
+    {
+      name: "big3 Promise API protector(options)(fn), fn takes the signal",
+      kind: "promise",
+      run: promiseLoop(() => protector(listening))
+    },
     reference
   ]
 

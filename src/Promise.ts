@@ -10,13 +10,15 @@
  * ```
  *
  * Each function receives an `AbortSignal` that is aborted when its attempt times out, when the
- * deadline passes, or when the caller's own `signal` aborts. Retries, breakers and budgets use
+ * deadline passes, or when the caller's own `signal` aborts; a function that declares no
+ * parameter gets one that never aborts (it could not listen), which spares the call an
+ * `AbortController`. Retries, breakers and budgets use
  * the same decision (`resilience/decision.ts`), configuration and breaker objects as the Effect
  * pipeline; `make({ config, breakers })` shares an Effect runtime's. The promise rejects with the
  * function's own last error, or with an `OperationTimeout` / `CircuitOpen`.
  *
  * The driver is Promise-native rather than a wrapper over `Resilience.makeProtect`: an attempt
- * costs a timer and an `AbortController`, not a fiber (`npm run bench` has both).
+ * costs a timer (and an `AbortController` when the function takes the signal), not a fiber (`npm run bench` has both).
  *
  * State lives in the instance `make` returns, never in this module: two instances (or two
  * runtimes) in one process do not see each other's breakers, and a configuration that failed to
@@ -110,21 +112,30 @@ export const make = (options: MakeOptions = {}): PromiseApi => {
   // Pipelines of plain-data options are kept, so that `protect(fn, options)` in a loop builds
   // one (its metric labels included) rather than one per call.
   const kept = new Map<string, Protector>()
-  const keyOf = (pipeline: PipelineOptions): string | undefined =>
-    typeof pipeline.policy === "object" || pipeline.retryable !== undefined || pipeline.onRetry !== undefined
-      ? undefined
-      : JSON.stringify([
-        pipeline.operation,
-        pipeline.timeout === undefined ? undefined : Duration.toMillis(Duration.decode(pipeline.timeout)),
-        pipeline.policy,
-        pipeline.breaker,
-        pipeline.deadline === undefined ? undefined : Duration.toMillis(Duration.decode(pipeline.deadline)),
-        pipeline.service,
-        pipeline.budget
-      ])
-  // The options object last seen, with the fields its pipeline was built from: `protect(fn,
-  // options)` in a loop with the same object (unchanged) skips making the key.
-  const seen = new WeakMap<PipelineOptions, { readonly fields: ReadonlyArray<unknown>; readonly built: Protector }>()
+  /** A field as part of a key: typed and length-prefixed, so that no two fields run together. */
+  const part = (value: unknown): string | undefined => {
+    if (value === undefined) return "-"
+    if (typeof value === "string") return `s${value.length}:${value}`
+    if (typeof value === "number" || typeof value === "boolean") return `${typeof value}:${value}`
+    // A Duration or another object: its milliseconds.
+    return Duration.isDuration(value) ? `d:${Duration.toMillis(value)}` : undefined
+  }
+  const keyOf = (pipeline: PipelineOptions): string | undefined => {
+    if (typeof pipeline.policy === "object" || pipeline.retryable !== undefined || pipeline.onRetry !== undefined) return undefined
+    let key = ""
+    for (
+      const value of [pipeline.operation, pipeline.timeout, pipeline.policy, pipeline.breaker, pipeline.deadline, pipeline.service, pipeline.budget]
+    ) {
+      const text = part(value)
+      if (text === undefined) return undefined
+      key += text
+    }
+    return key
+  }
+  // The options object last used, with the fields its pipeline was built from: `protect(fn,
+  // options)` in a loop with the same object (unchanged) skips making the key. One slot rather
+  // than a WeakMap: a fresh object literal per call would add an entry each time.
+  let last: { readonly pipeline: PipelineOptions; readonly fields: ReadonlyArray<unknown>; readonly built: Protector } | undefined
   const fieldsOf = (pipeline: PipelineOptions): ReadonlyArray<unknown> => [
     pipeline.operation,
     pipeline.timeout,
@@ -145,12 +156,11 @@ export const make = (options: MakeOptions = {}): PromiseApi => {
     if (key === undefined) return build(loaded, pipeline)
     let built = kept.get(key)
     if (built === undefined) kept.set(key, built = build(loaded, pipeline))
-    seen.set(pipeline, { fields: fieldsOf(pipeline), built })
+    if (last?.pipeline !== pipeline) last = { pipeline, fields: fieldsOf(pipeline), built }
     return built
   }
   const once = <A>(fn: Task<A>, pipeline: PipelineOptions, call: CallOptions): Promise<A> => {
-    const last = seen.get(pipeline)
-    if (last !== undefined && sameFields(pipeline, last.fields)) return last.built(fn, callOptions(call))
+    if (last !== undefined && last.pipeline === pipeline && sameFields(pipeline, last.fields)) return last.built(fn, callOptions(call))
     const ready = load()
     return ready instanceof Promise
       ? ready.then((loaded) => buildKept(loaded, pipeline)(fn, callOptions(call)))

@@ -76,6 +76,19 @@ describe("Promise API", () => {
     assert.strictEqual(error instanceof Errors.OperationTimeout ? error.message : "", "agent_creation timed out after 60s")
   })
 
+  it("a function that takes no signal is still abandoned at its timeout, and retried", async () => {
+    let attempts = 0
+    const result = big3.protect(() => {
+      attempts++
+      return attempts === 1 ? new Promise<string>(() => {}) : Promise.resolve("ok")
+    }, { operation: "gemini_api", policy: "gemini", breaker: "gemini-promise-nosignal", ...quiet })
+    await vi.advanceTimersByTimeAsync(44_999)
+    assert.strictEqual(attempts, 1)
+    await vi.advanceTimersByTimeAsync(1 + 2_000)
+    assert.strictEqual(await result, "ok")
+    assert.strictEqual(attempts, 2)
+  })
+
   it("protect retries a timed-out attempt, then succeeds", async () => {
     let attempts = 0
     const signals: Array<AbortSignal> = []

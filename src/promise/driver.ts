@@ -95,7 +95,12 @@ export interface CallOptions {
 /** Options of the Promise API's functions. */
 export interface Options extends PipelineOptions, CallOptions {}
 
-/** An async function given the `AbortSignal` of its attempt. */
+/**
+ * An async function given the `AbortSignal` of its attempt. A function that declares no
+ * parameter (`() => fetch(url)`) is given a signal that never aborts: it does not listen to it,
+ * and on Node 20 an `AbortController` is most of a call's cost (≈ 4.5 of 5.5 µs, `npm run
+ * bench`). Its attempt is abandoned on timeout all the same.
+ */
 export type Task<A> = (signal: AbortSignal) => Promise<A>
 
 /** A pipeline built once by `protector`: runs any number of tasks. */
@@ -132,12 +137,15 @@ const sleep = (millis: number, signal: AbortSignal): Promise<void> =>
  * own abort listener on the caller's signal (`handleEvent`).
  */
 class Attempt<A> {
-  readonly controller = new AbortController()
   settled = false
   cancelTimer: (() => void) | undefined = undefined
   resolve: (value: A) => void = noop
   reject: (error: unknown) => void = noop
-  constructor(readonly outer: AbortSignal | undefined) {}
+  constructor(
+    readonly outer: AbortSignal | undefined,
+    /** The attempt's own signal; none for a function that takes no signal. */
+    readonly controller: AbortController | undefined
+  ) {}
 
   /** Stops listening and disarms the timer. */
   finish(): void {
@@ -149,7 +157,7 @@ class Attempt<A> {
   /** Abandons the attempt: aborts its signal with `reason` and rejects with it. */
   abandon(reason: unknown): void {
     this.finish()
-    this.controller.abort(reason)
+    this.controller?.abort(reason)
     this.reject(reason)
   }
 
@@ -172,10 +180,10 @@ const runAttempt = <A>(
   outer: AbortSignal | undefined,
   onTimeout: () => OperationTimeout
 ): Promise<A> => {
-  const attempt = new Attempt<A>(outer)
+  const attempt = new Attempt<A>(outer, fn.length === 0 ? undefined : new AbortController())
   let running: Promise<A>
   try {
-    running = fn(attempt.controller.signal)
+    running = fn(attempt.controller?.signal ?? neverAborted)
   } catch (error) {
     return Promise.reject(error)
   }
