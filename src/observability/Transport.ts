@@ -34,6 +34,7 @@ import * as Headers from "@effect/platform/Headers"
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
@@ -103,7 +104,13 @@ const errorText = (error: unknown): string => {
  * `X-API-Key` header in its body or headers must not put the key into an error message, the
  * dead-letter table, a log line or `big3 events dead-letters`. As the Gemini and Anthropic paths do.
  */
-export const scrubber = (apiKey: Option.Option<Redacted.Redacted<string>>) => {
+/** What `scrubber` gives: the key taken out of a text, and out of an answer's body and headers. */
+export interface Scrubber {
+  readonly text: (text: string) => string
+  readonly answer: (answer: Answer) => Answer
+}
+
+export const scrubber = (apiKey: Option.Option<Redacted.Redacted<string>>): Scrubber => {
   if (Option.isNone(apiKey)) return { text: (text: string) => text, answer: (answer: Answer) => answer }
   const secret = Redacted.value(apiKey.value)
   const text = (value: string): string => scrubSecret(value, secret)
@@ -139,6 +146,7 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   constructor(
     private readonly resume: (effect: Effect.Effect<Answer, TransportError>) => void,
+    private readonly scrub: Scrubber,
     private readonly route: Route,
     private readonly target: string
   ) {}
@@ -176,18 +184,18 @@ class Exchange implements Dispatcher.DispatchHandler {
     const body = this.chunks === undefined
       ? undefined
       : (this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks)).toString("utf8", 0, MAX_BODY)
-    this.finish(Effect.succeed({
+    this.finish(Exit.succeed(this.scrub.answer({
       status: this.status,
       contentType: mediaType(this.headers["content-type"]),
       headers: this.headers,
       body,
       truncated: this.size > MAX_BODY
-    }))
+    })))
   }
 
   onResponseError(_: Dispatcher.DispatchController | undefined, error: Error): void {
     if (this.aborted) return
-    this.finish(Effect.fail(new NetworkError({ service, message: `POST ${this.target} failed: ${errorText(error)}` })))
+    this.finish(Exit.fail(new NetworkError({ service, message: this.scrub.text(`POST ${this.target} failed: ${errorText(error)}`) })))
   }
 
   private finish(effect: Effect.Effect<Answer, TransportError>): void {
@@ -223,15 +231,7 @@ export const undici = (options: TransportOptions): Effect.Effect<Transport, neve
         post: (route, body) =>
           Effect.async<Answer, TransportError>((resume) => {
             const single = route === "single"
-            const exchange = new Exchange(
-              (effect) =>
-                resume(Effect.mapBoth(effect, {
-                  onFailure: (error) => new NetworkError({ service, message: scrub.text(error.message) }),
-                  onSuccess: scrub.answer
-                })),
-              route,
-              single ? singleTarget : batchTarget
-            )
+            const exchange = new Exchange(resume, scrub, route, single ? singleTarget : batchTarget)
             pool.dispatch({ path: single ? singlePath : batchPath, method: "POST", headers, body }, exchange)
             return Effect.sync(() => exchange.abort())
           })
