@@ -225,6 +225,28 @@ export const ensureSchema = (
     ))
 
 /**
+ * `sql.withTransaction` with a COMMIT or ROLLBACK that fails as a typed `SqlError`, not a defect:
+ * `@effect/sql` makes those defects (`orDie`), and in WAL mode a full disk first shows at COMMIT
+ * (SQLITE_FULL), so a full disk would read as a bug. A ROLLBACK fails when SQLite has already
+ * rolled back on its own (after SQLITE_FULL, among others): the failure is then the statement's,
+ * which carries SQLite's reason, not "no transaction is active".
+ */
+export const transaction = <A, E, R>(
+  sql: SqlClient.SqlClient,
+  effect: Effect.Effect<A, E, R>
+): Effect.Effect<A, E | SqlError, R> =>
+  Effect.suspend(() => {
+    let failed: Option.Option<E> = Option.none()
+    return sql.withTransaction(Effect.tapError(effect, (error) => Effect.sync(() => void (failed = Option.some(error))))).pipe(
+      Effect.catchSomeDefect((defect): Option.Option<Effect.Effect<never, E | SqlError>> =>
+        defect instanceof SqlError
+          ? Option.some(Option.match(failed, { onNone: () => Effect.fail(defect), onSome: Effect.fail }))
+          : Option.none()
+      )
+    )
+  })
+
+/**
  * Runs `statements`, then `andThen`, in one transaction that on PostgreSQL first takes a
  * transaction-scoped advisory lock named after `component`, so two runners starting together do
  * not race on the catalog (`CREATE TABLE IF NOT EXISTS` is not atomic there).
@@ -235,7 +257,8 @@ const ddlUnderLock = (
   statements: ReadonlyArray<string>,
   andThen: Effect.Effect<unknown, SqlError>
 ): Effect.Effect<void, SqlError> =>
-  sql.withTransaction(
+  transaction(
+    sql,
     sql.onDialectOrElse({
       pg: () => Effect.asVoid(sql`SELECT pg_advisory_xact_lock(hashtext(${`big3:schema:${component}`}))`.raw),
       orElse: () => Effect.void

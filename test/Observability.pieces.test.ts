@@ -277,4 +277,43 @@ describe("Observability spool writer on a failing disk", () => {
       yield* Fiber.interrupt(fiber)
     }).pipe(Effect.provide(layer))
   })
+
+  it.effect("losses within one second are logged when the disk takes writes again: the LOST lines add up to what was lost", () => {
+    const { layer, lines } = captureLogs()
+    return Effect.gen(function*() {
+      const { faults, rows, spool } = makeFakeSpool()
+      for (let i = 0; i < 6; i++) faults.commit.push("fail")
+      const state = new State("single", { backlog: 0, deadLetters: 0, rows: 0, bytes: 0 }, 0)
+      const settings = yield* Options.resolve({ queueCapacity: 1, redeliveryInterval: "200 millis" })
+      const writer = SpoolWriter.make({ spool, state, settings, clock: yield* Effect.clock })
+      const fiber = yield* Effect.fork(writer.run)
+      const unavailable: Result = { dead: false, reason: "ServiceUnavailable: 503", status: 503 }
+      // e1 waits in memory; e2 and e3 do not fit (queueCapacity 1), 300 ms apart: one line for both would come a second later.
+      writer.settle(state.accept(`{"id":"e1"}`, 1), unavailable)
+      yield* settle
+      yield* TestClock.adjust("100 millis")
+      yield* settle
+      for (const n of [2, 3]) {
+        writer.settle(state.accept(`{"id":"e${n}"}`, n), unavailable)
+        yield* TestClock.adjust("200 millis")
+        yield* settle
+        yield* TestClock.adjust("100 millis")
+        yield* settle
+      }
+      const lost = (line: string) => Number(/^ERROR observability: LOST (\d+) event\(s\)/.exec(line)?.[1] ?? 0)
+      assert.strictEqual(state.counters.dropped, 2)
+      assert.deepStrictEqual(lines.filter((line) => lost(line) > 0), [
+        "ERROR observability: LOST 1 event(s): the spool cannot be written (cannot write the spool: disk I/O error) and memory holds 1 at most; 1 lost so far"
+      ])
+      // Room again, 300 ms after the first LOST line: the second is written with the kept event.
+      yield* TestClock.adjust("200 millis")
+      yield* settle
+      assert.deepStrictEqual(rows.map((row) => row.id), ["e1"])
+      assert.deepStrictEqual(lines.filter((line) => lost(line) > 0), [
+        "ERROR observability: LOST 1 event(s): the spool cannot be written (cannot write the spool: disk I/O error) and memory holds 1 at most; 1 lost so far",
+        "ERROR observability: LOST 1 event(s): the spool cannot be written (cannot write the spool: disk I/O error) and memory holds 1 at most; 2 lost so far"
+      ])
+      yield* Fiber.interrupt(fiber)
+    }).pipe(Effect.provide(layer))
+  })
 })

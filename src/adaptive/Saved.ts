@@ -10,6 +10,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
+import * as Store from "../Store.js"
 import type { Buckets } from "./LatencyWindow.js"
 
 export const table = "big3_adaptive_timeouts"
@@ -80,7 +81,7 @@ export const load: Effect.Effect<ReadonlyArray<Saved>, SqlError, SqlClient.SqlCl
 /** Writes (inserts or replaces) each operation's row, in one transaction. */
 export const save = (entries: ReadonlyArray<Saved>): Effect.Effect<void, SqlError, SqlClient.SqlClient> =>
   Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    sql.withTransaction(Effect.forEach(entries, (entry) =>
+    Store.transaction(sql, Effect.forEach(entries, (entry) =>
       sql`INSERT INTO big3_adaptive_timeouts (operation, samples, learned_ms, p99_ms, configured_ms, buckets, updated_at)
         VALUES (${entry.operation}, ${entry.samples}, ${entry.learnedMillis ?? null}, ${entry.p99Millis ?? null},
           ${entry.configuredMillis}, ${encodeBuckets(entry.buckets)}, ${Math.round(entry.updatedAt)})

@@ -234,7 +234,7 @@ export const make = Effect.gen(function*() {
         })
       )
     }).pipe(
-      sql.withTransaction,
+      (reserve) => Store.transaction(sql, reserve),
       Effect.catchTag("SqlError", (error) => Effect.fail(storageError(`reserve agent ${JSON.stringify(name)}`, name)(error)))
     )
   }

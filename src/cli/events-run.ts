@@ -71,8 +71,9 @@ export interface SendInput {
 }
 
 /**
- * Emits one event and waits for its outcome: delivered (exit 0), or spooled / dead-lettered /
- * lost (exit 1, with the reason).
+ * Emits one event durably and waits for its outcome: delivered (exit 0), or spooled /
+ * dead-lettered / lost (exit 1, with the reason: the database's own when the spool cannot be
+ * written).
  */
 export const send = (input: SendInput) =>
   withClient("send", (url) =>
@@ -81,7 +82,9 @@ export const send = (input: SendInput) =>
       const now = yield* Clock.currentTimeMillis
       const id = Observability.uuidv7(now)
       const before = yield* client.stats
-      yield* client.send({
+      // Durably: a spool that cannot be written fails here with the database's reason, which is
+      // the reason to give when the event is not delivered either.
+      const written = yield* Effect.either(client.emitDurable({
         id,
         source_app: input.source,
         session_id: input.session,
@@ -89,7 +92,8 @@ export const send = (input: SendInput) =>
         payload: input.payload,
         timestamp: now,
         ...(input.summary === undefined ? {} : { summary: input.summary })
-      })
+      }))
+      yield* client.flush
       const after = yield* client.stats
       const what = `event ${id} (${input.type})`
 
@@ -108,9 +112,18 @@ export const send = (input: SendInput) =>
         )
       }
       if (after.dropped > before.dropped) {
-        return yield* fail("send", `${what} was lost: it could not be delivered and the spool cannot be written (see the log above)`)
+        const why = written._tag === "Left" ? `: ${written.left.message}` : " (see the log above)"
+        return yield* fail("send", `${what} was lost: it could not be delivered and the spool cannot be written${why}`)
       }
       const reason = yield* spoolReason({ id })
+      // Neither delivered nor on disk: it waits in memory for a spool that refuses writes, and
+      // ends with this command.
+      if (reason === undefined && written._tag === "Left") {
+        return yield* fail(
+          "send",
+          `could not deliver ${what} to ${url}, and the event is lost: ${written.left.message}`
+        )
+      }
       // Not in the spool any more: the background redelivery has delivered it meanwhile.
       if (reason === undefined) {
         return yield* Console.log(`delivered ${what} to ${url} (from the spool)`)

@@ -81,5 +81,5 @@ export const make = (options: ShutdownOptions): Effect.Effect<void> =>
     const summary = `observability: stopped; ${counters.emitted} emitted, ${counters.delivered} delivered, ` +
       `${counters.redelivered} redelivered, ${counters.spooled} spooled, ${counters.deadLettered} dead-lettered, ` +
       `${counters.rejected} rejected, ${counters.dropped} lost; ${state.spoolSize} in the spool`
-    yield* leftovers.length > 0 || state.spoolSize > 0 ? Effect.logInfo(summary) : Effect.logDebug(summary)
+    yield* leftovers.length > 0 || state.spoolSize > 0 || counters.dropped > 0 ? Effect.logInfo(summary) : Effect.logDebug(summary)
   })

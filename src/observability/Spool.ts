@@ -314,7 +314,7 @@ export const make = (options: SpoolOptions): Effect.Effect<Spool, never, SqlClie
           SqlClient.SqlClient,
           sql
         )
-        return yield* sql.withTransaction(Effect.gen(function*() {
+        return yield* Store.transaction(sql, Effect.gen(function*() {
           const holders = yield* sql<{ owner: string }>`SELECT DISTINCT owner FROM observability_spool
             WHERE owner IS NOT NULL AND lease_until >= ${now}`
           let reclaimed = 0
@@ -352,7 +352,7 @@ export const make = (options: SpoolOptions): Effect.Effect<Spool, never, SqlClie
         }`)
 
     const commit = (ops: Ops, now: number, commitOptions: { readonly releaseHeld?: boolean } = {}) =>
-      sql.withTransaction(Effect.gen(function*() {
+      Store.transaction(sql, Effect.gen(function*() {
         const journaled = new Map<number, number>()
         if (ops.journal.length > 0) {
           for (const rows of yield* insertRows(ops.journal, now, true)) {
@@ -427,7 +427,7 @@ export const make = (options: SpoolOptions): Effect.Effect<Spool, never, SqlClie
       )
 
     const evict = (limit: Limit, now: number) =>
-      sql.withTransaction(Effect.gen(function*() {
+      Store.transaction(sql, Effect.gen(function*() {
         let size = yield* sizeOf
         let count = 0
         const ids: Array<string> = []
@@ -478,7 +478,7 @@ export const make = (options: SpoolOptions): Effect.Effect<Spool, never, SqlClie
         )
 
     const requeueDeadLetters = (now: number) =>
-      sql.withTransaction(Effect.gen(function*() {
+      Store.transaction(sql, Effect.gen(function*() {
         const count = yield* sql<{ n: unknown }>`SELECT COUNT(*) AS n FROM observability_dead_letter`
         yield* sql`INSERT INTO observability_spool (id, body, epoch, ordinal, spooled_at, lease_until, last_error)
           SELECT id, body, epoch, ordinal, CAST(${now} AS BIGINT), 0, 'requeued from the dead letters: ' || reason

@@ -11,7 +11,8 @@
  *   deliverable now (release the row to the backlog, or spool the event).
  * - A commit that fails is tried again once after a short pause; then its writes stay in memory
  *   (up to `queueCapacity` events; beyond, they are counted and logged as lost) and are tried
- *   again every `redeliveryInterval`, with one log line per second at most.
+ *   again every `redeliveryInterval`, with one log line per second at most. What the disk still
+ *   refuses at shutdown is counted and logged as lost.
  * - Past `spoolMax`, the oldest rows nobody holds are evicted: counted and logged.
  * - Leases of the rows this process holds are renewed every third of `lease`.
  *
@@ -47,7 +48,10 @@ export interface SpoolWriter {
   readonly durable: (entry: Entry) => Effect.Effect<void, SqlError>
   /** Commits what is pending now; interrupted, it keeps the writes pending. */
   readonly commitPending: Effect.Effect<void>
-  /** The last commit at shutdown: what is pending, and every row this process holds goes back to the backlog. */
+  /**
+   * The last commit at shutdown: what is pending, and every row this process holds goes back to the
+   * backlog. What the disk still refuses ends with the process: counted and logged as lost.
+   */
   readonly finish: Effect.Effect<void>
   /** Counts and logs as lost what is still pending (shutdown ran out of time). */
   readonly abandon: Effect.Effect<void>
@@ -83,6 +87,8 @@ export const make = (options: SpoolWriterOptions): SpoolWriter => {
   }
   /** Writes of rounds that failed, kept in memory and tried again (a full or failing disk). */
   let kept: Spool.Ops = Spool.emptyOps()
+  /** Why the last round failed (SQLite's words), for what is lost if the disk never takes `kept`. */
+  let keptBecause = ""
   let nextRenewal = now() + leaseMillis / 3
   /** Bytes of the rows deleted by the pending writes (for the spool's size as this process counts it). */
   let removedBytes = 0
@@ -180,6 +186,7 @@ export const make = (options: SpoolWriterOptions): SpoolWriter => {
     const spoolKept = ops.spool.slice(0, Math.max(0, ops.spool.length - lost))
     const deadKept = ops.dead.slice(0, Math.max(0, ops.dead.length - Math.max(0, lost - ops.spool.length)))
     kept = Spool.concatOps(kept, { ...ops, journal: [], spool: spoolKept, dead: deadKept })
+    keptBecause = detail
     state.add("dropped", lost)
     return lost === 0 ? Effect.void : lossLog.add(lost, `the spool cannot be written (${detail}) and memory holds ${settings.queueCapacity} at most`)
   }
@@ -315,6 +322,8 @@ export const make = (options: SpoolWriterOptions): SpoolWriter => {
     const entries = pending.entries
     const releaseHeld = pending.releaseHeld
     const removed = removedBytes
+    // Losses while the disk refused writes are logged once a second: the last of them, when it takes writes again.
+    const recovering = Spool.opsSize(kept) > 0
     removedBytes = 0
     kept = Spool.emptyOps()
     pending.ops = Spool.emptyOps()
@@ -329,7 +338,11 @@ export const make = (options: SpoolWriterOptions): SpoolWriter => {
     return commit.pipe(
       Effect.catchAll(() => Effect.zipRight(Effect.sleep(retryPause), commit)),
       Effect.matchCauseEffect({
-        onSuccess: (committed) => Effect.zipRight(afterSuccess(ops, entries, journaled, committed, removed), bound),
+        onSuccess: (committed) =>
+          afterSuccess(ops, entries, journaled, committed, removed).pipe(
+            Effect.zipRight(recovering ? lossLog.flush : Effect.void),
+            Effect.zipRight(bound)
+          ),
         onFailure: (cause) =>
           Cause.isInterruptedOnly(cause)
             ? Effect.void
@@ -371,12 +384,8 @@ export const make = (options: SpoolWriterOptions): SpoolWriter => {
   const oneRound = Effect.unsafeMakeSemaphore(1)
   const commitPending: Effect.Effect<void> = oneRound.withPermits(1)(commitRound)
 
-  const finish = Effect.suspend(() => {
-    pending.releaseHeld = true
-    return commitPending
-  })
-
-  const abandon = Effect.suspend(() => {
+  /** Counts and logs as lost what is still pending or kept: the process ends without having written it. */
+  const lose = (why: string) => Effect.suspend(() => {
     const ops = Spool.concatOps(kept, pending.ops)
     const entries = pending.entries
     kept = Spool.emptyOps()
@@ -389,8 +398,23 @@ export const make = (options: SpoolWriterOptions): SpoolWriter => {
     if (lost === 0 && entries.length === 0) return Effect.void
     const ids = [...ops.spool, ...ops.dead].map((item) => item.id)
     return Effect.logError(
-      `observability: LOST ${lost} event(s): shutdown ran out of time to write the spool; ` +
+      `observability: LOST ${lost} event(s): ${why}; ` +
         `ids ${ids.slice(0, 50).join(", ")}${ids.length > 50 ? ", …" : ""}`
+    )
+  })
+
+  const abandon = lose("shutdown ran out of time to write the spool")
+
+  const finish = Effect.suspend(() => {
+    pending.releaseHeld = true
+    // A disk that still refuses the writes kept in memory: they end with the process, counted and logged.
+    return Effect.zipRight(
+      commitPending,
+      Effect.suspend(() =>
+        Spool.opsSize(kept) === 0
+          ? Effect.void
+          : Effect.zipRight(lossLog.flush, lose(`the spool cannot be written at shutdown (${truncate(keptBecause, 300)})`))
+      )
     )
   })
 

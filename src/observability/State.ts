@@ -303,18 +303,22 @@ export const tally = (now: () => number, write: (n: number, reason: string) => E
   let n = 0
   let reason = ""
   let last = -Infinity
+  const writeNow = (at: number): Effect.Effect<void> => {
+    const [count, first] = [n, reason]
+    n = 0
+    reason = ""
+    last = at
+    return write(count, first)
+  }
   return {
     add: (more: number, why: string): Effect.Effect<void> => {
       if (more <= 0) return Effect.void
       n += more
       if (reason === "") reason = why
       const at = now()
-      if (at - last < everyMillis) return Effect.void
-      const [count, first] = [n, reason]
-      n = 0
-      reason = ""
-      last = at
-      return write(count, first)
-    }
+      return at - last < everyMillis ? Effect.void : writeNow(at)
+    },
+    /** Writes what the last second held back, now: the tail of a burst that no later `add` would write. */
+    flush: Effect.suspend((): Effect.Effect<void> => n === 0 ? Effect.void : writeNow(now()))
   }
 }

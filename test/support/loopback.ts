@@ -18,14 +18,14 @@ export const freePort: Effect.Effect<number> = Effect.async<number>((resume) => 
 })
 
 /**
- * Listens with `server` on a free port of 127.0.0.1 until the scope closes, then drops its
- * connections (a request left unanswered included) and closes it. Gives the port and
+ * Listens with `server` on a free port of 127.0.0.1 (or on `port`) until the scope closes, then
+ * drops its connections (a request left unanswered included) and closes it. Gives the port and
  * `http://127.0.0.1:<port>`.
  */
-export const listen = (server: http.Server) =>
+export const listen = (server: http.Server, port = 0) =>
   Effect.acquireRelease(
     Effect.async<{ readonly port: number; readonly url: string }>((resume) => {
-      server.listen(0, "127.0.0.1", () => {
+      server.listen(port, "127.0.0.1", () => {
         const port = portOf(server)
         resume(Effect.succeed({ port, url: `http://127.0.0.1:${port}` }))
       })

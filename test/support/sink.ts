@@ -17,7 +17,10 @@ export interface Sink {
   readonly received: Map<string, number>
 }
 
-export const eventsSink = (options: { readonly delayMillis?: number } = {}): Effect.Effect<Sink, never, Scope.Scope> => {
+/** `port`: a server coming up where a client has been failing to connect (default: a free port). */
+export const eventsSink = (
+  options: { readonly delayMillis?: number; readonly port?: number } = {}
+): Effect.Effect<Sink, never, Scope.Scope> => {
   const bodies: Array<string> = []
   const received = new Map<string, number>()
   const server = http.createServer((request, response) => {
@@ -37,5 +40,5 @@ export const eventsSink = (options: { readonly delayMillis?: number } = {}): Eff
       else answer()
     })
   })
-  return Effect.map(listen(server), ({ url }) => ({ url: `${url}/events`, bodies, received }))
+  return Effect.map(listen(server, options.port), ({ url }) => ({ url: `${url}/events`, bodies, received }))
 }
