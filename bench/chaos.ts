@@ -28,7 +28,8 @@ interface Scenario {
 
 const runScenario = (scenario: Scenario, concurrency: number) =>
   Effect.scoped(Effect.gen(function*() {
-    const sandbox = yield* Sandbox.make({ plans: { gemini: scenario.plan } })
+    // Hits are counted from the request log, a ring of 10,000 by default: keep every request.
+    const sandbox = yield* Sandbox.make({ plans: { gemini: scenario.plan }, requestLog: { maxEntries: 4 * scenario.calls } })
     const config = ReliabilityConfig.layerWith({
       policies: { gemini: { maxAttempts: 3, initialDelay: "1 millis", maxDelay: "20 millis" } },
       budget: { enabled: scenario.budget },

@@ -103,8 +103,7 @@ section(
     "\n\naccepted/s: commands the runners' APIs returned (durable from then on); completed/s: outcomes recorded, " +
     "first command to last outcome. Each command is an operator file, a command record, a workflow, its activity, " +
     "a Run message to the agent's owner and the outcome. " +
-    "Events per second into a PostgreSQL spool: not measured, the event spool stays on SQLite for now (its SQL is " +
-    "SQLite's; see docs/ARCHITECTURE.md). " +
+    "Events into a PostgreSQL spool: see the event delivery section. " +
     `Load average while measuring: ${os.loadavg().map((load) => load.toFixed(1)).join(", ")} on ${os.cpus().length} cores.`
 )
 const adaptiveCalls = numberFrom("BENCH_ADAPTIVE_CALLS", 1000)
