@@ -21,6 +21,7 @@ import { freePort } from "./support/loopback.js"
 import { immutable, requirePrivileges, resizeTmpfs, tmpfs } from "./support/privileged.js"
 import { eventsSink } from "./support/sink.js"
 import { tempDir } from "./support/tempDir.js"
+import { waitFor } from "./support/waitFor.js"
 
 /**
  * Short retry delays and breaker, so that the outage and the recovery play out in seconds; a
@@ -41,17 +42,6 @@ const clientLayer = (url: string, filename: string, options: Observability.Optio
     ),
     Layer.orDie
   )
-
-/** Looks again every 20 ms until `check` holds; the test's timeout bounds it. */
-const waitFor = <A, E, R>(read: Effect.Effect<A, E, R>, check: (a: A) => boolean) =>
-  Effect.gen(function*() {
-    let value = yield* read
-    while (!check(value)) {
-      yield* Effect.sleep("20 millis")
-      value = yield* read
-    }
-    return value
-  })
 
 /** The issue's figure: 11,600 events of ≈ 500 bytes (≈ 6 MB) for a 600 KB disk. */
 const padding = "x".repeat(300)
@@ -78,14 +68,17 @@ const lostLine = /^ERROR observability: LOST (\d+) event\(s\): /
 const loggedLost = (lines: ReadonlyArray<string>) =>
   lines.reduce((sum, line) => sum + Number(lostLine.exec(line)?.[1] ?? 0), 0)
 
+/** A 600 KB tmpfs for the store, a port where no server listens yet, and the client's log. */
+const fullDisk = Effect.gen(function*() {
+  yield* requirePrivileges
+  const dir = yield* tmpfs("600k")
+  return { dir, filename: path.join(dir, "big3.db"), port: yield* freePort, logs: captureLogs() }
+})
+
 describe("Observability on a full disk (a 600 KB tmpfs)", () => {
   it.scopedLive("server down: what the disk cannot take waits in memory up to queueCapacity, the rest is counted and logged as lost, with SQLite's reason, in a handful of lines; with room and the server back, all that was kept is delivered once", () =>
     Effect.gen(function*() {
-      yield* requirePrivileges
-      const dir = yield* tmpfs("600k")
-      const filename = path.join(dir, "big3.db")
-      const port = yield* freePort
-      const logs = captureLogs()
+      const { dir, filename, logs, port } = yield* fullDisk
       const emitted = 11_600
       const queueCapacity = 5_000
 
@@ -150,11 +143,7 @@ describe("Observability on a full disk (a 600 KB tmpfs)", () => {
 
   it.scopedLive("closed while the disk is still full: what memory held is counted and logged as lost with SQLite's reason, what was written stays in the spool, and the two add up to what was emitted", () =>
     Effect.gen(function*() {
-      yield* requirePrivileges
-      const dir = yield* tmpfs("600k")
-      const filename = path.join(dir, "big3.db")
-      const port = yield* freePort
-      const logs = captureLogs()
+      const { dir, filename, logs, port } = yield* fullDisk
       const emitted = 3_000
 
       const client = yield* Effect.gen(function*() {

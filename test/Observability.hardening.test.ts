@@ -2,21 +2,17 @@
  * Issue 11's storage and secrets cases, each against the real client: an echoed API key, a
  * store from a newer big3, a spool bound (`BIG3_EVENTS_SPOOL_MAX`), a disk that cannot be written.
  */
-import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { afterAll, assert, describe, it } from "@effect/vitest"
-import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as fs from "node:fs"
 import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
-import { run } from "../src/cli/app.js"
 import * as Options from "../src/observability/Options.js"
 import * as Spool from "../src/observability/Spool.js"
 import * as Store from "../src/Store.js"
-import { captureConsole, captureLogs } from "./support/capture.js"
+import { big3 } from "./support/cli.js"
 
 const tempDirs: Array<string> = []
 const tempStateDir = () => {
@@ -27,22 +23,6 @@ const tempStateDir = () => {
 afterAll(() => {
   for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true })
 })
-
-/** `big3 args…` in-process; what it printed and what it logged. */
-const big3 = (args: ReadonlyArray<string>, env: Record<string, string>) => {
-  const logs = captureLogs()
-  return captureConsole(run(["node", "big3", ...args])).pipe(
-    Effect.map(({ exit, stderr, stdout }) => ({
-      code: Exit.isSuccess(exit) ? exit.value : -1,
-      stdout,
-      stderr,
-      logs: logs.lines.join("\n")
-    })),
-    Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)), { pathDelim: "_" })),
-    Effect.provide(logs.layer),
-    Effect.provide(NodeContext.layer)
-  )
-}
 
 /**
  * A bare observability server, not big3's sandbox: it refuses every event with 400 and echoes
@@ -88,7 +68,7 @@ describe("Observability hardening", () => {
       const parsed: { deadLetters: Array<{ reason: string }> } = JSON.parse(letters.stdout)
       assert.strictEqual(parsed.deadLetters.length, 1)
       assert.include(parsed.deadLetters[0]!.reason, "key <redacted> is not allowed here")
-      for (const text of [sent.stdout, sent.stderr, sent.logs, letters.stdout, letters.stderr, letters.logs]) {
+      for (const text of [sent.stdout, sent.stderr, sent.logs.join("\n"), letters.stdout, letters.stderr, letters.logs.join("\n")]) {
         assert.notInclude(text, secret)
       }
       const stored = yield* Effect.flatMap(

@@ -27,6 +27,7 @@ import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
 import * as Sandbox from "../src/Sandbox.js"
 import * as Store from "../src/Store.js"
 import { isRunning } from "./support/processes.js"
+import { waitFor } from "./support/waitFor.js"
 
 const tempDirs: Array<string> = []
 const tempDb = () => {
@@ -71,20 +72,6 @@ const event = (n: number, extra: Partial<Observability.EventInput> = {}): Observ
   payload: { n, tool: "Bash" },
   ...extra
 })
-
-/**
- * Waits until `check` holds, looking again every 20 ms, and returns the value. No time limit of
- * its own: the test's timeout is the bound, so a slow machine makes the test slower, not red.
- */
-const waitFor = <A, E, R>(read: Effect.Effect<A, E, R>, check: (a: A) => boolean) =>
-  Effect.gen(function*() {
-    let value = yield* read
-    while (!check(value)) {
-      yield* Effect.sleep("20 millis")
-      value = yield* read
-    }
-    return value
-  })
 
 /** Emits `from..to` in slices, yielding between them as a producer with real work would. */
 const emitRange = (from: number, to: number) =>
