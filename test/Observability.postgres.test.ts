@@ -12,15 +12,14 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import { type ChildProcess, fork } from "node:child_process"
-import * as fs from "node:fs"
-import * as net from "node:net"
-import * as os from "node:os"
 import * as path from "node:path"
 import * as Spool from "../src/observability/Spool.js"
 import * as Store from "../src/Store.js"
+import { freePort } from "./support/loopback.js"
 import * as Postgres from "./support/postgres.js"
 import { isRunning } from "./support/processes.js"
 import { eventsSink } from "./support/sink.js"
+import { tempDir } from "./support/tempDir.js"
 
 class PgServer extends Context.Tag("test/PgServer")<PgServer, Postgres.Server>() {}
 
@@ -203,7 +202,7 @@ layer(Layer.scoped(PgServer, Effect.tap(Postgres.server, (server) => Effect.sync
     Effect.gen(function*() {
       const url = yield* freshDatabase
       const count = 300
-      const down = yield* closedPort
+      const down = yield* freePort // nobody listens there: the observability server is down
       const a = yield* emitter({ url, count, server: `http://127.0.0.1:${down}/events` })
       // SIGTERM: the client spools what it could not send, then the process ends by the signal.
       a.child.kill("SIGTERM")
@@ -241,16 +240,6 @@ layer(Layer.empty)("the private PostgreSQL of the spool tests", (it) => {
     }))
 })
 
-/** A port nobody listens on (connections are refused): the observability server is down. */
-const closedPort = Effect.async<number>((resume) => {
-  const probe = net.createServer()
-  probe.listen(0, "127.0.0.1", () => {
-    const address = probe.address()
-    const port = typeof address === "object" && address !== null ? address.port : 0
-    probe.close(() => resume(Effect.succeed(port)))
-  })
-})
-
 
 /**
  * A library process (test/support/emitter.ts) on the database at `url`, with its own state
@@ -259,10 +248,7 @@ const closedPort = Effect.async<number>((resume) => {
  */
 const emitter = (options: { readonly url: string; readonly count: number; readonly server: string }) =>
   Effect.gen(function*() {
-    const stateDir = yield* Effect.acquireRelease(
-      Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "big3-pgspool-"))),
-      (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-    )
+    const stateDir = yield* tempDir("big3-pgspool-")
     const child = yield* Effect.acquireRelease(
       Effect.sync(() =>
         fork(path.join("test", "support", "emitter.ts"), [String(options.count)], {
