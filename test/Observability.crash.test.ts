@@ -5,20 +5,14 @@
  * ends.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import { afterAll, assert, describe, it } from "@effect/vitest"
+import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { type ChildProcess, fork } from "node:child_process"
-import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import * as Store from "../src/Store.js"
 import { isRunning } from "./support/processes.js"
 import { eventsSink } from "./support/sink.js"
-
-const tempDirs: Array<string> = []
-afterAll(() => {
-  for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true })
-})
+import { tempDir } from "./support/tempDir.js"
 
 interface Emitted {
   readonly emitted: number
@@ -37,8 +31,7 @@ const crash = (options: {
   readonly env?: Record<string, string>
 }) =>
   Effect.gen(function*() {
-    const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), "big3-crash-"))
-    tempDirs.push(stateDir)
+    const stateDir = yield* tempDir("big3-crash-")
     const child = yield* Effect.acquireRelease(
       Effect.sync(() =>
         fork(path.join("test", "support", "emitter.ts"), [String(options.count), ...(options.durableLast ? ["durable-last"] : [])], {
