@@ -3,48 +3,33 @@
  * store from a newer big3, a spool bound (`BIG3_EVENTS_SPOOL_MAX`), a disk that cannot be written.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import { afterAll, assert, describe, it } from "@effect/vitest"
+import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as fs from "node:fs"
 import * as http from "node:http"
-import * as os from "node:os"
 import * as path from "node:path"
 import * as Options from "../src/observability/Options.js"
 import * as Spool from "../src/observability/Spool.js"
 import * as Store from "../src/Store.js"
 import { big3 } from "./support/cli.js"
-
-const tempDirs: Array<string> = []
-const tempStateDir = () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "big3-hardening-"))
-  tempDirs.push(dir)
-  return dir
-}
-afterAll(() => {
-  for (const dir of tempDirs) fs.rmSync(dir, { recursive: true, force: true })
-})
+import { listen } from "./support/loopback.js"
+import { eventsSink } from "./support/sink.js"
+import { tempDir } from "./support/tempDir.js"
 
 /**
  * A bare observability server, not big3's sandbox: it refuses every event with 400 and echoes
  * the `X-API-Key` it was sent in its body and in a header, as a careless proxy might.
  */
-const echoingServer = Effect.acquireRelease(
-  Effect.async<http.Server & { url: string }>((resume) => {
-    const server = http.createServer((request, response) => {
-      request.resume()
-      request.on("end", () => {
-        const key = String(request.headers["x-api-key"] ?? "")
-        response.writeHead(400, { "content-type": "application/json", "x-echo-key": key })
-        response.end(JSON.stringify({ error: `Missing required fields (key ${key} is not allowed here)` }))
-      })
+const echoingServer = Effect.map(
+  listen(http.createServer((request, response) => {
+    request.resume()
+    request.on("end", () => {
+      const key = String(request.headers["x-api-key"] ?? "")
+      response.writeHead(400, { "content-type": "application/json", "x-echo-key": key })
+      response.end(JSON.stringify({ error: `Missing required fields (key ${key} is not allowed here)` }))
     })
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      resume(Effect.succeed(Object.assign(server, { url: `http://127.0.0.1:${port}/events` })))
-    })
-  }),
-  (server) => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
+  })),
+  ({ url }) => ({ url: `${url}/events` })
 )
 
 const secret = "sk-observability-4f9c2d7e1b"
@@ -53,7 +38,7 @@ describe("Observability hardening", () => {
   it.scopedLive("an echoed X-API-Key reaches neither the dead-letter table, nor stderr, nor dead-letters --json", () =>
     Effect.gen(function*() {
       const server = yield* echoingServer
-      const stateDir = tempStateDir()
+      const stateDir = yield* tempDir("big3-hardening-")
       const env = {
         BIG3_STATE_DIR: stateDir,
         OBSERVABILITY_SERVER_URL: server.url,
@@ -97,7 +82,7 @@ describe("BIG3_EVENTS_SPOOL_MAX", () => {
 describe("the spool's schema version", () => {
   it.scopedLive("a store from a newer big3 is refused at start with a clear message, and big3 events flush exits 1", () =>
     Effect.gen(function*() {
-      const stateDir = tempStateDir()
+      const stateDir = yield* tempDir("big3-hardening-")
       const filename = path.join(stateDir, "big3.db")
       yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
         Effect.all([
@@ -124,8 +109,8 @@ describe("the spool's schema version", () => {
 
   it.scopedLive("a spool of version 1 (no versions recorded, a held flag) is upgraded in place and its rows redelivered", () =>
     Effect.gen(function*() {
-      const server = yield* acceptingServer
-      const stateDir = tempStateDir()
+      const server = yield* eventsSink()
+      const stateDir = yield* tempDir("big3-hardening-")
       const filename = path.join(stateDir, "big3.db")
       yield* Effect.flatMap(SqlClient.SqlClient, (sql) =>
         Effect.all([
@@ -141,7 +126,7 @@ describe("the spool's schema version", () => {
         ], { discard: true })).pipe(Effect.provide(Store.layer({ filename })), Effect.scoped, Effect.orDie)
       const flushed = yield* big3(["events", "flush"], { BIG3_STATE_DIR: stateDir, OBSERVABILITY_SERVER_URL: server.url })
       assert.strictEqual(flushed.code, 0, flushed.stderr)
-      assert.deepStrictEqual(server.received.map((body) => JSON.parse(body).id), ["old-1", "old-2"])
+      assert.deepStrictEqual(server.bodies.map((body) => JSON.parse(body).id), ["old-1", "old-2"])
       const version = yield* Effect.flatMap(
         SqlClient.SqlClient,
         (sql) => sql<{ version: number }>`SELECT version FROM big3_schema WHERE component = 'observability'`
@@ -153,33 +138,10 @@ describe("the spool's schema version", () => {
 const eventBody = (id: string) =>
   JSON.stringify({ id, source_app: "old", session_id: "s", hook_event_type: "Stop", payload: {}, timestamp: 1 })
 
-/** A bare server that stores every event (answers 200 with it), remembering the bodies in arrival order. */
-const acceptingServer = Effect.acquireRelease(
-  Effect.async<http.Server & { url: string; received: Array<string> }>((resume) => {
-    const received: Array<string> = []
-    const server = http.createServer((request, response) => {
-      const chunks: Array<Buffer> = []
-      request.on("data", (chunk: Buffer) => chunks.push(chunk))
-      request.on("end", () => {
-        const body = Buffer.concat(chunks).toString("utf8")
-        received.push(body)
-        response.writeHead(200, { "content-type": "application/json" })
-        response.end(body)
-      })
-    })
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      resume(Effect.succeed(Object.assign(server, { url: `http://127.0.0.1:${port}/events`, received })))
-    })
-  }),
-  (server) => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
-)
-
 describe("a corrupted spool", () => {
   it.scopedLive("a corrupted page of the spool: big3 events flush exits 1 with SQLite's reason, and the rows are not dropped", () =>
     Effect.gen(function*() {
-      const stateDir = tempStateDir()
+      const stateDir = yield* tempDir("big3-hardening-")
       const filename = path.join(stateDir, "big3.db")
       // A spool of 200 events: a few pages of rows.
       yield* Effect.gen(function*() {
@@ -204,7 +166,7 @@ describe("a corrupted spool", () => {
       bytes.fill(0xff, page, page + 8)
       fs.writeFileSync(filename, bytes)
 
-      const server = yield* acceptingServer
+      const server = yield* eventsSink()
       const flushed = yield* big3(["events", "flush"], { BIG3_STATE_DIR: stateDir, OBSERVABILITY_SERVER_URL: server.url })
       assert.strictEqual(flushed.code, 1, flushed.stdout)
       assert.strictEqual(flushed.stdout, "")
