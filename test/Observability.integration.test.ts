@@ -17,7 +17,6 @@ import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
-import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as CircuitBreaker from "../src/CircuitBreaker.js"
@@ -27,6 +26,7 @@ import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
 import * as Sandbox from "../src/Sandbox.js"
 import * as Store from "../src/Store.js"
 import { isRunning } from "./support/processes.js"
+import { eventsSink } from "./support/sink.js"
 import { waitFor } from "./support/waitFor.js"
 
 const tempDirs: Array<string> = []
@@ -287,33 +287,8 @@ describe("one spool, two drainers", () => {
     Effect.gen(function*() {
       const filename = tempDb()
       // A bare server (not the sandbox): counts the POSTs of each id, answers after 2 ms.
-      const posts = new Map<string, number>()
-      const server = yield* Effect.acquireRelease(
-        Effect.async<http.Server & { url: string }>((resume) => {
-          const created = http.createServer((request, response) => {
-            const chunks: Array<Buffer> = []
-            request.on("data", (chunk: Buffer) => chunks.push(chunk))
-            request.on("end", () => {
-              const body = Buffer.concat(chunks).toString("utf8")
-              const id = String(JSON.parse(body).id)
-              posts.set(id, (posts.get(id) ?? 0) + 1)
-              setTimeout(() => {
-                response.writeHead(200, { "content-type": "application/json" })
-                response.end(body)
-              }, 2)
-            })
-          })
-          created.listen(0, "127.0.0.1", () => {
-            const address = created.address()
-            const port = typeof address === "object" && address !== null ? address.port : 0
-            resume(Effect.succeed(Object.assign(created, { url: `http://127.0.0.1:${port}` })))
-          })
-        }),
-        (created) => Effect.async<void>((resume) => {
-          created.closeAllConnections()
-          created.close(() => resume(Effect.void))
-        })
-      )
+      const server = yield* eventsSink({ delayMillis: 2 })
+      const posts = server.received
       // 2,000 events left in the spool by an earlier run.
       yield* Effect.gen(function*() {
         const sql = yield* SqlClient.SqlClient
@@ -340,7 +315,7 @@ describe("one spool, two drainers", () => {
           env: {
             ...process.env,
             BIG3_STATE_DIR: path.dirname(filename),
-            OBSERVABILITY_SERVER_URL: `${server.url}/events`,
+            OBSERVABILITY_SERVER_URL: server.url,
             BIG3_EVENTS_SPOOL_PAGE_SIZE: "100"
           },
           stdio: ["ignore", "pipe", "ignore"]
