@@ -13,7 +13,6 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import * as Agents from "../src/Agents.js"
 import * as CircuitBreaker from "../src/CircuitBreaker.js"
@@ -23,11 +22,9 @@ import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
 import * as Runner from "../src/Runner.js"
 import { AgentsError } from "../src/runner/Protocol.js"
 import * as Store from "../src/Store.js"
+import { tempDir as tempDirIn } from "./support/tempDir.js"
 
-const tempDir = Effect.acquireRelease(
-  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "big3-runner-"))),
-  (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-)
+const tempDir = tempDirIn("big3-runner-")
 
 /** A runner on `stateDir` for the scope, and its client. */
 const runnerOn = (stateDir: string, events: Array<Observability.EventInput>) =>

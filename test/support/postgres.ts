@@ -16,11 +16,11 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as net from "node:net"
-import * as os from "node:os"
 import * as path from "node:path"
 import * as Redacted from "effect/Redacted"
 import * as Store from "../../src/Store.js"
 import { isRunning } from "./processes.js"
+import { tempDir } from "./tempDir.js"
 
 const binaryDirs = (): ReadonlyArray<string> => {
   const fromPath = (process.env["PATH"] ?? "").split(":").filter((dir) => dir !== "")
@@ -71,10 +71,7 @@ const privateServer: Effect.Effect<Server, never, Scope.Scope> = Effect.gen(func
         "install PostgreSQL (apt-get install postgresql) or point BIG3_TEST_DATABASE_URL at a server"
     )
   }
-  const dir = yield* Effect.acquireRelease(
-    Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "big3-pg-"))),
-    (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-  )
+  const dir = yield* tempDir("big3-pg-")
   const asUser = process.getuid?.() === 0 ? nobody() : undefined
   if (asUser !== undefined) fs.chownSync(dir, asUser.uid, asUser.gid)
   const data = path.join(dir, "data")
