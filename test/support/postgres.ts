@@ -15,10 +15,10 @@ import type * as Scope from "effect/Scope"
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
-import * as net from "node:net"
 import * as path from "node:path"
 import * as Redacted from "effect/Redacted"
 import * as Store from "../../src/Store.js"
+import { freePort } from "./loopback.js"
 import { isRunning } from "./processes.js"
 import { tempDir } from "./tempDir.js"
 
@@ -39,16 +39,6 @@ const nobody = (): { readonly uid: number; readonly gid: number } => {
   const fields = line?.split(":") ?? []
   return { uid: Number(fields[2] ?? 65534), gid: Number(fields[3] ?? 65534) }
 }
-
-const freePort = () =>
-  Effect.async<number>((resume) => {
-    const server = net.createServer()
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      server.close(() => resume(Effect.succeed(port)))
-    })
-  })
 
 const canConnect = (url: string) => Effect.isSuccess(Effect.scoped(Store.makePostgres(Redacted.make(url))))
 
@@ -80,7 +70,7 @@ const privateServer: Effect.Effect<Server, never, Scope.Scope> = Effect.gen(func
     ...(asUser ?? {})
   })
   if (init.status !== 0) return yield* Effect.dieMessage(`initdb failed: ${init.stderr}`)
-  const port = yield* freePort()
+  const port = yield* freePort
   const child = yield* Effect.acquireRelease(
     Effect.sync((): ChildProcess =>
       spawn(postgres, [
