@@ -23,6 +23,7 @@ import * as Runner from "../src/Runner.js"
 import { AgentsError } from "../src/runner/Protocol.js"
 import * as Store from "../src/Store.js"
 import { tempDir as tempDirIn } from "./support/tempDir.js"
+import { waitFor } from "./support/waitFor.js"
 
 const tempDir = tempDirIn("big3-runner-")
 
@@ -47,17 +48,6 @@ const runnerOn = (stateDir: string, events: Array<Observability.EventInput>) =>
     return Option.getOrThrow(yield* Runner.connect(stateDir))
   })
 
-const until = <A, E>(check: Effect.Effect<A, E>, done: (value: A) => boolean, what: string) =>
-  Effect.gen(function*() {
-    const giveUpAt = Date.now() + 15_000
-    while (true) {
-      const value = yield* check
-      if (done(value)) return value
-      if (Date.now() > giveUpAt) return yield* Effect.dieMessage(`gave up waiting for ${what}`)
-      yield* Effect.sleep("50 millis")
-    }
-  })
-
 describe("Runner", () => {
   it.scopedLive("serves create, command, result, list and delete over its API; each agent lives on it", () =>
     Effect.gen(function*() {
@@ -80,7 +70,7 @@ describe("Runner", () => {
 
       const { operatorFile } = yield* runner.command(created.name, "over the wire")
       assert.strictEqual(path.dirname(operatorFile), created.directory)
-      const done = yield* until(runner.result(created.name, operatorFile), (found) => /^- Status: completed$/m.test(found.content), "the command")
+      const done = yield* waitFor(runner.result(created.name, operatorFile), (found) => /^- Status: completed$/m.test(found.content))
       assert.strictEqual(done.file, operatorFile)
       assert.include(done.content, "## Result\n\nDone: over the wire")
       assert.strictEqual(done.content, fs.readFileSync(operatorFile, "utf8"))
