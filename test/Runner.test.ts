@@ -13,7 +13,6 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import * as Agents from "../src/Agents.js"
 import * as CircuitBreaker from "../src/CircuitBreaker.js"
@@ -23,11 +22,10 @@ import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
 import * as Runner from "../src/Runner.js"
 import { AgentsError } from "../src/runner/Protocol.js"
 import * as Store from "../src/Store.js"
+import { tempDir as tempDirIn } from "./support/tempDir.js"
+import { waitFor } from "./support/waitFor.js"
 
-const tempDir = Effect.acquireRelease(
-  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "big3-runner-"))),
-  (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-)
+const tempDir = tempDirIn("big3-runner-")
 
 /** A runner on `stateDir` for the scope, and its client. */
 const runnerOn = (stateDir: string, events: Array<Observability.EventInput>) =>
@@ -48,17 +46,6 @@ const runnerOn = (stateDir: string, events: Array<Observability.EventInput>) =>
     const provider = ConfigProvider.fromMap(new Map([["BIG3_STATE_DIR", stateDir]]))
     yield* Layer.build(Runner.layer().pipe(Layer.provide(foundation), Layer.provide(Layer.setConfigProvider(provider))))
     return Option.getOrThrow(yield* Runner.connect(stateDir))
-  })
-
-const until = <A, E>(check: Effect.Effect<A, E>, done: (value: A) => boolean, what: string) =>
-  Effect.gen(function*() {
-    const giveUpAt = Date.now() + 15_000
-    while (true) {
-      const value = yield* check
-      if (done(value)) return value
-      if (Date.now() > giveUpAt) return yield* Effect.dieMessage(`gave up waiting for ${what}`)
-      yield* Effect.sleep("50 millis")
-    }
   })
 
 describe("Runner", () => {
@@ -83,7 +70,7 @@ describe("Runner", () => {
 
       const { operatorFile } = yield* runner.command(created.name, "over the wire")
       assert.strictEqual(path.dirname(operatorFile), created.directory)
-      const done = yield* until(runner.result(created.name, operatorFile), (found) => /^- Status: completed$/m.test(found.content), "the command")
+      const done = yield* waitFor(runner.result(created.name, operatorFile), (found) => /^- Status: completed$/m.test(found.content))
       assert.strictEqual(done.file, operatorFile)
       assert.include(done.content, "## Result\n\nDone: over the wire")
       assert.strictEqual(done.content, fs.readFileSync(operatorFile, "utf8"))

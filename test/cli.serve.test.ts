@@ -13,7 +13,6 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import * as Runner from "../src/Runner.js"
 import * as Sandbox from "../src/Sandbox.js"
@@ -22,12 +21,7 @@ import { type Big3Process, exitCodeOf, spawnBig3, waitFor } from "./support/bin.
 import { big3 } from "./support/cli.js"
 import * as Postgres from "./support/postgres.js"
 import { isRunning } from "./support/processes.js"
-
-const tempDir = (prefix: string) =>
-  Effect.acquireRelease(
-    Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), prefix))),
-    (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-  )
+import { tempDir } from "./support/tempDir.js"
 
 const read = (file: string) => (fs.existsSync(file) ? fs.readFileSync(file, "utf8") : "")
 const statusOf = (content: string) => /^- Status: (.+)$/m.exec(content)?.[1]

@@ -125,7 +125,7 @@ export const make = (internals: Internals): Service => {
         if (Option.isNone(record)) return { status: "interrupted", attempt: 0 } satisfies Outcome
         const recorded = record.value
         if (recorded.status !== "running" && Option.isSome(recorded.result)) {
-          const shown = Option.map(earlier, (content) => /^- Status: (.+)$/m.exec(content)?.[1])
+          const shown = Option.map(earlier, OperatorFile.statusOf)
           if (Option.getOrUndefined(shown) !== recorded.status) {
             doc.status = recorded.status
             doc.result = recorded.result.value

@@ -213,6 +213,8 @@ export const listFiles = (
     Effect.mapError(ioError(agent, `list ${directory}`))
   )
 
+/** The status line of an operator file as `render` writes it (`- Status: …`), if it has one. */
+export const statusOf = (content: string): string | undefined => /^- Status: (.+)$/m.exec(content)?.[1]
 
 /**
  * The progress an earlier attempt of a command wrote into its operator file (lines and the

@@ -26,7 +26,7 @@ import * as Schema from "effect/Schema"
 import * as Store from "../Store.js"
 import { AgentStorageError } from "./Domain.js"
 import type { Status } from "./OperatorFile.js"
-import { storageError } from "./Registry.js"
+import { BigIntColumn, storageError } from "./Registry.js"
 
 /** The table, created when a runner's Agents layer starts. */
 export const createTable = `CREATE TABLE IF NOT EXISTS agent_commands (
@@ -41,7 +41,6 @@ export const createTable = `CREATE TABLE IF NOT EXISTS agent_commands (
   PRIMARY KEY (agent, file)
 )`
 
-const Count = Schema.Union(Schema.Number, Schema.NumberFromString)
 const StatusSchema = Schema.Literal("running", "completed", "failed", "timed out", "interrupted")
 
 const Row = Schema.Struct({
@@ -49,9 +48,9 @@ const Row = Schema.Struct({
   file: Schema.String,
   prompt: Schema.String,
   status: StatusSchema,
-  attempts: Count,
+  attempts: BigIntColumn,
   result: Schema.NullOr(Schema.String),
-  created_at: Count
+  created_at: BigIntColumn
 })
 
 /** A recorded command. */

@@ -49,6 +49,9 @@ const addedColumns: ReadonlyArray<readonly [name: string, definition: string]> =
   ["directory", "TEXT"]
 ]
 
+/** A BIGINT column as read back: PostgreSQL returns them as strings (they may exceed 2^53); ours are milliseconds or counts. */
+export const BigIntColumn = Schema.Union(Schema.Number, Schema.NumberFromString)
+
 const Row = Schema.Struct({
   name: AgentNameSchema,
   type: Schema.String,
@@ -56,8 +59,7 @@ const Row = Schema.Struct({
   session_id: Schema.NullOr(Schema.String),
   greeting: Schema.NullOr(Schema.String),
   reservation: Schema.NullOr(Schema.String),
-  // PostgreSQL returns BIGINT columns as strings (they may exceed 2^53); ours are milliseconds.
-  created_at: Schema.Union(Schema.Number, Schema.NumberFromString).pipe(Schema.finite(), Schema.nonNegative()),
+  created_at: BigIntColumn.pipe(Schema.finite(), Schema.nonNegative()),
   root: Schema.NullOr(Schema.String),
   directory: Schema.NullOr(Schema.String)
 })

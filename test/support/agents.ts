@@ -37,6 +37,29 @@ const observabilityStub = (events: Array<Observability.EventInput>) =>
     flush: Effect.void
   })
 
+/** What an Agents service stands on: settings, breaker, the events stub, the scripted backend, files and the store. */
+const dependencies = (
+  options: {
+    readonly script?: Agents.Script | undefined
+    readonly database?: string | undefined
+    readonly fileSystem?: Layer.Layer<FileSystem.FileSystem> | undefined
+    /** The store (default SQLite at `database`, or in memory). */
+    readonly store?: Layer.Layer<SqlClient.SqlClient, unknown> | undefined
+  },
+  events: Array<Observability.EventInput>
+) => {
+  const config = ReliabilityConfig.layerWith({})
+  return Layer.mergeAll(
+    config,
+    CircuitBreaker.layer.pipe(Layer.provide(config)),
+    observabilityStub(events),
+    Agents.scriptedBackend(options.script),
+    options.fileSystem ?? NodeFileSystem.layer,
+    NodePath.layer,
+    options.store ?? SqliteClient.layer({ filename: options.database ?? ":memory:" })
+  )
+}
+
 export const tempDir = Effect.acquireRelease(
   Effect.sync(() => fs.mkdtempSync(nodePath.join(os.tmpdir(), "big3-agents-"))),
   (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
@@ -59,19 +82,8 @@ export const withAgents = <A, E>(
   Effect.gen(function*() {
     const dir = options.dir ?? (yield* tempDir)
     const events: Array<Observability.EventInput> = []
-    const config = ReliabilityConfig.layerWith({})
-    const sql = options.store ?? SqliteClient.layer({ filename: options.database ?? ":memory:" })
-    const deps = Layer.mergeAll(
-      config,
-      CircuitBreaker.layer.pipe(Layer.provide(config)),
-      observabilityStub(events),
-      Agents.scriptedBackend(options.script),
-      options.fileSystem ?? NodeFileSystem.layer,
-      NodePath.layer,
-      sql
-    )
     const layer = Agents.layerWith({ agentsDir: options.agentsDir ?? nodePath.join(dir, "agents") }).pipe(
-      Layer.provideMerge(deps)
+      Layer.provideMerge(dependencies(options, events))
     )
     const harness: Harness = { dir, events, eventTypes: () => events.map((event) => event.hook_event_type) }
     return yield* Effect.provide(body(harness), layer)
@@ -94,18 +106,10 @@ export const withDurableAgents = <A, E>(
     const dir = yield* tempDir
     const events: Array<Observability.EventInput> = []
     const dispatched: Dispatched = []
-    const config = ReliabilityConfig.layerWith({})
-    const deps = Layer.mergeAll(
-      config,
-      CircuitBreaker.layer.pipe(Layer.provide(config)),
-      observabilityStub(events),
-      Agents.scriptedBackend(options.script),
-      NodeFileSystem.layer,
-      NodePath.layer,
-      options.store ?? SqliteClient.layer({ filename: options.database ?? ":memory:" })
-    )
     const dispatch: Agents.Dispatch = { start: (command) => Effect.sync(() => void dispatched.push(command)) }
-    const layer = Agents.layerDurable(dispatch, { agentsDir: nodePath.join(dir, "agents") }).pipe(Layer.provideMerge(deps))
+    const layer = Agents.layerDurable(dispatch, { agentsDir: nodePath.join(dir, "agents") }).pipe(
+      Layer.provideMerge(dependencies(options, events))
+    )
     const harness = { dir, events, dispatched, eventTypes: () => events.map((event) => event.hook_event_type) }
     return yield* Effect.provide(body(harness), layer)
   })

@@ -15,12 +15,12 @@ import type * as Scope from "effect/Scope"
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
-import * as net from "node:net"
-import * as os from "node:os"
 import * as path from "node:path"
 import * as Redacted from "effect/Redacted"
 import * as Store from "../../src/Store.js"
+import { freePort } from "./loopback.js"
 import { isRunning } from "./processes.js"
+import { tempDir } from "./tempDir.js"
 
 const binaryDirs = (): ReadonlyArray<string> => {
   const fromPath = (process.env["PATH"] ?? "").split(":").filter((dir) => dir !== "")
@@ -39,16 +39,6 @@ const nobody = (): { readonly uid: number; readonly gid: number } => {
   const fields = line?.split(":") ?? []
   return { uid: Number(fields[2] ?? 65534), gid: Number(fields[3] ?? 65534) }
 }
-
-const freePort = () =>
-  Effect.async<number>((resume) => {
-    const server = net.createServer()
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      server.close(() => resume(Effect.succeed(port)))
-    })
-  })
 
 const canConnect = (url: string) => Effect.isSuccess(Effect.scoped(Store.makePostgres(Redacted.make(url))))
 
@@ -71,10 +61,7 @@ const privateServer: Effect.Effect<Server, never, Scope.Scope> = Effect.gen(func
         "install PostgreSQL (apt-get install postgresql) or point BIG3_TEST_DATABASE_URL at a server"
     )
   }
-  const dir = yield* Effect.acquireRelease(
-    Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "big3-pg-"))),
-    (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-  )
+  const dir = yield* tempDir("big3-pg-")
   const asUser = process.getuid?.() === 0 ? nobody() : undefined
   if (asUser !== undefined) fs.chownSync(dir, asUser.uid, asUser.gid)
   const data = path.join(dir, "data")
@@ -83,7 +70,7 @@ const privateServer: Effect.Effect<Server, never, Scope.Scope> = Effect.gen(func
     ...(asUser ?? {})
   })
   if (init.status !== 0) return yield* Effect.dieMessage(`initdb failed: ${init.stderr}`)
-  const port = yield* freePort()
+  const port = yield* freePort
   const child = yield* Effect.acquireRelease(
     Effect.sync((): ChildProcess =>
       spawn(postgres, [
