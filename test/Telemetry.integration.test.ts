@@ -13,7 +13,6 @@ import * as Schedule from "effect/Schedule"
 import * as ChildProcess from "node:child_process"
 import * as fs from "node:fs"
 import * as Http from "node:http"
-import * as os from "node:os"
 import * as path from "node:path"
 import * as CircuitBreaker from "../src/CircuitBreaker.js"
 import * as Errors from "../src/Errors.js"
@@ -28,6 +27,7 @@ import { big3 } from "./support/cli.js"
 import { at, each } from "./support/json.js"
 import { freePort, listen } from "./support/loopback.js"
 import { isRunning } from "./support/processes.js"
+import { tempDir } from "./support/tempDir.js"
 
 const withEnv = (env: Record<string, string>) =>
   Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)), { pathDelim: "_" }))
@@ -64,42 +64,43 @@ const hasCommand = (name: string) => ChildProcess.spawnSync("sh", ["-c", `comman
 
 /** A real `prometheus` on a free loopback port with a temp config and storage, killed by pid. */
 const startPrometheus = (target: string) =>
-  Effect.acquireRelease(
-    Effect.gen(function*() {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "big3-prometheus-"))
-      const config = path.join(dir, "prometheus.yml")
-      fs.writeFileSync(
-        config,
-        [
-          "global:",
-          "  scrape_interval: 1s",
-          "  scrape_timeout: 1s",
-          "scrape_configs:",
-          "  - job_name: big3",
-          "    static_configs:",
-          `      - targets: ["${target}"]`,
-          ""
-        ].join("\n")
-      )
-      const port = yield* freePort
-      const child = ChildProcess.spawn("prometheus", [
-        `--config.file=${config}`,
-        `--storage.tsdb.path=${path.join(dir, "data")}`,
-        `--web.listen-address=127.0.0.1:${port}`
-      ], { stdio: ["ignore", "ignore", "pipe"] })
-      let log = ""
-      child.stderr.on("data", (chunk: Buffer) => (log = (log + chunk.toString()).slice(-4000)))
-      return { child, dir, url: `http://127.0.0.1:${port}`, log: () => log }
-    }),
-    ({ child, dir }) =>
-      Effect.promise(() =>
-        new Promise<void>((resolve) => {
-          if (child.exitCode !== null) return resolve()
-          child.once("exit", () => resolve())
-          child.kill("SIGTERM")
-        })
-      ).pipe(Effect.ensuring(Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))))
-  )
+  Effect.flatMap(tempDir("big3-prometheus-"), (dir) =>
+    Effect.acquireRelease(
+      Effect.gen(function*() {
+        const config = path.join(dir, "prometheus.yml")
+        fs.writeFileSync(
+          config,
+          [
+            "global:",
+            "  scrape_interval: 1s",
+            "  scrape_timeout: 1s",
+            "scrape_configs:",
+            "  - job_name: big3",
+            "    static_configs:",
+            `      - targets: ["${target}"]`,
+            ""
+          ].join("\n")
+        )
+        const port = yield* freePort
+        const child = ChildProcess.spawn("prometheus", [
+          `--config.file=${config}`,
+          `--storage.tsdb.path=${path.join(dir, "data")}`,
+          `--web.listen-address=127.0.0.1:${port}`
+        ], { stdio: ["ignore", "ignore", "pipe"] })
+        let log = ""
+        child.stderr.on("data", (chunk: Buffer) => (log = (log + chunk.toString()).slice(-4000)))
+        return { child, url: `http://127.0.0.1:${port}`, log: () => log }
+      }),
+      // Released before the temp dir (acquired first) is removed.
+      ({ child }) =>
+        Effect.promise(() =>
+          new Promise<void>((resolve) => {
+            if (child.exitCode !== null) return resolve()
+            child.once("exit", () => resolve())
+            child.kill("SIGTERM")
+          })
+        )
+    ))
 
 /** Polls until `check` succeeds (an outside process is getting ready), for at most `seconds`. */
 const eventually = <A, E>(check: Effect.Effect<A, E>, seconds: number) =>
@@ -160,13 +161,8 @@ describe("Telemetry: the Prometheus endpoint", () => {
       const after = yield* Effect.either(httpGet(url))
       assert.strictEqual(after._tag, "Left")
       const port = new URL(url).port
-      const taken = yield* Effect.acquireRelease(
-        Effect.async<Http.Server>((resume) => {
-          const server = Http.createServer()
-          server.listen(Number(port), "127.0.0.1", () => resume(Effect.succeed(server)))
-        }),
-        (server) => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
-      )
+      const taken = Http.createServer()
+      yield* listen(taken, Number(port))
       assert.isTrue(taken.listening)
       const failed = yield* Effect.flip(Effect.scoped(Layer.build(telemetryWith({ BIG3_METRICS_PORT: port }))))
       assert.strictEqual(failed._tag, "TelemetryError")
