@@ -9,7 +9,6 @@ import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import * as ClaudeAgentSdk from "../src/agents/ClaudeAgentSdk.js"
 import * as Gemini from "../src/Gemini.js"
@@ -18,6 +17,7 @@ import * as ObservabilityOptions from "../src/observability/Options.js"
 import * as Realtime from "../src/Realtime.js"
 import * as Sandbox from "../src/Sandbox.js"
 import { big3 } from "./support/cli.js"
+import { tempDir } from "./support/tempDir.js"
 
 const secret = "s3cret-pw"
 
@@ -71,10 +71,7 @@ describe("URL credentials", () => {
   it.scopedLive("big3 events send with credentials in the URL exits 78, and neither stderr nor the spool holds them", () =>
     Effect.gen(function*() {
       const sandbox = yield* Sandbox.make()
-      const stateDir = yield* Effect.acquireRelease(
-        Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "big3-url-credentials-"))),
-        (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-      )
+      const stateDir = yield* tempDir("big3-url-credentials-")
       const url = `${sandbox.url.replace("http://", `http://me:${secret}@`)}/events`
       const result = yield* big3(["events", "send", "--type", "Stop"], { BIG3_STATE_DIR: stateDir, OBSERVABILITY_SERVER_URL: url })
       assert.strictEqual(result.code, 78)
