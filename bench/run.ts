@@ -28,6 +28,10 @@ const calls = numberFrom("BENCH_CALLS", 1_000_000)
 const runs = numberFrom("BENCH_RUNS", 3)
 const chaosCalls = numberFrom("BENCH_CHAOS_CALLS", 10_000)
 
+/** The machine's load when a section was measured, as its note says it. */
+const loadAverage = () =>
+  `Load average while measuring: ${os.loadavg().map((load) => load.toFixed(1)).join(", ")} on ${os.cpus().length} cores.`
+
 const sections: Array<string> = []
 const section = (title: string, body: string) => {
   const text = `## ${title}\n\n${body}\n`
@@ -94,7 +98,7 @@ section(
     "\n\nTarget: ≤ 5 ms per turn. The model answers at once and the page is scripted, so what remains is big3's own work: " +
     "the loop, the page's timeouts, events, and encoding the request, whose size grows with the screenshots it carries " +
     "(the last three are kept). A simple page's 1440×900 PNG is ≈ 10–50 KB, a busy one 200–400 KB. " +
-    `Load average while measuring: ${os.loadavg().map((load) => load.toFixed(1)).join(", ")} on ${os.cpus().length} cores.`
+    loadAverage()
 )
 
 section(
@@ -104,7 +108,7 @@ section(
     "first command to last outcome. Each command is an operator file, a command record, a workflow, its activity, " +
     "a Run message to the agent's owner and the outcome. " +
     "Events into a PostgreSQL spool: see the event delivery section. " +
-    `Load average while measuring: ${os.loadavg().map((load) => load.toFixed(1)).join(", ")} on ${os.cpus().length} cores.`
+    loadAverage()
 )
 const adaptiveCalls = numberFrom("BENCH_ADAPTIVE_CALLS", 1000)
 const adaptive = await runAdaptiveBench({ calls: adaptiveCalls, perSecond: 20 })
@@ -114,7 +118,7 @@ section(
     "\n\nThe sandbox answers after a seeded log-normal latency (median 20 ms, p99 ≈ 80 ms); 2% of attempts hang. " +
     "Production retry policy `gemini` (3 attempts, waits 2 s and 4 s). False timeouts: attempts cut that would have answered. " +
     "Goal: adaptive p99 ≤ 0.1 × fixed, ≤ 1% false timeouts, no loss of success. " +
-    `Load average while measuring: ${os.loadavg().map((load) => load.toFixed(1)).join(", ")} on ${os.cpus().length} cores.`
+    loadAverage()
 )
 section(
   "Adaptive pacing: a 429 storm (64 callers for 20 s; the server admits all for 2 s, then 50 requests/s)",

@@ -3,19 +3,17 @@
  * shows at most a bounded part of the value, at once, with bounded memory.
  */
 import { afterAll, assert, describe, it } from "@effect/vitest"
-import * as Cause from "effect/Cause"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import type * as Config from "effect/Config"
 import * as ClaudeAgentSdk from "../src/agents/ClaudeAgentSdk.js"
 import * as Observability from "../src/Observability.js"
 import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
+import { failureMessage, readConfig } from "./support/config.js"
 
 const loadWith = (entries: Record<string, string>) =>
   ReliabilityConfig.load.pipe(
@@ -31,14 +29,6 @@ const tempFile = (contents: string): string => {
   return file
 }
 
-/** The ConfigError's message: a failure, not a defect (a defect would fail this with its cause). */
-const messageOf = <A, E extends { readonly message: string }>(exit: Exit.Exit<A, E>): string => {
-  if (Exit.isSuccess(exit)) throw new Error("expected a ConfigError, the load succeeded")
-  const failure = Cause.failureOption(exit.cause)
-  if (failure._tag === "None") throw new Error(`expected a ConfigError, got ${Cause.pretty(exit.cause)}`)
-  return failure.value.message
-}
-
 const deep = (depth: number) => "[".repeat(depth) + "]".repeat(depth)
 
 describe("ReliabilityConfig against hostile input", () => {
@@ -46,15 +36,15 @@ describe("ReliabilityConfig against hostile input", () => {
     Effect.gen(function*() {
       const file = tempFile(`{"gemini_api": ${deep(100_000)}}`)
       assert.strictEqual(
-        messageOf(yield* Effect.exit(loadWith({ BIG3_CONFIG: file }))),
+        failureMessage(yield* Effect.exit(loadWith({ BIG3_CONFIG: file }))),
         `BIG3_CONFIG=${file}: "gemini_api" must be a number or a string, got an array of 1 item`
       )
       const top = tempFile(deep(100_000))
       assert.strictEqual(
-        messageOf(yield* Effect.exit(loadWith({ BIG3_CONFIG: top }))),
+        failureMessage(yield* Effect.exit(loadWith({ BIG3_CONFIG: top }))),
         `BIG3_CONFIG=${top}: expected a JSON object at the top level, got an array of 1 item`
       )
-      const overrides = messageOf(yield* Effect.exit(ReliabilityConfig.make(JSON.parse(`{"timeouts": {"gemini_api": ${deep(100_000)}}}`))))
+      const overrides = failureMessage(yield* Effect.exit(ReliabilityConfig.make(JSON.parse(`{"timeouts": {"gemini_api": ${deep(100_000)}}}`))))
       assert.strictEqual(
         overrides,
         `the overrides given to layerWith: "timeouts.gemini_api" must be a number or a string, got an array of 1 item`
@@ -64,13 +54,13 @@ describe("ReliabilityConfig against hostile input", () => {
   it.effect("a 10 MB value is shown as its first 80 characters and its length", () =>
     Effect.gen(function*() {
       const huge = "9".repeat(10 * 1024 * 1024) + "x"
-      const message = messageOf(yield* Effect.exit(loadWith({ BIG3_TIMEOUT_GEMINI_API: huge })))
+      const message = failureMessage(yield* Effect.exit(loadWith({ BIG3_TIMEOUT_GEMINI_API: huge })))
       assert.strictEqual(
         message,
         `BIG3_TIMEOUT_GEMINI_API="${"9".repeat(80)}"… (10,485,761 characters) (from the environment) is not valid: ` +
           `expected a positive number of seconds (45, 0.5) or a duration such as "1500 millis" or "2 minutes"`
       )
-      const nameMessage = messageOf(yield* Effect.exit(ReliabilityConfig.make(JSON.parse(`{"${"k".repeat(1_000_000)}": 1}`))))
+      const nameMessage = failureMessage(yield* Effect.exit(ReliabilityConfig.make(JSON.parse(`{"${"k".repeat(1_000_000)}": 1}`))))
       assert.strictEqual(
         nameMessage,
         `the overrides given to layerWith: unknown key "${"k".repeat(80)}… (1,000,000 characters)"; expected timeouts, ` +
@@ -82,7 +72,7 @@ describe("ReliabilityConfig against hostile input", () => {
     Effect.gen(function*() {
       const overrides: Record<string, number> = {}
       for (let i = 0; i < 300_000; i++) overrides[`unknown_${i}`] = i
-      const message = messageOf(yield* Effect.exit(ReliabilityConfig.make(overrides)))
+      const message = failureMessage(yield* Effect.exit(ReliabilityConfig.make(overrides)))
       const described = Array.from(
         { length: 10 },
         (_, i) =>
@@ -98,7 +88,7 @@ describe("ReliabilityConfig against hostile input", () => {
     Effect.gen(function*() {
       const file = tempFile(`{"gemini_api": "${" ".repeat(2 * 1024 * 1024)}"}`)
       assert.strictEqual(
-        messageOf(yield* Effect.exit(loadWith({ BIG3_CONFIG: file }))),
+        failureMessage(yield* Effect.exit(loadWith({ BIG3_CONFIG: file }))),
         `BIG3_CONFIG=${file}: the file is 2097170 bytes; expected at most 1048576`
       )
     }))
@@ -106,7 +96,7 @@ describe("ReliabilityConfig against hostile input", () => {
   it.effect("/dev/zero as BIG3_CONFIG is refused without reading it", () =>
     Effect.gen(function*() {
       assert.strictEqual(
-        messageOf(yield* Effect.exit(loadWith({ BIG3_CONFIG: "/dev/zero" }))),
+        failureMessage(yield* Effect.exit(loadWith({ BIG3_CONFIG: "/dev/zero" }))),
         `BIG3_CONFIG=/dev/zero: it is a character device; expected a regular file`
       )
     }))
@@ -116,7 +106,7 @@ describe("ReliabilityConfig against hostile input", () => {
       const fifo = path.join(dir, "config.fifo")
       execFileSync("mkfifo", [fifo])
       assert.strictEqual(
-        messageOf(yield* Effect.exit(loadWith({ BIG3_CONFIG: fifo }))),
+        failureMessage(yield* Effect.exit(loadWith({ BIG3_CONFIG: fifo }))),
         `BIG3_CONFIG=${fifo}: it is a FIFO; expected a regular file`
       )
     }))
@@ -124,7 +114,7 @@ describe("ReliabilityConfig against hostile input", () => {
   it.effect("a directory as BIG3_CONFIG is refused", () =>
     Effect.gen(function*() {
       assert.strictEqual(
-        messageOf(yield* Effect.exit(loadWith({ BIG3_CONFIG: dir }))),
+        failureMessage(yield* Effect.exit(loadWith({ BIG3_CONFIG: dir }))),
         `BIG3_CONFIG=${dir}: it is a directory; expected a regular file`
       )
     }))
@@ -133,15 +123,15 @@ describe("ReliabilityConfig against hostile input", () => {
     Effect.gen(function*() {
       const expected = "expected a whole number of attempts from 1 to 1000"
       assert.strictEqual(
-        messageOf(yield* Effect.exit(loadWith({ BIG3_RETRY_GEMINI_MAX_ATTEMPTS: "0x10" }))),
+        failureMessage(yield* Effect.exit(loadWith({ BIG3_RETRY_GEMINI_MAX_ATTEMPTS: "0x10" }))),
         `BIG3_RETRY_GEMINI_MAX_ATTEMPTS="0x10" (from the environment) is not valid: ${expected}, written in plain decimal digits`
       )
       assert.strictEqual(
-        messageOf(yield* Effect.exit(loadWith({ BIG3_RETRY_GEMINI_MAX_ATTEMPTS: "1e1" }))),
+        failureMessage(yield* Effect.exit(loadWith({ BIG3_RETRY_GEMINI_MAX_ATTEMPTS: "1e1" }))),
         `BIG3_RETRY_GEMINI_MAX_ATTEMPTS="1e1" (from the environment) is not valid: ${expected}, written in plain decimal digits`
       )
       assert.strictEqual(
-        messageOf(yield* Effect.exit(loadWith({ BIG3_BREAKER_GEMINI_FAILURE_RATIO: "Infinity" }))),
+        failureMessage(yield* Effect.exit(loadWith({ BIG3_BREAKER_GEMINI_FAILURE_RATIO: "Infinity" }))),
         `BIG3_BREAKER_GEMINI_FAILURE_RATIO="Infinity" (from the environment) is not valid: expected a ratio above 0, at most 1`
       )
       const config = yield* loadWith({ BIG3_RETRY_GEMINI_MAX_ATTEMPTS: " 16 ", BIG3_RETRY_GEMINI_FACTOR: "1.5" })
@@ -153,12 +143,12 @@ describe("ReliabilityConfig against hostile input", () => {
     Effect.gen(function*() {
       const file = tempFile(JSON.stringify({ breakers: { gemini: { failureThreshold: 1e300 } } }))
       assert.strictEqual(
-        messageOf(yield* Effect.exit(loadWith({ BIG3_CONFIG: file }))),
+        failureMessage(yield* Effect.exit(loadWith({ BIG3_CONFIG: file }))),
         `BIG3_BREAKER_GEMINI_FAILURE_THRESHOLD=1e+300 (from the config file) is not valid: ` +
           `expected a whole number of failures from 1 to 1,000,000`
       )
       assert.strictEqual(
-        messageOf(yield* Effect.exit(loadWith({ BIG3_BUDGET_MIN_RETRIES: "1000001" }))),
+        failureMessage(yield* Effect.exit(loadWith({ BIG3_BUDGET_MIN_RETRIES: "1000001" }))),
         `BIG3_BUDGET_MIN_RETRIES="1000001" (from the environment) is not valid: expected a whole number of retries from 0 to 1,000,000`
       )
     }))
@@ -168,15 +158,15 @@ describe("ReliabilityConfig against hostile input", () => {
       const why = `expected a positive number of seconds (45, 0.5) or a duration such as "1500 millis" or "2 minutes"; ` +
         `it is longer than 24.8 days, the longest wait a timer can take`
       assert.strictEqual(
-        messageOf(yield* Effect.exit(loadWith({ BIG3_TIMEOUT_MAX: "100 days", BIG3_TIMEOUT_GEMINI_API: "30 days" }))),
+        failureMessage(yield* Effect.exit(loadWith({ BIG3_TIMEOUT_MAX: "100 days", BIG3_TIMEOUT_GEMINI_API: "30 days" }))),
         `BIG3_TIMEOUT_MAX="100 days" (from the environment) is not valid: ${why}`
       )
       assert.strictEqual(
-        messageOf(yield* Effect.exit(loadWith({ BIG3_RETRY_GEMINI_MAX_DELAY: "30 days" }))),
+        failureMessage(yield* Effect.exit(loadWith({ BIG3_RETRY_GEMINI_MAX_DELAY: "30 days" }))),
         `BIG3_RETRY_GEMINI_MAX_DELAY="30 days" (from the environment) is not valid: ${why}`
       )
       assert.strictEqual(
-        messageOf(yield* Effect.exit(loadWith({ BIG3_BREAKER_GEMINI_OPEN_DURATION: "1e400" }))),
+        failureMessage(yield* Effect.exit(loadWith({ BIG3_BREAKER_GEMINI_OPEN_DURATION: "1e400" }))),
         `BIG3_BREAKER_GEMINI_OPEN_DURATION="1e400" (from the environment) is not valid: ` +
           `expected a positive number of seconds (45, 0.5) or a duration such as "1500 millis" or "2 minutes"`
       )
@@ -189,18 +179,16 @@ describe("ReliabilityConfig against hostile input", () => {
 
   it.effect("the counts read outside ReliabilityConfig (events, agent SDK) take plain decimal digits within bounds too", () =>
     Effect.gen(function*() {
-      const read = <A>(config: Config.Config<A>, env: Record<string, string>) =>
-        Effect.exit(Effect.withConfigProvider(config, ConfigProvider.fromMap(new Map(Object.entries(env)), { pathDelim: "_" })))
       assert.strictEqual(
-        messageOf(yield* read(Observability.config, { BIG3_EVENTS_BATCH_SIZE: "0x10" })),
+        failureMessage(yield* readConfig(Observability.config, { BIG3_EVENTS_BATCH_SIZE: "0x10" })),
         `BIG3_EVENTS_BATCH_SIZE="0x10" is not valid: expected a whole number from 1 to 100000, written in plain decimal digits`
       )
       assert.strictEqual(
-        messageOf(yield* read(ClaudeAgentSdk.config, { CLAUDE_AGENT_MAX_TURNS: "1e300" })),
+        failureMessage(yield* readConfig(ClaudeAgentSdk.config, { CLAUDE_AGENT_MAX_TURNS: "1e300" })),
         `CLAUDE_AGENT_MAX_TURNS="1e300" is not valid: expected a whole number from 1 to 10000, written in plain decimal digits`
       )
       assert.strictEqual(
-        messageOf(yield* read(ClaudeAgentSdk.config, { CLAUDE_AGENT_MAX_TURNS: "100000000" })),
+        failureMessage(yield* readConfig(ClaudeAgentSdk.config, { CLAUDE_AGENT_MAX_TURNS: "100000000" })),
         `CLAUDE_AGENT_MAX_TURNS="100000000" is not valid: expected a whole number from 1 to 10000`
       )
       const events = yield* Effect.withConfigProvider(

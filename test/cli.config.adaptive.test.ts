@@ -3,20 +3,18 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as fs from "node:fs"
-import * as os from "node:os"
-import * as path from "node:path"
 import * as Adaptive from "../src/Adaptive.js"
 import { bucketOf, upperBoundOf } from "../src/adaptive/LatencyWindow.js"
 import * as Saved from "../src/adaptive/Saved.js"
 import { formatDuration } from "../src/Errors.js"
 import * as Store from "../src/Store.js"
 import { big3 } from "./support/cli.js"
+import { tempDir } from "./support/tempDir.js"
 
 /** A state directory whose store holds 812 samples of gemini_api at 400 ms, as a runtime saves them. */
 const withSavedState = <A, E>(use: (dir: string) => Effect.Effect<A, E>) =>
-  Effect.acquireUseRelease(
-    Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "big3-config-adaptive-"))),
-    (dir) =>
+  Effect.scoped(
+    Effect.flatMap(tempDir("big3-config-adaptive-"), (dir) =>
       Effect.zipRight(
         Effect.scoped(Effect.flatMap(Store.make({ filename: Store.databasePath(dir) }), (client) =>
           Effect.zipRight(
@@ -32,8 +30,7 @@ const withSavedState = <A, E>(use: (dir: string) => Effect.Effect<A, E>) =>
             }])
           ).pipe(Effect.provideService(SqlClient.SqlClient, client)))),
         use(dir)
-      ),
-    (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+      ))
   )
 
 const learned = formatDuration(Duration.millis(Math.ceil(upperBoundOf(bucketOf(400)) * 3)))
@@ -77,14 +74,10 @@ describe("big3 config with adaptive timeouts", () => {
     ))
 
   it.live("with no store yet, every adaptive operation is learning, and no store is created", () =>
-    Effect.acquireUseRelease(
-      Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "big3-config-adaptive-"))),
-      (dir) =>
-        Effect.gen(function*() {
-          const { stdout } = yield* big3(["config"], { BIG3_STATE_DIR: dir, BIG3_ADAPTIVE_GEMINI_API: "on" })
-          assert.isTrue(stdout.endsWith("gemini_api  45s  default  adaptive: learning, 0/50 samples"))
-          assert.isFalse(fs.existsSync(Store.databasePath(dir)))
-        }),
-      (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-    ))
+    Effect.gen(function*() {
+      const dir = yield* tempDir("big3-config-adaptive-")
+      const { stdout } = yield* big3(["config"], { BIG3_STATE_DIR: dir, BIG3_ADAPTIVE_GEMINI_API: "on" })
+      assert.isTrue(stdout.endsWith("gemini_api  45s  default  adaptive: learning, 0/50 samples"))
+      assert.isFalse(fs.existsSync(Store.databasePath(dir)))
+    }).pipe(Effect.scoped))
 })

@@ -9,21 +9,18 @@ import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import { run } from "../src/cli/app.js"
 import * as Sandbox from "../src/Sandbox.js"
 import { exitCodeOf, spawnBig3, startUp, waitForOutput } from "./support/bin.js"
 import { captureConsole, captureLogs } from "./support/capture.js"
 import { each } from "./support/json.js"
+import { tempDir } from "./support/tempDir.js"
 
 /** After a signal: interrupt, run the finalizers (flush events), exit. */
 const shutdown = Duration.seconds(6)
 
-const tempStateDir = Effect.acquireRelease(
-  Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "big3-cli-signals-"))),
-  (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-)
+const tempStateDir = tempDir("big3-cli-signals-")
 
 describe("big3 process", () => {
   it.scopedLive("SIGINT stops `big3 sandbox` with exit code 130", () =>

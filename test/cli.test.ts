@@ -6,7 +6,6 @@ import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import { report, run } from "../src/cli/app.js"
 import { describeConfigError, loadModule } from "../src/cli/shared.js"
@@ -14,6 +13,7 @@ import { version } from "../src/cli/version.js"
 import * as Metrics from "../src/Metrics.js"
 import * as Sandbox from "../src/Sandbox.js"
 import { captureConsole } from "./support/capture.js"
+import { tempDir } from "./support/tempDir.js"
 
 const big3 = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
   captureConsole(run(["node", "big3", ...args])).pipe(
@@ -50,19 +50,14 @@ describe("big3 CLI", () => {
       assert.include(stderr, "negative")
     }))
 
-  it.effect("a FIFO as BIG3_CONFIG exits 78 at once with one line, instead of waiting for a writer", () =>
+  it.scoped("a FIFO as BIG3_CONFIG exits 78 at once with one line, instead of waiting for a writer", () =>
     Effect.gen(function*() {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "big3-cli-fifo-"))
-      try {
-        const fifo = path.join(dir, "config.fifo")
-        execFileSync("mkfifo", [fifo])
-        const { exit, stderr, stdout } = yield* big3(["config"], { BIG3_CONFIG: fifo })
-        assert.strictEqual(exit._tag === "Success" ? exit.value : undefined, 78)
-        assert.strictEqual(stdout, "")
-        assert.strictEqual(stderr, `big3: configuration error: BIG3_CONFIG=${fifo}: it is a FIFO; expected a regular file`)
-      } finally {
-        fs.rmSync(dir, { recursive: true, force: true })
-      }
+      const fifo = path.join(yield* tempDir("big3-cli-fifo-"), "config.fifo")
+      execFileSync("mkfifo", [fifo])
+      const { exit, stderr, stdout } = yield* big3(["config"], { BIG3_CONFIG: fifo })
+      assert.strictEqual(exit._tag === "Success" ? exit.value : undefined, 78)
+      assert.strictEqual(stdout, "")
+      assert.strictEqual(stderr, `big3: configuration error: BIG3_CONFIG=${fifo}: it is a FIFO; expected a regular file`)
     }))
 
   it.effect("a 10 MB value is not echoed whole: the line shows its first 80 characters and its length", () =>

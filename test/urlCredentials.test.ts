@@ -3,13 +3,8 @@
  * request: each client refuses it with a ConfigError that shows the URL redacted.
  */
 import { assert, describe, it } from "@effect/vitest"
-import * as Cause from "effect/Cause"
-import type * as Config from "effect/Config"
-import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import * as ClaudeAgentSdk from "../src/agents/ClaudeAgentSdk.js"
 import * as Gemini from "../src/Gemini.js"
@@ -18,18 +13,10 @@ import * as ObservabilityOptions from "../src/observability/Options.js"
 import * as Realtime from "../src/Realtime.js"
 import * as Sandbox from "../src/Sandbox.js"
 import { big3 } from "./support/cli.js"
+import { failureMessage, readConfig } from "./support/config.js"
+import { tempDir } from "./support/tempDir.js"
 
 const secret = "s3cret-pw"
-
-const read = <A>(config: Config.Config<A>, env: Record<string, string>) =>
-  Effect.exit(Effect.withConfigProvider(config, ConfigProvider.fromMap(new Map(Object.entries(env)), { pathDelim: "_" })))
-
-const failureMessage = <A, E extends { readonly message: string }>(exit: Exit.Exit<A, E>): string => {
-  if (Exit.isSuccess(exit)) throw new Error("expected a ConfigError")
-  const failure = Cause.failureOption(exit.cause)
-  if (failure._tag === "None") throw new Error(Cause.pretty(exit.cause))
-  return failure.value.message
-}
 
 const refusal = (name: string, shown: string) =>
   `${name}="${shown}" carries credentials (user:password@), which big3 does not send and would show in errors and ` +
@@ -45,14 +32,14 @@ describe("URL credentials", () => {
         ["ANTHROPIC_BASE_URL", ClaudeAgentSdk.config, `https://${secret}@anthropic.example`, "https://<redacted>@anthropic.example/"]
       ] as const
       for (const [name, config, value, shown] of cases) {
-        const message = failureMessage(yield* read<unknown>(config, { [name]: value }))
+        const message = failureMessage(yield* readConfig<unknown>(config, { [name]: value }))
         assert.strictEqual(message, refusal(name, shown))
       }
     }))
 
   it.effect("a malformed URL with credentials is not echoed with them either", () =>
     Effect.gen(function*() {
-      const message = failureMessage(yield* read(Gemini.config, { GEMINI_BASE_URL: `http://me:${secret}/x@` }))
+      const message = failureMessage(yield* readConfig(Gemini.config, { GEMINI_BASE_URL: `http://me:${secret}/x@` }))
       assert.strictEqual(
         message,
         `GEMINI_BASE_URL="http://<redacted>@" is not valid: expected an http(s) URL such as https://generativelanguage.googleapis.com`
@@ -71,10 +58,7 @@ describe("URL credentials", () => {
   it.scopedLive("big3 events send with credentials in the URL exits 78, and neither stderr nor the spool holds them", () =>
     Effect.gen(function*() {
       const sandbox = yield* Sandbox.make()
-      const stateDir = yield* Effect.acquireRelease(
-        Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "big3-url-credentials-"))),
-        (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
-      )
+      const stateDir = yield* tempDir("big3-url-credentials-")
       const url = `${sandbox.url.replace("http://", `http://me:${secret}@`)}/events`
       const result = yield* big3(["events", "send", "--type", "Stop"], { BIG3_STATE_DIR: stateDir, OBSERVABILITY_SERVER_URL: url })
       assert.strictEqual(result.code, 78)

@@ -1,14 +1,15 @@
 /**
  * Seeded randomness for tests and benches that need the same "random" latencies on every run:
- * mulberry32 for uniform numbers and Box–Muller for normal ones.
+ * the sandbox's mulberry32 for uniform numbers and Box–Muller for normal ones.
  */
+import { mulberry32 } from "../../src/sandbox/FaultPlan.js"
+
 export const seeded = (seed: number) => {
   let state = seed | 0
   const next = () => {
-    state = (state + 0x6d2b79f5) | 0
-    let t = Math.imul(state ^ (state >>> 15), 1 | state)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+    const [value, after] = mulberry32(state)
+    state = after
+    return value
   }
   const normal = () => Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next())
   /** A log-normal value around `median` (`sigma` 0.596 puts the p99 at about 4 × the median). */
