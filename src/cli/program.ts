@@ -1,40 +1,10 @@
 /**
- * The `big3` command-line program, run by `main.ts`.
- *
- * Exit codes: 0 success, 1 failure, 2 bad arguments, 78 bad configuration, 130 / 143 after
- * SIGINT / SIGTERM (work interrupted, events flushed or spooled first).
+ * The whole `big3` program, started by `main.ts` for every command but `--version` and (when the
+ * bundle is there) `events`.
  *
  * @internal
  */
-import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import * as NodePath from "@effect/platform-node/NodePath"
-import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
-import * as Cause from "effect/Cause"
-import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
-import * as Layer from "effect/Layer"
 import { run } from "./app.js"
-import * as CliLogger from "./logger.js"
-import { ExitCode } from "./shared.js"
+import { start } from "./start.js"
 
-// Which signal ended us, so the exit code can say so (130 SIGINT, 143 SIGTERM).
-let signalCode: number | undefined
-process.once("SIGINT", () => (signalCode = ExitCode.sigint))
-process.once("SIGTERM", () => (signalCode = ExitCode.sigterm))
-
-let exitCode = 0
-const program = run(process.argv, () => signalCode).pipe(
-  Effect.flatMap((code) => Effect.sync(() => (exitCode = code))),
-  Effect.provide(CliLogger.layer),
-  // What @effect/cli needs, and no more: NodeContext.layer would also load child_process and
-  // worker_threads for every command.
-  Effect.provide(Layer.mergeAll(NodeFileSystem.layer, NodePath.layer, NodeTerminal.layer))
-)
-
-NodeRuntime.runMain(program, {
-  disableErrorReporting: true,
-  disablePrettyLogger: true,
-  teardown: (exit, onExit) =>
-    onExit(Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause) ? signalCode ?? ExitCode.sigint : exitCode)
-})
+start(run)

@@ -1,0 +1,47 @@
+/**
+ * How a `big3` command tree is run: inside `Telemetry.layer`, with every failure printed once as
+ * a line a person can act on and turned into an exit code. Shared by the whole program
+ * (`app.ts`) and the events-only one (`events-main.ts`).
+ *
+ * @internal
+ */
+import * as ValidationError from "@effect/cli/ValidationError"
+import * as Cause from "effect/Cause"
+import * as ConfigError from "effect/ConfigError"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Errors from "../Errors.js"
+import * as Telemetry from "../Telemetry.js"
+import { CliExit, describeConfigError, ExitCode } from "./shared.js"
+
+/** Prints a failure once, as a line a person can act on, and picks the exit code. */
+export const report = (cause: Cause.Cause<unknown>, signalCode?: number): Effect.Effect<number> => {
+  if (Cause.isInterruptedOnly(cause)) return Effect.succeed(signalCode ?? ExitCode.sigint)
+  const failure = Option.getOrUndefined(Cause.failureOption(cause))
+  if (failure === undefined) {
+    return Effect.as(Console.error(`big3: unexpected error\n${Cause.pretty(cause)}`), ExitCode.failure)
+  }
+  // @effect/cli has printed the usage problem already.
+  if (ValidationError.isValidationError(failure)) {
+    return Effect.succeed(ValidationError.isHelpRequested(failure) ? 0 : ExitCode.usage)
+  }
+  if (failure instanceof CliExit) return Effect.succeed(failure.code)
+  if (ConfigError.isConfigError(failure)) {
+    return Effect.as(Console.error(`big3: configuration error: ${describeConfigError(failure)}`), ExitCode.config)
+  }
+  return Effect.as(Console.error(`big3: ${Errors.describe(failure)}`), ExitCode.failure)
+}
+
+/**
+ * Runs a command tree (what `Command.run` returns) with `argv` (as `process.argv`), reporting
+ * failures; succeeds with the exit code. Every command runs inside `Telemetry.layer`: `/metrics`
+ * while it runs when `BIG3_METRICS_PORT` is set, OTLP export when `OTEL_EXPORTER_OTLP_ENDPOINT` is.
+ */
+export const runReported = <E, R>(cli: (argv: ReadonlyArray<string>) => Effect.Effect<void, E, R>) =>
+(argv: ReadonlyArray<string>, signalCode?: () => number | undefined) =>
+  cli(argv).pipe(
+    Effect.provide(Telemetry.layer),
+    Effect.as(0),
+    Effect.catchAllCause((cause) => report(cause, signalCode?.()))
+  )
