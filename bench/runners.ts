@@ -30,7 +30,7 @@ import * as Postgres from "../test/support/postgres.js"
 import { tempDir } from "../test/support/tempDir.js"
 import { type Row } from "./util.js"
 
-const bin = path.resolve(import.meta.dirname, "../dist/bin/big3.js")
+const bin = path.resolve(import.meta.dirname, "../dist/bin/big3.cjs")
 
 /** `big3 serve` on `stateDir` until the scope closes (SIGTERM, then SIGKILL). */
 const serve = (stateDir: string, env: Record<string, string>) =>

@@ -1,10 +1,45 @@
 #!/usr/bin/env node
 /**
  * The `big3` bin. `big3 --version` is answered here, before anything else is loaded (a hook that
- * checks the version should not pay for the whole program); everything else is the program's.
+ * checks the version should not pay for the whole program). `big3 events …` runs the events
+ * bundle with V8's code cache when it can (`route.ts`); everything else is the program's.
+ *
+ * Bundled as CommonJS (`dist/bin/big3.cjs`): Node starts a CommonJS main module sooner than an
+ * ES one, and this file is every command's first step.
  */
+import { fileURLToPath } from "node:url"
 import * as v8 from "node:v8"
+import { eventsBundleRuns } from "./route.js"
 import { version } from "./version.js"
+
+const cannotLoad = (error: unknown) => {
+  process.stderr.write(
+    `big3: cannot load the program (${error instanceof Error ? error.message : String(error)}); ` +
+      `reinstall big3 (npm install) and try again\n`
+  )
+  process.exitCode = 1
+}
+
+/**
+ * Starts the events bundle that `npm run build` puts beside this file; false when there is none
+ * (the sources run through tsx), so the whole program runs instead.
+ */
+const startEventsBundle = async (): Promise<boolean> => {
+  const CompileCache = await import("./compileCache.js")
+  const filename = fileURLToPath(new URL("events.cjs", import.meta.url))
+  try {
+    CompileCache.run(filename, {
+      dir: CompileCache.cacheDirectory(process.env),
+      variant: process.argv[3] === "send" ? "send" : "events"
+    })
+    return true
+  } catch (error) {
+    if (error instanceof Error && "code" in error && error.code === "ENOENT" && "path" in error && error.path === filename) {
+      return false
+    }
+    throw error
+  }
+}
 
 if (process.argv.length === 3 && process.argv[2] === "--version") {
   // What @effect/cli prints for --version.
@@ -21,11 +56,10 @@ if (process.argv.length === 3 && process.argv[2] === "--version") {
     // runs slower for it; `big3 events flush` keeps the optimising tier for that.
     if (process.argv[3] === "send") v8.setFlagsFromString("--no-opt")
   }
-  await import("./program.js").catch((error: unknown) => {
-    process.stderr.write(
-      `big3: cannot load the program (${error instanceof Error ? error.message : String(error)}); ` +
-        `reinstall big3 (npm install) and try again\n`
-    )
-    process.exitCode = 1
-  })
+  const startProgram = () => import("./program.js").then(() => undefined, cannotLoad)
+  if (eventsBundleRuns(process.argv, process.env)) {
+    void startEventsBundle().then((started) => (started ? undefined : startProgram()), cannotLoad)
+  } else {
+    void startProgram()
+  }
 }
