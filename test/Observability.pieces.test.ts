@@ -317,3 +317,56 @@ describe("Observability spool writer on a failing disk", () => {
     }).pipe(Effect.provide(layer))
   })
 })
+
+describe("Observability spool writer: deletes of delivered rows", () => {
+  it.effect("wait for the next journal round, or ten commit intervals at most, rather than committing alone every interval", () =>
+    Effect.gen(function*() {
+      const { commits, rows, spool } = makeFakeSpool()
+      const state = new State("single", { backlog: 0, deadLetters: 0, rows: 0, bytes: 0 }, 0)
+      const settings = yield* Options.resolve({ commitInterval: "5 millis", commitEvents: 500 })
+      const writer = SpoolWriter.make({ spool, state, settings, clock: yield* Effect.clock })
+      const fiber = yield* Effect.fork(writer.run)
+      const journaled = [1, 2, 3].map((n) => state.accept(`{"id":"e${n}"}`, n))
+      for (const entry of journaled) writer.journal(entry)
+      yield* settle
+      yield* TestClock.adjust("5 millis")
+      yield* settle
+      assert.strictEqual(commits.length, 1)
+      assert.deepStrictEqual(rows.map((row) => row.id), ["e1", "e2", "e3"])
+
+      // Delivered: three deletes, which start no commit of their own within the interval…
+      for (const entry of journaled) writer.settle(entry, undefined)
+      yield* settle
+      yield* TestClock.adjust("5 millis")
+      yield* settle
+      yield* TestClock.adjust("30 millis")
+      yield* settle
+      assert.strictEqual(commits.length, 1)
+      assert.strictEqual(rows.length, 3)
+      // …but ride along with the next journal round, within its interval.
+      const next = state.accept(`{"id":"e4"}`, 4)
+      writer.journal(next)
+      yield* settle
+      yield* TestClock.adjust("5 millis")
+      yield* settle
+      assert.strictEqual(commits.length, 2)
+      assert.deepStrictEqual({ journal: commits[1]!.journal.map((item) => item.id), removed: commits[1]!.remove.length }, {
+        journal: ["e4"],
+        removed: 3
+      })
+      assert.deepStrictEqual(rows.map((row) => row.id), ["e4"])
+
+      // Deletes alone go after ten commit intervals (50 ms), counted from the first of them.
+      writer.settle(next, undefined)
+      yield* settle
+      yield* TestClock.adjust("49 millis")
+      yield* settle
+      assert.strictEqual(commits.length, 2)
+      yield* TestClock.adjust("1 millis")
+      yield* settle
+      assert.strictEqual(commits.length, 3)
+      assert.deepStrictEqual({ journal: commits[2]!.journal.length, removed: commits[2]!.remove.length }, { journal: 0, removed: 1 })
+      assert.deepStrictEqual(rows, [])
+      yield* Fiber.interrupt(fiber)
+    }))
+})

@@ -511,7 +511,7 @@ describe("Observability", () => {
         assert.strictEqual((yield* Observability.stats).spoolSize, 0) // held rows are not backlog
         yield* Deferred.succeed(gate, undefined)
         yield* Observability.flush
-        yield* TestClock.adjust("5 millis") // deletes ride with the next group commit
+        yield* TestClock.adjust("50 millis") // deletes alone go within ten commit intervals
         assert.deepStrictEqual(yield* eventually(spoolRows, (left) => left.length === 0), [])
         const stats = yield* Observability.stats
         assert.strictEqual(stats.journaled, 1)
@@ -538,7 +538,7 @@ describe("Observability", () => {
         assert.strictEqual((yield* Observability.stats).journaled, 5)
         yield* Deferred.succeed(gate, undefined)
         yield* Observability.flush
-        yield* TestClock.adjust("5 millis")
+        yield* TestClock.adjust("50 millis") // deletes alone go within ten commit intervals
         assert.deepStrictEqual(yield* eventually(spoolRows, (left) => left.length === 0), [])
       }).pipe(
         Effect.ensuring(Deferred.succeed(gate, undefined)),
