@@ -80,6 +80,21 @@ const leaveOut = {
   }
 }
 
+// undici's HTTP/2 client, which loads node:http2 and node:tls when undici loads (20 ms of an
+// events command). The events transport's pool offers HTTP/1.1 only (no allowH2, no useH2c), so
+// undici never calls it; were it ever called, it says why it is not there.
+const withoutHttp2 = {
+  name: "without-http2",
+  setup(build) {
+    build.onResolve({ filter: /^\.\/client-h2\.js$/ }, (args) =>
+      /undici[\\/]lib[\\/]dispatcher[\\/]client\.js$/.test(args.importer) ? { path: "client-h2", namespace: "big3-without-http2" } : undefined)
+    build.onLoad({ filter: /.*/, namespace: "big3-without-http2" }, () => ({
+      contents: "module.exports = function connectH2() { throw new Error(\"HTTP/2 is not in big3's events bundle: its transport speaks HTTP/1.1\") }",
+      loader: "js"
+    }))
+  }
+}
+
 await esbuild.build({
   ...shared,
   entryPoints: { events: path.join(root, "src", "cli", "events-main.ts") },
@@ -91,5 +106,5 @@ await esbuild.build({
   supported: { "dynamic-import": false },
   // Short names: less source for Node to read and V8 to hold, about 30 ms of the command.
   minifyIdentifiers: true,
-  plugins: [leaveOut]
+  plugins: [leaveOut, withoutHttp2]
 })

@@ -151,6 +151,29 @@ describe("the bundled bin", () => {
       assert.isFalse(fs.existsSync(path.join(parent, "cache")))
     }), { timeout: 120_000 })
 
+  it.scopedLive("the events bundle sends over HTTP/1.1 without loading node:http2 or node:tls", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("big3-bundle-modules-")
+      const preload = path.join(dir, "modules.cjs")
+      const loaded = path.join(dir, "loaded.json")
+      fs.writeFileSync(
+        preload,
+        `process.on("exit", () => require("node:fs").writeFileSync(${JSON.stringify(loaded)}, JSON.stringify(process.moduleLoadList)))\n`
+      )
+      const server = yield* eventsSink()
+      const ran = yield* node(["--require", preload, bin, "events", "send", "--type", "Http1"], {
+        BIG3_STATE_DIR: dir,
+        BIG3_COMPILE_CACHE: path.join(dir, "cache"),
+        OBSERVABILITY_SERVER_URL: server.url
+      })
+      assert.strictEqual(ran.code, 0, ran.stderr)
+      assert.deepStrictEqual(server.bodies.map(typeOf), ["Http1"])
+      const modules: ReadonlyArray<string> = JSON.parse(fs.readFileSync(loaded, "utf8"))
+      assert.include(modules, "NativeModule net")
+      assert.notInclude(modules, "NativeModule http2")
+      assert.notInclude(modules, "NativeModule tls")
+    }), { timeout: 120_000 })
+
   it.scopedLive("a setting the events bundle leaves out runs the whole program (here /metrics)", () =>
     Effect.gen(function*() {
       const parent = yield* tempDir("big3-bundle-cache-")
