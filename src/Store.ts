@@ -28,6 +28,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
+import * as Predicate from "effect/Predicate"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
@@ -108,6 +109,14 @@ export const describeLocation = (location: Location): string => {
 
 
 /**
+ * An error's message with the database's code when it carries one, as in
+ * `unable to open database file (SQLITE_CANTOPEN)`: the message alone can be the same for
+ * different causes.
+ */
+export const withCode = (cause: unknown): string =>
+  `${messageOf(cause)}${Predicate.hasProperty(cause, "code") && typeof cause.code === "string" ? ` (${cause.code})` : ""}`
+
+/**
  * Opens the database (creating its directory), in WAL mode with `synchronous = NORMAL` (durable
  * against a process crash; a power loss may lose the last commits) and a 5 s busy timeout, so a
  * second process (the `big3` CLI next to an app) waits for a lock instead of failing.
@@ -128,7 +137,7 @@ export const make = (
     // that is a failure to open the store, not a defect.
     const client = yield* SqliteClient.make({ filename }).pipe(
       Effect.catchAllDefect((cause) =>
-        Effect.fail(new SqlError({ cause, message: `cannot open the store ${filename}: ${messageOf(cause)}` }))
+        Effect.fail(new SqlError({ cause, message: `cannot open the store ${filename}: ${withCode(cause)}` }))
       ),
       Effect.provide(Reactivity.layer)
     )

@@ -247,7 +247,7 @@ describe("Observability on a store SQLite cannot write (chattr +i)", () => {
 
       assert.strictEqual(flushed.code, 1)
       assert.strictEqual(flushed.stdout, "")
-      assert.strictEqual(flushed.stderr, `big3 events flush: SqlError: cannot open the store ${filename}: unable to open database file`)
+      assert.strictEqual(flushed.stderr, `big3 events flush: SqlError: cannot open the store ${filename}: unable to open database file (SQLITE_CANTOPEN)`)
       assert.deepStrictEqual(yield* spoolIds(filename), ids)
     }))
 })

@@ -223,8 +223,7 @@ export interface Spool {
 export const detailOf = (error: SqlError): string => {
   const cause = error.cause
   if (cause instanceof SqlError) return detailOf(cause)
-  const code = typeof cause === "object" && cause !== null && "code" in cause && typeof cause.code === "string" ? ` (${cause.code})` : ""
-  return cause instanceof Error && cause.message !== "" ? `${cause.message}${code}` : error.message
+  return cause instanceof Error && cause.message !== "" ? Store.withCode(cause) : error.message
 }
 
 /** Names what failed in the error, so that a caller can say it in one line. */
