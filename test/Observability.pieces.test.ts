@@ -370,3 +370,65 @@ describe("Observability spool writer: deletes of delivered rows", () => {
       yield* Fiber.interrupt(fiber)
     }))
 })
+
+describe("Observability with the server back before the disk", () => {
+  it.effect("failed deliveries held in memory for a disk that refuses writes are delivered from there, once, without waiting for the disk", () => {
+    const { layer, lines } = captureLogs()
+    return Effect.gen(function*() {
+      const { faults, rows, spool } = makeFakeSpool()
+      // The disk refuses every write for the whole test.
+      for (let i = 0; i < 1000; i++) faults.commit.push("fail")
+      const state = new State("single", { backlog: 0, deadLetters: 0, rows: 0, bytes: 0 }, 0)
+      const settings = yield* Options.resolve({ queueCapacity: 100, redeliveryInterval: "1 second" })
+      const clock = yield* Effect.clock
+      const writer = SpoolWriter.make({ spool, state, settings, clock })
+      let up = false
+      const sent: Array<string> = []
+      const answer = (body: string): Result => {
+        if (!up) return { dead: false, reason: "ServiceUnavailable: 503", status: 503 }
+        sent.push(body)
+        return undefined
+      }
+      const delivery: Delivery.Delivery = {
+        deliver: (bodies) => Effect.sync(() => bodies.map(answer)),
+        sendOne: (body) => Effect.sync(() => answer(body)),
+        singleConcurrency: 4,
+        splitConcurrency: 4
+      }
+      const redeliverer = yield* Redeliverer.make({
+        spool,
+        state,
+        settings,
+        clock,
+        delivery,
+        writer,
+        breaker: new Breaker("observability", ReliabilityConfig.defaultBreakers.observability)
+      })
+      const fibers = [yield* Effect.fork(writer.run), yield* Effect.fork(redeliverer.run)]
+      for (let n = 1; n <= 3; n++) {
+        writer.settle(state.accept(`{"id":"e${n}"}`, n), { dead: false, reason: "ServiceUnavailable: 503", status: 503 })
+      }
+      // Server down, disk full: tried from memory now and then, never lost.
+      for (let i = 0; i < 3; i++) {
+        yield* settle
+        yield* TestClock.adjust("1 second")
+      }
+      yield* settle
+      assert.deepStrictEqual(sent, [])
+      assert.strictEqual(state.counters.dropped, 0)
+
+      up = true
+      for (let i = 0; i < 3; i++) {
+        yield* TestClock.adjust("1 second")
+        yield* settle
+      }
+      assert.deepStrictEqual([...sent].sort(), [`{"id":"e1"}`, `{"id":"e2"}`, `{"id":"e3"}`])
+      assert.deepStrictEqual(
+        { redelivered: state.counters.redelivered, dropped: state.counters.dropped, kept: writer.keptEvents(), rows: rows.length },
+        { redelivered: 3, dropped: 0, kept: 0, rows: 0 }
+      )
+      assert.include(lines, "INFO observability: delivered 3 event(s) held in memory while the spool cannot be written; 0 left there")
+      for (const fiber of fibers) yield* Fiber.interrupt(fiber)
+    }).pipe(Effect.provide(layer))
+  })
+})

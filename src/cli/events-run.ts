@@ -145,7 +145,7 @@ const meanings: ReadonlyArray<readonly [keyof Observability.Stats, string]> = [
   ["deadLetterSize", "events the server refused for good (big3 events dead-letters)"],
   ["emitted", "events accepted by emit, in this process"],
   ["delivered", "events delivered on their first trip, in this process"],
-  ["redelivered", "events delivered from the spool, in this process"],
+  ["redelivered", "events delivered on a later trip (from the spool, or from memory while the spool could not be written), in this process"],
   ["retried", "request retries, in this process"],
   ["spooled", "events written to the spool, in this process"],
   ["deadLettered", "events dead-lettered, in this process"],

@@ -80,7 +80,7 @@ export interface Stats {
   readonly retried: number
   /** Events written to the spool because they could not be delivered now (queue full, breaker open, retries exhausted, shutdown). */
   readonly spooled: number
-  /** Events delivered from the spool. */
+  /** Events delivered on a later trip: from the spool, or from memory while the spool could not be written. */
   readonly redelivered: number
   /** Events the server refused for good (4xx), kept in the dead-letter table with the reason. */
   readonly deadLettered: number

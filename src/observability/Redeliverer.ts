@@ -3,8 +3,10 @@
  * not empty and the breaker is not open (its half-open trial calls are the probe: the public
  * server has no health route). A page is claimed first (owner and lease), so that one row has
  * one drainer across processes; delivered rows are deleted as they are acknowledged, refused
- * ones move to the dead letters, the rest are released for the next pass. Also the spool's
- * readers for the service (`drainSpool`, `deadLetters`, `requeueDeadLetters`).
+ * ones move to the dead letters, the rest are released for the next pass. Failed deliveries that
+ * a full or failing disk left in memory (the writer's) come first: they are delivered from there,
+ * so that a server that is back before the disk takes them. Also the spool's readers for the
+ * service (`drainSpool`, `deadLetters`, `requeueDeadLetters`).
  *
  * @since 0.1.0
  */
@@ -60,6 +62,10 @@ export const make = (options: RedelivererOptions): Effect.Effect<Redeliverer> =>
     const now = () => clock.unsafeCurrentTimeMillis()
     const redeliveryLog = tally(now, (n) =>
       Effect.logInfo(`observability: redelivered ${n} event(s) from the spool; ${state.spoolSize} left`))
+    const fromMemoryLog = tally(now, (n) =>
+      Effect.logInfo(
+        `observability: delivered ${n} event(s) held in memory while the spool cannot be written; ${writer.keptEvents()} left there`
+      ))
 
     /** Counts and logs a failed read or write of the spool, and fails with it. */
     const storageError = (error: SqlError, consequence: string) =>
@@ -116,9 +122,58 @@ export const make = (options: RedelivererOptions): Effect.Effect<Redeliverer> =>
       })))
     )
 
+    /**
+     * One pass over failed deliveries that the disk left in memory: each outcome goes back to the
+     * writer (delivered: done; refused: a dead letter; not now: spooled, or kept again while the
+     * disk refuses). Interrupted, what it had not delivered goes back the same way.
+     */
+    const redeliverKept: Effect.Effect<Pass> = lock.withPermits(1)(
+      Effect.suspend(() => {
+        const items = writer.takeKept(settings.spoolPageSize)
+        if (items.length === 0) return Effect.succeed(noPass)
+        const settled = new Array<boolean>(items.length).fill(false)
+        let delivered = 0
+        let dead = 0
+        const chunk = state.mode === "batch" ? settings.batchSize : 1
+        const starts: Array<number> = []
+        for (let i = 0; i < items.length; i += chunk) starts.push(i)
+        return Effect.forEach(
+          starts,
+          (start) => {
+            const group = items.slice(start, start + chunk)
+            return Effect.map(delivery.deliver(group.map((item) => item.body), delivery.singleConcurrency), (results) => {
+              for (let i = 0; i < group.length; i++) {
+                const result = results[i]
+                settled[start + i] = true
+                writer.settleKept(group[i]!, result)
+                if (result === undefined) delivered++
+                else if (result.dead) dead++
+              }
+            })
+          },
+          { concurrency: chunk === 1 ? delivery.singleConcurrency : settings.concurrency, discard: true }
+        ).pipe(
+          Effect.onExit(() =>
+            Effect.sync(() => {
+              for (let i = 0; i < items.length; i++) {
+                if (!settled[i]) writer.settleKept(items[i]!, { dead: false, reason: "interrupted before it was delivered", status: undefined })
+              }
+              state.add("redelivered", delivered)
+            })
+          ),
+          Effect.zipRight(Effect.suspend(() => fromMemoryLog.add(delivered, ""))),
+          Effect.map((): Pass => ({ rows: items.length, delivered, dead }))
+        )
+      })
+    )
+
     const run = Effect.forever(
       Effect.suspend(() => {
-        if (state.spoolSize === 0) return state.spoolSignal.wait
+        if (writer.keptEvents() > 0 && options.breaker.state(now()) !== "open") {
+          return Effect.flatMap(redeliverKept, (pass) =>
+            pass.delivered === 0 && pass.dead === 0 ? Effect.sleep(settings.redeliveryInterval) : Effect.void)
+        }
+        if (state.spoolSize === 0) return writer.keptEvents() > 0 ? Effect.sleep(settings.redeliveryInterval) : state.spoolSignal.wait
         // While the breaker is open every call would be refused: wait for its half-open trials.
         if (options.breaker.state(now()) === "open") return Effect.sleep(settings.redeliveryInterval)
         return Effect.matchEffect(redeliverPage, {
@@ -136,10 +191,12 @@ export const make = (options: RedelivererOptions): Effect.Effect<Redeliverer> =>
       let redelivered = 0
       let deadLettered = 0
       while (true) {
+        const fromMemory = yield* redeliverKept
         const pass = yield* redeliverPage
-        redelivered += pass.delivered
-        deadLettered += pass.dead
-        if (pass.rows === 0 || (pass.delivered === 0 && pass.dead === 0)) break
+        redelivered += fromMemory.delivered + pass.delivered
+        deadLettered += fromMemory.dead + pass.dead
+        const progress = pass.delivered + pass.dead + fromMemory.delivered + fromMemory.dead
+        if ((pass.rows === 0 && fromMemory.rows === 0) || progress === 0) break
       }
       const left = yield* spool.counts(now()).pipe(
         Effect.tapError((error) => storageError(error, "what is left in it is unknown"))

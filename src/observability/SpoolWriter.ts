@@ -13,7 +13,9 @@
  *   deliverable now (release the row to the backlog, or spool the event).
  * - A commit that fails is tried again once after a short pause; then its writes stay in memory
  *   (up to `queueCapacity` events; beyond, they are counted and logged as lost) and are tried
- *   again every `redeliveryInterval`, with one log line per second at most. What the disk still
+ *   again every `redeliveryInterval`, with one log line per second at most. The events among
+ *   them are handed to the redeliverer on request (`takeKept`), which delivers them from memory
+ *   when the server is back before the disk is. What the disk still
  *   refuses at shutdown is counted and logged as lost.
  * - Past `spoolMax`, the oldest rows nobody holds are evicted: counted and logged.
  * - Leases of the rows this process holds are renewed every third of `lease`.
@@ -42,6 +44,15 @@ export interface SpoolWriter {
   readonly settle: (entry: Entry, result: Result) => void
   /** A claimed spool row's redelivery outcome: delivered (delete), dead (dead letter), or released with `attempts` + 1. */
   readonly settleRow: (row: Spool.Row, result: Result) => void
+  /**
+   * Takes up to `limit` of the failed deliveries held in memory because the disk refused them,
+   * oldest first, for another delivery: they need not wait for the disk once the server is back.
+   */
+  readonly takeKept: (limit: number) => ReadonlyArray<Spool.Item>
+  /** A taken event's outcome: delivered (nothing to delete), dead (dead letter), or spool it (kept again while the disk refuses). */
+  readonly settleKept: (item: Spool.Item, result: Result) => void
+  /** How many failed deliveries wait in memory for the disk. */
+  readonly keptEvents: () => number
   /** Spools an event that could not be queued (queue full, shutting down). */
   readonly overflow: (entry: Entry, reason: string) => Effect.Effect<void>
   /** Writes one event now, outside the writer (after shutdown). */
@@ -173,6 +184,19 @@ export const make = (options: SpoolWriterOptions): SpoolWriter => {
     } else enqueue(undefined, (ops) => ops.failed.push({ seq: row.seq, reason: result.reason }))
   }
 
+  const takeKept = (limit: number): ReadonlyArray<Spool.Item> => {
+    const taken = kept.spool.slice(0, limit)
+    if (taken.length > 0) kept = { ...kept, spool: kept.spool.slice(taken.length) }
+    return taken
+  }
+
+  const settleKept = (item: Spool.Item, result: Result): void => {
+    if (result === undefined) return
+    if (result.dead) {
+      enqueue(undefined, (ops) => ops.dead.push({ ...item, reason: result.reason, status: result.status }))
+    } else enqueue(undefined, (ops) => ops.spool.push({ ...item, reason: result.reason }))
+  }
+
   const spoolLog = tally(now, (n, reason) =>
     Effect.logWarning(
       `observability: spooled ${n} event(s) that cannot be delivered now${reason === "" ? "" : ` (${reason})`}; ` +
@@ -203,6 +227,8 @@ export const make = (options: SpoolWriterOptions): SpoolWriter => {
     kept = Spool.concatOps(kept, { ...ops, journal: [], spool: spoolKept, dead: deadKept })
     keptBecause = detail
     state.add("dropped", lost)
+    // The redeliverer delivers them from memory when the server takes them.
+    if (spoolKept.length > 0) state.spoolSignal.fire()
     return lost === 0 ? Effect.void : lossLog.add(lost, `the spool cannot be written (${detail}) and memory holds ${settings.queueCapacity} at most`)
   }
 
@@ -510,5 +536,19 @@ export const make = (options: SpoolWriterOptions): SpoolWriter => {
     }).pipe(Effect.catchAllDefect(() => Effect.void)) // logged where it happened
   )
 
-  return { journal, settle, settleRow, overflow, spoolNow, durable, commitPending, finish, abandon, run }
+  return {
+    journal,
+    settle,
+    settleRow,
+    takeKept,
+    settleKept,
+    keptEvents: () => kept.spool.length,
+    overflow,
+    spoolNow,
+    durable,
+    commitPending,
+    finish,
+    abandon,
+    run
+  }
 }
