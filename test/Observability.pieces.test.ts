@@ -92,6 +92,43 @@ describe("Observability spool redelivery", () => {
     }).pipe(Effect.provide(layer))
   })
 
+  it.effect("a spool that stays unreadable is logged once a second at most, however short the redelivery interval", () => {
+    const { layer, lines } = captureLogs()
+    return Effect.gen(function*() {
+      const fake = makeFakeSpool(["a", "b"])
+      for (let i = 0; i < 100; i++) fake.faults.page.push("fail")
+      const opened = yield* fake.spool.open(0)
+      const state = new State("single", opened, 0)
+      const settings = yield* Options.resolve({ redeliveryInterval: "100 millis" })
+      const clock = yield* Effect.clock
+      const writer = SpoolWriter.make({ spool: fake.spool, state, settings, clock })
+      const redeliverer = yield* Redeliverer.make({
+        spool: fake.spool,
+        state,
+        settings,
+        clock,
+        delivery: deliveringAll().delivery,
+        writer,
+        breaker: new Breaker("observability", ReliabilityConfig.defaultBreakers.observability)
+      })
+      const fiber = yield* Effect.fork(redeliverer.run)
+      for (let tenth = 0; tenth < 30; tenth++) {
+        yield* settle
+        yield* TestClock.adjust("100 millis")
+      }
+      yield* settle
+      const errors = lines.filter((line) => line.startsWith("ERROR"))
+      // 31 reads in 3 s: every one counted, one line a second.
+      assert.strictEqual(state.counters.storageErrors, 31)
+      assert.strictEqual(errors.length, 4, errors.join("\n"))
+      assert.strictEqual(
+        errors[1],
+        "ERROR observability: cannot read the spool: disk I/O error; its events stay there and redelivery will try again (10 failed reads in the last second)"
+      )
+      yield* Fiber.interrupt(fiber)
+    }).pipe(Effect.provide(layer))
+  })
+
   it.effect("drainSpool fails with the SqlError when the spool cannot be read", () =>
     Effect.gen(function*() {
       const { faults, redeliverer, state } = yield* setup(["a"])

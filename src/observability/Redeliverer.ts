@@ -67,6 +67,14 @@ export const make = (options: RedelivererOptions): Effect.Effect<Redeliverer> =>
         `observability: delivered ${n} event(s) held in memory while the spool cannot be written; ${writer.keptEvents()} left there`
       ))
 
+    // A spool that cannot be read is tried again every `redeliveryInterval`, however short: one
+    // line a second at most, with the count.
+    const claimErrorLog = tally(now, (n, reason) =>
+      Effect.logError(
+        `observability: ${reason}; its events stay there and redelivery will try again` +
+          `${n > 1 ? ` (${n} failed reads in the last second)` : ""}`
+      ))
+
     /** Counts and logs a failed read or write of the spool, and fails with it. */
     const storageError = (error: SqlError, consequence: string) =>
       Effect.suspend(() => {
@@ -82,7 +90,12 @@ export const make = (options: RedelivererOptions): Effect.Effect<Redeliverer> =>
     const redeliverPage: Effect.Effect<Pass, SqlError> = lock.withPermits(1)(
       Effect.gen(function*() {
         const rows = yield* spool.claim(settings.spoolPageSize, now()).pipe(
-          Effect.tapError((error) => storageError(error, "its events stay there and redelivery will try again"))
+          Effect.tapError((error) =>
+            Effect.suspend(() => {
+              state.add("storageErrors", 1)
+              return claimErrorLog.add(1, error.message)
+            })
+          )
         )
         if (rows.length === 0) {
           state.spoolSize = 0
