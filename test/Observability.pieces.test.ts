@@ -43,13 +43,17 @@ const deliveringAll = () => {
   return { delivery, sent }
 }
 
-const setup = (ids: ReadonlyArray<string>) =>
+/** A writer and a redeliverer on a fake spool holding `ids`, delivering with `delivering` (default: everything). */
+const setup = (
+  ids: ReadonlyArray<string>,
+  options: Options.Options = {},
+  { delivery, sent }: { readonly delivery: Delivery.Delivery; readonly sent: Array<string> } = deliveringAll()
+) =>
   Effect.gen(function*() {
     const fake = makeFakeSpool(ids)
     const opened = yield* fake.spool.open(0)
     const state = new State("single", opened, 0)
-    const settings = yield* Options.resolve({ redeliveryInterval: "1 second" })
-    const { delivery, sent } = deliveringAll()
+    const settings = yield* Options.resolve({ redeliveryInterval: "1 second", ...options })
     const clock = yield* Effect.clock
     const writer = SpoolWriter.make({ spool: fake.spool, state, settings, clock })
     const redeliverer = yield* Redeliverer.make({
@@ -61,7 +65,7 @@ const setup = (ids: ReadonlyArray<string>) =>
       writer,
       breaker: new Breaker("observability", ReliabilityConfig.defaultBreakers.observability)
     })
-    return { ...fake, state, redeliverer, sent }
+    return { ...fake, state, writer, redeliverer, sent }
   })
 
 /** Lets forked fibers run until they wait on something. */
@@ -95,22 +99,8 @@ describe("Observability spool redelivery", () => {
   it.effect("a spool that stays unreadable is logged once a second at most, however short the redelivery interval", () => {
     const { layer, lines } = captureLogs()
     return Effect.gen(function*() {
-      const fake = makeFakeSpool(["a", "b"])
-      for (let i = 0; i < 100; i++) fake.faults.page.push("fail")
-      const opened = yield* fake.spool.open(0)
-      const state = new State("single", opened, 0)
-      const settings = yield* Options.resolve({ redeliveryInterval: "100 millis" })
-      const clock = yield* Effect.clock
-      const writer = SpoolWriter.make({ spool: fake.spool, state, settings, clock })
-      const redeliverer = yield* Redeliverer.make({
-        spool: fake.spool,
-        state,
-        settings,
-        clock,
-        delivery: deliveringAll().delivery,
-        writer,
-        breaker: new Breaker("observability", ReliabilityConfig.defaultBreakers.observability)
-      })
+      const { faults, redeliverer, state } = yield* setup(["a", "b"], { redeliveryInterval: "100 millis" })
+      for (let i = 0; i < 100; i++) faults.page.push("fail")
       const fiber = yield* Effect.fork(redeliverer.run)
       for (let tenth = 0; tenth < 30; tenth++) {
         yield* settle
@@ -412,13 +402,6 @@ describe("Observability with the server back before the disk", () => {
   it.effect("failed deliveries held in memory for a disk that refuses writes are delivered from there, once, without waiting for the disk", () => {
     const { layer, lines } = captureLogs()
     return Effect.gen(function*() {
-      const { faults, rows, spool } = makeFakeSpool()
-      // The disk refuses every write for the whole test.
-      for (let i = 0; i < 1000; i++) faults.commit.push("fail")
-      const state = new State("single", { backlog: 0, deadLetters: 0, rows: 0, bytes: 0 }, 0)
-      const settings = yield* Options.resolve({ queueCapacity: 100, redeliveryInterval: "1 second" })
-      const clock = yield* Effect.clock
-      const writer = SpoolWriter.make({ spool, state, settings, clock })
       let up = false
       const sent: Array<string> = []
       const answer = (body: string): Result => {
@@ -432,15 +415,9 @@ describe("Observability with the server back before the disk", () => {
         singleConcurrency: 4,
         splitConcurrency: 4
       }
-      const redeliverer = yield* Redeliverer.make({
-        spool,
-        state,
-        settings,
-        clock,
-        delivery,
-        writer,
-        breaker: new Breaker("observability", ReliabilityConfig.defaultBreakers.observability)
-      })
+      const { faults, redeliverer, rows, state, writer } = yield* setup([], { queueCapacity: 100 }, { delivery, sent })
+      // The disk refuses every write for the whole test.
+      for (let i = 0; i < 1000; i++) faults.commit.push("fail")
       const fibers = [yield* Effect.fork(writer.run), yield* Effect.fork(redeliverer.run)]
       for (let n = 1; n <= 3; n++) {
         writer.settle(state.accept(`{"id":"e${n}"}`, n), { dead: false, reason: "ServiceUnavailable: 503", status: 503 })
