@@ -37,8 +37,9 @@ export const cacheDirectory = (env: NodeJS.ProcessEnv): string | undefined => {
   const xdg = env.XDG_CACHE_HOME?.trim()
   // The XDG spec ignores a relative XDG_CACHE_HOME.
   if (xdg !== undefined && path.isAbsolute(xdg)) return path.join(xdg, "big3")
+  // A home directory that is not there is not made for a cache.
   const home = os.homedir()
-  return home === "" ? undefined : path.join(home, ".cache", "big3")
+  return home === "" || !fs.existsSync(home) ? undefined : path.join(home, ".cache", "big3")
 }
 
 /** Whether `dir` is a directory of this user's that nobody else can write to. */
