@@ -120,22 +120,7 @@ export const make = (options: MakeOptions = {}): PromiseApi => {
     // A Duration or another object: its milliseconds.
     return Duration.isDuration(value) ? `d:${Duration.toMillis(value)}` : undefined
   }
-  const keyOf = (pipeline: PipelineOptions): string | undefined => {
-    if (typeof pipeline.policy === "object" || pipeline.retryable !== undefined || pipeline.onRetry !== undefined) return undefined
-    let key = ""
-    for (
-      const value of [pipeline.operation, pipeline.timeout, pipeline.policy, pipeline.breaker, pipeline.deadline, pipeline.service, pipeline.budget]
-    ) {
-      const text = part(value)
-      if (text === undefined) return undefined
-      key += text
-    }
-    return key
-  }
-  // The options object last used, with the fields its pipeline was built from: `protect(fn,
-  // options)` in a loop with the same object (unchanged) skips making the key. One slot rather
-  // than a WeakMap: a fresh object literal per call would add an entry each time.
-  let last: { readonly pipeline: PipelineOptions; readonly fields: ReadonlyArray<unknown>; readonly built: Protector } | undefined
+  /** What a pipeline is built from. `sameFields` below reads the same fields, unrolled for the hot path. */
   const fieldsOf = (pipeline: PipelineOptions): ReadonlyArray<unknown> => [
     pipeline.operation,
     pipeline.timeout,
@@ -147,16 +132,34 @@ export const make = (options: MakeOptions = {}): PromiseApi => {
     pipeline.retryable,
     pipeline.onRetry
   ]
+  /**
+   * A pipeline's key, or none when one of its fields is not plain data (a policy object, a
+   * `retryable` or `onRetry` function): such a pipeline is built for its call.
+   */
+  const keyOf = (fields: ReadonlyArray<unknown>): string | undefined => {
+    let key = ""
+    for (const value of fields) {
+      const text = part(value)
+      if (text === undefined) return undefined
+      key += text
+    }
+    return key
+  }
+  // The options object last used, with the fields its pipeline was built from: `protect(fn,
+  // options)` in a loop with the same object (unchanged) skips making the key. One slot rather
+  // than a WeakMap: a fresh object literal per call would add an entry each time.
+  let last: { readonly pipeline: PipelineOptions; readonly fields: ReadonlyArray<unknown>; readonly built: Protector } | undefined
   const sameFields = (pipeline: PipelineOptions, fields: ReadonlyArray<unknown>): boolean =>
     pipeline.operation === fields[0] && pipeline.timeout === fields[1] && pipeline.policy === fields[2] &&
     pipeline.breaker === fields[3] && pipeline.deadline === fields[4] && pipeline.service === fields[5] &&
     pipeline.budget === fields[6] && pipeline.retryable === fields[7] && pipeline.onRetry === fields[8]
   const buildKept = (loaded: Services, pipeline: PipelineOptions): Protector => {
-    const key = keyOf(pipeline)
+    const fields = fieldsOf(pipeline)
+    const key = keyOf(fields)
     if (key === undefined) return build(loaded, pipeline)
     let built = kept.get(key)
     if (built === undefined) kept.set(key, built = build(loaded, pipeline))
-    if (last?.pipeline !== pipeline) last = { pipeline, fields: fieldsOf(pipeline), built }
+    if (last?.pipeline !== pipeline) last = { pipeline, fields, built }
     return built
   }
   const once = <A>(fn: Task<A>, pipeline: PipelineOptions, call: CallOptions): Promise<A> => {

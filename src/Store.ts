@@ -107,7 +107,6 @@ export const describeLocation = (location: Location): string => {
   }
 }
 
-
 /**
  * An error's message with the database's code when it carries one, as in
  * `unable to open database file (SQLITE_CANTOPEN)`: the message alone can be the same for

@@ -9,12 +9,13 @@
  */
 import { fileURLToPath } from "node:url"
 import * as v8 from "node:v8"
+import { messageOf } from "../internal/messageOf.js"
 import { eventsBundleRuns } from "./route.js"
 import { version } from "./version.js"
 
 const cannotLoad = (error: unknown) => {
   process.stderr.write(
-    `big3: cannot load the program (${error instanceof Error ? error.message : String(error)}); ` +
+    `big3: cannot load the program (${messageOf(error)}); ` +
       `reinstall big3 (npm install) and try again\n`
   )
   process.exitCode = 1

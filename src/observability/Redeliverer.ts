@@ -14,6 +14,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import type { Breaker } from "../CircuitBreaker.js"
 import type * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
+import type { Result } from "./Answer.js"
 import type { Delivery } from "./Delivery.js"
 import type { DeadLetter, DrainResult } from "./Domain.js"
 import type { Settings } from "./Options.js"
@@ -83,6 +84,30 @@ export const make = (options: RedelivererOptions): Effect.Effect<Redeliverer> =>
       })
 
     /**
+     * Delivers `items` in the mode in force (one request each, or batches), and hands each group's
+     * results to `settle` as they come, with the group's place in `items`.
+     */
+    const deliverAll = <A extends { readonly body: string }>(
+      items: ReadonlyArray<A>,
+      settle: (group: ReadonlyArray<A>, start: number, results: ReadonlyArray<Result>) => void
+    ): Effect.Effect<void> => {
+      const chunk = state.mode === "batch" ? settings.batchSize : 1
+      const starts: Array<number> = []
+      for (let i = 0; i < items.length; i += chunk) starts.push(i)
+      return Effect.forEach(
+        starts,
+        (start) => {
+          const group = items.slice(start, start + chunk)
+          return Effect.map(
+            delivery.deliver(group.map((item) => item.body), delivery.singleConcurrency),
+            (results) => settle(group, start, results)
+          )
+        },
+        { concurrency: chunk === 1 ? delivery.singleConcurrency : settings.concurrency, discard: true }
+      )
+    }
+
+    /**
      * One redelivery pass: claims the oldest page of rows nobody holds and delivers it, each
      * outcome recorded as it comes (a delivered row is deleted in the writer's next round, so an
      * interrupted pass keeps what it delivered), then commits the outcomes.
@@ -104,28 +129,20 @@ export const make = (options: RedelivererOptions): Effect.Effect<Redeliverer> =>
         state.redelivering = true
         let delivered = 0
         let dead = 0
-        const chunk = state.mode === "batch" ? settings.batchSize : 1
-        const groups: Array<ReadonlyArray<Spool.Row>> = []
-        for (let i = 0; i < rows.length; i += chunk) groups.push(rows.slice(i, i + chunk))
-        yield* Effect.forEach(
-          groups,
-          (group) =>
-            Effect.map(delivery.deliver(group.map((row) => row.body), delivery.singleConcurrency), (results) => {
-              let deliveredNow = 0
-              let released = 0
-              for (let i = 0; i < group.length; i++) {
-                const result = results[i]
-                writer.settleRow(group[i]!, result)
-                if (result === undefined) deliveredNow++
-                else if (result.dead) dead++
-                else released++
-              }
-              delivered += deliveredNow
-              state.add("redelivered", deliveredNow)
-              state.spoolSize = Math.max(0, state.spoolSize - group.length + released)
-            }),
-          { concurrency: chunk === 1 ? delivery.singleConcurrency : settings.concurrency, discard: true }
-        )
+        yield* deliverAll(rows, (group, _start, results) => {
+          let deliveredNow = 0
+          let released = 0
+          for (let i = 0; i < group.length; i++) {
+            const result = results[i]
+            writer.settleRow(group[i]!, result)
+            if (result === undefined) deliveredNow++
+            else if (result.dead) dead++
+            else released++
+          }
+          delivered += deliveredNow
+          state.add("redelivered", deliveredNow)
+          state.spoolSize = Math.max(0, state.spoolSize - group.length + released)
+        })
         yield* writer.commitPending
         // Dead letters are logged by the writer's round that writes them, once.
         yield* redeliveryLog.add(delivered, "")
@@ -147,25 +164,15 @@ export const make = (options: RedelivererOptions): Effect.Effect<Redeliverer> =>
         const settled = new Array<boolean>(items.length).fill(false)
         let delivered = 0
         let dead = 0
-        const chunk = state.mode === "batch" ? settings.batchSize : 1
-        const starts: Array<number> = []
-        for (let i = 0; i < items.length; i += chunk) starts.push(i)
-        return Effect.forEach(
-          starts,
-          (start) => {
-            const group = items.slice(start, start + chunk)
-            return Effect.map(delivery.deliver(group.map((item) => item.body), delivery.singleConcurrency), (results) => {
-              for (let i = 0; i < group.length; i++) {
-                const result = results[i]
-                settled[start + i] = true
-                writer.settleKept(group[i]!, result)
-                if (result === undefined) delivered++
-                else if (result.dead) dead++
-              }
-            })
-          },
-          { concurrency: chunk === 1 ? delivery.singleConcurrency : settings.concurrency, discard: true }
-        ).pipe(
+        return deliverAll(items, (group, start, results) => {
+          for (let i = 0; i < group.length; i++) {
+            const result = results[i]
+            settled[start + i] = true
+            writer.settleKept(group[i]!, result)
+            if (result === undefined) delivered++
+            else if (result.dead) dead++
+          }
+        }).pipe(
           Effect.onExit(() =>
             Effect.sync(() => {
               for (let i = 0; i < items.length; i++) {
@@ -182,14 +189,12 @@ export const make = (options: RedelivererOptions): Effect.Effect<Redeliverer> =>
 
     const run = Effect.forever(
       Effect.suspend(() => {
-        if (writer.keptEvents() > 0 && options.breaker.state(now()) !== "open") {
-          return Effect.flatMap(redeliverKept, (pass) =>
-            pass.delivered === 0 && pass.dead === 0 ? Effect.sleep(settings.redeliveryInterval) : Effect.void)
-        }
-        if (state.spoolSize === 0) return writer.keptEvents() > 0 ? Effect.sleep(settings.redeliveryInterval) : state.spoolSignal.wait
+        const kept = writer.keptEvents() > 0
+        if (state.spoolSize === 0 && !kept) return state.spoolSignal.wait
         // While the breaker is open every call would be refused: wait for its half-open trials.
         if (options.breaker.state(now()) === "open") return Effect.sleep(settings.redeliveryInterval)
-        return Effect.matchEffect(redeliverPage, {
+        // What memory holds for a disk that refuses it comes first: it is lost if the process stops.
+        return Effect.matchEffect(kept ? redeliverKept : redeliverPage, {
           onFailure: () => Effect.sleep(settings.redeliveryInterval),
           onSuccess: (pass) => pass.delivered === 0 && pass.dead === 0 ? Effect.sleep(settings.redeliveryInterval) : Effect.void
         })

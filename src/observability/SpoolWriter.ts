@@ -15,8 +15,8 @@
  *   (up to `queueCapacity` events; beyond, they are counted and logged as lost) and are tried
  *   again every `redeliveryInterval`, with one log line per second at most. The events among
  *   them are handed to the redeliverer on request (`takeKept`), which delivers them from memory
- *   when the server is back before the disk is. What the disk still
- *   refuses at shutdown is counted and logged as lost.
+ *   when the server is back before the disk is. What the disk still refuses at shutdown is
+ *   counted and logged as lost.
  * - Past `spoolMax`, the oldest rows nobody holds are evicted: counted and logged.
  * - Leases of the rows this process holds are renewed every third of `lease`.
  *

@@ -99,17 +99,17 @@ const errorText = (error: unknown): string => {
   return `${error.message}${code}${cause}`
 }
 
-/**
- * Removes the API key from what a server says back: a server (or a proxy) that echoes the
- * `X-API-Key` header in its body or headers must not put the key into an error message, the
- * dead-letter table, a log line or `big3 events dead-letters`. As the Gemini and Anthropic paths do.
- */
 /** What `scrubber` gives: the key taken out of a text, and out of an answer's body and headers. */
 export interface Scrubber {
   readonly text: (text: string) => string
   readonly answer: (answer: Answer) => Answer
 }
 
+/**
+ * Removes the API key from what a server says back: a server (or a proxy) that echoes the
+ * `X-API-Key` header in its body or headers must not put the key into an error message, the
+ * dead-letter table, a log line or `big3 events dead-letters`. As the Gemini and Anthropic paths do.
+ */
 export const scrubber = (apiKey: Option.Option<Redacted.Redacted<string>>): Scrubber => {
   if (Option.isNone(apiKey)) return { text: (text: string) => text, answer: (answer: Answer) => answer }
   const secret = Redacted.value(apiKey.value)
