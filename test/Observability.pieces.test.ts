@@ -24,7 +24,7 @@ import * as Redeliverer from "../src/observability/Redeliverer.js"
 import * as Shutdown from "../src/observability/Shutdown.js"
 import * as SpoolWriter from "../src/observability/SpoolWriter.js"
 import type { Entry } from "../src/observability/State.js"
-import { State } from "../src/observability/State.js"
+import { State, tally } from "../src/observability/State.js"
 import type * as Transport from "../src/observability/Transport.js"
 import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
 import * as Resilience from "../src/Resilience.js"
@@ -445,4 +445,28 @@ describe("Observability with the server back before the disk", () => {
       for (const fiber of fibers) yield* Fiber.interrupt(fiber)
     }).pipe(Effect.provide(layer))
   })
+})
+
+describe("Observability log tallies", () => {
+  it.effect("one line a second: what a second held back is written by `due` once it is over, or by `flush` at once", () =>
+    Effect.gen(function*() {
+      let now = 0
+      const lines: Array<string> = []
+      const log = tally(() => now, (n, reason) => Effect.sync(() => void lines.push(`${n} (${reason})`)))
+      yield* log.add(1, "first")
+      yield* log.add(2, "second")
+      yield* log.due
+      assert.deepStrictEqual(lines, ["1 (first)"])
+      now = 999
+      yield* log.due
+      assert.deepStrictEqual(lines, ["1 (first)"])
+      now = 1_000
+      yield* log.due
+      yield* log.due
+      assert.deepStrictEqual(lines, ["1 (first)", "2 (second)"])
+      yield* log.add(4, "third")
+      yield* log.flush
+      yield* log.flush
+      assert.deepStrictEqual(lines, ["1 (first)", "2 (second)", "4 (third)"])
+    }))
 })

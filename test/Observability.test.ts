@@ -609,6 +609,31 @@ describe("Observability", () => {
     }).pipe(Effect.provide(clientLayer(server, { concurrency: 1, spoolMax: { rows: 3 } }, noRetry)), Effect.provide(logs.layer))
   })
 
+  it.effect("spoolMax: evictions the last second held back are logged at shutdown, and the summary counts them", () => {
+    const server = makeServer()
+    server.reply(() => ({ transport: "connect ECONNREFUSED 127.0.0.1:4000" }))
+    const logs = captureLogs()
+    const evictionLines = () => logs.lines.filter((line) => line.includes("the spool is full"))
+    return Effect.gen(function*() {
+      yield* Effect.gen(function*() {
+        for (let n = 1; n <= 5; n++) {
+          yield* Observability.emit(event(n, { id: `m${n}` }))
+          yield* Observability.flush
+        }
+        // m1 is logged; m2, within the same second, is held back.
+        assert.strictEqual(evictionLines().length, 1)
+      }).pipe(Effect.provide(clientLayer(server, { concurrency: 1, spoolMax: { rows: 3 } }, noRetry)))
+      assert.deepStrictEqual(evictionLines().slice(1), [
+        "WARN observability: the spool is full (BIG3_EVENTS_SPOOL_MAX): evicted 1 of its oldest event(s) (first m2); 2 evicted so far"
+      ])
+      assert.include(
+        logs.lines,
+        "INFO observability: stopped; 5 emitted, 0 delivered, 0 redelivered, 5 spooled, 0 dead-lettered, 0 rejected, 0 lost, " +
+          "2 evicted from a full spool; 3 in the spool"
+      )
+    }).pipe(Effect.provide(logs.layer))
+  })
+
   it.effect("a bad BIG3_EVENTS_SPOOL_MAX fails the layer with a ConfigError naming the key", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(

@@ -21,7 +21,7 @@ import type { Settings } from "./Options.js"
 import * as Spool from "./Spool.js"
 import type { SpoolWriter } from "./SpoolWriter.js"
 import type { State } from "./State.js"
-import { tally } from "./State.js"
+import { tailsOf, tally } from "./State.js"
 
 /** What one pass over a page did. */
 export interface Pass {
@@ -75,6 +75,8 @@ export const make = (options: RedelivererOptions): Effect.Effect<Redeliverer> =>
         `observability: ${reason}; its events stay there and redelivery will try again` +
           `${n > 1 ? ` (${n} failed reads in the last second)` : ""}`
       ))
+
+    const tails = tailsOf([redeliveryLog, fromMemoryLog, claimErrorLog])
 
     /** Counts and logs a failed read or write of the spool, and fails with it. */
     const storageError = (error: SqlError, consequence: string) =>
@@ -195,11 +197,17 @@ export const make = (options: RedelivererOptions): Effect.Effect<Redeliverer> =>
         if (options.breaker.state(now()) === "open") return Effect.sleep(settings.redeliveryInterval)
         // What memory holds for a disk that refuses it comes first: it is lost if the process stops.
         return Effect.matchEffect(kept ? redeliverKept : redeliverPage, {
-          onFailure: () => Effect.sleep(settings.redeliveryInterval),
-          onSuccess: (pass) => pass.delivered === 0 && pass.dead === 0 ? Effect.sleep(settings.redeliveryInterval) : Effect.void
+          onFailure: () => Effect.zipRight(tails.due, Effect.sleep(settings.redeliveryInterval)),
+          onSuccess: (pass) =>
+            Effect.zipRight(
+              tails.due,
+              pass.delivered === 0 && pass.dead === 0 ? Effect.sleep(settings.redeliveryInterval) : Effect.void
+            )
         })
       })
     ).pipe(
+      // Stopped at shutdown: what the last second held back is said before the summary.
+      Effect.ensuring(tails.flush),
       Effect.tapDefect((cause) =>
         Effect.logError("observability: spool redelivery stopped on a defect; the spool is redelivered at the next start", cause)
       )

@@ -80,6 +80,9 @@ export const make = (options: ShutdownOptions): Effect.Effect<void> =>
     const { counters } = state
     const summary = `observability: stopped; ${counters.emitted} emitted, ${counters.delivered} delivered, ` +
       `${counters.redelivered} redelivered, ${counters.spooled} spooled, ${counters.deadLettered} dead-lettered, ` +
-      `${counters.rejected} rejected, ${counters.dropped} lost; ${state.spoolSize} in the spool`
-    yield* leftovers.length > 0 || state.spoolSize > 0 || counters.dropped > 0 ? Effect.logInfo(summary) : Effect.logDebug(summary)
+      `${counters.rejected} rejected, ${counters.dropped} lost` +
+      // Evictions are losses the user chose a bound for (BIG3_EVENTS_SPOOL_MAX): named apart, when there were any.
+      `${counters.evicted > 0 ? `, ${counters.evicted} evicted from a full spool` : ""}; ${state.spoolSize} in the spool`
+    const notable = leftovers.length > 0 || state.spoolSize > 0 || counters.dropped > 0 || counters.evicted > 0
+    yield* notable ? Effect.logInfo(summary) : Effect.logDebug(summary)
   })

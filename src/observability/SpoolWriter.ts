@@ -35,7 +35,7 @@ import { truncate } from "./Answer.js"
 import type { Settings } from "./Options.js"
 import * as Spool from "./Spool.js"
 import type { Entry, State } from "./State.js"
-import { tally } from "./State.js"
+import { tailsOf, tally } from "./State.js"
 
 export interface SpoolWriter {
   /** Durable mode: the event joins the next group commit. Returns how many events wait for it. */
@@ -214,6 +214,8 @@ export const make = (options: SpoolWriterOptions): SpoolWriter => {
       `observability: the spool is full (BIG3_EVENTS_SPOOL_MAX): evicted ${n} of its oldest event(s) (${reason}); ` +
         `${state.counters.evicted} evicted so far`
     ))
+
+  const tails = tailsOf([spoolLog, storageLog, lossLog, evictLog])
 
   const firstReason = (ops: Spool.Ops): string => truncate(ops.spool[0]?.reason ?? ops.release[0]?.reason ?? "", 200)
 
@@ -425,7 +427,7 @@ export const make = (options: SpoolWriterOptions): SpoolWriter => {
   // PostgreSQL it is asynchronous, and a signal handler that returned while the writer's
   // transaction was still open would end the process and roll it back.
   const oneRound = Effect.unsafeMakeSemaphore(1)
-  const commitPending: Effect.Effect<void> = oneRound.withPermits(1)(commitRound)
+  const commitPending: Effect.Effect<void> = oneRound.withPermits(1)(Effect.zipRight(commitRound, tails.due))
 
   /** Counts and logs as lost what is still pending or kept: the process ends without having written it. */
   const lose = (why: string) => Effect.suspend(() => {
@@ -447,18 +449,18 @@ export const make = (options: SpoolWriterOptions): SpoolWriter => {
     )
   })
 
-  const abandon = lose("shutdown ran out of time to write the spool")
+  const abandon = Effect.zipRight(tails.flush, lose("shutdown ran out of time to write the spool"))
 
   const finish = Effect.suspend(() => {
     pending.releaseHeld = true
     // A disk that still refuses the writes kept in memory: they end with the process, counted and logged.
-    return Effect.zipRight(
-      commitPending,
-      Effect.suspend(() =>
+    return commitPending.pipe(
+      Effect.zipRight(tails.flush),
+      Effect.zipRight(Effect.suspend(() =>
         Spool.opsSize(kept) === 0
           ? Effect.void
-          : Effect.zipRight(lossLog.flush, lose(`the spool cannot be written at shutdown (${truncate(keptBecause, 300)})`))
-      )
+          : lose(`the spool cannot be written at shutdown (${truncate(keptBecause, 300)})`)
+      ))
     )
   })
 

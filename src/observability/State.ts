@@ -295,11 +295,29 @@ export class State {
   }
 }
 
+/** A log line written once a second at most, with the count of what it stands for. */
+export interface Tally {
+  /** Counts `more` (the first `why` is kept); writes the line when a second has passed since the last. */
+  readonly add: (more: number, why: string) => Effect.Effect<void>
+  /** Writes what the last second held back, once that second is over. */
+  readonly due: Effect.Effect<void>
+  /** Writes what the last second held back, now: the tail of a burst that no later `add` would write. */
+  readonly flush: Effect.Effect<void>
+}
+
+/** `due` and `flush` of several tallies at once. */
+export const tailsOf = (tallies: ReadonlyArray<Tally>) => ({
+  due: Effect.forEach(tallies, (tally) => tally.due, { discard: true }),
+  flush: Effect.forEach(tallies, (tally) => tally.flush, { discard: true })
+})
+
 /**
  * Spooling and redelivery come in bursts of thousands during an outage: one log line per second
- * (of `now`) with the totals, the first reason kept (the shutdown summary has the rest).
+ * (of `now`) with the totals, the first reason kept. What a second held back is written by the
+ * next `add`, by `due` once the second is over (the writer and the redeliverer call it after each
+ * round), or by `flush` at shutdown: no count is left unsaid.
  */
-export const tally = (now: () => number, write: (n: number, reason: string) => Effect.Effect<void>, everyMillis = 1_000) => {
+export const tally = (now: () => number, write: (n: number, reason: string) => Effect.Effect<void>, everyMillis = 1_000): Tally => {
   let n = 0
   let reason = ""
   let last = -Infinity
@@ -318,7 +336,11 @@ export const tally = (now: () => number, write: (n: number, reason: string) => E
       const at = now()
       return at - last < everyMillis ? Effect.void : writeNow(at)
     },
-    /** Writes what the last second held back, now: the tail of a burst that no later `add` would write. */
+    due: Effect.suspend((): Effect.Effect<void> => {
+      if (n === 0) return Effect.void
+      const at = now()
+      return at - last < everyMillis ? Effect.void : writeNow(at)
+    }),
     flush: Effect.suspend((): Effect.Effect<void> => n === 0 ? Effect.void : writeNow(now()))
   }
 }
