@@ -173,6 +173,12 @@ export const describe = (error: unknown): string => {
 export const retryAfterOf = (error: unknown): Duration.Duration | undefined =>
   Predicate.hasProperty(error, "retryAfter") && Duration.isDuration(error.retryAfter) ? error.retryAfter : undefined
 
+/** When a wait of `hint` from `now` ends, as an ISO time (or "never" past what a date can hold). */
+export const comeBackAt = (now: number, hint: Duration.Duration): string => {
+  const at = new Date(now + Duration.toMillis(hint))
+  return Number.isNaN(at.getTime()) ? "never" : at.toISOString()
+}
+
 /** Formats a duration for messages: "60s", "1.5s", "250ms". */
 export const formatDuration = (duration: Duration.Duration): string => {
   const millis = Duration.toMillis(duration)
@@ -370,23 +376,28 @@ export const fromHttp = (options: {
   const detail = bodyDetail(body)
   const message = `${service} answered HTTP ${status}${detail === undefined ? "" : `: ${detail}`}`
   const hint = retryAfterFromHeaders(headers, options.now) ?? retryInfoDelay(body)
-  const withHint = hint === undefined ? {} : { retryAfter: hint }
+  // The wait goes into the message too: it is what a person reading the failure needs to know.
+  const withHint = hint === undefined ? { message } : {
+    message: `${message}; it asks to wait ${formatDuration(hint)}` +
+      (options.now === undefined ? "" : ` (until ${comeBackAt(options.now, hint)})`),
+    retryAfter: hint
+  }
   const shouldRetry = headerValue(headers, "x-should-retry")
 
   if (status === 429) {
     const daily = quotaViolations(body).find(isDailyQuota)
     if (daily !== undefined) return quotaExhausted(service, status, daily, hint, options.now ?? Date.now())
-    return new RateLimited({ service, status, message, ...withHint })
+    return new RateLimited({ service, status, ...withHint })
   }
   if (status === 401 || status === 403) return new Unauthorized({ service, status, message })
   if (hasErrorInfoReason(body, "API_KEY_INVALID")) {
     return new Unauthorized({ service, status, message: `${service} rejected the API key (${message})` })
   }
   if (shouldRetry === "false") return new InvalidRequest({ service, status, message: `${message} (not retryable)` })
-  if (shouldRetry === "true") return new ServiceUnavailable({ service, status, message, ...withHint })
-  if (status === 409 && service === "anthropic") return new ServiceUnavailable({ service, status, message, ...withHint })
+  if (shouldRetry === "true") return new ServiceUnavailable({ service, status, ...withHint })
+  if (status === 409 && service === "anthropic") return new ServiceUnavailable({ service, status, ...withHint })
   if (status === 408 || status === 529 || status >= 500) {
-    return new ServiceUnavailable({ service, status, message, ...withHint })
+    return new ServiceUnavailable({ service, status, ...withHint })
   }
   return new InvalidRequest({ service, status, message })
 }

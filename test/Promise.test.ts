@@ -137,7 +137,7 @@ describe("Promise API", () => {
     assert.strictEqual(error, limited)
     assert.strictEqual(calls.length, 1)
     assert.deepStrictEqual(events, [
-      `gemini_api attempt 1/3 failed: RateLimited: gemini answered HTTP 429; the server asks to wait 86400s ` +
+      `gemini_api attempt 1/3 failed: RateLimited: gemini answered HTTP 429; it asks to wait 86400s; the server asks to wait 86400s ` +
       `(until ${new Date(calls[0]! + 86_400_000).toISOString()}), longer than the policy's maxDelay of 60s; failing now`
     ])
   })

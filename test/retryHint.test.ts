@@ -1,7 +1,7 @@
 /**
  * A server hint longer than the policy's maxDelay fails the call at once, on the real clients over
  * loopback: `big3 events send` against the Sandbox answering `Retry-After: 86400` spools the event
- * and exits at once instead of waiting the 60 s cap and asking again.
+ * and exits at once, saying when to come back, instead of waiting the 60 s cap and asking again.
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -12,7 +12,7 @@ import * as Sandbox from "../src/Sandbox.js"
 import { big3 } from "./support/cli.js"
 
 describe("a server hint beyond maxDelay", () => {
-  it.scopedLive("big3 events send: one POST, the event spooled with the RateLimited reason, exit 1, no 60 s wait", () =>
+  it.scopedLive("big3 events send: one POST, the event spooled with the RateLimited reason and when to come back, exit 1, no 60 s wait", () =>
     Effect.gen(function*() {
       const sandbox = yield* Sandbox.make()
       const stateDir = yield* Effect.acquireRelease(
@@ -28,6 +28,10 @@ describe("a server hint beyond maxDelay", () => {
       assert.strictEqual(sent.code, 1, sent.stderr)
       assert.include(sent.stderr, "spooled")
       assert.include(sent.stderr, "RateLimited")
+      // The failure says when to come back, at the default log level.
+      const until = /it asks to wait 86400s \(until ([0-9TZ:.-]+)\)/.exec(sent.stderr)
+      assert.isNotNull(until, sent.stderr)
+      assert.approximately(Date.parse(until![1]!), Date.now() + 86_400_000, 120_000)
       const requests = yield* sandbox.requestsFor("events")
       assert.strictEqual(requests.length, 1)
     }))

@@ -6,7 +6,7 @@
  */
 import * as Duration from "effect/Duration"
 import type { RetryBudget } from "../CircuitBreaker.js"
-import { describe, formatDuration, isRetryable, retryAfterOf } from "../Errors.js"
+import { comeBackAt, describe, formatDuration, isRetryable, retryAfterOf } from "../Errors.js"
 import * as Metrics from "../Metrics.js"
 import type { RetryPolicy } from "../ReliabilityConfig.js"
 
@@ -96,12 +96,6 @@ export const decide = (policy: RetryPolicy, input: DecideInput): RetryDecision =
     return stop("budget", `the retry budget of ${input.budget.service} is spent; failing fast`)
   }
   return { _tag: "Retry", delay, attempt, maxAttempts }
-}
-
-/** When a wait of `hint` from `now` ends, as an ISO time (or "never" past what a date can hold). */
-const comeBackAt = (now: number, hint: Duration.Duration): string => {
-  const at = new Date(now + Duration.toMillis(hint))
-  return Number.isNaN(at.getTime()) ? "never" : at.toISOString()
 }
 
 /** The `_tag` of a tagged error ("ServiceUnavailable"), "Unknown" for anything else. */
