@@ -641,30 +641,8 @@ describe("Observability", () => {
       )
       assert.isTrue(ConfigError.isConfigError(error))
       assert.include(String(error), `BIG3_EVENTS_SPOOL_MAX="lots" is not valid`)
+      assert.notInclude(String(error), "BIG3_EVENTS_SPOOL_MAX.BIG3_EVENTS_SPOOL_MAX")
     }))
-
-  it.effect("reads its settings through Config and sends the API key as X-API-Key", () => {
-    const server = makeServer()
-    const provider = ConfigProvider.fromMap(
-      new Map([
-        ["OBSERVABILITY_SERVER_URL", "http://events.example:4100/events"],
-        ["OBSERVABILITY_API_KEY", "obs-secret"],
-        ["BIG3_EVENTS_MODE", "batch"],
-        ["BIG3_EVENTS_LINGER", "0"],
-        ["BIG3_EVENTS_TRANSPORT", "http-client"]
-      ]),
-      { pathDelim: "_" }
-    )
-    return Effect.gen(function*() {
-      yield* Observability.send(event(1))
-      assert.strictEqual(server.seen[0]?.path, "/events/batch")
-      assert.strictEqual(server.seen[0]?.headers["x-api-key"], "obs-secret")
-      assert.strictEqual((yield* Observability.stats).mode, "batch")
-    }).pipe(
-      Effect.provide(Observability.layer.pipe(Layer.provideMerge(deps(server)))),
-      Effect.withConfigProvider(provider)
-    )
-  })
 
   it.effect("a bad BIG3_EVENTS_MODE fails the layer with a ConfigError naming the key", () => {
     const server = makeServer()
@@ -686,14 +664,42 @@ describe("Observability", () => {
     return Effect.gen(function*() {
       const batchSize = yield* build({ url, batchSize: 0 })
       assert.isTrue(ConfigError.isConfigError(batchSize))
-      assert.strictEqual(batchSize.message, "batchSize must be a whole number from 1 to 100000, got 0")
+      assert.strictEqual(batchSize.message, "batchSize (BIG3_EVENTS_BATCH_SIZE) must be a whole number from 1 to 100000, got 0")
       const badUrl = yield* build({ url: "ftp://example.test/events" })
       assert.strictEqual(
         badUrl.message,
-        `url must be an http(s) URL such as http://localhost:4000/events, got "ftp://example.test/events"`
+        `url (OBSERVABILITY_SERVER_URL) must be an http(s) URL such as http://localhost:4000/events, got "ftp://example.test/events"`
       )
-      const linger = yield* build({ url, redeliveryInterval: Duration.infinity })
-      assert.strictEqual(linger.message, `redeliveryInterval must be a finite duration of zero or more, got Infinity`)
+      const never = yield* build({ url, redeliveryInterval: Duration.infinity })
+      assert.strictEqual(
+        never.message,
+        `redeliveryInterval (BIG3_EVENTS_REDELIVERY_INTERVAL) must be a duration from zero to 24.8 days ` +
+          `(the longest wait a timer can take), got Infinity`
+      )
+      // A sleep that long on Effect's live clock never ends.
+      const linger = yield* build({ url, linger: "30 days" })
+      assert.include(linger.message, "linger (BIG3_EVENTS_LINGER) must be a duration from zero to 24.8 days")
+    })
+  })
+
+  it.effect("event settings: a duration past 24.8 days is refused, and each error names its variable once", () => {
+    const server = makeServer()
+    const requirements = Layer.mergeAll(CircuitBreaker.layer, Layer.succeed(HttpClient.HttpClient, server.client), Store.layerMemory).pipe(
+      Layer.provideMerge(ReliabilityConfig.layerDefault)
+    )
+    const errorFor = (key: string, value: string) =>
+      Effect.withConfigProvider(Observability.config, ConfigProvider.fromMap(new Map([[key, value]]))).pipe(
+        Effect.flatMap((options) => Layer.build(Observability.layerWith({ ...options, url })).pipe(Effect.scoped)),
+        Effect.provide(requirements),
+        Effect.flip,
+        Effect.map(String)
+      )
+    return Effect.gen(function*() {
+      const long = yield* errorFor("BIG3_EVENTS_REDELIVERY_INTERVAL", "100 days")
+      assert.include(long, `BIG3_EVENTS_REDELIVERY_INTERVAL="100 days" is not valid: expected a duration of 24.8 days at most`)
+      assert.notInclude(long, "BIG3_EVENTS_REDELIVERY_INTERVAL.BIG3_EVENTS_REDELIVERY_INTERVAL")
+      assert.notInclude(yield* errorFor("BIG3_EVENTS_LEASE", "soon"), "BIG3_EVENTS_LEASE.BIG3_EVENTS_LEASE")
+      assert.include(yield* errorFor("BIG3_EVENTS_LEASE", "0"), "lease (BIG3_EVENTS_LEASE) must be at least 1 second, got 0")
     })
   })
 

@@ -51,7 +51,7 @@ describe("URL credentials", () => {
       const error = yield* Effect.flip(ObservabilityOptions.resolve({ url: `http://me:${secret}@127.0.0.1:9/events` }))
       assert.strictEqual(
         error.message,
-        `url must not carry credentials (user:password@), got "http://<redacted>@127.0.0.1:9/events"`
+        `url (OBSERVABILITY_SERVER_URL) must not carry credentials (user:password@), got "http://<redacted>@127.0.0.1:9/events"`
       )
     }))
 

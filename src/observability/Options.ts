@@ -15,7 +15,7 @@ import { wholeNumberSetting } from "../internal/numberSetting.js"
 import { preview } from "../internal/preview.js"
 import { hasCredentials, redactLoosely, redactUrl } from "../internal/redactUrl.js"
 import { httpUrl, urlSetting } from "../internal/urlSetting.js"
-import { parseDuration } from "../reliabilityConfig/decode.js"
+import { maxDuration, maxDurationText, parseDuration } from "../reliabilityConfig/decode.js"
 
 /** `"single"`: one `POST /events` per event, `concurrency` in flight (works with the public server). `"batch"`: `POST /events/batch`. */
 export type Mode = "single" | "batch"
@@ -117,8 +117,26 @@ const parseUrl = (value: string): URL | undefined => {
   }
 }
 
-const invalidOption = (name: string, message: string): ConfigError.ConfigError =>
-  ConfigError.InvalidData([name], `${name} ${message}`)
+/** The environment variable behind each option that has one, so that an error names what to fix. */
+const variables: Partial<Record<string, string>> = {
+  url: "OBSERVABILITY_SERVER_URL",
+  batchSize: "BIG3_EVENTS_BATCH_SIZE",
+  linger: "BIG3_EVENTS_LINGER",
+  concurrency: "BIG3_EVENTS_CONCURRENCY",
+  queueCapacity: "BIG3_EVENTS_QUEUE_CAPACITY",
+  commitInterval: "BIG3_EVENTS_COMMIT_INTERVAL",
+  commitEvents: "BIG3_EVENTS_COMMIT_EVENTS",
+  lease: "BIG3_EVENTS_LEASE",
+  "spoolMax.rows": "BIG3_EVENTS_SPOOL_MAX",
+  "spoolMax.bytes": "BIG3_EVENTS_SPOOL_MAX",
+  spoolPageSize: "BIG3_EVENTS_SPOOL_PAGE_SIZE",
+  redeliveryInterval: "BIG3_EVENTS_REDELIVERY_INTERVAL"
+}
+
+const invalidOption = (name: string, message: string): ConfigError.ConfigError => {
+  const variable = variables[name]
+  return ConfigError.InvalidData([name], `${name}${variable === undefined ? "" : ` (${variable})`} ${message}`)
+}
 
 const wholeNumber = (
   name: string,
@@ -136,7 +154,7 @@ const wholeNumber = (
 const showDuration = (value: Duration.DurationInput): string =>
   Duration.isDuration(value) ? Duration.format(value) : JSON.stringify(value)
 
-/** A duration of zero or more. */
+/** A duration from zero to 24.8 days: a longer sleep on Effect's live clock never ends. */
 const durationOption = (
   name: string,
   value: Duration.DurationInput | undefined,
@@ -147,8 +165,12 @@ const durationOption = (
     catch: () => invalidOption(name, `must be a duration such as "5 millis", got ${showDuration(value)}`)
   }).pipe(
     Effect.filterOrFail(
-      (duration) => Duration.isFinite(duration) && Duration.toMillis(duration) >= 0,
-      () => invalidOption(name, `must be a finite duration of zero or more, got ${showDuration(value)}`)
+      (duration) => Duration.toMillis(duration) >= 0 && Duration.lessThanOrEqualTo(duration, maxDuration),
+      () =>
+        invalidOption(
+          name,
+          `must be a duration from zero to ${maxDurationText} (the longest wait a timer can take), got ${showDuration(value)}`
+        )
     )
   )
 
@@ -260,20 +282,32 @@ export const parseSpoolMax = (text: string): { rows?: number; bytes?: number } |
   return result
 }
 
-/** A duration as the rest of big3 reads them: seconds (`0.005`), or `"5 millis"`; `0` allowed. */
+/**
+ * An optional setting read by `parse`. The option comes first: a `mapOrFail` right on
+ * `Config.string(name)` names the key twice in its error ("KEY.KEY").
+ */
+const optional = <A>(name: string, parse: (text: string) => Either.Either<A, ConfigError.ConfigError>) =>
+  Config.string(name).pipe(
+    Config.option,
+    Config.mapOrFail((text) => Option.match(text, { onNone: () => ok(undefined), onSome: parse }))
+  )
+
+/**
+ * A duration as the rest of big3 reads them: seconds (`0.005`), or `"5 millis"`; `0` allowed, 24.8
+ * days at most.
+ */
 const duration = (name: string) =>
-  Config.option(
-    Config.string(name).pipe(
-      Config.mapOrFail((text) => {
-        const trimmed = text.trim()
-        if (/^0+(\.0+)?(\s*[a-z]+)?$/i.test(trimmed)) return ok(Duration.zero)
-        return Option.match(parseDuration(trimmed), {
-          onNone: () => fail(name, text, `a number of seconds (0.005) or a duration such as "5 millis"`),
-          onSome: ok
-        })
-      })
-    )
-  ).pipe(Config.map(Option.getOrUndefined))
+  optional(name, (text) => {
+    const trimmed = text.trim()
+    if (/^0+(\.0+)?(\s*[a-z]+)?$/i.test(trimmed)) return ok(Duration.zero)
+    return Option.match(parseDuration(trimmed), {
+      onNone: () => fail(name, text, `a number of seconds (0.005) or a duration such as "5 millis"`),
+      onSome: (value) =>
+        Duration.lessThanOrEqualTo(value, maxDuration)
+          ? ok(value)
+          : fail(name, text, `a duration of ${maxDurationText} at most, the longest wait a timer can take`)
+    })
+  })
 
 /**
  * The environment's settings:
@@ -309,14 +343,12 @@ export const config: Config.Config<Options> = Config.all({
   commitInterval: duration("BIG3_EVENTS_COMMIT_INTERVAL"),
   commitEvents: int("BIG3_EVENTS_COMMIT_EVENTS", 1, 100_000),
   lease: duration("BIG3_EVENTS_LEASE"),
-  spoolMax: Config.option(
-    Config.string("BIG3_EVENTS_SPOOL_MAX").pipe(Config.mapOrFail((text) => {
-      const parsed = parseSpoolMax(text)
-      return parsed === undefined
-        ? fail("BIG3_EVENTS_SPOOL_MAX", text, `a number of rows (100000), a size (50MB, 512KiB), or both ("100000,50MB")`)
-        : ok(parsed)
-    }))
-  ).pipe(Config.map(Option.getOrUndefined)),
+  spoolMax: optional("BIG3_EVENTS_SPOOL_MAX", (text) => {
+    const parsed = parseSpoolMax(text)
+    return parsed === undefined
+      ? fail("BIG3_EVENTS_SPOOL_MAX", text, `a number of rows (100000), a size (50MB, 512KiB), or both ("100000,50MB")`)
+      : ok(parsed)
+  }),
   transport: Config.option(Config.literal("undici", "http-client")("BIG3_EVENTS_TRANSPORT")).pipe(
     Config.map(Option.getOrUndefined)
   ),
