@@ -36,6 +36,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { pathSettingOr } from "./internal/pathSetting.js"
 import { messageOf } from "./internal/messageOf.js"
+import { preview } from "./internal/preview.js"
 
 /** The default state directory, relative to the working directory. */
 export const defaultStateDir = ".big3"
@@ -316,7 +317,17 @@ export const versioned = (
     const recorded = yield* sql<{ version: number }>`SELECT version FROM big3_schema WHERE component = ${component}`.pipe(
       Effect.mapError(fail(`cannot read the ${component} schema version`))
     )
-    const found = recorded.length > 0 ? Number(recorded[0]!.version) : yield* versions.unrecorded
+    const raw: unknown = recorded.length > 0 ? recorded[0]!.version : undefined
+    const found = raw === undefined ? yield* versions.unrecorded : Number(raw)
+    // Not a version big3 wrote (changed by hand, damaged): neither newer nor older can be assumed.
+    if (raw !== undefined && !(found !== undefined && Number.isSafeInteger(found) && found >= 0 && String(found) === String(raw).trim())) {
+      return yield* Effect.fail(
+        new SqlError({
+          message: `the ${component} tables record schema version ${preview(raw)}, which is not a version ` +
+            `number big3 writes: the store was changed by hand or is damaged. Restore it, or use another BIG3_STATE_DIR`
+        })
+      )
+    }
     if (found !== undefined && found > versions.version) {
       return yield* Effect.fail(
         new SqlError({

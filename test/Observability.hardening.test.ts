@@ -107,6 +107,31 @@ describe("the spool's schema version", () => {
       assert.deepStrictEqual(rows.map((row) => row.id), ["kept"])
     }))
 
+  it.scopedLive("a version that is not a number (changed by hand) is refused, not taken as current and rewritten", () =>
+    Effect.gen(function*() {
+      const stateDir = yield* tempDir("big3-hardening-")
+      const filename = path.join(stateDir, "big3.db")
+      const versions = Effect.flatMap(
+        SqlClient.SqlClient,
+        (sql) => sql<{ version: unknown }>`SELECT version FROM big3_schema WHERE component = 'observability'`
+      ).pipe(Effect.provide(Store.layer({ filename })), Effect.scoped, Effect.orDie)
+      const flushed = yield* big3(["events", "flush"], { BIG3_STATE_DIR: stateDir, OBSERVABILITY_SERVER_URL: "http://127.0.0.1:9/events" })
+      assert.strictEqual(flushed.code, 0, flushed.stderr)
+      assert.deepStrictEqual(yield* versions, [{ version: 2 }])
+      for (const version of ["abc", "2.5", "-1"]) {
+        yield* Effect.flatMap(SqlClient.SqlClient, (sql) => sql`UPDATE big3_schema SET version = ${version} WHERE component = 'observability'`).pipe(
+          Effect.provide(Store.layer({ filename })),
+          Effect.scoped,
+          Effect.orDie
+        )
+        const refused = yield* big3(["events", "flush"], { BIG3_STATE_DIR: stateDir, OBSERVABILITY_SERVER_URL: "http://127.0.0.1:9/events" })
+        assert.strictEqual(refused.code, 1)
+        assert.include(refused.stderr, "cannot open the spool: the observability tables record schema version ")
+        assert.include(refused.stderr, "which is not a version number big3 writes: the store was changed by hand or is damaged")
+        assert.deepStrictEqual((yield* versions).map((row) => String(row.version)), [version])
+      }
+    }))
+
   it.scopedLive("a spool of version 1 (no versions recorded, a held flag) is upgraded in place and its rows redelivered", () =>
     Effect.gen(function*() {
       const server = yield* eventsSink()
