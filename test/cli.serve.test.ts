@@ -13,6 +13,7 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as fs from "node:fs"
+import * as net from "node:net"
 import * as path from "node:path"
 import * as Runner from "../src/Runner.js"
 import * as Sandbox from "../src/Sandbox.js"
@@ -56,6 +57,33 @@ const agentsCli = (args: ReadonlyArray<string>, env: Record<string, string>) =>
     result.code === 0 ? Effect.succeed(result) : Effect.dieMessage(`big3 agents ${args.join(" ")} exited ${result.code}: ${result.stderr}`))
 
 describe("big3 serve", () => {
+  it.effect("a port out of range is a usage error (exit 2) naming the flag, not a stack trace", () =>
+    Effect.gen(function*() {
+      const api = yield* big3(["serve", "--port", "99999"])
+      assert.strictEqual(api.code, 2)
+      assert.strictEqual(api.stderr, "big3 serve: --port must be an integer from 0 to 65535 (0 picks a free port), got 99999")
+      const runner = yield* big3(["serve", "--runner-port", "-1"])
+      assert.strictEqual(runner.code, 2)
+      assert.strictEqual(runner.stderr, "big3 serve: --runner-port must be an integer from 0 to 65535 (0 picks a free port), got -1")
+    }))
+
+  it.scopedLive("a port in use: exit 1 with the system's reason (EADDRINUSE), not an empty ServeError", () =>
+    Effect.gen(function*() {
+      const stateDir = yield* tempDir("big3-serve-busy-")
+      const busy = yield* Effect.acquireRelease(
+        Effect.async<net.Server>((resume) => {
+          const server = net.createServer().listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+        }),
+        (server) => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
+      )
+      const address = busy.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      const served = yield* big3(["serve", "--port", String(port)], { BIG3_STATE_DIR: stateDir, BIG3_AGENT_BACKEND: "scripted" })
+      assert.strictEqual(served.code, 1)
+      assert.include(served.stderr, "big3 serve: cannot listen: ")
+      assert.include(served.stderr, "EADDRINUSE")
+    }))
+
   it.scopedLive("kill -9 mid-command, start again: the command resumes in the same operator file and completes once", () =>
     Effect.gen(function*() {
       const sandbox = yield* Sandbox.make()

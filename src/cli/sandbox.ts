@@ -12,11 +12,10 @@
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as FileSystem from "@effect/platform/FileSystem"
-import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
-import { CliExit, ExitCode, loadModule, metricsOption, withMetrics } from "./shared.js"
+import { checkPort, loadModule, metricsOption, usageError, withMetrics } from "./shared.js"
 
 const port = Options.integer("port").pipe(Options.withDefault(8787), Options.withDescription("port on 127.0.0.1 (0 picks one)"))
 const eventsMode = Options.choice("events-mode", ["extended", "public"]).pipe(
@@ -37,8 +36,7 @@ const computerUsePlan = Options.file("computer-use-plan", { exists: "yes" }).pip
 /** A plans file is a few steps per route; anything larger is a mistake (or /dev/zero). */
 const maxFileBytes = 1024 * 1024
 
-const usage = (message: string) =>
-  Effect.zipRight(Console.error(`big3 sandbox: ${message}`), new CliExit({ code: ExitCode.usage, message }))
+const usage = (message: string) => usageError("sandbox", message)
 
 /** Reads `file` (a regular JSON file of at most 1 MiB) and parses it; anything wrong is a usage error. */
 const readJsonFile = <A>(flag: string, file: string, parse: (text: string) => Either.Either<A, string>) =>
@@ -64,9 +62,7 @@ export const sandboxCommand = Command.make(
     withMetrics(
       metrics,
       Effect.gen(function*() {
-        if (!Number.isInteger(port) || port < 0 || port > 65535) {
-          return yield* usage(`--port must be an integer from 0 to 65535 (0 picks a free port), got ${port}`)
-        }
+        yield* checkPort("sandbox", "--port", port)
         const Sandbox = yield* loadModule("sandbox", () => import("../Sandbox.js"))
         const plans = Option.isNone(faults) ? {} : yield* readJsonFile("--faults", faults.value, Sandbox.parsePlans)
         const plan = Option.isNone(computerUsePlan)

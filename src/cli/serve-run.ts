@@ -5,10 +5,13 @@
  *
  * @internal
  */
+import type { ServeError } from "@effect/platform/HttpServerError"
 import * as ConfigError from "effect/ConfigError"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Predicate from "effect/Predicate"
+import { messageOf } from "../internal/messageOf.js"
 import * as Runner from "../Runner.js"
 import * as Runtime from "../Runtime.js"
 import * as Store from "../Store.js"
@@ -28,5 +31,10 @@ export const serve = (options: Runner.Options): Effect.Effect<never, CliExit | C
     }
     return yield* Runner.serve(options).pipe(Effect.provide(foundation))
   }).pipe(
+    // A ServeError's own message is empty: the reason (EADDRINUSE, EACCES) is in its cause.
+    Effect.catchIf(
+      (error): error is ServeError => Predicate.isTagged(error, "ServeError"),
+      (error) => failCommand("serve")(`cannot listen: ${messageOf(error.cause)}`)
+    ),
     Effect.catchAll(failCommand("serve"))
   )

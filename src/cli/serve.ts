@@ -13,7 +13,7 @@ import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import { loadModule, metricsOption, withMetrics } from "./shared.js"
+import { checkPort, loadModule, metricsOption, withMetrics } from "./shared.js"
 
 const port = Options.integer("port").pipe(
   Options.optional,
@@ -32,6 +32,12 @@ export const serveCommand = Command.make(
   ({ metrics, port, runnerPort }) =>
     withMetrics(
       metrics,
-      Effect.flatMap(load, (run) => run.serve({ port: Option.getOrUndefined(port), runnerPort: Option.getOrUndefined(runnerPort) }))
+      Effect.gen(function*() {
+        const ports = {
+          port: Option.isNone(port) ? undefined : yield* checkPort("serve", "--port", port.value),
+          runnerPort: Option.isNone(runnerPort) ? undefined : yield* checkPort("serve", "--runner-port", runnerPort.value)
+        }
+        return yield* Effect.flatMap(load, (run) => run.serve(ports))
+      })
     )
 ).pipe(Command.withDescription("run a runner: host the agents and run their commands durably until interrupted"))

@@ -51,6 +51,16 @@ export const failCommand = (command: string) => (error: unknown): Effect.Effect<
   )
 }
 
+/** A usage error of `command`: printed as `big3 <command>: <message>`, exit 2. */
+export const usageError = (command: string, message: string): Effect.Effect<never, CliExit> =>
+  Effect.zipRight(Console.error(`big3 ${command}: ${message}`), new CliExit({ code: ExitCode.usage, message }))
+
+/** A port flag's value, checked before anything listens on it (Node would throw a `RangeError`). */
+export const checkPort = (command: string, flag: string, port: number): Effect.Effect<number, CliExit> =>
+  Number.isInteger(port) && port >= 0 && port <= 65535
+    ? Effect.succeed(port)
+    : usageError(command, `${flag} must be an integer from 0 to 65535 (0 picks a free port), got ${port}`)
+
 /** `--metrics`: print a Prometheus snapshot when the command ends. */
 export const metricsOption = Options.boolean("metrics").pipe(
   Options.withDescription("print a snapshot of the metrics in Prometheus text format when the command ends")
