@@ -272,6 +272,18 @@ describe("ReliabilityConfig", () => {
       assert.include(error.message, "not valid JSON")
     }))
 
+  it.effect("a JSON error quotes nothing of the file: it may hold a secret", () =>
+    Effect.gen(function*() {
+      const file = tempFile(`{"timeouts": {"gemini_api": 30}, "key": AIzaSECRETSECRETSECRET}`)
+      const error = yield* Effect.flip(loadWith({ BIG3_CONFIG: file }))
+      assert.include(error.message, "not valid JSON (Unexpected token 'A')")
+      assert.notInclude(error.message, "AIzaS")
+      assert.notInclude(error.message, "timeouts")
+      const atStart = yield* Effect.flip(loadWith({ BIG3_CONFIG: tempFile("AIzaSECRETSECRETSECRET") }))
+      assert.include(atStart.message, "not valid JSON (Unexpected token 'A')")
+      assert.notInclude(atStart.message, "AIzaS")
+    }))
+
   it.effect("a bad value in the file names the key, the value and the file as its source", () =>
     Effect.gen(function*() {
       const file = tempFile(JSON.stringify({ timeouts: { gemini_api: -1 } }))

@@ -257,6 +257,12 @@ export const flattenOverrides = (overrides: object): Effect.Effect<Flat, ConfigE
  */
 export const maxConfigFileBytes = 1_048_576
 
+/**
+ * V8's words for a JSON syntax error, without the excerpt of the file it quotes
+ * (`Unexpected token 'A', ..."key": AIza"... is not valid JSON`): a config file may hold a secret.
+ */
+const jsonErrorOf = (cause: unknown): string => messageOf(cause).replace(/,\s*(\.\.\.)?".*$/s, "")
+
 /** Reads and flattens the JSON file at `file`: a regular file of at most `maxConfigFileBytes`. */
 export const readConfigFile = (file: string): Effect.Effect<Flat, ConfigError.ConfigError> =>
   readRegularFile(file, maxConfigFileBytes).pipe(
@@ -265,7 +271,7 @@ export const readConfigFile = (file: string): Effect.Effect<Flat, ConfigError.Co
       Effect.try({
         try: (): unknown => JSON.parse(text),
         catch: (cause) =>
-          fileError(file, `the file is not valid JSON (${truncate(messageOf(cause))})`)
+          fileError(file, `the file is not valid JSON (${truncate(jsonErrorOf(cause))})`)
       })
     ),
     Effect.flatMap((json) => flattenConfigFile(file, json))
