@@ -37,6 +37,23 @@ describe("URL credentials", () => {
       }
     }))
 
+  it.effect("a base URL with a query or a fragment (a ?key=) is refused, and the query is not echoed", () =>
+    Effect.gen(function*() {
+      const cases = [
+        ["GEMINI_BASE_URL", Gemini.config, `http://127.0.0.1:9/?key=${secret}`, "http://127.0.0.1:9/?…"],
+        ["GEMINI_BASE_URL", Gemini.config, `https://gemini.example/v1#${secret}`, "https://gemini.example/v1#…"],
+        ["ANTHROPIC_BASE_URL", ClaudeAgentSdk.config, `https://anthropic.example?key=${secret}`, "https://anthropic.example/?…"]
+      ] as const
+      for (const [name, config, value, shown] of cases) {
+        const message = failureMessage(yield* readConfig<unknown>(config, { [name]: value }))
+        assert.strictEqual(
+          message,
+          `${name}="${shown}" is not valid: a base URL takes no query or fragment, since request paths are appended ` +
+            `to it; give the upstream's key in its own setting`
+        )
+      }
+    }))
+
   it.effect("a malformed URL with credentials is not echoed with them either", () =>
     Effect.gen(function*() {
       const message = failureMessage(yield* readConfig(Gemini.config, { GEMINI_BASE_URL: `http://me:${secret}/x@` }))

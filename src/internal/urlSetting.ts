@@ -1,7 +1,7 @@
 /**
  * The one reading of a setting that names an upstream's URL (`GEMINI_BASE_URL`,
  * `OPENAI_REALTIME_URL`, `OBSERVABILITY_SERVER_URL`, `ANTHROPIC_BASE_URL`): trimmed, of one of
- * the expected protocols, and without credentials.
+ * the expected protocols, and without credentials; a base URL also without a query or fragment.
  *
  * Credentials in such a URL are refused with a `ConfigError` rather than sent: every one of these
  * upstreams authenticates with its own key setting (`GEMINI_API_KEY` as `x-goog-api-key`,
@@ -26,10 +26,18 @@ export interface UrlRules {
   readonly kind: string
   /** An example for the message: the default. */
   readonly example: string
+  /**
+   * A base URL, to which request paths are appended: a query or a fragment would end up in the
+   * middle of every request's URL (and a `?key=` in error text), so neither is accepted.
+   */
+  readonly base?: boolean | undefined
 }
 
 /** http and https. */
 export const httpUrl = (example: string): UrlRules => ({ protocols: ["http:", "https:"], kind: "an http(s) URL", example })
+
+/** An http(s) base URL: no query, no fragment. */
+export const httpBaseUrl = (example: string): UrlRules => ({ ...httpUrl(example), base: true })
 
 /** ws and wss. */
 export const webSocketUrl = (example: string): UrlRules => ({ protocols: ["ws:", "wss:"], kind: "a ws(s) URL", example })
@@ -49,6 +57,13 @@ export const checkUrl = (name: string, value: string, rules: UrlRules): Either.E
     return Either.left(
       `${name}=${preview(redactUrl(url.href))} carries credentials (user:password@), which big3 does not send and would show in errors ` +
         `and logs: remove them and give the upstream's key in its own setting`
+    )
+  }
+  if (rules.base === true && (url.search !== "" || url.hash !== "")) {
+    return Either.left(
+      `${name}=${preview(`${url.origin}${url.pathname}${url.search === "" ? "" : "?…"}${url.hash === "" ? "" : "#…"}`)} ` +
+        `is not valid: a base URL takes no query or fragment, since request paths are appended to it; ` +
+        `give the upstream's key in its own setting`
     )
   }
   return Either.right(url)
