@@ -128,6 +128,11 @@ describe("big3 events", () => {
       const result = yield* big3(["events", "send", "--type", "Metered", "--metrics"], env)
       assert.strictEqual(result.code, 0, result.stderr)
       assert.match(result.stdout, /big3_events_total\{[^}]*kind="delivered"[^}]*\} \d+/)
+      // Only big3's own metrics, as /metrics serves them, unless BIG3_METRICS_RUNTIME=on.
+      assert.notInclude(result.stdout, "effect_fiber_")
+      const all = yield* big3(["events", "send", "--type", "Metered", "--metrics"], { ...env, BIG3_METRICS_RUNTIME: "on" })
+      assert.strictEqual(all.code, 0, all.stderr)
+      assert.include(all.stdout, "effect_fiber_")
     }))
 
   it.scopedLive("a bad BIG3_EVENTS_* value is a configuration error (exit 78)", () =>

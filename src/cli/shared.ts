@@ -12,6 +12,7 @@ import * as Schema from "effect/Schema"
 import * as Errors from "../Errors.js"
 import { truncate } from "../internal/preview.js"
 import * as Metrics from "../Metrics.js"
+import { metricsRuntime } from "../telemetry/Settings.js"
 import { messageOf } from "../internal/messageOf.js"
 
 /** Exit codes: 2 bad usage, 78 bad configuration (sysexits EX_CONFIG), 1 any other failure. */
@@ -71,7 +72,18 @@ export const jsonOption = Options.boolean("json").pipe(Options.withDescription("
 
 /** Runs a command body, printing metrics afterwards when asked (also after a failure). */
 export const withMetrics = <A, E, R>(metrics: boolean, self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  metrics ? Effect.ensuring(self, Effect.flatMap(Metrics.prometheus, (text) => Console.log(text.trimEnd()))) : self
+  metrics
+    ? Effect.ensuring(
+      self,
+      // What `/metrics` serves: big3's own, and the runtime's with BIG3_METRICS_RUNTIME=on (a bad
+      // value has already failed the command's telemetry at start).
+      metricsRuntime.pipe(
+        Effect.orElseSucceed(() => false),
+        Effect.flatMap((all) => Metrics.exposition({ all })),
+        Effect.flatMap((text) => Console.log(text.trimEnd()))
+      )
+    )
+    : self
 
 /** Pads cells into aligned columns. */
 export const table = (rows: ReadonlyArray<ReadonlyArray<string>>): string => {

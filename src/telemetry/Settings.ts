@@ -36,6 +36,9 @@ const positive = (name: string, fallback: number) =>
 const optional = <A>(config: Config.Config<A>) => Config.map(Config.option(config), Option.getOrUndefined)
 
 /** The settings; a malformed value fails with a `ConfigError` naming it. */
+/** `BIG3_METRICS_RUNTIME`: the Effect runtime's fiber metrics too, in `/metrics` and `--metrics`. */
+export const metricsRuntime: Config.Config<boolean> = Config.boolean("BIG3_METRICS_RUNTIME").pipe(Config.withDefault(false))
+
 export const settings: Config.Config<Settings> = Config.all({
   metricsPort: optional(
     Config.integer("BIG3_METRICS_PORT").pipe(
@@ -46,7 +49,7 @@ export const settings: Config.Config<Settings> = Config.all({
     )
   ),
   metricsHost: Config.string("BIG3_METRICS_HOST").pipe(Config.withDefault("127.0.0.1")),
-  metricsRuntime: Config.boolean("BIG3_METRICS_RUNTIME").pipe(Config.withDefault(false)),
+  metricsRuntime,
   otlpEndpoint: Config.map(
     optional(Config.nonEmptyString("OTEL_EXPORTER_OTLP_ENDPOINT")),
     (url) => url?.replace(/\/+$/, "")
