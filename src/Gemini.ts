@@ -44,7 +44,7 @@ import { httpBaseUrl, urlSetting } from "./internal/urlSetting.js"
 import { ReliabilityConfig } from "./ReliabilityConfig.js"
 import * as Resilience from "./Resilience.js"
 import { GenerateContentRequest, GenerateContentResponse, SafetyRating } from "./gemini/schema.js"
-import { scrubSecret } from "./internal/scrubSecret.js"
+import { secretScrubber } from "./internal/scrubSecret.js"
 
 export * from "./gemini/schema.js"
 export * from "./gemini/helpers.js"
@@ -185,7 +185,7 @@ export const makeWith = (
     const apiKey = options.apiKey !== undefined && Redacted.value(options.apiKey).trim() !== "" ? options.apiKey : undefined
     const secret = apiKey === undefined ? undefined : Redacted.value(apiKey)
     // Defence in depth: an upstream that echoes the key in an error body must not leak it.
-    const scrub = (text: string): string => scrubSecret(text, secret)
+    const scrub = secretScrubber(secret)
 
     const protect = yield* Resilience.makeProtect({ operation: "gemini_api", policy: "gemini", breaker: "gemini" })
     const config = yield* ReliabilityConfig

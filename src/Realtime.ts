@@ -48,7 +48,7 @@ import * as Resilience from "./Resilience.js"
 import { service } from "./realtime/Connection.js"
 import type { RealtimeError, Session, SessionOptions } from "./realtime/Domain.js"
 import * as RealtimeSession from "./realtime/Session.js"
-import { scrubSecret } from "./internal/scrubSecret.js"
+import { secretScrubber } from "./internal/scrubSecret.js"
 
 export { SessionExpired } from "./realtime/Domain.js"
 export type {
@@ -146,7 +146,7 @@ export const makeWith = (
           url,
           headers: { Authorization: `Bearer ${secret}` },
           closeTimeout,
-          scrub: (text) => scrubSecret(text, secret)
+          scrub: secretScrubber(secret)
         },
         protectConnect,
         messageTimeout,

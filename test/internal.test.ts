@@ -2,6 +2,7 @@ import { afterEach, assert, beforeEach, describe, it, vi } from "@effect/vitest"
 import * as Either from "effect/Either"
 import { groupDigits, preview, truncate } from "../src/internal/preview.js"
 import { redactLoosely, redactUrl } from "../src/internal/redactUrl.js"
+import { scrubSecret, secretScrubber } from "../src/internal/scrubSecret.js"
 import { MAX_TIMER_MILLIS, setLongTimeout } from "../src/internal/timer.js"
 import { checkUrl, httpUrl } from "../src/internal/urlSetting.js"
 
@@ -82,6 +83,27 @@ describe("internal/redactUrl", () => {
     )
     const ok = checkUrl("OBSERVABILITY_SERVER_URL", "http://127.0.0.1:9/events", rules)
     assert.strictEqual(Either.isRight(ok) ? ok.right.href : undefined, "http://127.0.0.1:9/events")
+  })
+})
+
+describe("internal/scrubSecret", () => {
+  it("takes a secret out as it is, percent-encoded and JSON-escaped, everywhere it occurs", () => {
+    const secret = `k3y"with\\odd/+= chars`
+    const echoed = [
+      `raw ${secret} raw ${secret}`,
+      `query ?key=${encodeURIComponent(secret)}`,
+      `json ${JSON.stringify({ key: secret })}`
+    ].join("; ")
+    const scrubbed = scrubSecret(echoed, secret)
+    assert.strictEqual(
+      scrubbed,
+      `raw <redacted> raw <redacted>; query ?key=<redacted>; json {"key":"<redacted>"}`
+    )
+    assert.strictEqual(secretScrubber(secret)(echoed), scrubbed)
+    // A plain key has one form; no key scrubs nothing.
+    assert.strictEqual(scrubSecret("a AIza123 b", "AIza123"), "a <redacted> b")
+    assert.strictEqual(scrubSecret("a AIza123 b", undefined), "a AIza123 b")
+    assert.strictEqual(scrubSecret("a AIza123 b", ""), "a AIza123 b")
   })
 })
 

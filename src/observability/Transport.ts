@@ -42,7 +42,7 @@ import type { IncomingHttpHeaders } from "node:http"
 import type { Dispatcher } from "undici"
 import Pool from "undici/lib/dispatcher/pool.js"
 import { NetworkError } from "../Errors.js"
-import { scrubSecret } from "../internal/scrubSecret.js"
+import { secretScrubber } from "../internal/scrubSecret.js"
 
 export const service = "observability"
 
@@ -112,17 +112,13 @@ export interface Scrubber {
  */
 export const scrubber = (apiKey: Option.Option<Redacted.Redacted<string>>): Scrubber => {
   if (Option.isNone(apiKey)) return { text: (text: string) => text, answer: (answer: Answer) => answer }
-  const secret = Redacted.value(apiKey.value)
-  const text = (value: string): string => scrubSecret(value, secret)
+  const text = secretScrubber(Redacted.value(apiKey.value))
   const answer = (raw: Answer): Answer => {
     let headers = raw.headers
     for (const [name, value] of Object.entries(raw.headers)) {
-      const leaks = typeof value === "string" ? value.includes(secret) : value?.some((item) => item.includes(secret)) === true
-      if (!leaks) continue
-      headers = {
-        ...headers,
-        [name]: typeof value === "string" ? text(value) : value?.map(text)
-      }
+      const scrubbed = typeof value === "string" ? text(value) : value?.map(text)
+      const leaks = typeof value === "string" ? scrubbed !== value : value?.some((item, i) => item !== scrubbed?.[i]) === true
+      if (leaks) headers = { ...headers, [name]: scrubbed }
     }
     const body = raw.body === undefined ? undefined : text(raw.body)
     return body === raw.body && headers === raw.headers ? raw : { ...raw, body, headers }
