@@ -88,4 +88,11 @@ describe("big3 browse", () => {
       assert.strictEqual(code, 78)
       assert.include(stderr, "BIG3_BROWSER_CONFIRM")
     }), 30_000)
+
+  it.effect("--max-turns 0 is a usage error (exit 2), before any browser or request", () =>
+    Effect.gen(function*() {
+      const { code, stderr } = yield* big3(["browse", "x", "--max-turns", "0"])
+      assert.strictEqual(code, 2)
+      assert.strictEqual(stderr, "big3 browse: --max-turns must be 1 or more, got 0")
+    }))
 })

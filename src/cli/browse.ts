@@ -13,7 +13,7 @@ import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import { jsonOption, loadModule, metricsOption, withMetrics } from "./shared.js"
+import { jsonOption, loadModule, metricsOption, usageError, withMetrics } from "./shared.js"
 
 const task = Args.text({ name: "task" }).pipe(Args.withDescription("what the browser agent should do, in words"))
 const url = Options.text("url").pipe(Options.optional, Options.withDescription("the page to open first (default: a blank page)"))
@@ -29,6 +29,9 @@ export const browseCommand = Command.make(
     withMetrics(
       metrics,
       Effect.gen(function*() {
+        if (Option.isSome(maxTurns) && maxTurns.value < 1) {
+          return yield* usageError("browse", `--max-turns must be 1 or more, got ${maxTurns.value}`)
+        }
         const { runBrowse } = yield* loadModule("browse", () => import("./browse-run.js"))
         yield* runBrowse({
           task,
