@@ -66,6 +66,24 @@ describe("Agents.create", () => {
         assert.deepStrictEqual(fs.readdirSync(agentsDir(harness)), ["x".repeat(64)])
       })))
 
+  it.scoped("refuses a new name starting with '-', which a command line would read as an option", () =>
+    withAgents({}, (harness) =>
+      Effect.gen(function*() {
+        for (const name of ["-x", "--wait", "-"]) {
+          const error = yield* Effect.flip(Agents.create({ name, type: "claude_code" }))
+          assert.strictEqual(error._tag, "InvalidAgentName", JSON.stringify(name))
+          assert.strictEqual(
+            error.message,
+            `invalid agent name ${JSON.stringify(name)}: it starts with '-', which a command line reads as an option; ` +
+              `use 1–64 letters, digits, '-' or '_', not starting with '-'`
+          )
+        }
+        // A '-' anywhere else is fine.
+        yield* Agents.create({ name: "x-", type: "claude_code" })
+        assert.deepStrictEqual((yield* Agents.list).map((agent) => agent.name), ["x-"])
+        assert.deepStrictEqual(fs.readdirSync(agentsDir(harness)), ["x-"])
+      })))
+
   it.effect("a creation that takes 61 s fails with OperationTimeout at 60 s, not before, and leaves nothing", () =>
     Effect.scoped(Effect.gen(function*() {
       const started = yield* Deferred.make<void>()

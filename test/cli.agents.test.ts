@@ -183,6 +183,22 @@ describe("big3 agents", () => {
       assert.match(again.stderr, /^big3 agents: AgentExists: /)
     }))
 
+  it.scopedLive("a name starting with '-' is refused at create (exit 1), so no agent exists that command cannot name", () =>
+    Effect.gen(function*() {
+      const { env, stateDir } = yield* setup()
+      const result = yield* big3(["agents", "create", "--name", "-x", "--type", "coder"], env)
+      assert.strictEqual(result.code, 1)
+      assert.strictEqual(result.stdout, "")
+      assert.strictEqual(
+        result.stderr,
+        `big3 agents: InvalidAgentName: invalid agent name "-x": it starts with '-', which a command line reads as an ` +
+          `option; use 1–64 letters, digits, '-' or '_', not starting with '-'`
+      )
+      assert.isFalse(fs.existsSync(path.join(stateDir, "agents", "-x")))
+      const listed = yield* big3(["agents", "list"], env)
+      assert.strictEqual(listed.stdout, "no agents")
+    }))
+
   it.scopedLive("an unknown agent is NotFound (exit 1) for command, result and delete", () =>
     Effect.gen(function*() {
       const { env } = yield* setup()

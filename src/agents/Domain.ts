@@ -22,7 +22,8 @@ const common = {
 
 /**
  * An agent name that could leave the agents directory or is otherwise unusable. Names are 1–64
- * letters, digits, `-` or `_`: no dots, no path separators.
+ * letters, digits, `-` or `_`: no dots, no path separators, and a new name does not start with
+ * `-` (a command line would read it as an option).
  */
 export class InvalidAgentName extends Schema.TaggedError<InvalidAgentName>()("InvalidAgentName", {
   ...common,
@@ -74,7 +75,11 @@ export class UnsafeAgentPath extends Schema.TaggedError<UnsafeAgentPath>()("Unsa
 // Names
 // ---------------------------------------------------------------------------------------------
 
-/** Letters, digits, `-` and `_`, 1 to 64 of them. */
+/**
+ * Letters, digits, `-` and `_`, 1 to 64 of them: what a stored name may be. New names are held to
+ * `validateName`, which also refuses a leading `-`; an agent registered before that rule stays
+ * readable and can still be deleted.
+ */
 export const namePattern = /^[A-Za-z0-9_-]{1,64}$/
 
 /** An agent name: safe as a single path segment. */
@@ -93,19 +98,23 @@ const describeProblem = (name: string): string => {
   if (name.length > 64) return `it is ${name.length} characters long (at most 64)`
   if (name.includes("/") || name.includes("\\")) return "it contains a path separator"
   if (name.includes(".")) return "it contains a dot"
-  return "it contains characters other than letters, digits, '-' and '_'"
+  if (!namePattern.test(name)) return "it contains characters other than letters, digits, '-' and '_'"
+  return "it starts with '-', which a command line reads as an option"
 }
 
-/** Validates a name given by a caller. */
+/** A new name: a stored name that does not start with `-`, so `big3 agents command <name>` can take it. */
+const isValidNewName = (name: string): boolean => namePattern.test(name) && !name.startsWith("-")
+
+/** Validates a new name given by a caller (`create`, on a runner too). */
 export const validateName = (name: string): Effect.Effect<AgentName, InvalidAgentName> =>
-  namePattern.test(name)
+  isValidNewName(name)
     ? Effect.succeed(AgentName.make(name))
     : Effect.fail(
       new InvalidAgentName({
         service: "agents",
         name: shorten(name),
         message: `invalid agent name ${JSON.stringify(shorten(name))}: ${describeProblem(name)}; ` +
-          `use 1–64 letters, digits, '-' or '_'`
+          `use 1–64 letters, digits, '-' or '_', not starting with '-'`
       })
     )
 

@@ -24,7 +24,7 @@ const agentName = Args.text({ name: "name" }).pipe(Args.withDescription("the age
 
 const name = Options.text("name").pipe(
   Options.optional,
-  Options.withDescription("1–64 letters, digits, '-' or '_' (default: agent-<8 hex digits>)")
+  Options.withDescription("1–64 letters, digits, '-' or '_', not starting with '-' (default: agent-<8 hex digits>)")
 )
 const type = Options.text("type").pipe(Options.withDescription("what kind of agent (e.g. coder, reviewer)"))
 

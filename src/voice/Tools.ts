@@ -41,7 +41,7 @@ export const definitions: ReadonlyArray<FunctionTool> = [
     name: "create_agent",
     description: "Create a Claude coding agent with its own working directory. Returns its name and greeting.",
     parameters: objectSchema({
-      name: { type: "string", description: "1-64 letters, digits, '-' or '_'; omit to get a generated name" },
+      name: { type: "string", description: "1-64 letters, digits, '-' or '_', not starting with '-'; omit to get a generated name" },
       type: { type: "string", description: `what kind of agent; default ${defaultAgentType}` }
     }, [])
   },
