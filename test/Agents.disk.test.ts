@@ -296,6 +296,76 @@ describe("Agents on disk: no symbolic link is followed out of an agent's directo
         assert.strictEqual(fs.readFileSync(secret, "utf8"), "TOP-SECRET-TOKEN")
       })))
 
+  it.scoped("result refuses an operator file hard-linked to a secret, by name or as the latest", () =>
+    withAgents({}, (harness) =>
+      Effect.gen(function*() {
+        const created = yield* Agents.create({ name: "linked", type: "claude_code" })
+        const { operatorFile } = yield* Agents.command("linked", "task")
+        yield* waitForEvent(harness, "AgentCommandFinished")
+        // big3's own writes (temp file + rename) leave one link, so normal reads are unaffected.
+        assert.strictEqual(fs.statSync(operatorFile).nlink, 1)
+        assert.match((yield* Agents.result("linked")).content, /^- Status: completed$/m)
+        const secret = nodePath.join(harness.dir, "secret.txt")
+        fs.writeFileSync(secret, "TOP-SECRET-TOKEN")
+
+        const refusal = (file: string) =>
+          `${file} has 2 hard links: the same file has another name, perhaps outside the agent's directory, and ` +
+          `big3 writes its operator files with one link only, so it was not read`
+        // A newer name: it is what "the latest" picks.
+        const planted = nodePath.join(created.directory, "operator-99991231T235959999Z-999999.md")
+        fs.linkSync(secret, planted)
+        for (const read of [Agents.result("linked"), Agents.result("linked", nodePath.basename(planted))]) {
+          const error = yield* errorOf(read)
+          assert.strictEqual(error._tag, "UnsafeAgentPath")
+          assert.strictEqual(error.message, refusal(planted))
+        }
+        fs.rmSync(planted)
+
+        // The real operator file replaced by a hard link.
+        fs.rmSync(operatorFile)
+        fs.linkSync(secret, operatorFile)
+        const error = yield* errorOf(Agents.result("linked", operatorFile))
+        assert.strictEqual(error._tag, "UnsafeAgentPath")
+        assert.strictEqual(error.message, refusal(operatorFile))
+        assert.strictEqual(fs.readFileSync(secret, "utf8"), "TOP-SECRET-TOKEN")
+      })))
+
+  it.effect("a running command does not replace an operator file that became a hard link or a symbolic link", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const script: Agents.Script = {
+        run: () =>
+          Stream.concat(
+            Stream.make(Agents.TextMessage.make({ text: "first" })),
+            Stream.fromEffect(Effect.as(Effect.sleep("10 seconds"), Agents.TextMessage.make({ text: "second" })))
+          ).pipe(Stream.concat(Stream.make(Agents.ResultMessage.make({ text: "done", isError: false }))))
+      }
+      yield* withAgents({ script }, (harness) =>
+        Effect.gen(function*() {
+          const secret = nodePath.join(harness.dir, "secret.txt")
+          fs.writeFileSync(secret, "TOP-SECRET-TOKEN")
+          yield* Agents.create({ name: "swapped", type: "claude_code" })
+          const swaps = [
+            { link: (file: string) => fs.linkSync(secret, file), isLink: (file: string) => fs.lstatSync(file).nlink === 2 },
+            { link: (file: string) => fs.symlinkSync(secret, file), isLink: (file: string) => fs.lstatSync(file).isSymbolicLink() }
+          ]
+          for (const swap of swaps) {
+            const { operatorFile } = yield* Agents.command("swapped", "work")
+            yield* waitUntil(fileContains(operatorFile, "Text: first"), "the first progress line")
+            fs.rmSync(operatorFile)
+            swap.link(operatorFile)
+
+            yield* TestClock.adjust("10 seconds")
+            yield* waitUntil(Effect.map(Agents.list, (agents) => agents[0]?.runningCommands === 0), "the command to end")
+            // Neither the progress nor the outcome replaced the planted link.
+            assert.isTrue(swap.isLink(operatorFile), operatorFile)
+            assert.strictEqual(fs.readFileSync(operatorFile, "utf8"), "TOP-SECRET-TOKEN")
+            fs.rmSync(operatorFile)
+          }
+          assert.strictEqual(fs.readFileSync(secret, "utf8"), "TOP-SECRET-TOKEN")
+          assert.strictEqual(fs.statSync(secret).nlink, 1)
+        }))
+    })))
+
   it.scoped("result refuses a FIFO named like an operator file instead of hanging on it", () =>
     withAgents({}, () =>
       Effect.gen(function*() {

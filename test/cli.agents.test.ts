@@ -264,6 +264,27 @@ describe("big3 agents", () => {
       )
     }))
 
+  it.scopedLive("agents result does not print an operator file hard-linked to a secret (exit 1, UnsafeAgentPath)", () =>
+    Effect.gen(function*() {
+      const { env, stateDir } = yield* setup()
+      yield* big3(["agents", "create", "--name", "reader", "--type", "coder"], env)
+      const commanded = yield* big3(["agents", "command", "reader", "task"], env)
+      assert.strictEqual(commanded.code, 0, commanded.stderr)
+      const secret = path.join(stateDir, "secret.txt")
+      fs.writeFileSync(secret, "TOP-SECRET-TOKEN")
+      fs.rmSync(commanded.stdout)
+      fs.linkSync(secret, commanded.stdout)
+
+      const result = yield* big3(["agents", "result", "reader"], env)
+      assert.strictEqual(result.code, 1)
+      assert.strictEqual(result.stdout, "")
+      assert.strictEqual(
+        result.stderr,
+        `big3 agents: UnsafeAgentPath: ${commanded.stdout} has 2 hard links: the same file has another name, perhaps ` +
+          `outside the agent's directory, and big3 writes its operator files with one link only, so it was not read`
+      )
+    }))
+
   it.scopedLive("an agent an older big3 registered is deleted only with --keep-directory, which keeps its directory", () =>
     Effect.gen(function*() {
       const { env, stateDir } = yield* setup()

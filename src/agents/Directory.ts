@@ -6,9 +6,12 @@
  * access first checks that the directory is `<root>/<name>` and still resolves to itself, so an
  * agent directory (or a directory above it) replaced by a symbolic link is refused with
  * `UnsafeAgentPath`, never followed. Operator files are written to a new temp file, created
- * exclusively (so never through a link planted at its name), then renamed over the old file (a
- * rename replaces a link, it does not write through it); they are read with `O_NOFOLLOW`, so an
- * operator file replaced by a link to a secret is refused, not printed.
+ * exclusively (so never through a link planted at its name), then renamed over the old file; they
+ * are read with `O_NOFOLLOW`, so an operator file replaced by a link to a secret is refused, not
+ * printed. An operator file with more than one hard link is another file too (a link to a secret
+ * elsewhere on the file system is indistinguishable from it), so it is neither read nor replaced;
+ * nor is one that became a symbolic link. big3's own files never have a second link: each write
+ * is a new file renamed into place.
  *
  * Known limit: the check and the access after it are two system calls, and Node has no `openat`;
  * a directory swapped for a link in that instant is not caught.
@@ -71,6 +74,11 @@ const codeOf = (cause: unknown): string | undefined =>
 
 const messageOf = (cause: unknown): string =>
   Predicate.hasProperty(cause, "message") && typeof cause.message === "string" ? cause.message : String(cause)
+
+/** Why an operator file with `links` hard links is refused. */
+const hardLinked = (file: string, links: number, refused: "read" | "written"): string =>
+  `${file} has ${links} hard links: the same file has another name, perhaps outside the agent's directory, and ` +
+  `big3 writes its operator files with one link only, so it was not ${refused}`
 
 /** The disk side of the Agents service, over `FileSystem` and `Path`. */
 export const make = (fs: FileSystem.FileSystem, path: Path.Path) => {
@@ -165,17 +173,44 @@ export const make = (fs: FileSystem.FileSystem, path: Path.Path) => {
           Effect.zipRight(verify(location))
         ))
 
+  /**
+   * Fails unless the operator file is missing or a regular file with one link: one that became a
+   * symbolic link or another name of some other file was not put there by big3, so it is left alone.
+   */
+  const checkWritable = (location: Location, file: string): Effect.Effect<void, UnsafeAgentPath | AgentStorageError> =>
+    Effect.tryPromise({ try: () => nodeFs.promises.lstat(file), catch: (cause) => cause }).pipe(
+      Effect.matchEffect({
+        onFailure: (cause) =>
+          codeOf(cause) === "ENOENT" ? Effect.void : Effect.fail(
+            new AgentStorageError({ service: "agents", agent: location.agent, message: `could not inspect ${file}: ${messageOf(cause)}` })
+          ),
+        onSuccess: (stat) => {
+          if (stat.isSymbolicLink()) {
+            return Effect.fail(refuse(
+              location,
+              file,
+              `${file} is a symbolic link; big3 does not follow links out of an agent's directory, so it was not written`
+            ))
+          }
+          if (!stat.isFile()) return Effect.fail(refuse(location, file, `${file} is not a regular file, so it was not written`))
+          return stat.nlink > 1 ? Effect.fail(refuse(location, file, hardLinked(file, stat.nlink, "written"))) : Effect.void
+        }
+      })
+    )
+
   /** Writes an operator file atomically, never through a link (see the module comment). */
   const writeFile = (
     location: Location,
     fileName: string,
     content: string,
     unique: string
-  ): Effect.Effect<void, UnsafeAgentPath | AgentStorageError> =>
-    Effect.zipRight(
-      verify(location),
-      OperatorFile.writeAtomic(fs, path, { agent: location.agent, file: path.join(location.directory, fileName), content, unique })
+  ): Effect.Effect<void, UnsafeAgentPath | AgentStorageError> => {
+    const file = path.join(location.directory, fileName)
+    return verify(location).pipe(
+      Effect.zipRight(checkWritable(location, file)),
+      Effect.zipRight(OperatorFile.writeAtomic(fs, path, { agent: location.agent, file, content, unique }))
     )
+  }
 
   /** The operator files of the agent, oldest first. */
   const listFiles = (location: Location): Effect.Effect<ReadonlyArray<string>, UnsafeAgentPath | AgentStorageError> =>
@@ -210,6 +245,8 @@ export const make = (fs: FileSystem.FileSystem, path: Path.Path) => {
             if (!stat.isFile()) {
               return Effect.fail(refuse(location, file, `${file} is not a regular file, so it was not read`))
             }
+            // Checked on the open handle, before a byte is read.
+            if (stat.nlink > 1) return Effect.fail(refuse(location, file, hardLinked(file, stat.nlink, "read")))
             if (stat.size > maxReadBytes) {
               return Effect.fail(
                 new AgentStorageError({
