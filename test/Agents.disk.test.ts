@@ -19,6 +19,7 @@ import * as nodePath from "node:path"
 import * as Agents from "../src/Agents.js"
 import * as Store from "../src/Store.js"
 import { fileContains, settle, tempDir, waitForEvent, waitUntil, withAgents } from "./support/agents.js"
+import { captureLogs } from "./support/capture.js"
 
 const withEnv = (env: Record<string, string>) =>
   Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)), { pathDelim: "_" }))
@@ -365,6 +366,55 @@ describe("Agents on disk: no symbolic link is followed out of an agent's directo
           assert.strictEqual(fs.statSync(secret).nlink, 1)
         }))
     })))
+
+  it.scoped("an agent directory replaced by a symbolic link to nowhere is UnsafeAgentPath, not missing", () =>
+    withAgents({}, (harness) =>
+      Effect.gen(function*() {
+        const created = yield* Agents.create({ name: "dangling", type: "claude_code" })
+        const nowhere = nodePath.join(harness.dir, "nowhere")
+        fs.renameSync(created.directory, `${created.directory}-real`)
+        fs.symlinkSync(nowhere, created.directory)
+        const expected = `the directory of agent dangling, ${created.directory}, does not resolve: ${created.directory} ` +
+          `was replaced by a symbolic link to something that does not exist, and big3 does not follow links out of an ` +
+          `agent's directory; nothing was read, written or removed`
+        for (const error of [yield* errorOf(Agents.command("dangling", "write here")), yield* errorOf(Agents.result("dangling"))]) {
+          assert.strictEqual(error._tag, "UnsafeAgentPath")
+          assert.strictEqual(error.message, expected)
+        }
+        assert.isFalse(fs.existsSync(nowhere))
+        // A directory that is simply gone is still reported as missing.
+        fs.rmSync(created.directory)
+        const missing = yield* errorOf(Agents.result("dangling"))
+        assert.strictEqual(missing._tag, "AgentStorageError")
+        assert.strictEqual(missing.message, `the directory of agent dangling, ${created.directory}, is missing`)
+      })))
+
+  it.effect("a command stopped after its operator file became a link logs why its outcome was not written", () => {
+    const logs = captureLogs()
+    return Effect.scoped(Effect.gen(function*() {
+      const script: Agents.Script = {
+        run: () => Stream.concat(Stream.make(Agents.TextMessage.make({ text: "first" })), Stream.never)
+      }
+      yield* withAgents({ script }, (harness) =>
+        Effect.gen(function*() {
+          yield* Agents.create({ name: "stopped", type: "claude_code" })
+          const { operatorFile } = yield* Agents.command("stopped", "work")
+          yield* waitUntil(fileContains(operatorFile, "Text: first"), "the first progress line")
+          const secret = nodePath.join(harness.dir, "secret.txt")
+          fs.writeFileSync(secret, "TOP-SECRET-TOKEN")
+          fs.rmSync(operatorFile)
+          fs.symlinkSync(secret, operatorFile)
+
+          // Deleting the agent interrupts the command, whose "interrupted" outcome is refused.
+          yield* Agents.delete("stopped")
+          assert.strictEqual(fs.readFileSync(secret, "utf8"), "TOP-SECRET-TOKEN")
+          assert.deepStrictEqual(logs.lines.filter((line) => line.startsWith("ERROR")), [
+            `ERROR agent stopped: could not record the outcome of ${operatorFile}: ${operatorFile} is a symbolic link; ` +
+            `big3 does not follow links out of an agent's directory, so it was not written`
+          ])
+        }))
+    })).pipe(Effect.provide(logs.layer))
+  })
 
   it.scoped("result refuses a FIFO named like an operator file instead of hanging on it", () =>
     withAgents({}, () =>

@@ -6,6 +6,7 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as fs from "node:fs"
 import * as http from "node:http"
 import * as net from "node:net"
@@ -283,6 +284,43 @@ describe("big3 agents", () => {
         `big3 agents: UnsafeAgentPath: ${commanded.stdout} has 2 hard links: the same file has another name, perhaps ` +
           `outside the agent's directory, and big3 writes its operator files with one link only, so it was not read`
       )
+    }))
+
+  it.scopedLive("command --wait whose operator file becomes a link mid-run says so and leaves the link alone, not 'interrupted'", () =>
+    Effect.gen(function*() {
+      const { env, stateDir } = yield* setup()
+      yield* big3(["agents", "create", "--name", "swapped", "--type", "coder"], env)
+      const directory = path.join(stateDir, "agents", "swapped")
+      const running = yield* Effect.fork(
+        big3(["agents", "command", "swapped", "work", "--wait"], { ...env, BIG3_SCRIPTED_DELAY: "3" })
+      )
+      // The real CLI runs in real time: poll for the first progress line, then swap the file.
+      let operatorFile = ""
+      while (operatorFile === "") {
+        yield* Effect.sleep("50 millis")
+        const name = fs.readdirSync(directory).find((file) => file.startsWith("operator-"))
+        if (name !== undefined && fs.readFileSync(path.join(directory, name), "utf8").includes("Progress: working")) {
+          operatorFile = path.join(directory, name)
+        }
+      }
+      const secret = path.join(stateDir, "secret.txt")
+      fs.writeFileSync(secret, "TOP-SECRET-TOKEN")
+      fs.rmSync(operatorFile)
+      fs.symlinkSync(secret, operatorFile)
+
+      const result = yield* Fiber.join(running)
+      assert.strictEqual(result.code, 1)
+      assert.include(
+        result.stderr,
+        `big3 agents: UnsafeAgentPath: ${operatorFile} is a symbolic link; big3 does not follow links out of an ` +
+          `agent's directory, so it was not read`
+      )
+      assert.isTrue(fs.lstatSync(operatorFile).isSymbolicLink())
+      assert.strictEqual(fs.readFileSync(secret, "utf8"), "TOP-SECRET-TOKEN")
+      assert.deepStrictEqual(result.logs.filter((line) => line.startsWith("ERROR")), [
+        `ERROR agent swapped: could not record the outcome of ${operatorFile}: ${operatorFile} is a symbolic link; ` +
+        `big3 does not follow links out of an agent's directory, so it was not written`
+      ])
     }))
 
   it.scopedLive("an agent an older big3 registered is deleted only with --keep-directory, which keeps its directory", () =>

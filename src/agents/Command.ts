@@ -220,9 +220,11 @@ export const job = (
           onSome: onResult
         }),
         onFailure
-      })
+      }).pipe(
+        // Inside the mask: outside it, an interrupted command (delete, shutdown) would skip the
+        // handler and lose the reason its outcome is not in the file.
+        Effect.catchAll((error) => Effect.logError(`agent ${agent.name}: could not record the outcome of ${file}: ${error.message}`))
+      )
     })
-  ).pipe(
-    Effect.catchAll((error) => Effect.logError(`agent ${agent.name}: could not record the outcome of ${file}: ${error.message}`))
   )
 }

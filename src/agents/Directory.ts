@@ -129,9 +129,36 @@ export const make = (fs: FileSystem.FileSystem, path: Path.Path) => {
     return fs.realPath(location.directory).pipe(
       Effect.map(Option.some),
       Effect.catchTag("SystemError", (error) => error.reason === "NotFound" ? Effect.succeed(Option.none()) : Effect.fail(error)),
-      Effect.mapError(storageError(location.agent, `resolve ${location.directory}`))
+      Effect.mapError(storageError(location.agent, `resolve ${location.directory}`)),
+      Effect.tap((resolved) => Option.isNone(resolved) ? refuseDanglingLink(location) : Effect.void)
     )
   }
+
+  /**
+   * A directory that does not resolve may be missing, or replaced (it or one above it) by a
+   * symbolic link to nowhere: the latter is refused as any other link, not reported as missing
+   * (and `ensure` must not create the directory through it). A recorded location was canonical
+   * at creation, so a link anywhere on its path is new; an older entry's root may not be, so
+   * only the root and the directory are looked at.
+   */
+  const refuseDanglingLink = (location: Location): Effect.Effect<void, UnsafeAgentPath> =>
+    Effect.gen(function*() {
+      const top = location.recorded ? path.parse(location.directory).root : path.dirname(location.root)
+      for (let current = location.directory; current !== top && current !== path.dirname(current); current = path.dirname(current)) {
+        const stat = yield* Effect.option(Effect.tryPromise(() => nodeFs.promises.lstat(current)))
+        if (Option.isSome(stat) && stat.value.isSymbolicLink()) {
+          return yield* Effect.fail(
+            refuse(
+              location,
+              location.directory,
+              `the directory of agent ${location.agent}, ${location.directory}, does not resolve: ${current} was ` +
+                `replaced by a symbolic link to something that does not exist, and big3 does not follow links out of ` +
+                `an agent's directory; nothing was read, written or removed`
+            )
+          )
+        }
+      }
+    })
 
   /** Fails unless the directory resolves to itself: no symbolic link is followed out of it. */
   const checkResolved = (location: Location, resolved: string): Effect.Effect<void, UnsafeAgentPath> =>
