@@ -96,6 +96,13 @@ describe("Runner", () => {
       assert.deepStrictEqual([unknown._tag, unknown.message, unknown.retryable], ["NotFound", `no agent named "ghost"`, false])
       const invalid = yield* Effect.flip(runner.create({ name: "../escape", type: "coder" }))
       assert.strictEqual(invalid._tag, "InvalidAgentName")
+      // A runner validates new names the one way the library does: no leading '-'.
+      const option = yield* Effect.flip(runner.create({ name: "-x", type: "coder" }))
+      assert.deepStrictEqual([option._tag, option.message], [
+        "InvalidAgentName",
+        `invalid agent name "-x": it starts with '-', which a command line reads as an option; ` +
+        `use 1–64 letters, digits, '-' or '_', not starting with '-'`
+      ])
       yield* runner.create({ name: "twin", type: "coder" })
       const exists = yield* Effect.flip(runner.create({ name: "twin", type: "coder" }))
       assert.strictEqual(exists._tag, "AgentExists")
