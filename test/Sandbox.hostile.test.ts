@@ -51,7 +51,27 @@ const send = (url: string, headers: Http.OutgoingHttpHeaders, chunks: Iterable<B
     return Effect.sync(() => request.destroy())
   }).pipe(Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("no answer within 10 s") }))
 
+/** GETs `url` and resolves with the answer. */
+const get = (url: string) =>
+  Effect.async<Reply, Error>((resume) => {
+    const request = Http.get(url, { agent: false }, (response) => {
+      let text = ""
+      response.setEncoding("utf8")
+      response.on("data", (chunk: string) => (text += chunk))
+      response.on("end", () => resume(Effect.succeed({ status: response.statusCode ?? 0, headers: response.headers, text })))
+      response.on("error", (error) => resume(Effect.fail(error)))
+    })
+    request.on("error", (error) => resume(Effect.fail(error)))
+    return Effect.sync(() => request.destroy())
+  }).pipe(Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("no answer within 10 s") }))
+
 const mib = 1024 * 1024
+
+/** An event whose JSON nests `levels` deep: the event object, its payload object, then arrays. */
+const nestedEvent = (levels: number) =>
+  `{"source_app":"x","session_id":"s","hook_event_type":"D","payload":{"d":${"[".repeat(levels - 2)}${
+    "]".repeat(levels - 2)
+  }}}`
 
 function* repeat(chunk: Buffer, times: number) {
   for (let i = 0; i < times; i++) yield chunk
@@ -144,6 +164,57 @@ describe("Sandbox under hostile input", () => {
       const kept = yield* sandbox.requests
       assert.deepStrictEqual(kept.map((request) => at(request.body, "payload", "n")), [4, 5, 6])
       assert.strictEqual((yield* sandbox.eventStats).stored, 6, "the server's own store is not the log")
+    }))
+
+  // JSON.stringify recurses once per level and overflowed the stack near 8,000 levels, answering
+  // an empty 500 after storing the event, and every later read of it failed the same way.
+  it.scopedLive("an event nesting deeper than 1,000 levels is refused with 400 and later reads still answer", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make()
+      const json = { "content-type": "application/json" }
+      const refused = yield* send(`${sandbox.url}/events`, json, [Buffer.from(nestedEvent(8_000))])
+      assert.strictEqual(refused.status, 400)
+      assert.deepStrictEqual(JSON.parse(refused.text), {
+        error: "Invalid request",
+        detail: "the event nests deeper than 1000 levels of objects and arrays"
+      })
+      const batch = yield* send(`${sandbox.url}/events/batch`, json, [
+        Buffer.from(`[${nestedEvent(3)},${nestedEvent(8_000)}]`)
+      ])
+      assert.strictEqual(batch.status, 400)
+      assert.deepStrictEqual(JSON.parse(batch.text), {
+        error: "Invalid request",
+        index: 1,
+        detail: "the event nests deeper than 1000 levels of objects and arrays"
+      })
+      assert.strictEqual((yield* sandbox.eventStats).stored, 0)
+
+      const recent = yield* get(`${sandbox.url}/events/recent`)
+      assert.deepStrictEqual([recent.status, recent.text], [200, "[]"])
+      const events = yield* get(`${sandbox.url}/__sandbox/events`)
+      assert.strictEqual(events.status, 200)
+      assert.deepStrictEqual(at(JSON.parse(events.text), "stats", "stored"), 0)
+      // The request log keeps a body too deep to hand back as JSON as its text.
+      const requests = yield* get(`${sandbox.url}/__sandbox/requests?route=events`)
+      assert.strictEqual(requests.status, 200)
+      assert.deepStrictEqual(at(JSON.parse(requests.text), 0, "body"), nestedEvent(8_000))
+    }))
+
+  it.scopedLive("an event nesting exactly 1,000 levels is stored and read back whole", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make()
+      const text = nestedEvent(1_000)
+      const stored = yield* send(`${sandbox.url}/events`, { "content-type": "application/json" }, [Buffer.from(text)])
+      assert.strictEqual(stored.status, 200)
+      const expected = JSON.stringify(at(JSON.parse(text), "payload"))
+      const recent = yield* get(`${sandbox.url}/events/recent`)
+      assert.strictEqual(recent.status, 200)
+      assert.strictEqual(JSON.stringify(at(JSON.parse(recent.text), 0, "payload")), expected)
+      const events = yield* get(`${sandbox.url}/__sandbox/events`)
+      assert.strictEqual(events.status, 200)
+      assert.strictEqual(JSON.stringify(at(JSON.parse(events.text), "events", 0, "payload")), expected)
+      const requests = yield* get(`${sandbox.url}/__sandbox/requests`)
+      assert.strictEqual(requests.status, 200)
     }))
 
   it.scoped("a port outside 0–65535 fails with SandboxError, not a defect", () =>

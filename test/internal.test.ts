@@ -1,6 +1,7 @@
 import { afterEach, assert, beforeEach, describe, it, vi } from "@effect/vitest"
 import * as Either from "effect/Either"
 import { groupDigits, preview, truncate } from "../src/internal/preview.js"
+import { nestsDeeperThan } from "../src/internal/jsonDepth.js"
 import { redactLoosely, redactUrl } from "../src/internal/redactUrl.js"
 import { scrubSecret, secretScrubber } from "../src/internal/scrubSecret.js"
 import { MAX_TIMER_MILLIS, setLongTimeout } from "../src/internal/timer.js"
@@ -124,5 +125,21 @@ describe("internal/preview", () => {
       assert.strictEqual(groupDigits(n), n.toLocaleString("en-US"), String(n))
     }
     assert.strictEqual(groupDigits(1.5), "1.5")
+  })
+})
+
+describe("internal/jsonDepth", () => {
+  const arrays = (levels: number): unknown => JSON.parse(`${"[".repeat(levels)}${"]".repeat(levels)}`)
+
+  it("counts objects and arrays as levels, scalars as none", () => {
+    assert.isFalse(nestsDeeperThan(42, 0))
+    assert.isTrue(nestsDeeperThan({}, 0))
+    assert.isFalse(nestsDeeperThan({ a: [1, { b: "x" }] }, 3))
+    assert.isTrue(nestsDeeperThan({ a: [1, { b: {} }] }, 3))
+  })
+
+  it("walks a million levels without overflowing the stack", () => {
+    assert.isFalse(nestsDeeperThan(arrays(1_000_000), 1_000_000))
+    assert.isTrue(nestsDeeperThan(arrays(1_000_000), 1_000))
   })
 })

@@ -14,7 +14,8 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { retryAfterSeconds } from "./FaultPlan.js"
 import type { Answer, Incoming, Upstream } from "./Http.js"
-import { decode, parseJson } from "./Http.js"
+import { nestsDeeperThan } from "../internal/jsonDepth.js"
+import { decode, maxJsonDepth, parseJson } from "./Http.js"
 
 /**
  * `"extended"`: big3's server (idempotent events, batches, health).
@@ -211,7 +212,18 @@ const authorized = (incoming: Incoming, apiKey: Option.Option<Redacted.Redacted<
 
 const unauthorized = () => json({ error: "Unauthorized" }, 401)
 
-/** `POST /events`: stores the event and answers it back with its numeric `id` and `timestamp`. */
+/**
+ * An event too deep to answer back: the public server's `JSON.stringify` in `insertEvent` throws
+ * on it and its catch answers 400 "Invalid request"; the `detail` says why.
+ */
+const tooDeep = (event: unknown): boolean => nestsDeeperThan(event, maxJsonDepth)
+const tooDeepDetail = `the event nests deeper than ${maxJsonDepth} levels of objects and arrays`
+
+/**
+ * `POST /events`: stores the event and answers it back with its numeric `id` and `timestamp`.
+ * An event nesting deeper than 1,000 levels of objects and arrays is refused with 400
+ * `{"error": "Invalid request", "detail": …}` and not stored.
+ */
 export const postEvent = (
   store: EventStore,
   mode: EventsMode,
@@ -227,7 +239,10 @@ export const postEvent = (
         if (body === null) return json({ error: "Invalid request" }, 400)
         return Either.match(decode(HookEvent, body), {
           onLeft: () => json({ error: "Missing required fields" }, 400),
-          onRight: (event) => json(store.insert(event, incoming.time, mode === "extended").entry.saved)
+          onRight: (event) =>
+            tooDeep(event)
+              ? json({ error: "Invalid request", detail: tooDeepDetail }, 400)
+              : json(store.insert(event, incoming.time, mode === "extended").entry.saved)
         })
       }
     })
@@ -242,6 +257,8 @@ export const postEvent = (
  * - 400 `{"error": "Invalid request"}`: the body is not JSON or not an array.
  * - 400 `{"error": "Missing required fields", "index": i}`: item `i` (0-based) lacks
  *   `source_app`, `session_id`, `hook_event_type` or `payload`; nothing from the batch is stored.
+ * - 400 `{"error": "Invalid request", "index": i, "detail": …}`: item `i` nests deeper than
+ *   1,000 levels (as `POST /events`); nothing from the batch is stored.
  * - 401 `{"error": "Unauthorized"}`: a key is configured and `X-API-Key` does not match it.
  */
 export const postBatch = (store: EventStore, apiKey: Option.Option<Redacted.Redacted<string>>): Answer =>
@@ -254,6 +271,7 @@ export const postBatch = (store: EventStore, apiKey: Option.Option<Redacted.Reda
     for (const [index, item] of items.right.entries()) {
       const event = decode(HookEvent, item)
       if (Either.isLeft(event)) return json({ error: "Missing required fields", index }, 400)
+      if (tooDeep(event.right)) return json({ error: "Invalid request", index, detail: tooDeepDetail }, 400)
       events.push(event.right)
     }
     let duplicates = 0

@@ -16,6 +16,7 @@ import * as Stream from "effect/Stream"
 import type * as NodeHttp from "node:http"
 import type { MidStreamKind, QuotaWindow } from "./FaultPlan.js"
 import { mulberry32 } from "./FaultPlan.js"
+import { nestsDeeperThan } from "../internal/jsonDepth.js"
 import { messageOf } from "../internal/messageOf.js"
 
 /** One request, read once by the sandbox before the plan and the emulator look at it. */
@@ -168,9 +169,24 @@ export const parseJson = (text: string): Either.Either<unknown, string> =>
     catch: (error) => messageOf(error)
   })
 
-/** The body as recorded: parsed JSON, the raw text when it is not JSON, `undefined` when empty. */
-export const recordedBody = (text: string): unknown =>
-  text.length === 0 ? undefined : Either.getOrElse(parseJson(text), () => text)
+/**
+ * The deepest JSON the sandbox keeps as a value, in levels of objects and arrays. `JSON.parse`
+ * takes any depth but `JSON.stringify` (every JSON answer) overflows the stack near 8,000 levels
+ * on Node 20, so deeper JSON is refused (events) or kept as text (the request log).
+ */
+export const maxJsonDepth = 1000
+
+/**
+ * The body as recorded: parsed JSON, or the raw text when it is not JSON or nests deeper than
+ * {@link maxJsonDepth} (so the admin API can always answer it), `undefined` when empty.
+ */
+export const recordedBody = (text: string): unknown => {
+  if (text.length === 0) return undefined
+  return Either.match(parseJson(text), {
+    onLeft: () => text,
+    onRight: (value) => nestsDeeperThan(value, maxJsonDepth) ? text : value
+  })
+}
 
 /** Splits text into at most three chunks on word boundaries, as a real stream delivers it. */
 export const wordChunks = (text: string): ReadonlyArray<string> => {
