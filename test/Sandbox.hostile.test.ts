@@ -6,7 +6,9 @@
  * Raw `node:http` requests: a client that declares 100 MB and sends 1 KB is what a fetch cannot do.
  */
 import { assert, describe, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
+import * as Logger from "effect/Logger"
 import * as Http from "node:http"
 import * as Sandbox from "../src/Sandbox.js"
 import { big3 } from "./support/cli.js"
@@ -216,6 +218,26 @@ describe("Sandbox under hostile input", () => {
       const requests = yield* get(`${sandbox.url}/__sandbox/requests`)
       assert.strictEqual(requests.status, 200)
     }))
+
+  it.scopedLive("a route that fails unexpectedly answers 500 in its API's format and logs why", () => {
+    const logged: Array<string> = []
+    const logger = Logger.make(({ cause, logLevel, message }) => {
+      logged.push(`${logLevel.label} ${String(message)} | ${Cause.pretty(cause).split("\n")[0]}`)
+    })
+    return Effect.gen(function*() {
+      const broken: Sandbox.GeminiResponder = () => Effect.dieMessage("responder exploded")
+      const sandbox = yield* Sandbox.make({ geminiResponders: [broken] })
+      const reply = yield* send(`${sandbox.url}${geminiPath}`, geminiHeaders, [
+        Buffer.from(JSON.stringify({ contents: [{ role: "user", parts: [{ text: "hi" }] }] }))
+      ])
+      assert.strictEqual(reply.status, 500)
+      assert.strictEqual(at(JSON.parse(reply.text), "error", "status"), "INTERNAL")
+      assert.deepStrictEqual(logged, [
+        `ERROR sandbox: POST ${geminiPath} failed unexpectedly; answered 500 | RuntimeException: responder exploded`
+      ])
+      assert.deepStrictEqual((yield* sandbox.requestsFor("gemini")).map((request) => request.outcome), [500])
+    }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+  })
 
   it.scoped("a port outside 0–65535 fails with SandboxError, not a defect", () =>
     Effect.gen(function*() {

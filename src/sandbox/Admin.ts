@@ -29,7 +29,7 @@ import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import type { FaultPlan, RouteName } from "./FaultPlan.js"
 import { isRouteName, routeNames } from "./FaultPlan.js"
-import { readBody } from "./Http.js"
+import { answeringDefects, readBody } from "./Http.js"
 import { messageOf } from "../internal/messageOf.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -222,7 +222,13 @@ const admin = <E, R>(
       onSome: (address) => isLoopback(address),
       onNone: () => false
     })
-      ? handler(request)
+      ? handler(request).pipe(
+        answeringDefects(
+          request.method,
+          new URL(request.url, "http://sandbox.invalid").pathname,
+          () => problem(500, "the sandbox failed to answer; its log says why")
+        )
+      )
       : Effect.succeed(problem(403, "the sandbox admin API answers loopback clients only")))
 
 const withBody = <A>(

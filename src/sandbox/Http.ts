@@ -6,6 +6,7 @@
  */
 import type * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Cause from "effect/Cause"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -157,6 +158,22 @@ export const readBody = (message: NodeHttp.IncomingMessage, limit: number): Effe
       message.off("error", onEnd)
     })
   })
+
+/**
+ * Answers an unexpected failure of a route (a defect: answers are built to never fail) with
+ * `fallback`, and logs it with its cause so it is never silent. Interruption (a client gone, a
+ * hang released) passes through.
+ */
+export const answeringDefects = (
+  method: string,
+  path: string,
+  fallback: () => HttpServerResponse.HttpServerResponse
+) =>
+<E, R>(self: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>) =>
+  Effect.catchAllCause(self, (cause) =>
+    Cause.isInterruptedOnly(cause)
+      ? Effect.failCause(cause)
+      : Effect.as(Effect.logError(`sandbox: ${method} ${path} failed unexpectedly; answered 500`, cause), fallback()))
 
 /** Adds `connection: close`, so Node closes the socket (and drops an unread body) after the answer. */
 export const closingConnection = (response: HttpServerResponse.HttpServerResponse): HttpServerResponse.HttpServerResponse =>

@@ -13,7 +13,7 @@ import * as Option from "effect/Option"
 import type { Action, RouteName } from "./FaultPlan.js"
 import { kindOf, normal } from "./FaultPlan.js"
 import type { Answer, StreamFault, Upstream } from "./Http.js"
-import { closingConnection, readBody, readIncoming, redactHeaders, redactQuery } from "./Http.js"
+import { answeringDefects, closingConnection, readBody, readIncoming, redactHeaders, redactQuery } from "./Http.js"
 import type { Outcome, RecordedRequest, RequestLog } from "./RequestLog.js"
 
 /** Every answer's request, minus its body: the body is kept as text and parsed when read. */
@@ -65,6 +65,10 @@ export const makeHandle = (deps: RouteDeps) => {
       const body = yield* readBody(message, limit)
       const text = body._tag === "Body" ? body.text : ""
       const incoming = readIncoming(request, params, text, time, number)
+      const answered = (fault?: StreamFault) =>
+        answer(incoming, fault).pipe(
+          answeringDefects(incoming.method, incoming.path, () => upstream.error(incoming, 500, Option.none()))
+        )
       const record = (action: Action, outcome: Outcome) =>
         Effect.sync(() => {
           if (!deps.recordRequests) return
@@ -125,12 +129,12 @@ export const makeHandle = (deps: RouteDeps) => {
               })
             })
           }
-          const response = yield* answer(incoming, fault)
+          const response = yield* answered(fault)
           yield* record(planned, response.status)
           return response
         }
         case "Normal": {
-          const response = yield* answer(incoming)
+          const response = yield* answered()
           yield* record(planned, response.status)
           if (Option.isSome(action.latency)) yield* Effect.sleep(action.latency.value)
           return response
