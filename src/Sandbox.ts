@@ -26,8 +26,8 @@
  *
  * Hostile input is bounded as the real APIs bound it: a request body over the upstream's limit
  * (Gemini 20 MiB, Anthropic 32 MiB, the observability server's Bun default of 128 MiB) is refused
- * in that upstream's format without being kept, and the request log is a ring (10,000 requests,
- * 64 MiB of bodies by default).
+ * in that upstream's format without being kept, the request log is a ring (10,000 requests,
+ * 64 MiB of bodies by default), and the event store keeps the newest 100,000 events by default.
  *
  * @since 0.1.0
  */
@@ -108,6 +108,13 @@ export interface Options {
    */
   readonly requestLog?: { readonly maxEntries?: number | undefined; readonly maxBodyBytes?: number | undefined } | undefined
   /**
+   * How many observability events the store keeps: the newest, the oldest dropped first and
+   * counted (`eventStats.evicted`); default 100,000 (≈ 80 MB of typical hook events). Dedupe of
+   * client `id`s covers the kept events only, so a redelivered id whose event was dropped is
+   * stored again.
+   */
+  readonly maxEvents?: number | undefined
+  /**
    * The largest request body any route takes, in bytes; default: each real API's own limit
    * (Gemini 20 MiB, Anthropic 32 MiB, observability 128 MiB).
    */
@@ -119,7 +126,7 @@ export interface Options {
   readonly geminiResponders?: ReadonlyArray<Gemini.Responder> | undefined
 }
 
-/** The sandbox could not listen (e.g. the port is in use). */
+/** The sandbox could not start: it could not listen (e.g. the port is in use), or an option is out of range. */
 export class SandboxError extends Schema.TaggedError<SandboxError>()("SandboxError", {
   message: Schema.String,
   host: Schema.String,
@@ -138,14 +145,23 @@ export interface Service {
   /** Every recorded request still in the log (a ring: the oldest are dropped first), in arrival order. */
   readonly requests: Effect.Effect<ReadonlyArray<RecordedRequest>>
   readonly requestsFor: (route: RouteName | "other") => Effect.Effect<ReadonlyArray<RecordedRequest>>
-  /** Accepted observability events, in the order stored (duplicates rejected in extended mode are not here). */
+  /**
+   * The stored observability events (the newest `maxEvents`), in the order stored; server `id`s
+   * are never reused. Duplicates rejected in extended mode are not here.
+   */
   readonly events: Effect.Effect<ReadonlyArray<Events.StoredEvent>>
   /**
-   * `stored`: events stored; `distinctIds`: distinct client `id`s among them; `duplicates`: events
-   * (single or batch items) whose client `id` had already been stored (extended mode skips them,
-   * public mode stores them again).
+   * `stored`: events in the store now; `distinctIds`: distinct client `id`s among them;
+   * `duplicates`: events (single or batch items) whose client `id` was in the store already
+   * (extended mode skips them, public mode stores them again); `evicted`: events dropped as the
+   * oldest past `maxEvents`. All since the last `reset`.
    */
-  readonly eventStats: Effect.Effect<{ readonly stored: number; readonly distinctIds: number; readonly duplicates: number }>
+  readonly eventStats: Effect.Effect<{
+    readonly stored: number
+    readonly distinctIds: number
+    readonly duplicates: number
+    readonly evicted: number
+  }>
   /** Closes the listener and every open connection (hung requests included): clients see refused / reset. */
   readonly stop: Effect.Effect<void>
   /** Listens again on the same port; a no-op when running. Fails if the port was taken meanwhile. */
@@ -194,6 +210,14 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
       port: options.port
     })
   }
+  const maxEvents = options.maxEvents ?? Events.defaultMaxEvents
+  if (!Number.isInteger(maxEvents) || maxEvents < 1) {
+    return yield* new SandboxError({
+      message: `sandbox maxEvents must be a positive integer, got ${maxEvents}`,
+      host,
+      port: options.port ?? 0
+    })
+  }
   const mode = options.eventsMode ?? "extended"
   const recordRequests = options.recordRequests ?? true
   const geminiKey = toRedacted(options.geminiApiKey ?? "sandbox-key")
@@ -210,7 +234,7 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
     options.requestLog?.maxEntries ?? defaultMaxEntries,
     options.requestLog?.maxBodyBytes ?? defaultMaxBodyBytes
   )
-  const store = new Events.EventStore()
+  const store = new Events.EventStore(maxEvents)
   const computerUse = ComputerUse.makePlayer(options.computerUsePlan)
   const rateLimits = new Anthropic.RateLimits()
   let sequence = 0

@@ -123,7 +123,7 @@ describe("Sandbox fault plans from outside", () => {
         const gemini = JSON.parse((yield* admin(sandbox, "GET", "/requests?route=gemini")).text)
         assert.deepStrictEqual(each(gemini, "path"), ["/v1beta/models/gemini-2.5-flash:generateContent"])
         const events = JSON.parse((yield* admin(sandbox, "GET", "/events")).text)
-        assert.deepStrictEqual(at(events, "stats"), { stored: 1, distinctIds: 0, duplicates: 0 })
+        assert.deepStrictEqual(at(events, "stats"), { stored: 1, distinctIds: 0, duplicates: 0, evicted: 0 })
         assert.deepStrictEqual(each(at(events, "events"), "session_id"), ["s1"])
         assert.strictEqual((yield* admin(sandbox, "POST", "/reset")).status, 204)
         assert.deepStrictEqual(JSON.parse((yield* admin(sandbox, "GET", "/requests")).text), [])

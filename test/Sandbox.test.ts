@@ -7,6 +7,7 @@ import * as Fiber from "effect/Fiber"
 import * as Logger from "effect/Logger"
 import * as TestClock from "effect/TestClock"
 import * as Sandbox from "../src/Sandbox.js"
+import { EventStore } from "../src/sandbox/Events.js"
 import { at, each } from "./support/json.js"
 
 // Real loopback HTTP: these tests exercise the server itself, so a plain `fetch` is the client.
@@ -328,7 +329,7 @@ describe("Sandbox", () => {
         }))
         assert.strictEqual(failure.code, "ABORTED")
         yield* sandbox.stop
-        assert.deepStrictEqual(yield* sandbox.eventStats, { stored: 0, distinctIds: 0, duplicates: 0 })
+        assert.deepStrictEqual(yield* sandbox.eventStats, { stored: 0, distinctIds: 0, duplicates: 0, evicted: 0 })
       }))
 
     it.scopedLive("malformed answers 200 with a body that is not JSON", () =>
@@ -430,7 +431,7 @@ describe("Sandbox", () => {
 
         const stored = yield* sandbox.events
         assert.deepStrictEqual(stored.map((e) => [e.id, e.clientId]), [[1, "e1"], [2, "e1"]])
-        assert.deepStrictEqual(yield* sandbox.eventStats, { stored: 2, distinctIds: 1, duplicates: 1 })
+        assert.deepStrictEqual(yield* sandbox.eventStats, { stored: 2, distinctIds: 1, duplicates: 1, evicted: 0 })
         const recent = yield* request(`${sandbox.url}/events/recent?limit=1`)
         assert.deepStrictEqual(each(json(recent), "id"), [2])
       }))
@@ -442,7 +443,7 @@ describe("Sandbox", () => {
         const repeat = yield* post(`${sandbox.url}/events`, event("e1", { summary: "changed" }))
         assert.deepStrictEqual(statuses([first, repeat]), [200, 200])
         assert.deepStrictEqual(json(repeat), json(first), "answered with the stored event")
-        assert.deepStrictEqual(yield* sandbox.eventStats, { stored: 1, distinctIds: 1, duplicates: 1 })
+        assert.deepStrictEqual(yield* sandbox.eventStats, { stored: 1, distinctIds: 1, duplicates: 1, evicted: 0 })
         const health = yield* request(`${sandbox.url}/health`)
         assert.deepStrictEqual([health.status, json(health)], [200, { status: "ok" }])
       }))
@@ -460,7 +461,7 @@ describe("Sandbox", () => {
         const notArray = yield* post(`${sandbox.url}/events/batch`, event("e6"))
         assert.deepStrictEqual([notArray.status, json(notArray)], [400, { error: "Invalid request" }])
         assert.deepStrictEqual((yield* sandbox.events).map((e) => e.clientId), ["e1", "e2", "e3"])
-        assert.deepStrictEqual(yield* sandbox.eventStats, { stored: 3, distinctIds: 3, duplicates: 2 })
+        assert.deepStrictEqual(yield* sandbox.eventStats, { stored: 3, distinctIds: 3, duplicates: 2, evicted: 0 })
       }))
 
     // The public server: `parseInt(url.searchParams.get('limit') || '300')`
@@ -485,6 +486,62 @@ describe("Sandbox", () => {
         )
       }))
 
+    // Unbounded, 300,000 events held 464 MB and the store kept growing until a reset.
+    it.scopedLive("the event store keeps the newest maxEvents events and counts the evicted", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make({ maxEvents: 3 })
+        for (const n of [1, 2]) yield* post(`${sandbox.url}/events`, event(`e${n}`, { timestamp: 1000 * n }))
+        const batch = yield* post(`${sandbox.url}/events/batch`, [3, 4, 5].map((n) => event(`e${n}`, { timestamp: 1000 * n })))
+        assert.deepStrictEqual(json(batch), { accepted: 3, duplicates: 0 })
+        assert.deepStrictEqual((yield* sandbox.events).map((e) => [e.id, e.clientId]), [[3, "e3"], [4, "e4"], [5, "e5"]])
+        assert.deepStrictEqual(yield* sandbox.eventStats, { stored: 3, distinctIds: 3, duplicates: 0, evicted: 2 })
+        assert.deepStrictEqual(each(json(yield* request(`${sandbox.url}/events/recent`)), "id"), [3, 4, 5])
+        const admin = json(yield* request(`${sandbox.url}/__sandbox/events`))
+        assert.deepStrictEqual(at(admin, "stats"), { stored: 3, distinctIds: 3, duplicates: 0, evicted: 2 })
+        assert.deepStrictEqual(each(at(admin, "events"), "clientId"), ["e3", "e4", "e5"])
+      }))
+
+    it.scopedLive("dedupe covers the kept events: a kept id is a duplicate, an evicted one is stored anew", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make({ maxEvents: 2 })
+        for (const n of [1, 2, 3]) yield* post(`${sandbox.url}/events`, event(`e${n}`))
+        const kept = yield* post(`${sandbox.url}/events`, event("e3"))
+        assert.strictEqual(at(json(kept), "id"), 3, "answered with the stored event")
+        const evicted = yield* post(`${sandbox.url}/events`, event("e1"))
+        assert.strictEqual(at(json(evicted), "id"), 4, "a new server id, never a reused one")
+        assert.deepStrictEqual((yield* sandbox.events).map((e) => [e.id, e.clientId]), [[3, "e3"], [4, "e1"]])
+        assert.deepStrictEqual(yield* sandbox.eventStats, { stored: 2, distinctIds: 2, duplicates: 1, evicted: 2 })
+        yield* sandbox.reset
+        assert.deepStrictEqual(yield* sandbox.eventStats, { stored: 0, distinctIds: 0, duplicates: 0, evicted: 0 })
+      }))
+
+    it.scopedLive("public mode: an id stored twice stays known until its last copy is evicted", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make({ eventsMode: "public", maxEvents: 2 })
+        for (const id of ["e1", "e1", "e2"]) yield* post(`${sandbox.url}/events`, event(id))
+        assert.deepStrictEqual(yield* sandbox.eventStats, { stored: 2, distinctIds: 2, duplicates: 1, evicted: 1 })
+        yield* post(`${sandbox.url}/events`, event("e3"))
+        assert.deepStrictEqual(yield* sandbox.eventStats, { stored: 2, distinctIds: 2, duplicates: 1, evicted: 2 })
+        assert.deepStrictEqual((yield* sandbox.events).map((e) => e.clientId), ["e2", "e3"])
+      }))
+
+    it("the bounded store stays in order across many evictions", () => {
+      const store = new EventStore(10)
+      for (let n = 1; n <= 5_000; n++) {
+        store.insert({ id: `e${n}`, source_app: "a", session_id: "s", hook_event_type: "t", payload: { n } }, n, true)
+      }
+      assert.deepStrictEqual(store.events().map((e) => e.id), Array.from({ length: 10 }, (_, i) => 4_991 + i))
+      assert.deepStrictEqual(store.stats(), { stored: 10, distinctIds: 10, duplicates: 0, evicted: 4_990 })
+      assert.isTrue(store.insert({ id: "e4991", source_app: "a", session_id: "s", hook_event_type: "t", payload: {} }, 0, true).duplicate)
+      assert.isFalse(store.insert({ id: "e4990", source_app: "a", session_id: "s", hook_event_type: "t", payload: {} }, 0, true).duplicate)
+    })
+
+    it.scoped("maxEvents below 1 fails with SandboxError", () =>
+      Effect.gen(function*() {
+        const error = yield* Effect.flip(Sandbox.make({ maxEvents: 0 }))
+        assert.strictEqual(error.message, "sandbox maxEvents must be a positive integer, got 0")
+      }))
+
     it.scopedLive("with an observability key, events need a matching X-API-Key", () =>
       Effect.gen(function*() {
         const sandbox = yield* Sandbox.make({ observabilityApiKey: "obs-secret" })
@@ -505,7 +562,7 @@ describe("Sandbox", () => {
         }])
         const failed = yield* post(`${sandbox.url}/events/batch`, [event("e1")])
         assert.deepStrictEqual([failed.status, json(failed)], [500, { error: "Internal server error" }])
-        assert.deepStrictEqual(yield* sandbox.eventStats, { stored: 0, distinctIds: 0, duplicates: 0 })
+        assert.deepStrictEqual(yield* sandbox.eventStats, { stored: 0, distinctIds: 0, duplicates: 0, evicted: 0 })
       }))
   })
 

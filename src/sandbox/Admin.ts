@@ -8,7 +8,8 @@
  * - `POST /__sandbox/plans`: set several (body: `{ "<route>": plan, … }`, the `--faults` shape).
  * - `DELETE /__sandbox/plans/{route}`, `DELETE /__sandbox/plans`: back to normal answers.
  * - `GET /__sandbox/requests[?route=gemini]`: the recorded requests (keys redacted), oldest first.
- * - `GET /__sandbox/events`: the stored observability events and their counts.
+ * - `GET /__sandbox/events`: the stored observability events (the newest `maxEvents`) and their
+ *   counts (`stored`, `distinctIds`, `duplicates`, `evicted`).
  * - `POST /__sandbox/reset`: clear plans, recorded requests and stored events.
  *
  * A plan is a JSON array of steps or a seeded mix, as `Sandbox.FaultPlan`; durations are Effect

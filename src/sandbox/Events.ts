@@ -66,11 +66,30 @@ interface Entry {
   readonly saved: Readonly<Record<string, unknown>>
 }
 
-/** In-memory store of accepted events; survives sandbox restarts, cleared by `reset`. */
+/** The default bound of the event store: the newest 100,000 events (≈ 80 MB of typical hook events). */
+export const defaultMaxEvents = 100_000
+
+/** A client `id` among the stored events: the first stored event with it, and how many carry it. */
+interface Known {
+  readonly entry: Entry
+  copies: number
+}
+
+/**
+ * In-memory store of accepted events, bounded to the newest `maxEvents` (the oldest dropped
+ * first and counted as `evicted`); survives sandbox restarts, cleared by `reset`. Dedupe covers
+ * the stored events only: an evicted event's client `id` is forgotten with it.
+ */
 export class EventStore {
-  private entries: Array<Entry> = []
-  private byClientId = new Map<string, Entry>()
+  // Oldest first from `head`; the slots before it are dropped events, cut off now and then.
+  private entries: Array<Entry | undefined> = []
+  private head = 0
+  private byClientId = new Map<string, Known>()
+  private lastId = 0
   private duplicates = 0
+  private evicted = 0
+
+  constructor(readonly maxEvents: number = defaultMaxEvents) {}
 
   /**
    * Stores an event. With `dedupe`, an event whose client `id` is already stored is not stored
@@ -78,12 +97,13 @@ export class EventStore {
    */
   insert(body: HookEvent, now: number, dedupe: boolean): { readonly entry: Entry; readonly duplicate: boolean } {
     const clientId = typeof body["id"] === "string" ? body["id"] : undefined
-    const previous = clientId === undefined ? undefined : this.byClientId.get(clientId)
-    if (previous !== undefined) {
+    const known = clientId === undefined ? undefined : this.byClientId.get(clientId)
+    if (known !== undefined) {
       this.duplicates++
-      if (dedupe) return { entry: previous, duplicate: true }
+      if (dedupe) return { entry: known.entry, duplicate: true }
     }
-    const id = this.entries.length + 1
+    // Like the public server's row id: never reused, so evictions leave no two events one id.
+    const id = ++this.lastId
     const timestamp = typeof body["timestamp"] === "number" && body["timestamp"] !== 0 ? body["timestamp"] : now
     const humanInTheLoopStatus = body["humanInTheLoopStatus"] ??
       (body["humanInTheLoop"] ? { status: "pending" } : undefined)
@@ -105,13 +125,43 @@ export class EventStore {
     const saved = { ...body, id, timestamp, ...(humanInTheLoopStatus === undefined ? {} : { humanInTheLoopStatus }) }
     const entry: Entry = { event, saved }
     this.entries.push(entry)
-    if (clientId !== undefined && previous === undefined) this.byClientId.set(clientId, entry)
-    return { entry, duplicate: previous !== undefined }
+    if (clientId !== undefined) {
+      if (known === undefined) this.byClientId.set(clientId, { entry, copies: 1 })
+      else known.copies++
+    }
+    while (this.entries.length - this.head > this.maxEvents) this.dropOldest()
+    return { entry, duplicate: known !== undefined }
+  }
+
+  private dropOldest(): void {
+    const oldest = this.entries[this.head]
+    this.entries[this.head] = undefined
+    this.head++
+    this.evicted++
+    const clientId = oldest?.event.clientId
+    const known = clientId === undefined ? undefined : this.byClientId.get(clientId)
+    if (clientId !== undefined && known !== undefined && --known.copies === 0) this.byClientId.delete(clientId)
+    // Cutting off the dropped slots costs a copy of the kept ones: amortized O(1) when done
+    // only once they are at least half of the array.
+    if (this.head >= 1024 && this.head * 2 >= this.entries.length) {
+      this.entries = this.entries.slice(this.head)
+      this.head = 0
+    }
+  }
+
+  /** The stored entries, oldest first. */
+  private kept(): Array<Entry> {
+    const out: Array<Entry> = []
+    for (let i = this.head; i < this.entries.length; i++) {
+      const entry = this.entries[i]
+      if (entry !== undefined) out.push(entry)
+    }
+    return out
   }
 
   /** The public server's `getRecentEvents(limit)`: the latest `limit` by timestamp, oldest first. */
   recent(limit: number): ReadonlyArray<Record<string, unknown>> {
-    const latest = [...this.entries].sort((a, b) => b.event.timestamp - a.event.timestamp || b.event.id - a.event.id)
+    const latest = this.kept().sort((a, b) => b.event.timestamp - a.event.timestamp || b.event.id - a.event.id)
     return (limit < 0 ? latest : latest.slice(0, limit)).reverse().map(({ event, saved }) => ({
       id: event.id,
       source_app: event.source_app,
@@ -129,7 +179,7 @@ export class EventStore {
 
   /** The public server's `getFilterOptions()`. */
   filterOptions(): { source_apps: Array<string>; session_ids: Array<string>; hook_event_types: Array<string> } {
-    const distinct = (pick: (event: StoredEvent) => string) => [...new Set(this.entries.map(({ event }) => pick(event)))]
+    const distinct = (pick: (event: StoredEvent) => string) => [...new Set(this.kept().map(({ event }) => pick(event)))]
     return {
       source_apps: distinct((event) => event.source_app).sort(),
       session_ids: distinct((event) => event.session_id).sort().reverse().slice(0, 300),
@@ -137,18 +187,27 @@ export class EventStore {
     }
   }
 
+  /** The stored events, oldest first. */
   events(): ReadonlyArray<StoredEvent> {
-    return this.entries.map(({ event }) => event)
+    return this.kept().map(({ event }) => event)
   }
 
-  stats(): { stored: number; distinctIds: number; duplicates: number } {
-    return { stored: this.entries.length, distinctIds: this.byClientId.size, duplicates: this.duplicates }
+  stats(): { stored: number; distinctIds: number; duplicates: number; evicted: number } {
+    return {
+      stored: this.entries.length - this.head,
+      distinctIds: this.byClientId.size,
+      duplicates: this.duplicates,
+      evicted: this.evicted
+    }
   }
 
   clear(): void {
     this.entries = []
+    this.head = 0
     this.byClientId = new Map()
+    this.lastId = 0
     this.duplicates = 0
+    this.evicted = 0
   }
 }
 
