@@ -65,7 +65,8 @@ export const play = (options: Options) =>
         const pageLoadMs = Duration.toMillis(options.pageLoad)
         yield* say(`  Chromium, headless; the model answers 503, then 429 with a ${seconds(hintMs)} hint; one page never loads`)
         const before = (yield* sandbox.requestsFor("gemini")).length
-        const eventsBefore = (yield* sandbox.events).filter((event) => event.hook_event_type.startsWith("Browser")).length
+        // Server ids only grow, and the store drops its oldest events past its bound: count by id.
+        const lastIdBefore = (yield* sandbox.events).at(-1)?.id ?? 0
         const result = yield* BrowserAgent.run({
           task: "Sign up for the newsletter on the local page as Ada Lovelace, ada@example.com",
           onAction: (action) =>
@@ -74,7 +75,9 @@ export const play = (options: Options) =>
         yield* sandbox.setComputerUsePlan(undefined)
         yield* Observability.flush
         const expectedEvents = 2 + result.actions.length
-        const delivered = (yield* sandbox.events).filter((event) => event.hook_event_type.startsWith("Browser")).length - eventsBefore
+        const delivered = (yield* sandbox.events).filter((event) =>
+          event.id > lastIdBefore && event.hook_event_type.startsWith("Browser")
+        ).length
         const requests = (yield* sandbox.requestsFor("gemini")).slice(before)
         const times = requests.map((request) => request.time)
         // The waits of the retries: between the failed requests and the one that got through.

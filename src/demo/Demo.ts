@@ -280,7 +280,8 @@ const scenarios = (options: DemoOptions, s: ReturnType<typeof settings>, sandbox
       Effect.gen(function*() {
         yield* sandbox.clearPlans
         const session = `e2e-${seed}`
-        const beforeEvents = (yield* sandbox.events).length
+        // Server ids only grow, and the store drops its oldest events past its bound: count by id.
+        const lastIdBefore = (yield* sandbox.events).at(-1)?.id ?? 0
         const beforeGemini = (yield* geminiTimes).length
         const agent = yield* Agents.create({ name: "builder", type: "claude-code" })
         yield* emit("AgentCreated", { agent: agent.name, greeting: agent.greeting }, session)
@@ -294,7 +295,7 @@ const scenarios = (options: DemoOptions, s: ReturnType<typeof settings>, sandbox
         yield* emit("GeminiAnswered", { text: Gemini.text(answer) }, session)
         yield* say(`  gemini: "${Gemini.text(answer)}"`)
         yield* Observability.flush
-        const events = (yield* sandbox.events).slice(beforeEvents)
+        const events = (yield* sandbox.events).filter((event) => event.id > lastIdBefore)
         const types = events.map((event) => event.hook_event_type)
         yield* say(`  events seen by the server: ${Array.from(new Set(types)).join(", ")}`)
         const mine = events.filter((event) => event.session_id === session).length
