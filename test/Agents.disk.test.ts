@@ -46,6 +46,15 @@ const errorOf = <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.flip(self)
 
 // ---------------------------------------------------------------------------------------------
 
+/** A script that says "first", then "second" 10 seconds (of the test clock) later, then ends. */
+const firstThenSecondAfter10s: Agents.Script = {
+  run: () =>
+    Stream.concat(
+      Stream.make(Agents.TextMessage.make({ text: "first" })),
+      Stream.fromEffect(Effect.as(Effect.sleep("10 seconds"), Agents.TextMessage.make({ text: "second" })))
+    ).pipe(Stream.concat(Stream.make(Agents.ResultMessage.make({ text: "done", isError: false }))))
+}
+
 describe("Agents paths: one reading of every path setting", () => {
   it.effect("blank BIG3_STATE_DIR / BIG3_AGENTS_DIR mean unset: agents under .big3/agents, not /agents", () =>
     Effect.gen(function*() {
@@ -240,14 +249,7 @@ describe("Agents on disk: no symbolic link is followed out of an agent's directo
 
   it.effect("a running command whose directory becomes a link stops writing: nothing lands outside", () =>
     Effect.scoped(Effect.gen(function*() {
-      const script: Agents.Script = {
-        run: () =>
-          Stream.concat(
-            Stream.make(Agents.TextMessage.make({ text: "first" })),
-            Stream.fromEffect(Effect.as(Effect.sleep("10 seconds"), Agents.TextMessage.make({ text: "second" })))
-          ).pipe(Stream.concat(Stream.make(Agents.ResultMessage.make({ text: "done", isError: false }))))
-      }
-      yield* withAgents({ script }, (harness) =>
+      yield* withAgents({ script: firstThenSecondAfter10s }, (harness) =>
         Effect.gen(function*() {
           const created = yield* Agents.create({ name: "swapped", type: "claude_code" })
           const { operatorFile } = yield* Agents.command("swapped", "work")
@@ -333,14 +335,7 @@ describe("Agents on disk: no symbolic link is followed out of an agent's directo
 
   it.effect("a running command does not replace an operator file that became a hard link or a symbolic link", () =>
     Effect.scoped(Effect.gen(function*() {
-      const script: Agents.Script = {
-        run: () =>
-          Stream.concat(
-            Stream.make(Agents.TextMessage.make({ text: "first" })),
-            Stream.fromEffect(Effect.as(Effect.sleep("10 seconds"), Agents.TextMessage.make({ text: "second" })))
-          ).pipe(Stream.concat(Stream.make(Agents.ResultMessage.make({ text: "done", isError: false }))))
-      }
-      yield* withAgents({ script }, (harness) =>
+      yield* withAgents({ script: firstThenSecondAfter10s }, (harness) =>
         Effect.gen(function*() {
           const secret = nodePath.join(harness.dir, "secret.txt")
           fs.writeFileSync(secret, "TOP-SECRET-TOKEN")

@@ -244,46 +244,37 @@ describe("big3 agents", () => {
       assert.isFalse(fs.existsSync(path.join(rootA, "victim")))
     }))
 
-  it.scopedLive("agents result does not print an operator file linked to a secret (exit 1, UnsafeAgentPath)", () =>
+  it.scopedLive("agents result does not print an operator file linked to a secret, symbolic or hard link (exit 1, UnsafeAgentPath)", () =>
     Effect.gen(function*() {
       const { env, stateDir } = yield* setup()
-      yield* big3(["agents", "create", "--name", "reader", "--type", "coder"], env)
-      const commanded = yield* big3(["agents", "command", "reader", "task"], env)
-      assert.strictEqual(commanded.code, 0, commanded.stderr)
       const secret = path.join(stateDir, "secret.txt")
       fs.writeFileSync(secret, "TOP-SECRET-TOKEN")
-      fs.rmSync(commanded.stdout)
-      fs.symlinkSync(secret, commanded.stdout)
+      const cases = [
+        {
+          name: "symbolic",
+          link: fs.symlinkSync,
+          why: (file: string) => `${file} is a symbolic link; big3 does not follow links out of an agent's directory, so it was not read`
+        },
+        {
+          name: "hard",
+          link: fs.linkSync,
+          why: (file: string) =>
+            `${file} has 2 hard links: the same file has another name, perhaps outside the agent's directory, and ` +
+            `big3 writes its operator files with one link only, so it was not read`
+        }
+      ]
+      for (const { link, name, why } of cases) {
+        yield* big3(["agents", "create", "--name", name, "--type", "coder"], env)
+        const commanded = yield* big3(["agents", "command", name, "task"], env)
+        assert.strictEqual(commanded.code, 0, commanded.stderr)
+        fs.rmSync(commanded.stdout)
+        link(secret, commanded.stdout)
 
-      const result = yield* big3(["agents", "result", "reader"], env)
-      assert.strictEqual(result.code, 1)
-      assert.strictEqual(result.stdout, "")
-      assert.strictEqual(
-        result.stderr,
-        `big3 agents: UnsafeAgentPath: ${commanded.stdout} is a symbolic link; big3 does not follow links out of an ` +
-          `agent's directory, so it was not read`
-      )
-    }))
-
-  it.scopedLive("agents result does not print an operator file hard-linked to a secret (exit 1, UnsafeAgentPath)", () =>
-    Effect.gen(function*() {
-      const { env, stateDir } = yield* setup()
-      yield* big3(["agents", "create", "--name", "reader", "--type", "coder"], env)
-      const commanded = yield* big3(["agents", "command", "reader", "task"], env)
-      assert.strictEqual(commanded.code, 0, commanded.stderr)
-      const secret = path.join(stateDir, "secret.txt")
-      fs.writeFileSync(secret, "TOP-SECRET-TOKEN")
-      fs.rmSync(commanded.stdout)
-      fs.linkSync(secret, commanded.stdout)
-
-      const result = yield* big3(["agents", "result", "reader"], env)
-      assert.strictEqual(result.code, 1)
-      assert.strictEqual(result.stdout, "")
-      assert.strictEqual(
-        result.stderr,
-        `big3 agents: UnsafeAgentPath: ${commanded.stdout} has 2 hard links: the same file has another name, perhaps ` +
-          `outside the agent's directory, and big3 writes its operator files with one link only, so it was not read`
-      )
+        const result = yield* big3(["agents", "result", name], env)
+        assert.strictEqual(result.code, 1)
+        assert.strictEqual(result.stdout, "")
+        assert.strictEqual(result.stderr, `big3 agents: UnsafeAgentPath: ${why(commanded.stdout)}`)
+      }
     }))
 
   it.scopedLive("command --wait whose operator file becomes a link mid-run says so and leaves the link alone, not 'interrupted'", () =>
