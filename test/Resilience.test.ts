@@ -155,6 +155,25 @@ describe("Resilience.withRetry", () => {
       assert.deepStrictEqual(yield* times, [0])
     }).pipe(Effect.provide(config)))
 
+  it.effect("an HTTP error whose message says the wait and its end: the line says it once", () =>
+    Effect.gen(function*() {
+      const { lines, layer } = captureLogs()
+      const limited = Errors.fromHttp({ service: "gemini", status: 429, headers: { "retry-after": "300" }, now: 0 })
+      const { call } = yield* scripted([limited])
+      const exit = yield* Fiber.await(
+        yield* Effect.fork(
+          Resilience.withRetry(noJitter({ maxDelay: Duration.seconds(10) }), { operation: "gemini_api" })(call).pipe(
+            Effect.provide(layer)
+          )
+        )
+      )
+      assert.deepStrictEqual(exit, Exit.fail(limited))
+      assert.deepStrictEqual(lines, [
+        "WARN gemini_api attempt 1/3 failed: RateLimited: gemini answered HTTP 429; it asks to wait 300s " +
+        "(until 1970-01-01T00:05:00.000Z); that is longer than the policy's maxDelay of 10s; failing now"
+      ])
+    }))
+
   it.effect("a hint equal to maxDelay is waited", () =>
     Effect.gen(function*() {
       const limited = new Errors.RateLimited({ service: "gemini", message: "429", retryAfter: Duration.seconds(10) })

@@ -73,10 +73,13 @@ export const decide = (policy: RetryPolicy, input: DecideInput): RetryDecision =
   const hint = retryAfterOf(error)
   if (hint !== undefined) {
     if (Duration.greaterThan(hint, policy.maxDelay)) {
+      const maxDelay = `the policy's maxDelay of ${formatDuration(policy.maxDelay)}; failing now`
+      // An HTTP error's message that says the wait and its end already (`fromHttp`) is not repeated.
       return stop(
         "hint",
-        `the server asks to wait ${formatDuration(hint)} (until ${comeBackAt(now, hint)}), longer than the policy's ` +
-          `maxDelay of ${formatDuration(policy.maxDelay)}; failing now`
+        describe(error).includes(`asks to wait ${formatDuration(hint)} (until `)
+          ? `that is longer than ${maxDelay}`
+          : `the server asks to wait ${formatDuration(hint)} (until ${comeBackAt(now, hint)}), longer than ${maxDelay}`
       )
     }
     // Wait at least the server's hint.
