@@ -8,11 +8,13 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Logger from "effect/Logger"
 import * as Http from "node:http"
 import * as Sandbox from "../src/Sandbox.js"
 import { big3 } from "./support/cli.js"
 import { at } from "./support/json.js"
+import { freePort } from "./support/loopback.js"
 
 interface Reply {
   readonly status: number
@@ -147,6 +149,28 @@ describe("Sandbox under hostile input", () => {
       const refused = yield* send(`${sandbox.url}/events`, { "content-type": "application/json" }, [event("x".repeat(100))])
       assert.strictEqual(refused.status, 413)
       assert.strictEqual((yield* sandbox.eventStats).stored, 1)
+    }))
+
+  it.scopedLive("big3 sandbox --max-events bounds the event store; below 1 it is a usage error (exit 2)", () =>
+    Effect.gen(function*() {
+      const refused = yield* big3(["sandbox", "--port", "0", "--max-events", "0"])
+      assert.strictEqual(refused.code, 2)
+      assert.strictEqual(refused.stderr, "big3 sandbox: --max-events must be 1 or more, got 0")
+      const port = yield* freePort
+      const server = yield* Effect.fork(big3(["sandbox", "--port", String(port), "--max-events", "2"]))
+      const url = `http://127.0.0.1:${port}`
+      const event = (n: number) =>
+        Buffer.from(JSON.stringify({ source_app: "app", session_id: "s", hook_event_type: "Stop", payload: { n } }))
+      let first = yield* Effect.either(send(`${url}/events`, { "content-type": "application/json" }, [event(1)]))
+      for (let i = 0; i < 100 && first._tag === "Left"; i++) {
+        yield* Effect.sleep("50 millis")
+        first = yield* Effect.either(send(`${url}/events`, { "content-type": "application/json" }, [event(1)]))
+      }
+      assert.strictEqual(first._tag, "Right")
+      for (const n of [2, 3]) yield* send(`${url}/events`, { "content-type": "application/json" }, [event(n)])
+      const stats = yield* Effect.promise(() => fetch(`${url}/__sandbox/events`).then((response) => response.json()))
+      assert.deepInclude(at(stats, "stats"), { stored: 2, evicted: 1 })
+      yield* Fiber.interrupt(server)
     }))
 
   it.scopedLive("the request log keeps the newest requests only, by count", () =>

@@ -1,5 +1,5 @@
 /**
- * `big3 sandbox --port N [--faults FILE] [--computer-use-plan FILE]`: serve the loopback emulator
+ * `big3 sandbox --port N [--faults FILE] [--computer-use-plan FILE] [--max-events N]`: serve the loopback emulator
  * of the upstream APIs for development. `--faults` gives the fault plans in force from the start
  * (JSON, the shape of `Sandbox.Options.plans`); the admin API under `/__sandbox/` changes them
  * while it runs. `--computer-use-plan` scripts the answers to computer-use requests.
@@ -33,6 +33,11 @@ const computerUsePlan = Options.file("computer-use-plan", { exists: "yes" }).pip
   Options.withDescription("a JSON array whose i-th element is the parts of model turn i, for requests with the computerUse tool")
 )
 
+const maxEvents = Options.integer("max-events").pipe(
+  Options.optional,
+  Options.withDescription("how many events the store keeps, the newest (default 100000); the oldest are dropped first")
+)
+
 /** A plans file is a few steps per route; anything larger is a mistake (or /dev/zero). */
 const maxFileBytes = 1024 * 1024
 
@@ -57,18 +62,21 @@ const readJsonFile = <A>(flag: string, file: string, parse: (text: string) => Ei
 
 export const sandboxCommand = Command.make(
   "sandbox",
-  { port, eventsMode, faults, computerUsePlan, metrics: metricsOption },
-  ({ computerUsePlan, eventsMode, faults, metrics, port }) =>
+  { port, eventsMode, maxEvents, faults, computerUsePlan, metrics: metricsOption },
+  ({ computerUsePlan, eventsMode, faults, maxEvents, metrics, port }) =>
     withMetrics(
       metrics,
       Effect.gen(function*() {
         yield* checkPort("sandbox", "--port", port)
+        if (Option.isSome(maxEvents) && maxEvents.value < 1) {
+          return yield* usage(`--max-events must be 1 or more, got ${maxEvents.value}`)
+        }
         const Sandbox = yield* loadModule("sandbox", () => import("../Sandbox.js"))
         const plans = Option.isNone(faults) ? {} : yield* readJsonFile("--faults", faults.value, Sandbox.parsePlans)
         const plan = Option.isNone(computerUsePlan)
           ? undefined
           : yield* readJsonFile("--computer-use-plan", computerUsePlan.value, Sandbox.parseComputerUsePlan)
-        return yield* Sandbox.run({ port, eventsMode, plans, computerUsePlan: plan })
+        return yield* Sandbox.run({ port, eventsMode, plans, computerUsePlan: plan, maxEvents: Option.getOrUndefined(maxEvents) })
       })
     )
 ).pipe(Command.withDescription("serve the loopback Gemini / observability / Anthropic emulator until interrupted"))
