@@ -118,6 +118,9 @@ export const load: Effect.Effect<Service, ConfigError.ConfigError> = Effect.gen(
   const configFile = yield* Sources.configFileName
   const file = configFile === undefined ? Sources.emptyFlat : yield* Sources.readConfigFile(configFile)
   const env = yield* Sources.readEnvironment
+  for (const { hint, key } of yield* Sources.unknownEnvironmentKeys) {
+    yield* Effect.logWarning(`${key} is not a setting big3 reads, so it is ignored${hint}`)
+  }
   return fromSettings(yield* buildSettings(Sources.layered(file, env), configFile))
 })
 

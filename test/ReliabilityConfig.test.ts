@@ -181,6 +181,23 @@ describe("ReliabilityConfig", () => {
       assert.isTrue(lines.some((line) => line.startsWith("WARN") && line.includes("BIG3_TIMEOUT_DB_QUERY")))
     }))
 
+  it.effect("a variable in a setting's family that big3 does not read is named in a warning, with a hint", () =>
+    Effect.gen(function*() {
+      const { exit, lines } = yield* captureLogs(loadWith({
+        BIG3_TIMEOUT_GEMNI_API: "1",
+        BIG3_RETRY_GEMINI_MAX_ATTEMPT: "4",
+        BIG3_BREAKER_NOBODY_KNOWS_THIS: "1",
+        BIG3_TIMEOUT_GEMINI_API: "30",
+        BIG3_EVENTS_MODE: "single"
+      }))
+      assert.strictEqual(exit._tag, "Success")
+      assert.deepStrictEqual(lines.filter((line) => line.includes("is not a setting")).sort(), [
+        `WARN BIG3_BREAKER_NOBODY_KNOWS_THIS is not a setting big3 reads, so it is ignored`,
+        `WARN BIG3_RETRY_GEMINI_MAX_ATTEMPT is not a setting big3 reads, so it is ignored (did you mean "BIG3_RETRY_GEMINI_MAX_ATTEMPTS"?)`,
+        `WARN BIG3_TIMEOUT_GEMNI_API is not a setting big3 reads, so it is ignored (did you mean "BIG3_TIMEOUT_GEMINI_API"?)`
+      ])
+    }))
+
   const badValues: ReadonlyArray<readonly [string, string, string]> = [
     ["BIG3_TIMEOUT_GEMINI_API", "abc", "expected a positive number of seconds"],
     ["BIG3_TIMEOUT_GEMINI_API", "-5", "negative"],

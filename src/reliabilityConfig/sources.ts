@@ -10,6 +10,7 @@ import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as HashSet from "effect/HashSet"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import { pathSetting } from "../internal/pathSetting.js"
@@ -289,6 +290,47 @@ export const readEnvironment: Effect.Effect<Flat, ConfigError.ConfigError> = Eff
     if (Option.isSome(value)) values.set(key, { value: value.value, source: "env" })
   }
   return { ...emptyFlat, values }
+})
+
+/** The families of the keys read above: a variable under one of them that is not a known key is a typo. */
+const families = ["TIMEOUT", "RETRY", "BREAKER", "BUDGET", "ADAPTIVE"] as const
+
+/** How many unknown variables are named at most: a few typos are what this is for. */
+const maxUnknown = 20
+
+/**
+ * The variables set under `BIG3_TIMEOUT_`, `BIG3_RETRY_`, `BIG3_BREAKER_`, `BIG3_BUDGET_` and
+ * `BIG3_ADAPTIVE_` in the current `ConfigProvider` that big3 does not read, each with a "did you
+ * mean": a typo there would otherwise be ignored without a word, while the file refuses one.
+ */
+export const unknownEnvironmentKeys: Effect.Effect<
+  ReadonlyArray<{ readonly key: string; readonly hint: string }>
+> = Effect.configProviderWith((provider) => {
+  const found: Array<{ readonly key: string; readonly hint: string }> = []
+  const walk = (path: ReadonlyArray<string>): Effect.Effect<void, ConfigError.ConfigError> =>
+    Effect.flatMap(provider.flattened.enumerateChildren(path), (children) => {
+      if (HashSet.size(children) === 0) {
+        // A family with nothing under it is not a variable.
+        if (path.length <= 2) return Effect.void
+        const key = path.join("_")
+        if (!knownKeys.has(key) && found.length < maxUnknown) found.push({ key, hint: suggest(key, knownKeys) })
+        return Effect.void
+      }
+      return Effect.forEach(children, (child) => found.length < maxUnknown ? walk([...path, child]) : Effect.void, { discard: true })
+    })
+  // One listing of BIG3_ first: most environments set none of these families, and each listing
+  // reads every variable.
+  return Effect.flatMap(
+    provider.flattened.enumerateChildren(["BIG3"]),
+    (present) =>
+      Effect.forEach(families, (family) => HashSet.has(present, family) ? walk(["BIG3", family]) : Effect.void, {
+        discard: true
+      })
+  ).pipe(
+    // A provider that cannot list its keys has no typo to report.
+    Effect.orElseSucceed(() => undefined),
+    Effect.as(found)
+  )
 })
 
 /** `BIG3_CONFIG`, when set and not blank, read as every path setting is (`internal/pathSetting`). */
