@@ -111,6 +111,31 @@ describe("big3 voice", () => {
       )
     }))
 
+  it.scopedLive("at the end of input it waits for the agent commands the session started, then exits 0", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({
+        realtimeScript: [
+          { when: "create", calls: [{ name: "create_agent", arguments: { name: "v1" } }], text: "Created." },
+          { when: "run", calls: [{ name: "command_agent", arguments: { name: "v1", prompt: "a long job" } }], text: "Started." }
+        ]
+      })
+      const stateDir = yield* tempStateDir
+      const result = yield* runProcess(["voice", "--text"], {
+        OPENAI_API_KEY: "sandbox-key",
+        OPENAI_REALTIME_URL: sandbox.realtime.url,
+        BIG3_AGENT_BACKEND: "scripted",
+        BIG3_SCRIPTED_DELAY: "1",
+        BIG3_STATE_DIR: stateDir,
+        OBSERVABILITY_SERVER_URL: `${sandbox.url}/events`
+      }, "create it\nrun it\n")
+      assert.strictEqual(result.code, 0, result.stderr)
+      assert.include(result.stderr, "end of input: waiting for the agent command(s) of v1 to end")
+      const directory = path.join(stateDir, "agents", "v1")
+      const files = fs.readdirSync(directory).filter((file) => file.startsWith("operator-"))
+      assert.strictEqual(files.length, 1)
+      assert.include(fs.readFileSync(path.join(directory, files[0]!), "utf8"), "Status: completed")
+    }))
+
   it.scopedLive("without OPENAI_API_KEY it exits 1 with a clear message and connects nowhere", () =>
     Effect.gen(function*() {
       const server = yield* bareServer()

@@ -7,6 +7,7 @@
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
+import * as Agents from "../Agents.js"
 import type * as Realtime from "../Realtime.js"
 import * as Runtime from "../Runtime.js"
 import * as Voice from "../Voice.js"
@@ -36,9 +37,32 @@ const describeTurn = (turn: Realtime.Turn): Effect.Effect<void> =>
     ? Effect.void
     : Effect.logWarning(`the response ended ${turn.status}${turn.error === undefined ? "" : `: ${turn.error}`}`)
 
+/** How often the end of input looks again at the agent commands still running. */
+const commandPoll = "200 millis"
+
 /**
- * Runs one session over `lines` (one user turn each, blank lines skipped), then closes it. Fails
- * with the cause when the session cannot be opened or is lost.
+ * At the end of input, waits for the agent commands the session started: they run in this
+ * process, and leaving would interrupt them (as `big3 agents command` stays for its command).
+ * An interrupt (Ctrl-C) stops them as usual.
+ */
+const awaitAgentCommands = Effect.gen(function*() {
+  const running = Effect.map(Agents.list, (agents) => agents.filter((agent) => agent.runningCommands > 0))
+  let busy = yield* running
+  if (busy.length === 0) return
+  yield* Effect.logInfo(
+    `end of input: waiting for the agent command(s) of ${busy.map((agent) => agent.name).join(", ")} to end ` +
+      `(they run in this process; interrupt to stop them)`
+  )
+  while (busy.length > 0) {
+    yield* Effect.sleep(commandPoll)
+    busy = yield* running
+  }
+})
+
+/**
+ * Runs one session over `lines` (one user turn each, blank lines skipped), waits for the agent
+ * commands it started, then closes it. Fails with the cause when the session cannot be opened or
+ * is lost.
  */
 export const runVoice = <E>(options: {
   readonly lines: Stream.Stream<string, E>
@@ -52,6 +76,7 @@ export const runVoice = <E>(options: {
       options.lines,
       (line) => line.trim() === "" ? Effect.void : Effect.flatMap(session.say(line.trim()), describeTurn)
     )
+    yield* awaitAgentCommands
     const stats = yield* session.stats
     yield* Effect.logInfo(
       `voice session ${session.id} done: ${stats.turns} turns, ${stats.callsRun} tool calls, ` +
