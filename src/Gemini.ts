@@ -40,7 +40,7 @@ import * as Errors from "./Errors.js"
 import { protectFirstChunk } from "./gemini/stream.js"
 import { redactUrl } from "./internal/redactUrl.js"
 import * as Sse from "./internal/sse.js"
-import { httpBaseUrl, urlSetting } from "./internal/urlSetting.js"
+import { httpUrl, urlSetting } from "./internal/urlSetting.js"
 import { ReliabilityConfig } from "./ReliabilityConfig.js"
 import * as Resilience from "./Resilience.js"
 import { GenerateContentRequest, GenerateContentResponse, SafetyRating } from "./gemini/schema.js"
@@ -135,7 +135,7 @@ export const apiKeyHeader = "x-goog-api-key"
 export const config: Config.Config<Options> = Config.all({
   apiKey: Config.option(Config.redacted("GEMINI_API_KEY")).pipe(Config.map(Option.getOrUndefined)),
   // Credentials in it are refused: Gemini is reached with GEMINI_API_KEY, and a URL is shown in errors.
-  baseUrl: urlSetting("GEMINI_BASE_URL", defaultBaseUrl, httpBaseUrl(defaultBaseUrl)),
+  baseUrl: urlSetting("GEMINI_BASE_URL", defaultBaseUrl, httpUrl(defaultBaseUrl)),
   model: Config.string("GEMINI_MODEL").pipe(
     Config.withDefault(defaultModel),
     Config.mapOrFail((model) =>

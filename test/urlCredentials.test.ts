@@ -37,21 +37,31 @@ describe("URL credentials", () => {
       }
     }))
 
-  it.effect("a base URL with a query or a fragment (a ?key=) is refused, and the query is not echoed", () =>
+  it.effect("an upstream URL with a query or a fragment (a ?key=) is refused, and the query is not echoed", () =>
     Effect.gen(function*() {
       const cases = [
         ["GEMINI_BASE_URL", Gemini.config, `http://127.0.0.1:9/?key=${secret}`, "http://127.0.0.1:9/?…"],
         ["GEMINI_BASE_URL", Gemini.config, `https://gemini.example/v1#${secret}`, "https://gemini.example/v1#…"],
-        ["ANTHROPIC_BASE_URL", ClaudeAgentSdk.config, `https://anthropic.example?key=${secret}`, "https://anthropic.example/?…"]
+        ["ANTHROPIC_BASE_URL", ClaudeAgentSdk.config, `https://anthropic.example?key=${secret}`, "https://anthropic.example/?…"],
+        ["OPENAI_REALTIME_URL", Realtime.config, `ws://127.0.0.1:9/v1/realtime?api_key=${secret}`, "ws://127.0.0.1:9/v1/realtime?…"],
+        ["OPENAI_REALTIME_URL", Realtime.config, "ws://127.0.0.1:9/v1/realtime#x", "ws://127.0.0.1:9/v1/realtime#…"],
+        ["OBSERVABILITY_SERVER_URL", Observability.config, `http://127.0.0.1:9/events?key=${secret}`, "http://127.0.0.1:9/events?…"]
       ] as const
       for (const [name, config, value, shown] of cases) {
         const message = failureMessage(yield* readConfig<unknown>(config, { [name]: value }))
         assert.strictEqual(
           message,
-          `${name}="${shown}" is not valid: a base URL takes no query or fragment, since request paths are appended ` +
-            `to it; give the upstream's key in its own setting`
+          `${name}="${shown}" is not valid: it takes no query or fragment, since big3 adds to it and a key there ` +
+            `would show in errors, logs and events; give the upstream's key in its own setting`
         )
       }
+      // The library's option too.
+      const option = yield* Effect.flip(ObservabilityOptions.resolve({ url: `http://127.0.0.1:9/events?key=${secret}` }))
+      assert.strictEqual(
+        option.message,
+        `url (OBSERVABILITY_SERVER_URL) must not carry a query or fragment (big3 adds /batch to it, and a key there ` +
+          `would show in errors and the spool), got "http://127.0.0.1:9/events?…"`
+      )
     }))
 
   it.effect("a malformed URL with credentials is not echoed with them either", () =>

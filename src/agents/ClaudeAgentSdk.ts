@@ -41,7 +41,7 @@ import type { Big3Error } from "../Errors.js"
 import { InvalidRequest, ServiceUnavailable } from "../Errors.js"
 import { pathSetting } from "../internal/pathSetting.js"
 import { wholeNumberSetting } from "../internal/numberSetting.js"
-import { httpBaseUrl, optionalUrlSetting } from "../internal/urlSetting.js"
+import { httpUrl, optionalUrlSetting } from "../internal/urlSetting.js"
 import { Observability } from "../Observability.js"
 import type { RunInput, Service, StartSessionInput } from "./Backend.js"
 import { AgentBackend } from "./Backend.js"
@@ -77,7 +77,7 @@ export interface ClaudeAgentSdkOptions {
 export const config: Config.Config<ClaudeAgentSdkOptions> = Config.all({
   model: Config.string("CLAUDE_AGENT_MODEL").pipe(Config.withDefault("claude-sonnet-4-5")),
   // Credentials in it are refused: Anthropic is reached with ANTHROPIC_API_KEY, and a URL is shown in errors.
-  baseUrl: optionalUrlSetting("ANTHROPIC_BASE_URL", httpBaseUrl("https://api.anthropic.com")),
+  baseUrl: optionalUrlSetting("ANTHROPIC_BASE_URL", httpUrl("https://api.anthropic.com")),
   apiKey: Config.option(Config.redacted("ANTHROPIC_API_KEY")),
   permissionMode: Config.literal(...permissionModes)("CLAUDE_AGENT_PERMISSION_MODE").pipe(
     Config.withDefault("acceptEdits" as const)

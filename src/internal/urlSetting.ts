@@ -1,7 +1,7 @@
 /**
  * The one reading of a setting that names an upstream's URL (`GEMINI_BASE_URL`,
  * `OPENAI_REALTIME_URL`, `OBSERVABILITY_SERVER_URL`, `ANTHROPIC_BASE_URL`): trimmed, of one of
- * the expected protocols, and without credentials; a base URL also without a query or fragment.
+ * the expected protocols, without credentials, without a query or fragment.
  *
  * Credentials in such a URL are refused with a `ConfigError` rather than sent: every one of these
  * upstreams authenticates with its own key setting (`GEMINI_API_KEY` as `x-goog-api-key`,
@@ -27,20 +27,18 @@ export interface UrlRules {
   /** An example for the message: the default. */
   readonly example: string
   /**
-   * A base URL, to which request paths are appended: a query or a fragment would end up in the
-   * middle of every request's URL (and a `?key=` in error text), so neither is accepted.
+   * A URL big3 adds to (request paths, `/batch`, `?model=`): a query or a fragment would end up in
+   * the middle of every request's URL, and a `?key=` in error text, logs and events, so neither is
+   * accepted. Every upstream URL setting is one.
    */
-  readonly base?: boolean | undefined
+  readonly bare?: boolean | undefined
 }
 
-/** http and https. */
-export const httpUrl = (example: string): UrlRules => ({ protocols: ["http:", "https:"], kind: "an http(s) URL", example })
+/** http and https, no query, no fragment. */
+export const httpUrl = (example: string): UrlRules => ({ protocols: ["http:", "https:"], kind: "an http(s) URL", example, bare: true })
 
-/** An http(s) base URL: no query, no fragment. */
-export const httpBaseUrl = (example: string): UrlRules => ({ ...httpUrl(example), base: true })
-
-/** ws and wss. */
-export const webSocketUrl = (example: string): UrlRules => ({ protocols: ["ws:", "wss:"], kind: "a ws(s) URL", example })
+/** ws and wss, no query, no fragment. */
+export const webSocketUrl = (example: string): UrlRules => ({ protocols: ["ws:", "wss:"], kind: "a ws(s) URL", example, bare: true })
 
 /** Why `value` is not an acceptable URL for `name`, or the URL. */
 export const checkUrl = (name: string, value: string, rules: UrlRules): Either.Either<URL, string> => {
@@ -59,11 +57,11 @@ export const checkUrl = (name: string, value: string, rules: UrlRules): Either.E
         `and logs: remove them and give the upstream's key in its own setting`
     )
   }
-  if (rules.base === true && (url.search !== "" || url.hash !== "")) {
+  if (rules.bare === true && (url.search !== "" || url.hash !== "")) {
     return Either.left(
       `${name}=${preview(`${url.origin}${url.pathname}${url.search === "" ? "" : "?…"}${url.hash === "" ? "" : "#…"}`)} ` +
-        `is not valid: a base URL takes no query or fragment, since request paths are appended to it; ` +
-        `give the upstream's key in its own setting`
+        `is not valid: it takes no query or fragment, since big3 adds to it and a key there would show in ` +
+        `errors, logs and events; give the upstream's key in its own setting`
     )
   }
   return Either.right(url)

@@ -191,6 +191,15 @@ export const resolve = (options: Options = {}): Effect.Effect<Settings, ConfigEr
         invalidOption("url", `must not carry credentials (user:password@), got ${preview(redactUrl(url.href))}`)
       )
     }
+    if (url.search !== "" || url.hash !== "") {
+      return yield* Effect.fail(
+        invalidOption(
+          "url",
+          `must not carry a query or fragment (big3 adds /batch to it, and a key there would show in errors and ` +
+            `the spool), got ${preview(`${url.origin}${url.pathname}${url.search === "" ? "" : "?…"}${url.hash === "" ? "" : "#…"}`)}`
+        )
+      )
+    }
     const mode = options.mode ?? defaults.mode
     const apiKey = options.apiKey === undefined
       ? Option.none()
