@@ -40,6 +40,10 @@ export const httpUrl = (example: string): UrlRules => ({ protocols: ["http:", "h
 /** ws and wss, no query, no fragment. */
 export const webSocketUrl = (example: string): UrlRules => ({ protocols: ["ws:", "wss:"], kind: "a ws(s) URL", example, bare: true })
 
+/** A URL as shown in a refusal: its query and fragment, which may hold a key, as `?…` and `#…`. */
+export const withoutQuery = (url: URL): string =>
+  `${url.origin}${url.pathname}${url.search === "" ? "" : "?…"}${url.hash === "" ? "" : "#…"}`
+
 /** Why `value` is not an acceptable URL for `name`, or the URL. */
 export const checkUrl = (name: string, value: string, rules: UrlRules): Either.Either<URL, string> => {
   const notValid = () =>
@@ -59,7 +63,7 @@ export const checkUrl = (name: string, value: string, rules: UrlRules): Either.E
   }
   if (rules.bare === true && (url.search !== "" || url.hash !== "")) {
     return Either.left(
-      `${name}=${preview(`${url.origin}${url.pathname}${url.search === "" ? "" : "?…"}${url.hash === "" ? "" : "#…"}`)} ` +
+      `${name}=${preview(withoutQuery(url))} ` +
         `is not valid: it takes no query or fragment, since big3 adds to it and a key there would show in ` +
         `errors, logs and events; give the upstream's key in its own setting`
     )

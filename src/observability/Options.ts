@@ -14,7 +14,7 @@ import * as Redacted from "effect/Redacted"
 import { wholeNumberSetting } from "../internal/numberSetting.js"
 import { preview } from "../internal/preview.js"
 import { hasCredentials, redactLoosely, redactUrl } from "../internal/redactUrl.js"
-import { httpUrl, urlSetting } from "../internal/urlSetting.js"
+import { httpUrl, urlSetting, withoutQuery } from "../internal/urlSetting.js"
 import { maxDuration, maxDurationText, parseDuration } from "../reliabilityConfig/decode.js"
 
 /** `"single"`: one `POST /events` per event, `concurrency` in flight (works with the public server). `"batch"`: `POST /events/batch`. */
@@ -196,7 +196,7 @@ export const resolve = (options: Options = {}): Effect.Effect<Settings, ConfigEr
         invalidOption(
           "url",
           `must not carry a query or fragment (big3 adds /batch to it, and a key there would show in errors and ` +
-            `the spool), got ${preview(`${url.origin}${url.pathname}${url.search === "" ? "" : "?…"}${url.hash === "" ? "" : "#…"}`)}`
+            `the spool), got ${preview(withoutQuery(url))}`
         )
       )
     }
