@@ -142,6 +142,31 @@ describe("Promise API", () => {
     ])
   })
 
+  it("a negative, NaN or unreadable timeout or deadline rejects each call with InvalidRequest, never a 0 ms timeout", async () => {
+    let ran = 0
+    const fn = async () => {
+      ran++
+      return "ran"
+    }
+    const cases = [
+      [() => big3.withTimeout(fn, { timeout: -5, operation: "job" }), "timeout", "-5"],
+      [() => big3.withTimeout(fn, { timeout: Number.NaN, operation: "job" }), "timeout", "NaN"],
+      [() => big3.withTimeout(fn, { timeout: "-5 millis", operation: "job" }), "timeout", `"-5 millis"`],
+      [() => big3.protect(fn, { operation: "gemini_api", deadline: Number.NaN }), "deadline", "NaN"],
+      [() => big3.protect(fn, { operation: "gemini_api", deadline: "soon" }), "deadline", `"soon"`]
+    ] as const
+    for (const [call, name, shown] of cases) {
+      const error = await call().catch((e: unknown) => e)
+      assert.instanceOf(error, Errors.InvalidRequest)
+      assert.strictEqual(
+        error instanceof Errors.InvalidRequest ? error.message : "",
+        `${name} must be a duration of zero or more, such as 5000 (ms) or "5 seconds"; got ${shown}`
+      )
+    }
+    assert.strictEqual(ran, 0)
+    assert.strictEqual(await big3.withTimeout(fn, { timeout: 5000, operation: "job" }), "ran")
+  })
+
   it("a 30-day timeout (over 2^31 ms) fires after 30 days, not after 1 ms", async () => {
     const day = 86_400_000
     let settled: unknown = "pending"

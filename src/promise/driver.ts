@@ -9,7 +9,8 @@
 import * as Duration from "effect/Duration"
 import type * as CircuitBreaker from "../CircuitBreaker.js"
 import type { Big3Error } from "../Errors.js"
-import { formatDuration, fromHttp, isBig3Error, NetworkError, OperationTimeout, operationTimeout } from "../Errors.js"
+import { formatDuration, fromHttp, InvalidRequest, isBig3Error, NetworkError, OperationTimeout, operationTimeout } from "../Errors.js"
+import { preview } from "../internal/preview.js"
 import * as Metrics from "../Metrics.js"
 import type * as ReliabilityConfig from "../ReliabilityConfig.js"
 import { setLongTimeout } from "../internal/timer.js"
@@ -215,10 +216,35 @@ const runAttempt = <A>(
   })
 }
 
+/**
+ * Why a duration option is not one, or `undefined`. Effect's `Duration.decode` reads a negative
+ * or NaN number (and "-5 millis") as zero, which would time every call out at once.
+ */
+const invalidDuration = (name: string, service: string, input: Duration.DurationInput | undefined): InvalidRequest | undefined => {
+  if (input === undefined) return undefined
+  const refuse = () =>
+    new InvalidRequest({
+      service,
+      message: `${name} must be a duration of zero or more, such as 5000 (ms) or "5 seconds"; got ${preview(input)}`
+    })
+  if (typeof input === "number") return Number.isNaN(input) || input < 0 ? refuse() : undefined
+  if (typeof input === "bigint") return input < 0n ? refuse() : undefined
+  if (typeof input === "string" && input.trim().startsWith("-")) return refuse()
+  try {
+    Duration.decode(input)
+    return undefined
+  } catch {
+    return refuse()
+  }
+}
+
 /** Builds the driver of one pipeline from resolved services: everything looked up once. */
 export const build = (services: Services, options: PipelineOptions): Protector => {
   const { breakers, config } = services
   const service = options.service ?? options.breaker ?? options.operation ?? "default"
+  // Checked once per pipeline: a bad option rejects every call made through it.
+  const invalid = invalidDuration("timeout", service, options.timeout) ?? invalidDuration("deadline", service, options.deadline)
+  if (invalid !== undefined) return () => Promise.reject(invalid)
   const operation = options.operation ?? service
   const policy = typeof options.policy === "object" ? options.policy : config.policyOf(options.policy ?? "default")
   const timeout = options.timeout !== undefined
