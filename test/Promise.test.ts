@@ -148,12 +148,14 @@ describe("Promise API", () => {
       ran++
       return "ran"
     }
+    // A caller without the types (plain JavaScript, parsed JSON) can pass any string.
+    const parsed: { readonly deadline: Duration.DurationInput } = JSON.parse(`{ "deadline": "soon" }`)
     const cases = [
       [() => big3.withTimeout(fn, { timeout: -5, operation: "job" }), "timeout", "-5"],
       [() => big3.withTimeout(fn, { timeout: Number.NaN, operation: "job" }), "timeout", "NaN"],
       [() => big3.withTimeout(fn, { timeout: "-5 millis", operation: "job" }), "timeout", `"-5 millis"`],
       [() => big3.protect(fn, { operation: "gemini_api", deadline: Number.NaN }), "deadline", "NaN"],
-      [() => big3.protect(fn, { operation: "gemini_api", deadline: "soon" }), "deadline", `"soon"`]
+      [() => big3.protect(fn, { operation: "gemini_api", deadline: parsed.deadline }), "deadline", `"soon"`]
     ] as const
     for (const [call, name, shown] of cases) {
       const error = await call().catch((e: unknown) => e)
