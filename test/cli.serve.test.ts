@@ -136,6 +136,22 @@ describe("big3 serve", () => {
       assert.includeMembers(types, ["AgentCommandStarted", "AgentCommandResumed", "AgentCommandFinished"])
     }), { timeout: 120_000 })
 
+  it.scopedLive("a runner that is alive but does not answer is not bypassed: nothing starts in the CLI's process", () =>
+    Effect.gen(function*() {
+      const stateDir = yield* tempDir("big3-serve-stalled-")
+      const env = { BIG3_AGENT_BACKEND: "scripted", OBSERVABILITY_SERVER_URL: "http://127.0.0.1:9/events", BIG3_STATE_DIR: stateDir }
+      const runner = yield* serve(stateDir, env)
+      yield* showOnFailure([runner])
+      yield* agentsCli(["create", "--name", "patient", "--type", "coder"], env)
+      runner.child.kill("SIGSTOP")
+      yield* Effect.addFinalizer(() => Effect.sync(() => runner.child.kill("SIGCONT")))
+      const commanded = yield* big3(["agents", "command", "patient", "work"], { ...env, BIG3_TIMEOUT_HTTP_REQUEST_SHORT: "0.5" })
+      assert.strictEqual(commanded.code, 1)
+      assert.include(commanded.stderr, `(pid ${runner.pid}) did not answer in time, but it is still running, so nothing was started in this process`)
+      const files = fs.readdirSync(path.join(stateDir, "agents", "patient")).filter((file) => file.startsWith("operator-"))
+      assert.deepStrictEqual(files, [])
+    }), { timeout: 60_000 })
+
   it.scopedLive("a runner refuses calls without its token, keeps runner.json to its user, and keeps its state directory to itself", () =>
     Effect.gen(function*() {
       const stateDir = yield* tempDir("big3-serve-token-")

@@ -18,6 +18,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as path from "node:path"
+import { processIsGone } from "../internal/processAlive.js"
 import * as Agents from "../Agents.js"
 import * as Errors from "../Errors.js"
 import * as ReliabilityConfig from "../ReliabilityConfig.js"
@@ -126,8 +127,9 @@ type Where =
 
 /**
  * The runner of this state directory (`runner.json`), if it answers within `http_request_short`.
- * No file, or no answer (a runner killed without cleaning up): this process. A runner that
- * refuses the file's token is an error, not a reason to bypass it.
+ * No file, or no answer from a runner whose process is gone (killed without cleaning up): this
+ * process. A runner that refuses the file's token, or is alive but does not answer, is an error,
+ * not a reason to bypass it.
  */
 const locate = Effect.gen(function*() {
   const stateDir = yield* Store.stateDir
@@ -147,6 +149,18 @@ const locate = Effect.gen(function*() {
   // Nobody answering is a runner gone; anything else (a refused token, the runner's own failure)
   // is the runner's answer, not a reason to bypass it.
   if (probe.left._tag !== "NetworkError") return yield* Effect.fail(probe.left)
+  // A runner that is alive but slow (overloaded, paused) is not bypassed: a command started here
+  // would not be durable, and the runner may still take the same work.
+  if (!processIsGone(remote.contents.pid)) {
+    return yield* Effect.fail(
+      new Errors.NetworkError({
+        service: "runner",
+        message: `the runner at ${remote.url} (pid ${remote.contents.pid}) did not answer in time, but it is still ` +
+          `running, so nothing was started in this process: try again, or stop that runner. If pid ` +
+          `${remote.contents.pid} is not a big3 runner, remove ${Runner.stateFileName}`
+      })
+    )
+  }
   return { _tag: "InProcess", why: `no runner answers at ${remote.url} (${Runner.stateFileName} is stale)` } satisfies Where
 }).pipe(Effect.provide(ReliabilityConfig.layer))
 

@@ -47,6 +47,7 @@ import { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
 import * as os from "node:os"
 import * as Store from "../Store.js"
+import { processIsGone } from "../internal/processAlive.js"
 
 /** The schema version this build writes. */
 export const schemaVersion = 2
@@ -238,15 +239,7 @@ export const ownerName = (pid: number = process.pid): string =>
 export const ownerIsGone = (owner: string): boolean => {
   const [host, pidText] = owner.split("/")
   const pid = Number(pidText)
-  if (host !== os.hostname() || !Number.isInteger(pid) || pid <= 0) return false
-  if (pid === process.pid) return false
-  try {
-    process.kill(pid, 0)
-    return false
-  } catch (error) {
-    // EPERM: it exists, under another user.
-    return typeof error === "object" && error !== null && "code" in error && error.code === "ESRCH"
-  }
+  return host === os.hostname() && processIsGone(pid)
 }
 
 /** Statement size: rows per multi-row `INSERT` and values per `IN` list (well under SQLite's and PostgreSQL's parameter limits). */
