@@ -174,10 +174,17 @@ export const retryAfterOf = (error: unknown): Duration.Duration | undefined =>
   Predicate.hasProperty(error, "retryAfter") && Duration.isDuration(error.retryAfter) ? error.retryAfter : undefined
 
 /** When a wait of `hint` from `now` ends, as an ISO time (or "never" past what a date can hold). */
-export const comeBackAt = (now: number, hint: Duration.Duration): string => {
+const comeBackAt = (now: number, hint: Duration.Duration): string => {
   const at = new Date(now + Duration.toMillis(hint))
   return Number.isNaN(at.getTime()) ? "never" : at.toISOString()
 }
+
+/**
+ * How a message states a server's wait hint: "asks to wait 300s", with "(until <ISO time>)" when
+ * `now` is known. The one wording, for `fromHttp`'s messages and the retry log line.
+ */
+export const asksToWait = (hint: Duration.Duration, now?: number | undefined): string =>
+  `asks to wait ${formatDuration(hint)}${now === undefined ? "" : ` (until ${comeBackAt(now, hint)})`}`
 
 /** Formats a duration for messages: "60s", "1.5s", "250ms". */
 export const formatDuration = (duration: Duration.Duration): string => {
@@ -377,11 +384,7 @@ export const fromHttp = (options: {
   const message = `${service} answered HTTP ${status}${detail === undefined ? "" : `: ${detail}`}`
   const hint = retryAfterFromHeaders(headers, options.now) ?? retryInfoDelay(body)
   // The wait goes into the message too: it is what a person reading the failure needs to know.
-  const withHint = hint === undefined ? { message } : {
-    message: `${message}; it asks to wait ${formatDuration(hint)}` +
-      (options.now === undefined ? "" : ` (until ${comeBackAt(options.now, hint)})`),
-    retryAfter: hint
-  }
+  const withHint = hint === undefined ? { message } : { message: `${message}; it ${asksToWait(hint, options.now)}`, retryAfter: hint }
   const shouldRetry = headerValue(headers, "x-should-retry")
 
   if (status === 429) {

@@ -328,19 +328,19 @@ export const tally = (now: () => number, write: (n: number, reason: string) => E
     last = at
     return write(count, first)
   }
+  /** Writes what is held once a second has passed since the last line. */
+  const writeIfDue = (): Effect.Effect<void> => {
+    const at = now()
+    return at - last < everyMillis ? Effect.void : writeNow(at)
+  }
   return {
     add: (more: number, why: string): Effect.Effect<void> => {
       if (more <= 0) return Effect.void
       n += more
       if (reason === "") reason = why
-      const at = now()
-      return at - last < everyMillis ? Effect.void : writeNow(at)
+      return writeIfDue()
     },
-    due: Effect.suspend((): Effect.Effect<void> => {
-      if (n === 0) return Effect.void
-      const at = now()
-      return at - last < everyMillis ? Effect.void : writeNow(at)
-    }),
+    due: Effect.suspend((): Effect.Effect<void> => n === 0 ? Effect.void : writeIfDue()),
     flush: Effect.suspend((): Effect.Effect<void> => n === 0 ? Effect.void : writeNow(now()))
   }
 }

@@ -113,12 +113,13 @@ export interface Scrubber {
 export const scrubber = (apiKey: Option.Option<Redacted.Redacted<string>>): Scrubber => {
   if (Option.isNone(apiKey)) return { text: (text: string) => text, answer: (answer: Answer) => answer }
   const text = secretScrubber(Redacted.value(apiKey.value))
+  const leaks = (value: string): boolean => text(value) !== value
   const answer = (raw: Answer): Answer => {
     let headers = raw.headers
     for (const [name, value] of Object.entries(raw.headers)) {
-      const scrubbed = typeof value === "string" ? text(value) : value?.map(text)
-      const leaks = typeof value === "string" ? scrubbed !== value : value?.some((item, i) => item !== scrubbed?.[i]) === true
-      if (leaks) headers = { ...headers, [name]: scrubbed }
+      if (typeof value === "string" ? leaks(value) : value?.some(leaks) === true) {
+        headers = { ...headers, [name]: typeof value === "string" ? text(value) : value?.map(text) }
+      }
     }
     const body = raw.body === undefined ? undefined : text(raw.body)
     return body === raw.body && headers === raw.headers ? raw : { ...raw, body, headers }

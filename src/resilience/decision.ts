@@ -6,7 +6,7 @@
  */
 import * as Duration from "effect/Duration"
 import type { RetryBudget } from "../CircuitBreaker.js"
-import { comeBackAt, describe, formatDuration, isRetryable, retryAfterOf } from "../Errors.js"
+import { asksToWait, describe, formatDuration, isRetryable, retryAfterOf } from "../Errors.js"
 import * as Metrics from "../Metrics.js"
 import type { RetryPolicy } from "../ReliabilityConfig.js"
 
@@ -77,9 +77,9 @@ export const decide = (policy: RetryPolicy, input: DecideInput): RetryDecision =
       // An HTTP error's message that says the wait and its end already (`fromHttp`) is not repeated.
       return stop(
         "hint",
-        describe(error).includes(`asks to wait ${formatDuration(hint)} (until `)
+        describe(error).includes(`${asksToWait(hint)} (until `)
           ? `that is longer than ${maxDelay}`
-          : `the server asks to wait ${formatDuration(hint)} (until ${comeBackAt(now, hint)}), longer than ${maxDelay}`
+          : `the server ${asksToWait(hint, now)}, longer than ${maxDelay}`
       )
     }
     // Wait at least the server's hint.
