@@ -243,6 +243,39 @@ describe("Sandbox under hostile input", () => {
       assert.strictEqual(requests.status, 200)
     }))
 
+  // The sandbox's own walkers of a request (token counts, schema checks) overflowed the stack on
+  // them, answering a logged 500; the real APIs refuse such a request with their 400.
+  it.scopedLive("Gemini and Anthropic requests nesting deeper than 1,000 levels are refused with their API's 400", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make()
+      const deep = `${"[".repeat(20_000)}${"]".repeat(20_000)}`
+      const gemini = yield* send(`${sandbox.url}${geminiPath}`, geminiHeaders, [
+        Buffer.from(`{"contents":[{"role":"user","parts":[{"functionResponse":{"name":"f","response":{"v":${deep}}}}]}]}`)
+      ])
+      assert.strictEqual(gemini.status, 400)
+      assert.deepStrictEqual(JSON.parse(gemini.text), {
+        error: {
+          code: 400,
+          message: "Invalid JSON payload received. The request nests deeper than 1000 levels of objects and arrays.",
+          status: "INVALID_ARGUMENT"
+        }
+      })
+      const anthropic = yield* send(
+        `${sandbox.url}/v1/messages`,
+        { "content-type": "application/json", "x-api-key": "sandbox-key", "anthropic-version": "2023-06-01" },
+        [Buffer.from(`{"model":"claude-sonnet-4-5","max_tokens":10,"messages":[{"role":"user","content":"hi"}],"tools":[{"name":"t","input_schema":{"type":"object","properties":{"a":${deep}}}}]}`)]
+      )
+      assert.strictEqual(anthropic.status, 400)
+      assert.deepStrictEqual(at(JSON.parse(anthropic.text), "error"), {
+        type: "invalid_request_error",
+        message: "The request body nests deeper than 1000 levels of objects and arrays"
+      })
+      assert.deepStrictEqual(
+        [...(yield* sandbox.requestsFor("gemini")), ...(yield* sandbox.requestsFor("anthropic"))].map((request) => request.outcome),
+        [400, 400]
+      )
+    }))
+
   it.scopedLive("a route that fails unexpectedly answers 500 in its API's format and logs why", () => {
     const logged: Array<string> = []
     const logger = Logger.make(({ cause, logLevel, message }) => {

@@ -14,6 +14,7 @@ interface Peer {
   /** Server events up to and including the next of `type`. */
   readonly until: (type: string) => Effect.Effect<ReadonlyArray<unknown>>
   readonly send: (event: Readonly<Record<string, unknown>>) => Effect.Effect<void>
+  readonly sendText: (text: string) => Effect.Effect<void>
 }
 
 /** A raw client: opens the socket and collects server events (closed with the scope). */
@@ -40,7 +41,8 @@ const connect = (url: string, headers: Record<string, string> = { authorization:
     return {
       next: Queue.take(events),
       until,
-      send: (event) => Effect.sync(() => socket.send(JSON.stringify(event)))
+      send: (event) => Effect.sync(() => socket.send(JSON.stringify(event))),
+      sendText: (text) => Effect.sync(() => socket.send(text))
     }
   }))
 
@@ -151,6 +153,28 @@ describe("Sandbox Realtime endpoint", () => {
       assert.strictEqual(at(error, "type"), "error")
       assert.strictEqual(at(error, "error", "param"), "session.type")
       assert.strictEqual(at(error, "error", "event_id"), "e1")
+    }))
+
+  // Answering it back overflowed the stack: the connection's loop died, and the client waited in silence.
+  it.scopedLive("an event nesting deeper than 1,000 levels is answered with an error and the session goes on", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make()
+      const peer = yield* connect(`${sandbox.realtime.url}?model=gpt-realtime`)
+      yield* peer.next
+      const deep = `${"[".repeat(20_000)}${"]".repeat(20_000)}`
+      yield* peer.sendText(`{"type":"session.update","session":{"type":"realtime","tools":[{"type":"function","name":"f","parameters":${deep}}]}}`)
+      assert.deepStrictEqual(at(yield* peer.next, "error"), {
+        type: "invalid_request_error",
+        code: "invalid_json",
+        message: "Invalid JSON: the event nests deeper than 1000 levels of objects and arrays",
+        param: null,
+        event_id: null
+      })
+      yield* peer.send(user("still there"))
+      assert.deepStrictEqual(each(yield* peer.until("conversation.item.done"), "type"), ["conversation.item.added", "conversation.item.done"])
+      // The log keeps it as text, so the admin API can answer it.
+      const [connection] = yield* sandbox.realtime.connections
+      assert.strictEqual(typeof connection?.received[0], "string")
     }))
 
   it.scopedLive("upgrades without a key, with a wrong key, or without a model are refused in OpenAI's error format", () =>

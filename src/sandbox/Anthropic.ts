@@ -21,7 +21,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { retryAfterSeconds } from "./FaultPlan.js"
 import type { Answer, Incoming, Issue, StreamFault, Upstream } from "./Http.js"
-import { approxTokens, decode, eventStream, parseJson, pseudoId, wordChunks } from "./Http.js"
+import { approxTokens, decode, eventStream, parseJson, pseudoId, tooDeep, wordChunks } from "./Http.js"
 import { sampleObject } from "./JsonSchema.js"
 import type { RateLimits } from "./RateLimits.js"
 
@@ -217,11 +217,14 @@ const decodeBody = <A extends CountTokensRequest, I>(
           parseJson(incoming.text),
           (reason) => errorResponse(incoming, 400, `There was an issue with your request body: ${reason}`)
         ),
-        (body) =>
-          Either.flatMap(
+        (body) => {
+          const deep = tooDeep(body)
+          if (deep !== undefined) return Either.left(errorResponse(incoming, 400, `The request body ${deep}`))
+          return Either.flatMap(
             Either.mapLeft(decode(schema, body), (issues) => invalid(incoming, issues)),
             (request) => Option.match(check(incoming, request), { onNone: () => Either.right(request), onSome: Either.left })
           )
+        }
       )
   })
 

@@ -14,8 +14,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { retryAfterSeconds } from "./FaultPlan.js"
 import type { Answer, Incoming, Upstream } from "./Http.js"
-import { nestsDeeperThan } from "../internal/jsonDepth.js"
-import { decode, maxJsonDepth, parseJson } from "./Http.js"
+import { decode, parseJson, tooDeep } from "./Http.js"
 
 /**
  * `"extended"`: big3's server (idempotent events, batches, health).
@@ -272,16 +271,10 @@ const authorized = (incoming: Incoming, apiKey: Option.Option<Redacted.Redacted<
 const unauthorized = () => json({ error: "Unauthorized" }, 401)
 
 /**
- * An event too deep to answer back: the public server's `JSON.stringify` in `insertEvent` throws
- * on it and its catch answers 400 "Invalid request"; the `detail` says why.
- */
-const tooDeep = (event: unknown): boolean => nestsDeeperThan(event, maxJsonDepth)
-const tooDeepDetail = `the event nests deeper than ${maxJsonDepth} levels of objects and arrays`
-
-/**
  * `POST /events`: stores the event and answers it back with its numeric `id` and `timestamp`.
  * An event nesting deeper than 1,000 levels of objects and arrays is refused with 400
- * `{"error": "Invalid request", "detail": …}` and not stored.
+ * `{"error": "Invalid request", "detail": …}` and not stored: the public server's
+ * `JSON.stringify` in `insertEvent` throws on it and its catch answers 400 "Invalid request".
  */
 export const postEvent = (
   store: EventStore,
@@ -298,10 +291,12 @@ export const postEvent = (
         if (body === null) return json({ error: "Invalid request" }, 400)
         return Either.match(decode(HookEvent, body), {
           onLeft: () => json({ error: "Missing required fields" }, 400),
-          onRight: (event) =>
-            tooDeep(event)
-              ? json({ error: "Invalid request", detail: tooDeepDetail }, 400)
-              : json(store.insert(event, incoming.time, mode === "extended").entry.saved)
+          onRight: (event) => {
+            const deep = tooDeep(event)
+            return deep === undefined
+              ? json(store.insert(event, incoming.time, mode === "extended").entry.saved)
+              : json({ error: "Invalid request", detail: `the event ${deep}` }, 400)
+          }
         })
       }
     })
@@ -330,7 +325,8 @@ export const postBatch = (store: EventStore, apiKey: Option.Option<Redacted.Reda
     for (const [index, item] of items.right.entries()) {
       const event = decode(HookEvent, item)
       if (Either.isLeft(event)) return json({ error: "Missing required fields", index }, 400)
-      if (tooDeep(event.right)) return json({ error: "Invalid request", index, detail: tooDeepDetail }, 400)
+      const deep = tooDeep(event.right)
+      if (deep !== undefined) return json({ error: "Invalid request", index, detail: `the event ${deep}` }, 400)
       events.push(event.right)
     }
     let duplicates = 0

@@ -9,7 +9,7 @@ import * as Either from "effect/Either"
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import type { Issue } from "./Http.js"
-import { approxTokens, decode } from "./Http.js"
+import { approxTokens, decode, tooDeep } from "./Http.js"
 
 const Rest = Schema.Record({ key: Schema.String, value: Schema.Unknown })
 const Blob = Schema.Struct({ mimeType: Schema.String, data: Schema.String })
@@ -303,7 +303,7 @@ const missingSignature = (request: GenerateContentRequest): Rejection | undefine
 /**
  * Reads a generateContent body (or, with `countTokens`, a countTokens body, whose
  * `generateContentRequest` wins when present) as the real API would: a 400 for JSON that is not
- * JSON, an unknown field, a bad role, a part with no or two `data` fields, or (Gemini 3) a
+ * JSON or nests too deep, an unknown field, a bad role, a part with no or two `data` fields, or (Gemini 3) a
  * function call sent back without its thought signature.
  */
 export const readRequest = (
@@ -316,6 +316,9 @@ export const readRequest = (
   } catch {
     return Either.left({ message: "Invalid JSON payload received. Unexpected token." })
   }
+  // Google's JSON parser has a nesting limit too; the sandbox's walkers would overflow the stack past it.
+  const deep = tooDeep(body)
+  if (deep !== undefined) return Either.left({ message: `Invalid JSON payload received. The request ${deep}.` })
   const unknown: Array<string> = []
   const normalized = normalizeRequest(body, options.countTokens === true ? countTokensFields : requestFields, unknown)
   if (unknown.length > 0) return Either.left(unknownFields(unknown))

@@ -194,6 +194,14 @@ export const parseJson = (text: string): Either.Either<unknown, string> =>
 export const maxJsonDepth = 1000
 
 /**
+ * Why a parsed JSON value cannot be answered back (it nests deeper than {@link maxJsonDepth}), or
+ * `undefined` when it can. Every route that parses a body refuses such a value with its API's 400,
+ * before a walker of its own overflows the stack.
+ */
+export const tooDeep = (value: unknown): string | undefined =>
+  nestsDeeperThan(value, maxJsonDepth) ? `nests deeper than ${maxJsonDepth} levels of objects and arrays` : undefined
+
+/**
  * The body as recorded: parsed JSON, or the raw text when it is not JSON or nests deeper than
  * {@link maxJsonDepth} (so the admin API can always answer it), `undefined` when empty.
  */
@@ -201,7 +209,7 @@ export const recordedBody = (text: string): unknown => {
   if (text.length === 0) return undefined
   return Either.match(parseJson(text), {
     onLeft: () => text,
-    onRight: (value) => nestsDeeperThan(value, maxJsonDepth) ? text : value
+    onRight: (value) => tooDeep(value) === undefined ? value : text
   })
 }
 

@@ -30,7 +30,7 @@ import * as Fiber from "effect/Fiber"
 import * as Queue from "effect/Queue"
 import * as Redacted from "effect/Redacted"
 import { retryAfterSeconds } from "./FaultPlan.js"
-import { approxTokens, decode, parseJson, pseudoId, redactHeaders } from "./Http.js"
+import { approxTokens, decode, parseJson, pseudoId, redactHeaders, tooDeep } from "./Http.js"
 import type { ClientEvent, Item, RealtimeRule, StoredItem } from "./RealtimeModel.js"
 import { answer, chunks, ClientEvent as ClientEventSchema, EventType } from "./RealtimeModel.js"
 
@@ -352,9 +352,12 @@ export const make = (options: Options) =>
         const handle = (text: string) =>
           Effect.gen(function*() {
             const json = parseJson(text)
-            record.received.push(Either.getOrElse(json, () => text))
+            const deep = Either.isRight(json) ? tooDeep(json.right) : undefined
+            record.received.push(deep === undefined ? Either.getOrElse(json, () => text) : text)
             if (silent) return
             if (Either.isLeft(json)) return yield* clientError(`Invalid JSON: ${json.left}`, "invalid_json", undefined)
+            // Answered, not dropped: walking it (decoding, answering it back) would overflow the stack.
+            if (deep !== undefined) return yield* clientError(`Invalid JSON: the event ${deep}`, "invalid_json", undefined)
             const head = decode(EventType, json.right)
             if (Either.isLeft(head)) return yield* clientError("Missing required parameter: 'type'.", "missing_required_parameter", undefined, "type")
             const { event_id: eventId, type } = head.right
