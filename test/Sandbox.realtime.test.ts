@@ -4,6 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Logger from "effect/Logger"
 import * as Queue from "effect/Queue"
 import { WebSocket } from "ws"
 import * as Sandbox from "../src/Sandbox.js"
@@ -176,6 +177,29 @@ describe("Sandbox Realtime endpoint", () => {
       const [connection] = yield* sandbox.realtime.connections
       assert.strictEqual(typeof connection?.received[0], "string")
     }))
+
+  it.scopedLive("a failure of the sandbox itself is answered with server_error, logged, and the session goes on", () => {
+    const logged: Array<string> = []
+    const logger = Logger.make(({ logLevel, message }) => void logged.push(`${logLevel.label} ${String(message)}`))
+    return Effect.gen(function*() {
+      // A BigInt in scripted arguments makes the sandbox's JSON.stringify throw: a bug of ours, not the client's.
+      const sandbox = yield* Sandbox.make({ realtimeScript: [{ calls: [{ name: "f", arguments: { n: 1n } }] }] })
+      const peer = yield* connect(`${sandbox.realtime.url}?model=gpt-realtime`)
+      yield* peer.next
+      yield* peer.send({ type: "response.create" })
+      const events = yield* peer.until("error")
+      assert.deepStrictEqual(at(events.at(-1), "error"), {
+        type: "server_error",
+        code: null,
+        message: "The server had an error while processing your request. Sorry about that!",
+        param: null,
+        event_id: null
+      })
+      yield* peer.send(user("still there"))
+      assert.deepStrictEqual(each(yield* peer.until("conversation.item.done"), "type"), ["conversation.item.added", "conversation.item.done"])
+      assert.deepStrictEqual(logged, ["ERROR sandbox: a Realtime client event failed unexpectedly; answered server_error"])
+    }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+  })
 
   it.scopedLive("upgrades without a key, with a wrong key, or without a model are refused in OpenAI's error format", () =>
     Effect.gen(function*() {

@@ -22,6 +22,7 @@ import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Socket from "@effect/platform/Socket"
 import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -397,7 +398,25 @@ export const make = (options: Options) =>
           })
 
         yield* emit({ type: "session.created", session })
-        yield* Effect.forever(Effect.flatMap(Queue.take(inbox), handle)).pipe(
+        // A bug of the sandbox answers that event with OpenAI's server_error and the session goes
+        // on, as the real API does; a dead loop would leave the client waiting in silence.
+        const handleSafely = (text: string) =>
+          Effect.catchAllDefect(handle(text), (defect) =>
+            Effect.zipRight(
+              Effect.logError("sandbox: a Realtime client event failed unexpectedly; answered server_error", Cause.die(defect)),
+              emit({
+                type: "error",
+                error: {
+                  type: "server_error",
+                  code: null,
+                  message: "The server had an error while processing your request. Sorry about that!",
+                  param: null,
+                  event_id: null
+                }
+              })
+            ))
+
+        yield* Effect.forever(Effect.flatMap(Queue.take(inbox), handleSafely)).pipe(
           Effect.catchAll(() => Effect.void),
           Effect.raceFirst(Fiber.await(running)),
           Effect.ensuring(Effect.sync(() => {
