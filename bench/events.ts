@@ -17,7 +17,9 @@
  *   sink and is killed with SIGKILL as soon as the last `emit` returned; the events in neither the
  *   sink nor the spool are the window, given as events and as milliseconds of emitting.
  * - events/s: from the first `emit` to the end of `flush`, all events acknowledged. Client CPU per
- *   1,000 events: `process.cpuUsage` over the same interval. Median of 3 runs after a warm-up.
+ *   1,000 events: `process.cpuUsage` over the same interval; server CPU: the child's `/proc/<pid>/stat`
+ *   over it (Linux; "n/a" elsewhere). Median of 3 runs after a warm-up. Client and server share the
+ *   machine's cores, so the two CPU figures bound events/s (the line under the table says how far).
  * - Memory: 100,000 events emitted towards a server that never answers (64 in flight, the rest
  *   queued); peak RSS above the RSS before the first emit.
  *
@@ -37,7 +39,7 @@ import * as Logger from "effect/Logger"
 import * as LogLevel from "effect/LogLevel"
 import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
-import { type ChildProcess, fork } from "node:child_process"
+import { type ChildProcess, execFileSync, fork } from "node:child_process"
 import * as fs from "node:fs"
 import * as http from "node:http"
 import * as os from "node:os"
@@ -146,6 +148,29 @@ const measureQueuedMemoryInChild = (url: string, count: number): Promise<MemoryR
 interface Child {
   readonly url: string
   readonly stop: () => void
+  /** CPU the server process has used so far, in ms (user + system), where `/proc` tells (Linux). */
+  readonly cpuMillis: () => number | undefined
+}
+
+/** Clock ticks per second of `/proc/<pid>/stat`'s times (100 on Linux unless set otherwise). */
+const clockTicks = (() => {
+  try {
+    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100
+  } catch {
+    return 100
+  }
+})()
+
+/** User + system CPU of process `pid` in ms, from `/proc/<pid>/stat` (fields 14 and 15); `undefined` without `/proc`. */
+const processCpuMillis = (pid: number | undefined): number | undefined => {
+  try {
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? []
+    const ticks = Number(fields[11]) + Number(fields[12])
+    return Number.isFinite(ticks) ? (ticks * 1000) / clockTicks : undefined
+  } catch {
+    return undefined
+  }
 }
 
 const startServer = (kind: ServerKind): Promise<Child> =>
@@ -157,7 +182,7 @@ const startServer = (kind: ServerKind): Promise<Child> =>
     child.once("error", reject)
     child.once("message", (message) => {
       const port = (message as { port: number }).port
-      resolve({ url: `http://127.0.0.1:${port}`, stop: () => child.kill() })
+      resolve({ url: `http://127.0.0.1:${port}`, stop: () => child.kill(), cpuMillis: () => processCpuMillis(child.pid) })
     })
   })
 
@@ -182,6 +207,25 @@ const eventFor = (n: number): Observability.EventInput => ({
 interface Sample {
   readonly eventsPerSecond: number
   readonly cpuPer1000Millis: number
+  /** The server's CPU per 1,000 events, where `/proc` tells. */
+  readonly serverCpuPer1000Millis: number | undefined
+}
+
+/** Starts measuring a run against `server`; the function it returns ends it, for `count` events. */
+const startSample = (server: Child) => {
+  const cpu = process.cpuUsage()
+  const serverCpu = server.cpuMillis()
+  const started = performance.now()
+  return (count: number): Sample => {
+    const elapsed = performance.now() - started
+    const used = process.cpuUsage(cpu)
+    const serverNow = server.cpuMillis()
+    return {
+      eventsPerSecond: count / (elapsed / 1000),
+      cpuPer1000Millis: (used.user + used.system) / 1000 / (count / 1000),
+      serverCpuPer1000Millis: serverCpu === undefined || serverNow === undefined ? undefined : (serverNow - serverCpu) / (count / 1000)
+    }
+  }
 }
 
 const client = (
@@ -209,7 +253,7 @@ const tempStore: Layer.Layer<SqlClient.SqlClient, SqlError> = Layer.unwrapScoped
 
 /** Builds a client, warms it up, then measures `runs` runs of `count` events. */
 const measureBig3 = (
-  url: string,
+  server: Child,
   options: Observability.Options,
   count: number,
   runs: number,
@@ -218,7 +262,7 @@ const measureBig3 = (
   Effect.gen(function*() {
     const scope = yield* Scope.make()
     const context = yield* Layer.buildWithScope(
-      client(url, options, {}, store === "file" ? tempStore : store === "memory" ? Store.layerMemory : store),
+      client(server.url, options, {}, store === "file" ? tempStore : store === "memory" ? Store.layerMemory : store),
       scope
     )
     const observability = Context.get(context, Observability.Observability)
@@ -230,15 +274,9 @@ const measureBig3 = (
     yield* burst(Math.min(count, 5_000))
     const samples: Array<Sample> = []
     for (let run = 0; run < runs; run++) {
-      const cpu = process.cpuUsage()
-      const started = performance.now()
+      const finish = startSample(server)
       yield* burst(count)
-      const elapsed = performance.now() - started
-      const used = process.cpuUsage(cpu)
-      samples.push({
-        eventsPerSecond: count / (elapsed / 1000),
-        cpuPer1000Millis: (used.user + used.system) / 1000 / (count / 1000)
-      })
+      samples.push(finish(count))
     }
     const stats = yield* observability.stats
     yield* Scope.close(scope, Exit.void)
@@ -297,8 +335,8 @@ const measureSpool = (store: Layer.Layer<SqlClient.SqlClient, SqlError>, count: 
  * The machine's ceiling for single mode: undici's `Pool` alone, 64 requests in flight, no queue, no
  * spool, no pipeline; the same events with an id and a timestamp, each answer read whole.
  */
-const measureRawUndici = async (url: string, count: number, runs: number) => {
-  const pool = new Pool(url, { connections: 64, pipelining: 1 })
+const measureRawUndici = async (server: Child, count: number, runs: number) => {
+  const pool = new Pool(server.url, { connections: 64, pipelining: 1 })
   const send = async (n: number) => {
     const response = await pool.request({
       path: "/events",
@@ -319,12 +357,9 @@ const measureRawUndici = async (url: string, count: number, runs: number) => {
     await burst(Math.min(count, 5_000))
     const samples: Array<Sample> = []
     for (let run = 0; run < runs; run++) {
-      const cpu = process.cpuUsage()
-      const started = performance.now()
+      const finish = startSample(server)
       await burst(count)
-      const elapsed = performance.now() - started
-      const used = process.cpuUsage(cpu)
-      samples.push({ eventsPerSecond: count / (elapsed / 1000), cpuPer1000Millis: (used.user + used.system) / 1000 / (count / 1000) })
+      samples.push(finish(count))
     }
     return { samples, note: "" }
   } finally {
@@ -333,9 +368,9 @@ const measureRawUndici = async (url: string, count: number, runs: number) => {
 }
 
 /** The Python version's way: one POST per event, sequential, with fetch (and a 2 s timeout). */
-const measurePython = async (url: string, count: number, runs: number) => {
+const measurePython = async (server: Child, count: number, runs: number) => {
   const send = async (n: number) => {
-    const response = await fetch(`${url}/events`, {
+    const response = await fetch(`${server.url}/events`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ ...eventFor(n), timestamp: Date.now() }),
@@ -346,15 +381,9 @@ const measurePython = async (url: string, count: number, runs: number) => {
   for (let n = 0; n < 200; n++) await send(n)
   const samples: Array<Sample> = []
   for (let run = 0; run < runs; run++) {
-    const cpu = process.cpuUsage()
-    const started = performance.now()
+    const finish = startSample(server)
     for (let n = 0; n < count; n++) await send(n)
-    const elapsed = performance.now() - started
-    const used = process.cpuUsage(cpu)
-    samples.push({
-      eventsPerSecond: count / (elapsed / 1000),
-      cpuPer1000Millis: (used.user + used.system) / 1000 / (count / 1000)
-    })
+    samples.push(finish(count))
   }
   return { samples, note: "" }
 }
@@ -497,6 +526,32 @@ const measureCrashWindow = async (_url: string, count: number, runs = 3): Promis
 const formatRate = (value: number) => Math.round(value).toLocaleString("en")
 const formatCpu = (value: number) => `${value.toFixed(1)} ms`
 
+/** The columns every client row has: events/s, and the CPU of the client and of the server per 1,000 events. */
+const figures = (samples: ReadonlyArray<Sample>): Record<string, string> => {
+  const server = samples.flatMap((sample) => sample.serverCpuPer1000Millis === undefined ? [] : [sample.serverCpuPer1000Millis])
+  return {
+    "events/s (median)": formatRate(median(samples.map((s) => s.eventsPerSecond))),
+    "client CPU / 1,000 events": formatCpu(median(samples.map((s) => s.cpuPer1000Millis))),
+    "server CPU / 1,000 events": server.length === samples.length ? formatCpu(median(server)) : "n/a"
+  }
+}
+
+/**
+ * What the cores allow single mode against this sink, whatever the client: cores ÷ (client +
+ * server CPU per event), the undici row's costs; `undefined` without the server's CPU.
+ */
+const singleModeBound = (undiciRun: ReadonlyArray<Sample>): string | undefined => {
+  const server = undiciRun.flatMap((sample) => sample.serverCpuPer1000Millis === undefined ? [] : [sample.serverCpuPer1000Millis])
+  if (server.length !== undiciRun.length) return undefined
+  const cores = os.availableParallelism()
+  const client = median(undiciRun.map((s) => s.cpuPer1000Millis))
+  const sink = median(server)
+  return `The sink used ${formatCpu(sink)} of CPU per 1,000 events (µs per event). With ${cores} cores shared by client and sink, ` +
+    `single mode cannot pass ${cores} × 1,000,000 ÷ (client + sink µs per event) events/s: ` +
+    `${formatRate((cores * 1_000_000) / (client + sink))} with undici's own cost as the client; the sink, one thread, ` +
+    `cannot pass ${formatRate(1_000_000 / sink)} whatever the client.`
+}
+
 /** The spool alone on a SQLite file and on PostgreSQL, as markdown (`--spool` runs only this). */
 export const runSpoolBench = async (runs: number): Promise<string> => {
   const spoolRows: Array<Record<string, string>> = []
@@ -525,22 +580,16 @@ export const runSingleBench = async (runs: number): Promise<string> => {
   try {
     const rows: Array<Record<string, string>> = []
     for (const durable of [true, false]) {
-      const result = await run(measureBig3(server.url, { mode: "single", durable }, 20_000, runs, "file"))
+      const result = await run(measureBig3(server, { mode: "single", durable }, 20_000, runs, "file"))
       rows.push({
         client: durable ? "big3 single, durable default" : "big3 single, durable: false",
-        "events/s (median)": formatRate(median(result.samples.map((s) => s.eventsPerSecond))),
-        "client CPU / 1,000 events": formatCpu(median(result.samples.map((s) => s.cpuPer1000Millis))),
+        ...figures(result.samples),
         note: result.note
       })
     }
-    const ceiling = await measureRawUndici(server.url, 20_000, runs)
-    rows.push({
-      client: "undici Pool alone, 64 in flight (no big3: the machine's ceiling)",
-      "events/s (median)": formatRate(median(ceiling.samples.map((s) => s.eventsPerSecond))),
-      "client CPU / 1,000 events": formatCpu(median(ceiling.samples.map((s) => s.cpuPer1000Millis))),
-      note: ""
-    })
-    return markdownTable(rows)
+    const ceiling = await measureRawUndici(server, 20_000, runs)
+    rows.push({ client: "undici Pool alone, 64 in flight (no big3: the machine's ceiling)", ...figures(ceiling.samples), note: "" })
+    return [markdownTable(rows), "", singleModeBound(ceiling.samples) ?? ""].join("\n")
   } finally {
     server.stop()
   }
@@ -551,17 +600,12 @@ export const runEventsBench = async (options: { readonly runs?: number } = {}): 
   const runs = options.runs ?? 3
   const rows: Array<Record<string, string>> = []
   const add = (target: string, contender: string, result: { samples: ReadonlyArray<Sample>; note: string }) =>
-    rows.push({
-      server: target,
-      client: contender,
-      "events/s (median)": formatRate(median(result.samples.map((s) => s.eventsPerSecond))),
-      "client CPU / 1,000 events": formatCpu(median(result.samples.map((s) => s.cpuPer1000Millis))),
-      note: result.note
-    })
+    rows.push({ server: target, client: contender, ...figures(result.samples), note: result.note })
   const run = <A>(effect: Effect.Effect<A>) => Effect.runPromise(effect.pipe(Logger.withMinimumLogLevel(LogLevel.Error)))
 
   let memory: MemoryResult | undefined
   let crash: CrashResult | undefined
+  let bound: string | undefined
   for (const kind of ["raw", "sandbox"] as const) {
     const server = await startServer(kind)
     const label = kind === "raw" ? "raw node:http sink" : "big3 Sandbox (extended)"
@@ -569,30 +613,32 @@ export const runEventsBench = async (options: { readonly runs?: number } = {}): 
       add(
         label,
         "big3 single, durable default (group commit to a SQLite file)",
-        await run(measureBig3(server.url, { mode: "single" }, 20_000, runs, "file"))
+        await run(measureBig3(server, { mode: "single" }, 20_000, runs, "file"))
       )
-      add(label, "big3 batch (500 × 4 in flight), durable default", await run(measureBig3(server.url, { mode: "batch" }, 100_000, runs, "file")))
+      add(label, "big3 batch (500 × 4 in flight), durable default", await run(measureBig3(server, { mode: "batch" }, 100_000, runs, "file")))
       if (kind === "raw") {
         add(
           label,
           "big3 single, durable: false (spool only what fails)",
-          await run(measureBig3(server.url, { mode: "single", durable: false }, 20_000, runs, "file"))
+          await run(measureBig3(server, { mode: "single", durable: false }, 20_000, runs, "file"))
         )
         add(
           label,
           "big3 single, durable default, spool on PostgreSQL (BIG3_DATABASE_URL)",
-          await run(Effect.scoped(Effect.flatMap(postgresStore, (store) => measureBig3(server.url, { mode: "single" }, 20_000, runs, store))))
+          await run(Effect.scoped(Effect.flatMap(postgresStore, (store) => measureBig3(server, { mode: "single" }, 20_000, runs, store))))
         )
         add(
           label,
           "big3 single over HttpClient transport",
-          await run(measureBig3(server.url, { mode: "single", transport: "http-client" }, 10_000, runs))
+          await run(measureBig3(server, { mode: "single", transport: "http-client" }, 10_000, runs))
         )
-        add(label, "undici Pool alone, 64 in flight (no big3: the machine's ceiling)", await measureRawUndici(server.url, 20_000, runs))
+        const ceiling = await measureRawUndici(server, 20_000, runs)
+        add(label, "undici Pool alone, 64 in flight (no big3: the machine's ceiling)", ceiling)
+        bound = singleModeBound(ceiling.samples)
         memory = await measureQueuedMemoryInChild(server.url, 100_000)
         crash = await measureCrashWindow(server.url, 20_000)
       }
-      add(label, "Python way: sequential fetch per event", await measurePython(server.url, 2_000, runs))
+      add(label, "Python way: sequential fetch per event", await measurePython(server, 2_000, runs))
     } finally {
       server.stop()
     }
@@ -606,6 +652,7 @@ export const runEventsBench = async (options: { readonly runs?: number } = {}): 
       `The undici row is the ceiling of single mode on this machine: the same POSTs with nothing of big3 around them.`,
     ""
   ]
+  if (bound !== undefined) lines.push(bound, "")
   if (memory !== undefined) {
     lines.push(
       `Memory: ${memory.queued.toLocaleString("en")} events waiting (queued + in flight) on a server that never ` +
