@@ -163,6 +163,22 @@ describe("adaptive timeouts through the pipeline", () => {
       assert.deepStrictEqual((yield* currentTimeout("gemini_api"))?.learned, Duration.millis(Math.ceil(upperBoundOf(bucketOf(20)) * 3)))
     }).pipe(Effect.provide(adaptiveLayer({ gemini_api: "on", minSamples: 20, floor: 0.01, window: "60 seconds" }))))
 
+  it.effect("go back to the configured timeout when the samples leave the window, even when a summary saw them leave first", () =>
+    Effect.gen(function*() {
+      const protect = yield* Resilience.makeProtect({ operation: "gemini_api", policy: "once", service: "expiry-test" })
+      const gauge = Metrics.adaptiveTimeout.pipe(Metric.tagged("service", "expiry-test"), Metric.tagged("operation", "gemini_api"))
+      yield* feedAtOnce(protect, Array.from({ length: 20 }, () => 100))
+      assert.deepStrictEqual((yield* currentTimeout("gemini_api"))?.learned, Duration.millis(Math.ceil(upperBoundOf(bucketOf(100)) * 3)))
+      yield* TestClock.adjust("61 seconds")
+      // What `big3 config` and the store's save read; the samples are gone.
+      assert.strictEqual((yield* currentTimeout("gemini_api"))?.samples, 0)
+      // An attempt of 2 s is within the configured 45 s, so it is not cut at the old learned ~330 ms.
+      const call = yield* Effect.fork(protect(Effect.as(Effect.sleep("2 seconds"), "done")))
+      yield* TestClock.adjust("2 seconds")
+      assert.deepStrictEqual(yield* Fiber.await(call), Exit.succeed("done"))
+      assert.strictEqual((yield* Metric.value(gauge)).value, 45)
+    }).pipe(Effect.provide(adaptiveLayer({ gemini_api: "on", minSamples: 20, floor: 0.01, window: "60 seconds" }))))
+
   it.effect("follow a latency shift up: attempts cut again and again send it back to the configured timeout to relearn", () => {
     const { layer, lines } = captureLogs()
     return Effect.gen(function*() {

@@ -53,7 +53,7 @@ export class Learner {
 
   /** The per-attempt timeout at `now`, in milliseconds. */
   timeoutMillis(now: number): number {
-    if (this.window.expire(now)) this.refresh(now)
+    this.expire(now)
     return this.timeout
   }
 
@@ -64,6 +64,7 @@ export class Learner {
 
   /** Samples in the window at `now`. */
   samples(now: number): number {
+    this.expire(now)
     return this.window.count(now)
   }
 
@@ -114,7 +115,17 @@ export class Learner {
 
   /** The window's histogram at `now`, for the store. */
   buckets(now: number): Buckets {
+    this.expire(now)
     return this.window.buckets(now)
+  }
+
+  /**
+   * Every read goes through here: the window reports expired slices once, so whichever read
+   * sees them first (a summary, a save to the store) must refresh the timeout, or the next
+   * attempt would keep a timeout learned from samples that are gone.
+   */
+  private expire(now: number): void {
+    if (this.window.expire(now)) this.refresh(now)
   }
 
   private refresh(now: number): void {
