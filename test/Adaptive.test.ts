@@ -84,6 +84,16 @@ describe("LatencyWindow", () => {
     assert.strictEqual(window.quantile(15_000, 0.99), undefined)
   })
 
+  it("forgets samples stamped after now: the clock went back", () => {
+    const window = new LatencyWindow(10_000)
+    window.add(1_000_000, 500)
+    assert.strictEqual(window.count(1_000_000), 1)
+    assert.strictEqual(window.count(2_000), 0)
+    assert.strictEqual(window.quantile(2_000, 0.99), undefined)
+    window.add(2_000, 20)
+    assert.deepStrictEqual(window.buckets(2_500), [[bucketOf(20), 1]])
+  })
+
   it("keeps a fixed amount of memory however many samples arrive", () => {
     const window = new LatencyWindow(1000)
     for (let i = 0; i < 100_000; i++) window.add(i, i % 97)
@@ -177,6 +187,20 @@ describe("adaptive timeouts through the pipeline", () => {
       yield* TestClock.adjust("2 seconds")
       assert.deepStrictEqual(yield* Fiber.await(call), Exit.succeed("done"))
       assert.strictEqual((yield* Metric.value(gauge)).value, 45)
+    }).pipe(Effect.provide(adaptiveLayer({ gemini_api: "on", minSamples: 20, floor: 0.01, window: "60 seconds" }))))
+
+  it.effect("go back to the configured timeout when the clock is set back past the window", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(1_000_000_000)
+      const protect = yield* Resilience.makeProtect({ operation: "gemini_api", policy: "once" })
+      yield* feedAtOnce(protect, Array.from({ length: 20 }, () => 100))
+      assert.deepStrictEqual((yield* currentTimeout("gemini_api"))?.learned, Duration.millis(Math.ceil(upperBoundOf(bucketOf(100)) * 3)))
+      // Wall time stepped back a day (NTP, a resumed VM): the samples are not from the last minute.
+      yield* TestClock.setTime(1_000_000_000 - 86_400_000)
+      const call = yield* Effect.fork(protect(Effect.as(Effect.sleep("2 seconds"), "done")))
+      yield* TestClock.adjust("2 seconds")
+      assert.deepStrictEqual(yield* Fiber.await(call), Exit.succeed("done"))
+      assert.strictEqual((yield* currentTimeout("gemini_api"))?.samples, 1)
     }).pipe(Effect.provide(adaptiveLayer({ gemini_api: "on", minSamples: 20, floor: 0.01, window: "60 seconds" }))))
 
   it.effect("follow a latency shift up: attempts cut again and again send it back to the configured timeout to relearn", () => {

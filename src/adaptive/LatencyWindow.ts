@@ -100,12 +100,18 @@ export class LatencyWindow {
     this.total = 0
   }
 
-  /** True when slices expired since the last look (the quantile may have moved). */
+  /**
+   * True when slices expired since the last look (the quantile may have moved). A slice stamped
+   * after `now` expires too: the clock (wall time) went back, and its samples would otherwise
+   * stay until the clock caught up again, however far ahead that is.
+   */
   expire(now: number): boolean {
-    const oldest = Math.floor(now / this.sliceMillis) - this.slices + 1
+    const newest = Math.floor(now / this.sliceMillis)
+    const oldest = newest - this.slices + 1
     let expired = false
     for (let slice = 0; slice < this.slices; slice++) {
-      if (this.stamps[slice]! < oldest && this.sliceTotals[slice]! > 0) {
+      const stamp = this.stamps[slice]!
+      if ((stamp < oldest || stamp > newest) && this.sliceTotals[slice]! > 0) {
         this.evict(slice)
         expired = true
       }
