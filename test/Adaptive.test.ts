@@ -34,9 +34,11 @@ const p99Of = (values: ReadonlyArray<number>): number => {
   return sorted[Math.ceil(0.99 * sorted.length) - 1]!
 }
 
+/** Timeouts may go down to 1 ms here, so floors of a few ms show what the learner does below 0.1 s. */
 const configWith = (adaptive: ReliabilityConfig.AdaptiveOverride, timeout: number = 45) =>
   ReliabilityConfig.layerWith({
     timeouts: { gemini_api: timeout },
+    timeoutBounds: { min: "1 millis" },
     policies: { once: { maxAttempts: 1 } },
     adaptive
   })
@@ -137,6 +139,36 @@ describe("adaptive timeouts through the pipeline", () => {
       yield* feedAtOnce(protect, Array.from({ length: 60 }, () => 5))
       assert.deepStrictEqual((yield* currentTimeout("gemini_api"))?.learned, Duration.seconds(1))
     }).pipe(Effect.provide(adaptiveLayer({ gemini_api: "on" }))))
+
+  it.effect("never go below BIG3_TIMEOUT_MIN: a floor under it is raised to it, with a warning naming the key", () => {
+    const { layer, lines } = captureLogs()
+    const env = new Map([["BIG3_ADAPTIVE_GEMINI_API", "on"], ["BIG3_ADAPTIVE_FLOOR", "0.001"], ["BIG3_TIMEOUT_MIN", "0.25"]])
+    return Effect.gen(function*() {
+      const protect = yield* Resilience.makeProtect({ operation: "gemini_api", policy: "default" })
+      yield* feedAtOnce(protect, Array.from({ length: 60 }, () => 0))
+      assert.deepStrictEqual((yield* currentTimeout("gemini_api"))?.learned, Duration.millis(250))
+      assert.deepStrictEqual(lines.filter((line) => line.includes("BIG3_ADAPTIVE_FLOOR")), [
+        "WARN BIG3_ADAPTIVE_FLOOR=1ms is below the minimum 250ms (BIG3_TIMEOUT_MIN); using 250ms"
+      ])
+    }).pipe(
+      Effect.provide(Layer.mergeAll(Adaptive.layer, CircuitBreaker.layer).pipe(Layer.provideMerge(ReliabilityConfig.layer))),
+      Effect.provide(layer),
+      Effect.withConfigProvider(ConfigProvider.fromMap(env, { pathDelim: "_" }))
+    )
+  })
+
+  it.effect("never go below BIG3_TIMEOUT_MIN set above the default floor", () =>
+    Effect.gen(function*() {
+      const protect = yield* Resilience.makeProtect({ operation: "gemini_api", policy: "once" })
+      yield* feedAtOnce(protect, Array.from({ length: 60 }, () => 5))
+      assert.deepStrictEqual((yield* currentTimeout("gemini_api"))?.learned, Duration.seconds(5))
+    }).pipe(Effect.provide(
+      Layer.mergeAll(Adaptive.layer, CircuitBreaker.layer).pipe(Layer.provideMerge(ReliabilityConfig.layerWith({
+        timeoutBounds: { min: 5 },
+        policies: { once: { maxAttempts: 1 } },
+        adaptive: { gemini_api: "on" }
+      })))
+    )))
 
   it.effect("never go above the configured timeout", () =>
     Effect.gen(function*() {

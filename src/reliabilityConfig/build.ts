@@ -173,7 +173,7 @@ export const buildSettings = (
       minRetries: budgetField(budgetFields.minRetries, defaultBudget.minRetries)
     })
 
-    const adaptive = yield* readAdaptive(flat, read, entries)
+    const adaptive = yield* readAdaptive(flat, read, entries, min)
 
     return { timeouts, timeoutBounds: { min, max }, policies, breakers, budget, adaptive, configFile, entries }
   })
@@ -195,14 +195,15 @@ const rateKeyPattern = /^BIG3_ADAPTIVE_RATE_([A-Z0-9_-]+)$/
 const readAdaptive = (
   flat: Flat,
   read: Reader,
-  entries: Array<Entry>
+  entries: Array<Entry>,
+  minimum: Duration.Duration
 ): Effect.Effect<AdaptiveSettings, ConfigError.ConfigError> =>
   Effect.gen(function*() {
     const field = <A extends Duration.Duration | Scalar>(f: Field<A>, fallback: A) =>
       read(adaptiveKey(f.env), fallback, f, { kind: "adaptive", group: "adaptive", name: f.name })
     const tuning = yield* Effect.all({
       multiplier: field(adaptiveFields.multiplier, defaultAdaptive.multiplier),
-      floor: field(adaptiveFields.floor, defaultAdaptive.floor),
+      floor: Effect.flatMap(field(adaptiveFields.floor, defaultAdaptive.floor), (floor) => floorWithin(floor, minimum, flat, entries)),
       minSamples: field(adaptiveFields.minSamples, defaultAdaptive.minSamples),
       window: field(adaptiveFields.window, defaultAdaptive.window)
     })
@@ -229,6 +230,30 @@ const readAdaptive = (
       if (on) rate.add(service)
     }
     return { ...tuning, operations, rate }
+  })
+
+/**
+ * A learned timeout is a timeout: it stays within BIG3_TIMEOUT_MIN as every other one does, so
+ * the floor is raised to it (with a warning when the floor was given, as for a timeout).
+ */
+const floorWithin = (
+  floor: Duration.Duration,
+  minimum: Duration.Duration,
+  flat: Flat,
+  entries: Array<Entry>
+): Effect.Effect<Duration.Duration> =>
+  Effect.gen(function*() {
+    if (!Duration.lessThan(floor, minimum)) return floor
+    const key = adaptiveKey(adaptiveFields.floor.env)
+    if (flat.values.has(key)) {
+      yield* Effect.logWarning(
+        `${key}=${formatDuration(floor)} is below the minimum ${formatDuration(minimum)} (${boundKey(boundFields.min)}); using ${formatDuration(minimum)}`
+      )
+    }
+    const index = entries.findIndex((entry) => entry.key === key)
+    const entry = entries[index]
+    if (entry !== undefined) entries[index] = { ...entry, ...show(minimum) }
+    return minimum
   })
 
 const isPolicyName = (name: string): name is keyof typeof defaultPolicies => name in defaultPolicies

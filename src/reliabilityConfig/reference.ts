@@ -95,7 +95,7 @@ export const renderConfigReference = (): string => {
   lines.push(
     "`BIG3_ADAPTIVE_<ID>=on` learns an operation's per-attempt timeout from its successful attempts: " +
       "`clamp(p99 × MULTIPLIER, FLOOR, configured timeout)` over the last WINDOW, once MIN_SAMPLES are in it " +
-      "(the configured timeout stays the ceiling). " +
+      "(the configured timeout stays the ceiling, and a FLOOR below `BIG3_TIMEOUT_MIN` is raised to it). " +
       `Env \`BIG3_ADAPTIVE_MULTIPLIER\` = ${adaptive.multiplier}, \`BIG3_ADAPTIVE_FLOOR\` = ${formatDuration(adaptive.floor)}, ` +
       `\`BIG3_ADAPTIVE_MIN_SAMPLES\` = ${adaptive.minSamples}, \`BIG3_ADAPTIVE_WINDOW\` = ${formatDuration(adaptive.window)}. ` +
       "`BIG3_ADAPTIVE_RATE_<SERVICE>=on` (" + Defaults.adaptiveRateServices.map((name) => `\`${name}\``).join(", ") +
