@@ -224,25 +224,32 @@ describe("Telemetry: the Prometheus endpoint", () => {
     ), 60_000)
 })
 
-/** An OTLP/HTTP receiver: records the JSON bodies POSTed to /v1/traces and /v1/metrics. */
-const receiver = (options: { readonly hang?: boolean } = {}) =>
+/**
+ * An OTLP/HTTP receiver: records the JSON bodies POSTed to /v1/traces and /v1/metrics (under
+ * `base`, a path prefix), and every request's path and query.
+ */
+const receiver = (options: { readonly hang?: boolean; readonly base?: string } = {}) =>
   Effect.suspend(() => {
     const traces: Array<unknown> = []
     const metrics: Array<unknown> = []
     const contentTypes = new Set<string>()
+    const requested = new Set<string>()
+    const base = options.base ?? ""
     const server = Http.createServer((request, response) => {
       const chunks: Array<Buffer> = []
       request.on("data", (chunk: Buffer) => chunks.push(chunk))
       request.on("end", () => {
         contentTypes.add(request.headers["content-type"] ?? "")
+        requested.add(request.url ?? "")
         const body: unknown = JSON.parse(Buffer.concat(chunks).toString("utf8"))
-        if (request.url === "/v1/traces") traces.push(body)
-        if (request.url === "/v1/metrics") metrics.push(body)
+        const path = (request.url ?? "").split("?")[0]
+        if (path === `${base}/v1/traces`) traces.push(body)
+        if (path === `${base}/v1/metrics`) metrics.push(body)
         if (options.hang === true) return
         response.writeHead(200, { "content-type": "application/json" }).end("{}")
       })
     })
-    return Effect.map(listen(server), ({ url }) => ({ url, traces, metrics, contentTypes }))
+    return Effect.map(listen(server), ({ url }) => ({ url, traces, metrics, contentTypes, requested }))
   })
 
 interface OtlpSpan {
@@ -381,6 +388,39 @@ describe("Telemetry: OpenTelemetry export", () => {
       assert.isAtLeast(counted.dropped, 12)
       assert.strictEqual((yield* outcome("exported")) - before.exported, 0)
     }).pipe(Effect.scoped))
+})
+
+describe("Telemetry: the OTLP endpoint setting", () => {
+  it.live("an endpoint with a path and a query: the signal path goes after the path, the query stays a query", () =>
+    Effect.gen(function*() {
+      const otlp = yield* receiver({ base: "/otlp" })
+      yield* Effect.scoped(
+        someCalls("telemetry-endpoint-path", 1).pipe(
+          Effect.provide(Layer.provideMerge(
+            resilience,
+            telemetryWith({ OTEL_EXPORTER_OTLP_ENDPOINT: `${otlp.url}/otlp/?tenant=a%2Fb`, OTEL_METRIC_EXPORT_INTERVAL: "100000" })
+          ))
+        )
+      )
+      assert.deepStrictEqual([...otlp.requested].sort(), ["/otlp/v1/metrics?tenant=a%2Fb", "/otlp/v1/traces?tenant=a%2Fb"])
+      assert.isAbove(spansOf(otlp.traces).length, 0)
+      assert.isAbove(otlp.metrics.length, 0)
+    }).pipe(Effect.scoped))
+
+  it.effect("a malformed endpoint fails the layer with a ConfigError naming the key, and never repeats the value", () =>
+    Effect.gen(function*() {
+      const cases = ["localhost:4318", "http://user:s3cret@[::1", "ftp://user:s3cret@127.0.0.1/", "http://127.0.0.1:4318/#s3cret"]
+      const messages = yield* Effect.forEach(cases, (endpoint) =>
+        Effect.map(Effect.flip(Effect.scoped(Layer.build(telemetryWith({ OTEL_EXPORTER_OTLP_ENDPOINT: endpoint })))), (error) =>
+          error._tag === "TelemetryError" ? error.message : String(error)))
+      const expected = "expected an http:// or https:// URL such as http://127.0.0.1:4318"
+      assert.deepStrictEqual(messages, [
+        `(Invalid data at OTEL_EXPORTER_OTLP_ENDPOINT: "OTEL_EXPORTER_OTLP_ENDPOINT has the scheme localhost: ${expected}")`,
+        `(Invalid data at OTEL_EXPORTER_OTLP_ENDPOINT: "OTEL_EXPORTER_OTLP_ENDPOINT is not a URL: ${expected}")`,
+        `(Invalid data at OTEL_EXPORTER_OTLP_ENDPOINT: "OTEL_EXPORTER_OTLP_ENDPOINT has the scheme ftp: ${expected}")`,
+        `(Invalid data at OTEL_EXPORTER_OTLP_ENDPOINT: "OTEL_EXPORTER_OTLP_ENDPOINT has a #fragment: ${expected}")`
+      ])
+    }))
 })
 
 describe("Telemetry in the runtime and the CLI", () => {

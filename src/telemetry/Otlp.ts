@@ -21,7 +21,7 @@ import { PeriodicExportingMetricReader } from "@opentelemetry/sdk-metrics"
 import { BatchSpanProcessor } from "@opentelemetry/sdk-trace"
 import type * as Layer from "effect/Layer"
 import * as Metrics from "../Metrics.js"
-import type { Settings } from "./Settings.js"
+import { type Settings, signalUrl } from "./Settings.js"
 
 const spanOutcome = {
   exported: Metrics.labelsFor("telemetry", { outcome: "exported" }),
@@ -93,7 +93,7 @@ export const layer = (settings: Settings & { readonly otlpEndpoint: string }): L
   NodeSdk.layer(() => ({
     resource: { serviceName: settings.serviceName },
     spanProcessor: new BatchSpanProcessor({
-      exporter: new OTLPTraceExporter({ url: `${settings.otlpEndpoint}/v1/traces`, timeoutMillis: settings.exportTimeout }),
+      exporter: new OTLPTraceExporter({ url: signalUrl(settings.otlpEndpoint, "v1/traces"), timeoutMillis: settings.exportTimeout }),
       maxQueueSize: settings.spanQueueSize,
       maxExportBatchSize: Math.min(settings.spanBatchSize, settings.spanQueueSize),
       scheduledDelayMillis: settings.spanScheduleDelay,
@@ -103,7 +103,7 @@ export const layer = (settings: Settings & { readonly otlpEndpoint: string }): L
     }),
     metricReader: new PeriodicExportingMetricReader({
       exporter: new CountedMetricExporter(
-        new OTLPMetricExporter({ url: `${settings.otlpEndpoint}/v1/metrics`, timeoutMillis: settings.exportTimeout })
+        new OTLPMetricExporter({ url: signalUrl(settings.otlpEndpoint, "v1/metrics"), timeoutMillis: settings.exportTimeout })
       ),
       exportIntervalMillis: settings.metricExportInterval,
       exportTimeoutMillis: Math.min(settings.exportTimeout, settings.metricExportInterval)

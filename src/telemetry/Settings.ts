@@ -6,6 +6,8 @@
  * @internal
  */
 import * as Config from "effect/Config"
+import * as ConfigError from "effect/ConfigError"
+import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 
 /** Everything the telemetry layer is built from. */
@@ -15,7 +17,7 @@ export interface Settings {
   readonly metricsHost: string
   /** Also expose (and collect) the Effect runtime's fiber metrics. */
   readonly metricsRuntime: boolean
-  /** `OTEL_EXPORTER_OTLP_ENDPOINT`, without a trailing slash. Absent: nothing is exported. */
+  /** `OTEL_EXPORTER_OTLP_ENDPOINT`, an http(s) URL. Absent: nothing is exported. */
   readonly otlpEndpoint: string | undefined
   readonly serviceName: string
   /** How often metrics are exported, in ms (`OTEL_METRIC_EXPORT_INTERVAL`). */
@@ -35,6 +37,33 @@ const positive = (name: string, fallback: number) =>
 
 const optional = <A>(config: Config.Config<A>) => Config.map(Config.option(config), Option.getOrUndefined)
 
+const endpointKey = "OTEL_EXPORTER_OTLP_ENDPOINT"
+const endpointExpected = "expected an http:// or https:// URL such as http://127.0.0.1:4318"
+
+/**
+ * The OTLP endpoint, checked here rather than by the exporter (which throws an untyped error
+ * quoting the URL, credentials included). The message never repeats the value: it may hold a
+ * password or a token.
+ */
+const endpointUrl = (text: string): Either.Either<string, ConfigError.ConfigError> => {
+  const invalid = (what: string) => Either.left(ConfigError.InvalidData([], `${endpointKey} ${what}: ${endpointExpected}`))
+  if (!URL.canParse(text)) return invalid("is not a URL")
+  const url = new URL(text)
+  if (url.protocol !== "http:" && url.protocol !== "https:") return invalid(`has the scheme ${url.protocol.slice(0, -1).slice(0, 20)}`)
+  if (url.hash !== "") return invalid("has a #fragment")
+  return Either.right(url.href)
+}
+
+/**
+ * The URL of a signal's path under the endpoint (`v1/traces`, `v1/metrics`), appended to the
+ * endpoint's path as the OTLP exporter specification says; a query stays a query.
+ */
+export const signalUrl = (endpoint: string, signal: string): string => {
+  const url = new URL(endpoint)
+  url.pathname = `${url.pathname.replace(/\/+$/, "")}/${signal}`
+  return url.href
+}
+
 /** The settings; a malformed value fails with a `ConfigError` naming it. */
 /** `BIG3_METRICS_RUNTIME`: the Effect runtime's fiber metrics too, in `/metrics` and `--metrics`. */
 export const metricsRuntime: Config.Config<boolean> = Config.boolean("BIG3_METRICS_RUNTIME").pipe(Config.withDefault(false))
@@ -50,10 +79,7 @@ export const settings: Config.Config<Settings> = Config.all({
   ),
   metricsHost: Config.string("BIG3_METRICS_HOST").pipe(Config.withDefault("127.0.0.1")),
   metricsRuntime,
-  otlpEndpoint: Config.map(
-    optional(Config.nonEmptyString("OTEL_EXPORTER_OTLP_ENDPOINT")),
-    (url) => url?.replace(/\/+$/, "")
-  ),
+  otlpEndpoint: optional(Config.mapOrFail(Config.nonEmptyString("OTEL_EXPORTER_OTLP_ENDPOINT"), endpointUrl)),
   serviceName: Config.nonEmptyString("OTEL_SERVICE_NAME").pipe(Config.withDefault("big3")),
   metricExportInterval: positive("OTEL_METRIC_EXPORT_INTERVAL", 60_000),
   spanQueueSize: positive("OTEL_BSP_MAX_QUEUE_SIZE", 2048),
