@@ -423,6 +423,31 @@ describe("Telemetry: the OTLP endpoint setting", () => {
     }))
 })
 
+describe("Telemetry: the OTLP numbers", () => {
+  it.effect("a time past what a Node timer holds, or a queue past a million spans, fails the layer with a ConfigError", () =>
+    Effect.gen(function*() {
+      const cases: ReadonlyArray<readonly [string, string]> = [
+        ["OTEL_EXPORTER_OTLP_TIMEOUT", "99999999999"],
+        ["OTEL_BSP_SCHEDULE_DELAY", "2147483648"],
+        ["OTEL_METRIC_EXPORT_INTERVAL", "2147483648"],
+        ["OTEL_BSP_MAX_QUEUE_SIZE", "1000001"],
+        ["OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "0"]
+      ]
+      const messages = yield* Effect.forEach(cases, ([key, value]) =>
+        Effect.map(
+          Effect.flip(Effect.scoped(Layer.build(telemetryWith({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:9", [key]: value })))),
+          (error) => error._tag === "TelemetryError" ? error.message : String(error)
+        ))
+      assert.deepStrictEqual(messages, [
+        `(Invalid data at OTEL_EXPORTER_OTLP_TIMEOUT: "OTEL_EXPORTER_OTLP_TIMEOUT must be a whole number of milliseconds from 1 to 2147483647")`,
+        `(Invalid data at OTEL_BSP_SCHEDULE_DELAY: "OTEL_BSP_SCHEDULE_DELAY must be a whole number of milliseconds from 1 to 2147483647")`,
+        `(Invalid data at OTEL_METRIC_EXPORT_INTERVAL: "OTEL_METRIC_EXPORT_INTERVAL must be a whole number of milliseconds from 1 to 2147483647")`,
+        `(Invalid data at OTEL_BSP_MAX_QUEUE_SIZE: "OTEL_BSP_MAX_QUEUE_SIZE must be a whole number of spans from 1 to 1000000")`,
+        `(Invalid data at OTEL_BSP_MAX_EXPORT_BATCH_SIZE: "OTEL_BSP_MAX_EXPORT_BATCH_SIZE must be a whole number of spans from 1 to 1000000")`
+      ])
+    }))
+})
+
 describe("Telemetry in the runtime and the CLI", () => {
   it.live("Runtime's composition installs the exporter for its clients: Gemini.generateContent → protect → attempt → the HTTP request", () =>
     Effect.gen(function*() {

@@ -29,11 +29,16 @@ export interface Settings {
   readonly exportTimeout: number
 }
 
-const positive = (name: string, fallback: number) =>
+/** A whole number from 1 to `max`. */
+const positive = (name: string, fallback: number, max: number, unit: string) =>
   Config.integer(name).pipe(
-    Config.validate({ message: `${name} must be a positive whole number`, validation: (n) => n > 0 }),
+    Config.validate({ message: `${name} must be a whole number of ${unit} from 1 to ${max}`, validation: (n) => n > 0 && n <= max }),
     Config.withDefault(fallback)
   )
+
+/** Node's timers hold at most 2^31 - 1 ms (24.8 days); a longer one fires after 1 ms instead. */
+const millis = (name: string, fallback: number) => positive(name, fallback, 2_147_483_647, "milliseconds")
+const spans = (name: string, fallback: number) => positive(name, fallback, 1_000_000, "spans")
 
 const optional = <A>(config: Config.Config<A>) => Config.map(Config.option(config), Option.getOrUndefined)
 
@@ -81,9 +86,9 @@ export const settings: Config.Config<Settings> = Config.all({
   metricsRuntime,
   otlpEndpoint: optional(Config.mapOrFail(Config.nonEmptyString("OTEL_EXPORTER_OTLP_ENDPOINT"), endpointUrl)),
   serviceName: Config.nonEmptyString("OTEL_SERVICE_NAME").pipe(Config.withDefault("big3")),
-  metricExportInterval: positive("OTEL_METRIC_EXPORT_INTERVAL", 60_000),
-  spanQueueSize: positive("OTEL_BSP_MAX_QUEUE_SIZE", 2048),
-  spanBatchSize: positive("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512),
-  spanScheduleDelay: positive("OTEL_BSP_SCHEDULE_DELAY", 5000),
-  exportTimeout: positive("OTEL_EXPORTER_OTLP_TIMEOUT", 10_000)
+  metricExportInterval: millis("OTEL_METRIC_EXPORT_INTERVAL", 60_000),
+  spanQueueSize: spans("OTEL_BSP_MAX_QUEUE_SIZE", 2048),
+  spanBatchSize: spans("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512),
+  spanScheduleDelay: millis("OTEL_BSP_SCHEDULE_DELAY", 5000),
+  exportTimeout: millis("OTEL_EXPORTER_OTLP_TIMEOUT", 10_000)
 })
