@@ -3,6 +3,8 @@
  *
  * Every metric carries a `service` label. Hot paths update them with label arrays built once
  * (`labelsFor`), which Effect caches by identity, so an update is a map hit and an add.
+ * Counters are `incremental` (they only go up): OpenTelemetry exports such a counter as a
+ * monotonic sum, which backends read as a counter; any other is an up-down counter, a gauge.
  *
  * @since 0.1.0
  */
@@ -15,21 +17,22 @@ import type * as MetricPair from "effect/MetricPair"
 import * as MetricState from "effect/MetricState"
 
 /** Calls made through `protect` / `withRetry`, by service and outcome ("success", "failure"). */
-export const calls = Metric.counter("big3_calls_total", { description: "Protected calls, by outcome" })
+export const calls = Metric.counter("big3_calls_total", { incremental: true, description: "Protected calls, by outcome" })
 
 /** Attempts, including the first, by service. */
-export const attempts = Metric.counter("big3_attempts_total", { description: "Attempts, including first attempts" })
+export const attempts = Metric.counter("big3_attempts_total", { incremental: true, description: "Attempts, including first attempts" })
 
 /** Retries, by service and reason (the error tag that caused them). */
-export const retries = Metric.counter("big3_retries_total", { description: "Retries, by the error that caused them" })
+export const retries = Metric.counter("big3_retries_total", { incremental: true, description: "Retries, by the error that caused them" })
 
 /** Retries refused by the retry budget, by service. */
 export const budgetRejections = Metric.counter("big3_retry_budget_rejections_total", {
+  incremental: true,
   description: "Retries refused because the service's retry budget was spent"
 })
 
 /** Timeouts, by service and operation. */
-export const timeouts = Metric.counter("big3_timeouts_total", { description: "Operations cut by their timeout" })
+export const timeouts = Metric.counter("big3_timeouts_total", { incremental: true, description: "Operations cut by their timeout" })
 
 /** Breaker state, by service: 0 closed, 1 half-open, 2 open. */
 export const breakerState = Metric.gauge("big3_breaker_state", {
@@ -38,11 +41,13 @@ export const breakerState = Metric.gauge("big3_breaker_state", {
 
 /** Calls refused by an open breaker, by service. */
 export const breakerRejections = Metric.counter("big3_breaker_rejections_total", {
+  incremental: true,
   description: "Calls refused by an open circuit breaker"
 })
 
 /** Breaker transitions, by service and target state. */
 export const breakerTransitions = Metric.counter("big3_breaker_transitions_total", {
+  incremental: true,
   description: "Circuit breaker state changes, by the state entered"
 })
 
@@ -54,10 +59,11 @@ export const callDuration = Metric.histogram(
 )
 
 /** Observability pipeline counters, by `kind` (emitted, delivered, retried, spooled, …). */
-export const events = Metric.counter("big3_events_total", { description: "Observability events, by what happened" })
+export const events = Metric.counter("big3_events_total", { incremental: true, description: "Observability events, by what happened" })
 
 /** Connections replaced by a new one, by service and reason ("dropped", "stalled", "session_expired"). */
 export const reconnects = Metric.counter("big3_reconnects_total", {
+  incremental: true,
   description: "Connections that ended and were replaced, by reason"
 })
 
@@ -91,11 +97,13 @@ export const adaptiveRate = Metric.gauge("big3_adaptive_rate_per_second", {
  * queue was full) or "failed" (the export failed). Exporting never waits on the caller's behalf.
  */
 export const telemetrySpans = Metric.counter("big3_telemetry_spans_total", {
+  incremental: true,
   description: "Finished spans handed to the OTLP exporter, by outcome (exported, dropped, failed)"
 })
 
 /** OTLP metric exports, by `outcome` ("success", "failure"). */
 export const telemetryMetricExports = Metric.counter("big3_telemetry_metric_exports_total", {
+  incremental: true,
   description: "OTLP metric exports, by outcome"
 })
 

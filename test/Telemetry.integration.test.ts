@@ -352,6 +352,36 @@ describe("Telemetry: OpenTelemetry export", () => {
       )
     }).pipe(Effect.scoped))
 
+  it.live("big3's counters go out as monotonic cumulative sums (OTLP counters), not up-down counters", () =>
+    Effect.gen(function*() {
+      const otlp = yield* receiver()
+      const service = "telemetry-monotonic"
+      yield* Effect.scoped(
+        someCalls(service, 1).pipe(
+          Effect.provide(Layer.provideMerge(
+            resilience,
+            telemetryWith({ OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_METRIC_EXPORT_INTERVAL: "100000" })
+          ))
+        )
+      )
+      const last = otlp.metrics[otlp.metrics.length - 1]
+      const kinds = Object.fromEntries(list(last, "resourceMetrics").flatMap((resource) =>
+        list(resource, "scopeMetrics").flatMap((scope) =>
+          list(scope, "metrics").map((metric) => {
+            const sum = at(metric, "sum")
+            const kind = sum === undefined
+              ? (at(metric, "gauge") !== undefined ? "gauge" : at(metric, "histogram") !== undefined ? "histogram" : "other")
+              : `sum monotonic=${String(at(sum, "isMonotonic"))} temporality=${String(at(sum, "aggregationTemporality"))}`
+            return [String(at(metric, "name")), kind]
+          }))
+      ))
+      const counter = "sum monotonic=true temporality=2"
+      assert.deepStrictEqual(
+        [kinds["big3_calls_total"], kinds["big3_attempts_total"], kinds["big3_retries_total"], kinds["big3_call_duration_seconds"]],
+        [counter, counter, counter, "histogram"]
+      )
+    }).pipe(Effect.scoped))
+
   it.live("a collector that never answers does not slow or fail the caller: the queue is bounded and what it drops is counted", () =>
     Effect.gen(function*() {
       const otlp = yield* receiver({ hang: true })
