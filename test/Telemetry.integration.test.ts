@@ -23,6 +23,7 @@ import * as Resilience from "../src/Resilience.js"
 import * as Runtime from "../src/Runtime.js"
 import * as Sandbox from "../src/Sandbox.js"
 import * as Telemetry from "../src/Telemetry.js"
+import { exitCodeOf, spawnBig3 } from "./support/bin.js"
 import { big3 } from "./support/cli.js"
 import { at, each } from "./support/json.js"
 import { freePort, listen } from "./support/loopback.js"
@@ -511,6 +512,25 @@ describe("Telemetry in the runtime and the CLI", () => {
       // The API key never reaches a span.
       assert.notInclude(JSON.stringify(otlp.traces), "sandbox-key")
     }).pipe(Effect.scoped))
+
+  it.live("a big3 command exits once its work is done, though the collector never answers its last export", () =>
+    Effect.gen(function*() {
+      const otlp = yield* receiver({ hang: true })
+      const sandbox = yield* Sandbox.make({ geminiApiKey: "sandbox-key" })
+      const state = yield* tempDir("big3-otlp-exit-")
+      // The export would wait 10 minutes for an answer; the layer's shutdown bound is 3 s.
+      const running = yield* spawnBig3(["gemini", "hello"], {
+        OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url,
+        OTEL_EXPORTER_OTLP_TIMEOUT: "600000",
+        GEMINI_BASE_URL: sandbox.url,
+        GEMINI_API_KEY: "sandbox-key",
+        BIG3_STATE_DIR: state
+      })
+      assert.strictEqual(yield* exitCodeOf(running, "60 seconds"), 0)
+      assert.strictEqual(running.stdout(), "sandbox answer to: hello\n")
+      // It did try: the spans reached the collector, which kept the request open.
+      assert.include([...otlp.requested], "/v1/traces")
+    }).pipe(Effect.scoped), 90_000)
 
   it.live("every big3 command runs inside the telemetry layer: a /metrics port in use fails the command with a message", () =>
     Effect.gen(function*() {

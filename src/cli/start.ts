@@ -44,7 +44,13 @@ export const start = (run: Run<Platform>): void => {
   NodeRuntime.runMain(program, {
     disableErrorReporting: true,
     disablePrettyLogger: true,
-    teardown: (exit, onExit) =>
-      onExit(Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause) ? signalCode ?? ExitCode.sigint : exitCode)
+    teardown: (exit, onExit) => {
+      const code = Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause) ? signalCode ?? ExitCode.sigint : exitCode
+      onExit(code)
+      // The program and its scopes are done (every shutdown bounded). What can still hold the
+      // event loop is work abandoned at its bound, such as an OTLP export to a collector that
+      // does not answer (its own timers run to OTEL_EXPORTER_OTLP_TIMEOUT): do not wait for it.
+      process.exit(code)
+    }
   })
 }
