@@ -559,6 +559,31 @@ describe("Realtime", () => {
       ])
     }))
 
+  it.scopedLive("rate_limits.updated with names of the server's invention adds no series beyond requests, tokens and other", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer()
+      const session = yield* Realtime.connect().pipe(Effect.provide(client(server.url)))
+      const connection = yield* server.nextConnection
+      const turn = yield* Effect.fork(session.send("hi"))
+      yield* untilResponseCreate(connection)
+      yield* connection.send({
+        type: "rate_limits.updated",
+        event_id: "event_rl_invented",
+        rate_limits: [
+          ...Array.from({ length: 500 }, (_, i) => ({ name: `invented_${i}`, limit: i })),
+          { name: 'quote" and\nnewline', limit: 7 },
+          { limit: 9 }
+        ]
+      })
+      yield* connection.send(serverEvents.textResponse("resp_1", "hello"))
+      yield* Fiber.join(turn)
+      const text = yield* Metrics.prometheus
+      const names = new Set(text.split("\n").filter((line) => line.startsWith("big3_rate_limit_limit{service=\"openai_realtime\""))
+        .map((line) => /name="([^"]*)"/.exec(line)?.[1]))
+      assert.deepStrictEqual([...names].filter((name) => name !== "requests" && name !== "tokens"), ["other"])
+      assert.include(text.split("\n"), `big3_rate_limit_limit{service="openai_realtime",name="other"} 9`)
+    }))
+
   it.scoped("closing is bounded by websocket_close: a peer that never answers the close frame is cut", () =>
     Effect.gen(function*() {
       const server = yield* bareServer({ onUpgrade: () => "deaf" })

@@ -94,10 +94,19 @@ export const initialState = (): State => ({
 const errorMessage = (error: ErrorEvent["error"]): string =>
   `${error.type}${error.code ? ` (${error.code})` : ""}: ${error.message}`
 
+/**
+ * The label of each limit the Realtime API reports; any other name is "other". The name comes
+ * from the server: taken as is, a server inventing names would add series without bound.
+ */
+const rateLimitLabels = new Map(["requests", "tokens"].map((name) => [name, Metrics.labelsFor(service, { name })]))
+const otherRateLimitLabels = Metrics.labelsFor(service, { name: "other" })
+const rateLimitLabelsOf = (name: string | undefined) =>
+  (name === undefined ? undefined : rateLimitLabels.get(name)) ?? otherRateLimitLabels
+
 const updateRateLimits = (event: RateLimitsUpdated) =>
   Effect.sync(() => {
     for (const limit of event.rate_limits) {
-      const labels = Metrics.labelsFor(service, { name: limit.name ?? "unknown" })
+      const labels = rateLimitLabelsOf(limit.name)
       if (limit.limit !== undefined) Metrics.rateLimitLimit.unsafeUpdate(limit.limit, labels)
       if (limit.remaining !== undefined) Metrics.rateLimitRemaining.unsafeUpdate(limit.remaining, labels)
       if (limit.reset_seconds !== undefined) Metrics.rateLimitResetSeconds.unsafeUpdate(limit.reset_seconds, labels)
