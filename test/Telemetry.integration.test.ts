@@ -24,6 +24,7 @@ import * as Runtime from "../src/Runtime.js"
 import * as Sandbox from "../src/Sandbox.js"
 import * as Telemetry from "../src/Telemetry.js"
 import { exitCodeOf, spawnBig3 } from "./support/bin.js"
+import { captureLogs } from "./support/capture.js"
 import { big3 } from "./support/cli.js"
 import { at, each } from "./support/json.js"
 import { freePort, listen } from "./support/loopback.js"
@@ -229,7 +230,7 @@ describe("Telemetry: the Prometheus endpoint", () => {
  * An OTLP/HTTP receiver: records the JSON bodies POSTed to /v1/traces and /v1/metrics (under
  * `base`, a path prefix), and every request's path and query.
  */
-const receiver = (options: { readonly hang?: boolean; readonly base?: string } = {}) =>
+const receiver = (options: { readonly hang?: boolean; readonly base?: string; readonly status?: number } = {}) =>
   Effect.suspend(() => {
     const traces: Array<unknown> = []
     const metrics: Array<unknown> = []
@@ -247,7 +248,7 @@ const receiver = (options: { readonly hang?: boolean; readonly base?: string } =
         if (path === `${base}/v1/traces`) traces.push(body)
         if (path === `${base}/v1/metrics`) metrics.push(body)
         if (options.hang === true) return
-        response.writeHead(200, { "content-type": "application/json" }).end("{}")
+        response.writeHead(options.status ?? 200, { "content-type": "application/json" }).end("{}")
       })
     })
     return Effect.map(listen(server), ({ url }) => ({ url, traces, metrics, contentTypes, requested }))
@@ -382,6 +383,26 @@ describe("Telemetry: OpenTelemetry export", () => {
         [counter, counter, counter, "histogram"]
       )
     }).pipe(Effect.scoped))
+
+  it.live("a collector that refuses the exports: what was not delivered is logged as a warning, not only counted", () => {
+    const { layer, lines } = captureLogs()
+    return Effect.gen(function*() {
+      const otlp = yield* receiver({ status: 400 })
+      yield* Effect.scoped(
+        someCalls("telemetry-refused", 1).pipe(
+          Effect.provide(Layer.provideMerge(
+            resilience,
+            telemetryWith({ OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_BSP_SCHEDULE_DELAY: "60000", OTEL_METRIC_EXPORT_INTERVAL: "100000" })
+          ))
+        )
+      )
+      // Two calls: one span each, and one per attempt (one, then two).
+      assert.deepStrictEqual(lines.filter((line) => line.includes("OpenTelemetry export")), [
+        "WARN OpenTelemetry export: 5 spans not exported, 1 metric exports failed (last error: Bad Request)"
+      ])
+      assert.strictEqual(spansOf(otlp.traces).length, 5)
+    }).pipe(Effect.provide(layer), Effect.scoped)
+  })
 
   it.live("a collector that never answers does not slow or fail the caller: the queue is bounded and what it drops is counted", () =>
     Effect.gen(function*() {
