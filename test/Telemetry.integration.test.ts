@@ -404,6 +404,24 @@ describe("Telemetry: OpenTelemetry export", () => {
     }).pipe(Effect.provide(layer), Effect.scoped)
   })
 
+  it.live("a collector that never answers: what was still unanswered when the layer closed is logged", () => {
+    const { layer, lines } = captureLogs()
+    return Effect.gen(function*() {
+      const otlp = yield* receiver({ hang: true })
+      yield* Effect.scoped(
+        someCalls("telemetry-unanswered", 1).pipe(
+          Effect.provide(Layer.provideMerge(
+            resilience,
+            telemetryWith({ OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_EXPORTER_OTLP_TIMEOUT: "600000", OTEL_METRIC_EXPORT_INTERVAL: "100000" })
+          ))
+        )
+      )
+      assert.deepStrictEqual(lines.filter((line) => line.includes("OpenTelemetry export")), [
+        "WARN OpenTelemetry export: 5 spans unanswered when the exporter closed, 1 metric exports unanswered when the exporter closed"
+      ])
+    }).pipe(Effect.provide(layer), Effect.scoped)
+  }, 30_000)
+
   it.live("a collector that never answers does not slow or fail the caller: the queue is bounded and what it drops is counted", () =>
     Effect.gen(function*() {
       const otlp = yield* receiver({ hang: true })

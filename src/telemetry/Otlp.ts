@@ -44,6 +44,9 @@ class Losses {
   private spansDropped = 0
   private metricExports = 0
   private lastError: string | undefined
+  /** Spans, and metric exports, handed to the exporters and not answered yet. */
+  spansInFlight = 0
+  metricExportsInFlight = 0
 
   failed(what: "spans" | "metrics", count: number, error: Error | undefined): void {
     if (what === "spans") this.spansFailed += count
@@ -56,10 +59,15 @@ class Losses {
     this.spansDropped += count
   }
 
-  /** The warning for what was lost since the last call, if anything was. */
-  take(): string | undefined {
+  /**
+   * The warning for what was lost since the last call, if anything was. At the end (`final`),
+   * spans still in flight are lost too: the shutdown bound passed before the collector answered.
+   */
+  take(final = false): string | undefined {
     const parts = [
       this.spansFailed > 0 ? `${this.spansFailed} spans not exported` : undefined,
+      final && this.spansInFlight > 0 ? `${this.spansInFlight} spans unanswered when the exporter closed` : undefined,
+      final && this.metricExportsInFlight > 0 ? `${this.metricExportsInFlight} metric exports unanswered when the exporter closed` : undefined,
       this.metricExports > 0 ? `${this.metricExports} metric exports failed` : undefined,
       this.spansDropped > 0 ? `${this.spansDropped} spans dropped (the span queue was full)` : undefined
     ].filter((part) => part !== undefined)
@@ -74,7 +82,9 @@ class Losses {
 class ReportingSpanExporter implements SpanExporter {
   constructor(private readonly exporter: SpanExporter, private readonly losses: Losses) {}
   export(spans: Array<ReadableSpan>, resultCallback: (result: ExportResult) => void): void {
+    this.losses.spansInFlight += spans.length
     this.exporter.export(spans, (result) => {
+      this.losses.spansInFlight -= spans.length
       if (result.code !== ExportResultCode.SUCCESS) this.losses.failed("spans", spans.length, result.error)
       resultCallback(result)
     })
@@ -128,7 +138,9 @@ const metricExport = {
 class CountedMetricExporter implements PushMetricExporter {
   constructor(private readonly exporter: OTLPMetricExporter, private readonly losses: Losses) {}
   export(metrics: ResourceMetrics, resultCallback: (result: ExportResult) => void): void {
+    this.losses.metricExportsInFlight++
     this.exporter.export(metrics, (result) => {
+      this.losses.metricExportsInFlight--
       const success = result.code === ExportResultCode.SUCCESS
       Metrics.telemetryMetricExports.unsafeUpdate(1, success ? metricExport.success : metricExport.failure)
       if (!success) this.losses.failed("metrics", 1, result.error)
@@ -154,13 +166,14 @@ class CountedMetricExporter implements PushMetricExporter {
 export const layer = (settings: Settings & { readonly otlpEndpoint: string }): Layer.Layer<never> =>
   Layer.unwrapScoped(Effect.gen(function*() {
     const losses = new Losses()
-    const report = Effect.suspend(() => {
-      const message = losses.take()
-      return message === undefined ? Effect.void : Effect.logWarning(message)
-    })
-    yield* Effect.forkScoped(Effect.schedule(report, Schedule.spaced(reportInterval)))
+    const report = (final: boolean) =>
+      Effect.suspend(() => {
+        const message = losses.take(final)
+        return message === undefined ? Effect.void : Effect.logWarning(message)
+      })
+    yield* Effect.forkScoped(Effect.schedule(report(false), Schedule.spaced(reportInterval)))
     // Runs after the SDK layer below has closed (it is built inside this scope): its last flush counts.
-    yield* Effect.addFinalizer(() => report)
+    yield* Effect.addFinalizer(() => report(true))
     return sdk(settings, losses)
   }))
 
