@@ -410,6 +410,33 @@ describe("BrowserAgent loop", () => {
     }).pipe(Effect.provide(layer))
   })
 
+  it.effect("a Chromium that dies during an action that does not touch the page ends the task with BrowserError", () => {
+    let screenshots = 0
+    const { harness, layer } = setup([calls(call("wait_5_seconds")), Gemini.textResponse("all fine")], {
+      browser: {
+        // The browser is killed while the model's wait runs: the capture after it is the first to see it.
+        onCall: (c) =>
+          c._tag === "screenshot" && ++screenshots === 2
+            ? Effect.zipRight(
+              harness.browser.crash,
+              new Browser.ActionFailed({ service: "browser", action: "screenshot", message: "screenshot failed: the browser has been closed" })
+            )
+            : undefined
+      }
+    })
+    return Effect.gen(function*() {
+      const fiber = yield* Effect.fork(BrowserAgent.run({ task: "wait" }))
+      yield* TestClock.adjust("5 seconds")
+      const error = yield* Effect.flip(Fiber.join(fiber))
+      assert.deepStrictEqual([error._tag, error.message], [
+        "BrowserError",
+        "Chromium went away during wait_5_seconds: screenshot: ActionFailed: screenshot failed: the browser has been closed"
+      ])
+      assert.strictEqual(harness.requests.length, 1, "the model is not asked again about a dead browser")
+      assert.strictEqual(yield* harness.browser.closes, 1)
+    }).pipe(Effect.provide(layer))
+  })
+
   it.effect("BIG3_BROWSER_CONFIRM accepts allow or deny and names itself otherwise", () =>
     Effect.gen(function*() {
       const read = (value: string) =>

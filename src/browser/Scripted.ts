@@ -6,7 +6,7 @@
  */
 import * as Effect from "effect/Effect"
 import type { Driver, RawPage } from "./Driver.js"
-import type { ActionFailed } from "./Errors.js"
+import { ActionFailed } from "./Errors.js"
 
 /** One primitive the page was asked for. */
 export type Call =
@@ -45,6 +45,11 @@ export interface Scripted {
   /** Browsers started, and browsers closed (their scope closed). */
   readonly launches: Effect.Effect<number>
   readonly closes: Effect.Effect<number>
+  /**
+   * The browser dies as a killed Chromium does: `connected` turns false and every later call
+   * fails (after being recorded).
+   */
+  readonly crash: Effect.Effect<void>
 }
 
 /** A valid 1×1 transparent PNG. */
@@ -59,6 +64,7 @@ export const tinyPng: Uint8Array = Uint8Array.from(
 export const make = (options: ScriptOptions = {}): Scripted => {
   const calls: Array<Call> = []
   const counts = { launches: 0, closes: 0 }
+  const state = { crashed: false }
   const png = options.screenshot ?? tinyPng
 
   const page = (): RawPage => {
@@ -67,6 +73,9 @@ export const make = (options: ScriptOptions = {}): Scripted => {
     const run = (call: Call, fallback: Effect.Effect<void> = Effect.void): Effect.Effect<void, ActionFailed> =>
       Effect.suspend(() => {
         calls.push(call)
+        if (state.crashed) {
+          return new ActionFailed({ service: "browser", action: call._tag, message: `${call._tag} failed: the browser has been closed` })
+        }
         return options.onCall?.(call) ?? fallback
       })
     const go = (to: number) =>
@@ -76,7 +85,7 @@ export const make = (options: ScriptOptions = {}): Scripted => {
     return {
       pid: undefined,
       url: Effect.sync(() => history[index] ?? "about:blank"),
-      connected: Effect.succeed(true),
+      connected: Effect.sync(() => !state.crashed),
       screenshot: Effect.as(run({ _tag: "screenshot" }), png),
       goto: (url) =>
         run(
@@ -116,6 +125,7 @@ export const make = (options: ScriptOptions = {}): Scripted => {
     },
     calls: Effect.sync(() => calls.slice()),
     launches: Effect.sync(() => counts.launches),
-    closes: Effect.sync(() => counts.closes)
+    closes: Effect.sync(() => counts.closes),
+    crash: Effect.sync(() => void (state.crashed = true))
   }
 }

@@ -114,12 +114,17 @@ export const run = (deps: Deps, input: RunInput): Effect.Effect<RunResult, Brows
             onRight: (action) => Effect.either(Effect.mapError(Actions.run(context, action), Errors.describe))
           })
           const ms = (yield* Clock.currentTimeMillis) - startedAt
-          if (Either.isLeft(outcome) && !(yield* page.connected)) {
-            return yield* new BrowserError({ service: "browser", message: `Chromium went away during ${call.name}: ${outcome.left}` })
-          }
           const error = Either.isLeft(outcome) ? outcome.left : undefined
           const action: Action = { name: call.name, args, ok: error === undefined, ...(error === undefined ? {} : { error }), ms }
           const shot = yield* capture(page)
+          // An action that never touches the page (wait_5_seconds) succeeds on a dead browser: only
+          // the capture after it shows that Chromium is gone, and then no answer can be given.
+          if ((error !== undefined || shot.error !== undefined) && !(yield* page.connected)) {
+            return yield* new BrowserError({
+              service: "browser",
+              message: `Chromium went away during ${call.name}: ${joinErrors(error, shot.error)}`
+            })
+          }
           const url = yield* page.url
           yield* Ref.update(progress, (p) => ({ ...p, actions: [...p.actions, action], url }))
           yield* emit(
