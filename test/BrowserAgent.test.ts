@@ -268,6 +268,41 @@ describe("BrowserAgent loop", () => {
     }).pipe(Effect.provide(layer))
   })
 
+  it.effect("an answer with no candidate or nothing in it is asked again, and counts as a turn", () => {
+    const { harness, layer } = setup([
+      { candidates: [] },
+      { candidates: [{ content: { role: "model", parts: [] }, finishReason: "STOP", index: 0 }] },
+      Gemini.textResponse("fine now")
+    ])
+    return Effect.gen(function*() {
+      const result = yield* BrowserAgent.run({ task: "anything" })
+      assert.deepStrictEqual([result.status, result.text, result.turns], ["completed", "fine now", 3])
+      assert.deepStrictEqual(harness.requests[1]?.contents, harness.requests[0]?.contents)
+      assert.deepStrictEqual(harness.requests[2]?.contents, harness.requests[0]?.contents)
+    }).pipe(Effect.provide(layer))
+  })
+
+  it.effect("an answer cut by SAFETY is refused, with or without text", () => {
+    const { layer } = setup([
+      { candidates: [{ content: { role: "model", parts: [{ text: "I will now" }] }, finishReason: "SAFETY", index: 0 }] },
+      { candidates: [{ finishReason: "SAFETY", index: 0 }] }
+    ])
+    return Effect.gen(function*() {
+      const withText = yield* BrowserAgent.run({ task: "anything" })
+      assert.deepStrictEqual([withText.status, withText.text, withText.turns], [
+        "refused",
+        "Gemini stopped (finishReason SAFETY) after: I will now",
+        1
+      ])
+      const without = yield* BrowserAgent.run({ task: "anything" })
+      assert.deepStrictEqual([without.status, without.text, without.turns], [
+        "refused",
+        "Gemini stopped without an answer (finishReason SAFETY)",
+        1
+      ])
+    }).pipe(Effect.provide(layer))
+  })
+
   it.effect("each answer carries the id of its call, in the order of the calls", () => {
     const { harness, layer } = setup([
       calls({ name: "hover_at", args: { x: 1, y: 2 }, id: "call-a" }, { name: "click_at", args: { x: 3, y: 4 }, id: "call-b" }),

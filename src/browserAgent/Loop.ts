@@ -151,10 +151,18 @@ export const run = (deps: Deps, input: RunInput): Effect.Effect<RunResult, Brows
         const text = Gemini.text(response)
         if (calls.length === 0) {
           const finishReason = Gemini.finishReason(response)
-          // The model failed to write its call: ask again with the same conversation.
-          if (finishReason === Gemini.malformedFunctionCall) continue
-          if (text === "" && finishReason !== undefined && finishReason !== "STOP") {
-            return yield* result("refused", `Gemini stopped without an answer (finishReason ${finishReason})`)
+          const stopped = finishReason === undefined || finishReason === "STOP"
+          // Nothing to act on: the model failed to write its call, or answered nothing at all (no
+          // candidate, or an empty STOP). Ask again with the same conversation; it counts as a turn.
+          if (finishReason === Gemini.malformedFunctionCall || (stopped && text === "")) continue
+          // Cut short (SAFETY, RECITATION, MAX_TOKENS…): even with some text, not a finished answer.
+          if (!stopped) {
+            return yield* result(
+              "refused",
+              text === ""
+                ? `Gemini stopped without an answer (finishReason ${finishReason})`
+                : `Gemini stopped (finishReason ${finishReason}) after: ${text}`
+            )
           }
           return yield* result("completed", text)
         }
