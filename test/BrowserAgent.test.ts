@@ -160,6 +160,38 @@ describe("BrowserAgent loop", () => {
     }).pipe(Effect.provide(layer))
   })
 
+  it.effect("navigate opens http and https only; an address without a scheme gets https://", () => {
+    const { harness, layer } = setup([
+      calls(
+        call("navigate", { url: "file:///etc/passwd" }),
+        call("navigate", { url: "JavaScript:alert(1)" }),
+        call("navigate", { url: "chrome://settings" }),
+        call("navigate", { url: "" }),
+        call("navigate", { url: "example.com/a" }),
+        call("navigate", { url: "localhost:8080/b" }),
+        call("navigate", { url: "HTTP://pages.test/c" })
+      ),
+      Gemini.textResponse("done")
+    ])
+    return Effect.gen(function*() {
+      const result = yield* BrowserAgent.run({ task: "open things" })
+      assert.deepStrictEqual(result.actions.map((action) => [action.ok, action.error]), [
+        [false, "navigate: url must be an http or https address, got a file: URL"],
+        [false, "navigate: url must be an http or https address, got a javascript: URL"],
+        [false, "navigate: url must be an http or https address, got a chrome: URL"],
+        [false, `navigate: url must be an http or https address, got ""`],
+        [true, undefined],
+        [true, undefined],
+        [true, undefined]
+      ])
+      assert.deepStrictEqual((yield* harness.browser.calls).flatMap((c) => c._tag === "goto" ? [c.url] : []), [
+        "https://example.com/a",
+        "https://localhost:8080/b",
+        "HTTP://pages.test/c"
+      ])
+    }).pipe(Effect.provide(layer))
+  })
+
   it.effect("a page that never loads fails after browser_page_load, is stopped, and the model is told", () => {
     const { harness, layer } = setup(
       [calls(call("navigate", { url: "http://pages.test/never" })), Gemini.textResponse("gave up on it")],

@@ -132,6 +132,21 @@ const keys = (args: Args): Decoded<ReadonlyArray<string>> =>
     return split.length === 0 ? Either.left(`keys must name at least one key, e.g. "Control+A"`) : Either.right(split)
   })
 
+/**
+ * `url` of `navigate`: an http(s) address. One without a scheme gets `https://`, as Google's
+ * reference client does; any other scheme is refused, or a page's text could steer the model to
+ * `file:///…` and put local files in the screenshots it is sent.
+ */
+const webUrl = (args: Args): Decoded<string> =>
+  Either.flatMap(text(args, "url"), (given) => {
+    const url = given.trim()
+    if (/^https?:\/\//i.test(url)) return Either.right(url)
+    // A scheme is letters then ":"; "localhost:8080" is a host and port, not a scheme.
+    const scheme = /^([a-z][a-z0-9+.-]*):(?!\d)/i.exec(url)?.[1]
+    if (scheme !== undefined) return Either.left(`url must be an http or https address, got a ${scheme.toLowerCase()}: URL`)
+    return url === "" ? Either.left(`url must be an http or https address, got ""`) : Either.right(`https://${url}`)
+  })
+
 const all = Either.all
 
 /**
@@ -149,7 +164,7 @@ export const decode = (name: string, args: Args): Decoded<ComputerAction> => {
       case "search":
         return Either.right({ _tag: name })
       case "navigate":
-        return Either.map(text(args, "url"), (url) => ({ _tag: "navigate", url }))
+        return Either.map(webUrl(args), (url) => ({ _tag: "navigate", url }))
       case "click_at":
       case "hover_at":
         return Either.map(point, ({ x, y }) => ({ _tag: name, x, y }))
