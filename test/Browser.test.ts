@@ -71,6 +71,25 @@ describe("Browser (real Chromium)", () => {
       assert.strictEqual(result, `${pages.url}/done?name=Ada&email=ada%40example.com`)
     }).pipe(Effect.scoped, Effect.provide(browserLayer())), 60_000)
 
+  it.live("a link or script that opens a new tab opens its address in the one page instead", () =>
+    Effect.gen(function*() {
+      const pages = yield* servePages
+      const urls = yield* withPage((page) =>
+        Effect.gen(function*() {
+          yield* page.navigate(`${pages.url}/tabs`)
+          yield* page.clickAt({ x: 720, y: 225 })
+          const byLink = yield* page.url
+          yield* page.navigate(`${pages.url}/tabs`)
+          yield* page.clickAt({ x: 720, y: 360 })
+          const byScript = yield* page.url
+          // The page is still the one in front: its screenshot does not stall.
+          assert.deepStrictEqual(pngSize(yield* page.screenshot), { width: 1440, height: 900 })
+          return [byLink, byScript]
+        })
+      )
+      assert.deepStrictEqual(urls, [`${pages.url}/done?via=link`, `${pages.url}/done?via=script`])
+    }).pipe(Effect.scoped, Effect.provide(browserLayer({ browser_screenshot: 5 }))), 60_000)
+
   it.live("a navigation that never loads fails with browser_page_load and is stopped before the next screenshot", () =>
     Effect.gen(function*() {
       const pages = yield* servePages

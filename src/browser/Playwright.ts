@@ -213,6 +213,24 @@ const trackNavigation = (page: Playwright.Page) => {
   })
 }
 
+/**
+ * Keeps the browser to one tab, as Google's reference client does: the model sees only the page,
+ * so a link or script that opens a new tab would change nothing it can see, and the page, now in
+ * the background, could stall its screenshots. The new tab is closed and its address opened in
+ * the page instead. The address comes from DevTools' `Page.windowOpen`, sent as the opener asks
+ * for the tab, so the navigation begins within `settle`'s wait; the new tab itself is reported
+ * much later, once it has loaded.
+ */
+const keepOneTab = (context: Playwright.BrowserContext, page: Playwright.Page, cdp: Playwright.CDPSession) => {
+  cdp.on("Page.windowOpen", ({ url }) => {
+    if (url !== "" && url !== "about:blank") page.goto(url, { waitUntil: "load", timeout: 0 }).catch(() => {})
+  })
+  context.on("page", (opened) => {
+    if (opened !== page) opened.close().catch(() => {})
+  })
+  return cdp.send("Page.enable")
+}
+
 const rawPage = (
   browser: Playwright.Browser,
   page: Playwright.Page,
@@ -278,6 +296,7 @@ export const make = (options: Options): Driver => {
       const context = yield* step("open a page", () => browser.newContext({ viewport, deviceScaleFactor: 1 }))
       const page = yield* step("open a page", () => context.newPage())
       const cdp = yield* step("open a DevTools session", () => context.newCDPSession(page))
+      yield* step("open a DevTools session", () => keepOneTab(context, page, cdp))
       return rawPage(browser, page, cdp, launched.pid, options)
     })
 

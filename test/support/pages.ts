@@ -28,6 +28,12 @@ const formPage = `<!doctype html><html><head><title>Sign up</title></head><body 
 <a href="/never" style="${box(610, 40)};display:block">a page that never loads</a>
 </body></html>`
 
+/** A link with `target="_blank"` at the name field's place, a `window.open` button at the email's. */
+const newTabPage = `<!doctype html><html><head><title>Tabs</title></head><body style="margin:0">
+<a href="/done?via=link" target="_blank" style="${box(205, 40)};display:block">in a new tab</a>
+<button onclick="window.open('/done?via=script')" style="${box(340, 40)}">open a window</button>
+</body></html>`
+
 const escape = (text: string) => text.replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`)
 
 export interface Pages {
@@ -37,7 +43,7 @@ export interface Pages {
   readonly seen: ReadonlyArray<string>
 }
 
-/** Serves `/form`, `/done?…` (echoes the fields), `/never` (never answers); closed with the scope. */
+/** Serves `/form`, `/tabs` (opens new tabs), `/done?…` (echoes the fields), `/never` (never answers); closed with the scope. */
 export const servePages: Effect.Effect<Pages, never, Scope.Scope> = Effect.suspend(() => {
   const seen: Array<string> = []
   const server = http.createServer((request, response) => {
@@ -46,6 +52,7 @@ export const servePages: Effect.Effect<Pages, never, Scope.Scope> = Effect.suspe
     if (url.pathname === "/never") return // never answers; released when the socket closes
     response.setHeader("content-type", "text/html; charset=utf-8")
     if (url.pathname === "/form") return void response.end(formPage)
+    if (url.pathname === "/tabs") return void response.end(newTabPage)
     if (url.pathname === "/done") {
       const fields = Array.from(url.searchParams, ([key, value]) => `<p id="${escape(key)}">${escape(value)}</p>`).join("")
       return void response.end(`<!doctype html><title>Thanks</title><h1>Thanks</h1>${fields}`)
