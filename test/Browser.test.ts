@@ -11,10 +11,15 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
 import * as fs from "node:fs"
+import * as http from "node:http"
+import * as path from "node:path"
+import { WebSocketServer } from "ws"
 import * as Browser from "../src/Browser.js"
 import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
+import { listen } from "./support/loopback.js"
 import { servePages } from "./support/pages.js"
 import { commandLine, isRunning, runningChildren, runningInGroup } from "./support/processes.js"
+import { tempDir } from "./support/tempDir.js"
 
 const chromium = process.env["BIG3_CHROMIUM_PATH"] ?? Browser.defaultExecutablePath
 
@@ -138,6 +143,36 @@ describe("Browser (real Chromium)", () => {
       assert.strictEqual(error._tag === "OperationTimeout" ? error.operation : error._tag, "browser_startup")
       assert.deepStrictEqual(runningChildren(process.pid, "chromium"), [], "the abandoned launch was killed")
     }).pipe(Effect.provide(browserLayer({ browser_startup: "100 millis" }))), 60_000)
+
+  it.live("a Chromium that exits while Playwright attaches to it fails the launch with BrowserError, not at browser_startup", () =>
+    Effect.gen(function*() {
+      // A stand-in Chromium, so the exit lands exactly mid-attach: it prints a DevTools address
+      // served here by a WebSocket that accepts and never answers, and exits once it is attached.
+      const dir = yield* tempDir("big3-fake-chromium-")
+      const attached = path.join(dir, "attached")
+      const server = http.createServer()
+      const sockets = new WebSocketServer({ server })
+      sockets.on("connection", () => fs.writeFileSync(attached, ""))
+      const { port } = yield* listen(server)
+      // Before the server closes (finalizers run in reverse): an upgraded socket would hold it open.
+      yield* Effect.addFinalizer(() => Effect.sync(() => sockets.clients.forEach((socket) => socket.terminate())))
+      const executable = path.join(dir, "chromium")
+      const address = `ws://127.0.0.1:${port}/devtools/browser/stand-in`
+      fs.writeFileSync(
+        executable,
+        `#!/bin/sh\necho "DevTools listening on ${address}" >&2\n` +
+          `while [ ! -e "${attached}" ]; do sleep 0.05; done\necho "gone mid-attach" >&2\nexit 7\n`,
+        { mode: 0o755 }
+      )
+      const layer = Browser.layerWith({ executablePath: executable }).pipe(
+        Layer.provide(Layer.orDie(ReliabilityConfig.layerWith({ timeouts: { browser_startup: 20 } })))
+      )
+      const error = yield* Effect.flip(Effect.scoped(Browser.open).pipe(Effect.provide(layer)))
+      assert.deepStrictEqual([error._tag, error.message], [
+        "BrowserError",
+        `Chromium (${executable}) exited while starting (code 7): DevTools listening on ${address} | gone mid-attach`
+      ])
+    }).pipe(Effect.scoped), 60_000)
 
   it.live("a missing executable fails with a BrowserError that says how to install Chromium", () =>
     Effect.gen(function*() {

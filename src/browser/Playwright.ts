@@ -140,6 +140,13 @@ const spawnProcess = (options: Options) =>
     catch: (cause) => new BrowserError({ service, message: `Chromium (${options.executablePath}) could not be started: ${firstLine(cause)}` })
   })
 
+/** The launch failure of a Chromium that exited before it could be driven. */
+const exitedWhileStarting = (launched: Launched, options: Options, code: number | null, signal: string | null) =>
+  new BrowserError({
+    service,
+    message: `Chromium (${options.executablePath}) exited while starting (${signal ?? `code ${code}`}): ${launched.output.slice(-3).join(" | ") || "no output"}`
+  })
+
 /** Waits for the DevTools WebSocket address Chromium prints, or fails with what it printed before exiting. */
 const devToolsEndpoint = (launched: Launched, options: Options) =>
   Effect.async<string, BrowserError>((resume) => {
@@ -159,12 +166,7 @@ const devToolsEndpoint = (launched: Launched, options: Options) =>
     }
     const onExit = (code: number | null, signal: string | null) => {
       cleanup()
-      resume(Effect.fail(
-        new BrowserError({
-          service,
-          message: `Chromium (${options.executablePath}) exited while starting (${signal ?? `code ${code}`}): ${launched.output.slice(-3).join(" | ") || "no output"}`
-        })
-      ))
+      resume(Effect.fail(exitedWhileStarting(launched, options, code, signal)))
     }
     const cleanup = () => {
       launched.child.stderr?.off("data", onData)
@@ -174,6 +176,19 @@ const devToolsEndpoint = (launched: Launched, options: Options) =>
     launched.child.once("exit", onExit)
     onData()
     return Effect.sync(cleanup)
+  })
+
+/**
+ * Fails as soon as Chromium exits. Raced against connecting to it: Playwright's `connectOverCDP`
+ * does not always notice a browser that dies while it attaches, and would wait out its timeout.
+ */
+const exitWhileStarting = (launched: Launched, options: Options) =>
+  Effect.async<never, BrowserError>((resume) => {
+    const { child } = launched
+    const onExit = (code: number | null, signal: string | null) => resume(Effect.fail(exitedWhileStarting(launched, options, code, signal)))
+    if (exited(child)) return onExit(child.exitCode, child.signalCode)
+    child.once("exit", onExit)
+    return Effect.sync(() => void child.off("exit", onExit))
   })
 
 /**
@@ -285,19 +300,24 @@ export const make = (options: Options): Driver => {
       const { chromium } = yield* step("load playwright-core", () => import("playwright-core"))
       const launched = yield* Effect.acquireRelease(spawnProcess(options), (launched) => stopProcess(launched, options))
       const endpoint = yield* devToolsEndpoint(launched, options)
-      // Released before the process: the connection closes, then the process group is killed.
-      const browser = yield* Effect.acquireRelease(
-        Effect.interruptible(
-          step("connect", () => chromium.connectOverCDP(endpoint, { timeout: Duration.toMillis(options.startupTimeout) }))
-        ),
-        (browser) =>
-          Effect.tryPromise(() => browser.close()).pipe(Effect.interruptible, Effect.timeout(options.closeTimeout), Effect.ignore)
+      return yield* Effect.raceFirst(
+        Effect.gen(function*() {
+          // Released before the process: the connection closes, then the process group is killed.
+          const browser = yield* Effect.acquireRelease(
+            Effect.interruptible(
+              step("connect", () => chromium.connectOverCDP(endpoint, { timeout: Duration.toMillis(options.startupTimeout) }))
+            ),
+            (browser) =>
+              Effect.tryPromise(() => browser.close()).pipe(Effect.interruptible, Effect.timeout(options.closeTimeout), Effect.ignore)
+          )
+          const context = yield* step("open a page", () => browser.newContext({ viewport, deviceScaleFactor: 1 }))
+          const page = yield* step("open a page", () => context.newPage())
+          const cdp = yield* step("open a DevTools session", () => context.newCDPSession(page))
+          yield* step("open a DevTools session", () => keepOneTab(context, page, cdp))
+          return rawPage(browser, page, cdp, launched.pid, options)
+        }),
+        exitWhileStarting(launched, options)
       )
-      const context = yield* step("open a page", () => browser.newContext({ viewport, deviceScaleFactor: 1 }))
-      const page = yield* step("open a page", () => context.newPage())
-      const cdp = yield* step("open a DevTools session", () => context.newCDPSession(page))
-      yield* step("open a DevTools session", () => keepOneTab(context, page, cdp))
-      return rawPage(browser, page, cdp, launched.pid, options)
     })
 
   return { launch, installed: isExecutable(options.executablePath), executable: options.executablePath }
