@@ -31,7 +31,7 @@ import { ReliabilityConfig } from "./ReliabilityConfig.js"
 
 export { actionNames, denormalize, playwrightKey } from "./browserAgent/Actions.js"
 export type { ActionName } from "./browserAgent/Actions.js"
-export { pruneScreenshots, screenshotTurns } from "./browserAgent/Conversation.js"
+export { maxScreenshotBytes, pruneScreenshots, screenshotTurns } from "./browserAgent/Conversation.js"
 export { defaultMaxTurns, tools } from "./browserAgent/Loop.js"
 /** Chromium could not be started or driven at all; defined with the browser it is about. */
 export { BrowserError }

@@ -375,6 +375,22 @@ describe("BrowserAgent loop", () => {
     }).pipe(Effect.provide(layer))
   })
 
+  it.effect("screenshots of a busy page in a turn of several calls stay under Gemini's 20 MB request limit", () => {
+    // 4 MiB of PNG is 5.6 MB of base64, the size of a screenshot of a noisy 1440×900 page.
+    const busy = new Uint8Array(4 * 1024 * 1024).fill(7)
+    const hover = call("hover_at", { x: 1, y: 1 })
+    const { harness, layer } = setup([calls(hover, hover, hover), Gemini.textResponse("done")], { browser: { screenshot: busy } })
+    return Effect.gen(function*() {
+      yield* BrowserAgent.run({ task: "hover" })
+      const request = harness.requests[1]
+      assert.isBelow(JSON.stringify(request).length, 20 * 1024 * 1024)
+      const [first, , answers] = request?.contents ?? []
+      assert.deepStrictEqual(first?.parts, [{ text: "hover" }], "the oldest screenshot went first")
+      // Oldest first, and the newest screenshot, the page as it is now, always stays.
+      assert.deepStrictEqual(answers?.parts.map((part) => part.functionResponse?.parts !== undefined), [false, true, true])
+    }).pipe(Effect.provide(layer))
+  })
+
   it.effect("every predefined action runs as the reference client does", () => {
     const { harness, layer } = setup([
       calls(

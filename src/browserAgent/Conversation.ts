@@ -57,23 +57,60 @@ const hasScreenshot = (content: Gemini.Content): boolean =>
     part.inlineData !== undefined || (part.functionResponse?.parts?.length ?? 0) > 0
   )
 
+/**
+ * Base64 screenshot bytes a request may carry. Gemini refuses a request over 20 MB, and one
+ * screenshot of a busy page is about 5 MB as base64: a turn of several calls, each answered with
+ * its screenshot, could pass the limit on its own and fail the task.
+ */
+export const maxScreenshotBytes = 15 * 1024 * 1024
+
+const screenshotBytes = (part: Gemini.Part): number =>
+  (part.inlineData?.data.length ?? 0) +
+  (part.functionResponse?.parts ?? []).reduce((sum, inner) => sum + (inner.inlineData?.data.length ?? 0), 0)
+
+const withoutScreenshot = (part: Gemini.Part): ReadonlyArray<Gemini.Part> => {
+  if (part.inlineData !== undefined) return []
+  if (part.functionResponse?.parts === undefined) return [part]
+  const { parts: _screenshots, ...answer } = part.functionResponse
+  return [{ ...part, functionResponse: answer }]
+}
+
 const withoutScreenshots = (content: Gemini.Content): Gemini.Content => ({
   ...content,
-  parts: content.parts.flatMap((part): ReadonlyArray<Gemini.Part> => {
-    if (part.inlineData !== undefined) return []
-    if (part.functionResponse?.parts === undefined) return [part]
-    const { parts: _screenshots, ...answer } = part.functionResponse
-    return [{ ...part, functionResponse: answer }]
-  })
+  parts: content.parts.flatMap(withoutScreenshot)
 })
 
 /**
- * Drops the screenshots of every user turn but the last `keep` that carry one. Only the turn
- * that just fell out of the window changes; older ones were stripped before.
+ * Keeps the screenshots under `maxBytes` of base64: drops them one part at a time, oldest first,
+ * never the newest one (the model must see the page as it is now).
+ */
+const fitScreenshots = (contents: ReadonlyArray<Gemini.Content>, maxBytes: number): ReadonlyArray<Gemini.Content> => {
+  const sizes = contents.map((content) => content.parts.map(screenshotBytes))
+  let total = sizes.flat().reduce((sum, size) => sum + size, 0)
+  if (total <= maxBytes) return contents
+  const places = sizes.flatMap((parts, i) => parts.flatMap((size, j) => size > 0 ? [{ i, j, size }] : []))
+  const drop = new Set<string>()
+  for (const { i, j, size } of places.slice(0, -1)) {
+    if (total <= maxBytes) break
+    drop.add(`${i}/${j}`)
+    total -= size
+  }
+  return contents.map((content, i) =>
+    content.parts.some((_, j) => drop.has(`${i}/${j}`))
+      ? { ...content, parts: content.parts.flatMap((part, j) => drop.has(`${i}/${j}`) ? withoutScreenshot(part) : [part]) }
+      : content
+  )
+}
+
+/**
+ * Drops the screenshots of every user turn but the last `keep` that carry one, then, oldest first,
+ * any more that would take the request past `maxBytes` of screenshots (the newest always stays).
+ * Only the turns that change are copied.
  */
 export const pruneScreenshots = (
   contents: ReadonlyArray<Gemini.Content>,
-  keep: number = screenshotTurns
+  keep: number = screenshotTurns,
+  maxBytes: number = maxScreenshotBytes
 ): ReadonlyArray<Gemini.Content> => {
   let seen = 0
   let changed = false
@@ -87,7 +124,7 @@ export const pruneScreenshots = (
       changed = true
     }
   }
-  return changed ? pruned : contents
+  return fitScreenshots(changed ? pruned : contents, maxBytes)
 }
 
 const decodeSafetyDecision = Schema.decodeUnknownOption(Gemini.SafetyDecision)
