@@ -11,7 +11,9 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
 import * as fs from "node:fs"
+import { spawn } from "node:child_process"
 import * as http from "node:http"
+import * as os from "node:os"
 import * as path from "node:path"
 import { WebSocketServer } from "ws"
 import * as Browser from "../src/Browser.js"
@@ -173,6 +175,32 @@ describe("Browser (real Chromium)", () => {
         `Chromium (${executable}) exited while starting (code 7): DevTools listening on ${address} | gone mid-attach`
       ])
     }).pipe(Effect.scoped), 60_000)
+
+  it.live("a launch removes the profiles that SIGKILLed big3 processes left, and no one else's", () =>
+    Effect.gen(function*() {
+      const exited = (child: ReturnType<typeof spawn>) => Effect.async<void>((resume) => void child.once("exit", () => resume(Effect.void)))
+      const gone = spawn("true")
+      yield* exited(gone)
+      const living = yield* Effect.acquireRelease(Effect.sync(() => spawn("sleep", ["60"])), (child) =>
+        Effect.gen(function*() {
+          child.kill("SIGKILL")
+          yield* exited(child)
+          assert.isFalse(isRunning(child.pid ?? 0), "the stand-in owner is gone")
+        }))
+      const profile = (pid: number | undefined) =>
+        Effect.acquireRelease(
+          Effect.sync(() => {
+            const dir = fs.mkdtempSync(path.join(os.tmpdir(), `big3-chromium-${pid}-`))
+            fs.writeFileSync(path.join(dir, "Local State"), "{}")
+            return dir
+          }),
+          (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+        )
+      const left = yield* profile(gone.pid)
+      const inUse = yield* profile(living.pid)
+      yield* withPage(() => Effect.void)
+      assert.deepStrictEqual([fs.existsSync(left), fs.existsSync(inUse)], [false, true])
+    }).pipe(Effect.scoped, Effect.provide(browserLayer())), 60_000)
 
   it.live("a missing executable fails with a BrowserError that says how to install Chromium", () =>
     Effect.gen(function*() {

@@ -101,11 +101,38 @@ const stopProcess = (launched: Launched, options: Options) =>
     Effect.catchAll((cause) => Effect.logWarning(`Chromium's profile ${launched.profile} could not be removed: ${firstLine(cause)}`))
   )
 
+/** A profile is `big3-chromium-<pid of the big3 process>-XXXXXX` in the temp directory. */
+const profilePrefix = "big3-chromium-"
+
+const isAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    // EPERM: the process exists, it is someone else's.
+    return error instanceof Error && "code" in error && error.code === "EPERM"
+  }
+}
+
+/**
+ * Removes the profiles of big3 processes that are gone. A SIGKILLed big3 cannot remove its own:
+ * its Chromium exits (its DevTools pipe closes) but leaves the profile, megabytes each.
+ */
+const sweepProfiles = Effect.try(() => {
+  const stale = fs.readdirSync(os.tmpdir()).filter((name) => {
+    const owner = new RegExp(`^${profilePrefix}(\\d+)-`).exec(name)?.[1]
+    return owner !== undefined && Number(owner) !== process.pid && !isAlive(Number(owner))
+  })
+  for (const name of stale) fs.rmSync(path.join(os.tmpdir(), name), { recursive: true, force: true })
+}).pipe(
+  Effect.catchAll((cause) => Effect.logDebug(`stale Chromium profiles could not be removed: ${firstLine(cause)}`))
+)
+
 /** Spawns Chromium; synchronous, so the scope owns the process from its first instant. */
 const spawnProcess = (options: Options) =>
   Effect.try({
     try: (): Launched => {
-      const profile = fs.mkdtempSync(path.join(os.tmpdir(), "big3-chromium-"))
+      const profile = fs.mkdtempSync(path.join(os.tmpdir(), `${profilePrefix}${process.pid}-`))
       const child = ChildProcess.spawn(
         options.executablePath,
         [
@@ -298,6 +325,7 @@ export const make = (options: Options): Driver => {
         return yield* new BrowserError({ service, message: notInstalledMessage(options.executablePath) })
       }
       const { chromium } = yield* step("load playwright-core", () => import("playwright-core"))
+      yield* sweepProfiles
       const launched = yield* Effect.acquireRelease(spawnProcess(options), (launched) => stopProcess(launched, options))
       const endpoint = yield* devToolsEndpoint(launched, options)
       return yield* Effect.raceFirst(
