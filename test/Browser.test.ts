@@ -97,6 +97,22 @@ describe("Browser (real Chromium)", () => {
       assert.deepStrictEqual(urls, [`${pages.url}/done?via=link`, `${pages.url}/done?via=script`])
     }).pipe(Effect.scoped, Effect.provide(browserLayer({ browser_screenshot: 5 }))), 60_000)
 
+  it.live("a key combination that fails on an unknown key leaves no key held for the next input", () =>
+    Effect.gen(function*() {
+      const pages = yield* servePages
+      const result = yield* withPage((page) =>
+        Effect.gen(function*() {
+          yield* page.navigate(`${pages.url}/form`)
+          const failed = yield* Effect.flip(page.keyCombination(["Control", "Shift", "NoSuchKey"]))
+          assert.strictEqual(failed._tag, "ActionFailed")
+          // Typed with Control still held, "Ada" would be Control+A, Control+D, Control+A.
+          yield* page.typeTextAt({ point: { x: 720, y: 225 }, text: "Ada", pressEnter: true, clearBeforeTyping: false })
+          return yield* page.url
+        })
+      )
+      assert.strictEqual(result, `${pages.url}/done?name=Ada&email=`)
+    }).pipe(Effect.scoped, Effect.provide(browserLayer())), 60_000)
+
   it.live("a navigation that never loads fails with browser_page_load and is stopped before the next screenshot", () =>
     Effect.gen(function*() {
       const pages = yield* servePages

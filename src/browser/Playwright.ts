@@ -301,10 +301,17 @@ const rawPage = (
       call(`press ${keys.join("+")}`, async () => {
         const last = keys[keys.length - 1]
         if (last === undefined) return
-        const held = keys.slice(0, -1)
-        for (const key of held) await page.keyboard.down(key)
-        await page.keyboard.press(last)
-        for (const key of held.reverse()) await page.keyboard.up(key)
+        const held: Array<string> = []
+        try {
+          for (const key of keys.slice(0, -1)) {
+            await page.keyboard.down(key)
+            held.push(key)
+          }
+          await page.keyboard.press(last)
+        } finally {
+          // Released even when a key is unknown: a modifier left down would change every later input.
+          for (const key of held.reverse()) await page.keyboard.up(key).catch(() => {})
+        }
       }),
     // Numbers only, so the expression cannot carry anything but the two deltas.
     scrollBy: (deltaX, deltaY) =>
