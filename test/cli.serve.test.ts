@@ -8,7 +8,6 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
@@ -18,43 +17,11 @@ import * as path from "node:path"
 import * as Runner from "../src/Runner.js"
 import * as Sandbox from "../src/Sandbox.js"
 import * as Store from "../src/Store.js"
-import { type Big3Process, exitCodeOf, spawnBig3, waitFor } from "./support/bin.js"
+import { exitCodeOf, spawnBig3, waitFor } from "./support/bin.js"
 import { big3 } from "./support/cli.js"
 import * as Postgres from "./support/postgres.js"
-import { isRunning } from "./support/processes.js"
+import { agentsCli, count, info, kill9, read, serve, showOnFailure, statusOf } from "./support/runners.js"
 import { tempDir } from "./support/tempDir.js"
-
-const read = (file: string) => (fs.existsSync(file) ? fs.readFileSync(file, "utf8") : "")
-const statusOf = (content: string) => /^- Status: (.+)$/m.exec(content)?.[1]
-const count = (content: string, pattern: RegExp) => content.match(pattern)?.length ?? 0
-
-/** Starts `big3 serve` on `stateDir` and waits until its runner.json names this process. */
-const serve = (stateDir: string, env: Record<string, string>) =>
-  Effect.gen(function*() {
-    const runner = yield* spawnBig3(["serve"], { ...env, BIG3_STATE_DIR: stateDir })
-    const file = path.join(stateDir, Runner.stateFileName)
-    yield* waitFor(runner, "runner.json", () => read(file).includes(`"pid":${runner.pid}`))
-    return runner
-  })
-
-/** SIGKILL, and wait until the process is gone. */
-const kill9 = (runner: Big3Process) =>
-  Effect.gen(function*() {
-    runner.child.kill("SIGKILL")
-    assert.strictEqual(yield* exitCodeOf(runner, "10 seconds"), "SIGKILL")
-    assert.isFalse(isRunning(runner.pid))
-  })
-
-/** On failure, prints what the runners said (their logs explain most failures). */
-const showOnFailure = (runners: ReadonlyArray<Big3Process>) =>
-  Effect.addFinalizer((exit) =>
-    Exit.isFailure(exit)
-      ? Effect.sync(() => runners.forEach((runner) => console.log(`runner ${runner.pid} stderr:\n${runner.stderr()}`)))
-      : Effect.void)
-
-const agentsCli = (args: ReadonlyArray<string>, env: Record<string, string>) =>
-  Effect.flatMap(big3(["agents", ...args], env), (result) =>
-    result.code === 0 ? Effect.succeed(result) : Effect.dieMessage(`big3 agents ${args.join(" ")} exited ${result.code}: ${result.stderr}`))
 
 describe("big3 serve", () => {
   it.effect("a port out of range is a usage error (exit 2) naming the flag, not a stack trace", () =>
@@ -205,8 +172,6 @@ describe("big3 serve", () => {
       const runnerB = yield* serve(dirB, env)
       yield* showOnFailure([runnerA, runnerB])
 
-      const info = (dir: string) =>
-        Effect.scoped(Effect.flatMap(Runner.connect(dir), (remote) => Option.getOrThrow(remote).info)).pipe(Effect.orDie)
       // Both runners hold their shards: every agent is owned by exactly one of them.
       const owners = (names: ReadonlyArray<string>) =>
         Effect.map(Effect.all([info(dirA), info(dirB)]), ([a, b]) => ({
