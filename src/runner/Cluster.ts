@@ -4,11 +4,11 @@
  * - embedded (SQLite): one runner per state directory (`runner.lock` makes sure of it). Its
  *   messages live in SQLite (`SqlMessageStorage`); it owns every shard, so no shard locks and no
  *   runner-to-runner traffic: a restarted runner picks its unfinished work up at once;
- * - shared (PostgreSQL): runners find each other in the store (`SqlRunnerStorage`, shards held
- *   with PostgreSQL advisory locks, released when a runner's connection dies) and talk over HTTP
- *   on `runnerPort`. They split the shards, hence the agents; when one stops answering it is
- *   dropped (health pings, or its heartbeat ages past `lockExpiration`) and the others take its
- *   shards and redeliver what it left unanswered.
+ * - shared (PostgreSQL): runners find each other in the store (`SqlRunnerStorage`, each shard
+ *   held by a row of `cluster_locks` its runner refreshes) and talk over HTTP on `runnerPort`.
+ *   They split the shards, hence the agents; when one stops answering it is dropped (health
+ *   pings, or its heartbeat ages past `lockExpiration`) and, once its locks are `lockExpiration`
+ *   old, the others take its shards and redeliver what it left unanswered.
  *
  * Timings come from `Settings`, never from the cluster's own environment variables (which would
  * read `HOST` and `PORT`).
@@ -61,7 +61,11 @@ const clusterConfig = (settings: Settings, address: RunnerAddress.RunnerAddress)
     refreshAssignmentsInterval: Duration.seconds(1),
     runnerHealthCheckInterval: Duration.seconds(2),
     entityMessagePollInterval: Duration.seconds(2),
-    entityTerminationTimeout: settings.terminationTimeout
+    entityTerminationTimeout: settings.terminationTimeout,
+    // Not PostgreSQL advisory locks: those last as long as the runner's connection, and a paused
+    // runner (SIGSTOP, a frozen VM) keeps its connection open, so it would keep its agents forever.
+    // Rows in `cluster_locks` expire after `lockExpiration` whatever became of their runner.
+    shardLockDisableAdvisory: true
   })
 
 /** Only-runner mode: every shard is this runner's; messages in the store. */
