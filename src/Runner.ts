@@ -36,7 +36,9 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
 import * as Agents from "./Agents.js"
+import { formatDuration } from "./Errors.js"
 import type * as CircuitBreaker from "./CircuitBreaker.js"
 import type * as Observability from "./Observability.js"
 import * as ReliabilityConfig from "./ReliabilityConfig.js"
@@ -141,5 +143,36 @@ export const layer = (options: Options = {}): Layer.Layer<never, Error, Requirem
     )
   }))
 
-/** Runs a runner until interrupted (SIGINT / SIGTERM in `big3 serve`). */
-export const serve = (options: Options = {}): Effect.Effect<never, Error, Requirements> => Layer.launch(layer(options))
+/** What stopping a runner gets beyond `graceful_shutdown`: handing commands over and leaving the cluster. */
+export const leaveAllowance: Duration.Duration = Duration.seconds(2)
+
+/**
+ * Runs a runner until interrupted (SIGINT / SIGTERM in `big3 serve`). Stopping it takes at most
+ * `graceful_shutdown` + `leaveAllowance`: with the store unreachable the cluster's own shutdown
+ * would wait for it forever. Past that the runner is left behind with a warning; its agents pass
+ * to the other runners when their locks expire, and their commands resume there.
+ */
+export const serve = (options: Options = {}): Effect.Effect<never, Error, Requirements> =>
+  Effect.flatMap(ReliabilityConfig.ReliabilityConfig, (config) => {
+    const bound = Duration.sum(config.timeoutOf("graceful_shutdown"), leaveAllowance)
+    return Effect.acquireUseRelease(
+      Scope.make(),
+      (scope) => Effect.zipRight(Layer.buildWithScope(layer(options), scope), Effect.never),
+      (scope, exit) =>
+        // Finalizers run uninterruptibly: only a disconnected, interruptible close can be cut short.
+        Scope.close(scope, exit).pipe(
+          Effect.disconnect,
+          Effect.interruptible,
+          Effect.timeoutOption(bound),
+          Effect.flatMap(Option.match({
+            onNone: () =>
+              Effect.logWarning(
+                `big3 serve: the runner did not stop within ${formatDuration(bound)} (graceful_shutdown + ` +
+                  `${formatDuration(leaveAllowance)}; is the database reachable?); stopping anyway: its agents pass ` +
+                  `to the other runners when their locks expire (BIG3_RUNNER_LOCK_EXPIRATION) and their commands resume there`
+              ),
+            onSome: () => Effect.void
+          }))
+        )
+    )
+  })

@@ -6,11 +6,17 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Redacted from "effect/Redacted"
+import * as Scope from "effect/Scope"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import * as Runner from "../src/Runner.js"
 import * as Sandbox from "../src/Sandbox.js"
 import * as Store from "../src/Store.js"
-import { waitFor } from "./support/bin.js"
+import { exitCodeOf, waitFor } from "./support/bin.js"
 import * as Postgres from "./support/postgres.js"
+import { isRunning } from "./support/processes.js"
 import { agentsCli, count, info, read, serve, showOnFailure, statusOf } from "./support/runners.js"
 import { tempDir } from "./support/tempDir.js"
 
@@ -69,4 +75,34 @@ describe("big3 serve, several runners on PostgreSQL", () => {
       assert.strictEqual(count(content, /^Done: the paused task$/gm), 1, content)
       assert.deepStrictEqual(yield* recordsOf(databaseUrl), [[name, "completed", 2]])
     }), { timeout: 180_000 })
+
+  it.scopedLive("SIGTERM with the database gone: the runner still stops, within graceful_shutdown and its allowance", () =>
+    Effect.gen(function*() {
+      // A server of this test's own, since the test stops it.
+      const databaseScope = yield* Scope.make()
+      const server = yield* Postgres.privateServer.pipe(Scope.extend(databaseScope))
+      const stateDir = yield* tempDir("big3-dbgone-")
+      const env = {
+        BIG3_DATABASE_URL: server.url,
+        BIG3_AGENT_BACKEND: "scripted",
+        BIG3_SCRIPTED_DELAY: "30",
+        BIG3_TIMEOUT_GRACEFUL_SHUTDOWN: "1",
+        OBSERVABILITY_SERVER_URL: "http://127.0.0.1:9/events"
+      }
+      const runner = yield* serve(stateDir, env)
+      yield* showOnFailure([runner])
+      yield* agentsCli(["create", "--name", "stranded", "--type", "coder"], { ...env, BIG3_STATE_DIR: stateDir })
+      const file = (yield* agentsCli(["command", "stranded", "a long task"], { ...env, BIG3_STATE_DIR: stateDir })).stdout.trim()
+      yield* waitFor(runner, "the command to start", () => read(file).includes("Progress: working in"))
+
+      yield* Scope.close(databaseScope, Exit.void)
+      assert.isFalse(server.pid !== undefined && isRunning(server.pid))
+      // The cluster notices (its lock refresh times out): from then on its shutdown waits for the database.
+      yield* waitFor(runner, "the cluster to see its locks' storage gone", () => runner.stderr().includes("Shard lock storage is unhealthy"), "30 seconds")
+      runner.child.kill("SIGTERM")
+      assert.strictEqual(yield* exitCodeOf(runner, "30 seconds"), 143)
+      assert.isFalse(fs.existsSync(path.join(stateDir, Runner.stateFileName)))
+      assert.include(runner.stderr(), "big3 serve: the runner did not stop within 3s (graceful_shutdown + 2s; is the database reachable?)")
+    }), { timeout: 120_000 })
 })
+

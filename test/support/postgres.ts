@@ -51,8 +51,11 @@ export interface Server {
   readonly pid: number | undefined
 }
 
-/** A private cluster, stopped (and checked gone by pid) with the scope. */
-const privateServer: Effect.Effect<Server, never, Scope.Scope> = Effect.gen(function*() {
+/**
+ * A private cluster, stopped (and checked gone by pid) with the scope: also for tests that stop the
+ * database themselves (close a scope of its own), which a shared server must never be.
+ */
+export const privateServer: Effect.Effect<Server, never, Scope.Scope> = Effect.gen(function*() {
   const initdb = findBinary("initdb")
   const postgres = findBinary("postgres")
   if (initdb === undefined || postgres === undefined) {
