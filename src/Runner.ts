@@ -37,6 +37,7 @@ import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
+import * as net from "node:net"
 import * as Agents from "./Agents.js"
 import { formatDuration } from "./Errors.js"
 import type * as CircuitBreaker from "./CircuitBreaker.js"
@@ -76,10 +77,39 @@ export type Requirements =
 /** What starting a runner can fail with. */
 export type Error = ConfigError.ConfigError | SqlError | ServeError | Agents.AgentsError | StateFile.RunnerError
 
-/** `BIG3_RUNNER_HOST`: the host other runners reach this one at; default 127.0.0.1. */
+// RFC 1123 host names: dot-separated labels of letters, digits and inner hyphens.
+const hostNamePattern = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/
+
+const invalidHost = (given: string, why: string) =>
+  Either.left(ConfigError.InvalidData(
+    ["BIG3_RUNNER_HOST"],
+    `BIG3_RUNNER_HOST: ${why}, got ${JSON.stringify(given.slice(0, 80))}`
+  ))
+
+/**
+ * `BIG3_RUNNER_HOST`: the host other runners reach this one at; default 127.0.0.1. A host name or
+ * an IP address (IPv6 bare or in brackets), without a port; not 0.0.0.0 or `::`, which name every
+ * address of this machine and none another runner could dial.
+ */
 export const hostConfig: Config.Config<string> = Config.string("BIG3_RUNNER_HOST").pipe(
   Config.withDefault("127.0.0.1"),
-  Config.map((host) => host.trim() === "" ? "127.0.0.1" : host.trim())
+  Config.mapOrFail((text) => {
+    const trimmed = text.trim()
+    if (trimmed === "") return Either.right("127.0.0.1")
+    const host = trimmed.startsWith("[") && trimmed.endsWith("]") ? trimmed.slice(1, -1) : trimmed
+    const family = net.isIP(host)
+    if (family === 0) {
+      return hostNamePattern.test(host)
+        ? Either.right(host)
+        : invalidHost(text, "expected a host name or an IP address that other runners can reach (no scheme, no port)")
+    }
+    const unspecified = new net.BlockList()
+    unspecified.addAddress("0.0.0.0", "ipv4")
+    unspecified.addAddress("::", "ipv6")
+    return unspecified.check(host, family === 4 ? "ipv4" : "ipv6")
+      ? invalidHost(text, "expected an address other runners can reach; this one means every address of this machine")
+      : Either.right(host)
+  })
 )
 
 /**

@@ -9,6 +9,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
@@ -136,4 +137,29 @@ describe("Runner", () => {
       assert.deepStrictEqual(trip(quota), quota)
       assert.instanceOf(trip(quota), QuotaExhausted)
     }), { timeout: 60_000 })
+
+  it.effect("BIG3_RUNNER_HOST: a host name or an address others can dial (IPv6 bare or bracketed); not 0.0.0.0, ::, a port or a URL", () =>
+    Effect.gen(function*() {
+      const read = (value: string) =>
+        Effect.either(Effect.withConfigProvider(
+          Runner.hostConfig,
+          ConfigProvider.fromMap(new Map([["BIG3_RUNNER_HOST", value]]))
+        )).pipe(Effect.map(Either.match({
+          onLeft: (error) => `refused: ${String(error)}`,
+          onRight: (host) => host
+        })))
+      const accepted = ["", " runner-1.internal ", "10.0.0.7", "::1", "[fd00::7]"]
+      assert.deepStrictEqual(yield* Effect.forEach(accepted, read), ["127.0.0.1", "runner-1.internal", "10.0.0.7", "::1", "fd00::7"])
+      const everywhere = "expected an address other runners can reach; this one means every address of this machine"
+      const malformed = "expected a host name or an IP address that other runners can reach (no scheme, no port)"
+      assert.deepStrictEqual(yield* Effect.forEach(["0.0.0.0", "::", "[0:0::0]", "127.0.0.1:9000", "http://runner", "two words"], read), [
+        `refused: (Invalid data at BIG3_RUNNER_HOST: "BIG3_RUNNER_HOST: ${everywhere}, got \"0.0.0.0\"")`,
+        `refused: (Invalid data at BIG3_RUNNER_HOST: "BIG3_RUNNER_HOST: ${everywhere}, got \"::\"")`,
+        `refused: (Invalid data at BIG3_RUNNER_HOST: "BIG3_RUNNER_HOST: ${everywhere}, got \"[0:0::0]\"")`,
+        `refused: (Invalid data at BIG3_RUNNER_HOST: "BIG3_RUNNER_HOST: ${malformed}, got \"127.0.0.1:9000\"")`,
+        `refused: (Invalid data at BIG3_RUNNER_HOST: "BIG3_RUNNER_HOST: ${malformed}, got \"http://runner\"")`,
+        `refused: (Invalid data at BIG3_RUNNER_HOST: "BIG3_RUNNER_HOST: ${malformed}, got \"two words\"")`
+      ])
+    }))
 })
+

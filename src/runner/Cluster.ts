@@ -38,6 +38,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import { createServer } from "node:http"
+import * as net from "node:net"
 
 /** How the runner takes part. */
 export interface Settings {
@@ -68,13 +69,16 @@ const clusterConfig = (settings: Settings, address: RunnerAddress.RunnerAddress)
     shardLockDisableAdvisory: true
   })
 
+/** How other runners dial `host` (the cluster writes `http://host:port`): an IPv6 address in brackets. */
+export const dialable = (host: string): string => net.isIPv6(host) ? `[${host}]` : host
+
 /** Only-runner mode: every shard is this runner's; messages in the store. */
 const embedded = (settings: Settings) =>
   Sharding.layer.pipe(
     Layer.provideMerge(Runners.layerNoop),
     Layer.provideMerge(SqlMessageStorage.layer),
     Layer.provide([RunnerStorage.layerMemory, RunnerHealth.layerNoop]),
-    Layer.provideMerge(clusterConfig(settings, RunnerAddress.make(settings.host, settings.port)))
+    Layer.provideMerge(clusterConfig(settings, RunnerAddress.make(dialable(settings.host), settings.port)))
   )
 
 /**
@@ -112,7 +116,7 @@ const shared = (settings: Settings) => {
   const config = Layer.unwrapEffect(
     HttpServer.addressWith((address) =>
       Effect.succeed(
-        clusterConfig(settings, RunnerAddress.make(settings.host, address._tag === "TcpAddress" ? address.port : settings.port))
+        clusterConfig(settings, RunnerAddress.make(dialable(settings.host), address._tag === "TcpAddress" ? address.port : settings.port))
       )
     )
   )
