@@ -156,7 +156,14 @@ export const layer = (options: Options = {}): Layer.Layer<never, Error, Requirem
       terminationTimeout: config.timeoutOf("graceful_shutdown")
     })
     const engine = ClusterWorkflowEngine.layer.pipe(Layer.provideMerge(cluster))
-    const agents = Layer.unwrapEffect(Effect.map(RunnerAgents.dispatch, (dispatch) => Agents.layerDurable(dispatch)))
+    const agents = Layer.unwrapEffect(Effect.gen(function*() {
+      const dispatch = yield* RunnerAgents.dispatch
+      const sharding = yield* ShardingConfig.ShardingConfig
+      const address = mode === "embedded"
+        ? ""
+        : Option.match(sharding.runnerAddress, { onNone: () => "", onSome: (at) => `${at.host}:${at.port} ` })
+      return Agents.layerDurable(dispatch, { runner: `${address}(pid ${process.pid})` })
+    }))
     const api = Layer.unwrapEffect(Effect.map(ShardingConfig.ShardingConfig, (sharding) =>
       Api.layer({
         port: options.port ?? 0,

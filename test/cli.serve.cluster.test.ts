@@ -58,6 +58,7 @@ describe("big3 serve, several runners on PostgreSQL", () => {
       yield* showOnFailure([runnerA, runnerB])
 
       const name = yield* agentOwnedBy(dirA, dirB, env)
+      const [addressA, addressB] = [(yield* info(dirA)).runner, (yield* info(dirB)).runner]
       const file = (yield* agentsCli(["command", name, "the paused task"], { ...env, BIG3_STATE_DIR: dirB })).stdout.trim()
       yield* waitFor(runnerA, "the command to start on A", () => read(file).includes("Progress: working in"))
 
@@ -74,6 +75,12 @@ describe("big3 serve, several runners on PostgreSQL", () => {
       assert.strictEqual(count(content, /Resumed after a restart: attempt 2$/gm), 1, content)
       assert.strictEqual(count(content, /^Done: the paused task$/gm), 1, content)
       assert.deepStrictEqual(yield* recordsOf(databaseUrl), [[name, "completed", 2]])
+      // The file says where each attempt ran: the second on the runner that took the agent over.
+      const attempts = content.split("\n").filter((line) => / Attempt \d+ on runner /.test(line)).map((line) => line.replace(/^- \S+ /, ""))
+      assert.deepStrictEqual(attempts, [
+        `Attempt 1 on runner ${addressA} (pid ${runnerA.pid})`,
+        `Attempt 2 on runner ${addressB} (pid ${runnerB.pid})`
+      ])
     }), { timeout: 180_000 })
 
   it.scopedLive("SIGTERM with the database gone: the runner still stops, within graceful_shutdown and its allowance", () =>

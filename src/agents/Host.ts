@@ -6,7 +6,8 @@
  *    running was finished by an earlier attempt, whose outcome is re-written (its runner may have
  *    died between recording and writing) and returned, and the agent is not run again;
  * 2. it rebuilds the operator file from the task and the progress written so far, adding, from
- *    the second attempt on, "Resumed after a restart: attempt N";
+ *    the second attempt on, "Resumed after a restart: attempt N", and on a runner that names
+ *    itself, "Attempt N on runner host:port (pid P)";
  * 3. it runs the command as an in-process command does (`Command.job`), except that it writes
  *    and records only while this attempt is still the current one (a later attempt's file is
  *    never overwritten; the outcome returned is the one recorded, by whichever attempt), and that
@@ -81,6 +82,8 @@ export interface Internals {
   readonly commands: FiberMap.FiberMap<string>
   /** Whether the agent is being deleted now (its interrupted commands are stopped, not handed over). */
   readonly isDeleting: (agent: string) => boolean
+  /** This runner, as each attempt names it in the operator file; none: no line. */
+  readonly runner: string | undefined
 }
 
 export const make = (internals: Internals): Service => {
@@ -145,6 +148,8 @@ export const make = (internals: Internals): Service => {
           attempt: number
         }, `command of ${agent.name} resumed (attempt ${number})`)
       }
+      // Which runner ran which attempt: a command taken over by another runner says so.
+      if (internals.runner !== undefined) OperatorFile.addProgress(doc, now, `Attempt ${number} on runner ${internals.runner}`)
       yield* write
 
       // One key per attempt: a stale attempt in this process is never mistaken for the current one.

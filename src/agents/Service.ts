@@ -149,6 +149,11 @@ export interface Options {
   readonly agentsDir?: string | undefined
   /** The least time between two progress rewrites of an operator file. Default 1 second. */
   readonly progressInterval?: Duration.DurationInput | undefined
+  /**
+   * The runner a durable command's attempt runs on (`host:port (pid N)`), written into its
+   * operator file at each attempt, so a command another runner took over says so. Default: none.
+   */
+  readonly runner?: string | undefined
 }
 
 const typePattern = /^[A-Za-z0-9_.:-]{1,64}$/
@@ -188,14 +193,14 @@ export const makeDurable = (
   Effect.gen(function*() {
     const records = yield* Records.make
     const { internals, service } = yield* build(options, { dispatch, records })
-    return { service, host: Host.make({ ...internals, records }) }
+    return { service, host: Host.make({ ...internals, records, runner: options.runner }) }
   })
 
 const build = (
   options: Options,
   durable: { readonly dispatch: Host.Dispatch; readonly records: Records.Records } | undefined
 ): Effect.Effect<
-  { readonly service: Service; readonly internals: Omit<Host.Internals, "records"> },
+  { readonly service: Service; readonly internals: Omit<Host.Internals, "records" | "runner"> },
   ConfigError.ConfigError | AgentStorageError,
   Requirements | Scope.Scope
 > =>
@@ -506,7 +511,7 @@ const build = (
     })
 
     const service: Service = { create, command, result, list, delete: delete_ }
-    const internals: Omit<Host.Internals, "records"> = {
+    const internals: Omit<Host.Internals, "records" | "runner"> = {
       context: commandContext,
       files,
       lookup: (name) =>
