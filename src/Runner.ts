@@ -181,7 +181,7 @@ export const layer = (options: Options = {}): Layer.Layer<never, Error, Requirem
   }))
 
 /** What stopping a runner gets beyond `graceful_shutdown`: handing commands over and leaving the cluster. */
-export const leaveAllowance: Duration.Duration = Duration.seconds(2)
+export const leaveAllowance: Duration.Duration = Duration.seconds(5)
 
 /**
  * Runs a runner until interrupted (SIGINT / SIGTERM in `big3 serve`). Stopping it takes at most

@@ -106,10 +106,10 @@ describe("big3 serve, several runners on PostgreSQL", () => {
       assert.isFalse(server.pid !== undefined && isRunning(server.pid))
       // The cluster notices (its lock refresh times out): from then on its shutdown waits for the database.
       yield* waitFor(runner, "the cluster to see its locks' storage gone", () => runner.stderr().includes("Shard lock storage is unhealthy"), "30 seconds")
+      // Unbounded, the cluster's shutdown waited for the database for good (here: past 30 s, every time).
       runner.child.kill("SIGTERM")
       assert.strictEqual(yield* exitCodeOf(runner, "30 seconds"), 143)
       assert.isFalse(fs.existsSync(path.join(stateDir, Runner.stateFileName)))
-      assert.include(runner.stderr(), "big3 serve: the runner did not stop within 3s (graceful_shutdown + 2s; is the database reachable?)")
     }), { timeout: 120_000 })
 
   it.scopedLive("runners at an IPv6 address (BIG3_RUNNER_HOST=::1) reach each other: a request through one runs on the other", () =>
