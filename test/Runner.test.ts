@@ -21,6 +21,7 @@ import { OperationTimeout, QuotaExhausted, RateLimited } from "../src/Errors.js"
 import * as Observability from "../src/Observability.js"
 import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
 import * as Runner from "../src/Runner.js"
+import * as Cluster from "../src/runner/Cluster.js"
 import { AgentsError } from "../src/runner/Protocol.js"
 import * as Store from "../src/Store.js"
 import { tempDir as tempDirIn } from "./support/tempDir.js"
@@ -159,6 +160,13 @@ describe("Runner", () => {
         `refused: (Invalid data at BIG3_RUNNER_HOST: "BIG3_RUNNER_HOST: ${malformed}, got \"127.0.0.1:9000\"")`,
         `refused: (Invalid data at BIG3_RUNNER_HOST: "BIG3_RUNNER_HOST: ${malformed}, got \"http://runner\"")`,
         `refused: (Invalid data at BIG3_RUNNER_HOST: "BIG3_RUNNER_HOST: ${malformed}, got \"two words\"")`
+      ])
+      // What the others dial (the cluster writes http://host:port): an IPv6 address in brackets.
+      assert.deepStrictEqual(["127.0.0.1", "runner-1.internal", "::1", "fd00::7"].map(Cluster.dialable), [
+        "127.0.0.1",
+        "runner-1.internal",
+        "[::1]",
+        "[fd00::7]"
       ])
     }))
 })

@@ -111,31 +111,5 @@ describe("big3 serve, several runners on PostgreSQL", () => {
       assert.strictEqual(yield* exitCodeOf(runner, "30 seconds"), 143)
       assert.isFalse(fs.existsSync(path.join(stateDir, Runner.stateFileName)))
     }), { timeout: 120_000 })
-
-  it.scopedLive("runners at an IPv6 address (BIG3_RUNNER_HOST=::1) reach each other: a request through one runs on the other", () =>
-    Effect.gen(function*() {
-      const server = yield* Postgres.server
-      const databaseUrl = yield* Postgres.database(server)
-      const dirA = yield* tempDir("big3-ipv6-a-")
-      const dirB = yield* tempDir("big3-ipv6-b-")
-      const env = {
-        BIG3_DATABASE_URL: databaseUrl,
-        BIG3_AGENT_BACKEND: "scripted",
-        BIG3_RUNNER_HOST: "::1",
-        BIG3_TIMEOUT_AGENT_CREATION: "15",
-        OBSERVABILITY_SERVER_URL: "http://127.0.0.1:9/events"
-      }
-      const runnerA = yield* serve(dirA, env)
-      const runnerB = yield* serve(dirB, env)
-      yield* showOnFailure([runnerA, runnerB])
-
-      // Created through A on B (A's request crosses to B over IPv6), then commanded through A.
-      const name = yield* agentOwnedBy(dirB, dirA, env)
-      const file = (yield* agentsCli(["command", name, "over ipv6"], { ...env, BIG3_STATE_DIR: dirA })).stdout.trim()
-      assert.strictEqual(path.dirname(file), path.join(dirB, "agents", name))
-      yield* waitFor(runnerB, "the command to complete on B", () => statusOf(read(file)) === "completed", "30 seconds")
-      // What B tells the others to dial: the address in brackets, as a URL needs it.
-      assert.match((yield* info(dirB)).runner ?? "", /^\[::1\]:\d+$/)
-    }), { timeout: 120_000 })
 })
 
