@@ -186,14 +186,15 @@ describe("Sandbox Realtime endpoint", () => {
       const sandbox = yield* Sandbox.make({ realtimeScript: [{ calls: [{ name: "f", arguments: { n: 1n } }] }] })
       const peer = yield* connect(`${sandbox.realtime.url}?model=gpt-realtime`)
       yield* peer.next
-      yield* peer.send({ type: "response.create" })
+      yield* peer.send({ type: "response.create", event_id: "create_1" })
       const events = yield* peer.until("error")
+      // Its event_id names the client event, so a client can end the response it asked for.
       assert.deepStrictEqual(at(events.at(-1), "error"), {
         type: "server_error",
         code: null,
         message: "The server had an error while processing your request. Sorry about that!",
         param: null,
-        event_id: null
+        event_id: "create_1"
       })
       yield* peer.send(user("still there"))
       assert.deepStrictEqual(each(yield* peer.until("conversation.item.done"), "type"), ["conversation.item.added", "conversation.item.done"])

@@ -350,8 +350,12 @@ export const make = (options: Options) =>
             active = undefined
           })
 
+        /** The `event_id` of the client event being handled, for an error about it. */
+        let handling: string | undefined
+
         const handle = (text: string) =>
           Effect.gen(function*() {
+            handling = undefined
             const json = parseJson(text)
             const deep = Either.isRight(json) ? tooDeep(json.right) : undefined
             record.received.push(deep === undefined ? Either.getOrElse(json, () => text) : text)
@@ -362,6 +366,7 @@ export const make = (options: Options) =>
             const head = decode(EventType, json.right)
             if (Either.isLeft(head)) return yield* clientError("Missing required parameter: 'type'.", "missing_required_parameter", undefined, "type")
             const { event_id: eventId, type } = head.right
+            handling = eventId
             const event = decode(ClientEventSchema, json.right)
             if (Either.isLeft(event)) {
               const known = type === "session.update" || type === "conversation.item.create" || type === "response.create"
@@ -411,7 +416,7 @@ export const make = (options: Options) =>
                   code: null,
                   message: "The server had an error while processing your request. Sorry about that!",
                   param: null,
-                  event_id: null
+                  event_id: handling ?? null
                 }
               })
             ))
