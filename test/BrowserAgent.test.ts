@@ -286,33 +286,28 @@ describe("BrowserAgent loop", () => {
     })
   })
 
-  it.effect("MALFORMED_FUNCTION_CALL is asked again with the same conversation, and counts as a turn", () => {
-    const { harness, layer } = setup([
-      { candidates: [{ finishReason: "MALFORMED_FUNCTION_CALL", index: 0 }] },
-      { candidates: [{ content: { role: "model", parts: [{ text: "I will click" }] }, finishReason: "MALFORMED_FUNCTION_CALL", index: 0 }] },
-      Gemini.textResponse("fine now")
-    ])
+  /** Two answers with nothing to act on, then a text: each is asked again with the same conversation. */
+  const askedAgain = (first: Turn, second: Turn) => {
+    const { harness, layer } = setup([first, second, Gemini.textResponse("fine now")])
     return Effect.gen(function*() {
       const result = yield* BrowserAgent.run({ task: "anything" })
       assert.deepStrictEqual([result.status, result.text, result.turns], ["completed", "fine now", 3])
       assert.deepStrictEqual(harness.requests[1]?.contents, harness.requests[0]?.contents)
       assert.deepStrictEqual(harness.requests[2]?.contents, harness.requests[0]?.contents)
     }).pipe(Effect.provide(layer))
-  })
+  }
 
-  it.effect("an answer with no candidate or nothing in it is asked again, and counts as a turn", () => {
-    const { harness, layer } = setup([
+  it.effect("MALFORMED_FUNCTION_CALL is asked again with the same conversation, and counts as a turn", () =>
+    askedAgain(
+      { candidates: [{ finishReason: "MALFORMED_FUNCTION_CALL", index: 0 }] },
+      { candidates: [{ content: { role: "model", parts: [{ text: "I will click" }] }, finishReason: "MALFORMED_FUNCTION_CALL", index: 0 }] }
+    ))
+
+  it.effect("an answer with no candidate or nothing in it is asked again, and counts as a turn", () =>
+    askedAgain(
       { candidates: [] },
-      { candidates: [{ content: { role: "model", parts: [] }, finishReason: "STOP", index: 0 }] },
-      Gemini.textResponse("fine now")
-    ])
-    return Effect.gen(function*() {
-      const result = yield* BrowserAgent.run({ task: "anything" })
-      assert.deepStrictEqual([result.status, result.text, result.turns], ["completed", "fine now", 3])
-      assert.deepStrictEqual(harness.requests[1]?.contents, harness.requests[0]?.contents)
-      assert.deepStrictEqual(harness.requests[2]?.contents, harness.requests[0]?.contents)
-    }).pipe(Effect.provide(layer))
-  })
+      { candidates: [{ content: { role: "model", parts: [] }, finishReason: "STOP", index: 0 }] }
+    ))
 
   it.effect("an answer cut by SAFETY is refused, with or without text", () => {
     const { layer } = setup([

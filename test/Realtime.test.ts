@@ -530,24 +530,26 @@ describe("Realtime", () => {
       assert.deepStrictEqual(events, ["dropped #1", "dropped #1", "dropped #1", "dropped #1"])
     }))
 
-  it.scopedLive("rate_limits.updated feeds the rate limit gauges", () =>
+  /** A turn during which the server reports `rateLimits`; then the metrics as Prometheus text. */
+  const metricsAfterRateLimits = (eventId: string, rateLimits: ReadonlyArray<Readonly<Record<string, unknown>>>) =>
     Effect.gen(function*() {
       const server = yield* bareServer()
       const session = yield* Realtime.connect().pipe(Effect.provide(client(server.url)))
       const connection = yield* server.nextConnection
       const turn = yield* Effect.fork(session.send("hi"))
       yield* untilResponseCreate(connection)
-      yield* connection.send({
-        type: "rate_limits.updated",
-        event_id: "event_rl",
-        rate_limits: [
-          { name: "requests", limit: 1000, remaining: 997, reset_seconds: 1.5 },
-          { name: "tokens", limit: 50000, remaining: 41234, reset_seconds: 12 }
-        ]
-      })
+      yield* connection.send({ type: "rate_limits.updated", event_id: eventId, rate_limits: rateLimits })
       yield* connection.send(serverEvents.textResponse("resp_1", "hello"))
       yield* Fiber.join(turn)
-      const text = yield* Metrics.prometheus
+      return yield* Metrics.prometheus
+    })
+
+  it.scopedLive("rate_limits.updated feeds the rate limit gauges", () =>
+    Effect.gen(function*() {
+      const text = yield* metricsAfterRateLimits("event_rl", [
+        { name: "requests", limit: 1000, remaining: 997, reset_seconds: 1.5 },
+        { name: "tokens", limit: 50000, remaining: 41234, reset_seconds: 12 }
+      ])
       const lines = text.split("\n").filter((line) => line.startsWith("big3_rate_limit") && line.includes("openai_realtime"))
       assert.deepStrictEqual(lines, [
         `big3_rate_limit_limit{service="openai_realtime",name="requests"} 1000`,
@@ -561,23 +563,11 @@ describe("Realtime", () => {
 
   it.scopedLive("rate_limits.updated with names of the server's invention adds no series beyond requests, tokens and other", () =>
     Effect.gen(function*() {
-      const server = yield* bareServer()
-      const session = yield* Realtime.connect().pipe(Effect.provide(client(server.url)))
-      const connection = yield* server.nextConnection
-      const turn = yield* Effect.fork(session.send("hi"))
-      yield* untilResponseCreate(connection)
-      yield* connection.send({
-        type: "rate_limits.updated",
-        event_id: "event_rl_invented",
-        rate_limits: [
-          ...Array.from({ length: 500 }, (_, i) => ({ name: `invented_${i}`, limit: i })),
-          { name: 'quote" and\nnewline', limit: 7 },
-          { limit: 9 }
-        ]
-      })
-      yield* connection.send(serverEvents.textResponse("resp_1", "hello"))
-      yield* Fiber.join(turn)
-      const text = yield* Metrics.prometheus
+      const text = yield* metricsAfterRateLimits("event_rl_invented", [
+        ...Array.from({ length: 500 }, (_, i) => ({ name: `invented_${i}`, limit: i })),
+        { name: 'quote" and\nnewline', limit: 7 },
+        { limit: 9 }
+      ])
       const names = new Set(text.split("\n").filter((line) => line.startsWith("big3_rate_limit_limit{service=\"openai_realtime\""))
         .map((line) => /name="([^"]*)"/.exec(line)?.[1]))
       assert.deepStrictEqual([...names].filter((name) => name !== "requests" && name !== "tokens"), ["other"])
