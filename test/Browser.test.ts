@@ -137,6 +137,28 @@ describe("Browser (real Chromium)", () => {
       assert.deepStrictEqual(pages.seen.filter((line) => line.startsWith("GET /never")).length, 2)
     }).pipe(Effect.scoped, Effect.provide(browserLayer())), 60_000)
 
+  // Before, the input waited for the renderer for good: only browser_automation (120 s) ended the
+  // task, and the model was never told.
+  it.live("input to a page whose script never yields fails with browser_page_load: a click, typing, a scroll", () =>
+    Effect.gen(function*() {
+      const pages = yield* servePages
+      yield* withPage((page) =>
+        Effect.gen(function*() {
+          yield* Effect.either(page.navigate(`${pages.url}/busy`))
+          // The page starts spinning just after its load: whether this first click lands before
+          // that is a race, but once it has returned (its settle waits a while) the page spins.
+          yield* Effect.either(page.clickAt({ x: 720, y: 225 }))
+          const operation = (error: Browser.ActionError) => error._tag === "OperationTimeout" ? error.operation : error._tag
+          const failures = [
+            yield* Effect.flip(page.clickAt({ x: 720, y: 225 })),
+            yield* Effect.flip(page.typeTextAt({ point: { x: 720, y: 225 }, text: "hello", clearBeforeTyping: true, pressEnter: true })),
+            yield* Effect.flip(page.scrollAt({ point: { x: 720, y: 225 }, direction: "down", pixels: 300 }))
+          ]
+          assert.deepStrictEqual(failures.map(operation), ["browser_page_load", "browser_page_load", "browser_page_load"])
+        })
+      )
+    }).pipe(Effect.scoped, Effect.provide(browserLayer())), 60_000)
+
   it.live("interrupting the fiber that holds the browser closes Chromium", () =>
     Effect.gen(function*() {
       const opened = yield* Effect.makeLatch(false)

@@ -2,10 +2,11 @@
  * The page the browser service hands out: the computer-use actions in CSS pixels, each bounded
  * by its timeout, over a driver's primitives.
  *
- * Navigations (`navigate`, `goBack`, `goForward`, and whatever navigation an input starts) are
- * bounded by `browser_page_load`; when one times out the pending load is stopped before the call
- * returns, so the next screenshot sees a page that is not loading. Screenshots are bounded by
- * `browser_screenshot`.
+ * Navigations (`navigate`, `goBack`, `goForward`) and inputs, each with whatever navigation it
+ * starts, are bounded by `browser_page_load`: a page whose script never yields takes no input,
+ * and the input would wait for it for good. When one times out the pending load is stopped before
+ * the call returns, so the next screenshot sees a page that is not loading. Screenshots are
+ * bounded by `browser_screenshot`.
  *
  * @since 0.2.0
  */
@@ -74,8 +75,8 @@ export const make = (raw: RawPage, viewport: Viewport, timeouts: Timeouts): Page
       pageLoadTimeout,
       Effect.tapErrorTag("OperationTimeout", () => stop)
     )
-  /** An input, then whatever navigation it started, bounded by `browser_page_load`. */
-  const input = (self: Effect.Effect<void, ActionError>) => Effect.zipRight(self, loading(raw.settle))
+  /** An input, then whatever navigation it started, together bounded by `browser_page_load`. */
+  const input = (self: Effect.Effect<void, ActionError>) => loading(Effect.zipRight(self, raw.settle))
 
   const keyCombination = (keys: ReadonlyArray<string>) => input(raw.pressKeys(keys))
 
@@ -91,15 +92,16 @@ export const make = (raw: RawPage, viewport: Viewport, timeouts: Timeouts): Page
     clickAt: (point) => input(raw.mouseClick(point)),
     hoverAt: (point) => input(raw.mouseMove(point)),
     typeTextAt: ({ clearBeforeTyping, point, pressEnter, text }) =>
-      Effect.gen(function*() {
-        yield* input(raw.mouseClick(point))
+      input(Effect.gen(function*() {
+        yield* raw.mouseClick(point)
+        yield* raw.settle
         if (clearBeforeTyping) {
           yield* raw.pressKeys(["Control", "A"])
           yield* raw.pressKeys(["Delete"])
         }
         yield* raw.typeText(text)
-        yield* pressEnter ? keyCombination(["Enter"]) : loading(raw.settle)
-      }),
+        if (pressEnter) yield* raw.pressKeys(["Enter"])
+      })),
     keyCombination,
     scrollDocument: (direction) => {
       switch (direction) {
@@ -114,13 +116,13 @@ export const make = (raw: RawPage, viewport: Viewport, timeouts: Timeouts): Page
       }
     },
     scrollAt: ({ direction, pixels, point }) =>
-      Effect.zipRight(
+      input(Effect.zipRight(
         raw.mouseMove(point),
-        input(raw.mouseWheel(
+        raw.mouseWheel(
           direction === "left" ? -pixels : direction === "right" ? pixels : 0,
           direction === "up" ? -pixels : direction === "down" ? pixels : 0
-        ))
-      ),
+        )
+      )),
     dragAndDrop: (from, to) =>
       input(Effect.all([raw.mouseMove(from), raw.mouseDown, raw.mouseMove(to), raw.mouseUp], { discard: true }))
   }

@@ -34,6 +34,12 @@ const newTabPage = `<!doctype html><html><head><title>Tabs</title></head><body s
 <button onclick="window.open('/done?via=script')" style="${box(340, 40)}">open a window</button>
 </body></html>`
 
+/** A page whose script, once loaded, never yields: the renderer takes no more input. */
+const busyPage = `<!doctype html><html><head><title>Busy</title></head>
+<body style="margin:0" onload="setTimeout(() => { for (;;) {} }, 0)">
+<input aria-label="name" style="${box(205, 40)}">
+</body></html>`
+
 const escape = (text: string) => text.replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`)
 
 export interface Pages {
@@ -43,7 +49,10 @@ export interface Pages {
   readonly seen: ReadonlyArray<string>
 }
 
-/** Serves `/form`, `/tabs` (opens new tabs), `/done?…` (echoes the fields), `/never` (never answers); closed with the scope. */
+/**
+ * Serves `/form`, `/tabs` (opens new tabs), `/busy` (never yields once loaded), `/done?…` (echoes
+ * the fields), `/never` (never answers); closed with the scope.
+ */
 export const servePages: Effect.Effect<Pages, never, Scope.Scope> = Effect.suspend(() => {
   const seen: Array<string> = []
   const server = http.createServer((request, response) => {
@@ -53,6 +62,7 @@ export const servePages: Effect.Effect<Pages, never, Scope.Scope> = Effect.suspe
     response.setHeader("content-type", "text/html; charset=utf-8")
     if (url.pathname === "/form") return void response.end(formPage)
     if (url.pathname === "/tabs") return void response.end(newTabPage)
+    if (url.pathname === "/busy") return void response.end(busyPage)
     if (url.pathname === "/done") {
       const fields = Array.from(url.searchParams, ([key, value]) => `<p id="${escape(key)}">${escape(value)}</p>`).join("")
       return void response.end(`<!doctype html><title>Thanks</title><h1>Thanks</h1>${fields}`)
