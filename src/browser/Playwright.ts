@@ -24,6 +24,7 @@ import type { Driver, Point, RawPage, Viewport } from "./Driver.js"
 import { formatDuration } from "../Errors.js"
 import { ActionFailed, BrowserError } from "./Errors.js"
 import { messageOf } from "../internal/messageOf.js"
+import { processIsGone } from "../internal/processAlive.js"
 
 const service = "browser"
 
@@ -104,16 +105,6 @@ const stopProcess = (launched: Launched, options: Options) =>
 /** A profile is `big3-chromium-<pid of the big3 process>-XXXXXX` in the temp directory. */
 const profilePrefix = "big3-chromium-"
 
-const isAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    // EPERM: the process exists, it is someone else's.
-    return error instanceof Error && "code" in error && error.code === "EPERM"
-  }
-}
-
 /**
  * Removes the profiles of big3 processes that are gone. A SIGKILLed big3 cannot remove its own:
  * its Chromium exits (its DevTools pipe closes) but leaves the profile, megabytes each.
@@ -121,7 +112,7 @@ const isAlive = (pid: number): boolean => {
 const sweepProfiles = Effect.try(() => {
   const stale = fs.readdirSync(os.tmpdir()).filter((name) => {
     const owner = new RegExp(`^${profilePrefix}(\\d+)-`).exec(name)?.[1]
-    return owner !== undefined && Number(owner) !== process.pid && !isAlive(Number(owner))
+    return owner !== undefined && processIsGone(Number(owner))
   })
   for (const name of stale) fs.rmSync(path.join(os.tmpdir(), name), { recursive: true, force: true })
 }).pipe(

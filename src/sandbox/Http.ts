@@ -189,7 +189,8 @@ export const parseJson = (text: string): Either.Either<unknown, string> =>
 /**
  * The deepest JSON the sandbox keeps as a value, in levels of objects and arrays. `JSON.parse`
  * takes any depth but `JSON.stringify` (every JSON answer) overflows the stack near 8,000 levels
- * on Node 20, so deeper JSON is refused (events) or kept as text (the request log).
+ * on Node 20, so deeper JSON is refused (every route that parses a body, see {@link tooDeep}) or
+ * kept as text (the request log).
  */
 export const maxJsonDepth = 1000
 

@@ -9,6 +9,7 @@ import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
+import { MAX_TIMER_MILLIS } from "../internal/timer.js"
 
 /** Everything the telemetry layer is built from. */
 export interface Settings {
@@ -37,7 +38,7 @@ const positive = (name: string, fallback: number, max: number, unit: string) =>
   )
 
 /** Node's timers hold at most 2^31 - 1 ms (24.8 days); a longer one fires after 1 ms instead. */
-const millis = (name: string, fallback: number) => positive(name, fallback, 2_147_483_647, "milliseconds")
+const millis = (name: string, fallback: number) => positive(name, fallback, MAX_TIMER_MILLIS, "milliseconds")
 const spans = (name: string, fallback: number) => positive(name, fallback, 1_000_000, "spans")
 
 const optional = <A>(config: Config.Config<A>) => Config.map(Config.option(config), Option.getOrUndefined)
