@@ -56,10 +56,15 @@ const someCalls = (service: string, successes: number) =>
     yield* Effect.exit(once(Effect.fail(unavailable)))
   })
 
-const httpGet = (url: string) =>
+const httpGet = (url: string, method = "GET") =>
   Effect.tryPromise(async () => {
-    const response = await fetch(url)
-    return { status: response.status, contentType: response.headers.get("content-type"), body: await response.text() }
+    const response = await fetch(url, { method })
+    return {
+      status: response.status,
+      contentType: response.headers.get("content-type"),
+      allow: response.headers.get("allow"),
+      body: await response.text()
+    }
   })
 
 const hasCommand = (name: string) => ChildProcess.spawnSync("sh", ["-c", `command -v ${name}`]).status === 0
@@ -141,6 +146,8 @@ describe("Telemetry: the Prometheus endpoint", () => {
         families
       )
       assert.strictEqual((yield* httpGet((metricsUrl ?? "").replace("/metrics", "/other"))).status, 404)
+      const posted = yield* httpGet(metricsUrl ?? "", "POST")
+      assert.deepStrictEqual([posted.status, posted.allow, posted.body], [405, "GET, HEAD", ""])
     }).pipe(Effect.provide(Layer.provideMerge(resilience, telemetryWith({ BIG3_METRICS_PORT: "0" }))), Effect.scoped))
 
   it.live("BIG3_METRICS_RUNTIME=on adds the Effect runtime's fiber metrics, named as Prometheus expects", () =>

@@ -6,6 +6,7 @@
  */
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
 import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as Effect from "effect/Effect"
@@ -32,10 +33,15 @@ export const serve = (options: {
         )
       )
     )
+    const scrape = Effect.map(Metrics.exposition({ all: options.all }), (text) => HttpServerResponse.text(text, { contentType }))
+    // The resource is there for GET (and HEAD) only: any other method is a 405 saying so, as HTTP asks.
     const router = HttpRouter.empty.pipe(
-      HttpRouter.get(
+      HttpRouter.all(
         "/metrics",
-        Effect.map(Metrics.exposition({ all: options.all }), (text) => HttpServerResponse.text(text, { contentType }))
+        Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+          request.method === "GET" || request.method === "HEAD"
+            ? scrape
+            : Effect.succeed(HttpServerResponse.empty({ status: 405, headers: { allow: "GET, HEAD" } })))
       )
     )
     // A scrape is not work worth a span, and would put one in every trace export.
