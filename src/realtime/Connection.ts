@@ -62,12 +62,13 @@ const where = (url: string): string => {
   return `${parsed.protocol}//${parsed.host}${parsed.pathname}`
 }
 
-const describeClose = (error: Socket.SocketError): string => {
-  if (error.reason === "Close") {
-    return `the Realtime socket closed (code ${error.code}${error.closeReason ? `: ${error.closeReason}` : ""})`
-  }
-  return `the Realtime socket failed (${error.reason})${error.cause instanceof ErrorEvent ? `: ${error.cause.message}` : ""}`
-}
+// The close reason and the transport's message come from the peer: scrubbed like its frames.
+const describeClose = (error: Socket.SocketError, scrub: (text: string) => string): string =>
+  scrub(
+    error.reason === "Close"
+      ? `the Realtime socket closed (code ${error.code}${error.closeReason ? `: ${error.closeReason}` : ""})`
+      : `the Realtime socket failed (${error.reason})${error.cause instanceof ErrorEvent ? `: ${error.cause.message}` : ""}`
+  )
 
 /**
  * Opens a connection in the current scope: closing the scope cuts the socket. Fails with the
@@ -101,7 +102,7 @@ export const open = (settings: Settings): Effect.Effect<Connection, OpenError, S
       if (rejection !== undefined) {
         return Errors.fromHttp({ service, status: rejection.status, headers: rejection.headers, body: settings.scrub(rejection.body) })
       }
-      return new Errors.NetworkError({ service, message: `could not connect to ${where(settings.url)}: ${describeClose(error)}` })
+      return new Errors.NetworkError({ service, message: `could not connect to ${where(settings.url)}: ${describeClose(error, settings.scrub)}` })
     }
     yield* Effect.raceFirst(
       Deferred.await(opened),
@@ -117,7 +118,7 @@ export const open = (settings: Settings): Effect.Effect<Connection, OpenError, S
           error: new Errors.NetworkError({
             service,
             message: Exit.isFailure(exit) && exit.cause._tag === "Fail" && Socket.isSocketError(exit.cause.error)
-              ? describeClose(exit.cause.error)
+              ? describeClose(exit.cause.error, settings.scrub)
               : "the Realtime socket closed"
           })
         })
