@@ -18,7 +18,9 @@
  *   the conversation (user and assistant messages, each answered function call with its output),
  *   and asks again for the response that was lost. A function call already seen is never run
  *   twice. Connections lost during a turn without a completed response in between count against
- *   the policy's attempts (a loss while idle does not); when they run out the session fails;
+ *   the policy's attempts, and so do connections lost while idle that lived less than
+ *   `websocket_message` (a longer-lived one lost while idle does not); when they run out the
+ *   session fails;
  * - one `response.create` in flight at a time; after `conversation_already_has_active_response`
  *   it waits for the active response's `response.done`, then asks once;
  * - `rate_limits.updated` feeds `Metrics.rateLimitLimit` / `rateLimitRemaining` /

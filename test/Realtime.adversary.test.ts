@@ -12,7 +12,8 @@ import * as Redacted from "effect/Redacted"
 import * as CircuitBreaker from "../src/CircuitBreaker.js"
 import * as Realtime from "../src/Realtime.js"
 import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
-import { bareServer, type Received, type ServerConnection, serverEvents } from "./support/wsServer.js"
+import * as Sandbox from "../src/Sandbox.js"
+import { bareServer, realPause, type Received, type ServerConnection, waitUntil } from "./support/wsServer.js"
 
 const key = "sk-adversary-0123456789"
 
@@ -57,5 +58,39 @@ describe("Realtime against a hostile server", () => {
         "the Realtime socket closed (code 4001: bad key <redacted>)",
         "the Realtime socket closed (code 4001: bad key <redacted>)"
       ])
+    }))
+
+  it.scopedLive("a server that closes every connection as soon as it opens, while idle: three connections, then the session fails", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer()
+      const session = yield* Realtime.connect().pipe(Effect.provide(client(server.url)))
+      for (let i = 0; i < 3; i++) {
+        const connection = yield* server.nextConnection
+        yield* connection.nextOf("session.update")
+        yield* connection.close(1000, "bye")
+      }
+      // Nothing more is tried: the attempts of policy network are used up.
+      yield* realPause(300)
+      assert.strictEqual(server.upgrades(), 3)
+      const error = yield* Effect.flip(session.send("anyone?"))
+      assert.strictEqual(error._tag, "NetworkError")
+      assert.strictEqual(error.message, "the Realtime socket closed (code 1000: bye)")
+      assert.isTrue(error.retryable)
+    }))
+
+  it.scopedLive("the sandbox dropping every connection after session.created, while idle: three connections, then the session fails", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ realtimePlan: Array.from({ length: 6 }, () => ({ dropAfter: 1 })) })
+      const session = yield* Realtime.connect().pipe(
+        Effect.provide(Realtime.layerWith({ url: sandbox.realtime.url, apiKey: Redacted.make("sandbox-key") }).pipe(
+          Layer.provideMerge(CircuitBreaker.layer),
+          Layer.provideMerge(ReliabilityConfig.layerWith({ policies: { network: { jitter: "none", initialDelay: "10 millis" } } }))
+        ))
+      )
+      yield* waitUntil("three dropped connections", Effect.map(sandbox.realtime.connections, (all) => all.filter((c) => c.outcome === "dropped").length === 3))
+      yield* realPause(300)
+      assert.deepStrictEqual((yield* sandbox.realtime.connections).map((c) => c.outcome), ["dropped", "dropped", "dropped"])
+      const error = yield* Effect.flip(session.send("anyone?"))
+      assert.strictEqual(error._tag, "NetworkError")
     }))
 })

@@ -4,6 +4,7 @@
  * on the `TestClock` (the sockets are real, the waits are not).
  */
 import { assert, describe, it } from "@effect/vitest"
+import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -510,7 +511,7 @@ describe("Realtime", () => {
       assert.strictEqual(next._tag, "NetworkError")
     }))
 
-  it.scopedLive("connections lost while idle do not use up the attempts: the next turn still works", () =>
+  it.scoped("connections lost while idle after living websocket_message do not use up the attempts: the next turn still works", () =>
     Effect.gen(function*() {
       const server = yield* bareServer()
       const events: Array<string> = []
@@ -520,7 +521,12 @@ describe("Realtime", () => {
       for (let i = 0; i < 4; i++) {
         const idle = yield* server.nextConnection
         yield* idle.next
+        // Each lived websocket_message (30 s) before it was lost: a connection that proved the link.
+        yield* TestClock.adjust(Duration.seconds(30))
         yield* idle.drop
+        const backoffEnds = (yield* Clock.currentTimeMillis) + 10
+        yield* waitForTimer(backoffEnds)
+        yield* TestClock.adjust("10 millis")
       }
       const fifth = yield* server.nextConnection
       const turn = yield* Effect.fork(session.send("still there?"))

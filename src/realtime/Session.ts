@@ -7,8 +7,9 @@
  * socket (in `Connection`), the processor (frames in arrival order) and the watchdog (silence
  * while a response is pending). One supervisor fiber per session replaces a connection that
  * ended: it closes it, waits with the `network` policy's backoff (a `Resilience.retryDriver`,
- * reset by every completed response and by a loss while idle, so a server that drops every
- * connection before answering a turn ends the session), connects through the protection pipeline
+ * reset by every completed response and by the loss, while idle, of a connection that lived at
+ * least `websocket_message`, so a server that drops every connection before answering a turn, or
+ * right after it opens, ends the session), connects through the protection pipeline
  * (`websocket_connect`, policy `network`), sends `session.update` again and replays the
  * conversation.
  *
@@ -16,7 +17,7 @@
  */
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
-import type * as Duration from "effect/Duration"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -97,6 +98,8 @@ export const make = (deps: Deps, options: SessionOptions): Effect.Effect<Session
           ? Deferred.succeed(live.ended, { reason: "dropped", error: frame.error })
           : machine.onText(live, frame.text)))
 
+    /** A connection that lived this long (`websocket_message`) proved the link. */
+    const stableMillis = Duration.toMillis(deps.messageTimeout)
     // Built once: the watchdog re-arms it at every server event.
     const silenceBound = Resilience.timeoutAfter(deps.messageTimeout, "websocket_message", service)
     /** The watchdog: a pending response and no server event for `websocket_message` → dead. */
@@ -118,6 +121,7 @@ export const make = (deps: Deps, options: SessionOptions): Effect.Effect<Session
       locked(Effect.gen(function*() {
         const live: Live = {
           number: ++state.connections,
+          openedAt: yield* Clock.currentTimeMillis,
           connection: opened.connection,
           scope: opened.scope,
           traffic: yield* Queue.sliding<void>(1),
@@ -149,9 +153,11 @@ export const make = (deps: Deps, options: SessionOptions): Effect.Effect<Session
           const ended = yield* Deferred.await(live.ended)
           const endedAt = yield* Clock.currentTimeMillis
           yield* retire(live, ended)
-          // A connection lost while idle proves nothing against the link: only losses in the
-          // middle of work use up the attempts.
-          if (state.turn === undefined && state.running === 0) yield* deps.driver.reset
+          // A connection lost while idle after living a while proves nothing against the link:
+          // it does not use up the attempts. One that ends sooner counts, idle or not, or a
+          // server that closes every connection at once would be called again forever.
+          const idle = state.turn === undefined && state.running === 0
+          if (idle && endedAt - live.openedAt >= stableMillis) yield* deps.driver.reset
           const wait = yield* deps.driver.next(ended.error)
           if (Option.isNone(wait)) return yield* locked(machine.fail(ended.error))
           yield* Effect.sleep(wait.value)

@@ -33,6 +33,8 @@ export interface Ended {
 /** A connection in use, with what the session keeps per connection. */
 export interface Live {
   readonly number: number
+  /** Clock time the connection was installed, in ms: how long it lived says whether it proved the link. */
+  readonly openedAt: number
   readonly connection: Connection
   readonly scope: Scope.CloseableScope
   /** Poked by every server event and by each `response.create`: the watchdog's clock. */
