@@ -7,13 +7,14 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as CircuitBreaker from "../src/CircuitBreaker.js"
 import * as Realtime from "../src/Realtime.js"
 import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
 import * as Sandbox from "../src/Sandbox.js"
-import { bareServer, realPause, type Received, type ServerConnection, waitUntil } from "./support/wsServer.js"
+import { bareServer, realPause, type Received, type ServerConnection, serverEvents, waitUntil } from "./support/wsServer.js"
 
 const key = "sk-adversary-0123456789"
 
@@ -92,5 +93,33 @@ describe("Realtime against a hostile server", () => {
       assert.deepStrictEqual((yield* sandbox.realtime.connections).map((c) => c.outcome), ["dropped", "dropped", "dropped"])
       const error = yield* Effect.flip(session.send("anyone?"))
       assert.strictEqual(error._tag, "NetworkError")
+    }))
+
+  it.scoped("a response.done with ill-typed fields ends its response as failed at once; the session goes on", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer()
+      const statuses: Array<string> = []
+      const session = yield* Realtime.connect({
+        onEvent: (event) => Effect.sync(() => event._tag === "ResponseDone" && void statuses.push(event.status))
+      }).pipe(Effect.provide(client(server.url)))
+      const connection = yield* server.nextConnection
+      const turn = yield* Effect.fork(session.send("hi"))
+      yield* untilResponseCreate(connection)
+      yield* connection.send({ type: "response.done", event_id: "event_bad", response: { status: "weird", output: "x" } })
+      // No time passes on the TestClock: the turn must end on the event itself, not on a timeout.
+      yield* waitUntil("the turn to end", Effect.map(Fiber.poll(turn), Option.isSome))
+      const failed = yield* Fiber.join(turn)
+      assert.strictEqual(failed.status, "failed")
+      assert.strictEqual(failed.text, "")
+      assert.strictEqual(
+        failed.error,
+        "DecodeError: the server's response.done: response.status: Expected \"completed\", actual \"weird\"; response.status: Expected \"cancelled\", actual \"weird\""
+      )
+      assert.deepStrictEqual(statuses, ["failed"])
+      const next = yield* Effect.fork(session.send("again"))
+      yield* untilResponseCreate(connection)
+      yield* connection.send(serverEvents.textResponse("resp_2", "fine now"))
+      assert.strictEqual((yield* Fiber.join(next)).text, "fine now")
+      assert.strictEqual(server.upgrades(), 1)
     }))
 })

@@ -147,7 +147,8 @@ const Other = Schema.Struct({ type: Schema.String })
 /** The server events the client reads, tagged by kind; `Other` is any other type. */
 export type ServerEvent =
   | { readonly _tag: "ResponseCreated"; readonly event: typeof ResponseCreated.Type }
-  | { readonly _tag: "ResponseDone"; readonly event: ResponseDone }
+  /** `unreadable` says why, when the event did not match its schema (then `event` is a failed response). */
+  | { readonly _tag: "ResponseDone"; readonly event: ResponseDone; readonly unreadable?: string }
   | { readonly _tag: "TextDelta"; readonly event: typeof TextDelta.Type }
   | { readonly _tag: "Error"; readonly event: ErrorEvent }
   | { readonly _tag: "RateLimits"; readonly event: RateLimitsUpdated }
@@ -165,6 +166,15 @@ const decodeWith = <A, I>(schema: Schema.Schema<A, I>, json: unknown, type: stri
 
 const decodeOther = Schema.decodeUnknownEither(Other)
 
+/** What an unreadable `response.done` stands for: its response, failed, with nothing read from it. */
+const unreadableDone = (reason: string): ResponseDone => ({
+  type: "response.done",
+  response: {
+    status: "failed",
+    status_details: { type: "failed", error: { type: "DecodeError", message: `the server's ${reason}` } }
+  }
+})
+
 /**
  * Decodes one text frame. An event of a type the client acts on must match its schema; any
  * other type needs only a `type`. `Left` with a short reason otherwise.
@@ -180,7 +190,12 @@ export const decodeServerEvent = (text: string): Either.Either<ServerEvent, stri
           case "response.created":
             return Either.map(decodeWith(ResponseCreated, json, type), (event) => ({ _tag: "ResponseCreated", event }))
           case "response.done":
-            return Either.map(decodeWith(ResponseDone, json, type), (event) => ({ _tag: "ResponseDone", event }))
+            // A response.done that cannot be read still ends its response: waiting for another
+            // would hang the turn until the silence bound, then replay into the same answer.
+            return Either.right(Either.match(decodeWith(ResponseDone, json, type), {
+              onLeft: (reason): ServerEvent => ({ _tag: "ResponseDone", event: unreadableDone(reason), unreadable: reason }),
+              onRight: (event): ServerEvent => ({ _tag: "ResponseDone", event })
+            }))
           case "response.output_text.delta":
             return Either.map(decodeWith(TextDelta, json, type), (event) => ({ _tag: "TextDelta", event }))
           case "error":

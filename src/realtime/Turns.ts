@@ -301,7 +301,10 @@ export const make = (context: Context) => {
           case "TextDelta":
             return observe({ _tag: "TextDelta", text: event.event.delta })
           case "ResponseDone":
-            return onResponseDone(event.event)
+            return event.unreadable === undefined ? onResponseDone(event.event) : Effect.zipRight(
+              Effect.logWarning(`realtime: a response.done could not be read; the response counts as failed: ${event.unreadable}`),
+              onResponseDone(event.event)
+            )
           case "Error":
             return onError(live, event.event)
           case "RateLimits":
