@@ -22,7 +22,9 @@
  *   `websocket_message` (a longer-lived one lost while idle does not); when they run out the
  *   session fails;
  * - one `response.create` in flight at a time; after `conversation_already_has_active_response`
- *   it waits for the active response's `response.done`, then asks once;
+ *   it waits for the active response's `response.done`, then asks once; a `response.done` for a
+ *   response already done, for another than the active one, or with none active is ignored
+ *   (logged), and one that cannot be read ends the active response as failed;
  * - `rate_limits.updated` feeds `Metrics.rateLimitLimit` / `rateLimitRemaining` /
  *   `rateLimitResetSeconds`; reconnects count in `Metrics.reconnects`;
  * - closing the scope closes the socket, bounded by `websocket_close`.

@@ -122,4 +122,49 @@ describe("Realtime against a hostile server", () => {
       assert.strictEqual((yield* Fiber.join(next)).text, "fine now")
       assert.strictEqual(server.upgrades(), 1)
     }))
+
+  it.scopedLive("a response.done sent twice, or for no response of ours, does not end the next turn with a stale answer", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer()
+      const texts: Array<string> = []
+      const errors: Array<string> = []
+      const session = yield* Realtime.connect({
+        onEvent: (event) =>
+          Effect.sync(() => {
+            if (event._tag === "AssistantText") texts.push(event.text)
+            if (event._tag === "ServerError") errors.push(event.message)
+          })
+      }).pipe(Effect.provide(client(server.url)))
+      const connection = yield* server.nextConnection
+      const created = (id: string) => ({ type: "response.created", event_id: `event_created_${id}`, response: { id, status: "in_progress", output: [] } })
+
+      const first = yield* Effect.fork(session.send("one"))
+      yield* untilResponseCreate(connection)
+      yield* connection.send(created("resp_1"))
+      yield* connection.send(serverEvents.textResponse("resp_1", "answer one"))
+      assert.strictEqual((yield* Fiber.join(first)).text, "answer one")
+
+      const second = yield* Effect.fork(session.send("two"))
+      yield* untilResponseCreate(connection)
+      // Stale: resp_1 again (without and then after response.created of ours), and one the client never saw created.
+      yield* connection.send(serverEvents.textResponse("resp_1", "answer one"))
+      yield* connection.send(created("resp_2"))
+      yield* connection.send(serverEvents.textResponse("resp_1", "answer one"))
+      yield* connection.send(serverEvents.textResponse("resp_x", "from nowhere"))
+      yield* connection.send(serverEvents.textResponse("resp_2", "answer two"))
+      const turn = yield* Fiber.join(second)
+      assert.strictEqual(turn.text, "answer two")
+      assert.strictEqual(turn.responses, 1)
+
+      // Idle: a response.done when no response is active is not an answer either.
+      yield* connection.send(serverEvents.textResponse("resp_y", "unasked"))
+      // Frames are read in order: once this one is reported, resp_y has been read too.
+      yield* connection.send(serverEvents.error(null, "marker", null, "server_error"))
+      yield* waitUntil("the marker", Effect.sync(() => errors.length === 1))
+      const third = yield* Effect.fork(session.send("three"))
+      yield* untilResponseCreate(connection)
+      yield* connection.send(serverEvents.textResponse("resp_3", "answer three"))
+      assert.strictEqual((yield* Fiber.join(third)).text, "answer three")
+      assert.deepStrictEqual(texts, ["answer one", "answer two", "answer three"])
+    }))
 })

@@ -479,9 +479,11 @@ describe("Realtime", () => {
         output("call_X", "ran create_agent #1"),
         { type: "response.create" }
       ])
-      yield* second.send(created)
+      // New responses (a response id names one response) that carry the same call again.
+      const again = (responseId: string) => serverEvents.callResponse(responseId, [{ callId: "call_X", name: "create_agent", arguments: "{}" }])
+      yield* second.send(again("resp_2"))
       yield* untilResponseCreate(second)
-      yield* second.send(created)
+      yield* second.send(again("resp_3"))
       yield* untilResponseCreate(second)
       yield* second.send(serverEvents.textResponse("resp_4", "created once"))
       const result = yield* Fiber.join(turn)

@@ -62,6 +62,10 @@ export interface State {
   want: boolean
   /** The `event_id` of our `response.create` still waiting for its response. */
   pendingCreate: string | undefined
+  /** The active response's id, once `response.created` named it. */
+  responseId: string | undefined
+  /** Ids of the last responses done: a `response.done` for one of them again is stale. */
+  readonly finished: Array<string>
   running: number
   turn: TurnState | undefined
   failure: RealtimeError | undefined
@@ -81,6 +85,8 @@ export const initialState = (): State => ({
   active: false,
   want: false,
   pendingCreate: undefined,
+  responseId: undefined,
+  finished: [],
   running: 0,
   turn: undefined,
   failure: undefined,
@@ -92,6 +98,9 @@ export const initialState = (): State => ({
   callsRun: 0,
   callsSkipped: 0
 })
+
+/** How many finished response ids are kept to recognise a `response.done` sent again. */
+const finishedKept = 64
 
 const errorMessage = (error: ErrorEvent["error"]): string =>
   `${error.type}${error.code ? ` (${error.code})` : ""}: ${error.message}`
@@ -206,9 +215,30 @@ export const make = (context: Context) => {
       return Effect.zipRight(observe({ _tag: "FunctionCall", ...call }), FiberSet.run(calls, run))
     })
 
+  /**
+   * Why a `response.done` is not the end of the pending response, if it is not: sent again for a
+   * response already done, for another response than the active one, or with none active.
+   * Taken as an answer, it would end the turn with a stale text, and every later turn with the
+   * answer of the one before.
+   */
+  const staleDone = (event: ResponseDone): string | undefined => {
+    const id = event.response.id
+    if (id !== undefined && state.finished.includes(id)) return `${id} is done already`
+    if (!state.active) return `no response is active`
+    if (id !== undefined && state.responseId !== undefined && id !== state.responseId) {
+      return `the active response is ${state.responseId}, not ${id}`
+    }
+    return undefined
+  }
+
   const onResponseDone = (event: ResponseDone) =>
     Effect.gen(function*() {
       state.active = false
+      state.responseId = undefined
+      if (event.response.id !== undefined) {
+        state.finished.push(event.response.id)
+        if (state.finished.length > finishedKept) state.finished.shift()
+      }
       answered()
       // A completed response proves the link: the next drop starts the backoff afresh.
       yield* context.resetBackoff
@@ -296,15 +326,19 @@ export const make = (context: Context) => {
         switch (event._tag) {
           case "ResponseCreated": {
             state.active = true
+            state.responseId = event.event.response.id
             return Effect.void
           }
           case "TextDelta":
             return observe({ _tag: "TextDelta", text: event.event.delta })
-          case "ResponseDone":
+          case "ResponseDone": {
+            const stale = staleDone(event.event)
+            if (stale !== undefined) return Effect.logWarning(`realtime: ignoring a stale response.done: ${stale}`)
             return event.unreadable === undefined ? onResponseDone(event.event) : Effect.zipRight(
               Effect.logWarning(`realtime: a response.done could not be read; the response counts as failed: ${event.unreadable}`),
               onResponseDone(event.event)
             )
+          }
           case "Error":
             return onError(live, event.event)
           case "RateLimits":
@@ -335,6 +369,7 @@ export const make = (context: Context) => {
       state.active = false
       state.inFlight = 0
       state.pendingCreate = undefined
+      state.responseId = undefined
     })
 
   /** The session is lost: the turn in progress and every later one fail with `error`. */
