@@ -5,6 +5,7 @@
  * `TestClock` where time matters.
  */
 import { assert, describe, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
@@ -166,5 +167,33 @@ describe("Realtime against a hostile server", () => {
       yield* connection.send(serverEvents.textResponse("resp_3", "answer three"))
       assert.strictEqual((yield* Fiber.join(third)).text, "answer three")
       assert.deepStrictEqual(texts, ["answer one", "answer two", "answer three"])
+    }))
+
+  it.scopedLive("a server that sends faster than the client reads: the client stops reading instead of buffering it all", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer()
+      const gate = yield* Deferred.make<void>()
+      let deltas = 0
+      const session = yield* Realtime.connect({
+        // A slow reader: the first delta waits for the gate, and everything behind it queues.
+        onEvent: (event) => event._tag === "TextDelta" ? Effect.zipRight(Effect.sync(() => void deltas++), Deferred.await(gate)) : Effect.void
+      }).pipe(Effect.provide(client(server.url)))
+      const connection = yield* server.nextConnection
+      const turn = yield* Effect.fork(session.send("talk a lot"))
+      yield* untilResponseCreate(connection)
+      const count = 20_000
+      const chunk = "x".repeat(1000)
+      for (let i = 0; i < count; i++) {
+        yield* connection.send({ type: "response.output_text.delta", event_id: `event_${i}`, delta: chunk })
+      }
+      yield* connection.send(serverEvents.textResponse("resp_1", "done talking"))
+      yield* waitUntil("the first delta", Effect.sync(() => deltas === 1))
+      yield* realPause(500)
+      // About 20 MB went out; the client took at most a bounded part of it off the socket.
+      assert.isAbove(connection.bufferedAmount(), 10_000_000)
+      yield* Deferred.succeed(gate, undefined)
+      const result = yield* Fiber.join(turn)
+      assert.strictEqual(result.text, "done talking")
+      assert.strictEqual(deltas, count)
     }))
 })

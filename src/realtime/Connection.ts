@@ -2,8 +2,9 @@
  * One WebSocket connection to the Realtime API, on `@effect/platform`'s `Socket`.
  *
  * `open` resolves once the socket is open (the caller bounds it with `websocket_connect`); from
- * then on every frame lands in `inbox` in arrival order, followed by one `Closed` frame saying
- * why the socket ended. Sends never block: a send on a socket that is going away is dropped (the
+ * then on every frame is there to `take` in arrival order, followed by one `Closed` frame saying
+ * why the socket ended. Frames not taken yet are bounded: past `maxQueuedChars` the socket stops
+ * reading (TCP pushes back on the server) until the reader has caught up. Sends never block: a send on a socket that is going away is dropped (the
  * session keeps everything it sent and replays it on the next connection). `close` sends a close
  * frame and waits for the peer's, bounded by `websocket_close`, then cuts the socket.
  *
@@ -45,7 +46,8 @@ export type Frame =
   | { readonly _tag: "Closed"; readonly error: Errors.NetworkError }
 
 export interface Connection {
-  readonly inbox: Queue.Dequeue<Frame>
+  /** The next frame, in arrival order (waits for it). */
+  readonly take: Effect.Effect<Frame>
   /** Sends one event; dropped when the socket is already going away. */
   readonly send: (event: ClientEvent) => Effect.Effect<void>
   /** Closes with code 1000, waits for the peer within `closeTimeout`, then cuts the socket. */
@@ -53,6 +55,10 @@ export interface Connection {
   /** Cuts the socket without the closing handshake (a dead socket would not answer it). */
   readonly terminate: Effect.Effect<void>
 }
+
+/** Text of frames received and not taken yet past which the socket stops reading, and where it reads again. */
+export const maxQueuedChars = 4 * 1024 * 1024
+const resumeQueuedChars = 1024 * 1024
 
 /** Failures of `open`: transport trouble, or the server's HTTP answer to the upgrade. */
 export type OpenError = Errors.Big3Error
@@ -89,13 +95,27 @@ export const open = (settings: Settings): Effect.Effect<Connection, OpenError, S
     }).pipe(Effect.provideService(Socket.WebSocketConstructor, construct))
 
     const inbox = yield* Queue.unbounded<Frame>()
+    // The queue itself is unbounded (an offer from a socket callback cannot wait): what bounds it
+    // is the socket not reading while `queued` is past the mark.
+    const flow = { queued: 0, paused: false }
     const opened = yield* Deferred.make<void>()
     const running = yield* socket.runRaw((data) => {
-      inbox.unsafeOffer({
-        _tag: "Text",
-        text: settings.scrub(typeof data === "string" ? data : new TextDecoder().decode(data))
-      })
+      const text = settings.scrub(typeof data === "string" ? data : new TextDecoder().decode(data))
+      flow.queued += text.length
+      inbox.unsafeOffer({ _tag: "Text", text })
+      if (!flow.paused && flow.queued > maxQueuedChars) {
+        flow.paused = true
+        created?.pause()
+      }
     }, { onOpen: Deferred.succeed(opened, undefined) }).pipe(Effect.forkScoped)
+    const take = Effect.map(Queue.take(inbox), (frame) => {
+      if (frame._tag === "Text") flow.queued -= frame.text.length
+      if (flow.paused && flow.queued <= resumeQueuedChars) {
+        flow.paused = false
+        created?.resume()
+      }
+      return frame
+    })
 
     const refused = (error: Socket.SocketError): OpenError => {
       const rejection = created?.rejection
@@ -150,7 +170,7 @@ export const open = (settings: Settings): Effect.Effect<Connection, OpenError, S
     })
 
     return {
-      inbox,
+      take,
       send: (event) => writeOrEnd(JSON.stringify(event)),
       close,
       terminate: Effect.sync(() => created?.terminate())

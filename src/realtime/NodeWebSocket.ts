@@ -110,6 +110,16 @@ export class NodeWebSocket extends EventTarget implements globalThis.WebSocket {
     this.socket.close(code, reason)
   }
 
+  /** Stops reading from the socket (a few frames already read may still arrive): backpressure. */
+  pause(): void {
+    this.socket.pause()
+  }
+
+  /** Reads from the socket again after `pause`. */
+  resume(): void {
+    this.socket.resume()
+  }
+
   /** Closes at once, without the closing handshake (for a peer that does not answer a close). */
   terminate(): void {
     this.socket.terminate()

@@ -93,7 +93,7 @@ export const make = (deps: Deps, options: SessionOptions): Effect.Effect<Session
 
     /** The processor: frames in order; the `Closed` frame ends the connection. */
     const processFrames = (live: Live) =>
-      Effect.forever(Effect.flatMap(Queue.take(live.connection.inbox), (frame) =>
+      Effect.forever(Effect.flatMap(live.connection.take, (frame) =>
         frame._tag === "Closed"
           ? Deferred.succeed(live.ended, { reason: "dropped", error: frame.error })
           : machine.onText(live, frame.text)))

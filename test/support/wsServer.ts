@@ -40,6 +40,8 @@ export interface ServerConnection {
   readonly close: (code: number, reason: string) => Effect.Effect<void>
   /** Resolves when the connection is gone. */
   readonly closed: Deferred.Deferred<{ readonly code: number }>
+  /** Bytes sent but not yet taken by the peer's TCP stack: grows while the client reads nothing. */
+  readonly bufferedAmount: () => number
 }
 
 export interface BareServer {
@@ -137,7 +139,8 @@ export const bareServer = (options: BareServerOptions = {}) =>
             send: (event) => Effect.sync(() => ws.send(JSON.stringify(event))),
             drop: Effect.sync(() => ws.terminate()),
             close: (code, reason) => Effect.sync(() => ws.close(code, reason)),
-            closed
+            closed,
+            bufferedAmount: () => ws.bufferedAmount
           }
           connections.push(connection)
           Queue.unsafeOffer(connectionsQueue, connection)
