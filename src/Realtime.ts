@@ -12,7 +12,8 @@
  * - each connect attempt is bounded by `websocket_connect` and retried with policy `network`,
  *   all attempts together by `openai_api` (the first connect included: when it gives up,
  *   `connect` fails with the cause);
- * - a socket silent for `websocket_message` while a response is pending is dead; a dead socket,
+ * - a socket silent for `websocket_message` while a response is pending is dead, and so is one
+ *   whose response is not done within `openai_api` however many other events it sends; a dead socket,
  *   a dropped one, or an `error` with code `session_expired` is replaced: the session waits with
  *   the `network` policy's jittered backoff, connects again, sends `session.update` and replays
  *   the conversation (user and assistant messages, each answered function call with its output),
@@ -154,6 +155,7 @@ export const makeWith = (
         },
         protectConnect,
         messageTimeout,
+        responseTimeout: reliability.timeoutOf("openai_api"),
         driver
       }, sessionOptions)
     })

@@ -5,17 +5,20 @@
  * `TestClock` where time matters.
  */
 import { assert, describe, it } from "@effect/vitest"
+import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
+import * as TestClock from "effect/TestClock"
 import * as CircuitBreaker from "../src/CircuitBreaker.js"
 import * as Realtime from "../src/Realtime.js"
 import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
 import * as Sandbox from "../src/Sandbox.js"
-import { bareServer, realPause, type Received, type ServerConnection, serverEvents, waitUntil } from "./support/wsServer.js"
+import { bareServer, realPause, type Received, type ServerConnection, serverEvents, waitForTimer, waitUntil } from "./support/wsServer.js"
 
 const key = "sk-adversary-0123456789"
 
@@ -195,5 +198,31 @@ describe("Realtime against a hostile server", () => {
       const result = yield* Fiber.join(turn)
       assert.strictEqual(result.text, "done talking")
       assert.strictEqual(deltas, count)
+    }))
+
+  it.scoped("a server that keeps sending events but never finishes the response: dead after openai_api, replaced", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer()
+      const session = yield* Realtime.connect().pipe(Effect.provide(client(server.url)))
+      const first = yield* server.nextConnection
+      const turn = yield* Effect.fork(session.send("hello?"))
+      yield* untilResponseCreate(first)
+      // The watchdog has seen the response pending: its silence bound is armed.
+      yield* waitForTimer(30_000)
+      for (let second = 10; second <= 30; second += 10) {
+        yield* TestClock.adjust(Duration.seconds(10))
+        // Something other than the response's end, within every silence bound.
+        yield* first.send({ type: "rate_limits.updated", event_id: `event_rl_${second}`, rate_limits: [] })
+        if (second < 30) yield* waitForTimer(second * 1000 + 30_000)
+      }
+      // 30 s (openai_api) after response.create: the socket counts as dead; the backoff, then a new one.
+      const backoffEnds = (yield* Clock.currentTimeMillis) + 10
+      yield* waitForTimer(backoffEnds)
+      yield* TestClock.adjust("10 millis")
+      const second = yield* server.nextConnection
+      yield* untilResponseCreate(second)
+      yield* second.send(serverEvents.textResponse("resp_2", "at last"))
+      assert.strictEqual((yield* Fiber.join(turn)).text, "at last")
+      assert.deepStrictEqual((yield* session.stats).reconnects, [{ reason: "stalled", attempt: 1 }])
     }))
 })

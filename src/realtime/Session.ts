@@ -25,6 +25,7 @@ import * as FiberSet from "effect/FiberSet"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Scope from "effect/Scope"
+import * as Errors from "../Errors.js"
 import * as Metrics from "../Metrics.js"
 import type { RetryDriver } from "../Resilience.js"
 import * as Resilience from "../Resilience.js"
@@ -43,6 +44,11 @@ export interface Deps {
   readonly protectConnect: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | OpenError, R>
   /** `websocket_message`: silence that makes a socket with a pending response dead. */
   readonly messageTimeout: Duration.Duration
+  /**
+   * `openai_api`: how long a response may take from `response.create` to `response.done`, events
+   * or not; past it the connection is dead too (a server busy with anything but finishing).
+   */
+  readonly responseTimeout: Duration.Duration
   /** Paces reconnections (policy `network`). */
   readonly driver: RetryDriver
 }
@@ -100,19 +106,37 @@ export const make = (deps: Deps, options: SessionOptions): Effect.Effect<Session
 
     /** A connection that lived this long (`websocket_message`) proved the link. */
     const stableMillis = Duration.toMillis(deps.messageTimeout)
+    const responseMillis = Duration.toMillis(deps.responseTimeout)
+    const responseTimeoutLabels = Metrics.labelsFor(service, { operation: "openai_api" })
+    /** The pending response's age, counted from when the watchdog first saw it pending. */
+    const responseAge = Effect.map(Clock.currentTimeMillis, (now) => {
+      if (state.respondingSince === undefined) state.respondingSince = now
+      return now - state.respondingSince
+    })
     // Built once: the watchdog re-arms it at every server event.
     const silenceBound = Resilience.timeoutAfter(deps.messageTimeout, "websocket_message", service)
-    /** The watchdog: a pending response and no server event for `websocket_message` → dead. */
+    const dead = (live: Live, error: RealtimeError) => Effect.as(Deferred.succeed(live.ended, { reason: "stalled" as const, error }), false)
+    /**
+     * The watchdog: a pending response and no server event for `websocket_message`, or a response
+     * not done within `openai_api` however many events come, → dead.
+     */
     const watch = (live: Live): Effect.Effect<void> =>
       Effect.flatMap(
-        state.live === live && state.active
-          ? Queue.take(live.traffic).pipe(
-            silenceBound,
-            Effect.as(true),
-            Effect.catchTag("OperationTimeout", (error) =>
-              Effect.as(Deferred.succeed(live.ended, { reason: "stalled", error }), false))
-          )
-          : Effect.as(Queue.take(live.traffic), true),
+        Effect.suspend(() =>
+          state.live === live && state.active
+            ? Effect.flatMap(responseAge, (age) => {
+              if (age < responseMillis) {
+                return Queue.take(live.traffic).pipe(
+                  silenceBound,
+                  Effect.as(true),
+                  Effect.catchTag("OperationTimeout", (error) => dead(live, error))
+                )
+              }
+              Metrics.timeouts.unsafeUpdate(1, responseTimeoutLabels)
+              return dead(live, Errors.operationTimeout({ operation: "openai_api", timeout: deps.responseTimeout, service }))
+            })
+            : Effect.as(Queue.take(live.traffic), true)
+        ),
         (carryOn) => carryOn ? watch(live) : Effect.void
       )
 

@@ -62,6 +62,8 @@ export interface State {
   want: boolean
   /** The `event_id` of our `response.create` still waiting for its response. */
   pendingCreate: string | undefined
+  /** Clock time (ms) the watchdog first saw the pending response: how old it is. */
+  respondingSince: number | undefined
   /** The active response's id, once `response.created` named it. */
   responseId: string | undefined
   /** Ids of the last responses done: a `response.done` for one of them again is stale. */
@@ -85,6 +87,7 @@ export const initialState = (): State => ({
   active: false,
   want: false,
   pendingCreate: undefined,
+  respondingSince: undefined,
   responseId: undefined,
   finished: [],
   running: 0,
@@ -148,6 +151,7 @@ export const make = (context: Context) => {
   const answered = () => {
     state.inFlight = Math.max(0, state.inFlight - 1)
     state.pendingCreate = undefined
+    state.respondingSince = undefined
   }
 
   /** Sends the one `response.create` owed, when nothing is pending and no call is running. */
@@ -369,6 +373,7 @@ export const make = (context: Context) => {
       state.active = false
       state.inFlight = 0
       state.pendingCreate = undefined
+      state.respondingSince = undefined
       state.responseId = undefined
     })
 
