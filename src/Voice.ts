@@ -71,6 +71,8 @@ export interface Session {
   /** One user turn; see `Realtime.Session.send`. */
   readonly say: (text: string) => Effect.Effect<Realtime.Turn, Realtime.RealtimeError>
   readonly stats: Effect.Effect<Stats>
+  /** Waits until the session is lost, then fails with why; see `Realtime.Session.lost`. */
+  readonly lost: Effect.Effect<never, Realtime.RealtimeError>
 }
 
 export interface Service {
@@ -170,7 +172,8 @@ export const make: Effect.Effect<Service, never, Requirements> = Effect.gen(func
     return {
       id,
       say: (text: string) => Effect.zipRight(Effect.sync(() => void counts.turns++), connected.send(text)),
-      stats
+      stats,
+      lost: connected.lost
     } satisfies Session
   })
 

@@ -81,6 +81,8 @@ describe("Realtime against a hostile server", () => {
       assert.strictEqual(error._tag, "NetworkError")
       assert.strictEqual(error.message, "the Realtime socket closed (code 1000: bye)")
       assert.isTrue(error.retryable)
+      // Told without a turn too.
+      assert.strictEqual(yield* Effect.flip(session.lost), error)
     }))
 
   it.scopedLive("the sandbox dropping every connection after session.created, while idle: three connections, then the session fails", () =>

@@ -72,9 +72,13 @@ export const runVoice = <E>(options: {
     const voice = yield* Voice.Voice
     const session = yield* voice.session({ instructions: options.instructions, onEvent: print })
     yield* Effect.logInfo(`voice session ${session.id} open; one turn per line, end of input to finish`)
-    yield* Stream.runForEach(
-      options.lines,
-      (line) => line.trim() === "" ? Effect.void : Effect.flatMap(session.say(line.trim()), describeTurn)
+    // A session lost while waiting for input ends the command now, not at the next line.
+    yield* Effect.raceFirst(
+      Stream.runForEach(
+        options.lines,
+        (line) => line.trim() === "" ? Effect.void : Effect.flatMap(session.say(line.trim()), describeTurn)
+      ),
+      session.lost
     )
     yield* awaitAgentCommands
     const stats = yield* session.stats

@@ -132,4 +132,10 @@ export interface Session {
    */
   readonly send: (text: string) => Effect.Effect<Turn, RealtimeError>
   readonly stats: Effect.Effect<Stats>
+  /**
+   * Waits until the session is lost (its reconnections used up, while a turn runs or while
+   * idle), then fails with why; never succeeds. For a caller that waits on something else
+   * meanwhile (the next line of input) and should not learn of the loss only at its next turn.
+   */
+  readonly lost: Effect.Effect<never, RealtimeError>
 }

@@ -170,6 +170,10 @@ export const make = (deps: Deps, options: SessionOptions): Effect.Effect<Session
         yield* locked(machine.connectionLost(live))
       })
 
+    const lost = yield* Deferred.make<never, RealtimeError>()
+    /** The session is lost: the turn in progress, every later one and `lost` fail with `error`. */
+    const giveUp = (error: RealtimeError) => Effect.zipRight(locked(machine.fail(error)), Deferred.fail(lost, error))
+
     const supervise = (first: Live): Effect.Effect<void> =>
       Effect.gen(function*() {
         let live = first
@@ -183,10 +187,10 @@ export const make = (deps: Deps, options: SessionOptions): Effect.Effect<Session
           const idle = state.turn === undefined && state.running === 0
           if (idle && endedAt - live.openedAt >= stableMillis) yield* deps.driver.reset
           const wait = yield* deps.driver.next(ended.error)
-          if (Option.isNone(wait)) return yield* locked(machine.fail(ended.error))
+          if (Option.isNone(wait)) return yield* giveUp(ended.error)
           yield* Effect.sleep(wait.value)
           const opened = yield* Effect.either(connect)
-          if (opened._tag === "Left") return yield* locked(machine.fail(opened.left))
+          if (opened._tag === "Left") return yield* giveUp(opened.left)
           live = yield* install(opened.right)
           const attempt = yield* deps.driver.attempt
           state.reconnects.push({ reason: ended.reason, attempt })
@@ -240,5 +244,5 @@ export const make = (deps: Deps, options: SessionOptions): Effect.Effect<Session
       callsSkipped: state.callsSkipped
     }))
 
-    return { send: sendTurn, stats } satisfies Session
+    return { send: sendTurn, stats, lost: Deferred.await(lost) } satisfies Session
   })

@@ -30,15 +30,22 @@ export interface Big3Process {
   readonly exit: Deferred.Deferred<number | string>
 }
 
-/** Spawns `big3 args…`; SIGKILLed with the scope if it is still running, then checked gone by pid. */
-export const spawnBig3 = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
+/**
+ * Spawns `big3 args…`; SIGKILLed with the scope if it is still running, then checked gone by pid.
+ * `stdin: "pipe"` gives it a stdin that stays open (nothing written) until the process ends.
+ */
+export const spawnBig3 = (
+  args: ReadonlyArray<string>,
+  env: Record<string, string> = {},
+  options: { readonly stdin?: "ignore" | "pipe" } = {}
+) =>
   Effect.acquireRelease(
     Effect.gen(function*() {
       const exit = yield* Deferred.make<number | string>()
       const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", ...args], {
         cwd: root,
         env: { ...baseEnv(), BIG3_LOG_LEVEL: "info", ...env },
-        stdio: ["ignore", "pipe", "pipe"]
+        stdio: [options.stdin ?? "ignore", "pipe", "pipe"]
       })
       let stdout = ""
       let stderr = ""
