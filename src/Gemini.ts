@@ -311,6 +311,9 @@ export const makeWith = (
         Stream.mapError((error) =>
           error._tag === "SseError"
             ? new Errors.DecodeError({ service, message: `gemini sent an event stream that cannot be read: ${error.message}` })
+            : error._tag === "SseTruncated"
+            // A cut connection, not a malformed answer: retried when no chunk had arrived yet.
+            ? networkError(`gemini: ${error.message}; the connection was cut before the answer was complete`)
             : readFailed(error)
         ),
         Stream.mapEffect((event) => decodeChunk(event.data))

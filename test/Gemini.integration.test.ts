@@ -428,6 +428,43 @@ describe("Gemini streaming and quotas over loopback", () => {
       assert.deepStrictEqual(emitted, ["Hello, ", "world"])
     }))
 
+  it.scoped("a bare server that ends the stream in the middle of an event: NetworkError after the chunks before it, not a short answer", () =>
+    Effect.gen(function*() {
+      let requests = 0
+      const event = (text: string) => `data: ${JSON.stringify(Gemini.textResponse(text))}\n\n`
+      const server = yield* bareServer((_request, response) => {
+        requests++
+        response.writeHead(200, { "content-type": "text/event-stream" })
+        // A clean end of the body (the chunked encoding is finished): only the SSE framing shows the cut.
+        response.end(`${event("Hello, ")}${event("world").slice(0, 30)}`)
+      })
+      const { emitted, exit } = yield* streamTexts(server)
+      assert.deepStrictEqual(emitted, ["Hello, "])
+      const error = failureOf(exit)
+      assert.strictEqual(error._tag, "NetworkError")
+      assert.strictEqual(
+        error.message,
+        "gemini: the event stream ended in the middle of an event (30 characters after the last complete one); " +
+          "the connection was cut before the answer was complete"
+      )
+      assert.strictEqual(requests, 1)
+    }))
+
+  it.scoped("a bare server whose first event is cut is asked again, and the second answer is the stream", () =>
+    Effect.gen(function*() {
+      let requests = 0
+      const event = (text: string) => `data: ${JSON.stringify(Gemini.textResponse(text))}\n\n`
+      const server = yield* bareServer((_request, response) => {
+        requests++
+        response.writeHead(200, { "content-type": "text/event-stream" })
+        response.end(requests === 1 ? event("Hello").slice(0, 20) : event("Hello"))
+      })
+      const { emitted, exit } = yield* streamTexts(server)
+      assert.isTrue(Exit.isSuccess(exit), String(exit))
+      assert.deepStrictEqual(emitted, ["Hello"])
+      assert.strictEqual(requests, 2)
+    }))
+
   it.scoped("a bare server's per-day 429 is QuotaExhausted, sent once", () =>
     Effect.gen(function*() {
       let requests = 0

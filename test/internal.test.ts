@@ -1,9 +1,13 @@
 import { afterEach, assert, beforeEach, describe, it, vi } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Stream from "effect/Stream"
 import { groupDigits, preview, truncate } from "../src/internal/preview.js"
 import { nestsDeeperThan } from "../src/internal/jsonDepth.js"
 import { redactLoosely, redactUrl } from "../src/internal/redactUrl.js"
 import { scrubSecret, secretScrubber } from "../src/internal/scrubSecret.js"
+import * as Sse from "../src/internal/sse.js"
 import { MAX_TIMER_MILLIS, setLongTimeout } from "../src/internal/timer.js"
 import { checkUrl, httpUrl } from "../src/internal/urlSetting.js"
 
@@ -142,4 +146,32 @@ describe("internal/jsonDepth", () => {
     assert.isFalse(nestsDeeperThan(arrays(1_000_000), 1_000_000))
     assert.isTrue(nestsDeeperThan(arrays(1_000_000), 1_000))
   })
+})
+
+describe("internal/sse", () => {
+  /** The data of each event of `pieces` (fed as separate chunks), or the error's tag. */
+  const dataOf = (...pieces: ReadonlyArray<string>) =>
+    Sse.events(Stream.fromIterable(pieces)).pipe(
+      Stream.runCollect,
+      Effect.map((events) => Chunk.toReadonlyArray(events).map((event) => event.data)),
+      Effect.either
+    )
+
+  it.effect("complete events with LF, CRLF and CR endings, comments, and boundaries split across chunks", () =>
+    Effect.gen(function*() {
+      assert.deepStrictEqual(yield* dataOf("data: a\n\n", ": ping\r\n\r\n", "data: b\r", "\n\r", "\ndata: c\r\r", "\n"), Either.right(["a", "b", "c"]))
+      assert.deepStrictEqual(yield* dataOf("data: a\n", "\n", ": keep-alive\n\n"), Either.right(["a"]))
+      assert.deepStrictEqual(yield* dataOf(), Either.right([]))
+    }))
+
+  it.effect("a text that ends inside an event fails with SseTruncated after the complete events", () =>
+    Effect.gen(function*() {
+      const cut = yield* dataOf("data: a\n\n", "data: {\"par")
+      assert.isTrue(Either.isLeft(cut) && cut.left._tag === "SseTruncated" && cut.left.pending === 11, String(cut))
+      // One line end is not an event's end; a CR before a missing LF is not a blank line either.
+      for (const ending of ["data: b\n", "data: b\r\n", ": ping"]) {
+        const result = yield* dataOf("data: a\n\n", ending)
+        assert.isTrue(Either.isLeft(result) && result.left._tag === "SseTruncated", `${JSON.stringify(ending)}: ${String(result)}`)
+      }
+    }))
 })
