@@ -1,4 +1,5 @@
 import { afterEach, assert, beforeEach, describe, it, vi } from "@effect/vitest"
+import { ApiError } from "@google/genai"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ConfigError from "effect/ConfigError"
@@ -114,6 +115,44 @@ describe("Promise API", () => {
     const error = await big3.protect(fn, options).catch((e: unknown) => e)
     assert.instanceOf(error, Errors.CircuitOpen)
     assert.strictEqual(calls.length, 5)
+  })
+
+  // @google/genai's ApiError has the status and, as its message, the JSON error body (js-genai
+  // `throwErrorIfNotOK`): the RetryInfo wait and the QuotaFailure are read from there.
+  const genaiError = (quotaId: string, retryDelay: string) =>
+    new ApiError({
+      status: 429,
+      message: JSON.stringify({
+        error: {
+          code: 429,
+          message: "You exceeded your current quota",
+          status: "RESOURCE_EXHAUSTED",
+          details: [
+            { "@type": "type.googleapis.com/google.rpc.QuotaFailure", violations: [{ quotaId }] },
+            { "@type": "type.googleapis.com/google.rpc.RetryInfo", retryDelay }
+          ]
+        }
+      })
+    })
+
+  it("an @google/genai 429 waits its RetryInfo (3 s), not the policy's 2 s", async () => {
+    const start = Date.now()
+    const { fn, calls } = flaky(1, genaiError("GenerateRequestsPerMinutePerProjectPerModel", "3s"))
+    const events: Array<string> = []
+    const result = big3.protect(fn, { operation: "gemini_api", policy: "gemini", onRetry: (event) => events.push(event.message) })
+    await vi.advanceTimersByTimeAsync(3000)
+    assert.strictEqual(await result, "ok")
+    assert.deepStrictEqual(calls.map((t) => t - start), [0, 3000])
+    assert.deepStrictEqual(events, ["gemini_api attempt 1/3 failed: RateLimited: gemini_api answered HTTP 429; it asks to wait 3s; retrying in 3.0s"])
+  })
+
+  it("an @google/genai 429 for a per-day quota is not retried", async () => {
+    const exhausted = genaiError("GenerateRequestsPerDayPerProjectPerModel-FreeTier", "20s")
+    const { fn, calls } = flaky(3, exhausted)
+    const error = await big3.protect(fn, { operation: "gemini_api", policy: "gemini", ...quiet }).catch((e: unknown) => e)
+    assert.strictEqual(error, exhausted)
+    assert.strictEqual(calls.length, 1)
+    assert.strictEqual(BigPromise.classifyDefault(exhausted, "gemini")?._tag, "QuotaExhausted")
   })
 
   it("a hint beyond the deadline fails at once with that error", async () => {

@@ -8,6 +8,8 @@
 import { ApiError, type Content, GoogleGenAI } from "@google/genai"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as BigPromise from "../src/Promise.js"
+import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
 import * as Sandbox from "../src/Sandbox.js"
 import { at } from "./support/json.js"
 
@@ -245,6 +247,28 @@ describe("@google/genai against the sandbox", () => {
         assert.deepStrictEqual(seen, ["sandbox answer to: "])
       }))
   })
+
+  // The SDK does not read RetryInfo; big3's Promise API around it does, from the ApiError's message.
+  it.scopedLive("big3's Promise API around the SDK waits the sandbox's RetryInfo, then gets the answer", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ plans: { gemini: [{ status: 429, retryAfter: "150 millis" }] } })
+      const ai = new GoogleGenAI({ apiKey: "sandbox-key", httpOptions: { baseUrl: sandbox.url, retryOptions: { attempts: 1 } } })
+      const config = yield* ReliabilityConfig.make({ policies: { gemini: { initialDelay: "10 millis", jitter: "none" } } })
+      const events: Array<string> = []
+      const response = yield* call(() =>
+        BigPromise.make({ config }).protect(() => ai.models.generateContent({ model, contents: "hi" }), {
+          operation: "gemini_api",
+          policy: "gemini",
+          service: "gemini",
+          onRetry: (event) => events.push(event.message)
+        })
+      )
+      assert.strictEqual(response.text, "sandbox answer to: hi")
+      assert.deepStrictEqual(events, [
+        "gemini_api attempt 1/3 failed: RateLimited: gemini answered HTTP 429; it asks to wait 150ms; retrying in 150ms"
+      ])
+      assert.deepStrictEqual((yield* sandbox.requestsFor("gemini")).map((request) => request.outcome), [429, 200])
+    }))
 
   // js-genai retries (when `retryOptions` is set) on 408/429/5xx with its own exponential backoff;
   // it does not read RetryInfo, so only the attempts are asserted here.

@@ -7,6 +7,7 @@
  * @internal
  */
 import * as Duration from "effect/Duration"
+import * as Predicate from "effect/Predicate"
 import type * as CircuitBreaker from "../CircuitBreaker.js"
 import type { Big3Error } from "../Errors.js"
 import { formatDuration, fromHttp, InvalidRequest, isBig3Error, NetworkError, OperationTimeout, operationTimeout } from "../Errors.js"
@@ -41,9 +42,29 @@ const codeOf = (error: unknown): string | undefined => {
 }
 
 /**
+ * The `google.rpc` details of an error whose message is a Gemini error body, as `@google/genai`'s
+ * `ApiError` carries it (`message` is the JSON body): the `RetryInfo` wait and the `QuotaFailure`
+ * that tells a per-day quota from a per-minute one. Only the details: the body's own message
+ * may echo what the caller sent, and it reaches no log line from here.
+ */
+const googleDetailsOf = (error: object): unknown => {
+  if (!("message" in error) || typeof error.message !== "string" || !error.message.trimStart().startsWith("{")) return undefined
+  try {
+    const body: unknown = JSON.parse(error.message)
+    const inner = Predicate.isRecord(body) ? body["error"] : undefined
+    const details = Predicate.isRecord(inner) ? inner["details"] : undefined
+    return Array.isArray(details) ? { error: { details } } : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
  * How a thrown value is classified when no `retryable` option decides: a big3 error keeps its
- * own flag; an object with a numeric `status` / `statusCode` is mapped like an HTTP answer; a
- * Node / undici network error code is a `NetworkError`; anything else is not retried.
+ * own flag; an object with a numeric `status` / `statusCode` is mapped like an HTTP answer (its
+ * `headers`, when they are `Headers` as on the Anthropic SDK's errors, and the Gemini details in
+ * a `@google/genai` error's message give the server's wait and quota); a Node / undici network
+ * error code is a `NetworkError`; anything else is not retried.
  */
 export const classifyDefault = (error: unknown, service: string): Big3Error | undefined => {
   if (isBig3Error(error)) return error
@@ -55,7 +76,7 @@ export const classifyDefault = (error: unknown, service: string): Big3Error | un
       : undefined
     if (status !== undefined && status >= 400) {
       const headers = "headers" in error && error.headers instanceof Headers ? error.headers : undefined
-      return fromHttp({ service, status, headers })
+      return fromHttp({ service, status, headers, body: googleDetailsOf(error) })
     }
   }
   const code = codeOf(error)
