@@ -38,6 +38,7 @@ import * as Stream from "effect/Stream"
 import type { CircuitBreaker } from "./CircuitBreaker.js"
 import * as Errors from "./Errors.js"
 import { protectFirstChunk } from "./gemini/stream.js"
+import { BodyTooLarge, boundedText } from "./internal/boundedText.js"
 import { redactUrl } from "./internal/redactUrl.js"
 import * as Sse from "./internal/sse.js"
 import { httpUrl, urlSetting } from "./internal/urlSetting.js"
@@ -124,12 +125,22 @@ export interface Options {
   readonly baseUrl?: string | undefined
   /** Default `gemini-2.5-computer-use-preview-10-2025`. */
   readonly model?: string | undefined
+  /**
+   * The longest answer body read, in bytes (default 64 MiB, `defaultMaxResponseBytes`): a longer
+   * one fails with `DecodeError`, not retried, and stops downloading. Streamed answers are bounded
+   * per event instead (10 MiB).
+   */
+  readonly maxResponseBytes?: number | undefined
 }
 
 export const defaultBaseUrl = "https://generativelanguage.googleapis.com"
 export const defaultModel = "gemini-2.5-computer-use-preview-10-2025"
 /** The header that carries the key; added to `Headers.currentRedactedNames` around every call. */
 export const apiKeyHeader = "x-goog-api-key"
+/** The default bound of an answer body: far above any text answer, and above inline images. */
+export const defaultMaxResponseBytes = 64 * 1024 * 1024
+/** How much of an error answer's body is read for its message and hints; the rest is dropped. */
+const maxErrorBodyBytes = 1024 * 1024
 
 /** `GEMINI_API_KEY`, `GEMINI_BASE_URL`, `GEMINI_MODEL`, with their defaults. */
 export const config: Config.Config<Options> = Config.all({
@@ -201,6 +212,7 @@ export const makeWith = (
       )
     )
 
+    const maxResponseBytes = options.maxResponseBytes ?? defaultMaxResponseBytes
     const networkError = (message: string) => new Errors.NetworkError({ service, message: scrub(message) })
 
     // The body is scrubbed before mapping, so no message built from it can carry the key.
@@ -255,6 +267,15 @@ export const makeWith = (
     const readFailed = (error: HttpClientError.ResponseError) =>
       networkError(`gemini connection failed while reading the response body: ${causeText(error.cause)}`)
 
+    // Not retried: the same request gets the same answer, and each try would download it again.
+    const tooLarge = (error: BodyTooLarge) =>
+      new Errors.DecodeError({
+        service,
+        message: `gemini answered with a body over the limit of ${error.limit} bytes (${
+          error.declared === undefined ? "cut off there" : `content-length ${error.declared}`
+        }); not retried`
+      })
+
     /** Sends a request: a 2xx answer (body unread), or its status and body mapped into the taxonomy. */
     const send = (
       request: HttpClientRequest.HttpClientRequest
@@ -263,7 +284,7 @@ export const makeWith = (
         Effect.flatMap((response): Effect.Effect<HttpClientResponse.HttpClientResponse, GeminiError | HttpClientError.ResponseError> =>
           response.status >= 200 && response.status < 300
             ? Effect.succeed(response)
-            : response.text.pipe(
+            : boundedText(response.stream, maxErrorBodyBytes).pipe(
               Effect.option,
               Effect.flatMap((body) => errorFor(response.status, response.headers, Option.getOrUndefined(body))),
               Effect.flatMap(Effect.fail)
@@ -292,7 +313,10 @@ export const makeWith = (
       request: HttpClientRequest.HttpClientRequest
     ): Effect.Effect<GenerateContentResponse, GeminiError> =>
       Effect.flatMap(send(request), (response) =>
-        response.text.pipe(Effect.mapError(readFailed), Effect.flatMap(decodeResponse)))
+        boundedText(response.stream, maxResponseBytes, response.headers["content-length"]).pipe(
+          Effect.mapError((error) => error._tag === "BodyTooLarge" ? tooLarge(error) : readFailed(error)),
+          Effect.flatMap(decodeResponse)
+        ))
 
     /**
      * One chunk of a stream: a `GenerateContentResponse`, or an error object (Google writes a

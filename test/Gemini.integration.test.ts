@@ -465,6 +465,58 @@ describe("Gemini streaming and quotas over loopback", () => {
       assert.strictEqual(requests, 2)
     }))
 
+  it.scoped("an answer body past maxResponseBytes is a DecodeError after one request, and its download stops there", () =>
+    Effect.gen(function*() {
+      let requests = 0
+      let written = 0
+      let closed: (writtenAtClose: number) => void = () => {}
+      const writtenAtClose = new Promise<number>((resolve) => {
+        closed = resolve
+      })
+      const total = 64 * 1024 * 1024
+      const server = yield* bareServer((_request, response) => {
+        requests++
+        response.writeHead(200, { "content-type": "application/json" })
+        const piece = Buffer.alloc(64 * 1024, 0x20)
+        const pump = () => {
+          while (written < total && !response.destroyed) {
+            written += piece.length
+            if (!response.write(piece)) return response.once("drain", pump)
+          }
+          response.end()
+        }
+        response.on("close", () => closed(written))
+        pump()
+      })
+      const layer = Gemini.layerWith({ apiKey: Redacted.make(sandboxKey), baseUrl: server.url, maxResponseBytes: 256 * 1024 }).pipe(
+        Layer.provideMerge(CircuitBreaker.layer),
+        Layer.provide(Layer.orDie(ReliabilityConfig.layerWith(onTestClock))),
+        Layer.provide(NodeHttpClient.layerUndici)
+      )
+      const error = failureOf(yield* driveClock(Gemini.generateContent(prompt).pipe(Effect.provide(layer))))
+      assert.strictEqual(error._tag, "DecodeError")
+      assert.strictEqual(error.message, "gemini answered with a body over the limit of 262144 bytes (cut off there); not retried")
+      assert.strictEqual(requests, 1)
+      // The client closed the connection: the server never wrote the whole body.
+      assert.isBelow(yield* Effect.promise(() => writtenAtClose), total)
+    }))
+
+  it.scoped("an answer whose content-length is past maxResponseBytes fails before its body is read", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer((_request, response) => {
+        // Headers only: a client that waited for the body would hang here.
+        response.writeHead(200, { "content-type": "application/json", "content-length": String(10 * 1024 * 1024) })
+        response.flushHeaders()
+      })
+      const layer = Gemini.layerWith({ apiKey: Redacted.make(sandboxKey), baseUrl: server.url, maxResponseBytes: 1024 }).pipe(
+        Layer.provideMerge(CircuitBreaker.layer),
+        Layer.provide(Layer.orDie(ReliabilityConfig.layerWith(onTestClock))),
+        Layer.provide(NodeHttpClient.layerUndici)
+      )
+      const error = failureOf(yield* driveClock(Gemini.generateContent(prompt).pipe(Effect.provide(layer))))
+      assert.strictEqual(error.message, "gemini answered with a body over the limit of 1024 bytes (content-length 10485760); not retried")
+    }))
+
   it.scoped("a bare server's per-day 429 is QuotaExhausted, sent once", () =>
     Effect.gen(function*() {
       let requests = 0
