@@ -170,12 +170,21 @@ const causeText = (cause: unknown): string => {
   return `${cause.message}${code}${inner}`
 }
 
-const describeParseError = (error: ParseResult.ParseError): string =>
-  ParseResult.ArrayFormatter.formatErrorSync(error)
-    .slice(0, 3)
-    .map((issue) => `${issue.path.length === 0 ? "" : `${issue.path.join(".")}: `}${issue.message}`)
-    .join("; ")
-    .slice(0, 500)
+/** The first issues of a parse error, scrubbed before they are cut short (a cut key escapes a scrub). */
+const describeParseError = (error: ParseResult.ParseError, scrub: (text: string) => string): string =>
+  scrub(
+    ParseResult.ArrayFormatter.formatErrorSync(error)
+      .slice(0, 3)
+      .map((issue) => `${issue.path.length === 0 ? "" : `${issue.path.join(".")}: `}${issue.message}`)
+      .join("; ")
+  ).slice(0, 500)
+
+/**
+ * Why `JSON.parse` refused a text, without the text: V8 quotes the start of it
+ * (`Unexpected token 'A', "AIzaSyD0-x"... is not valid JSON`), which may be the start of a key
+ * that no scrub can recognise once cut.
+ */
+const jsonReason = (cause: unknown): string => causeText(cause).replace(/,\s*".*$/s, "")
 
 const missingKey = () =>
   new Errors.Unauthorized({
@@ -229,7 +238,7 @@ export const makeWith = (
         catch: (cause) =>
           new Errors.DecodeError({
             service,
-            message: `gemini answered with a body that is not JSON (${causeText(cause)}): ${scrub(text.slice(0, 120))}`
+            message: `gemini answered with a body that is not JSON (${jsonReason(cause)}): ${scrub(text).slice(0, 120)}`
           })
       })
 
@@ -239,7 +248,7 @@ export const makeWith = (
         (error) =>
           new Errors.DecodeError({
             service,
-            message: scrub(`gemini answered with a body that is not a GenerateContentResponse: ${describeParseError(error)}`)
+            message: `gemini answered with a body that is not a GenerateContentResponse: ${describeParseError(error, scrub)}`
           })
       ).pipe(
         Effect.flatMap((response) => {
@@ -356,7 +365,7 @@ export const makeWith = (
         const { model: _model, ...body } = yield* Effect.mapError(encodeRequest(request), (error) =>
           new Errors.InvalidRequest({
             service,
-            message: scrub(`the request is not a valid GenerateContentRequest: ${describeParseError(error)}`)
+            message: `the request is not a valid GenerateContentRequest: ${describeParseError(error, scrub)}`
           }))
         return yield* HttpClientRequest.post(modelPath(model, method)).pipe(
           HttpClientRequest.bodyJson(body),

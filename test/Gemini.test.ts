@@ -423,6 +423,33 @@ describe("Gemini response", () => {
       assert.strictEqual(seen.length, 1)
     }))
 
+  it.effect("a key echoed in a body that is not JSON, or does not match the schema, is in no error message, not even its start", () =>
+    Effect.gen(function*() {
+      const keyStart = apiKey.slice(0, 6)
+      const bodies = [
+        // V8's JSON.parse message quotes the first characters of the text.
+        `${apiKey} is not valid`,
+        // A preview cut at 120 characters, in the middle of the key.
+        `${"x".repeat(112)}${apiKey}`,
+        // A schema issue quoting the value, cut at 500 characters in the middle of the key.
+        JSON.stringify({ responseId: { a: `${"y".repeat(450)}${apiKey}` } })
+      ]
+      const messages: Array<string> = []
+      for (const body of bodies) {
+        const { client } = fakeClient([{ status: 200, body }])
+        const error = yield* Gemini.generateContent(prompt).pipe(Effect.provide(geminiLayer(client)), Effect.flip)
+        assert.strictEqual(error._tag, "DecodeError")
+        messages.push(error.message)
+      }
+      for (const message of messages) assert.notInclude(message, keyStart, message)
+      assert.strictEqual(messages[0], "gemini answered with a body that is not JSON (Unexpected token 'k'): <redacted> is not valid")
+      assert.strictEqual(messages[1], `gemini answered with a body that is not JSON (Unexpected token 'x'): ${"x".repeat(112)}<redacte`)
+      assert.strictEqual(
+        messages[2],
+        `gemini answered with a body that is not a GenerateContentResponse: responseId: Expected string, actual {"a":"${"y".repeat(450)}<redacte`
+      )
+    }))
+
   it.effect("JSON that does not match the schema is a DecodeError naming the path", () =>
     Effect.gen(function*() {
       const { client } = fakeClient([ok({ candidates: [{ content: { parts: [{ text: 42 }] } }] })])
