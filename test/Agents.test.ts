@@ -12,6 +12,7 @@ import * as TestClock from "effect/TestClock"
 import * as fs from "node:fs"
 import * as nodePath from "node:path"
 import * as Agents from "../src/Agents.js"
+import { hookPayload } from "../src/agents/SdkMessages.js"
 import { RateLimited, Unauthorized } from "../src/Errors.js"
 import { agentsDir, fileContains, settle, tempDir, waitForEvent, waitUntil, withAgents } from "./support/agents.js"
 
@@ -507,5 +508,26 @@ describe("Agents.fromSdkError", () => {
       assert.strictEqual(error.service, "anthropic")
       assert.notInclude(error.message, secret)
     }
+  })
+})
+
+describe("hookPayload", () => {
+  it("a tool output holding the key reaches the event payload as <redacted>, also in a string long enough to be cut", () => {
+    const secret = "sk-ant-fake-key-for-tests-0123"
+    const payload = hookPayload({
+      hook_event_name: "PostToolUse",
+      session_id: "s-1",
+      transcript_path: "/tmp/t.jsonl",
+      cwd: "/tmp",
+      tool_name: "Bash",
+      tool_input: { command: "env" },
+      tool_response: { stdout: `PATH=/usr/bin\nANTHROPIC_API_KEY=${secret}\n`, stderr: `${"x".repeat(1990)}${secret}` },
+      tool_use_id: "toolu_1"
+    }, secret)
+    assert.deepStrictEqual(payload["tool_response"], {
+      stdout: "PATH=/usr/bin\nANTHROPIC_API_KEY=<redacted>\n",
+      stderr: `${"x".repeat(1990)}<redacted>`
+    })
+    assert.notInclude(JSON.stringify(payload), secret.slice(0, 8))
   })
 })

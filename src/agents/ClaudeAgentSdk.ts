@@ -140,7 +140,7 @@ export const makeClaudeAgentSdk = (options: ClaudeAgentSdkOptions): Effect.Effec
             source_app: "big3",
             session_id: input.session_id,
             hook_event_type: input.hook_event_name,
-            payload: hookPayload(input)
+            payload: hookPayload(input, secret)
           }))
           return Promise.resolve({ continue: true })
         }]

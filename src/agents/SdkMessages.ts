@@ -176,10 +176,16 @@ export const forwardedHooks: ReadonlyArray<Sdk.HookEvent> = [
   "PreCompact"
 ]
 
-/** A hook input as an event payload: long strings shortened. */
-export const hookPayload = (input: Sdk.HookInput): Record<string, unknown> => {
-  const text = JSON.stringify(input, (_key, value: unknown) =>
-    typeof value === "string" && value.length > 2000 ? `${value.slice(0, 2000)}…` : value)
+/**
+ * A hook input as an event payload: the key scrubbed from every string (a tool's output may hold
+ * it: `env`, a `.env` file read), then long strings shortened.
+ */
+export const hookPayload = (input: Sdk.HookInput, secret?: string | undefined): Record<string, unknown> => {
+  const text = JSON.stringify(input, (_key, value: unknown) => {
+    if (typeof value !== "string") return value
+    const scrubbed = scrub(value, secret)
+    return scrubbed.length > 2000 ? `${scrubbed.slice(0, 2000)}…` : scrubbed
+  })
   const parsed: unknown = JSON.parse(text)
   return Predicate.isRecord(parsed) ? { ...parsed } : {}
 }
