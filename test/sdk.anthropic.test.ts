@@ -16,8 +16,10 @@ import Anthropic, {
   OverloadedError,
   RateLimitError
 } from "@anthropic-ai/sdk"
-import { assert, describe, it } from "@effect/vitest"
+import { assert, describe, it, vi } from "@effect/vitest"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
+import * as ClaudeAgentSdk from "../src/agents/ClaudeAgentSdk.js"
 import * as Sandbox from "../src/Sandbox.js"
 
 const model = "claude-sonnet-5-5"
@@ -35,6 +37,19 @@ const failure = <A>(f: () => Promise<A>) =>
 const ask = (text: string) => ({ model, max_tokens: 256, messages: [{ role: "user" as const, content: text }] })
 
 describe("@anthropic-ai/sdk against the sandbox", () => {
+  // The SDK warns (console.warn) when a request names a model on its deprecation list, with the
+  // model's end-of-life date: claude-sonnet-4-5 reached it on 2026-11-30.
+  it.scopedLive("the agents' default model (CLAUDE_AGENT_MODEL unset) draws no deprecation warning and is answered", () =>
+    Effect.gen(function*() {
+      const settings = yield* Effect.withConfigProvider(ClaudeAgentSdk.config, ConfigProvider.fromMap(new Map()))
+      const warn = vi.spyOn(console, "warn").mockImplementation(() => {})
+      yield* Effect.addFinalizer(() => Effect.sync(() => warn.mockRestore()))
+      const sandbox = yield* Sandbox.make()
+      const message = yield* call(() => client(sandbox).messages.create({ ...ask("hi"), model: settings.model }))
+      assert.strictEqual(message.model, settings.model)
+      assert.deepStrictEqual(warn.mock.calls, [])
+    }))
+
   // Messages API response shape; usage as documented (cache_creation breakdown, service_tier);
   // rate-limit headers on every answer (docs: "Rate limits" → response headers).
   it.scopedLive("messages.create answers text with full usage, a request id and rate-limit headers", () =>

@@ -15,7 +15,8 @@
  * anything else (a bad option, a missing binary, a crash at start-up) is not. Messages never
  * carry the API key.
  *
- * Configuration (through `Config`): `CLAUDE_AGENT_MODEL` (default `claude-sonnet-4-5`),
+ * Configuration (through `Config`): `CLAUDE_AGENT_MODEL` (default `claude-sonnet-5-5`;
+ * `claude-sonnet-4-5` reached its end of life on 2026-11-30),
  * `ANTHROPIC_BASE_URL`, `ANTHROPIC_API_KEY` (redacted), `CLAUDE_AGENT_PERMISSION_MODE` (default
  * `acceptEdits`: unattended runs may edit files in their directory; anything else that would need
  * an approval is denied instead of waiting for one; `bypassPermissions` is refused by Claude
@@ -73,9 +74,12 @@ export interface ClaudeAgentSdkOptions {
   readonly exitGrace?: Duration.DurationInput | undefined
 }
 
+/** The model of `CLAUDE_AGENT_MODEL` unset: one that is not on Anthropic's deprecation list. */
+export const defaultModel = "claude-sonnet-5-5"
+
 /** The adapter's settings from the environment. */
 export const config: Config.Config<ClaudeAgentSdkOptions> = Config.all({
-  model: Config.string("CLAUDE_AGENT_MODEL").pipe(Config.withDefault("claude-sonnet-4-5")),
+  model: Config.string("CLAUDE_AGENT_MODEL").pipe(Config.withDefault(defaultModel)),
   // Credentials in it are refused: Anthropic is reached with ANTHROPIC_API_KEY, and a URL is shown in errors.
   baseUrl: optionalUrlSetting("ANTHROPIC_BASE_URL", httpUrl("https://api.anthropic.com")),
   apiKey: Config.option(Config.redacted("ANTHROPIC_API_KEY")),
