@@ -6,6 +6,7 @@ import * as Effect from "effect/Effect"
 import * as Metric from "effect/Metric"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
+import * as http from "node:http"
 import * as path from "node:path"
 import { run } from "../src/cli/app.js"
 import { report } from "../src/cli/report.js"
@@ -14,6 +15,7 @@ import { version } from "../src/cli/version.js"
 import * as Metrics from "../src/Metrics.js"
 import * as Sandbox from "../src/Sandbox.js"
 import { captureConsole } from "./support/capture.js"
+import { listen } from "./support/loopback.js"
 import { tempDir } from "./support/tempDir.js"
 
 const big3 = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
@@ -111,6 +113,33 @@ describe("big3 CLI", () => {
       const refused = yield* big3(["gemini", "hello cli"], { ...env, GEMINI_API_KEY: "" })
       assert.deepStrictEqual(refused.exit._tag === "Success" ? refused.exit.value : undefined, 1)
       assert.strictEqual(refused.stderr, "big3 gemini: Unauthorized: GEMINI_API_KEY is not set: set it to a Gemini API key; no request was sent")
+    }))
+
+  it.scopedLive("gemini: an answer withheld for SAFETY exits 1 saying so; one cut at MAX_TOKENS prints its text and says it was cut", () =>
+    Effect.gen(function*() {
+      // A bare server answering as Gemini does when it stops a candidate early (candidate.finishReason).
+      const answers = [
+        { candidates: [{ finishReason: "SAFETY", index: 0 }] },
+        { candidates: [{ content: { role: "model", parts: [{ text: "The answer is" }] }, finishReason: "MAX_TOKENS", index: 0 }] },
+        { candidates: [{ finishReason: "RECITATION", finishMessage: "recited a source", index: 0 }] }
+      ]
+      let asked = 0
+      const { url } = yield* listen(http.createServer((request, response) => {
+        request.resume()
+        response.writeHead(200, { "content-type": "application/json" })
+        response.end(JSON.stringify(answers[asked++ % answers.length]))
+      }))
+      const env = { GEMINI_API_KEY: "bare-key", GEMINI_BASE_URL: url, BIG3_STATE_DIR: "/nonexistent/big3-state" }
+      const outcomes = []
+      for (let i = 0; i < answers.length; i++) {
+        const { exit, stderr, stdout } = yield* big3(["gemini", "hello"], env)
+        outcomes.push({ code: exit._tag === "Success" ? exit.value : undefined, stdout, stderr })
+      }
+      assert.deepStrictEqual(outcomes, [
+        { code: 1, stdout: "", stderr: "big3 gemini: gemini gave no answer: it stopped with SAFETY" },
+        { code: 0, stdout: "The answer is", stderr: "big3 gemini: the answer stopped before its end (MAX_TOKENS)" },
+        { code: 1, stdout: "", stderr: "big3 gemini: gemini gave no answer: it stopped with RECITATION: recited a source" }
+      ])
     }))
 
   it.effect("a command whose module fails to load says so in one line and exits 1, without a stack trace", () =>

@@ -33,6 +33,7 @@ export const geminiCommand = Command.make(
           return yield* new CliExit({ code: ExitCode.failure, message: outcome.message })
         }
         yield* Console.log(json ? JSON.stringify(outcome.response, null, 2) : outcome.text)
+        if (outcome.note !== undefined) yield* Console.error(`big3 gemini: ${outcome.note}`)
       })
     )
 ).pipe(Command.withDescription("ask Gemini through the retry / breaker / timeout pipeline"))
