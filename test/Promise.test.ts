@@ -1,4 +1,5 @@
 import { afterEach, assert, beforeEach, describe, it, vi } from "@effect/vitest"
+import { APIConnectionTimeoutError } from "@anthropic-ai/sdk"
 import { ApiError } from "@google/genai"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -153,6 +154,15 @@ describe("Promise API", () => {
     assert.strictEqual(error, exhausted)
     assert.strictEqual(calls.length, 1)
     assert.strictEqual(BigPromise.classifyDefault(exhausted, "gemini")?._tag, "QuotaExhausted")
+  })
+
+  it("the Anthropic SDK's own timeout (APIConnectionTimeoutError, no code) is retried as its SDK would", async () => {
+    const { fn, calls } = flaky(1, new APIConnectionTimeoutError())
+    const result = big3.withRetry(fn, "gemini", quiet)
+    await vi.advanceTimersByTimeAsync(2000)
+    assert.strictEqual(await result, "ok")
+    assert.strictEqual(calls.length, 2)
+    assert.strictEqual(BigPromise.classifyDefault(new APIConnectionTimeoutError(), "anthropic")?.message, "anthropic: request timed out")
   })
 
   it("a hint beyond the deadline fails at once with that error", async () => {

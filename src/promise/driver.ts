@@ -64,7 +64,8 @@ const googleDetailsOf = (error: object): unknown => {
  * own flag; an object with a numeric `status` / `statusCode` is mapped like an HTTP answer (its
  * `headers`, when they are `Headers` as on the Anthropic SDK's errors, and the Gemini details in
  * a `@google/genai` error's message give the server's wait and quota); a Node / undici network
- * error code is a `NetworkError`; anything else is not retried.
+ * error code, or the Anthropic SDK's `APIConnectionError` / `APIConnectionTimeoutError`, is a
+ * `NetworkError`; anything else is not retried.
  */
 export const classifyDefault = (error: unknown, service: string): Big3Error | undefined => {
   if (isBig3Error(error)) return error
@@ -82,6 +83,12 @@ export const classifyDefault = (error: unknown, service: string): Big3Error | un
   const code = codeOf(error)
   if (code !== undefined && retryableCodes.has(code)) {
     return new NetworkError({ service, message: `${service}: network error ${code}` })
+  }
+  // The Anthropic SDK's connection failures, which its own retries retry: a timeout of its own
+  // carries no code at all, and a connection error need not (a proxy, a TLS failure).
+  const name = typeof error === "object" && error !== null && "name" in error ? error.name : undefined
+  if (name === "APIConnectionTimeoutError" || name === "APIConnectionError") {
+    return new NetworkError({ service, message: `${service}: ${name === "APIConnectionError" ? "connection error" : "request timed out"}` })
   }
   return undefined
 }
