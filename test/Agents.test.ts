@@ -12,7 +12,8 @@ import * as TestClock from "effect/TestClock"
 import * as fs from "node:fs"
 import * as nodePath from "node:path"
 import * as Agents from "../src/Agents.js"
-import { hookPayload } from "../src/agents/SdkMessages.js"
+import type * as Sdk from "@anthropic-ai/claude-agent-sdk"
+import { hookPayload, toAgentMessages } from "../src/agents/SdkMessages.js"
 import { RateLimited, Unauthorized } from "../src/Errors.js"
 import { agentsDir, fileContains, settle, tempDir, waitForEvent, waitUntil, withAgents } from "./support/agents.js"
 
@@ -529,5 +530,73 @@ describe("hookPayload", () => {
       stderr: `${"x".repeat(1990)}<redacted>`
     })
     assert.notInclude(JSON.stringify(payload), secret.slice(0, 8))
+  })
+})
+
+describe("toAgentMessages", () => {
+  const secret = "sk-ant-fake-key-for-tests-0123"
+  const usage = {
+    cache_creation: null,
+    cache_creation_input_tokens: null,
+    cache_read_input_tokens: null,
+    fallback_credit: null,
+    inference_geo: null,
+    input_tokens: 1,
+    iterations: null,
+    output_tokens: 1,
+    output_tokens_details: null,
+    server_tool_use: null,
+    service_tier: null,
+    speed: null
+  } as const
+  const assistant: Sdk.SDKAssistantMessage = {
+    type: "assistant",
+    parent_tool_use_id: null,
+    uuid: "00000000-0000-4000-8000-000000000001",
+    session_id: "s-1",
+    message: {
+      id: "msg_1",
+      type: "message",
+      role: "assistant",
+      model: "claude-sonnet-5-5",
+      container: null,
+      context_management: null,
+      diagnostics: null,
+      stop_details: null,
+      stop_reason: null,
+      stop_sequence: null,
+      usage,
+      content: [
+        { type: "text", text: `The key is ${secret}.`, citations: null },
+        { type: "tool_use", id: "toolu_1", name: "Bash", input: { command: `curl -H 'x-api-key: ${secret}' …`, timeout: 5 } }
+      ]
+    }
+  }
+  const toolResult: Sdk.SDKUserMessage = {
+    type: "user",
+    parent_tool_use_id: null,
+    session_id: "s-1",
+    message: {
+      role: "user",
+      content: [{ type: "tool_result", tool_use_id: "toolu_1", content: `PATH=/usr/bin\nANTHROPIC_API_KEY=${secret}\n` }]
+    }
+  }
+
+  it("the key in the agent's text, a tool's input or a tool's output reaches operator files and events as <redacted>", () => {
+    const messages = [...toAgentMessages(assistant, secret), ...toAgentMessages(toolResult, secret)]
+    assert.deepStrictEqual(messages, [
+      { _tag: "Text", text: "The key is <redacted>." },
+      { _tag: "ToolUse", id: "toolu_1", name: "Bash", input: { command: "curl -H 'x-api-key: <redacted>' …", timeout: 5 } },
+      { _tag: "ToolResult", id: "toolu_1", isError: false, content: "PATH=/usr/bin\nANTHROPIC_API_KEY=<redacted>\n" }
+    ])
+  })
+
+  it("without a key, messages are passed on as they are", () => {
+    assert.deepStrictEqual(toAgentMessages(assistant, undefined)[1], {
+      _tag: "ToolUse",
+      id: "toolu_1",
+      name: "Bash",
+      input: { command: `curl -H 'x-api-key: ${secret}' …`, timeout: 5 }
+    })
   })
 })

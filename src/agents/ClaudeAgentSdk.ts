@@ -266,7 +266,7 @@ export const makeClaudeAgentSdk = (options: ClaudeAgentSdkOptions): Effect.Effec
         return queryStream(input.prompt, options_).pipe(
           Stream.mapEffect((message): Effect.Effect<ReadonlyArray<AgentMessage>, Big3Error> => {
             if (message.type === "assistant" && message.error !== undefined) assistantError = message.error
-            if (message.type !== "result") return Effect.succeed(toAgentMessages(message))
+            if (message.type !== "result") return Effect.succeed(toAgentMessages(message, secret))
             sawResult = true
             const error = fromResult(message, assistantError, secret)
             return error === undefined ? Effect.succeed([toResult(message, secret)]) : Effect.fail(error)

@@ -114,13 +114,18 @@ const toolResultText = (content: unknown): string => {
   return ""
 }
 
-/** The `AgentMessage`s of one SDK message (most SDK messages have none). */
-export const toAgentMessages = (message: Sdk.SDKMessage): ReadonlyArray<AgentMessage> => {
+/**
+ * The `AgentMessage`s of one SDK message (most SDK messages have none), with the key scrubbed:
+ * they go to operator files, events and the voice model, and a tool's output may hold it (`env`).
+ */
+export const toAgentMessages = (message: Sdk.SDKMessage, secret?: string | undefined): ReadonlyArray<AgentMessage> => {
   switch (message.type) {
     case "assistant":
       return message.message.content.flatMap((block): Array<AgentMessage> => {
-        if (block.type === "text") return block.text === "" ? [] : [TextMessage.make({ text: block.text })]
-        if (block.type === "tool_use") return [ToolUseMessage.make({ id: block.id, name: block.name, input: block.input })]
+        if (block.type === "text") return block.text === "" ? [] : [TextMessage.make({ text: scrub(block.text, secret) })]
+        if (block.type === "tool_use") {
+          return [ToolUseMessage.make({ id: block.id, name: block.name, input: secret === undefined ? block.input : scrubJson(block.input, secret) })]
+        }
         return []
       })
     case "user": {
@@ -128,7 +133,11 @@ export const toAgentMessages = (message: Sdk.SDKMessage): ReadonlyArray<AgentMes
       if (typeof content === "string") return []
       return content.flatMap((block): Array<AgentMessage> =>
         block.type === "tool_result"
-          ? [ToolResultMessage.make({ id: block.tool_use_id, isError: block.is_error === true, content: clip(toolResultText(block.content), 2000) })]
+          ? [ToolResultMessage.make({
+            id: block.tool_use_id,
+            isError: block.is_error === true,
+            content: clip(scrub(toolResultText(block.content), secret), 2000)
+          })]
           : []
       )
     }
@@ -181,11 +190,16 @@ export const forwardedHooks: ReadonlyArray<Sdk.HookEvent> = [
  * it: `env`, a `.env` file read), then long strings shortened.
  */
 export const hookPayload = (input: Sdk.HookInput, secret?: string | undefined): Record<string, unknown> => {
+  const parsed = scrubJson(input, secret, 2000)
+  return Predicate.isRecord(parsed) ? { ...parsed } : {}
+}
+
+/** A JSON value with the key scrubbed from every string, each then cut to `maxChars` (if given). */
+const scrubJson = (input: unknown, secret: string | undefined, maxChars?: number): unknown => {
   const text = JSON.stringify(input, (_key, value: unknown) => {
     if (typeof value !== "string") return value
     const scrubbed = scrub(value, secret)
-    return scrubbed.length > 2000 ? `${scrubbed.slice(0, 2000)}…` : scrubbed
+    return maxChars !== undefined && scrubbed.length > maxChars ? `${scrubbed.slice(0, maxChars)}…` : scrubbed
   })
-  const parsed: unknown = JSON.parse(text)
-  return Predicate.isRecord(parsed) ? { ...parsed } : {}
+  return text === undefined ? undefined : JSON.parse(text)
 }
