@@ -48,7 +48,9 @@ const services = (
 ) =>
   Runtime.browserAgentWith({
     config: ReliabilityConfig.layerWith({
-      timeouts: { browser_page_load: "1500 millis", ...overrides.timeouts },
+      // Every input is bounded by browser_page_load too: roomy, so a loaded machine's slow typing is
+      // not a timeout; the never-loading page's test sets it short.
+      timeouts: { browser_page_load: "15 seconds", ...overrides.timeouts },
       policies: { gemini: { initialDelay: "100 millis", jitter: "none" } }
     }),
     httpClient: NodeHttpClient.layerUndici,
@@ -178,7 +180,9 @@ describe("BrowserAgent (real Chromium, loopback)", () => {
         call("navigate", { url: `${sandbox.url}/pages/form` }),
         [{ text: "The first page never loaded; the form did." }]
       ])
-      const result = yield* runTask(sandbox, { task: "open the slow page, then the form" })
+      const result = yield* runTask(sandbox, { task: "open the slow page, then the form" }, {
+        timeouts: { browser_page_load: "1500 millis" }
+      })
       assert.strictEqual(result.status, "completed")
       assert.deepStrictEqual(result.actions.map((action) => [action.name, action.ok, action.error]), [
         ["navigate", false, "OperationTimeout: browser_page_load timed out after 1.5s"],

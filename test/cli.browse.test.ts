@@ -17,7 +17,8 @@ const environment = (sandbox: Sandbox.Service, stateDir: string, extra: Record<s
   GEMINI_BASE_URL: sandbox.url,
   OBSERVABILITY_SERVER_URL: `${sandbox.url}/events`,
   BIG3_STATE_DIR: stateDir,
-  BIG3_TIMEOUT_BROWSER_PAGE_LOAD: "2",
+  // Bounds every input as well: roomy enough for a loaded machine.
+  BIG3_TIMEOUT_BROWSER_PAGE_LOAD: "15",
   ...(process.env["BIG3_CHROMIUM_PATH"] === undefined ? {} : { BIG3_CHROMIUM_PATH: process.env["BIG3_CHROMIUM_PATH"] }),
   ...extra
 })
