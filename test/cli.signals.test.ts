@@ -31,7 +31,8 @@ describe("big3 process", () => {
       assert.strictEqual(yield* exitCodeOf(big3, shutdown), 130)
     }))
 
-  it.scopedLive("SIGTERM stops `agents command --wait` with 143, recording the interruption and flushing its events", () =>
+  /** `agents command --wait` on a backend that never ends, stopped by `signal`: it must exit `code`. */
+  const stopsCommandWith = (signal: NodeJS.Signals, code: number) =>
     Effect.gen(function*() {
       const sandbox = yield* Sandbox.make()
       const stateDir = yield* tempStateDir
@@ -50,14 +51,22 @@ describe("big3 process", () => {
 
       const big3 = yield* spawnBig3(["agents", "command", "sleeper", "wait forever", "--wait"], env)
       yield* waitForOutput(big3, big3.stdout, /operator-[A-Za-z0-9_-]+\.md\n/)
-      big3.child.kill("SIGTERM")
-      assert.strictEqual(yield* exitCodeOf(big3, shutdown), 143)
+      big3.child.kill(signal)
+      assert.strictEqual(yield* exitCodeOf(big3, shutdown), code)
 
       const operatorFile = big3.stdout().trim().split("\n")[0]!
       assert.match(fs.readFileSync(operatorFile, "utf8"), /^- Status: interrupted$/m)
       const types = (yield* sandbox.events).map((event) => event.hook_event_type)
       assert.includeMembers(types, ["AgentCommandStarted", "AgentCommandInterrupted"])
-    }))
+    })
+
+  it.scopedLive("SIGTERM stops `agents command --wait` with 143, recording the interruption and flushing its events", () =>
+    stopsCommandWith("SIGTERM", 143))
+
+  // A closed terminal (or ssh session) sends SIGHUP; Node's default for it kills the process on
+  // the spot, skipping every finalizer: the operator file stayed "running", Chromium's profile stayed.
+  it.scopedLive("SIGHUP stops `agents command --wait` as SIGTERM does, with 129", () =>
+    stopsCommandWith("SIGHUP", 129))
 
   it.scopedLive("an unknown command exits 2", () =>
     Effect.gen(function*() {

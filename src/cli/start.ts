@@ -3,8 +3,8 @@
  * runtime with the CLI's logger and the platform services @effect/cli needs, and exits with the
  * program's code.
  *
- * Exit codes: 0 success, 1 failure, 2 bad arguments, 78 bad configuration, 130 / 143 after
- * SIGINT / SIGTERM (work interrupted, events flushed or spooled first).
+ * Exit codes: 0 success, 1 failure, 2 bad arguments, 78 bad configuration, 129 / 130 / 143 after
+ * SIGHUP / SIGINT / SIGTERM (work interrupted, events flushed or spooled first).
  *
  * @internal
  */
@@ -28,14 +28,31 @@ export type Run<R> = (argv: ReadonlyArray<string>, signalCode: () => number | un
 /** What @effect/cli needs, and no more: NodeContext.layer would also load child_process and worker_threads. */
 type Platform = FileSystem.FileSystem | Path.Path | Terminal.Terminal
 
+/**
+ * Interrupts the program on SIGHUP (a closed terminal or ssh session), as `runMain` does on SIGINT
+ * and SIGTERM: Node's default for SIGHUP kills the process on the spot, skipping every finalizer
+ * (Chromium's profile, an operator file left "running", events not spooled). A second SIGHUP
+ * during the shutdown kills at once, as a second SIGINT does.
+ */
+const interruptOnHangup = (onHangup: () => void): Effect.Effect<never> =>
+  Effect.async<never>((resume) => {
+    const listener = () => {
+      onHangup()
+      resume(Effect.interrupt)
+    }
+    process.once("SIGHUP", listener)
+    return Effect.sync(() => process.removeListener("SIGHUP", listener))
+  })
+
 export const start = (run: Run<Platform>): void => {
-  // Which signal ended us, so the exit code can say so (130 SIGINT, 143 SIGTERM).
+  // Which signal ended us, so the exit code can say so (129 SIGHUP, 130 SIGINT, 143 SIGTERM).
   let signalCode: number | undefined
   process.once("SIGINT", () => (signalCode = ExitCode.sigint))
   process.once("SIGTERM", () => (signalCode = ExitCode.sigterm))
 
   let exitCode = 0
   const program = run(process.argv, () => signalCode).pipe(
+    Effect.raceFirst(interruptOnHangup(() => (signalCode ??= ExitCode.sighup))),
     Effect.flatMap((code) => Effect.sync(() => (exitCode = code))),
     Effect.provide(CliLogger.layer),
     Effect.provide(Layer.mergeAll(NodeFileSystem.layer, NodePath.layer, NodeTerminal.layer))
