@@ -68,6 +68,17 @@ describe("big3 process", () => {
   it.scopedLive("SIGHUP stops `agents command --wait` as SIGTERM does, with 129", () =>
     stopsCommandWith("SIGHUP", 129))
 
+  // `big3 demo | head -1`: the reader goes away while the demo still prints. Node reported the
+  // EPIPE as an unhandled 'error' event (a stack trace, exit 1) and skipped every finalizer.
+  it.scopedLive("a closed stdout stops `big3 demo` with 141 and no stack trace, as SIGPIPE would", () =>
+    Effect.gen(function*() {
+      const big3 = yield* spawnBig3(["demo", "--fast"], { BIG3_STATE_DIR: yield* tempStateDir })
+      yield* waitForOutput(big3, big3.stdout, /\n/)
+      big3.child.stdout!.destroy()
+      assert.strictEqual(yield* exitCodeOf(big3, shutdown), 141)
+      assert.notMatch(big3.stderr(), /EPIPE|Unhandled|\n\s+at /)
+    }))
+
   it.scopedLive("an unknown command exits 2", () =>
     Effect.gen(function*() {
       const big3 = yield* spawnBig3(["nonsense"])

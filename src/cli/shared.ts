@@ -16,7 +16,7 @@ import { metricsRuntime } from "../telemetry/Settings.js"
 import { messageOf } from "../internal/messageOf.js"
 
 /** Exit codes: 2 bad usage, 78 bad configuration (sysexits EX_CONFIG), 1 any other failure. */
-export const ExitCode = { failure: 1, usage: 2, config: 78, sighup: 129, sigint: 130, sigterm: 143 } as const
+export const ExitCode = { failure: 1, usage: 2, config: 78, sighup: 129, sigint: 130, sigpipe: 141, sigterm: 143 } as const
 
 /** A failure that has been reported to the user already; the process exits with `code`. */
 export class CliExit extends Schema.TaggedError<CliExit>()("CliExit", {

@@ -4,7 +4,8 @@
  * program's code.
  *
  * Exit codes: 0 success, 1 failure, 2 bad arguments, 78 bad configuration, 129 / 130 / 143 after
- * SIGHUP / SIGINT / SIGTERM (work interrupted, events flushed or spooled first).
+ * SIGHUP / SIGINT / SIGTERM, 141 when stdout or stderr is closed (a broken pipe, as SIGPIPE);
+ * each stops the work first (interrupted, events flushed or spooled).
  *
  * @internal
  */
@@ -29,30 +30,55 @@ export type Run<R> = (argv: ReadonlyArray<string>, signalCode: () => number | un
 type Platform = FileSystem.FileSystem | Path.Path | Terminal.Terminal
 
 /**
- * Interrupts the program on SIGHUP (a closed terminal or ssh session), as `runMain` does on SIGINT
- * and SIGTERM: Node's default for SIGHUP kills the process on the spot, skipping every finalizer
- * (Chromium's profile, an operator file left "running", events not spooled). A second SIGHUP
- * during the shutdown kills at once, as a second SIGINT does.
+ * Interrupts the program, as `runMain` does on SIGINT and SIGTERM, when `listen`'s callback
+ * first fires; `listen` returns how to stop listening.
  */
-const interruptOnHangup = (onHangup: () => void): Effect.Effect<never> =>
+const interruptWhen = (listen: (stop: () => void) => () => void): Effect.Effect<never> =>
   Effect.async<never>((resume) => {
-    const listener = () => {
-      onHangup()
+    let stopped = false
+    const unlisten = listen(() => {
+      if (stopped) return
+      stopped = true
       resume(Effect.interrupt)
-    }
-    process.once("SIGHUP", listener)
-    return Effect.sync(() => process.removeListener("SIGHUP", listener))
+    })
+    return Effect.sync(unlisten)
   })
 
+/**
+ * SIGHUP (a closed terminal or ssh session): Node's default kills the process on the spot,
+ * skipping every finalizer (Chromium's profile, an operator file left "running", events not
+ * spooled). A second SIGHUP during the shutdown kills at once, as a second SIGINT does.
+ */
+const onHangup = (stop: () => void) => {
+  process.once("SIGHUP", stop)
+  return () => void process.removeListener("SIGHUP", stop)
+}
+
+/**
+ * stdout or stderr gone (`big3 demo | head -1`): Node ignores SIGPIPE and reports the failed write
+ * as an 'error' event, which crashes the process with a stack trace when nobody listens. The
+ * listeners stay for the life of the process: a finalizer may still print after the stop.
+ */
+const onBrokenOutput = (stop: () => void) => {
+  const listener = (error: NodeJS.ErrnoException) => {
+    if (error.code === "EPIPE") stop()
+  }
+  process.stdout.on("error", listener)
+  process.stderr.on("error", listener)
+  return () => undefined
+}
+
 export const start = (run: Run<Platform>): void => {
-  // Which signal ended us, so the exit code can say so (129 SIGHUP, 130 SIGINT, 143 SIGTERM).
+  // Which signal ended us, so the exit code can say so (129 SIGHUP, 130 SIGINT, 141 a closed
+  // output, as SIGPIPE, 143 SIGTERM).
   let signalCode: number | undefined
   process.once("SIGINT", () => (signalCode = ExitCode.sigint))
   process.once("SIGTERM", () => (signalCode = ExitCode.sigterm))
 
   let exitCode = 0
   const program = run(process.argv, () => signalCode).pipe(
-    Effect.raceFirst(interruptOnHangup(() => (signalCode ??= ExitCode.sighup))),
+    Effect.raceFirst(interruptWhen((stop) => onHangup(() => (signalCode ??= ExitCode.sighup, stop())))),
+    Effect.raceFirst(interruptWhen((stop) => onBrokenOutput(() => (signalCode ??= ExitCode.sigpipe, stop())))),
     Effect.flatMap((code) => Effect.sync(() => (exitCode = code))),
     Effect.provide(CliLogger.layer),
     Effect.provide(Layer.mergeAll(NodeFileSystem.layer, NodePath.layer, NodeTerminal.layer))
