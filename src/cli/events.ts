@@ -26,9 +26,9 @@ const load = loadModule("events", () => import("./events-run.js"))
 const type = Options.text("type").pipe(Options.withDescription("the event's hook_event_type (e.g. Notification)"))
 const source = Options.text("source").pipe(
   Options.withDefault("big3-cli"),
-  Options.withDescription("the event's source_app")
+  Options.withDescription("the event's source_app (default big3-cli)")
 )
-const session = Options.text("session").pipe(Options.withDefault("cli"), Options.withDescription("the event's session_id"))
+const session = Options.text("session").pipe(Options.withDefault("cli"), Options.withDescription("the event's session_id (default cli)"))
 const payload = Options.text("payload").pipe(
   Options.optional,
   Options.withDescription("the event's payload, a JSON object (default {})")
@@ -100,7 +100,7 @@ const flushCommand = Command.make(
 
 const limit = Options.integer("limit").pipe(
   Options.withDefault(20),
-  Options.withDescription("how many of the most recent dead letters to show")
+  Options.withDescription("how many of the most recent dead letters to show (default 20)")
 )
 const requeue = Options.boolean("requeue").pipe(
   Options.withDescription("move every dead letter back to the spool (after fixing the cause); `big3 events flush` redelivers them")

@@ -17,10 +17,10 @@ import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import { checkPort, loadModule, metricsOption, usageError, withMetrics } from "./shared.js"
 
-const port = Options.integer("port").pipe(Options.withDefault(8787), Options.withDescription("port on 127.0.0.1 (0 picks one)"))
+const port = Options.integer("port").pipe(Options.withDefault(8787), Options.withDescription("port on 127.0.0.1 (default 8787; 0 picks a free one)"))
 const eventsMode = Options.choice("events-mode", ["extended", "public"]).pipe(
   Options.withDefault("extended"),
-  Options.withDescription("extended: idempotent /events and /events/batch; public: exactly the public observability server")
+  Options.withDescription("extended: idempotent /events and /events/batch; public: exactly the public observability server (default extended)")
 )
 const faults = Options.file("faults", { exists: "yes" }).pipe(
   Options.optional,

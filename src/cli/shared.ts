@@ -62,6 +62,9 @@ export const checkPort = (command: string, flag: string, port: number): Effect.E
     ? Effect.succeed(port)
     : usageError(command, `${flag} must be an integer from 0 to 65535 (0 picks a free port), got ${port}`)
 
+// Help never shows an `Options.withDefault` value (@effect/cli 0.77 prints only "This setting is
+// optional."): an option with a default says it in its description, "(default 8787)".
+
 /** `--metrics`: print a Prometheus snapshot when the command ends. */
 export const metricsOption = Options.boolean("metrics").pipe(
   Options.withDescription("print a snapshot of the metrics in Prometheus text format when the command ends")

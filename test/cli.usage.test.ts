@@ -1,0 +1,33 @@
+/**
+ * What a new user meets first: `--help` that says each default, help text without terminal
+ * escapes when it is not going to a terminal, and usage errors that name the flag.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import { big3 } from "./support/cli.js"
+
+/** The help of `args`, as lines. */
+const helpLines = (args: ReadonlyArray<string>) =>
+  Effect.map(big3([...args, "--help"]), ({ code, stdout }) => {
+    assert.strictEqual(code, 0)
+    return stdout.split("\n")
+  })
+
+describe("big3 --help", () => {
+  // @effect/cli prints "This setting is optional." for `Options.withDefault`, never the value: the
+  // default port of `big3 sandbox` was nowhere in its help.
+  it.effect("names the default of every option that has one", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* helpLines(["sandbox"])
+      assert.include(sandbox, "  port on 127.0.0.1 (default 8787; 0 picks a free one)")
+      assert.include(
+        sandbox,
+        "  extended: idempotent /events and /events/batch; public: exactly the public observability server (default extended)"
+      )
+      assert.include(yield* helpLines(["demo"]), "  makes jitter and faults repeatable (default 42)")
+      const send = yield* helpLines(["events", "send"])
+      assert.include(send, "  the event's source_app (default big3-cli)")
+      assert.include(send, "  the event's session_id (default cli)")
+      assert.include(yield* helpLines(["events", "dead-letters"]), "  how many of the most recent dead letters to show (default 20)")
+    }))
+})
