@@ -30,4 +30,17 @@ describe("big3 --help", () => {
       assert.include(send, "  the event's session_id (default cli)")
       assert.include(yield* helpLines(["events", "dead-letters"]), "  how many of the most recent dead letters to show (default 20)")
     }))
+
+  // @effect/cli renders help and usage errors with ANSI escapes, always: `big3 --help | less` or
+  // `> file` showed "\x1b[0;1m" noise, and NO_COLOR was ignored.
+  it.effect("is plain text when it does not go to a terminal, and so are usage errors", () =>
+    Effect.gen(function*() {
+      const help = yield* big3(["sandbox", "--help"])
+      assert.strictEqual(help.code, 0)
+      assert.notInclude(help.stdout, "\x1b[")
+      assert.strictEqual(help.stdout.split("\n")[0], "big3")
+      const usage = yield* big3(["demo", "--bogus"])
+      assert.strictEqual(usage.code, 2)
+      assert.strictEqual(usage.stderr.trim(), "Received unknown argument: '--bogus'")
+    }))
 })

@@ -7,6 +7,7 @@
  */
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as Cause from "effect/Cause"
+import * as Config from "effect/Config"
 import * as ConfigError from "effect/ConfigError"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
@@ -33,6 +34,31 @@ export const report = (cause: Cause.Cause<unknown>, signalCode?: number): Effect
   return Effect.as(Console.error(`big3: ${Errors.describe(failure)}`), ExitCode.failure)
 }
 
+/** The SGR escapes @effect/cli styles its help and usage errors with. */
+const ansiStyle = /\x1b\[[0-9;]*m/g
+
+const plain = (args: ReadonlyArray<unknown>) => args.map((arg) => (typeof arg === "string" ? arg.replace(ansiStyle, "") : arg))
+
+/** NO_COLOR (any value but empty, https://no-color.org) or TERM=dumb: no colours even on a terminal. */
+const colourRefused = Config.all([Config.string("NO_COLOR"), Config.string("TERM")].map(Config.withDefault(""))).pipe(
+  Effect.map(([noColor, term]) => noColor !== "" || term === "dumb"),
+  Effect.orElseSucceed(() => false)
+)
+
+/**
+ * @effect/cli styles help and usage errors with ANSI escapes whatever they go to: keep them only
+ * for a terminal that takes colours, so `big3 --help | less` and `2> file` read as plain text.
+ */
+const plainUnlessColourTerminal = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.flatMap(colourRefused, (refused) =>
+    Console.consoleWith((console) =>
+      Console.withConsole(self, {
+        ...console,
+        log: !refused && process.stdout.isTTY === true ? console.log : (...args) => console.log(...plain(args)),
+        error: !refused && process.stderr.isTTY === true ? console.error : (...args) => console.error(...plain(args))
+      })
+    ))
+
 /**
  * Runs a command tree (what `Command.run` returns) with `argv` (as `process.argv`), reporting
  * failures; succeeds with the exit code. Every command runs inside `Telemetry.layer`: `/metrics`
@@ -41,6 +67,7 @@ export const report = (cause: Cause.Cause<unknown>, signalCode?: number): Effect
 export const runReported = <E, R>(cli: (argv: ReadonlyArray<string>) => Effect.Effect<void, E, R>) =>
 (argv: ReadonlyArray<string>, signalCode?: () => number | undefined) =>
   cli(argv).pipe(
+    plainUnlessColourTerminal,
     Effect.provide(Telemetry.layer),
     Effect.as(0),
     Effect.catchAllCause((cause) => report(cause, signalCode?.()))
