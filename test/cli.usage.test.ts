@@ -4,6 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as net from "node:net"
 import { big3 } from "./support/cli.js"
 
 /** The help of `args`, as lines. */
@@ -42,5 +43,29 @@ describe("big3 --help", () => {
       const usage = yield* big3(["demo", "--bogus"])
       assert.strictEqual(usage.code, 2)
       assert.strictEqual(usage.stderr.trim(), "Received unknown argument: '--bogus'")
+    }))
+})
+
+describe("big3 failures", () => {
+  // Every other command prints `big3 <command>: <Tag>: …`; the sandbox's failures came out as
+  // `big3: SandboxError: …`, from the catch-all.
+  it.scopedLive("a taken port: `big3 sandbox: SandboxError: …` in one line, exit 1", () =>
+    Effect.gen(function*() {
+      const server = net.createServer()
+      const port = yield* Effect.acquireRelease(
+        Effect.async<number>((resume) => {
+          server.listen(0, "127.0.0.1", () => {
+            const address = server.address()
+            resume(Effect.succeed(typeof address === "object" && address !== null ? address.port : -1))
+          })
+        }),
+        () => Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
+      )
+      const { code, stderr } = yield* big3(["sandbox", "--port", String(port)])
+      assert.strictEqual(code, 1)
+      assert.strictEqual(
+        stderr,
+        `big3 sandbox: SandboxError: sandbox cannot listen on 127.0.0.1:${port}: listen EADDRINUSE: address already in use 127.0.0.1:${port}`
+      )
     }))
 })

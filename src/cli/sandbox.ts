@@ -15,7 +15,7 @@ import * as FileSystem from "@effect/platform/FileSystem"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
-import { checkPort, loadModule, metricsOption, usageError, withMetrics } from "./shared.js"
+import { checkPort, failCommand, loadModule, metricsOption, usageError, withMetrics } from "./shared.js"
 
 const port = Options.integer("port").pipe(Options.withDefault(8787), Options.withDescription("port on 127.0.0.1 (default 8787; 0 picks a free one)"))
 const eventsMode = Options.choice("events-mode", ["extended", "public"]).pipe(
@@ -76,7 +76,9 @@ export const sandboxCommand = Command.make(
         const plan = Option.isNone(computerUsePlan)
           ? undefined
           : yield* readJsonFile("--computer-use-plan", computerUsePlan.value, Sandbox.parseComputerUsePlan)
-        return yield* Sandbox.run({ port, eventsMode, plans, computerUsePlan: plan, maxEvents: Option.getOrUndefined(maxEvents) })
+        return yield* Sandbox.run({ port, eventsMode, plans, computerUsePlan: plan, maxEvents: Option.getOrUndefined(maxEvents) }).pipe(
+          Effect.catchAll(failCommand("sandbox"))
+        )
       })
     )
 ).pipe(Command.withDescription("serve the loopback Gemini / observability / Anthropic emulator until interrupted"))
