@@ -46,6 +46,31 @@ describe("big3 --help", () => {
     }))
 })
 
+describe("big3 usage errors", () => {
+  // @effect/cli's integer options answered "'NaN' is not a integer": which flag, of several?
+  it.effect("an integer flag given something else names the flag and the value, exit 2", () =>
+    Effect.gen(function*() {
+      const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
+        [["demo", "--seed", "NaN"], `big3 demo: --seed must be an integer, got "NaN"`],
+        [["sandbox", "--port", "1e999"], `big3 sandbox: --port must be an integer, got "1e999"`],
+        [["sandbox", "--max-events", "1.5"], `big3 sandbox: --max-events must be an integer, got "1.5"`],
+        [["serve", "--runner-port", "99999999999999999999"], `big3 serve: --runner-port must be an integer, got "99999999999999999999"`],
+        [["browse", "a task", "--max-turns", "\u001b[31mten"], `big3 browse: --max-turns must be an integer, got "\\u001b[31mten"`],
+        [["events", "dead-letters", "--limit", ""], `big3 events dead-letters: --limit must be an integer, got ""`]
+      ]
+      for (const [args, message] of cases) {
+        const { code, stderr, stdout } = yield* big3(args)
+        assert.deepStrictEqual({ code, stderr: stderr.trim(), stdout }, { code: 2, stderr: message, stdout: "" }, args.join(" "))
+      }
+      // Integers still parse, negative ones included (the command's own range check answers).
+      const negative = yield* big3(["sandbox", "--port", "-1"])
+      assert.deepStrictEqual(
+        { code: negative.code, stderr: negative.stderr },
+        { code: 2, stderr: "big3 sandbox: --port must be an integer from 0 to 65535 (0 picks a free port), got -1" }
+      )
+    }))
+})
+
 describe("big3 failures", () => {
   // Every other command prints `big3 <command>: <Tag>: …`; the sandbox's failures came out as
   // `big3: SandboxError: …`, from the catch-all.
