@@ -72,11 +72,15 @@ describe("big3 process", () => {
   // EPIPE as an unhandled 'error' event (a stack trace, exit 1) and skipped every finalizer.
   it.scopedLive("a closed stdout stops `big3 demo` with 141 and no stack trace, as SIGPIPE would", () =>
     Effect.gen(function*() {
-      const big3 = yield* spawnBig3(["demo", "--fast"], { BIG3_STATE_DIR: yield* tempStateDir })
+      // The demo keeps its state in a directory under TMPDIR, removed by a finalizer.
+      const tmp = yield* tempStateDir
+      const big3 = yield* spawnBig3(["demo", "--fast"], { BIG3_STATE_DIR: tmp, TMPDIR: tmp })
       yield* waitForOutput(big3, big3.stdout, /\n/)
       big3.child.stdout!.destroy()
       assert.strictEqual(yield* exitCodeOf(big3, shutdown), 141)
       assert.notMatch(big3.stderr(), /EPIPE|Unhandled|\n\s+at /)
+      // (tsx keeps its cache there too.)
+      assert.deepStrictEqual(fs.readdirSync(tmp).filter((name) => name.startsWith("big3-")), [])
     }))
 
   it.scopedLive("an unknown command exits 2", () =>
