@@ -148,7 +148,7 @@ describe("big3 voice", () => {
       assert.strictEqual(result.code, 1)
       assert.strictEqual(
         result.stderr,
-        "big3: Unauthorized: OPENAI_API_KEY is not set: set it to an OpenAI API key; no connection was attempted"
+        "big3 voice: Unauthorized: OPENAI_API_KEY is not set: set it to an OpenAI API key; no connection was attempted"
       )
       assert.strictEqual(result.stdout, "")
       assert.strictEqual(server.upgrades(), 0)
@@ -168,7 +168,7 @@ describe("big3 voice", () => {
       assert.strictEqual(result.code, 1)
       assert.strictEqual(
         result.stderr,
-        "big3: ServiceUnavailable: openai_realtime answered HTTP 503: invalid_request_error: refused"
+        "big3 voice: ServiceUnavailable: openai_realtime answered HTTP 503: invalid_request_error: refused"
       )
       assert.strictEqual(server.upgrades(), 3)
     }))

@@ -18,7 +18,7 @@ import * as NodeStream from "@effect/platform-node/NodeStream"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
-import { loadModule, metricsOption, withMetrics } from "./shared.js"
+import { failCommand, loadModule, metricsOption, withMetrics } from "./shared.js"
 
 const text = Options.boolean("text").pipe(
   Options.withDescription("text mode: one user turn per stdin line (the default; there are no sound devices here)")
@@ -39,6 +39,9 @@ export const voiceCommand = Command.make(
   ({ instructions, metrics }) =>
     withMetrics(
       metrics,
-      Effect.flatMap(load, (run) => run.runVoice({ lines: stdinLines, instructions: Option.getOrUndefined(instructions) }))
+      Effect.flatMap(load, (run) =>
+        run.runVoice({ lines: stdinLines, instructions: Option.getOrUndefined(instructions) }).pipe(
+          Effect.catchAll(failCommand("voice"))
+        ))
     )
 ).pipe(Command.withDescription("talk to the voice orchestrator in text (OpenAI Realtime); one turn per stdin line"))
