@@ -48,7 +48,7 @@ describe("big3 --help", () => {
 
 describe("big3 usage errors", () => {
   // @effect/cli's integer options answered "'NaN' is not a integer": which flag, of several?
-  it.effect("an integer flag given something else names the flag and the value, exit 2", () =>
+  it.effect("a flag given a bad value (an integer flag, a file flag) names the flag and the value, exit 2", () =>
     Effect.gen(function*() {
       const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
         [["demo", "--seed", "NaN"], `big3 demo: --seed must be an integer, got "NaN"`],
@@ -62,6 +62,17 @@ describe("big3 usage errors", () => {
         const { code, stderr, stdout } = yield* big3(args)
         assert.deepStrictEqual({ code, stderr: stderr.trim(), stdout }, { code: 2, stderr: message, stdout: "" }, args.join(" "))
       }
+      // A file flag names itself too (@effect/cli's check said "Path '…' must exist").
+      const missing = yield* big3(["sandbox", "--faults", "/nonexistent/faults.json"])
+      assert.deepStrictEqual(
+        { code: missing.code, stderr: missing.stderr.trim() },
+        { code: 2, stderr: "big3 sandbox: --faults /nonexistent/faults.json: no such file" }
+      )
+      const plan = yield* big3(["sandbox", "--computer-use-plan", "/nonexistent/plan.json"])
+      assert.deepStrictEqual(
+        { code: plan.code, stderr: plan.stderr.trim() },
+        { code: 2, stderr: "big3 sandbox: --computer-use-plan /nonexistent/plan.json: no such file" }
+      )
       // Integers still parse, negative ones included (the command's own range check answers).
       const negative = yield* big3(["sandbox", "--port", "-1"])
       assert.deepStrictEqual(

@@ -22,13 +22,14 @@ const eventsMode = Options.choice("events-mode", ["extended", "public"]).pipe(
   Options.withDefault("extended"),
   Options.withDescription("extended: idempotent /events and /events/batch; public: exactly the public observability server (default extended)")
 )
-const faults = Options.file("faults", { exists: "yes" }).pipe(
+// `exists: "either"`: `readJsonFile` checks the file and names the flag (@effect/cli would not).
+const faults = Options.file("faults").pipe(
   Options.optional,
   Options.withDescription(
     "a JSON file of fault plans per route, e.g. {\"gemini\": [429, {\"status\": 503}], \"anthropic\": {\"seed\": 7, \"rates\": {\"serverError\": 0.2}}}"
   )
 )
-const computerUsePlan = Options.file("computer-use-plan", { exists: "yes" }).pipe(
+const computerUsePlan = Options.file("computer-use-plan").pipe(
   Options.optional,
   Options.withDescription("a JSON array whose i-th element is the parts of model turn i, for requests with the computerUse tool")
 )
@@ -48,6 +49,9 @@ const readJsonFile = <A>(flag: string, file: string, parse: (text: string) => Ei
   Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
     const info = yield* Effect.orElseSucceed(fs.stat(file), () => undefined)
+    if (info === undefined && !(yield* Effect.orElseSucceed(fs.exists(file), () => true))) {
+      return yield* usage(`${flag} ${file}: no such file`)
+    }
     if (info === undefined || info.type !== "File" || Number(info.size) > maxFileBytes) {
       return yield* usage(`${flag} ${file}: expected a regular JSON file of at most ${maxFileBytes} bytes`)
     }
