@@ -33,7 +33,7 @@ describe("big3 voice against a hostile server", () => {
       }, { stdin: "pipe" })
       const code = yield* exitCodeOf(running, "25 seconds")
       assert.strictEqual(code, 1, running.stderr())
-      assert.strictEqual(running.stderr().trimEnd().split("\n").at(-1), "big3: NetworkError: the Realtime socket closed (code 1000: bye)")
+      assert.strictEqual(running.stderr().trimEnd().split("\n").at(-1), "big3 voice: NetworkError: the Realtime socket closed (code 1000: bye)")
       assert.strictEqual(running.stdout(), "")
       assert.strictEqual(server.upgrades(), 3)
       yield* waitFor("the process to be gone", () => !isRunning(running.pid))
