@@ -177,7 +177,9 @@ export const job = (
   const onHandover = Effect.flatMap(Clock.currentTimeMillis, (now) => {
     OperatorFile.addProgress(doc, now, "Handed over: this runner stopped or gave the agent up; the command resumes on the runner that takes the agent")
     return Effect.flatMap(guard, (mine) =>
-      mine ? Effect.zipRight(write, emit("AgentCommandHandedOver", agent.sessionId, base, summary("handed over"))) : Effect.void)
+      mine
+        ? Effect.zipRight(write, emit("AgentCommandHandedOver", agent.sessionId, base, summary("handed over")))
+        : Effect.logWarning(`agent ${agent.name}: ${file} was taken over by another attempt; this one stops and leaves it alone`))
   })
   const onInterrupted = Effect.flatMap(context.interruption ?? Effect.succeed<Interruption>("stopped"), (kind) =>
     kind === "handover" ? onHandover : onStopped)
