@@ -336,6 +336,9 @@ const streamTexts = (sandboxOrUrl: { readonly url: string }, overrides: Reliabil
     return { emitted, exit }
   })
 
+/** One server-sent event carrying a text answer, as Gemini streams them. */
+const event = (text: string) => `data: ${JSON.stringify(Gemini.textResponse(text))}\n\n`
+
 /** A server written here, not ours: answers every request with `respond`. */
 const bareServer = (respond: (request: Http.IncomingMessage, response: Http.ServerResponse) => void) =>
   Effect.acquireRelease(
@@ -413,7 +416,6 @@ describe("Gemini streaming and quotas over loopback", () => {
 
   it.scoped("a bare SSE server: LF endings, comments, an event split across writes, then the end", () =>
     Effect.gen(function*() {
-      const event = (text: string) => `data: ${JSON.stringify(Gemini.textResponse(text))}\n\n`
       const server = yield* bareServer((_request, response) => {
         response.writeHead(200, { "content-type": "text/event-stream" })
         const whole = `: ping\n\n${event("Hello, ")}${event("world")}`
@@ -431,7 +433,6 @@ describe("Gemini streaming and quotas over loopback", () => {
   it.scoped("a bare server that ends the stream in the middle of an event: NetworkError after the chunks before it, not a short answer", () =>
     Effect.gen(function*() {
       let requests = 0
-      const event = (text: string) => `data: ${JSON.stringify(Gemini.textResponse(text))}\n\n`
       const server = yield* bareServer((_request, response) => {
         requests++
         response.writeHead(200, { "content-type": "text/event-stream" })
@@ -453,7 +454,6 @@ describe("Gemini streaming and quotas over loopback", () => {
   it.scoped("a bare server whose first event is cut is asked again, and the second answer is the stream", () =>
     Effect.gen(function*() {
       let requests = 0
-      const event = (text: string) => `data: ${JSON.stringify(Gemini.textResponse(text))}\n\n`
       const server = yield* bareServer((_request, response) => {
         requests++
         response.writeHead(200, { "content-type": "text/event-stream" })
