@@ -344,7 +344,20 @@ export const make = (options: Options) =>
                 status: "completed",
                 status_details: null,
                 output: [done],
-                usage: { total_tokens: input_tokens + output_tokens, input_tokens, output_tokens }
+                // Broken down as the API's RealtimeResponseUsage is: a text-only turn is all text.
+                usage: {
+                  total_tokens: input_tokens + output_tokens,
+                  input_tokens,
+                  output_tokens,
+                  input_token_details: {
+                    text_tokens: input_tokens,
+                    audio_tokens: 0,
+                    image_tokens: 0,
+                    cached_tokens: 0,
+                    cached_tokens_details: { text_tokens: 0, audio_tokens: 0, image_tokens: 0 }
+                  },
+                  output_token_details: { text_tokens: output_tokens, audio_tokens: 0 }
+                }
               }
             })
             active = undefined
