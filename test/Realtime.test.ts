@@ -190,6 +190,25 @@ describe("Realtime", () => {
       assert.strictEqual(server.upgrades(), 1)
     }))
 
+  // The real API answers a wrong key after the upgrade, not with HTTP 401: one `error` event with
+  // code invalid_api_key, then a close with code 3000 (see test/sdk.openai.test.ts).
+  it.scopedLive("an invalid_api_key error event after the upgrade loses the session as Unauthorized, without reconnecting", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer()
+      const session = yield* Realtime.connect().pipe(Effect.provide(client(server.url)))
+      const connection = yield* server.nextConnection
+      const turn = yield* Effect.fork(session.send("hi"))
+      yield* connection.send(serverEvents.error("invalid_api_key", "Incorrect API key provided: test-key."))
+      yield* connection.close(3000, "invalid_request_error.invalid_api_key")
+      const error = yield* Effect.flip(Fiber.join(turn))
+      assert.strictEqual(error._tag, "Unauthorized")
+      assert.strictEqual(error.retryable, false)
+      assert.strictEqual(error.message, "openai_realtime refused the API key: invalid_request_error (invalid_api_key): Incorrect API key provided: <redacted>.")
+      assert.strictEqual((yield* Effect.flip(session.lost)).message, error.message)
+      assert.strictEqual(server.upgrades(), 1)
+      assert.deepStrictEqual((yield* session.stats).reconnects, [])
+    }))
+
   it.scopedLive("a server that echoes the key: the key reaches no error, event or turn", () =>
     Effect.gen(function*() {
       const server = yield* bareServer({

@@ -212,7 +212,9 @@ export const decodeServerEvent = (text: string): Either.Either<ServerEvent, stri
 /** The error codes the client acts on. */
 export const errorCodes = {
   sessionExpired: "session_expired",
-  activeResponse: "conversation_already_has_active_response"
+  activeResponse: "conversation_already_has_active_response",
+  // The API answers a wrong key after the upgrade with this, then closes (code 3000).
+  invalidApiKey: "invalid_api_key"
 } as const
 
 /** The text of an assistant message item (its `output_text` parts, or audio transcripts). */

@@ -14,6 +14,7 @@ import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
+import * as Errors from "../Errors.js"
 import * as Metrics from "../Metrics.js"
 import type { Connection } from "./Connection.js"
 import { service } from "./Connection.js"
@@ -293,6 +294,13 @@ export const make = (context: Context) => {
         return Deferred.succeed(live.ended, {
           reason: "session_expired",
           error: new SessionExpired({ service, message: errorMessage(error) })
+        })
+      }
+      if (error.code === errorCodes.invalidApiKey) {
+        // Not retryable: the supervisor gives the session up instead of dialling again.
+        return Deferred.succeed(live.ended, {
+          reason: "dropped",
+          error: new Errors.Unauthorized({ service, message: `${service} refused the API key: ${errorMessage(error)}` })
         })
       }
       if (error.code === errorCodes.activeResponse) {
