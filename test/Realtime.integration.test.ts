@@ -80,13 +80,19 @@ describe("Realtime against the sandbox", () => {
       assert.strictEqual((yield* session.send("ping")).text, "sandbox answer to: ping")
     }))
 
-  it.scopedLive("a wrong key: Unauthorized after one upgrade", () =>
+  // As the real API: the upgrade succeeds, then an invalid_api_key error event and close 3000.
+  it.scopedLive("a wrong key: the session is lost as Unauthorized after one connection", () =>
     Effect.gen(function*() {
       const sandbox = yield* Sandbox.make()
-      const error = yield* Effect.flip(Realtime.connect().pipe(Effect.provide(client(sandbox, "wrong-key"))))
+      const error = yield* Effect.flip(Effect.flatMap(Realtime.connect(), (session) => session.send("hi")).pipe(
+        Effect.provide(client(sandbox, "wrong-key"))
+      ))
       assert.strictEqual(error._tag, "Unauthorized")
-      assert.strictEqual(error.message, "openai_realtime answered HTTP 401: invalid_request_error: Incorrect API key provided.")
-      assert.deepStrictEqual((yield* sandbox.realtime.connections).map((connection) => connection.outcome), [401])
+      assert.strictEqual(
+        error.message,
+        "openai_realtime refused the API key: invalid_request_error (invalid_api_key): Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys."
+      )
+      assert.deepStrictEqual((yield* sandbox.realtime.connections).map((connection) => connection.outcome), ["unauthorized"])
     }))
 
   it.scopedLive("an upgrade refused with 503, then 429, then accepted: connected on the third attempt", () =>

@@ -264,4 +264,32 @@ describe("openai SDK (OpenAIRealtimeWS) against the sandbox", () => {
       const done = (yield* until(client, "response.done")).at(-1)
       assert.strictEqual(done?.type === "response.done" ? done.response.status : undefined, "completed")
     }))
+
+  // Public reports of the real API (openai/openai-realtime-api-beta#2: a random key "gets a
+  // successful connection and a different error message as a websocket message";
+  // twilio-samples/speech-assistant-openai-realtime-api-python#4: "received 3000 (registered)
+  // invalid_request_error.invalid_api_key"): the upgrade succeeds, an `error` event with code
+  // invalid_api_key comes, and the server closes with 3000 and "<type>.<code>".
+  it.scopedLive("a wrong key: the upgrade succeeds, then an invalid_api_key error event and close 3000", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make()
+      const client = yield* connect(sandbox, "sk-wrong-key")
+      const closed = yield* Deferred.await(client.closed)
+      const events = [...(yield* Queue.takeAll(client.events))]
+      const error = events[0]
+      assert.strictEqual(events.length, 1)
+      assert.strictEqual(error?.type, "error")
+      if (error?.type !== "error") return
+      assert.deepStrictEqual(error.error, {
+        type: "invalid_request_error",
+        code: "invalid_api_key",
+        message: "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
+        param: null,
+        event_id: null
+      })
+      assert.notInclude(JSON.stringify(error), "sk-wrong-key")
+      assert.deepStrictEqual(closed, { code: 3000, reason: "invalid_request_error.invalid_api_key" })
+      assert.strictEqual(client.errors[0]?.error?.code, "invalid_api_key")
+      assert.deepStrictEqual((yield* sandbox.realtime.connections).map((connection) => connection.outcome), ["unauthorized"])
+    }))
 })

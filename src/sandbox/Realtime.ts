@@ -2,6 +2,9 @@
  * Emulator of the OpenAI Realtime API (GA, text modality): a WebSocket at `GET /v1/realtime`
  * on the sandbox port, with `Authorization: Bearer <key>` and `?model=`.
  *
+ * A wrong key is answered as the API answers it: the upgrade succeeds, then an `error` event with
+ * code `invalid_api_key` and a close with code 3000.
+ *
  * Each connection is a fresh session: `session.created`; `session.update` → `session.updated`;
  * `conversation.item.create` → `conversation.item.added` + `conversation.item.done` (a
  * `function_call_output` must name a `function_call` of the conversation); `response.create` →
@@ -68,7 +71,7 @@ export interface RealtimeConnection {
   readonly query: Readonly<Record<string, string>>
   readonly fault: RealtimeFaultStep
   /** The HTTP status of a refused upgrade, or how the socket ended. */
-  readonly outcome: number | "hang" | "open" | "closed" | "dropped" | "stalled" | "expired"
+  readonly outcome: number | "hang" | "open" | "closed" | "dropped" | "stalled" | "expired" | "unauthorized"
   /** Client events, parsed, in arrival order. */
   readonly received: ReadonlyArray<unknown>
   /** Server events sent. */
@@ -154,10 +157,6 @@ export const make = (options: Options) =>
           null
         ), { status: 401 })
       }
-      if (bearer !== Redacted.value(options.apiKey)) {
-        record.outcome = 401
-        return httpError(401)
-      }
       if (!url.searchParams.get("model")) {
         record.outcome = 400
         return HttpServerResponse.unsafeJson(
@@ -173,10 +172,41 @@ export const make = (options: Options) =>
         )
       }
       const socket = yield* request.upgrade
+      if (bearer !== Redacted.value(options.apiKey)) {
+        record.outcome = "unauthorized"
+        yield* refuseKey(socket, record)
+        return HttpServerResponse.empty()
+      }
       const raw = NodeHttpServerRequest.toIncomingMessage(request).socket
       yield* serve(socket, { raw, record, fault, model: url.searchParams.get("model") ?? "" })
       return HttpServerResponse.empty()
     }).pipe(Effect.catchTag("RequestError", () => Effect.succeed(HttpServerResponse.empty({ status: 400 }))))
+
+    /**
+     * A wrong key, as the API answers it: the upgrade succeeds, then one `error` event
+     * (`invalid_api_key`) and a close with code 3000 and "<type>.<code>"; the key is not echoed.
+     */
+    const refuseKey = (socket: Socket.Socket, record: ConnectionRecord) =>
+      Effect.gen(function*() {
+        const running = yield* socket.runRaw((data) => {
+          record.received.push(typeof data === "string" ? data : new TextDecoder().decode(data))
+        }).pipe(Effect.fork)
+        const write = yield* socket.writer
+        record.sent++
+        yield* write(JSON.stringify({
+          type: "error",
+          event_id: nextId("event"),
+          error: {
+            type: "invalid_request_error",
+            code: "invalid_api_key",
+            message: "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
+            param: null,
+            event_id: null
+          }
+        }))
+        yield* write(new Socket.CloseEvent(3000, "invalid_request_error.invalid_api_key"))
+        yield* Fiber.await(running)
+      }).pipe(Effect.catchAll(() => Effect.void))
 
     /** One session: reads client events in order and answers them, applying the connection's fault. */
     const serve = (
