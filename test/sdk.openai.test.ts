@@ -23,6 +23,7 @@ import type { OpenAIRealtimeError } from "openai/realtime/internal-base"
 import { OpenAIRealtimeWS } from "openai/realtime/ws"
 import type { RealtimeClientEvent, RealtimeServerEvent } from "openai/resources/realtime/realtime"
 import * as Sandbox from "../src/Sandbox.js"
+import { at } from "./support/json.js"
 
 const model = "gpt-realtime"
 
@@ -101,6 +102,12 @@ describe("openai SDK (OpenAIRealtimeWS) against the sandbox", () => {
       assert.strictEqual(client.rt.url.toString(), `wss://${new URL(sandbox.url).host}/v1/realtime?model=gpt-realtime`)
       const [first] = yield* until(client, "session.created")
       assert.strictEqual(first?.type, "session.created")
+      // GA session object: `expires_at` is when the session ends, in Unix seconds (at most 60 min on).
+      const session: unknown = first?.type === "session.created" ? first.session : undefined
+      const nowSeconds = Math.floor(Date.now() / 1000)
+      const expiresAt = Number(at(session, "expires_at"))
+      assert.deepStrictEqual([at(session, "object"), at(session, "type"), at(session, "model")], ["realtime.session", "realtime", model])
+      assert.isTrue(expiresAt > nowSeconds && expiresAt <= nowSeconds + 3600, `expires_at ${expiresAt}, now ${nowSeconds}`)
       const [connection] = yield* sandbox.realtime.connections
       assert.deepStrictEqual(connection?.query, { model })
       assert.strictEqual(connection?.headers["authorization"], "<redacted>")

@@ -237,7 +237,8 @@ export const make = (options: Options) =>
           tools: [],
           tool_choice: "auto",
           max_output_tokens: "inf",
-          expires_at: 0
+          // Unix seconds, as the API's: sessions last at most 60 minutes.
+          expires_at: Math.floor(record.time / 1000) + 3600
         }
         let silent = false
         let errorSent = false
