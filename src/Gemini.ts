@@ -181,7 +181,7 @@ const describeParseError = (error: ParseResult.ParseError, scrub: (text: string)
 
 /**
  * Why `JSON.parse` refused a text, without the text: V8 quotes the start of it
- * (`Unexpected token 'A', "AIzaSyD0-x"... is not valid JSON`), which may be the start of a key
+ * (`Unexpected token 'm', "my-secret-k"... is not valid JSON`), which may be the start of a key
  * that no scrub can recognise once cut.
  */
 const jsonReason = (cause: unknown): string => causeText(cause).replace(/,\s*".*$/s, "")

@@ -514,7 +514,7 @@ describe("Agents.fromSdkError", () => {
 
 describe("hookPayload", () => {
   it("a tool output holding the key reaches the event payload as <redacted>, also in a string long enough to be cut", () => {
-    const secret = "sk-ant-fake-key-for-tests-0123"
+    const secret = "fake-anthropic-key-for-tests-0123"
     const payload = hookPayload({
       hook_event_name: "PostToolUse",
       session_id: "s-1",
@@ -534,7 +534,7 @@ describe("hookPayload", () => {
 })
 
 describe("toAgentMessages", () => {
-  const secret = "sk-ant-fake-key-for-tests-0123"
+  const secret = "fake-anthropic-key-for-tests-0123"
   const usage = {
     cache_creation: null,
     cache_creation_input_tokens: null,

@@ -32,7 +32,7 @@ const echoingServer = Effect.map(
   ({ url }) => ({ url: `${url}/events` })
 )
 
-const secret = "sk-observability-4f9c2d7e1b"
+const secret = "fake-observability-key-4f9c"
 
 describe("Observability hardening", () => {
   it.scopedLive("an echoed X-API-Key reaches neither the dead-letter table, nor stderr, nor dead-letters --json", () =>

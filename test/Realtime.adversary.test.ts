@@ -20,7 +20,7 @@ import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
 import * as Sandbox from "../src/Sandbox.js"
 import { bareServer, realPause, type Received, type ServerConnection, serverEvents, waitForTimer, waitUntil } from "./support/wsServer.js"
 
-const key = "sk-adversary-0123456789"
+const key = "fake-openai-key-adversary"
 
 const client = (url: string, overrides: ReliabilityConfig.Overrides = {}) =>
   Realtime.layerWith({ url, apiKey: Redacted.make(key) }).pipe(

@@ -280,7 +280,7 @@ describe("openai SDK (OpenAIRealtimeWS) against the sandbox", () => {
   it.scopedLive("a wrong key: the upgrade succeeds, then an invalid_api_key error event and close 3000", () =>
     Effect.gen(function*() {
       const sandbox = yield* Sandbox.make()
-      const client = yield* connect(sandbox, "sk-wrong-key")
+      const client = yield* connect(sandbox, "fake-wrong-key")
       const closed = yield* Deferred.await(client.closed)
       const events = [...(yield* Queue.takeAll(client.events))]
       const error = events[0]
@@ -294,7 +294,7 @@ describe("openai SDK (OpenAIRealtimeWS) against the sandbox", () => {
         param: null,
         event_id: null
       })
-      assert.notInclude(JSON.stringify(error), "sk-wrong-key")
+      assert.notInclude(JSON.stringify(error), "fake-wrong-key")
       assert.deepStrictEqual(closed, { code: 3000, reason: "invalid_request_error.invalid_api_key" })
       assert.strictEqual(client.errors[0]?.error?.code, "invalid_api_key")
       assert.deepStrictEqual((yield* sandbox.realtime.connections).map((connection) => connection.outcome), ["unauthorized"])
