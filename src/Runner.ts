@@ -48,6 +48,7 @@ import * as RunnerAgents from "./runner/Agents.js"
 import * as Cluster from "./runner/Cluster.js"
 import * as StateFile from "./runner/StateFile.js"
 import * as Store from "./Store.js"
+import { preview } from "./internal/preview.js"
 
 export { CommandWorkflow } from "./runner/Agents.js"
 export { connect, make as makeClient } from "./runner/Client.js"
@@ -83,7 +84,7 @@ const hostNamePattern = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-
 const invalidHost = (given: string, why: string) =>
   Either.left(ConfigError.InvalidData(
     ["BIG3_RUNNER_HOST"],
-    `BIG3_RUNNER_HOST: ${why}, got ${JSON.stringify(given.slice(0, 80))}`
+    `BIG3_RUNNER_HOST: ${why}, got ${preview(given)}`
   ))
 
 /**

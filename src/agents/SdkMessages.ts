@@ -199,7 +199,7 @@ const scrubJson = (input: unknown, secret: string | undefined, maxChars?: number
   const text = JSON.stringify(input, (_key, value: unknown) => {
     if (typeof value !== "string") return value
     const scrubbed = scrub(value, secret)
-    return maxChars !== undefined && scrubbed.length > maxChars ? `${scrubbed.slice(0, maxChars)}…` : scrubbed
+    return maxChars === undefined ? scrubbed : clip(scrubbed, maxChars)
   })
   return text === undefined ? undefined : JSON.parse(text)
 }

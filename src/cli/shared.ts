@@ -12,7 +12,7 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import * as Errors from "../Errors.js"
-import { truncate } from "../internal/preview.js"
+import { preview, truncate } from "../internal/preview.js"
 import * as Metrics from "../Metrics.js"
 import { metricsRuntime } from "../telemetry/Settings.js"
 import { messageOf } from "../internal/messageOf.js"
@@ -77,7 +77,7 @@ export const integerOption = (command: string, name: string): Options.Options<nu
         ? Effect.succeed(Number(text))
         : Effect.fail(ValidationError.invalidValue(HelpDoc.p(
           // JSON quoting: a value's control characters are shown, never sent to the terminal.
-          `big3 ${command}: --${name} must be an integer, got ${JSON.stringify(truncate(text, 200))}`
+          `big3 ${command}: --${name} must be an integer, got ${preview(text, 200)}`
         )))
     )
   )

@@ -120,6 +120,9 @@ export const make = (options: Options) =>
     let ids = 0
     let responses = 0
     const nextId = (prefix: string, width = 20) => `${prefix}_${pseudoId(++ids, width)}`
+    /** A server `error` event the server raises itself (no client event to name). */
+    const errorEvent = (type: string, code: string, message: string) =>
+      JSON.stringify({ type: "error", event_id: nextId("event"), error: { type, code, message, param: null, event_id: null } })
 
     const route = Effect.gen(function*() {
       const request = yield* HttpServerRequest.HttpServerRequest
@@ -188,22 +191,15 @@ export const make = (options: Options) =>
      */
     const refuseKey = (socket: Socket.Socket, record: ConnectionRecord) =>
       Effect.gen(function*() {
-        const running = yield* socket.runRaw((data) => {
-          record.received.push(typeof data === "string" ? data : new TextDecoder().decode(data))
-        }).pipe(Effect.fork)
+        // What the client sends meanwhile is read and dropped: the session never starts.
+        const running = yield* socket.runRaw(() => undefined).pipe(Effect.fork)
         const write = yield* socket.writer
         record.sent++
-        yield* write(JSON.stringify({
-          type: "error",
-          event_id: nextId("event"),
-          error: {
-            type: "invalid_request_error",
-            code: "invalid_api_key",
-            message: "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
-            param: null,
-            event_id: null
-          }
-        }))
+        yield* write(errorEvent(
+          "invalid_request_error",
+          "invalid_api_key",
+          "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys."
+        ))
         yield* write(new Socket.CloseEvent(3000, "invalid_request_error.invalid_api_key"))
         yield* Fiber.await(running)
       }).pipe(Effect.catchAll(() => Effect.void))
@@ -264,27 +260,17 @@ export const make = (options: Options) =>
             record.outcome = "expired"
             const message = "Your session hit the maximum duration of 60 minutes."
             return Effect.zipRight(
-              write(JSON.stringify({
-                type: "error",
-                event_id: nextId("event"),
-                error: { type: "invalid_request_error", code: "session_expired", message, param: null, event_id: null }
-              })),
+              write(errorEvent("invalid_request_error", "session_expired", message)),
               write(new Socket.CloseEvent(1001, message))
             )
           }
           if ("errorAfter" in fault && after(fault.errorAfter) && !errorSent) {
             errorSent = true
-            return write(JSON.stringify({
-              type: "error",
-              event_id: nextId("event"),
-              error: {
-                type: "server_error",
-                code: fault.code ?? "server_error",
-                message: fault.message ?? "The server had an error while processing your request. Sorry about that!",
-                param: null,
-                event_id: null
-              }
-            }))
+            return write(errorEvent(
+              "server_error",
+              fault.code ?? "server_error",
+              fault.message ?? "The server had an error while processing your request. Sorry about that!"
+            ))
           }
           return Effect.void
         })
