@@ -445,6 +445,48 @@ describe("Observability with the server back before the disk", () => {
       for (const fiber of fibers) yield* Fiber.interrupt(fiber)
     }).pipe(Effect.provide(layer))
   })
+
+  it.effect("a loss the once-a-second log held back is written once its second is over, though the client has nothing left to do", () => {
+    const { layer, lines } = captureLogs()
+    return Effect.gen(function*() {
+      let up = false
+      const delivery: Delivery.Delivery = {
+        deliver: (bodies) => Effect.sync(() => bodies.map(() => up ? undefined : unavailable)),
+        sendOne: () => Effect.sync(() => up ? undefined : unavailable),
+        singleConcurrency: 4,
+        splitConcurrency: 4
+      }
+      const unavailable: Result = { dead: false, reason: "ServiceUnavailable: 503", status: 503 }
+      const { faults, redeliverer, state, writer } = yield* setup([], { queueCapacity: 1, redeliveryInterval: "200 millis" }, { delivery, sent: [] })
+      for (let i = 0; i < 1000; i++) faults.commit.push("fail")
+      const fibers = [yield* Effect.fork(writer.run), yield* Effect.fork(redeliverer.run)]
+      // e1 waits in memory; e2 is lost (its line written at once), e3 too, 300 ms later (held back).
+      writer.settle(state.accept(`{"id":"e1"}`, 1), unavailable)
+      yield* settle
+      yield* TestClock.adjust("100 millis")
+      yield* settle
+      for (const n of [2, 3]) {
+        writer.settle(state.accept(`{"id":"e${n}"}`, n), unavailable)
+        yield* TestClock.adjust("200 millis")
+        yield* settle
+        yield* TestClock.adjust("100 millis")
+        yield* settle
+      }
+      const lost = (line: string) => Number(/^ERROR observability: LOST (\d+) event\(s\)/.exec(line)?.[1] ?? 0)
+      assert.strictEqual(state.counters.dropped, 2)
+      assert.strictEqual(lines.map(lost).reduce((a, b) => a + b, 0), 1)
+      // The server takes e1 from memory: nothing is left to write, and the disk stays full.
+      up = true
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      assert.deepStrictEqual({ redelivered: state.counters.redelivered, kept: writer.keptEvents() }, { redelivered: 1, kept: 0 })
+      // Seconds later, with nothing else happening, every loss counted has been logged.
+      yield* TestClock.adjust("2 seconds")
+      yield* settle
+      assert.strictEqual(lines.map(lost).reduce((a, b) => a + b, 0), 2, lines.join("\n"))
+      for (const fiber of fibers) yield* Fiber.interrupt(fiber)
+    }).pipe(Effect.provide(layer))
+  })
 })
 
 describe("Observability log tallies", () => {

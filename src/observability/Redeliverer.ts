@@ -192,7 +192,7 @@ export const make = (options: RedelivererOptions): Effect.Effect<Redeliverer> =>
     const run = Effect.forever(
       Effect.suspend(() => {
         const kept = writer.keptEvents() > 0
-        if (state.spoolSize === 0 && !kept) return state.spoolSignal.wait
+        if (state.spoolSize === 0 && !kept) return tails.idle(state.spoolSignal.wait)
         // While the breaker is open every call would be refused: wait for its half-open trials.
         if (options.breaker.state(now()) === "open") return Effect.sleep(settings.redeliveryInterval)
         // What memory holds for a disk that refuses it comes first: it is lost if the process stops.

@@ -520,11 +520,11 @@ export const make = (options: SpoolWriterOptions): SpoolWriter => {
       if (!hasWork()) {
         // Leases need renewing only while this process may hold rows; an idle client arms no timer.
         if (!state.holdsRows()) {
-          return Effect.zipRight(state.writeSignal.wait, Effect.sync(() => {
+          return tails.idle(Effect.zipRight(state.writeSignal.wait, Effect.sync(() => {
             nextRenewal = Math.max(nextRenewal, now() + leaseMillis / 3)
-          }))
+          })))
         }
-        return Effect.raceFirst(state.writeSignal.next(), untilRenewal())
+        return tails.idle(Effect.raceFirst(state.writeSignal.next(), untilRenewal()))
       }
       if (urgent() || state.closing || pending.journal.length >= commitEvents) {
         return Effect.zipRight(Effect.yieldNow(), commitPending)

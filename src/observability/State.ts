@@ -9,6 +9,7 @@
  */
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
@@ -303,19 +304,34 @@ export interface Tally {
   readonly due: Effect.Effect<void>
   /** Writes what the last second held back, now: the tail of a burst that no later `add` would write. */
   readonly flush: Effect.Effect<void>
+  /** Milliseconds until what is held back may be written (0: now), or undefined when nothing is held. */
+  readonly dueIn: () => number | undefined
 }
 
-/** `due` and `flush` of several tallies at once. */
-export const tailsOf = (tallies: ReadonlyArray<Tally>) => ({
-  due: Effect.forEach(tallies, (tally) => tally.due, { discard: true }),
-  flush: Effect.forEach(tallies, (tally) => tally.flush, { discard: true })
-})
+/**
+ * `due` and `flush` of several tallies at once, and `idle`: a fiber's wait for work that is cut
+ * short to write what a second held back once it is over. Without it, the tail of the last burst
+ * before a quiet spell would be said only when work came again, or at shutdown.
+ */
+export const tailsOf = (tallies: ReadonlyArray<Tally>) => {
+  const due = Effect.forEach(tallies, (tally) => tally.due, { discard: true })
+  const idle = (wait: Effect.Effect<void>): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      const millis = tallies.reduce<number | undefined>((soonest, tally) => {
+        const next = tally.dueIn()
+        return next === undefined || (soonest !== undefined && soonest <= next) ? soonest : next
+      }, undefined)
+      return millis === undefined ? wait : Effect.raceFirst(wait, Effect.zipRight(Effect.sleep(Duration.millis(Math.max(1, millis))), due))
+    })
+  return { due, idle, flush: Effect.forEach(tallies, (tally) => tally.flush, { discard: true }) }
+}
 
 /**
  * Spooling and redelivery come in bursts of thousands during an outage: one log line per second
  * (of `now`) with the totals, the first reason kept. What a second held back is written by the
  * next `add`, by `due` once the second is over (the writer and the redeliverer call it after each
- * round), or by `flush` at shutdown: no count is left unsaid.
+ * round, and when idle once the second is over: `tailsOf`'s `idle`), or by `flush` at shutdown:
+ * no count is left unsaid.
  */
 export const tally = (now: () => number, write: (n: number, reason: string) => Effect.Effect<void>, everyMillis = 1_000): Tally => {
   let n = 0
@@ -341,6 +357,7 @@ export const tally = (now: () => number, write: (n: number, reason: string) => E
       return writeIfDue()
     },
     due: Effect.suspend((): Effect.Effect<void> => n === 0 ? Effect.void : writeIfDue()),
-    flush: Effect.suspend((): Effect.Effect<void> => n === 0 ? Effect.void : writeNow(now()))
+    flush: Effect.suspend((): Effect.Effect<void> => n === 0 ? Effect.void : writeNow(now())),
+    dueIn: () => n === 0 ? undefined : Math.max(0, last + everyMillis - now())
   }
 }
