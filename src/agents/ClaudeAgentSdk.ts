@@ -72,7 +72,18 @@ export interface ClaudeAgentSdkOptions {
   readonly forwardHooks?: boolean | undefined
   /** How long a finished query may take to exit by itself before it is aborted. Default 5 s. */
   readonly exitGrace?: Duration.DurationInput | undefined
+  /** Another `query` in place of the SDK's (tests feed scripted message sequences through it). */
+  readonly query?: QueryFunction | undefined
 }
+
+/** What the adapter uses of a running query: its messages, and `close` to end it. */
+export interface RunningQuery {
+  readonly [Symbol.asyncIterator]: () => AsyncIterator<Sdk.SDKMessage, void>
+  readonly close: () => void
+}
+
+/** The SDK's `query`, as far as the adapter calls it. */
+export type QueryFunction = (params: { readonly prompt: string; readonly options: Sdk.Options }) => RunningQuery
 
 /** The model of `CLAUDE_AGENT_MODEL` unset: one that is not on Anthropic's deprecation list. */
 export const defaultModel = "claude-sonnet-5-5"
@@ -115,7 +126,6 @@ export const greetingPrompt = (input: StartSessionInput): string =>
 // The adapter
 // ---------------------------------------------------------------------------------------------
 
-type SdkModule = typeof Sdk
 
 /** Builds the adapter from explicit settings. */
 export const makeClaudeAgentSdk = (options: ClaudeAgentSdkOptions): Effect.Effect<Service, never, Observability> =>
@@ -125,9 +135,9 @@ export const makeClaudeAgentSdk = (options: ClaudeAgentSdkOptions): Effect.Effec
     const secret = options.apiKey === undefined ? undefined : Redacted.value(options.apiKey)
     const exitGrace = Duration.decode(options.exitGrace ?? "5 seconds")
     // Loaded on first use: importing the SDK costs ≈ 0.2 s, which commands without agents skip.
-    const sdk = yield* Effect.cached(
+    const loadQuery = yield* Effect.cached(
       Effect.tryPromise({
-        try: (): Promise<SdkModule> => import("@anthropic-ai/claude-agent-sdk"),
+        try: async (): Promise<QueryFunction> => options.query ?? (await import("@anthropic-ai/claude-agent-sdk")).query,
         catch: (cause) =>
           new InvalidRequest({
             service: "anthropic",
@@ -182,7 +192,7 @@ export const makeClaudeAgentSdk = (options: ClaudeAgentSdkOptions): Effect.Effec
      */
     const queryStream = (prompt: string, queryOptions: Sdk.Options): Stream.Stream<Sdk.SDKMessage, Big3Error> =>
       Stream.unwrapScoped(Effect.gen(function*() {
-        const { query } = yield* sdk
+        const query = yield* loadQuery
         const handle = yield* Effect.acquireRelease(
           Effect.try({
             try: () => {
@@ -190,7 +200,7 @@ export const makeClaudeAgentSdk = (options: ClaudeAgentSdkOptions): Effect.Effec
               const running = query({ prompt, options: { ...queryOptions, abortController } })
               const handle: {
                 readonly abortController: AbortController
-                readonly running: Sdk.Query
+                readonly running: RunningQuery
                 readonly iterator: AsyncIterator<Sdk.SDKMessage, void>
                 /** The `next()` in flight, if any. */
                 pending: Promise<IteratorResult<Sdk.SDKMessage, void>> | undefined
