@@ -6,6 +6,7 @@ import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodePath from "@effect/platform-node/NodePath"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { assert, describe, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -78,8 +79,8 @@ interface Harness {
   readonly backend: Layer.Layer<Agents.AgentBackend>
 }
 
-/** A sandbox, a temp HOME for Claude Code, and the adapter pointed at the sandbox. */
-const harness: Effect.Effect<Harness, unknown, Scope.Scope> = Effect.gen(function*() {
+/** A sandbox, a temp HOME for Claude Code, and the adapter pointed at the sandbox (no API retries unless `maxRetries`). */
+const harnessWith = (options: { readonly maxRetries?: number }): Effect.Effect<Harness, unknown, Scope.Scope> => Effect.gen(function*() {
   const sandbox = yield* Sandbox.make()
   const dir = yield* tempDir
   const home = nodePath.join(dir, "home")
@@ -90,7 +91,7 @@ const harness: Effect.Effect<Harness, unknown, Scope.Scope> = Effect.gen(functio
     apiKey: Redacted.make("sandbox-key"),
     model: "claude-sonnet-4-5",
     permissionMode: "acceptEdits",
-    maxRetries: 0,
+    maxRetries: options.maxRetries ?? 0,
     exitGrace: "5 seconds",
     env: {
       HOME: home,
@@ -105,6 +106,8 @@ const harness: Effect.Effect<Harness, unknown, Scope.Scope> = Effect.gen(functio
   }).pipe(Layer.provide(observabilityStub(events)), Layer.orDie)
   return { sandbox, dir, events, backend }
 })
+
+const harness = harnessWith({})
 
 const cwdIn = (h: Harness, name: string) => {
   const cwd = nodePath.join(h.dir, "agents", name)
@@ -180,6 +183,27 @@ describe.skipIf(!binaryAvailable)(`Agents.claudeAgentSdk over the Sandbox${binar
       yield* h.sandbox.setPlan("anthropic", [529])
       const overloaded = yield* start
       assert.strictEqual(overloaded._tag, "ServiceUnavailable")
+    })), 30_000)
+
+  it.live("a command's 429 after Claude Code's own retry is RateLimited with Claude Code's retry delay as retryAfter", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const h = yield* harnessWith({ maxRetries: 1 })
+      const cwd = cwdIn(h, "limited")
+      const error = yield* Effect.gen(function*() {
+        const backend = yield* Agents.AgentBackend
+        const session = yield* backend.startSession({ name: "limited", type: "claude_code", cwd })
+        yield* h.sandbox.setPlan("anthropic", [{ status: 429, retryAfter: "1 second" }, { status: 429, retryAfter: "1 second" }])
+        return yield* Effect.flip(Stream.runDrain(backend.run({ sessionId: session.sessionId, prompt: "work", cwd })))
+      }).pipe(Effect.provide(h.backend))
+      assert.strictEqual(error._tag, "RateLimited")
+      // Claude Code waited at least the server's `retry-after: 1` before its retry, and says so.
+      const hint = error._tag === "RateLimited" && error.retryAfter !== undefined ? Duration.toMillis(error.retryAfter) : undefined
+      assert.isDefined(hint, error.message)
+      assert.isAtLeast(hint!, 1000)
+      assert.isBelow(hint!, 5000)
+      assert.match(error.message, /it asks to wait [\d.]+s \(until \d{4}-/)
+      // The greeting, then the command's first attempt and its one retry.
+      assert.strictEqual((yield* h.sandbox.requestsFor("anthropic")).length, 3)
     })), 30_000)
 
   it.live("interrupting a run aborts Claude Code and waits for it to exit", () =>

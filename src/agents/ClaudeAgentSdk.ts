@@ -9,7 +9,12 @@
  * Failures: a turn that ended on an API error (`is_error` with `api_error_status`, or an
  * assistant `error` such as `rate_limit`) fails the stream with the taxonomy's error for that
  * status (429 → `RateLimited`, 5xx/529 → `ServiceUnavailable`, 401/403 → `Unauthorized`, 400 →
- * `InvalidRequest`, a refused connection → `NetworkError`). An agent failure (`error_max_turns`,
+ * `InvalidRequest`, a refused connection → `NetworkError`). A `RateLimited` / `ServiceUnavailable`
+ * carries the turn's hint of when to come back as `retryAfter`: a rejected `rate_limit_event`'s
+ * `resetsAt`, else Claude Code's delay before its last API retry (`api_retry`'s `retry_delay_ms`,
+ * the server's `retry-after` when it sent one). Claude Code passes on no `retry-after` of the
+ * answer that ended the turn, so a query without retries (the greeting) has a hint only from a
+ * `rate_limit_event` (claude.ai plans). An agent failure (`error_max_turns`,
  * `error_during_execution`) is a `Result` with `isError: true`. A process failure (a thrown
  * error) is mapped by its message: rate limit / overloaded / connection problems are retryable,
  * anything else (a bad option, a missing binary, a crash at start-up) is not. Messages never
@@ -29,6 +34,7 @@
  * @internal
  */
 import type * as Sdk from "@anthropic-ai/claude-agent-sdk"
+import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
@@ -47,7 +53,18 @@ import { Observability } from "../Observability.js"
 import type { RunInput, Service, StartSessionInput } from "./Backend.js"
 import { AgentBackend } from "./Backend.js"
 import type { AgentMessage } from "./Domain.js"
-import { clip, forwardedHooks, fromResult, fromSdkError, hookPayload, scrub, toAgentMessages, toResult } from "./SdkMessages.js"
+import {
+  clip,
+  emptyTurnNotes,
+  forwardedHooks,
+  fromResult,
+  fromSdkError,
+  hookPayload,
+  noteMessage,
+  scrub,
+  toAgentMessages,
+  toResult
+} from "./SdkMessages.js"
 import { messageOf } from "../internal/messageOf.js"
 
 export { fromSdkError } from "./SdkMessages.js"
@@ -266,7 +283,7 @@ export const makeClaudeAgentSdk = (options: ClaudeAgentSdkOptions): Effect.Effec
 
     const run = (input: RunInput): Stream.Stream<AgentMessage, Big3Error> =>
       Stream.suspend(() => {
-        let assistantError: Sdk.SDKAssistantMessageError | undefined
+        let notes = emptyTurnNotes
         let sawResult = false
         const options_: Sdk.Options = {
           ...baseOptions(input.cwd, options.maxRetries),
@@ -275,11 +292,15 @@ export const makeClaudeAgentSdk = (options: ClaudeAgentSdkOptions): Effect.Effec
         }
         return queryStream(input.prompt, options_).pipe(
           Stream.mapEffect((message): Effect.Effect<ReadonlyArray<AgentMessage>, Big3Error> => {
-            if (message.type === "assistant" && message.error !== undefined) assistantError = message.error
-            if (message.type !== "result") return Effect.succeed(toAgentMessages(message, secret))
+            if (message.type !== "result") {
+              notes = noteMessage(notes, message)
+              return Effect.succeed(toAgentMessages(message, secret))
+            }
             sawResult = true
-            const error = fromResult(message, assistantError, secret)
-            return error === undefined ? Effect.succeed([toResult(message, secret)]) : Effect.fail(error)
+            return Effect.flatMap(Clock.currentTimeMillis, (now) => {
+              const error = fromResult(message, notes, secret, now)
+              return error === undefined ? Effect.succeed([toResult(message, secret)]) : Effect.fail(error)
+            })
           }),
           Stream.flattenIterables,
           Stream.concat(Stream.suspend(() =>
@@ -293,7 +314,7 @@ export const makeClaudeAgentSdk = (options: ClaudeAgentSdkOptions): Effect.Effec
     const startSession = (input: StartSessionInput): Effect.Effect<{ sessionId: string; greeting: string }, Big3Error> =>
       Effect.suspend(() => {
         let sessionId: string | undefined
-        let assistantError: Sdk.SDKAssistantMessageError | undefined
+        let notes = emptyTurnNotes
         let result: Sdk.SDKResultMessage | undefined
         // One turn, no tools: a greeting only. Later runs resume the session with the tools.
         const options_: Sdk.Options = { ...baseOptions(input.cwd, 0), maxTurns: 1, tools: [] }
@@ -301,18 +322,20 @@ export const makeClaudeAgentSdk = (options: ClaudeAgentSdkOptions): Effect.Effec
           Stream.runForEach((message) =>
             Effect.sync(() => {
               if (message.type === "system" && message.subtype === "init") sessionId = message.session_id
-              if (message.type === "assistant" && message.error !== undefined) assistantError = message.error
               if (message.type === "result") {
                 result = message
                 sessionId = message.session_id
+              } else {
+                notes = noteMessage(notes, message)
               }
             })
           ),
-          Effect.flatMap((): Effect.Effect<{ sessionId: string; greeting: string }, Big3Error> => {
+          Effect.zipRight(Clock.currentTimeMillis),
+          Effect.flatMap((now): Effect.Effect<{ sessionId: string; greeting: string }, Big3Error> => {
             if (result === undefined || sessionId === undefined) {
               return Effect.fail(new ServiceUnavailable({ service: "anthropic", message: "Claude Code ended without a result" }))
             }
-            const error = fromResult(result, assistantError, secret)
+            const error = fromResult(result, notes, secret, now)
             if (error !== undefined) return Effect.fail(error)
             if (result.is_error || result.subtype !== "success") {
               const detail = result.subtype === "success" ? clip(result.result) : result.errors.join("; ")

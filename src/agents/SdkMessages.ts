@@ -5,9 +5,10 @@
  * @internal
  */
 import type * as Sdk from "@anthropic-ai/claude-agent-sdk"
+import * as Duration from "effect/Duration"
 import * as Predicate from "effect/Predicate"
 import type { Big3Error } from "../Errors.js"
-import { fromHttp, InvalidRequest, NetworkError, RateLimited, ServiceUnavailable, Unauthorized } from "../Errors.js"
+import { asksToWait, fromHttp, InvalidRequest, NetworkError, RateLimited, ServiceUnavailable, Unauthorized } from "../Errors.js"
 import type { AgentMessage, Usage } from "./Domain.js"
 import { ProgressMessage, ResultMessage, TextMessage, ToolResultMessage, ToolUseMessage } from "./Domain.js"
 import { messageOf } from "../internal/messageOf.js"
@@ -46,8 +47,82 @@ export const fromSdkError = (error: unknown, secret?: string | undefined): Big3E
   return new InvalidRequest({ service, message })
 }
 
-/** The error of a turn that ended on an API failure, or undefined for an agent-level outcome. */
+/**
+ * What a turn's messages said before its result that the result does not carry: the kind of
+ * API error, and the upstream's latest hint of when to come back.
+ */
+export interface TurnNotes {
+  readonly assistantError: Sdk.SDKAssistantMessageError | undefined
+  /**
+   * Claude Code's wait before its last API retry (`api_retry`'s `retry_delay_ms`: the server's
+   * `retry-after` when it sent one). Cleared by an answer, or a retry without an HTTP answer.
+   */
+  readonly retryDelay: Duration.Duration | undefined
+  /** When a rejected rate limit resets, in Unix ms (`rate_limit_event`'s `resetsAt` is in seconds). */
+  readonly rateLimitResetsAt: number | undefined
+}
+
+export const emptyTurnNotes: TurnNotes = { assistantError: undefined, retryDelay: undefined, rateLimitResetsAt: undefined }
+
+/** `notes` updated with one more message of the turn. */
+export const noteMessage = (notes: TurnNotes, message: Sdk.SDKMessage): TurnNotes => {
+  switch (message.type) {
+    case "assistant":
+      // An answer ends a retry episode: its waits say nothing about a later failure.
+      return message.error === undefined
+        ? { ...notes, retryDelay: undefined, rateLimitResetsAt: undefined }
+        : { ...notes, assistantError: message.error }
+    case "system":
+      return message.subtype === "api_retry"
+        ? { ...notes, retryDelay: message.error_status === null ? undefined : Duration.millis(message.retry_delay_ms) }
+        : notes
+    case "rate_limit_event": {
+      const info = message.rate_limit_info
+      return {
+        ...notes,
+        rateLimitResetsAt: info.status === "rejected" && typeof info.resetsAt === "number" ? info.resetsAt * 1000 : undefined
+      }
+    }
+    default:
+      return notes
+  }
+}
+
+/**
+ * `error` with the turn's hint of when to come back as its `retryAfter`, stated in its message:
+ * a rejected rate limit's reset for `RateLimited`, else Claude Code's last retry delay.
+ */
+const withHint = (error: Big3Error, notes: TurnNotes, now: number): Big3Error => {
+  if (error._tag !== "RateLimited" && error._tag !== "ServiceUnavailable") return error
+  const hint = error._tag === "RateLimited" && notes.rateLimitResetsAt !== undefined
+    ? Duration.millis(Math.max(0, notes.rateLimitResetsAt - now))
+    : notes.retryDelay
+  if (hint === undefined || error.retryAfter !== undefined) return error
+  const fields = {
+    service: error.service,
+    message: `${error.message}; it ${asksToWait(hint, now)}`,
+    retryAfter: hint,
+    ...(error.status === undefined ? {} : { status: error.status })
+  }
+  return error._tag === "RateLimited" ? new RateLimited(fields) : new ServiceUnavailable(fields)
+}
+
+/**
+ * The error of a turn that ended on an API failure, or undefined for an agent-level outcome. A
+ * `RateLimited` or `ServiceUnavailable` carries the turn's hint of when to come back (`notes`),
+ * measured from `now` (Unix ms).
+ */
 export const fromResult = (
+  result: Sdk.SDKResultMessage,
+  notes: TurnNotes,
+  secret: string | undefined,
+  now: number
+): Big3Error | undefined => {
+  const error = apiError(result, notes.assistantError, secret)
+  return error === undefined ? undefined : withHint(error, notes, now)
+}
+
+const apiError = (
   result: Sdk.SDKResultMessage,
   assistantError: Sdk.SDKAssistantMessageError | undefined,
   secret: string | undefined
