@@ -246,6 +246,15 @@ export const retryAfterFromHeaders = (headers: HeadersInput, now: number = Date.
   return Number.isNaN(date) ? undefined : Duration.millis(Math.max(0, date - now))
 }
 
+/**
+ * An answer's `request-id` (Anthropic's; its docs ask clients to quote it when reporting a
+ * failure), when it looks like an id: the header is the upstream's text and goes into messages.
+ */
+const requestIdOf = (headers: HeadersInput): string | undefined => {
+  const id = headerValue(headers, "request-id")?.trim()
+  return id !== undefined && /^[A-Za-z0-9_-]{1,128}$/.test(id) ? id : undefined
+}
+
 /** Parses a protobuf JSON duration such as "3s", "1.5s", "0.250s". */
 export const parseProtoDuration = (value: string): Duration.Duration | undefined => {
   const match = /^\s*(\d+(?:\.\d+)?)s\s*$/.exec(value)
@@ -368,7 +377,8 @@ const hasErrorInfoReason = (body: unknown, reason: string): boolean =>
  * `QuotaExhausted` when a Gemini `QuotaFailure` names a per-day quota;
  * 408/5xx/529 → `ServiceUnavailable`; 401/403 → `Unauthorized`; a Gemini `API_KEY_INVALID`
  * reason → `Unauthorized`; other 4xx → `InvalidRequest`. Anthropic's `x-should-retry` header
- * overrides the status, and an Anthropic 409 (a lock timeout there) is retryable.
+ * overrides the status, and an Anthropic 409 (a lock timeout there) is retryable. A `request-id`
+ * header is quoted in the message.
  */
 export const fromHttp = (options: {
   readonly service: string
@@ -381,7 +391,9 @@ export const fromHttp = (options: {
   const headers = options.headers ?? {}
   const body = parseBody(options.body)
   const detail = bodyDetail(body)
-  const message = `${service} answered HTTP ${status}${detail === undefined ? "" : `: ${detail}`}`
+  const requestId = requestIdOf(headers)
+  const message = `${service} answered HTTP ${status}${requestId === undefined ? "" : ` (request-id ${requestId})`}` +
+    `${detail === undefined ? "" : `: ${detail}`}`
   const hint = retryAfterFromHeaders(headers, options.now) ?? retryInfoDelay(body)
   // The wait goes into the message too: it is what a person reading the failure needs to know.
   const withHint = hint === undefined ? { message } : { message: `${message}; it ${asksToWait(hint, options.now)}`, retryAfter: hint }

@@ -20,6 +20,8 @@ import { assert, describe, it, vi } from "@effect/vitest"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Effect from "effect/Effect"
 import * as ClaudeAgentSdk from "../src/agents/ClaudeAgentSdk.js"
+import * as BigPromise from "../src/Promise.js"
+import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
 import * as Sandbox from "../src/Sandbox.js"
 
 const model = "claude-sonnet-5-5"
@@ -215,6 +217,27 @@ describe("@anthropic-ai/sdk against the sandbox", () => {
         assert.instanceOf(overloaded, OverloadedError)
         assert.strictEqual(overloaded.status, 529)
         assert.strictEqual(overloaded.type, "overloaded_error")
+      }))
+
+    // Errors docs: "When contacting us about a specific request, please include the request ID".
+    // big3's Promise API around the SDK: the failure it reports quotes it, and honours retry-after.
+    it.scopedLive("big3.protect around the SDK: a 429 whose retry-after passes maxDelay fails at once, quoting its request-id", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make({ plans: { anthropic: [{ status: 429, retryAfter: "86400 seconds" }] } })
+        const big3 = BigPromise.make({ config: yield* ReliabilityConfig.make({}) })
+        const reported: Array<string> = []
+        const error = yield* failure(() =>
+          big3.protect(() => client(sandbox).messages.create(ask("hi")), {
+            operation: "anthropic_api",
+            policy: "anthropic",
+            service: "anthropic",
+            onRetry: (event) => reported.push(event.message)
+          }))
+        assert.instanceOf(error, RateLimitError)
+        assert.match(error.requestID ?? "", /^req_01/)
+        assert.strictEqual(reported.length, 1)
+        assert.include(reported[0], `anthropic answered HTTP 429 (request-id ${error.requestID}); it asks to wait 86400s`)
+        assert.strictEqual((yield* sandbox.requestsFor("anthropic")).length, 1)
       }))
 
     // Streaming docs: errors can arrive inside a 200 stream as `event: error` (e.g. overloaded_error).
