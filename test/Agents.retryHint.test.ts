@@ -206,6 +206,27 @@ describe("Claude Code's retry hints", () => {
       assert.strictEqual(retryAfterMillis(error), 0)
     }))
 
+  it.effect("a turn's API error quotes the request-id of the answer that ended it, as Anthropic asks", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(now)
+      const error = yield* runFailure([
+        apiRetry(1, 1000, 429, "rate_limit"),
+        assistant(rejected429, { error: "rate_limit", request_id: "req_01c0WyyHbiQzSU8PF9U4OlHB" }),
+        apiErrorResult(429, rejected429)
+      ])
+      assert.strictEqual(
+        error.message,
+        `anthropic answered HTTP 429 (request-id req_01c0WyyHbiQzSU8PF9U4OlHB): ${rejected429}; ` +
+          "it asks to wait 1s (until 2027-01-15T08:00:01.000Z)"
+      )
+      const unauthorized = yield* runFailure([
+        assistant("Invalid API key", { error: "authentication_failed", request_id: "req_01aaaaaaaaaaaaaaaaaaaaaa" }),
+        apiErrorResult(401, "Invalid API key")
+      ])
+      assert.strictEqual(unauthorized._tag, "Unauthorized")
+      assert.include(unauthorized.message, "(request-id req_01aaaaaaaaaaaaaaaaaaaaaa)")
+    }))
+
   it.live("a greeting whose limit resets in an hour fails Agents.create at once (longer than the policy's maxDelay), with one query", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir

@@ -202,6 +202,8 @@ describe.skipIf(!binaryAvailable)(`Agents.claudeAgentSdk over the Sandbox${binar
       assert.isAtLeast(hint!, 1000)
       assert.isBelow(hint!, 5000)
       assert.match(error.message, /it asks to wait [\d.]+s \(until \d{4}-/)
+      // The request-id of the answer that ended the turn, which Anthropic asks clients to quote.
+      assert.match(error.message, /^anthropic answered HTTP 429 \(request-id req_01[0-9A-Za-z]{22}\): /)
       // The greeting, then the command's first attempt and its one retry.
       assert.strictEqual((yield* h.sandbox.requestsFor("anthropic")).length, 3)
     })), 30_000)

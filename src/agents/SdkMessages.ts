@@ -53,6 +53,8 @@ export const fromSdkError = (error: unknown, secret?: string | undefined): Big3E
  */
 export interface TurnNotes {
   readonly assistantError: Sdk.SDKAssistantMessageError | undefined
+  /** The `request-id` of the answer that failed, which Anthropic asks clients to quote. */
+  readonly requestId: string | undefined
   /**
    * Claude Code's wait before its last API retry (`api_retry`'s `retry_delay_ms`: the server's
    * `retry-after` when it sent one). Cleared by an answer, or a retry without an HTTP answer.
@@ -62,7 +64,12 @@ export interface TurnNotes {
   readonly rateLimitResetsAt: number | undefined
 }
 
-export const emptyTurnNotes: TurnNotes = { assistantError: undefined, retryDelay: undefined, rateLimitResetsAt: undefined }
+export const emptyTurnNotes: TurnNotes = {
+  assistantError: undefined,
+  requestId: undefined,
+  retryDelay: undefined,
+  rateLimitResetsAt: undefined
+}
 
 /** `notes` updated with one more message of the turn. */
 export const noteMessage = (notes: TurnNotes, message: Sdk.SDKMessage): TurnNotes => {
@@ -71,7 +78,7 @@ export const noteMessage = (notes: TurnNotes, message: Sdk.SDKMessage): TurnNote
       // An answer ends a retry episode: its waits say nothing about a later failure.
       return message.error === undefined
         ? { ...notes, retryDelay: undefined, rateLimitResetsAt: undefined }
-        : { ...notes, assistantError: message.error }
+        : { ...notes, assistantError: message.error, requestId: message.request_id }
     case "system":
       return message.subtype === "api_retry"
         ? { ...notes, retryDelay: message.error_status === null ? undefined : Duration.millis(message.retry_delay_ms) }
@@ -118,20 +125,21 @@ export const fromResult = (
   secret: string | undefined,
   now: number
 ): Big3Error | undefined => {
-  const error = apiError(result, notes.assistantError, secret)
+  const error = apiError(result, notes, secret)
   return error === undefined ? undefined : withHint(error, notes, now)
 }
 
-const apiError = (
-  result: Sdk.SDKResultMessage,
-  assistantError: Sdk.SDKAssistantMessageError | undefined,
-  secret: string | undefined
-): Big3Error | undefined => {
+const apiError = (result: Sdk.SDKResultMessage, notes: TurnNotes, secret: string | undefined): Big3Error | undefined => {
   if (!result.is_error) return undefined
+  const { assistantError, requestId } = notes
   const text = scrub(result.subtype === "success" ? result.result : result.errors.join("; "), secret)
   const status = result.subtype === "success" ? result.api_error_status : undefined
   const service = "anthropic"
-  if (typeof status === "number") return fromHttp({ service, status, body: clip(text) })
+  if (typeof status === "number") {
+    // The request-id the failed answer carried, as a header, so `fromHttp` quotes it in its one wording.
+    const headers = requestId === undefined ? {} : { "request-id": scrub(requestId, secret) }
+    return fromHttp({ service, status, headers, body: clip(text) })
+  }
   if (result.terminal_reason !== "api_error" && assistantError === undefined) return undefined
   const message = `Claude Code could not reach the model: ${clip(text)}`
   if (connectionProblem.test(text)) return new NetworkError({ service, message })
