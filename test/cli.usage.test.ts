@@ -82,6 +82,68 @@ describe("big3 usage errors", () => {
     }))
 })
 
+describe("big3 flag mistakes", () => {
+  // @effect/cli answered "Expected one of the following cases: extended, public" (which flag?),
+  // and "Received unknown argument: '--seed'" for a flag with no value, an empty `--port=` or a
+  // flag given twice: each says what is wrong and names the flag, exit 2.
+  it.effect("a bad choice, a missing or empty value, a repeated or a missing flag: `big3 <command>: --flag …`, exit 2", () =>
+    Effect.gen(function*() {
+      const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
+        [["sandbox", "--events-mode", "bogus"], `big3 sandbox: --events-mode must be one of extended, public, got "bogus"`],
+        [["sandbox", "--events-mode=Public"], `big3 sandbox: --events-mode must be one of extended, public, got "Public"`],
+        [["demo", "--seed"], "big3 demo: --seed needs a value (integer)"],
+        [["demo", "--fast", "--seed"], "big3 demo: --seed needs a value (integer)"],
+        [["sandbox", "--events-mode"], "big3 sandbox: --events-mode needs a value (extended | public)"],
+        [["browse", "a task", "--url"], "big3 browse: --url needs a value (text)"],
+        [["sandbox", "--port="], "big3 sandbox: --port needs a value (integer)"],
+        [["demo", "--seed=", "--fast"], "big3 demo: --seed needs a value (integer)"],
+        [["events", "dead-letters", "--limit"], "big3 events dead-letters: --limit needs a value (integer)"],
+        [["sandbox", "--port", "1", "--port", "2"], "big3 sandbox: --port is given more than once"],
+        [["sandbox", "--port=1", "--PORT", "1"], "big3 sandbox: --port is given more than once"],
+        [["demo", "--json", "--json"], "big3 demo: --json is given more than once"],
+        [["serve", "--runner-port", "1", "--port", "2", "--runner-port=3"], "big3 serve: --runner-port is given more than once"],
+        [["demo", "--seed=1.5"], `big3 demo: --seed must be an integer, got "1.5"`],
+        // @effect/cli said "Expected to find option: '--type'".
+        [["events", "send", "--summary", "s"], "big3 events send: --type is required (text)"],
+        [["agents", "create"], "big3 agents create: --type is required (text)"]
+      ]
+      for (const [args, message] of cases) {
+        const { code, stderr, stdout } = yield* big3(args)
+        assert.deepStrictEqual({ code, stderr: stderr.trim(), stdout }, { code: 2, stderr: message, stdout: "" }, args.join(" "))
+      }
+    }))
+
+  it.effect("values that look like flags, `--flag=value`, `--help` and `--` parse as @effect/cli has them", () =>
+    Effect.gen(function*() {
+      // A flag's value is the next argument, whatever it looks like: @effect/cli's rule.
+      const seedIsFlag = yield* big3(["demo", "--seed", "--fast"])
+      assert.deepStrictEqual(
+        { code: seedIsFlag.code, stderr: seedIsFlag.stderr.trim() },
+        { code: 2, stderr: `big3 demo: --seed must be an integer, got "--fast"` }
+      )
+      // `--port=-1` is one value; the command's own range check answers it.
+      const negative = yield* big3(["sandbox", "--port=-1"])
+      assert.deepStrictEqual(
+        { code: negative.code, stderr: negative.stderr },
+        { code: 2, stderr: "big3 sandbox: --port must be an integer from 0 to 65535 (0 picks a free port), got -1" }
+      )
+      // `--help` right after the command wins, as @effect/cli has it; later, it is a value.
+      const help = yield* big3(["demo", "--help", "--seed"])
+      assert.deepStrictEqual({ code: help.code, first: help.stdout.split("\n")[0], stderr: help.stderr }, { code: 0, first: "big3", stderr: "" })
+      const helpAsValue = yield* big3(["demo", "--seed", "--help"])
+      assert.deepStrictEqual(
+        { code: helpAsValue.code, stderr: helpAsValue.stderr.trim() },
+        { code: 2, stderr: `big3 demo: --seed must be an integer, got "--help"` }
+      )
+      // After "--" every argument is positional: the task, not a second --url.
+      const forced = yield* big3(["browse", "--url", "about:blank", "--max-turns", "0", "--", "--url"])
+      assert.deepStrictEqual(
+        { code: forced.code, stderr: forced.stderr.trim() },
+        { code: 2, stderr: "big3 browse: --max-turns must be 1 or more, got 0" }
+      )
+    }))
+})
+
 describe("big3 failures", () => {
   // Every other command prints `big3 <command>: <Tag>: …`; the sandbox's failures came out as
   // `big3: SandboxError: …`, from the catch-all.

@@ -16,9 +16,11 @@ import { voiceCommand } from "./voice.js"
 import { runReported } from "./report.js"
 import { version } from "./version.js"
 
+const commands = [configCommand, demoCommand, geminiCommand, eventsCommand, agentsCommand, sandboxCommand, browseCommand, voiceCommand, serveCommand] as const
+
 export const big3 = Command.make("big3").pipe(
   Command.withDescription("reliability runtime of the Big Three agent system"),
-  Command.withSubcommands([configCommand, demoCommand, geminiCommand, eventsCommand, agentsCommand, sandboxCommand, browseCommand, voiceCommand, serveCommand])
+  Command.withSubcommands(commands)
 )
 
 export const cli = Command.run(big3, { name: "big3", version })
@@ -27,4 +29,4 @@ export const cli = Command.run(big3, { name: "big3", version })
  * Runs `big3` with `argv` (as `process.argv`), reporting failures; succeeds with the exit code
  * (see `report.ts`).
  */
-export const run = runReported(cli)
+export const run = runReported(cli, commands.map((command) => command.descriptor))

@@ -14,4 +14,4 @@ import { version } from "./version.js"
 
 const big3 = Command.make("big3").pipe(Command.withSubcommands([eventsCommand]))
 
-start(runReported(Command.run(big3, { name: "big3", version })))
+start(runReported(Command.run(big3, { name: "big3", version }), [eventsCommand.descriptor]))

@@ -5,6 +5,7 @@
  *
  * @internal
  */
+import type * as CommandDescriptor from "@effect/cli/CommandDescriptor"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as Cause from "effect/Cause"
 import * as Config from "effect/Config"
@@ -14,7 +15,8 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Errors from "../Errors.js"
 import * as Telemetry from "../Telemetry.js"
-import { CliExit, describeConfigError, ExitCode } from "./shared.js"
+import { flagProblem } from "./flags.js"
+import { CliExit, describeConfigError, ExitCode, usageError } from "./shared.js"
 
 /** Prints a failure once, as a line a person can act on, and picks the exit code. */
 export const report = (cause: Cause.Cause<unknown>, signalCode?: number): Effect.Effect<number> => {
@@ -61,12 +63,20 @@ const plainUnlessColourTerminal = <A, E, R>(self: Effect.Effect<A, E, R>): Effec
 
 /**
  * Runs a command tree (what `Command.run` returns) with `argv` (as `process.argv`), reporting
- * failures; succeeds with the exit code. Every command runs inside `Telemetry.layer`: `/metrics`
- * while it runs when `BIG3_METRICS_PORT` is set, OTLP export when `OTEL_EXPORTER_OTLP_ENDPOINT` is.
+ * failures; succeeds with the exit code. A mistake in the flags of one of `commands` (the tree's
+ * subcommands) is answered first, `big3 <command>: --flag …` (exit 2; see `flags.ts`). Every
+ * command runs inside `Telemetry.layer`: `/metrics` while it runs when `BIG3_METRICS_PORT` is
+ * set, OTLP export when `OTEL_EXPORTER_OTLP_ENDPOINT` is.
  */
-export const runReported = <E, R>(cli: (argv: ReadonlyArray<string>) => Effect.Effect<void, E, R>) =>
+export const runReported = <E, R>(
+  cli: (argv: ReadonlyArray<string>) => Effect.Effect<void, E, R>,
+  commands: ReadonlyArray<CommandDescriptor.Command<unknown>>
+) =>
 (argv: ReadonlyArray<string>, signalCode?: () => number | undefined) =>
-  cli(argv).pipe(
+  Effect.suspend((): Effect.Effect<void, E | CliExit, R> => {
+    const problem = flagProblem(commands, argv.slice(2))
+    return problem === undefined ? cli(argv) : usageError(problem.command, problem.message)
+  }).pipe(
     plainUnlessColourTerminal,
     Effect.provide(Telemetry.layer),
     Effect.as(0),

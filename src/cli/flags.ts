@@ -1,0 +1,138 @@
+/**
+ * A command line's flags checked against the command's own usage before @effect/cli parses it,
+ * for the mistakes @effect/cli (0.77) reports without naming the flag or without saying what is
+ * wrong: a bad integer ("'NaN' is not a integer"), a bad choice ("Expected one of the following
+ * cases: …"), a flag with no value, `--port=` and a flag given twice (each "Received unknown
+ * argument: '--port'": its matcher drops the reason), a required flag left out. It reads values as @effect/cli does (the
+ * next argument, whatever it looks like, or what follows "="), so a line it passes parses the same.
+ *
+ * @internal
+ */
+import * as CliConfig from "@effect/cli/CliConfig"
+import * as CommandDescriptor from "@effect/cli/CommandDescriptor"
+import type * as Usage from "@effect/cli/Usage"
+import * as HashMap from "effect/HashMap"
+import * as Option from "effect/Option"
+import { preview } from "../internal/preview.js"
+
+/** A flag as the command's usage shows it; `accepts` is none for a boolean. */
+interface Flag {
+  readonly name: string
+  readonly names: ReadonlyArray<string>
+  readonly accepts: Option.Option<string>
+  readonly required: boolean
+  readonly repeatable: boolean
+}
+
+/** Where a flag sits in the usage: under an `Optional`, an `Alternation` or a `Repeated`. */
+interface Place {
+  readonly required: boolean
+  readonly repeatable: boolean
+}
+
+/** What is wrong with a command line: `big3 <command>: <message>`. */
+export interface FlagProblem {
+  readonly command: string
+  readonly message: string
+}
+
+/** @effect/cli's built-in options: when one comes first, it answers (help, wizard, version). */
+const builtIns = new Set(["--help", "-h", "--wizard", "--version", "--completions"])
+
+/** What @effect/cli matches names with (case-insensitive by default). */
+const normalize = (text: string) => CliConfig.normalizeCase(CliConfig.defaultConfig, text)
+
+const flagsOf = (usage: Usage.Usage, place: Place = { required: true, repeatable: false }): ReadonlyArray<Flag> => {
+  switch (usage._tag) {
+    case "Named": {
+      // Arguments ("<task>") and the command's own name are Named too, without a leading "-".
+      if (!usage.names.every((name) => name.startsWith("-"))) return []
+      const name = usage.names.find((name) => name.startsWith("--")) ?? usage.names[0] ?? ""
+      return [{ name, names: usage.names.map(normalize), accepts: usage.acceptedValues, ...place }]
+    }
+    case "Optional":
+      return flagsOf(usage.usage, { ...place, required: false })
+    case "Repeated":
+      return flagsOf(usage.usage, { required: false, repeatable: true })
+    case "Alternation":
+      return [usage.left, usage.right].flatMap((side) => flagsOf(side, { ...place, required: false }))
+    case "Concat":
+      return [...flagsOf(usage.left, place), ...flagsOf(usage.right, place)]
+    case "Empty":
+    case "Mixed":
+      return []
+  }
+}
+
+/** The command `args` names (`["events", "send", …]`) and the arguments after its name. */
+const selectCommand = (commands: ReadonlyArray<CommandDescriptor.Command<unknown>>, args: ReadonlyArray<string>) => {
+  let choices = HashMap.fromIterable(commands.flatMap((command) => [...CommandDescriptor.getNames(command)].map((name) => [name, command] as const)))
+  let command: CommandDescriptor.Command<unknown> | undefined
+  const path: Array<string> = []
+  for (const arg of args) {
+    const next = Option.getOrUndefined(HashMap.get(choices, normalize(arg)))
+    // A command without subcommands lists itself.
+    if (next === undefined || next === command) break
+    command = next
+    path.push(arg)
+    choices = CommandDescriptor.getSubcommands(next)
+  }
+  return command === undefined ? undefined : { command, path, rest: args.slice(path.length) }
+}
+
+/** `--flag=value` as @effect/cli splits it; `value` is "" for `--flag=`, undefined without "=". */
+const splitInline = (arg: string): { readonly flag: string; readonly value: string | undefined } => {
+  const equals = arg.indexOf("=")
+  return arg.startsWith("--") && equals > 2 ? { flag: arg.slice(0, equals), value: arg.slice(equals + 1) } : { flag: arg, value: undefined }
+}
+
+/** What `--flag value` is wrong with, if anything. */
+const valueProblem = (flag: Flag, accepts: string, value: string): string | undefined => {
+  if (accepts === "integer") {
+    return /^-?\d+$/.test(value) && Number.isSafeInteger(Number(value))
+      ? undefined
+      // JSON quoting: a value's control characters are shown, never sent to the terminal.
+      : `${flag.name} must be an integer, got ${preview(value, 200)}`
+  }
+  // A choice's usage lists its cases, "extended | public"; @effect/cli matches them exactly.
+  const choices = accepts.split(" | ")
+  return choices.length < 2 || choices.includes(value)
+    ? undefined
+    : `${flag.name} must be one of ${choices.join(", ")}, got ${preview(value, 200)}`
+}
+
+/**
+ * The first mistake in the flags of `args` (the command line after the program's name) for one of
+ * `commands`, or undefined when there is none (or the line names no command, or asks for help:
+ * @effect/cli answers those).
+ */
+export const flagProblem = (
+  commands: ReadonlyArray<CommandDescriptor.Command<unknown>>,
+  args: ReadonlyArray<string>
+): FlagProblem | undefined => {
+  const selected = selectCommand(commands, args)
+  if (selected === undefined || builtIns.has(selected.rest[0] ?? "")) return undefined
+  const flags = flagsOf(CommandDescriptor.getUsage(selected.command))
+  const seen = new Set<Flag>()
+  const problem = (message: string): FlagProblem => ({ command: selected.path.join(" "), message })
+  const rest = selected.rest
+  for (let i = 0; i < rest.length; i++) {
+    const arg = rest[i] ?? ""
+    // After "--" every argument is positional.
+    if (arg === "--") break
+    const { flag: name, value: inline } = splitInline(arg)
+    const flag = flags.find((flag) => flag.names.includes(normalize(name)))
+    if (flag === undefined) continue
+    if (seen.has(flag) && !flag.repeatable) return problem(`${flag.name} is given more than once`)
+    seen.add(flag)
+    const accepts = Option.getOrElse(flag.accepts, () => "true | false")
+    if (Option.isNone(flag.accepts) && inline !== "") continue
+    const value = inline ?? rest[++i]
+    if (value === undefined || inline === "") return problem(`${flag.name} needs a value (${accepts})`)
+    const wrong = valueProblem(flag, accepts, value)
+    if (wrong !== undefined) return problem(wrong)
+  }
+  // @effect/cli says "Expected to find option: '--type'".
+  const missing = flags.find((flag) => flag.required && !seen.has(flag))
+  return missing === undefined ? undefined : problem(`${missing.name} is required (${Option.getOrElse(missing.accepts, () => "true | false")})`)
+}
