@@ -32,6 +32,26 @@ describe("big3 --help", () => {
       assert.include(yield* helpLines(["events", "dead-letters"]), "  how many of the most recent dead letters to show (default 20)")
     }))
 
+  // The integer flags were `Options.text` underneath (so a bad value could name the flag), and
+  // their help said "A user-defined piece of text."
+  it.effect("says an integer flag takes an integer", () =>
+    Effect.gen(function*() {
+      const cases: ReadonlyArray<readonly [ReadonlyArray<string>, ReadonlyArray<string>]> = [
+        [["sandbox"], ["--port integer", "--max-events integer"]],
+        [["demo"], ["--seed integer"]],
+        [["serve"], ["--port integer", "--runner-port integer"]],
+        [["events", "dead-letters"], ["--limit integer"]],
+        [["browse"], ["--max-turns integer"]]
+      ]
+      for (const [command, flags] of cases) {
+        const help = yield* helpLines(command)
+        for (const flag of flags) {
+          const at = help.indexOf(flag)
+          assert.deepStrictEqual(help.slice(at, at + 3), [flag, "", "  An integer."], `${command.join(" ")} ${flag}`)
+        }
+      }
+    }))
+
   // @effect/cli renders help and usage errors with ANSI escapes, always: `big3 --help | less` or
   // `> file` showed "\x1b[0;1m" noise, and NO_COLOR was ignored.
   it.effect("is plain text when it does not go to a terminal, and so are usage errors", () =>

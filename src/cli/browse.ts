@@ -13,11 +13,11 @@ import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import { integerOption, jsonOption, loadModule, metricsOption, usageError, withMetrics } from "./shared.js"
+import { jsonOption, loadModule, metricsOption, usageError, withMetrics } from "./shared.js"
 
 const task = Args.text({ name: "task" }).pipe(Args.withDescription("what the browser agent should do, in words"))
 const url = Options.text("url").pipe(Options.optional, Options.withDescription("the page to open first (default: a blank page)"))
-const maxTurns = integerOption("browse", "max-turns").pipe(
+const maxTurns = Options.integer("max-turns").pipe(
   Options.optional,
   Options.withDescription("model calls allowed (default 30)")
 )

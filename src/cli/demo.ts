@@ -8,9 +8,9 @@ import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
-import { CliExit, ExitCode, integerOption, jsonOption, loadModule, metricsOption, table, withMetrics } from "./shared.js"
+import { CliExit, ExitCode, jsonOption, loadModule, metricsOption, table, withMetrics } from "./shared.js"
 
-const seed = integerOption("demo", "seed").pipe(Options.withDefault(42), Options.withDescription("makes jitter and faults repeatable (default 42)"))
+const seed = Options.integer("seed").pipe(Options.withDefault(42), Options.withDescription("makes jitter and faults repeatable (default 42)"))
 const fast = Options.boolean("fast").pipe(Options.withDescription("scale the demo's waits down (for tests)"))
 const live = Options.boolean("live").pipe(
   Options.withDescription("run the end-to-end flow against the real APIs (needs GEMINI_API_KEY and ANTHROPIC_API_KEY)")

@@ -14,7 +14,7 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
-import { CliExit, ExitCode, integerOption, jsonOption, loadModule, metricsOption, withMetrics } from "./shared.js"
+import { CliExit, ExitCode, jsonOption, loadModule, metricsOption, withMetrics } from "./shared.js"
 import { messageOf } from "../internal/messageOf.js"
 
 const load = loadModule("events", () => import("./events-run.js"))
@@ -98,7 +98,7 @@ const flushCommand = Command.make(
   ({ metrics }) => withMetrics(metrics, Effect.flatMap(load, (run) => run.flush))
 ).pipe(Command.withDescription("redeliver the spool now; exit 1 when some events remain in it"))
 
-const limit = integerOption("events dead-letters", "limit").pipe(
+const limit = Options.integer("limit").pipe(
   Options.withDefault(20),
   Options.withDescription("how many of the most recent dead letters to show (default 20)")
 )

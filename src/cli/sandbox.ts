@@ -15,9 +15,9 @@ import * as FileSystem from "@effect/platform/FileSystem"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
-import { checkPort, failCommand, integerOption, loadModule, metricsOption, usageError, withMetrics } from "./shared.js"
+import { checkPort, failCommand, loadModule, metricsOption, usageError, withMetrics } from "./shared.js"
 
-const port = integerOption("sandbox", "port").pipe(Options.withDefault(8787), Options.withDescription("port on 127.0.0.1 (default 8787; 0 picks a free one)"))
+const port = Options.integer("port").pipe(Options.withDefault(8787), Options.withDescription("port on 127.0.0.1 (default 8787; 0 picks a free one)"))
 const eventsMode = Options.choice("events-mode", ["extended", "public"]).pipe(
   Options.withDefault("extended"),
   Options.withDescription("extended: idempotent /events and /events/batch; public: exactly the public observability server (default extended)")
@@ -34,7 +34,7 @@ const computerUsePlan = Options.file("computer-use-plan").pipe(
   Options.withDescription("a JSON array whose i-th element is the parts of model turn i, for requests with the computerUse tool")
 )
 
-const maxEvents = integerOption("sandbox", "max-events").pipe(
+const maxEvents = Options.integer("max-events").pipe(
   Options.optional,
   Options.withDescription("how many events the store keeps, the newest (default 100000); the oldest are dropped first")
 )

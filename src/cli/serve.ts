@@ -13,13 +13,13 @@ import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import { checkPort, integerOption, loadModule, metricsOption, withMetrics } from "./shared.js"
+import { checkPort, loadModule, metricsOption, withMetrics } from "./shared.js"
 
-const port = integerOption("serve", "port").pipe(
+const port = Options.integer("port").pipe(
   Options.optional,
   Options.withDescription("the API's port on 127.0.0.1, for big3 agents (default: a free port)")
 )
-const runnerPort = integerOption("serve", "runner-port").pipe(
+const runnerPort = Options.integer("runner-port").pipe(
   Options.optional,
   Options.withDescription("the port of traffic between runners, with BIG3_DATABASE_URL (default: a free port)")
 )

@@ -4,15 +4,13 @@
  *
  * @internal
  */
-import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
-import * as ValidationError from "@effect/cli/ValidationError"
 import * as ConfigError from "effect/ConfigError"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import * as Errors from "../Errors.js"
-import { preview, truncate } from "../internal/preview.js"
+import { truncate } from "../internal/preview.js"
 import * as Metrics from "../Metrics.js"
 import { metricsRuntime } from "../telemetry/Settings.js"
 import { messageOf } from "../internal/messageOf.js"
@@ -63,24 +61,6 @@ export const checkPort = (command: string, flag: string, port: number): Effect.E
   Number.isInteger(port) && port >= 0 && port <= 65535
     ? Effect.succeed(port)
     : usageError(command, `${flag} must be an integer from 0 to 65535 (0 picks a free port), got ${port}`)
-
-/**
- * An integer flag `--name` of `command`. `Options.integer` rejects "NaN", "1e999" or "1.5" with
- * "'NaN' is not a integer", naming no flag; this one answers `big3 <command>: --name must be an
- * integer, got "NaN"` (exit 2). Range checks stay with the command.
- */
-export const integerOption = (command: string, name: string): Options.Options<number> =>
-  Options.text(name).pipe(
-    Options.withPseudoName("integer"),
-    Options.mapEffect((text) =>
-      /^-?\d+$/.test(text) && Number.isSafeInteger(Number(text))
-        ? Effect.succeed(Number(text))
-        : Effect.fail(ValidationError.invalidValue(HelpDoc.p(
-          // JSON quoting: a value's control characters are shown, never sent to the terminal.
-          `big3 ${command}: --${name} must be an integer, got ${preview(text, 200)}`
-        )))
-    )
-  )
 
 // Help never shows an `Options.withDefault` value (@effect/cli 0.77 prints only "This setting is
 // optional."): an option with a default says it in its description, "(default 8787)".
