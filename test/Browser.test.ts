@@ -137,6 +137,24 @@ describe("Browser (real Chromium)", () => {
       assert.deepStrictEqual(pages.seen.filter((line) => line.startsWith("GET /never")).length, 2)
     }).pipe(Effect.scoped, Effect.provide(browserLayer())), 60_000)
 
+  // Before, Chromium's back-forward cache restored the page without a `load` event: every go back
+  // or forward waited out browser_page_load and the model was told it failed.
+  it.live("go back and go forward return once the page is shown, with no browser_page_load", () =>
+    Effect.gen(function*() {
+      const pages = yield* servePages
+      const urls = yield* withPage((page) =>
+        Effect.gen(function*() {
+          yield* page.navigate(`${pages.url}/form`)
+          yield* page.navigate(`${pages.url}/done?step=2`)
+          yield* page.goBack
+          const back = yield* page.url
+          yield* page.goForward
+          return [back, yield* page.url]
+        })
+      )
+      assert.deepStrictEqual(urls, [`${pages.url}/form`, `${pages.url}/done?step=2`])
+    }).pipe(Effect.scoped, Effect.provide(browserLayer())), 60_000)
+
   // Before, the input waited for the renderer for good: only browser_automation (120 s) ended the
   // task, and the model was never told.
   it.live("input to a page whose script never yields fails with browser_page_load: a click, typing, a scroll", () =>

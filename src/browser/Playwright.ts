@@ -134,6 +134,9 @@ const spawnProcess = (options: Options) =>
           "--remote-debugging-pipe",
           "--no-default-browser-check",
           "--password-store=basic",
+          // A page restored from the back-forward cache fires no `load`, which go back / forward
+          // wait for; Playwright's own launcher turns the cache off for the same reason.
+          "--disable-back-forward-cache",
           "about:blank"
         ],
         { detached: true, stdio: ["ignore", "ignore", "pipe", "pipe", "pipe"] }
