@@ -155,6 +155,28 @@ describe("Browser (real Chromium)", () => {
       assert.deepStrictEqual(urls, [`${pages.url}/form`, `${pages.url}/done?step=2`])
     }).pipe(Effect.scoped, Effect.provide(browserLayer())), 60_000)
 
+  // Before, a crashed renderer left `connected` true: the agent went on acting on a dead page,
+  // blind, until its turns ran out.
+  it.live("a page whose renderer crashed is no longer connected", () =>
+    Effect.gen(function*() {
+      const pages = yield* servePages
+      yield* withPage((page) =>
+        Effect.gen(function*() {
+          yield* page.navigate(`${pages.url}/form`)
+          assert.isTrue(yield* page.connected)
+          // Chromium rewrites a renderer's command line into one string, flags included.
+          const renderers = runningInGroup(page.pid ?? 0).filter((pid) =>
+            commandLine(pid).some((arg) => arg.includes("--type=renderer"))
+          )
+          assert.isNotEmpty(renderers)
+          for (const pid of renderers) process.kill(pid, "SIGKILL")
+          const failed = yield* Effect.flip(page.screenshot)
+          assert.strictEqual(failed._tag, "ActionFailed")
+          assert.isFalse(yield* page.connected)
+        })
+      )
+    }).pipe(Effect.scoped, Effect.provide(browserLayer())), 60_000)
+
   // Before, the input waited for the renderer for good: only browser_automation (120 s) ended the
   // task, and the model was never told.
   it.live("input to a page whose script never yields fails with browser_page_load: a click, typing, a scroll", () =>

@@ -24,7 +24,7 @@ import * as Store from "../src/Store.js"
 import { at, each } from "./support/json.js"
 import { listen } from "./support/loopback.js"
 import { at as pageAt, servePages } from "./support/pages.js"
-import { isRunning, runningChildren, runningInGroup } from "./support/processes.js"
+import { commandLine, isRunning, runningChildren, runningInGroup } from "./support/processes.js"
 
 const chromium = process.env["BIG3_CHROMIUM_PATH"] ?? Browser.defaultExecutablePath
 const key = "sandbox-key"
@@ -193,6 +193,37 @@ describe("BrowserAgent (real Chromium, loopback)", () => {
       assert.deepStrictEqual(at(told, "response", "error"), "OperationTimeout: browser_page_load timed out after 1.5s")
       assert.deepStrictEqual(pngSize(at(told, "parts", 0, "inlineData", "data")), { width: 1440, height: 900 })
       assert.strictEqual(result.finalUrl, `${sandbox.url}/pages/form`)
+    }).pipe(quiet), 90_000)
+
+  // Before, the crashed page still counted as connected: each later action failed, was answered
+  // without a screenshot, and the task ran on blind until its turns ran out.
+  it.scopedLive("a page whose renderer crashes mid-task ends the task with BrowserError, the browser closed", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ geminiApiKey: key })
+      yield* sandbox.setComputerUsePlan([
+        call("navigate", { url: `${sandbox.url}/pages/form` }),
+        call("click_at", Sandbox.formTargets.name),
+        [{ text: "Clicked." }]
+      ])
+      const chromiumPids: Array<number> = []
+      const crashRenderers = Effect.sync(() => {
+        for (const pid of runningChildren(process.pid, "chromium")) {
+          chromiumPids.push(pid)
+          // Chromium rewrites a renderer's command line into one string, flags included.
+          const renderers = runningInGroup(pid).filter((child) => commandLine(child).some((arg) => arg.includes("--type=renderer")))
+          for (const renderer of renderers) process.kill(renderer, "SIGKILL")
+        }
+      })
+      const failed = yield* Effect.flip(runTask(sandbox, {
+        task: "open the form and click the name",
+        onAction: (action) => action.name === "navigate" ? crashRenderers : Effect.void
+      }))
+      assert.strictEqual(failed._tag, "BrowserError")
+      assert.match(failed.message, /^Chromium went away during click_at: /)
+      assert.strictEqual((yield* geminiBodies(sandbox)).length, 2, "no model turn after the crash")
+      assert.strictEqual(chromiumPids.length, 1)
+      for (const pid of chromiumPids) assert.isFalse(isRunning(pid), `Chromium (pid ${pid}) is gone`)
+      assert.deepStrictEqual(runningChildren(process.pid, "chromium"), [])
     }).pipe(quiet), 90_000)
 
   it.scopedLive("the whole-task deadline ends the task timed_out and closes the browser", () =>

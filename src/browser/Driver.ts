@@ -27,7 +27,7 @@ export interface RawPage {
   readonly pid: number | undefined
   /** The page's URL now. */
   readonly url: Effect.Effect<string>
-  /** False once the browser is gone (crashed, killed, disconnected). */
+  /** False once the browser is gone (crashed, killed, disconnected) or the page crashed or closed. */
   readonly connected: Effect.Effect<boolean>
   /** A PNG of the viewport. */
   readonly screenshot: Effect.Effect<Uint8Array, ActionFailed>

@@ -26,7 +26,7 @@ export interface Page {
   readonly viewport: Viewport
   /** The page's URL now. */
   readonly url: Effect.Effect<string>
-  /** False once the browser is gone. */
+  /** False once the browser is gone, or its page crashed or closed: no action can run any more. */
   readonly connected: Effect.Effect<boolean>
   /** A PNG of the viewport, bounded by `browser_screenshot`. */
   readonly screenshot: Effect.Effect<Uint8Array, ActionError>

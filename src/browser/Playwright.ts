@@ -275,11 +275,17 @@ const rawPage = (
   options: Options
 ): RawPage => {
   const navigationDone = trackNavigation(page)
+  // A crashed page (renderer killed, out of memory) takes no more input: Playwright fails every
+  // call on it, so to the agent it is as gone as a browser that exited.
+  let crashed = false
+  page.once("crash", () => {
+    crashed = true
+  })
   const point = (action: string, run: (p: Point) => Promise<void>) => (p: Point) => call(action, () => run(p))
   return {
     pid,
     url: Effect.sync(() => page.url()),
-    connected: Effect.sync(() => browser.isConnected()),
+    connected: Effect.sync(() => browser.isConnected() && !crashed && !page.isClosed()),
     screenshot: call("screenshot", () => page.screenshot({ type: "png", timeout: 0 })),
     goto: (url) => call("navigate", () => page.goto(url, { waitUntil: "load", timeout: 0 })),
     back: call("go back", () => page.goBack({ waitUntil: "load", timeout: 0 })),
