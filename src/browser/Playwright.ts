@@ -252,14 +252,16 @@ const trackNavigation = (page: Playwright.Page) => {
 /**
  * Keeps the browser to one tab, as Google's reference client does: the model sees only the page,
  * so a link or script that opens a new tab would change nothing it can see, and the page, now in
- * the background, could stall its screenshots. The new tab is closed and its address opened in
- * the page instead. The address comes from DevTools' `Page.windowOpen`, sent as the opener asks
- * for the tab, so the navigation begins within `settle`'s wait; the new tab itself is reported
- * much later, once it has loaded.
+ * the background, could stall its screenshots. The new tab is closed and its address, when an
+ * http(s) one, opened in the page instead. The address comes from DevTools' `Page.windowOpen`,
+ * sent as the opener asks for the tab, so the navigation begins within `settle`'s wait; the new
+ * tab itself is reported much later, once it has loaded.
  */
 const keepOneTab = (context: Playwright.BrowserContext, page: Playwright.Page, cdp: Playwright.CDPSession) => {
   cdp.on("Page.windowOpen", ({ url }) => {
-    if (url !== "" && url !== "about:blank") page.goto(url, { waitUntil: "load", timeout: 0 }).catch(() => {})
+    // http(s) only, as for navigate: a DevTools navigation may go where page script may not
+    // (data:, file:), and it would do so on the page's word.
+    if (/^https?:/i.test(url)) page.goto(url, { waitUntil: "load", timeout: 0 }).catch(() => {})
   })
   context.on("page", (opened) => {
     if (opened !== page) opened.close().catch(() => {})

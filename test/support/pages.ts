@@ -28,10 +28,15 @@ const formPage = `<!doctype html><html><head><title>Sign up</title></head><body 
 <a href="/never" style="${box(610, 40)};display:block">a page that never loads</a>
 </body></html>`
 
-/** A link with `target="_blank"` at the name field's place, a `window.open` button at the email's. */
+/**
+ * A link with `target="_blank"` at the name field's place, a `window.open` button at the email's,
+ * and at the submit button's a `window.open` of a `data:` URL (which Chromium refuses a page)
+ * after which, a second later, the page goes to `/done?via=after-data` itself.
+ */
 const newTabPage = `<!doctype html><html><head><title>Tabs</title></head><body style="margin:0">
 <a href="/done?via=link" target="_blank" style="${box(205, 40)};display:block">in a new tab</a>
 <button onclick="window.open('/done?via=script')" style="${box(340, 40)}">open a window</button>
+<button onclick="window.open('data:text/html,<title>Sign in</title>Sign in again'); setTimeout(() => location.assign('/done?via=after-data'), 1000)" style="${box(470, 50)}">open data</button>
 </body></html>`
 
 /** A page whose script, once loaded, never yields: the renderer takes no more input. */
