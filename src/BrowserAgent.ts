@@ -51,7 +51,10 @@ export interface Action {
 export interface RunInput {
   /** What to do, in words (the first user turn). */
   readonly task: string
-  /** The page to open before the first screenshot; default a blank page. */
+  /**
+   * The page to open before the first screenshot; default a blank page. As for `navigate`, http(s)
+   * only (`https://` added when there is no scheme): another is not opened, and the model is told.
+   */
   readonly url?: string | undefined
   /** Model calls allowed, a re-ask after `MALFORMED_FUNCTION_CALL` included; default 30. */
   readonly maxTurns?: number | undefined

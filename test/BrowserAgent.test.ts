@@ -192,6 +192,22 @@ describe("BrowserAgent loop", () => {
     }).pipe(Effect.provide(layer))
   })
 
+  // Before, the start page was opened as given: a file: URL (from a voice model's browser_use, say)
+  // put a local file in the first screenshot, and a bare host got Playwright's http:// instead.
+  it.effect("the start page follows navigate's rule: https:// added, anything but http(s) refused and told", () => {
+    const { harness, layer } = setup([Gemini.textResponse("done"), Gemini.textResponse("done")])
+    return Effect.gen(function*() {
+      yield* BrowserAgent.run({ task: "look", url: "example.com/start" })
+      yield* BrowserAgent.run({ task: "read it", url: "file:///etc/passwd" })
+      assert.deepStrictEqual((yield* harness.browser.calls).flatMap((c) => c._tag === "goto" ? [c.url] : []), [
+        "https://example.com/start"
+      ])
+      assert.deepStrictEqual(harness.requests[1]?.contents[0]?.parts[0], {
+        text: "read it\n\n(opening file:///etc/passwd refused: url must be an http or https address, got a file: URL)"
+      })
+    }).pipe(Effect.provide(layer))
+  })
+
   it.effect("a page that never loads fails after browser_page_load, is stopped, and the model is told", () => {
     const { harness, layer } = setup(
       [calls(call("navigate", { url: "http://pages.test/never" })), Gemini.textResponse("gave up on it")],

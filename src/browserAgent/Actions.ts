@@ -133,19 +133,21 @@ const keys = (args: Args): Decoded<ReadonlyArray<string>> =>
   })
 
 /**
- * `url` of `navigate`: an http(s) address. One without a scheme gets `https://`, as Google's
- * reference client does; any other scheme is refused, or a page's text could steer the model to
- * `file:///…` and put local files in the screenshots it is sent.
+ * An address the browser may open (`navigate`'s `url`, the task's start page): an http(s) one.
+ * One without a scheme gets `https://`, as Google's reference client does; any other scheme is
+ * refused, or a page's text could steer the model to `file:///…` and put local files in the
+ * screenshots it is sent.
  */
-const webUrl = (args: Args): Decoded<string> =>
-  Either.flatMap(text(args, "url"), (given) => {
-    const url = given.trim()
-    if (/^https?:\/\//i.test(url)) return Either.right(url)
-    // A scheme is letters then ":"; "localhost:8080" is a host and port, not a scheme.
-    const scheme = /^([a-z][a-z0-9+.-]*):(?!\d)/i.exec(url)?.[1]
-    if (scheme !== undefined) return Either.left(`url must be an http or https address, got a ${scheme.toLowerCase()}: URL`)
-    return url === "" ? Either.left(`url must be an http or https address, got ""`) : Either.right(`https://${url}`)
-  })
+export const webAddress = (given: string): Decoded<string> => {
+  const url = given.trim()
+  if (/^https?:\/\//i.test(url)) return Either.right(url)
+  // A scheme is letters then ":"; "localhost:8080" is a host and port, not a scheme.
+  const scheme = /^([a-z][a-z0-9+.-]*):(?!\d)/i.exec(url)?.[1]
+  if (scheme !== undefined) return Either.left(`url must be an http or https address, got a ${scheme.toLowerCase()}: URL`)
+  return url === "" ? Either.left(`url must be an http or https address, got ""`) : Either.right(`https://${url}`)
+}
+
+const webUrl = (args: Args): Decoded<string> => Either.flatMap(text(args, "url"), webAddress)
 
 const all = Either.all
 

@@ -96,8 +96,12 @@ export const run = (deps: Deps, input: RunInput): Effect.Effect<RunResult, Brows
       const context: Actions.Context = { page, searchUrl: deps.searchUrl }
       const notes: Array<string | undefined> = []
       if (input.url !== undefined) {
-        const opened = yield* Effect.either(page.navigate(input.url))
-        if (Either.isLeft(opened)) notes.push(`opening ${input.url} failed: ${Errors.describe(opened.left)}`)
+        const address = Actions.webAddress(input.url)
+        if (Either.isLeft(address)) notes.push(`opening ${input.url} refused: ${address.left}`)
+        else {
+          const opened = yield* Effect.either(page.navigate(address.right))
+          if (Either.isLeft(opened)) notes.push(`opening ${input.url} failed: ${Errors.describe(opened.left)}`)
+        }
       }
       const first = yield* capture(page)
       notes.push(first.error)
