@@ -66,6 +66,36 @@ describe("Sandbox computer use", () => {
       assert.deepStrictEqual(at(yield* generate(sandbox.url, task), "body", "candidates", 0, "content", "parts"), [{ text: "plan finished" }])
     }))
 
+  // The real API's 400 (as quoted in google-gemini/gemini-cli issues #4217, #5443). Before, the
+  // sandbox took a turn of two calls answered once, so a client that dropped an answer passed here.
+  it.scopedLive("a turn of several calls answered by fewer function responses is 400 INVALID_ARGUMENT", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ computerUsePlan: plan })
+      const calls = {
+        role: "model",
+        parts: [
+          { functionCall: { name: "click_at", args: { x: 500, y: 300 } }, thoughtSignature: "c2ln" },
+          { functionCall: { name: "wait_5_seconds", args: {} } }
+        ]
+      }
+      const answer = (name: string) => ({ functionResponse: { name, response: { url: "about:blank" } } })
+      const short = yield* generate(sandbox.url, {
+        ...task,
+        contents: [...task.contents, calls, { role: "user", parts: [answer("click_at")] }]
+      })
+      assert.strictEqual(short.status, 400)
+      assert.deepStrictEqual(at(short.body, "error"), {
+        code: 400,
+        message: "Please ensure that the number of function response parts is equal to the number of function call parts of the function call turn.",
+        status: "INVALID_ARGUMENT"
+      })
+      const full = yield* generate(sandbox.url, {
+        ...task,
+        contents: [...task.contents, calls, { role: "user", parts: [answer("click_at"), answer("wait_5_seconds")] }]
+      })
+      assert.strictEqual(full.status, 200)
+    }))
+
   it.scopedLive("a failed request of the gemini fault plan does not use up a turn", () =>
     Effect.gen(function*() {
       const sandbox = yield* Sandbox.make()

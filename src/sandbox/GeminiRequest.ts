@@ -268,6 +268,28 @@ const structure = (request: GenerateContentRequest): Rejection | undefined => {
   return issues.length === 0 ? undefined : schemaIssues(issues)
 }
 
+const countParts = (content: Content, field: "functionCall" | "functionResponse"): number =>
+  content.parts.filter((part) => part[field] !== undefined).length
+
+/**
+ * A model turn's function calls are answered, in the turn after it, by as many function
+ * responses: the API refuses a request that answers some of them only.
+ */
+const unansweredCalls = (request: GenerateContentRequest): Rejection | undefined => {
+  const short = request.contents.some((content, i) => {
+    const next = request.contents[i + 1]
+    if (content.role !== "model" || next === undefined) return false
+    const responses = countParts(next, "functionResponse")
+    return responses > 0 && responses !== countParts(content, "functionCall")
+  })
+  return short
+    ? {
+      message: "Please ensure that the number of function response parts is equal to the number of function call " +
+        "parts of the function call turn."
+    }
+    : undefined
+}
+
 /** Gemini 3 models validate the thought signatures of the current turn's function calls. */
 export const validatesThoughtSignatures = (model: string): boolean => /^gemini-3/.test(model)
 
@@ -303,7 +325,8 @@ const missingSignature = (request: GenerateContentRequest): Rejection | undefine
 /**
  * Reads a generateContent body (or, with `countTokens`, a countTokens body, whose
  * `generateContentRequest` wins when present) as the real API would: a 400 for JSON that is not
- * JSON or nests too deep, an unknown field, a bad role, a part with no or two `data` fields, or (Gemini 3) a
+ * JSON or nests too deep, an unknown field, a bad role, a part with no or two `data` fields, a turn
+ * of function calls answered by a different number of function responses, or (Gemini 3) a
  * function call sent back without its thought signature.
  */
 export const readRequest = (
@@ -327,8 +350,9 @@ export const readRequest = (
     ? normalized["generateContentRequest"]
     : normalized
   return Either.flatMap(Either.mapLeft(decode(GenerateContentRequest, selected), schemaIssues), (request) => {
-    const rejection = structure(request) ??
-      (validatesThoughtSignatures(options.model) && options.countTokens !== true ? missingSignature(request) : undefined)
+    const generating = options.countTokens !== true
+    const rejection = structure(request) ?? (generating ? unansweredCalls(request) : undefined) ??
+      (validatesThoughtSignatures(options.model) && generating ? missingSignature(request) : undefined)
     return rejection === undefined ? Either.right(request) : Either.left(rejection)
   })
 }
