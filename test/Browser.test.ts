@@ -114,6 +114,39 @@ describe("Browser (real Chromium)", () => {
       assert.strictEqual(url, `${pages.url}/done?via=after-data`)
     }).pipe(Effect.scoped, Effect.provide(browserLayer())), 60_000)
 
+  // Before, Chromium saved downloads for the task's whole life: a page streaming one wrote about
+  // 500 MB to /tmp in 4 s, for a file the model never sees.
+  it.live("a download is refused: the browser drops it and the click returns", () =>
+    Effect.gen(function*() {
+      let dropped = false
+      const server = http.createServer((request, response) => {
+        if (request.url !== "/download") {
+          response.setHeader("content-type", "text/html")
+          return void response.end(
+            `<!doctype html><a href="/download" style="position:absolute;left:0;top:0;width:1440px;height:900px;display:block">get it</a>`
+          )
+        }
+        response.setHeader("content-type", "application/octet-stream")
+        response.setHeader("content-disposition", "attachment; filename=endless.bin")
+        const chunk = Buffer.alloc(64 * 1024)
+        const writer = setInterval(() => response.write(chunk), 10)
+        response.on("close", () => {
+          clearInterval(writer)
+          dropped = true
+        })
+      })
+      const { url } = yield* listen(server)
+      yield* withPage((page) =>
+        Effect.gen(function*() {
+          yield* page.navigate(`${url}/`)
+          yield* page.clickAt({ x: 720, y: 450 })
+          // A download the browser kept would stream until the browser closed.
+          yield* waitFor(Effect.sync(() => dropped), (closed) => closed)
+          assert.strictEqual(yield* page.url, `${url}/`)
+        })
+      )
+    }).pipe(Effect.scoped, Effect.provide(browserLayer())), 60_000)
+
   it.live("a key combination that fails on an unknown key leaves no key held for the next input", () =>
     Effect.gen(function*() {
       const pages = yield* servePages

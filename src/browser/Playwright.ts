@@ -347,7 +347,8 @@ export const make = (options: Options): Driver => {
             (browser) =>
               Effect.tryPromise(() => browser.close()).pipe(Effect.interruptible, Effect.timeout(options.closeTimeout), Effect.ignore)
           )
-          const context = yield* step("open a page", () => browser.newContext({ viewport, deviceScaleFactor: 1 }))
+          // No downloads: the model never sees a file, and a page could stream one onto our disk.
+          const context = yield* step("open a page", () => browser.newContext({ viewport, deviceScaleFactor: 1, acceptDownloads: false }))
           const page = yield* step("open a page", () => context.newPage())
           const cdp = yield* step("open a DevTools session", () => context.newCDPSession(page))
           yield* step("open a DevTools session", () => keepOneTab(context, page, cdp))
