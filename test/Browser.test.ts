@@ -26,10 +26,15 @@ import { waitFor } from "./support/waitFor.js"
 
 const chromium = process.env["BIG3_CHROMIUM_PATH"] ?? Browser.defaultExecutablePath
 
+/**
+ * Inputs are bounded by browser_page_load: 15 s gives typing room on a loaded machine (1.5 s timed
+ * out under the full suite); the tests of pages that never load or never yield set a short bound.
+ */
 const browserLayer = (timeouts: ReliabilityConfig.Overrides["timeouts"] = {}) =>
   Browser.layerWith({ executablePath: chromium }).pipe(
-    Layer.provide(Layer.orDie(ReliabilityConfig.layerWith({ timeouts: { browser_page_load: "1500 millis", ...timeouts } })))
+    Layer.provide(Layer.orDie(ReliabilityConfig.layerWith({ timeouts: { browser_page_load: "15 seconds", ...timeouts } })))
   )
+const shortPageLoad = { browser_page_load: "1500 millis" } as const
 
 /** Width and height of a PNG, from its IHDR chunk. */
 const pngSize = (png: Uint8Array) => {
@@ -185,7 +190,7 @@ describe("Browser (real Chromium)", () => {
         })
       )
       assert.deepStrictEqual(pages.seen.filter((line) => line.startsWith("GET /never")).length, 2)
-    }).pipe(Effect.scoped, Effect.provide(browserLayer())), 60_000)
+    }).pipe(Effect.scoped, Effect.provide(browserLayer(shortPageLoad))), 60_000)
 
   // Before, Chromium's back-forward cache restored the page without a `load` event: every go back
   // or forward waited out browser_page_load and the model was told it failed.
@@ -247,7 +252,7 @@ describe("Browser (real Chromium)", () => {
           assert.deepStrictEqual(failures.map(operation), ["browser_page_load", "browser_page_load", "browser_page_load"])
         })
       )
-    }).pipe(Effect.scoped, Effect.provide(browserLayer())), 60_000)
+    }).pipe(Effect.scoped, Effect.provide(browserLayer(shortPageLoad))), 60_000)
 
   it.live("interrupting the fiber that holds the browser closes Chromium", () =>
     Effect.gen(function*() {
