@@ -71,6 +71,30 @@ const setup = (
 /** Lets forked fibers run until they wait on something. */
 const settle = Effect.repeatN(Effect.yieldNow(), 20)
 
+const unavailable: Result = { dead: false, reason: "ServiceUnavailable: 503", status: 503 }
+
+/** The events a `LOST n event(s)` line stands for. */
+const lostIn = (line: string) => Number(/^ERROR observability: LOST (\d+) event\(s\)/.exec(line)?.[1] ?? 0)
+
+/**
+ * Three failed deliveries on a disk that refuses writes, with queueCapacity 1: e1 waits in memory,
+ * e2 and e3 do not fit, 300 ms apart (one line for both would come a second later).
+ */
+const failThreeWithinASecond = (writer: SpoolWriter.SpoolWriter, state: State) =>
+  Effect.gen(function*() {
+    writer.settle(state.accept(`{"id":"e1"}`, 1), unavailable)
+    yield* settle
+    yield* TestClock.adjust("100 millis")
+    yield* settle
+    for (const n of [2, 3]) {
+      writer.settle(state.accept(`{"id":"e${n}"}`, n), unavailable)
+      yield* TestClock.adjust("200 millis")
+      yield* settle
+      yield* TestClock.adjust("100 millis")
+      yield* settle
+    }
+  })
+
 describe("Observability spool redelivery", () => {
   it.effect("a spool that cannot be read keeps its size, is counted and logged, and is read again a second later", () => {
     const { layer, lines } = captureLogs()
@@ -228,7 +252,7 @@ describe("Observability shutdown", () => {
       const workerScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
       const writerScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
       yield* Effect.forkIn(writer.run, writerScope)
-      writer.settle(state.accept(`{"id":"e1"}`, 1), { dead: false, reason: "ServiceUnavailable: 503", status: 503 })
+      writer.settle(state.accept(`{"id":"e1"}`, 1), unavailable)
       yield* settle
       yield* TestClock.adjust("100 millis") // the retry pause: the writer now waits on the disk
       yield* settle
@@ -265,7 +289,7 @@ describe("Observability spool writer on a failing disk", () => {
       const writer = SpoolWriter.make({ spool, state, settings, clock: yield* Effect.clock })
       const fiber = yield* Effect.fork(writer.run)
       for (let n = 1; n <= 5; n++) {
-        writer.settle(state.accept(`{"id":"e${n}"}`, n), { dead: false, reason: "ServiceUnavailable: 503", status: 503 })
+        writer.settle(state.accept(`{"id":"e${n}"}`, n), unavailable)
         yield* settle
         yield* TestClock.adjust("100 millis") // the retry pause of a round
         yield* settle
@@ -314,29 +338,16 @@ describe("Observability spool writer on a failing disk", () => {
       const settings = yield* Options.resolve({ queueCapacity: 1, redeliveryInterval: "200 millis" })
       const writer = SpoolWriter.make({ spool, state, settings, clock: yield* Effect.clock })
       const fiber = yield* Effect.fork(writer.run)
-      const unavailable: Result = { dead: false, reason: "ServiceUnavailable: 503", status: 503 }
-      // e1 waits in memory; e2 and e3 do not fit (queueCapacity 1), 300 ms apart: one line for both would come a second later.
-      writer.settle(state.accept(`{"id":"e1"}`, 1), unavailable)
-      yield* settle
-      yield* TestClock.adjust("100 millis")
-      yield* settle
-      for (const n of [2, 3]) {
-        writer.settle(state.accept(`{"id":"e${n}"}`, n), unavailable)
-        yield* TestClock.adjust("200 millis")
-        yield* settle
-        yield* TestClock.adjust("100 millis")
-        yield* settle
-      }
-      const lost = (line: string) => Number(/^ERROR observability: LOST (\d+) event\(s\)/.exec(line)?.[1] ?? 0)
+      yield* failThreeWithinASecond(writer, state)
       assert.strictEqual(state.counters.dropped, 2)
-      assert.deepStrictEqual(lines.filter((line) => lost(line) > 0), [
+      assert.deepStrictEqual(lines.filter((line) => lostIn(line) > 0), [
         "ERROR observability: LOST 1 event(s): the spool cannot be written (cannot write the spool: disk I/O error) and memory holds 1 at most; 1 lost so far"
       ])
       // Room again, 300 ms after the first LOST line: the second is written with the kept event.
       yield* TestClock.adjust("200 millis")
       yield* settle
       assert.deepStrictEqual(rows.map((row) => row.id), ["e1"])
-      assert.deepStrictEqual(lines.filter((line) => lost(line) > 0), [
+      assert.deepStrictEqual(lines.filter((line) => lostIn(line) > 0), [
         "ERROR observability: LOST 1 event(s): the spool cannot be written (cannot write the spool: disk I/O error) and memory holds 1 at most; 1 lost so far",
         "ERROR observability: LOST 1 event(s): the spool cannot be written (cannot write the spool: disk I/O error) and memory holds 1 at most; 2 lost so far"
       ])
@@ -405,7 +416,7 @@ describe("Observability with the server back before the disk", () => {
       let up = false
       const sent: Array<string> = []
       const answer = (body: string): Result => {
-        if (!up) return { dead: false, reason: "ServiceUnavailable: 503", status: 503 }
+        if (!up) return unavailable
         sent.push(body)
         return undefined
       }
@@ -420,7 +431,7 @@ describe("Observability with the server back before the disk", () => {
       for (let i = 0; i < 1000; i++) faults.commit.push("fail")
       const fibers = [yield* Effect.fork(writer.run), yield* Effect.fork(redeliverer.run)]
       for (let n = 1; n <= 3; n++) {
-        writer.settle(state.accept(`{"id":"e${n}"}`, n), { dead: false, reason: "ServiceUnavailable: 503", status: 503 })
+        writer.settle(state.accept(`{"id":"e${n}"}`, n), unavailable)
       }
       // Server down, disk full: tried from memory now and then, never lost.
       for (let i = 0; i < 3; i++) {
@@ -456,25 +467,13 @@ describe("Observability with the server back before the disk", () => {
         singleConcurrency: 4,
         splitConcurrency: 4
       }
-      const unavailable: Result = { dead: false, reason: "ServiceUnavailable: 503", status: 503 }
       const { faults, redeliverer, state, writer } = yield* setup([], { queueCapacity: 1, redeliveryInterval: "200 millis" }, { delivery, sent: [] })
       for (let i = 0; i < 1000; i++) faults.commit.push("fail")
       const fibers = [yield* Effect.fork(writer.run), yield* Effect.fork(redeliverer.run)]
-      // e1 waits in memory; e2 is lost (its line written at once), e3 too, 300 ms later (held back).
-      writer.settle(state.accept(`{"id":"e1"}`, 1), unavailable)
-      yield* settle
-      yield* TestClock.adjust("100 millis")
-      yield* settle
-      for (const n of [2, 3]) {
-        writer.settle(state.accept(`{"id":"e${n}"}`, n), unavailable)
-        yield* TestClock.adjust("200 millis")
-        yield* settle
-        yield* TestClock.adjust("100 millis")
-        yield* settle
-      }
-      const lost = (line: string) => Number(/^ERROR observability: LOST (\d+) event\(s\)/.exec(line)?.[1] ?? 0)
+      // e2's line is written at once, e3's held back.
+      yield* failThreeWithinASecond(writer, state)
       assert.strictEqual(state.counters.dropped, 2)
-      assert.strictEqual(lines.map(lost).reduce((a, b) => a + b, 0), 1)
+      assert.strictEqual(lines.map(lostIn).reduce((a, b) => a + b, 0), 1)
       // The server takes e1 from memory: nothing is left to write, and the disk stays full.
       up = true
       yield* TestClock.adjust("1 second")
@@ -483,7 +482,7 @@ describe("Observability with the server back before the disk", () => {
       // Seconds later, with nothing else happening, every loss counted has been logged.
       yield* TestClock.adjust("2 seconds")
       yield* settle
-      assert.strictEqual(lines.map(lost).reduce((a, b) => a + b, 0), 2, lines.join("\n"))
+      assert.strictEqual(lines.map(lostIn).reduce((a, b) => a + b, 0), 2, lines.join("\n"))
       for (const fiber of fibers) yield* Fiber.interrupt(fiber)
     }).pipe(Effect.provide(layer))
   })
