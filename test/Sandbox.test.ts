@@ -458,6 +458,8 @@ describe("Sandbox", () => {
         const poisoned = yield* post(`${sandbox.url}/events/batch`, [event("e4"), { id: "e5", source_app: "x" }])
         assert.strictEqual(poisoned.status, 400)
         assert.deepStrictEqual(json(poisoned), { error: "Missing required fields", index: 1 })
+        const unbindable = yield* post(`${sandbox.url}/events/batch`, [event("e4"), event("e5", { summary: [1] })])
+        assert.deepStrictEqual([unbindable.status, at(json(unbindable), "index")], [400, 1])
         const notArray = yield* post(`${sandbox.url}/events/batch`, event("e6"))
         assert.deepStrictEqual([notArray.status, json(notArray)], [400, { error: "Invalid request" }])
         assert.deepStrictEqual((yield* sandbox.events).map((e) => e.clientId), ["e1", "e2", "e3"])
@@ -523,6 +525,28 @@ describe("Sandbox", () => {
         yield* post(`${sandbox.url}/events`, event("e3"))
         assert.deepStrictEqual(yield* sandbox.eventStats, { stored: 2, distinctIds: 2, duplicates: 1, evicted: 2 })
         assert.deepStrictEqual((yield* sandbox.events).map((e) => e.clientId), ["e2", "e3"])
+      }))
+
+    // Seen on the public server (Bun 1.4, bun:sqlite): it binds these fields to SQLite as they
+    // came, so an object or array throws ("Binding expected string, …") and its catch answers
+    // 400 "Invalid request"; a boolean binds as an integer and its TEXT column keeps the digit.
+    it.scopedLive("public mode: a field SQLite cannot bind is refused, a boolean one is stored as its digit", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make({ eventsMode: "public" })
+        for (const field of ["source_app", "session_id", "hook_event_type", "summary", "model_name", "timestamp"]) {
+          for (const value of [{ k: 1 }, [1]]) {
+            const refused = yield* post(`${sandbox.url}/events`, event(undefined, { [field]: value }))
+            assert.deepStrictEqual([refused.status, refused.text], [400, `{"error":"Invalid request"}`], field)
+          }
+        }
+        assert.deepStrictEqual(yield* sandbox.eventStats, { stored: 0, distinctIds: 0, duplicates: 0, evicted: 0 })
+
+        const saved = yield* post(`${sandbox.url}/events`, event(undefined, { source_app: true, summary: true }))
+        assert.deepStrictEqual([saved.status, at(json(saved), "source_app"), at(json(saved), "id")], [200, true, 1])
+        const recent = json(yield* request(`${sandbox.url}/events/recent`))
+        assert.deepStrictEqual([at(recent, 0, "source_app"), at(recent, 0, "summary")], ["1", "1"])
+        const options = json(yield* request(`${sandbox.url}/events/filter-options`))
+        assert.deepStrictEqual(at(options, "source_apps"), ["1"])
       }))
 
     it("the bounded store stays in order across many evictions", () => {

@@ -56,7 +56,20 @@ type HookEvent = typeof HookEvent.Type
 
 const Batch = Schema.Array(Schema.Unknown)
 
-const text = (value: unknown): string => typeof value === "string" ? value : JSON.stringify(value)
+/**
+ * The fields the public server binds to SQLite parameters as they came (`summary`, `model_name`
+ * and `timestamp` when truthy). bun:sqlite throws on an object or array, and the catch answers
+ * 400 "Invalid request" without storing the event.
+ */
+const boundFields = ["source_app", "session_id", "hook_event_type", "summary", "model_name", "timestamp"] as const
+
+/** The first field of `event` that SQLite cannot bind, or `undefined`. */
+const unbindable = (event: HookEvent): string | undefined =>
+  boundFields.find((field) => typeof event[field] === "object" && event[field] !== null)
+
+/** What the public server's TEXT column keeps: bun:sqlite binds a boolean as the integer 1 or 0. */
+const text = (value: unknown): string =>
+  typeof value === "string" ? value : typeof value === "boolean" ? (value ? "1" : "0") : JSON.stringify(value)
 const optionalText = (value: unknown): string | undefined => value ? text(value) : undefined
 
 interface Entry {
@@ -275,6 +288,8 @@ const unauthorized = () => json({ error: "Unauthorized" }, 401)
  * An event nesting deeper than 1,000 levels of objects and arrays is refused with 400
  * `{"error": "Invalid request", "detail": …}` and not stored: the public server's
  * `JSON.stringify` in `insertEvent` throws on it and its catch answers 400 "Invalid request".
+ * So is an event whose `source_app`, `session_id`, `hook_event_type`, `summary`, `model_name`
+ * or `timestamp` is an object or array (400 `{"error": "Invalid request"}`, as that server).
  */
 export const postEvent = (
   store: EventStore,
@@ -293,9 +308,9 @@ export const postEvent = (
           onLeft: () => json({ error: "Missing required fields" }, 400),
           onRight: (event) => {
             const deep = tooDeep(event)
-            return deep === undefined
-              ? json(store.insert(event, incoming.time, mode === "extended").entry.saved)
-              : json({ error: "Invalid request", detail: `the event ${deep}` }, 400)
+            if (deep !== undefined) return json({ error: "Invalid request", detail: `the event ${deep}` }, 400)
+            if (unbindable(event) !== undefined) return json({ error: "Invalid request" }, 400)
+            return json(store.insert(event, incoming.time, mode === "extended").entry.saved)
           }
         })
       }
@@ -312,7 +327,8 @@ export const postEvent = (
  * - 400 `{"error": "Missing required fields", "index": i}`: item `i` (0-based) lacks
  *   `source_app`, `session_id`, `hook_event_type` or `payload`; nothing from the batch is stored.
  * - 400 `{"error": "Invalid request", "index": i, "detail": …}`: item `i` nests deeper than
- *   1,000 levels (as `POST /events`); nothing from the batch is stored.
+ *   1,000 levels, or has a field SQLite cannot bind (as `POST /events`); nothing from the batch
+ *   is stored.
  * - 401 `{"error": "Unauthorized"}`: a key is configured and `X-API-Key` does not match it.
  */
 export const postBatch = (store: EventStore, apiKey: Option.Option<Redacted.Redacted<string>>): Answer =>
@@ -327,6 +343,8 @@ export const postBatch = (store: EventStore, apiKey: Option.Option<Redacted.Reda
       if (Either.isLeft(event)) return json({ error: "Missing required fields", index }, 400)
       const deep = tooDeep(event.right)
       if (deep !== undefined) return json({ error: "Invalid request", index, detail: `the event ${deep}` }, 400)
+      const field = unbindable(event.right)
+      if (field !== undefined) return json({ error: "Invalid request", index, detail: `${field} is not text or a number` }, 400)
       events.push(event.right)
     }
     let duplicates = 0
