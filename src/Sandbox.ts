@@ -342,7 +342,7 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
     ),
     HttpRouter.get("/v1/realtime", realtime.route),
     HttpRouter.post("/events", handle("events", events, Events.postEvent(store, mode, observabilityKey))),
-    HttpRouter.get("/events/recent", handle("other", events, Events.recent(store))),
+    HttpRouter.get("/events/recent", handle("other", events, Events.recent(store, mode))),
     HttpRouter.get("/events/filter-options", handle("other", events, Events.filterOptions(store))),
     mode === "extended"
       ? (self) =>

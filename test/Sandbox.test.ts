@@ -549,6 +549,25 @@ describe("Sandbox", () => {
         assert.deepStrictEqual(at(options, "source_apps"), ["1"])
       }))
 
+    // Seen on the public server: its preflight is an empty body with `Content-Length: 0`, and
+    // `?limit=abc` reaches SQLite as NaN ("datatype mismatch"), which Bun answers with its 500 page.
+    it.scopedLive("public mode: the preflight has a zero length, a limit that is not a number is a 500", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make({ eventsMode: "public" })
+        const preflight = yield* request(`${sandbox.url}/events`, { method: "OPTIONS" })
+        assert.deepStrictEqual(
+          [preflight.status, preflight.headers.get("content-length"), preflight.headers.get("transfer-encoding")],
+          [200, "0", null]
+        )
+        const recent = yield* request(`${sandbox.url}/events/recent?limit=abc`)
+        assert.deepStrictEqual(
+          [recent.status, recent.headers.get("content-type"), recent.headers.get("access-control-allow-origin")],
+          [500, "text/html;charset=utf-8", null]
+        )
+        const empty = yield* request(`${sandbox.url}/events/recent?limit=`)
+        assert.deepStrictEqual([empty.status, empty.text], [200, "[]"], "an empty limit is the default ('' || '300')")
+      }))
+
     it("the bounded store stays in order across many evictions", () => {
       const store = new EventStore(10)
       for (let n = 1; n <= 5_000; n++) {

@@ -236,8 +236,9 @@ const json = (body: unknown, status = 200, headers: Readonly<Record<string, stri
 export const banner: Answer = () =>
   Effect.succeed(HttpServerResponse.text("Multi-Agent Observability Server", { headers: cors }))
 
-/** CORS preflight: the public server answers 200 with no body. */
-export const preflight: Answer = () => Effect.succeed(HttpServerResponse.empty({ status: 200, headers: cors }))
+/** CORS preflight: the public server answers 200 with an empty body of length 0 (not chunked). */
+export const preflight: Answer = () =>
+  Effect.succeed(HttpServerResponse.empty({ status: 200, headers: { ...cors, "content-length": "0" } }))
 
 const errorMessages: Readonly<Record<number, string>> = {
   400: "Invalid request",
@@ -357,11 +358,25 @@ export const postBatch = (store: EventStore, apiKey: Option.Option<Redacted.Reda
 /** The public server's default for `GET /events/recent` (`parseInt(limit || '300')`). */
 export const defaultRecentLimit = 300
 
-/** `GET /events/recent?limit=N` (default 300): the latest N events, oldest first (newest last). */
-export const recent = (store: EventStore): Answer => (incoming) =>
+/**
+ * The public server's answer when `limit` is not a number: its SQLite query throws on the NaN
+ * ("datatype mismatch") and Bun answers with its error page, 500 text/html and no CORS headers.
+ */
+const failedQuery = () =>
+  HttpServerResponse.text("<!doctype html>\n<title>Internal Server Error</title>\n", {
+    status: 500,
+    contentType: "text/html;charset=utf-8"
+  })
+
+/**
+ * `GET /events/recent?limit=N` (default 300): the latest N events, oldest first (newest last).
+ * A `limit` that is not a number: 500 in public mode (see {@link failedQuery}), the default here.
+ */
+export const recent = (store: EventStore, mode: EventsMode): Answer => (incoming) =>
   Effect.sync(() => {
-    const limit = Number.parseInt(incoming.query["limit"] ?? String(defaultRecentLimit), 10)
-    return json(store.recent(Number.isNaN(limit) ? defaultRecentLimit : limit))
+    const limit = Number.parseInt(incoming.query["limit"] || String(defaultRecentLimit), 10)
+    if (Number.isNaN(limit)) return mode === "public" ? failedQuery() : json(store.recent(defaultRecentLimit))
+    return json(store.recent(limit))
   })
 
 /** `GET /events/filter-options`: distinct source apps, session ids and hook event types. */
