@@ -12,8 +12,8 @@
  * Routes:
  * - `POST /{v1,v1beta}/models/{model}:generateContent` and `…:streamGenerateContent` (faults:
  *   `"gemini"`), `…:countTokens`
- * - `POST /events` (faults: `"events"`), `GET /events/recent`, `GET /events/filter-options`;
- *   extended mode also `POST /events/batch` (faults: `"eventsBatch"`), `GET /health`
+ * - `POST /events` (faults: `"events"`), `GET /events/recent`, `GET /events/filter-options`, the
+ *   `GET /stream` WebSocket feed of stored events; extended mode also `POST /events/batch` (faults: `"eventsBatch"`), `GET /health`
  * - `POST /v1/messages` (faults: `"anthropic"`), `POST /v1/messages/count_tokens`
  * - `GET /v1/realtime`: the OpenAI Realtime WebSocket (its own per-connection fault plans and
  *   scripted model, `Service.realtime`; see `sandbox/Realtime.ts`)
@@ -235,6 +235,7 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
     options.requestLog?.maxBodyBytes ?? defaultMaxBodyBytes
   )
   const store = new Events.EventStore(maxEvents)
+  const streamClients = new Events.StreamClients()
   const computerUse = ComputerUse.makePlayer(options.computerUsePlan)
   const rateLimits = new Anthropic.RateLimits()
   let sequence = 0
@@ -341,13 +342,14 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
       handle("other", anthropic, Anthropic.countTokens(anthropicKey))
     ),
     HttpRouter.get("/v1/realtime", realtime.route),
-    HttpRouter.post("/events", handle("events", events, Events.postEvent(store, mode, observabilityKey))),
+    HttpRouter.post("/events", handle("events", events, Events.postEvent(store, mode, observabilityKey, streamClients))),
     HttpRouter.get("/events/recent", handle("other", events, Events.recent(store, mode))),
     HttpRouter.get("/events/filter-options", handle("other", events, Events.filterOptions(store))),
+    HttpRouter.get("/stream", Events.stream(store, streamClients)),
     mode === "extended"
       ? (self) =>
         self.pipe(
-          HttpRouter.post("/events/batch", handle("eventsBatch", events, Events.postBatch(store, observabilityKey))),
+          HttpRouter.post("/events/batch", handle("eventsBatch", events, Events.postBatch(store, observabilityKey, streamClients))),
           HttpRouter.get("/health", handle("other", events, Events.health))
         )
       : identity,

@@ -5,7 +5,9 @@ import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Logger from "effect/Logger"
+import * as Queue from "effect/Queue"
 import * as TestClock from "effect/TestClock"
+import { WebSocket } from "ws"
 import * as Sandbox from "../src/Sandbox.js"
 import { EventStore } from "../src/sandbox/Events.js"
 import { at, each } from "./support/json.js"
@@ -566,6 +568,35 @@ describe("Sandbox", () => {
         )
         const empty = yield* request(`${sandbox.url}/events/recent?limit=`)
         assert.deepStrictEqual([empty.status, empty.text], [200, "[]"], "an empty limit is the default ('' || '300')")
+      }))
+
+    // The public server's WebSocket feed: `{"type":"initial","data":[recent 300]}` on connect, then
+    // `{"type":"event","data":<the POST's answer>}` for each stored event; no upgrade, the banner.
+    it.scopedLive("GET /stream sends the recent events, then each stored event", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make({ eventsMode: "public" })
+        yield* post(`${sandbox.url}/events`, event("e1"))
+        const messages = yield* Queue.unbounded<unknown>()
+        yield* Effect.acquireRelease(
+          Effect.async<WebSocket, Error>((resume) => {
+            const socket = new WebSocket(`${sandbox.url.replace(/^http/, "ws")}/stream`)
+            socket.on("message", (data) => Queue.unsafeOffer(messages, JSON.parse(String(data))))
+            socket.once("open", () => resume(Effect.succeed(socket)))
+            socket.once("error", (error) => resume(Effect.fail(error)))
+          }),
+          (socket) => Effect.sync(() => socket.terminate())
+        )
+        const next = Queue.take(messages).pipe(Effect.timeout("2 seconds"))
+        const initial = yield* next
+        assert.deepStrictEqual([at(initial, "type"), each(at(initial, "data"), "id")], ["initial", [1]])
+        const saved = yield* post(`${sandbox.url}/events`, event("e2"))
+        assert.deepStrictEqual(yield* next, { type: "event", data: json(saved) })
+        const refused = yield* post(`${sandbox.url}/events`, { source_app: "big3" })
+        assert.strictEqual(refused.status, 400)
+        const plain = yield* request(`${sandbox.url}/stream`)
+        assert.deepStrictEqual([plain.status, plain.text], [200, "Multi-Agent Observability Server"])
+        yield* post(`${sandbox.url}/events`, event("e3"))
+        assert.strictEqual(at(yield* next, "data", "id"), 3, "a refused event is not broadcast")
       }))
 
     it("the bounded store stays in order across many evictions", () => {

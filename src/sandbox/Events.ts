@@ -1,15 +1,17 @@
 /**
  * Emulator of the multi-agent observability server (a Bun server; `POST /events`,
- * `GET /events/recent`, `GET /events/filter-options`, and `200 "Multi-Agent Observability Server"`
- * for everything else), plus the extended API big3 adds on top: idempotent `POST /events`,
+ * `GET /events/recent`, `GET /events/filter-options`, the `GET /stream` WebSocket, and
+ * `200 "Multi-Agent Observability Server"` for everything else, its HITL and theme routes too), plus the extended API big3 adds on top: idempotent `POST /events`,
  * `POST /events/batch` and `GET /health`.
  *
  * @since 0.1.0
  */
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { retryAfterSeconds } from "./FaultPlan.js"
@@ -232,9 +234,58 @@ const cors = {
 const json = (body: unknown, status = 200, headers: Readonly<Record<string, string>> = {}) =>
   HttpServerResponse.unsafeJson(body, { status, headers: { ...cors, ...headers } })
 
+const bannerText = () => HttpServerResponse.text("Multi-Agent Observability Server", { headers: cors })
+
 /** The public server's answer to every route it does not know, whatever the method. */
-export const banner: Answer = () =>
-  Effect.succeed(HttpServerResponse.text("Multi-Agent Observability Server", { headers: cors }))
+export const banner: Answer = () => Effect.succeed(bannerText())
+
+/** The sockets open on `GET /stream`, each with the messages waiting to be written to it. */
+export class StreamClients {
+  private readonly outboxes = new Set<Queue.Queue<string>>()
+
+  /** Queues `message` for every open socket. */
+  broadcast(message: string): void {
+    for (const outbox of this.outboxes) Queue.unsafeOffer(outbox, message)
+  }
+
+  /** Queues `first` for `outbox` and registers it, in one step, so no event falls between. */
+  add(outbox: Queue.Queue<string>, first: string): void {
+    Queue.unsafeOffer(outbox, first)
+    this.outboxes.add(outbox)
+  }
+
+  delete(outbox: Queue.Queue<string>): void {
+    this.outboxes.delete(outbox)
+  }
+}
+
+const broadcastStored = (clients: StreamClients, saved: Readonly<Record<string, unknown>>) =>
+  clients.broadcast(JSON.stringify({ type: "event", data: saved }))
+
+/**
+ * `GET /stream`, the public server's WebSocket feed: `{"type":"initial","data":[…]}` (the
+ * latest 300 events, as `GET /events/recent`) on connect, then `{"type":"event","data":…}` (the
+ * answer to the `POST /events` that stored it) for each stored event. What the client sends is
+ * read and dropped. A request that is not an upgrade gets the banner, as there.
+ */
+export const stream = (store: EventStore, clients: StreamClients) =>
+  Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    if (request.headers["upgrade"]?.toLowerCase() !== "websocket") return bannerText()
+    const socket = yield* request.upgrade
+    const outbox = yield* Queue.unbounded<string>()
+    yield* Effect.scoped(Effect.gen(function*() {
+      const write = yield* socket.writer
+      clients.add(outbox, JSON.stringify({ type: "initial", data: store.recent(defaultRecentLimit) }))
+      yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(outbox), write)))
+      yield* socket.runRaw(() => undefined)
+    })).pipe(
+      // A closed or broken socket ends this client only.
+      Effect.catchAll(() => Effect.void),
+      Effect.ensuring(Effect.sync(() => clients.delete(outbox)))
+    )
+    return HttpServerResponse.empty()
+  }).pipe(Effect.catchTag("RequestError", () => Effect.succeed(HttpServerResponse.empty({ status: 400 }))))
 
 /** CORS preflight: the public server answers 200 with an empty body of length 0 (not chunked). */
 export const preflight: Answer = () =>
@@ -268,7 +319,7 @@ export const upstream = (mode: EventsMode): Upstream => ({
     HttpServerResponse.text(`{"source_app":"sandbox","id":`, { contentType: "application/json", headers: cors }),
   notFound: (incoming) =>
     mode === "public"
-      ? HttpServerResponse.text("Multi-Agent Observability Server", { headers: cors })
+      ? bannerText()
       : json({ error: `Not found: ${incoming.method} ${incoming.path}` }, 404),
   // The server sets no limit of its own: Bun.serve's default maxRequestBodySize (128 MiB) applies.
   maxRequestBytes: 128 * 1024 * 1024,
@@ -295,7 +346,8 @@ const unauthorized = () => json({ error: "Unauthorized" }, 401)
 export const postEvent = (
   store: EventStore,
   mode: EventsMode,
-  apiKey: Option.Option<Redacted.Redacted<string>>
+  apiKey: Option.Option<Redacted.Redacted<string>>,
+  clients: StreamClients
 ): Answer =>
 (incoming) =>
   Effect.sync(() => {
@@ -311,7 +363,10 @@ export const postEvent = (
             const deep = tooDeep(event)
             if (deep !== undefined) return json({ error: "Invalid request", detail: `the event ${deep}` }, 400)
             if (unbindable(event) !== undefined) return json({ error: "Invalid request" }, 400)
-            return json(store.insert(event, incoming.time, mode === "extended").entry.saved)
+            const dedupe = mode === "extended"
+            const { duplicate, entry } = store.insert(event, incoming.time, dedupe)
+            if (!(dedupe && duplicate)) broadcastStored(clients, entry.saved)
+            return json(entry.saved)
           }
         })
       }
@@ -332,7 +387,11 @@ export const postEvent = (
  *   is stored.
  * - 401 `{"error": "Unauthorized"}`: a key is configured and `X-API-Key` does not match it.
  */
-export const postBatch = (store: EventStore, apiKey: Option.Option<Redacted.Redacted<string>>): Answer =>
+export const postBatch = (
+  store: EventStore,
+  apiKey: Option.Option<Redacted.Redacted<string>>,
+  clients: StreamClients
+): Answer =>
 (incoming) =>
   Effect.sync(() => {
     if (!authorized(incoming, apiKey)) return unauthorized()
@@ -350,7 +409,9 @@ export const postBatch = (store: EventStore, apiKey: Option.Option<Redacted.Reda
     }
     let duplicates = 0
     for (const event of events) {
-      if (store.insert(event, incoming.time, true).duplicate) duplicates++
+      const { duplicate, entry } = store.insert(event, incoming.time, true)
+      if (duplicate) duplicates++
+      else broadcastStored(clients, entry.saved)
     }
     return json({ accepted: events.length - duplicates, duplicates })
   })
