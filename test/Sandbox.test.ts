@@ -570,6 +570,24 @@ describe("Sandbox", () => {
         assert.deepStrictEqual([empty.status, empty.text], [200, "[]"], "an empty limit is the default ('' || '300')")
       }))
 
+    // Seen on the public server: it answers the event's own truthy `timestamp` as sent, and its
+    // INTEGER column keeps a number, a boolean as 1, a numeric string as its number and any other
+    // string as text, which SQLite sorts after every number.
+    it.scopedLive("public mode: a timestamp that is not a number is answered as sent and stored as SQLite keeps it", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make({ eventsMode: "public" })
+        const answered: Array<unknown> = []
+        for (const timestamp of ["abc", " 12 ", true, 5, "1e3", "0x10"]) {
+          answered.push(at(json(yield* post(`${sandbox.url}/events`, event(undefined, { timestamp }))), "timestamp"))
+        }
+        assert.deepStrictEqual(answered, ["abc", " 12 ", true, 5, "1e3", "0x10"])
+        const recent = json(yield* request(`${sandbox.url}/events/recent`))
+        assert.deepStrictEqual(
+          each(recent).map((e) => [at(e, "id"), at(e, "timestamp")]),
+          [[3, 1], [4, 5], [2, 12], [5, 1000], [6, "0x10"], [1, "abc"]]
+        )
+      }))
+
     // The public server's WebSocket feed: `{"type":"initial","data":[recent 300]}` on connect, then
     // `{"type":"event","data":<the POST's answer>}` for each stored event; no upgrade, the banner.
     it.scopedLive("GET /stream sends the recent events, then each stored event", () =>

@@ -34,7 +34,10 @@ export interface StoredEvent {
   readonly session_id: string
   readonly hook_event_type: string
   readonly payload: unknown
-  /** The event's `timestamp` (ms), or the arrival time when it had none. */
+  /**
+   * The event's `timestamp` (ms) as the public server's INTEGER column keeps it (see
+   * {@link columnTimestamp}), or the arrival time when it had none or it is kept as text.
+   */
   readonly timestamp: number
   readonly summary?: string | undefined
   readonly chat?: unknown
@@ -78,6 +81,31 @@ interface Entry {
   readonly event: StoredEvent
   /** The answer to the POST that stored it: the body with the numeric `id` and `timestamp`. */
   readonly saved: Readonly<Record<string, unknown>>
+  /** The timestamp as the public server's column holds it (what `GET /events/recent` answers). */
+  readonly column: number | string
+}
+
+/** SQLite's well-formed integer or real literal, which a column of INTEGER affinity turns into a number. */
+const numericText = /^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$/
+
+/**
+ * What the public server's `timestamp INTEGER` column keeps of a (truthy) timestamp: a number as
+ * it is, `true` as 1 (bun:sqlite binds booleans as integers), a numeric string as its number, and
+ * any other string as text.
+ */
+const columnTimestamp = (value: unknown, now: number): number | string => {
+  if (typeof value === "number") return value
+  if (value === true) return 1
+  if (typeof value === "string") return numericText.test(value) ? Number(value) : value
+  return now
+}
+
+/** SQLite's order of the column: numbers by value, then text (binary collation). */
+const compareColumns = (a: number | string, b: number | string): number => {
+  if (typeof a === "number" && typeof b === "number") return a - b
+  if (typeof a === "number") return -1
+  if (typeof b === "number") return 1
+  return a < b ? -1 : a > b ? 1 : 0
 }
 
 /** The default bound of the event store: the newest 100,000 events (≈ 80 MB of typical hook events). */
@@ -118,7 +146,11 @@ export class EventStore {
     }
     // Like the public server's row id: never reused, so evictions leave no two events one id.
     const id = ++this.lastId
-    const timestamp = typeof body["timestamp"] === "number" && body["timestamp"] !== 0 ? body["timestamp"] : now
+    // The public server's `event.timestamp || Date.now()`: answered as sent, stored as its column keeps it.
+    const given: unknown = body["timestamp"]
+    const stamped = given || now
+    const column = columnTimestamp(stamped, now)
+    const timestamp = typeof column === "number" ? column : now
     const humanInTheLoopStatus = body["humanInTheLoopStatus"] ??
       (body["humanInTheLoop"] ? { status: "pending" } : undefined)
     const summary = optionalText(body["summary"])
@@ -136,8 +168,8 @@ export class EventStore {
       ...(model_name === undefined ? {} : { model_name }),
       receivedAt: now
     }
-    const saved = { ...body, id, timestamp, ...(humanInTheLoopStatus === undefined ? {} : { humanInTheLoopStatus }) }
-    const entry: Entry = { event, saved }
+    const saved = { ...body, id, timestamp: stamped, ...(humanInTheLoopStatus === undefined ? {} : { humanInTheLoopStatus }) }
+    const entry: Entry = { event, saved, column }
     this.entries.push(entry)
     if (clientId !== undefined) {
       if (known === undefined) this.byClientId.set(clientId, { entry, copies: 1 })
@@ -175,8 +207,8 @@ export class EventStore {
 
   /** The public server's `getRecentEvents(limit)`: the latest `limit` by timestamp, oldest first. */
   recent(limit: number): ReadonlyArray<Record<string, unknown>> {
-    const latest = this.kept().sort((a, b) => b.event.timestamp - a.event.timestamp || b.event.id - a.event.id)
-    return (limit < 0 ? latest : latest.slice(0, limit)).reverse().map(({ event, saved }) => ({
+    const latest = this.kept().sort((a, b) => compareColumns(b.column, a.column) || b.event.id - a.event.id)
+    return (limit < 0 ? latest : latest.slice(0, limit)).reverse().map(({ column, event, saved }) => ({
       id: event.id,
       source_app: event.source_app,
       session_id: event.session_id,
@@ -184,7 +216,7 @@ export class EventStore {
       payload: event.payload,
       chat: event.chat,
       summary: event.summary,
-      timestamp: event.timestamp,
+      timestamp: column,
       humanInTheLoop: saved["humanInTheLoop"] || undefined,
       humanInTheLoopStatus: saved["humanInTheLoopStatus"],
       model_name: event.model_name
