@@ -46,6 +46,15 @@ const pngSize = (png: Uint8Array) => {
 const profileOf = (pid: number) =>
   commandLine(pid).find((arg) => arg.startsWith("--user-data-dir="))?.slice("--user-data-dir=".length)
 
+/** The directory in the temp directory that holds Chromium's singleton socket, linked from the profile. */
+const singletonDirectoryOf = (profile: string) => {
+  try {
+    return path.dirname(fs.readlinkSync(path.join(profile, "SingletonSocket")))
+  } catch {
+    return undefined
+  }
+}
+
 /** Opens a page in its own scope, runs `body`, closes the scope, and checks Chromium is gone. */
 const withPage = <A, E>(body: (page: Browser.Page) => Effect.Effect<A, E>) =>
   Effect.gen(function*() {
@@ -57,11 +66,14 @@ const withPage = <A, E>(body: (page: Browser.Page) => Effect.Effect<A, E>) =>
     assert.isTrue(isRunning(pid), "Chromium runs while the scope is open")
     const profile = profileOf(pid)
     const exit = yield* Effect.exit(body(page))
+    const singleton = profile === undefined ? undefined : singletonDirectoryOf(profile)
     yield* Scope.close(scope, Exit.void)
     assert.isFalse(isRunning(pid), `Chromium (pid ${pid}) is gone once the scope closed`)
     assert.deepStrictEqual(runningInGroup(pid), [], "and so are its children")
     assert.deepStrictEqual(runningChildren(process.pid, "chromium"), [])
     if (profile !== undefined) assert.isFalse(fs.existsSync(profile), "its temporary profile is removed")
+    assert.isDefined(singleton, "Chromium linked its singleton socket from the profile")
+    if (singleton !== undefined) assert.isFalse(fs.existsSync(singleton), `and its singleton directory ${singleton} is removed`)
     return yield* exit
   })
 

@@ -82,6 +82,31 @@ interface Launched {
 
 const exited = (child: ChildProcess.ChildProcess) => child.exitCode !== null || child.signalCode !== null
 
+/**
+ * Chromium keeps its singleton socket in a directory of its own in the temp directory
+ * (`org.chromium.Chromium.XXXXXX`), linked from the profile as `SingletonSocket`. It removes it when
+ * it exits by itself; a killed one leaves it behind, one per launch. Removes it, when the link
+ * points to a directory directly in the temp directory, before the profile goes.
+ */
+const removeSingletonDirectory = (profile: string): void => {
+  let target: string
+  try {
+    target = fs.readlinkSync(path.join(profile, "SingletonSocket"))
+  } catch {
+    return // no link: Chromium did not get that far, or it cleaned up itself
+  }
+  const directory = path.dirname(target)
+  if (path.basename(target) === "SingletonSocket" && path.dirname(directory) === os.tmpdir()) {
+    fs.rmSync(directory, { recursive: true, force: true })
+  }
+}
+
+/** Removes a profile and the singleton directory it links to. */
+const removeProfile = (profile: string): void => {
+  removeSingletonDirectory(profile)
+  fs.rmSync(profile, { recursive: true, force: true })
+}
+
 /** Kills Chromium's process group, waits for it to exit, and removes its profile. */
 const stopProcess = (launched: Launched, options: Options) =>
   Effect.async<void>((resume) => {
@@ -98,7 +123,7 @@ const stopProcess = (launched: Launched, options: Options) =>
     Effect.interruptible,
     Effect.timeout(options.closeTimeout),
     Effect.catchAll(() => Effect.logWarning(`Chromium (pid ${launched.pid}) did not exit within ${formatDuration(options.closeTimeout)}`)),
-    Effect.zipRight(Effect.try(() => fs.rmSync(launched.profile, { recursive: true, force: true }))),
+    Effect.zipRight(Effect.try(() => removeProfile(launched.profile))),
     Effect.catchAll((cause) => Effect.logWarning(`Chromium's profile ${launched.profile} could not be removed: ${firstLine(cause)}`))
   )
 
@@ -114,7 +139,7 @@ const sweepProfiles = Effect.try(() => {
     const owner = new RegExp(`^${profilePrefix}(\\d+)-`).exec(name)?.[1]
     return owner !== undefined && processIsGone(Number(owner))
   })
-  for (const name of stale) fs.rmSync(path.join(os.tmpdir(), name), { recursive: true, force: true })
+  for (const name of stale) removeProfile(path.join(os.tmpdir(), name))
 }).pipe(
   Effect.catchAll((cause) => Effect.logDebug(`stale Chromium profiles could not be removed: ${firstLine(cause)}`))
 )
