@@ -186,6 +186,17 @@ const comeBackAt = (now: number, hint: Duration.Duration): string => {
 export const asksToWait = (hint: Duration.Duration, now?: number | undefined): string =>
   `asks to wait ${formatDuration(hint)}${now === undefined ? "" : ` (until ${comeBackAt(now, hint)})`}`
 
+/**
+ * The fields of an error that carries a wait hint: `retryAfter`, and the message stating it
+ * ("…; it asks to wait 3s (until …)"). Without a hint, the message alone.
+ */
+export const withWaitHint = (
+  message: string,
+  hint: Duration.Duration | undefined,
+  now?: number | undefined
+): { readonly message: string; readonly retryAfter?: Duration.Duration } =>
+  hint === undefined ? { message } : { message: `${message}; it ${asksToWait(hint, now)}`, retryAfter: hint }
+
 /** Formats a duration for messages: "60s", "1.5s", "250ms". */
 export const formatDuration = (duration: Duration.Duration): string => {
   const millis = Duration.toMillis(duration)
@@ -396,7 +407,7 @@ export const fromHttp = (options: {
     `${detail === undefined ? "" : `: ${detail}`}`
   const hint = retryAfterFromHeaders(headers, options.now) ?? retryInfoDelay(body)
   // The wait goes into the message too: it is what a person reading the failure needs to know.
-  const withHint = hint === undefined ? { message } : { message: `${message}; it ${asksToWait(hint, options.now)}`, retryAfter: hint }
+  const withHint = withWaitHint(message, hint, options.now)
   const shouldRetry = headerValue(headers, "x-should-retry")
 
   if (status === 429) {

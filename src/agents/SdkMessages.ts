@@ -8,7 +8,7 @@ import type * as Sdk from "@anthropic-ai/claude-agent-sdk"
 import * as Duration from "effect/Duration"
 import * as Predicate from "effect/Predicate"
 import type { Big3Error } from "../Errors.js"
-import { asksToWait, fromHttp, InvalidRequest, NetworkError, RateLimited, ServiceUnavailable, Unauthorized } from "../Errors.js"
+import { fromHttp, InvalidRequest, NetworkError, RateLimited, ServiceUnavailable, Unauthorized, withWaitHint } from "../Errors.js"
 import type { AgentMessage, Usage } from "./Domain.js"
 import { ProgressMessage, ResultMessage, TextMessage, ToolResultMessage, ToolUseMessage } from "./Domain.js"
 import { messageOf } from "../internal/messageOf.js"
@@ -107,8 +107,7 @@ const withHint = (error: Big3Error, notes: TurnNotes, now: number): Big3Error =>
   if (hint === undefined || error.retryAfter !== undefined) return error
   const fields = {
     service: error.service,
-    message: `${error.message}; it ${asksToWait(hint, now)}`,
-    retryAfter: hint,
+    ...withWaitHint(error.message, hint, now),
     ...(error.status === undefined ? {} : { status: error.status })
   }
   return error._tag === "RateLimited" ? new RateLimited(fields) : new ServiceUnavailable(fields)
