@@ -20,7 +20,7 @@ import * as CircuitBreaker from "../src/CircuitBreaker.js"
 import type { Big3Error } from "../src/Errors.js"
 import * as Observability from "../src/Observability.js"
 import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
-import { tempDir } from "./support/agents.js"
+import { sdkAssistant, tempDir } from "./support/agents.js"
 
 const session_id = "00000000-0000-4000-8000-00000000000a"
 const uuid = "00000000-0000-4000-8000-000000000001"
@@ -40,27 +40,8 @@ const usage: Sdk.NonNullableUsage = {
   speed: "standard"
 }
 
-const assistant = (text: string, extra: { readonly error?: Sdk.SDKAssistantMessageError; readonly request_id?: string } = {}): Sdk.SDKAssistantMessage => ({
-  type: "assistant",
-  parent_tool_use_id: null,
-  uuid,
-  session_id,
-  ...extra,
-  message: {
-    id: "msg_1",
-    type: "message",
-    role: "assistant",
-    model: extra.error === undefined ? "claude-sonnet-5-5" : "<synthetic>",
-    container: null,
-    context_management: null,
-    diagnostics: null,
-    stop_details: null,
-    stop_reason: "stop_sequence",
-    stop_sequence: "",
-    usage: { ...usage, cache_creation: null, iterations: null, output_tokens_details: null, server_tool_use: null, service_tier: null, speed: null, inference_geo: null },
-    content: [{ type: "text", text, citations: null }]
-  }
-})
+const assistant = (text: string, extra: { readonly error?: Sdk.SDKAssistantMessageError; readonly request_id?: string } = {}) =>
+  sdkAssistant([{ type: "text", text, citations: null }], extra)
 
 /** Claude Code's own retry of a failed API call, as Claude Code 2.1 reports it. */
 const apiRetry = (attempt: number, retry_delay_ms: number, error_status: number | null, error: Sdk.SDKAssistantMessageError): Sdk.SDKAPIRetryMessage => ({

@@ -15,7 +15,7 @@ import * as Agents from "../src/Agents.js"
 import type * as Sdk from "@anthropic-ai/claude-agent-sdk"
 import { hookPayload, toAgentMessages } from "../src/agents/SdkMessages.js"
 import { RateLimited, Unauthorized } from "../src/Errors.js"
-import { agentsDir, fileContains, settle, tempDir, waitForEvent, waitUntil, withAgents } from "./support/agents.js"
+import { agentsDir, fileContains, sdkAssistant, settle, tempDir, waitForEvent, waitUntil, withAgents } from "./support/agents.js"
 
 // ---------------------------------------------------------------------------------------------
 
@@ -535,43 +535,10 @@ describe("hookPayload", () => {
 
 describe("toAgentMessages", () => {
   const secret = "fake-anthropic-key-for-tests-0123"
-  const usage = {
-    cache_creation: null,
-    cache_creation_input_tokens: null,
-    cache_read_input_tokens: null,
-    fallback_credit: null,
-    inference_geo: null,
-    input_tokens: 1,
-    iterations: null,
-    output_tokens: 1,
-    output_tokens_details: null,
-    server_tool_use: null,
-    service_tier: null,
-    speed: null
-  } as const
-  const assistant: Sdk.SDKAssistantMessage = {
-    type: "assistant",
-    parent_tool_use_id: null,
-    uuid: "00000000-0000-4000-8000-000000000001",
-    session_id: "s-1",
-    message: {
-      id: "msg_1",
-      type: "message",
-      role: "assistant",
-      model: "claude-sonnet-5-5",
-      container: null,
-      context_management: null,
-      diagnostics: null,
-      stop_details: null,
-      stop_reason: null,
-      stop_sequence: null,
-      usage,
-      content: [
-        { type: "text", text: `The key is ${secret}.`, citations: null },
-        { type: "tool_use", id: "toolu_1", name: "Bash", input: { command: `curl -H 'x-api-key: ${secret}' …`, timeout: 5 } }
-      ]
-    }
-  }
+  const assistant = sdkAssistant([
+    { type: "text", text: `The key is ${secret}.`, citations: null },
+    { type: "tool_use", id: "toolu_1", name: "Bash", input: { command: `curl -H 'x-api-key: ${secret}' …`, timeout: 5 } }
+  ], { session_id: "s-1" })
   const toolResult: Sdk.SDKUserMessage = {
     type: "user",
     parent_tool_use_id: null,

@@ -3,6 +3,7 @@
  * and an Observability stub that records events, per test; plus waiting helpers that let real
  * I/O progress without moving the TestClock.
  */
+import type * as Sdk from "@anthropic-ai/claude-agent-sdk"
 import type * as FileSystem from "@effect/platform/FileSystem"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import * as NodePath from "@effect/platform-node/NodePath"
@@ -136,3 +137,45 @@ export const fileContains = (file: string, text: string) =>
 
 export const agentsDir = (harness: Harness) => nodePath.join(harness.dir, "agents")
 
+
+/**
+ * An assistant message as Claude Code sends it through the Agent SDK, saying `content`; with
+ * `error` it is Claude Code's synthetic one for a failed API call (model "<synthetic>").
+ */
+export const sdkAssistant = (
+  content: Sdk.SDKAssistantMessage["message"]["content"],
+  extra: { readonly error?: Sdk.SDKAssistantMessageError; readonly request_id?: string; readonly session_id?: string } = {}
+): Sdk.SDKAssistantMessage => ({
+  type: "assistant",
+  parent_tool_use_id: null,
+  uuid: "00000000-0000-4000-8000-000000000001",
+  session_id: "00000000-0000-4000-8000-00000000000a",
+  ...extra,
+  message: {
+    id: "msg_1",
+    type: "message",
+    role: "assistant",
+    model: extra.error === undefined ? "claude-sonnet-5-5" : "<synthetic>",
+    container: null,
+    context_management: null,
+    diagnostics: null,
+    stop_details: null,
+    stop_reason: null,
+    stop_sequence: null,
+    usage: {
+      cache_creation: null,
+      cache_creation_input_tokens: null,
+      cache_read_input_tokens: null,
+      fallback_credit: null,
+      inference_geo: null,
+      input_tokens: 1,
+      iterations: null,
+      output_tokens: 1,
+      output_tokens_details: null,
+      server_tool_use: null,
+      service_tier: null,
+      speed: null
+    },
+    content
+  }
+})
