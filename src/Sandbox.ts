@@ -115,6 +115,11 @@ export interface Options {
    */
   readonly maxEvents?: number | undefined
   /**
+   * What one `GET /stream` client that does not read may have waiting, in bytes, before messages
+   * to it are dropped; default 16 MiB, Bun's WebSocket backpressure limit, as the public server.
+   */
+  readonly streamBufferBytes?: number | undefined
+  /**
    * The largest request body any route takes, in bytes; default: each real API's own limit
    * (Gemini 20 MiB, Anthropic 32 MiB, observability 128 MiB).
    */
@@ -218,6 +223,14 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
       port: options.port ?? 0
     })
   }
+  const streamBufferBytes = options.streamBufferBytes ?? Events.defaultStreamBufferBytes
+  if (!Number.isInteger(streamBufferBytes) || streamBufferBytes < 0) {
+    return yield* new SandboxError({
+      message: `sandbox streamBufferBytes must be a whole number of bytes, got ${streamBufferBytes}`,
+      host,
+      port: options.port ?? 0
+    })
+  }
   const mode = options.eventsMode ?? "extended"
   const recordRequests = options.recordRequests ?? true
   const geminiKey = toRedacted(options.geminiApiKey ?? "sandbox-key")
@@ -235,7 +248,7 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
     options.requestLog?.maxBodyBytes ?? defaultMaxBodyBytes
   )
   const store = new Events.EventStore(maxEvents)
-  const streamClients = new Events.StreamClients()
+  const streamClients = new Events.StreamClients(streamBufferBytes)
   const computerUse = ComputerUse.makePlayer(options.computerUsePlan)
   const rateLimits = new Anthropic.RateLimits()
   let sequence = 0

@@ -7,6 +7,7 @@
  * @since 0.1.0
  */
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -271,9 +272,18 @@ const bannerText = () => HttpServerResponse.text("Multi-Agent Observability Serv
 /** The public server's answer to every route it does not know, whatever the method. */
 export const banner: Answer = () => Effect.succeed(bannerText())
 
+/**
+ * What the public server (on Bun) holds for one `GET /stream` client that does not read before
+ * it drops messages to it: Bun's default WebSocket backpressure limit, 16 MiB.
+ */
+export const defaultStreamBufferBytes = 16 * 1024 * 1024
+
 /** The sockets open on `GET /stream`, each with the messages waiting to be written to it. */
 export class StreamClients {
   private readonly outboxes = new Set<Queue.Queue<string>>()
+
+  /** `bufferBytes`: what one client may have waiting in its socket before messages to it are dropped. */
+  constructor(readonly bufferBytes: number = defaultStreamBufferBytes) {}
 
   /** Queues `message` for every open socket. */
   broadcast(message: string): void {
@@ -298,18 +308,23 @@ const broadcastStored = (clients: StreamClients, saved: Readonly<Record<string, 
  * `GET /stream`, the public server's WebSocket feed: `{"type":"initial","data":[…]}` (the
  * latest 300 events, as `GET /events/recent`) on connect, then `{"type":"event","data":…}` (the
  * answer to the `POST /events` that stored it) for each stored event. What the client sends is
- * read and dropped. A request that is not an upgrade gets the banner, as there.
+ * read and dropped. A request that is not an upgrade gets the banner, as there. While a client
+ * has more than `clients.bufferBytes` unread in its socket, messages to it are dropped, as Bun's
+ * `ServerWebSocket.send` drops them past its backpressure limit (the socket stays open).
  */
 export const stream = (store: EventStore, clients: StreamClients) =>
   Effect.gen(function*() {
     const request = yield* HttpServerRequest.HttpServerRequest
     if (request.headers["upgrade"]?.toLowerCase() !== "websocket") return bannerText()
+    // The upgraded WebSocket writes to this same TCP socket; what it holds unsent is its backlog.
+    const connection = NodeHttpServerRequest.toIncomingMessage(request).socket
     const socket = yield* request.upgrade
     const outbox = yield* Queue.unbounded<string>()
     yield* Effect.scoped(Effect.gen(function*() {
       const write = yield* socket.writer
+      const send = (message: string) => connection.writableLength > clients.bufferBytes ? Effect.void : write(message)
       clients.add(outbox, JSON.stringify({ type: "initial", data: store.recent(defaultRecentLimit) }))
-      yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(outbox), write)))
+      yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(outbox), send)))
       yield* socket.runRaw(() => undefined)
     })).pipe(
       // A closed or broken socket ends this client only.
