@@ -62,7 +62,7 @@ describe("big3 --help", () => {
       assert.strictEqual(help.stdout.split("\n")[0], "big3")
       const usage = yield* big3(["demo", "--bogus"])
       assert.strictEqual(usage.code, 2)
-      assert.strictEqual(usage.stderr.trim(), "Received unknown argument: '--bogus'")
+      assert.strictEqual(usage.stderr.trim(), "big3 demo: unknown flag --bogus; big3 demo --help lists its flags")
     }))
 })
 
@@ -131,6 +131,41 @@ describe("big3 flag mistakes", () => {
         const { code, stderr, stdout } = yield* big3(args)
         assert.deepStrictEqual({ code, stderr: stderr.trim(), stdout }, { code: 2, stderr: message, stdout: "" }, args.join(" "))
       }
+    }))
+
+  // @effect/cli answered a misspelt flag with the required flag it then missed ("--type is
+  // required" for `--tpye`), with "Received unknown argument" and no command, or, where the command
+  // takes an argument, took the flag for the argument and blamed the next, valid flag
+  // (`big3 browse --bogus --max-turns 3`: "Received unknown argument: '--max-turns'").
+  it.effect("an unknown flag is named, with the flag it is closest to, exit 2", () =>
+    Effect.gen(function*() {
+      const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
+        [["events", "send", "--tpye", "T", "--summary", "s"], "big3 events send: unknown flag --tpye; did you mean --type?"],
+        [["sandbox", "--prot", "3"], "big3 sandbox: unknown flag --prot; did you mean --port?"],
+        [["sandbox", "--events-mode=public", "--max-event=3"], "big3 sandbox: unknown flag --max-event; did you mean --max-events?"],
+        [["demo", "--fast", "--bogus"], "big3 demo: unknown flag --bogus; big3 demo --help lists its flags"],
+        [
+          ["browse", "--bogus", "--max-turns", "3"],
+          `big3 browse: unknown flag --bogus; big3 browse --help lists its flags (an argument that starts with "-" goes after "--")`
+        ],
+        [
+          ["browse", "a task", "-x"],
+          `big3 browse: unknown flag -x; big3 browse --help lists its flags (an argument that starts with "-" goes after "--")`
+        ]
+      ]
+      for (const [args, message] of cases) {
+        const { code, stderr, stdout } = yield* big3(args)
+        assert.deepStrictEqual({ code, stderr: stderr.trim(), stdout }, { code: 2, stderr: message, stdout: "" }, args.join(" "))
+      }
+      // @effect/cli's own flags are flags of every command.
+      const logLevel = yield* big3(["config", "--log-level", "error", "--json"])
+      assert.deepStrictEqual({ code: logLevel.code, stderr: logLevel.stderr }, { code: 0, stderr: "" })
+      // A value may start with "-", and after "--" so may the argument.
+      const dashed = yield* big3(["browse", "--url", "-x", "--max-turns", "0", "--", "-x"])
+      assert.deepStrictEqual(
+        { code: dashed.code, stderr: dashed.stderr.trim() },
+        { code: 2, stderr: "big3 browse: --max-turns must be 1 or more, got 0" }
+      )
     }))
 
   it.effect("values that look like flags, `--flag=value`, `--help` and `--` parse as @effect/cli has them", () =>

@@ -3,11 +3,14 @@
  * for the mistakes @effect/cli (0.77) reports without naming the flag or without saying what is
  * wrong: a bad integer ("'NaN' is not a integer"), a bad choice ("Expected one of the following
  * cases: …"), a flag with no value, `--port=` and a flag given twice (each "Received unknown
- * argument: '--port'": its matcher drops the reason), a required flag left out. It reads values as @effect/cli does (the
- * next argument, whatever it looks like, or what follows "="), so a line it passes parses the same.
+ * argument: '--port'": its matcher drops the reason), a required flag left out, and a flag the
+ * command does not have (reported as the required flag then missing, or, where the command takes
+ * an argument, taken for it). It reads values as @effect/cli does (the next argument, whatever it
+ * looks like, or what follows "="), so a line it passes parses the same.
  *
  * @internal
  */
+import * as AutoCorrect from "@effect/cli/AutoCorrect"
 import * as CliConfig from "@effect/cli/CliConfig"
 import * as CommandDescriptor from "@effect/cli/CommandDescriptor"
 import type * as Usage from "@effect/cli/Usage"
@@ -39,6 +42,9 @@ export interface FlagProblem {
 /** @effect/cli's built-in options: when one comes first, it answers (help, wizard, version). */
 const builtIns = new Set(["--help", "-h", "--wizard", "--version", "--completions"])
 
+/** @effect/cli's built-in options every command has, and whether each takes a value. */
+const everyCommands = new Map([...builtIns].map((name) => [name, name === "--completions"] as const).concat([["--log-level", true]]))
+
 /** What @effect/cli matches names with (case-insensitive by default). */
 const normalize = (text: string) => CliConfig.normalizeCase(CliConfig.defaultConfig, text)
 
@@ -62,6 +68,39 @@ const flagsOf = (usage: Usage.Usage, place: Place = { required: true, repeatable
     case "Mixed":
       return []
   }
+}
+
+/** Whether `usage` has an argument (`<task>`) beside its flags. */
+const takesArguments = (usage: Usage.Usage): boolean => {
+  switch (usage._tag) {
+    case "Named":
+      return usage.names.some((name) => name.startsWith("<"))
+    case "Optional":
+    case "Repeated":
+      return takesArguments(usage.usage)
+    case "Alternation":
+    case "Concat":
+      return takesArguments(usage.left) || takesArguments(usage.right)
+    case "Empty":
+    case "Mixed":
+      return false
+  }
+}
+
+/** A flag's spelling, not a value: "-x", "--name"; "-" alone and negative numbers are values. */
+const looksLikeFlag = (arg: string): boolean => /^-(-[^-]|[^-\d])/.test(arg)
+
+/** The flag `name` is closest to, as @effect/cli's own correction finds it (at most 2 edits away). */
+const closest = (flags: ReadonlyArray<Flag>, name: string): Flag | undefined => {
+  let best: { readonly flag: Flag; readonly distance: number } | undefined
+  for (const flag of flags) {
+    if (flag.name.length <= CliConfig.defaultConfig.autoCorrectLimit + 1) continue
+    const distance = AutoCorrect.levensteinDistance(name, flag.name, CliConfig.defaultConfig)
+    if (distance <= CliConfig.defaultConfig.autoCorrectLimit && (best === undefined || distance < best.distance)) {
+      best = { flag, distance }
+    }
+  }
+  return best?.flag
 }
 
 /** The command `args` names (`["events", "send", …]`) and the arguments after its name. */
@@ -112,7 +151,8 @@ export const flagProblem = (
 ): FlagProblem | undefined => {
   const selected = selectCommand(commands, args)
   if (selected === undefined || builtIns.has(selected.rest[0] ?? "")) return undefined
-  const flags = flagsOf(CommandDescriptor.getUsage(selected.command))
+  const usage = CommandDescriptor.getUsage(selected.command)
+  const flags = flagsOf(usage)
   const seen = new Set<Flag>()
   const problem = (message: string): FlagProblem => ({ command: selected.path.join(" "), message })
   const rest = selected.rest
@@ -122,7 +162,19 @@ export const flagProblem = (
     if (arg === "--") break
     const { flag: name, value: inline } = splitInline(arg)
     const flag = flags.find((flag) => flag.names.includes(normalize(name)))
-    if (flag === undefined) continue
+    if (flag === undefined) {
+      const builtIn = everyCommands.get(normalize(name))
+      if (builtIn !== undefined) {
+        if (builtIn && inline === undefined) i++
+        continue
+      }
+      if (!looksLikeFlag(name)) continue
+      const near = closest(flags, name)
+      const where = `big3 ${selected.path.join(" ")} --help lists its flags${
+        takesArguments(usage) ? ` (an argument that starts with "-" goes after "--")` : ""
+      }`
+      return problem(`unknown flag ${name}; ${near === undefined ? where : `did you mean ${near.name}?`}`)
+    }
     if (seen.has(flag) && !flag.repeatable) return problem(`${flag.name} is given more than once`)
     seen.add(flag)
     const accepts = Option.getOrElse(flag.accepts, () => "true | false")
