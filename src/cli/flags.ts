@@ -42,8 +42,15 @@ export interface FlagProblem {
 /** @effect/cli's built-in options: when one comes first, it answers (help, wizard, version). */
 const builtIns = new Set(["--help", "-h", "--wizard", "--version", "--completions"])
 
-/** @effect/cli's built-in options every command has, and whether each takes a value. */
-const everyCommands = new Map([...builtIns].map((name) => [name, name === "--completions"] as const).concat([["--log-level", true]]))
+/** The options @effect/cli gives every command, and whether each takes a value. */
+const builtInTakesValue = new Map([
+  ["--help", false],
+  ["-h", false],
+  ["--wizard", false],
+  ["--version", false],
+  ["--completions", true],
+  ["--log-level", true]
+])
 
 /** What @effect/cli matches names with (case-insensitive by default). */
 const normalize = (text: string) => CliConfig.normalizeCase(CliConfig.defaultConfig, text)
@@ -163,9 +170,9 @@ export const flagProblem = (
     const { flag: name, value: inline } = splitInline(arg)
     const flag = flags.find((flag) => flag.names.includes(normalize(name)))
     if (flag === undefined) {
-      const builtIn = everyCommands.get(normalize(name))
-      if (builtIn !== undefined) {
-        if (builtIn && inline === undefined) i++
+      const takesValue = builtInTakesValue.get(normalize(name))
+      if (takesValue !== undefined) {
+        if (takesValue && inline === undefined) i++
         continue
       }
       if (!looksLikeFlag(name)) continue
