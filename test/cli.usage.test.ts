@@ -160,12 +160,20 @@ describe("big3 flag mistakes", () => {
       // @effect/cli's own flags are flags of every command.
       const logLevel = yield* big3(["config", "--log-level", "error", "--json"])
       assert.deepStrictEqual({ code: logLevel.code, stderr: logLevel.stderr }, { code: 0, stderr: "" })
-      // A value may start with "-", and after "--" so may the argument.
-      const dashed = yield* big3(["browse", "--url", "-x", "--max-turns", "0", "--", "-x"])
-      assert.deepStrictEqual(
-        { code: dashed.code, stderr: dashed.stderr.trim() },
-        { code: 2, stderr: "big3 browse: --max-turns must be 1 or more, got 0" }
-      )
+      // A value may start with "-", and after "--" so may the argument; so may an argument that
+      // is not spelt as a flag ("-5", "-v is broken"), as @effect/cli has it.
+      for (const args of [
+        ["browse", "--url", "-x", "--max-turns", "0", "--", "-x"],
+        ["browse", "--max-turns", "0", "-v is broken"],
+        ["browse", "--max-turns", "0", "-5"]
+      ]) {
+        const dashed = yield* big3(args)
+        assert.deepStrictEqual(
+          { code: dashed.code, stderr: dashed.stderr.trim() },
+          { code: 2, stderr: "big3 browse: --max-turns must be 1 or more, got 0" },
+          args.join(" ")
+        )
+      }
     }))
 
   it.effect("values that look like flags, `--flag=value`, `--help` and `--` parse as @effect/cli has them", () =>

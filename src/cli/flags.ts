@@ -94,8 +94,11 @@ const takesArguments = (usage: Usage.Usage): boolean => {
   }
 }
 
-/** A flag's spelling, not a value: "-x", "--name"; "-" alone and negative numbers are values. */
-const looksLikeFlag = (arg: string): boolean => /^-(-[^-]|[^-\d])/.test(arg)
+/**
+ * A flag's spelling ("-x", "--max-turns"), not an argument that happens to start with "-" ("-",
+ * "-5", "-v is broken"): those @effect/cli takes as the command's argument, and so do we.
+ */
+const looksLikeFlag = (arg: string): boolean => /^--?[a-z][a-z0-9-]*$/i.test(arg)
 
 /** The flag `name` is closest to, as @effect/cli's own correction finds it (at most 2 edits away). */
 const closest = (flags: ReadonlyArray<Flag>, name: string): Flag | undefined => {
