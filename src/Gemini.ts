@@ -338,9 +338,22 @@ export const makeWith = (
         return typeof code === "number" ? Effect.flatMap(errorFor(code, {}, text), Effect.fail) : decodeJson(json)
       })
 
-    /** The chunks of a streamed answer: SSE events, each a JSON response. */
-    const chunksOf = (response: HttpClientResponse.HttpClientResponse): Stream.Stream<GenerateContentResponse, GeminiError> =>
-      Sse.events(Stream.decodeText(response.stream)).pipe(
+    /**
+     * The chunks of a streamed answer: SSE events, each a JSON response. Without `alt=sse` Gemini
+     * streams a JSON array instead: such an answer to our `alt=sse` request means something on the
+     * way dropped the parameter, which asking again cannot mend.
+     */
+    const chunksOf = (response: HttpClientResponse.HttpClientResponse): Stream.Stream<GenerateContentResponse, GeminiError> => {
+      if (/^application\/json\s*(;|$)/i.test(response.headers["content-type"] ?? "")) {
+        return Stream.fail(
+          new Errors.DecodeError({
+            service,
+            message: "gemini answered a stream request with application/json, not text/event-stream: something between " +
+              "big3 and Gemini dropped the alt=sse parameter"
+          })
+        )
+      }
+      return Sse.events(Stream.decodeText(response.stream)).pipe(
         Stream.mapError((error) =>
           error._tag === "SseError"
             ? new Errors.DecodeError({ service, message: `gemini sent an event stream that cannot be read: ${error.message}` })
@@ -351,6 +364,7 @@ export const makeWith = (
         ),
         Stream.mapEffect((event) => decodeChunk(event.data))
       )
+    }
 
     const encodeRequest = Schema.encode(GenerateContentRequest, { onExcessProperty: "preserve" })
     const redactKeyHeader = (names: ReadonlyArray<string | RegExp>) =>

@@ -451,6 +451,29 @@ describe("Gemini streaming and quotas over loopback", () => {
       assert.strictEqual(requests, 1)
     }))
 
+  // Without `alt=sse` Gemini streams a JSON array (application/json). A 200 in JSON to our
+  // `alt=sse` request means something on the way dropped the parameter: asking again cannot
+  // help. It was read as a cut event stream and asked three times.
+  it.scoped("a bare server that answers a stream request with JSON, not an event stream: DecodeError after one request", () =>
+    Effect.gen(function*() {
+      let requests = 0
+      const server = yield* bareServer((_request, response) => {
+        requests++
+        response.writeHead(200, { "content-type": "application/json; charset=UTF-8" })
+        response.end(JSON.stringify([Gemini.textResponse("Hello")]))
+      })
+      const { emitted, exit } = yield* streamTexts(server)
+      assert.deepStrictEqual(emitted, [])
+      const error = failureOf(exit)
+      assert.strictEqual(error._tag, "DecodeError")
+      assert.strictEqual(
+        error.message,
+        "gemini answered a stream request with application/json, not text/event-stream: something between " +
+          "big3 and Gemini dropped the alt=sse parameter"
+      )
+      assert.strictEqual(requests, 1)
+    }))
+
   it.scoped("a bare server whose first event is cut is asked again, and the second answer is the stream", () =>
     Effect.gen(function*() {
       let requests = 0
