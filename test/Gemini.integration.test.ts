@@ -336,16 +336,28 @@ const streamTexts = (sandboxOrUrl: { readonly url: string }, overrides: Reliabil
     return { emitted, exit }
   })
 
+/** A stream from a bare server that must fail: what it emitted, its error, and how many requests it took. */
+const failedStream = (server: { readonly url: string; readonly requests: () => number }) =>
+  Effect.map(streamTexts(server), ({ emitted, exit }) => {
+    const error = failureOf(exit)
+    return { emitted, tag: error._tag, message: error.message, requests: server.requests() }
+  })
+
 /** One server-sent event carrying a text answer, as Gemini streams them. */
 const event = (text: string) => `data: ${JSON.stringify(Gemini.textResponse(text))}\n\n`
 
-/** A server written here, not ours: answers every request with `respond`. */
-const bareServer = (respond: (request: Http.IncomingMessage, response: Http.ServerResponse) => void) =>
-  Effect.acquireRelease(
+/**
+ * A server written here, not ours: answers every request with `respond`, which is told the
+ * request's number (1 for the first); `requests()` says how many came.
+ */
+const bareServer = (respond: (request: Http.IncomingMessage, response: Http.ServerResponse, number: number) => void) => {
+  let requests = 0
+  return Effect.acquireRelease(
     Effect.async<Http.Server>((resume) => {
       const server = Http.createServer((request, response) => {
+        const number = ++requests
         request.resume()
-        request.on("end", () => respond(request, response))
+        request.on("end", () => respond(request, response, number))
       })
       server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
     }),
@@ -356,8 +368,12 @@ const bareServer = (respond: (request: Http.IncomingMessage, response: Http.Serv
       })
   ).pipe(Effect.map((server) => {
     const address = server.address()
-    return { url: `http://127.0.0.1:${typeof address === "object" && address !== null ? address.port : 0}` }
+    return {
+      url: `http://127.0.0.1:${typeof address === "object" && address !== null ? address.port : 0}`,
+      requests: () => requests
+    }
   }))
+}
 
 describe("Gemini streaming and quotas over loopback", () => {
   it.scoped("streams the sandbox's SSE chunks; the answer is their text joined", () =>
@@ -432,23 +448,18 @@ describe("Gemini streaming and quotas over loopback", () => {
 
   it.scoped("a bare server that ends the stream in the middle of an event: NetworkError after the chunks before it, not a short answer", () =>
     Effect.gen(function*() {
-      let requests = 0
       const server = yield* bareServer((_request, response) => {
-        requests++
         response.writeHead(200, { "content-type": "text/event-stream" })
         // A clean end of the body (the chunked encoding is finished): only the SSE framing shows the cut.
         response.end(`${event("Hello, ")}${event("world").slice(0, 30)}`)
       })
-      const { emitted, exit } = yield* streamTexts(server)
-      assert.deepStrictEqual(emitted, ["Hello, "])
-      const error = failureOf(exit)
-      assert.strictEqual(error._tag, "NetworkError")
-      assert.strictEqual(
-        error.message,
-        "gemini: the event stream ended in the middle of an event (30 characters after the last complete one); " +
-          "the connection was cut before the answer was complete"
-      )
-      assert.strictEqual(requests, 1)
+      assert.deepStrictEqual(yield* failedStream(server), {
+        emitted: ["Hello, "],
+        tag: "NetworkError",
+        message: "gemini: the event stream ended in the middle of an event (30 characters after the last complete one); " +
+          "the connection was cut before the answer was complete",
+        requests: 1
+      })
     }))
 
   // Without `alt=sse` Gemini streams a JSON array (application/json). A 200 in JSON to our
@@ -456,41 +467,33 @@ describe("Gemini streaming and quotas over loopback", () => {
   // help. It was read as a cut event stream and asked three times.
   it.scoped("a bare server that answers a stream request with JSON, not an event stream: DecodeError after one request", () =>
     Effect.gen(function*() {
-      let requests = 0
       const server = yield* bareServer((_request, response) => {
-        requests++
         response.writeHead(200, { "content-type": "application/json; charset=UTF-8" })
         response.end(JSON.stringify([Gemini.textResponse("Hello")]))
       })
-      const { emitted, exit } = yield* streamTexts(server)
-      assert.deepStrictEqual(emitted, [])
-      const error = failureOf(exit)
-      assert.strictEqual(error._tag, "DecodeError")
-      assert.strictEqual(
-        error.message,
-        "gemini answered a stream request with application/json, not text/event-stream: something between " +
-          "big3 and Gemini dropped the alt=sse parameter"
-      )
-      assert.strictEqual(requests, 1)
+      assert.deepStrictEqual(yield* failedStream(server), {
+        emitted: [],
+        tag: "DecodeError",
+        message: "gemini answered a stream request with application/json, not text/event-stream: something between " +
+          "big3 and Gemini dropped the alt=sse parameter",
+        requests: 1
+      })
     }))
 
   it.scoped("a bare server whose first event is cut is asked again, and the second answer is the stream", () =>
     Effect.gen(function*() {
-      let requests = 0
-      const server = yield* bareServer((_request, response) => {
-        requests++
+      const server = yield* bareServer((_request, response, number) => {
         response.writeHead(200, { "content-type": "text/event-stream" })
-        response.end(requests === 1 ? event("Hello").slice(0, 20) : event("Hello"))
+        response.end(number === 1 ? event("Hello").slice(0, 20) : event("Hello"))
       })
       const { emitted, exit } = yield* streamTexts(server)
       assert.isTrue(Exit.isSuccess(exit), String(exit))
       assert.deepStrictEqual(emitted, ["Hello"])
-      assert.strictEqual(requests, 2)
+      assert.strictEqual(server.requests(), 2)
     }))
 
   it.scoped("an answer body past maxResponseBytes is a DecodeError after one request, and its download stops there", () =>
     Effect.gen(function*() {
-      let requests = 0
       let written = 0
       let closed: (writtenAtClose: number) => void = () => {}
       const writtenAtClose = new Promise<number>((resolve) => {
@@ -498,7 +501,6 @@ describe("Gemini streaming and quotas over loopback", () => {
       })
       const total = 64 * 1024 * 1024
       const server = yield* bareServer((_request, response) => {
-        requests++
         response.writeHead(200, { "content-type": "application/json" })
         const piece = Buffer.alloc(64 * 1024, 0x20)
         const pump = () => {
@@ -519,7 +521,7 @@ describe("Gemini streaming and quotas over loopback", () => {
       const error = failureOf(yield* driveClock(Gemini.generateContent(prompt).pipe(Effect.provide(layer))))
       assert.strictEqual(error._tag, "DecodeError")
       assert.strictEqual(error.message, "gemini answered with a body over the limit of 262144 bytes (cut off there); not retried")
-      assert.strictEqual(requests, 1)
+      assert.strictEqual(server.requests(), 1)
       // The client closed the connection: the server never wrote the whole body.
       assert.isBelow(yield* Effect.promise(() => writtenAtClose), total)
     }))
@@ -542,9 +544,7 @@ describe("Gemini streaming and quotas over loopback", () => {
 
   it.scoped("a bare server's per-day 429 is QuotaExhausted, sent once", () =>
     Effect.gen(function*() {
-      let requests = 0
       const server = yield* bareServer((_request, response) => {
-        requests++
         response.writeHead(429, { "content-type": "application/json" })
         response.end(JSON.stringify({
           error: {
@@ -560,6 +560,6 @@ describe("Gemini streaming and quotas over loopback", () => {
       })
       const { exit } = yield* streamTexts(server)
       assert.strictEqual(failureOf(exit)._tag, "QuotaExhausted")
-      assert.strictEqual(requests, 1)
+      assert.strictEqual(server.requests(), 1)
     }))
 })
