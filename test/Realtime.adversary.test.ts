@@ -65,6 +65,34 @@ describe("Realtime against a hostile server", () => {
       ])
     }))
 
+  // RFC 6455 close codes for what the peer refuses in what it was sent: 1003 data it cannot take,
+  // 1007 data inconsistent with its type, 1008 a policy violation, 1009 a message too big. Sent
+  // again on a new connection, it is refused again: each was reconnected and replayed until the
+  // attempts were used up, then reported as a retryable NetworkError.
+  it.scopedLive("a close that refuses what was sent (1003, 1007, 1008, 1009): InvalidRequest after one connection, not retried", () =>
+    Effect.gen(function*() {
+      for (const code of [1003, 1007, 1008, 1009]) {
+        const server = yield* bareServer()
+        const session = yield* Realtime.connect().pipe(Effect.provide(client(server.url)))
+        const turn = yield* Effect.fork(session.send("hi"))
+        const connection = yield* server.nextConnection
+        yield* untilResponseCreate(connection)
+        yield* connection.close(code, "refused")
+        const error = yield* Effect.flip(Fiber.join(turn))
+        assert.deepStrictEqual(
+          { tag: error._tag, message: error.message, retryable: error.retryable },
+          {
+            tag: "InvalidRequest",
+            message: `the Realtime socket closed (code ${code}: refused): the server refuses what was sent; not retried`,
+            retryable: false
+          },
+          `code ${code}`
+        )
+        yield* realPause(100)
+        assert.strictEqual(server.upgrades(), 1, `code ${code}`)
+      }
+    }))
+
   it.scopedLive("a server that closes every connection as soon as it opens, while idle: three connections, then the session fails", () =>
     Effect.gen(function*() {
       const server = yield* bareServer()

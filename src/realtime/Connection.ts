@@ -43,7 +43,7 @@ export interface Settings {
 /** What arrives on a connection, in order: text frames, then why it ended. */
 export type Frame =
   | { readonly _tag: "Text"; readonly text: string }
-  | { readonly _tag: "Closed"; readonly error: Errors.NetworkError }
+  | { readonly _tag: "Closed"; readonly error: Errors.NetworkError | Errors.InvalidRequest }
 
 export interface Connection {
   /** The next frame, in arrival order (waits for it). */
@@ -75,6 +75,25 @@ const describeClose = (error: Socket.SocketError, scrub: (text: string) => strin
       ? `the Realtime socket closed (code ${error.code}${error.closeReason ? `: ${error.closeReason}` : ""})`
       : `the Realtime socket failed (${error.reason})${error.cause instanceof ErrorEvent ? `: ${error.cause.message}` : ""}`
   )
+
+/**
+ * RFC 6455 close codes that refuse what the peer was sent: 1003 data it cannot accept, 1007 data
+ * inconsistent with its type, 1008 a policy violation, 1009 a message too big. The same events
+ * replayed on a new connection would be refused again.
+ */
+const refusingCodes: ReadonlySet<number> = new Set([1003, 1007, 1008, 1009])
+
+/** Why the socket ended, as the `Closed` frame carries it. */
+const closedError = (exit: Exit.Exit<void, Socket.SocketError>, scrub: (text: string) => string) => {
+  if (!(Exit.isFailure(exit) && exit.cause._tag === "Fail" && Socket.isSocketError(exit.cause.error))) {
+    return new Errors.NetworkError({ service, message: "the Realtime socket closed" })
+  }
+  const error = exit.cause.error
+  const message = describeClose(error, scrub)
+  return error.reason === "Close" && refusingCodes.has(error.code)
+    ? new Errors.InvalidRequest({ service, message: `${message}: the server refuses what was sent; not retried` })
+    : new Errors.NetworkError({ service, message })
+}
 
 /**
  * Opens a connection in the current scope: closing the scope cuts the socket. Fails with the
@@ -133,15 +152,7 @@ export const open = (settings: Settings): Effect.Effect<Connection, OpenError, S
     // One `Closed` frame after the last text frame, whatever ended the socket.
     yield* Fiber.await(running).pipe(
       Effect.flatMap((exit) =>
-        Exit.isInterrupted(exit) ? Effect.void : inbox.offer({
-          _tag: "Closed",
-          error: new Errors.NetworkError({
-            service,
-            message: Exit.isFailure(exit) && exit.cause._tag === "Fail" && Socket.isSocketError(exit.cause.error)
-              ? describeClose(exit.cause.error, settings.scrub)
-              : "the Realtime socket closed"
-          })
-        })
+        Exit.isInterrupted(exit) ? Effect.void : inbox.offer({ _tag: "Closed", error: closedError(exit, settings.scrub) })
       ),
       Effect.forkScoped
     )
