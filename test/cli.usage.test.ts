@@ -207,6 +207,31 @@ describe("big3 flag mistakes", () => {
     }))
 })
 
+describe("big3 <command> … --help", () => {
+  // @effect/cli shows help only for `--help` right after the command; after other flags it
+  // answered "Received unknown argument: '--help'", exit 2: the habit of adding --help to a
+  // line that did not work met an error.
+  it.effect("a --help or -h after other flags shows the command's help, as right after the command", () =>
+    Effect.gen(function*() {
+      const cases: ReadonlyArray<readonly [ReadonlyArray<string>, ReadonlyArray<string>]> = [
+        [["demo", "--fast", "--help"], ["demo", "--help"]],
+        [["events", "send", "--type", "T", "-h"], ["events", "send", "--help"]],
+        [["browse", "a task", "--url=about:blank", "--help", "--max-turns", "x"], ["browse", "--help"]]
+      ]
+      for (const [args, plain] of cases) {
+        const late = yield* big3(args)
+        const early = yield* big3(plain)
+        assert.strictEqual(early.code, 0)
+        assert.include(early.stdout, "USAGE")
+        assert.deepStrictEqual(
+          { code: late.code, stdout: late.stdout, stderr: late.stderr },
+          { code: 0, stdout: early.stdout, stderr: "" },
+          args.join(" ")
+        )
+      }
+    }))
+})
+
 describe("big3 failures", () => {
   // Every other command prints `big3 <command>: <Tag>: …`; the sandbox's failures came out as
   // `big3: SandboxError: …`, from the catch-all.

@@ -33,11 +33,15 @@ interface Place {
   readonly repeatable: boolean
 }
 
-/** What is wrong with a command line: `big3 <command>: <message>`. */
-export interface FlagProblem {
-  readonly command: string
-  readonly message: string
-}
+/**
+ * What the check says of a command line: a mistake (`big3 <command>: <message>`), or a request
+ * for the command's help that @effect/cli would not honour where it stands.
+ */
+export type FlagCheck =
+  | { readonly _tag: "Problem"; readonly command: string; readonly message: string }
+  | { readonly _tag: "Help"; readonly path: ReadonlyArray<string> }
+
+const helpFlags: ReadonlySet<string> = new Set(["--help", "-h"])
 
 /** @effect/cli's built-in options: when one comes first, it answers (help, wizard, version). */
 const builtIns = new Set(["--help", "-h", "--wizard", "--version", "--completions"])
@@ -152,19 +156,20 @@ const valueProblem = (flag: Flag, accepts: string, value: string): string | unde
 
 /**
  * The first mistake in the flags of `args` (the command line after the program's name) for one of
- * `commands`, or undefined when there is none (or the line names no command, or asks for help:
- * @effect/cli answers those).
+ * `commands`, or a `--help` (`-h`) after other arguments, which @effect/cli answers only right
+ * after the command; undefined when there is neither (or the line names no command, or starts
+ * with a built-in option: @effect/cli answers those).
  */
-export const flagProblem = (
+export const checkFlags = (
   commands: ReadonlyArray<CommandDescriptor.Command<unknown>>,
   args: ReadonlyArray<string>
-): FlagProblem | undefined => {
+): FlagCheck | undefined => {
   const selected = selectCommand(commands, args)
   if (selected === undefined || builtIns.has(selected.rest[0] ?? "")) return undefined
   const usage = CommandDescriptor.getUsage(selected.command)
   const flags = flagsOf(usage)
   const seen = new Set<Flag>()
-  const problem = (message: string): FlagProblem => ({ command: selected.path.join(" "), message })
+  const problem = (message: string): FlagCheck => ({ _tag: "Problem", command: selected.path.join(" "), message })
   const rest = selected.rest
   for (let i = 0; i < rest.length; i++) {
     const arg = rest[i] ?? ""
@@ -173,6 +178,7 @@ export const flagProblem = (
     const { flag: name, value: inline } = splitInline(arg)
     const flag = flags.find((flag) => flag.names.includes(normalize(name)))
     if (flag === undefined) {
+      if (helpFlags.has(normalize(name))) return { _tag: "Help", path: selected.path }
       const takesValue = builtInTakesValue.get(normalize(name))
       if (takesValue !== undefined) {
         if (takesValue && inline === undefined) i++

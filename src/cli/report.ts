@@ -15,7 +15,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Errors from "../Errors.js"
 import * as Telemetry from "../Telemetry.js"
-import { flagProblem } from "./flags.js"
+import { checkFlags } from "./flags.js"
 import { CliExit, describeConfigError, ExitCode, usageError } from "./shared.js"
 
 /** Prints a failure once, as a line a person can act on, and picks the exit code. */
@@ -64,7 +64,8 @@ const plainUnlessColourTerminal = <A, E, R>(self: Effect.Effect<A, E, R>): Effec
 /**
  * Runs a command tree (what `Command.run` returns) with `argv` (as `process.argv`), reporting
  * failures; succeeds with the exit code. A mistake in the flags of one of `commands` (the tree's
- * subcommands) is answered first, `big3 <command>: --flag …` (exit 2; see `flags.ts`). Every
+ * subcommands) is answered first, `big3 <command>: --flag …` (exit 2; see `flags.ts`), and a
+ * `--help` after other arguments shows the command's help, as right after the command. Every
  * command runs inside `Telemetry.layer`: `/metrics` while it runs when `BIG3_METRICS_PORT` is
  * set, OTLP export when `OTEL_EXPORTER_OTLP_ENDPOINT` is.
  */
@@ -74,8 +75,11 @@ export const runReported = <E, R>(
 ) =>
 (argv: ReadonlyArray<string>, signalCode?: () => number | undefined) =>
   Effect.suspend((): Effect.Effect<void, E | CliExit, R> => {
-    const problem = flagProblem(commands, argv.slice(2))
-    return problem === undefined ? cli(argv) : usageError(problem.command, problem.message)
+    const checked = checkFlags(commands, argv.slice(2))
+    if (checked === undefined) return cli(argv)
+    return checked._tag === "Help"
+      ? cli([...argv.slice(0, 2), ...checked.path, "--help"])
+      : usageError(checked.command, checked.message)
   }).pipe(
     plainUnlessColourTerminal,
     Effect.provide(Telemetry.layer),
