@@ -9,7 +9,8 @@
  * ended: it closes it, waits with the `network` policy's backoff (a `Resilience.retryDriver`,
  * reset by every completed response and by the loss, while idle, of a connection that lived at
  * least `websocket_message`, so a server that drops every connection before answering a turn, or
- * right after it opens, ends the session), connects through the protection pipeline
+ * right after it opens, ends the session; a close that refuses what was sent ends it at once, as
+ * its error is not retryable), connects through the protection pipeline
  * (`websocket_connect`, policy `network`), sends `session.update` again and replays the
  * conversation.
  *
