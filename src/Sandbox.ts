@@ -13,7 +13,8 @@
  * - `POST /{v1,v1beta}/models/{model}:generateContent` and `…:streamGenerateContent` (faults:
  *   `"gemini"`), `…:countTokens`
  * - `POST /events` (faults: `"events"`), `GET /events/recent`, `GET /events/filter-options`, the
- *   `GET /stream` WebSocket feed of stored events; extended mode also `POST /events/batch` (faults: `"eventsBatch"`), `GET /health`
+ *   `GET /stream` WebSocket feed of stored events; extended mode also `POST /events/batch`
+ *   (faults: `"eventsBatch"`), `GET /health`
  * - `POST /v1/messages` (faults: `"anthropic"`), `POST /v1/messages/count_tokens`
  * - `GET /v1/realtime`: the OpenAI Realtime WebSocket (its own per-connection fault plans and
  *   scripted model, `Service.realtime`; see `sandbox/Realtime.ts`)
@@ -215,21 +216,14 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
       port: options.port
     })
   }
+  const refused = (message: string) => new SandboxError({ message: `sandbox ${message}`, host, port: options.port ?? 0 })
   const maxEvents = options.maxEvents ?? Events.defaultMaxEvents
   if (!Number.isInteger(maxEvents) || maxEvents < 1) {
-    return yield* new SandboxError({
-      message: `sandbox maxEvents must be a positive integer, got ${maxEvents}`,
-      host,
-      port: options.port ?? 0
-    })
+    return yield* refused(`maxEvents must be a positive integer, got ${maxEvents}`)
   }
   const streamBufferBytes = options.streamBufferBytes ?? Events.defaultStreamBufferBytes
   if (!Number.isInteger(streamBufferBytes) || streamBufferBytes < 0) {
-    return yield* new SandboxError({
-      message: `sandbox streamBufferBytes must be a whole number of bytes, got ${streamBufferBytes}`,
-      host,
-      port: options.port ?? 0
-    })
+    return yield* refused(`streamBufferBytes must be a whole number of bytes, got ${streamBufferBytes}`)
   }
   const mode = options.eventsMode ?? "extended"
   const recordRequests = options.recordRequests ?? true

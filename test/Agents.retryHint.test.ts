@@ -106,23 +106,26 @@ const backendOver = (messages: ReadonlyArray<Sdk.SDKMessage>, calls = { count: 0
   }).pipe(Effect.provide(observabilityStub))
 
 /** The error a command's run over `messages` fails with. */
+// 2027-01-15T08:00:00.000Z
+const now = 1_800_000_000_000
+
+/** The error of a run over `messages`, run at `now` on the TestClock. */
 const runFailure = (messages: ReadonlyArray<Sdk.SDKMessage>): Effect.Effect<Big3Error> =>
-  Effect.flatMap(backendOver(messages), (backend) =>
-    Stream.runDrain(backend.run({ sessionId: session_id, prompt: "work", cwd: "/nonexistent" })).pipe(
-      Effect.flip,
-      Effect.orDieWith(() => new Error("the run succeeded"))
-    ))
+  Effect.zipRight(
+    TestClock.setTime(now),
+    Effect.flatMap(backendOver(messages), (backend) =>
+      Stream.runDrain(backend.run({ sessionId: session_id, prompt: "work", cwd: "/nonexistent" })).pipe(
+        Effect.flip,
+        Effect.orDieWith(() => new Error("the run succeeded"))
+      ))
+  )
 
 const retryAfterMillis = (error: Big3Error): number | undefined =>
   "retryAfter" in error && error.retryAfter !== undefined ? Duration.toMillis(error.retryAfter) : undefined
 
-// 2027-01-15T08:00:00.000Z
-const now = 1_800_000_000_000
-
 describe("Claude Code's retry hints", () => {
   it.effect("a 429 after Claude Code's own retries is RateLimited with its last retry delay as retryAfter", () =>
     Effect.gen(function*() {
-      yield* TestClock.setTime(now)
       const error = yield* runFailure([
         apiRetry(1, 2057, 429, "rate_limit"),
         apiRetry(2, 3472, 429, "rate_limit"),
@@ -136,7 +139,6 @@ describe("Claude Code's retry hints", () => {
 
   it.effect("an overload after Claude Code's own retries is ServiceUnavailable with its last retry delay", () =>
     Effect.gen(function*() {
-      yield* TestClock.setTime(now)
       const error = yield* runFailure([
         apiRetry(1, 1100, 529, "overloaded"),
         assistant("API Error: Repeated 529 Overloaded errors", { error: "overloaded" }),
@@ -148,7 +150,6 @@ describe("Claude Code's retry hints", () => {
 
   it.effect("a rejected rate limit's resetsAt (Unix seconds) is the hint, before Claude Code's retry delay", () =>
     Effect.gen(function*() {
-      yield* TestClock.setTime(now)
       const error = yield* runFailure([
         rateLimitEvent({ status: "allowed_warning", resetsAt: now / 1000 + 7200, rateLimitType: "five_hour" }),
         apiRetry(1, 2000, 429, "rate_limit"),
@@ -163,7 +164,6 @@ describe("Claude Code's retry hints", () => {
 
   it.effect("a retry that was followed by an answer lends no hint to a later failure; nor does a connection retry", () =>
     Effect.gen(function*() {
-      yield* TestClock.setTime(now)
       const error = yield* runFailure([
         apiRetry(1, 5000, 429, "rate_limit"),
         assistant("working on it"),
@@ -178,7 +178,6 @@ describe("Claude Code's retry hints", () => {
 
   it.effect("a reset already past is a zero wait", () =>
     Effect.gen(function*() {
-      yield* TestClock.setTime(now)
       const error = yield* runFailure([
         rateLimitEvent({ status: "rejected", resetsAt: now / 1000 - 60 }),
         assistant(rejected429, { error: "rate_limit" }),
@@ -189,7 +188,6 @@ describe("Claude Code's retry hints", () => {
 
   it.effect("a turn's API error quotes the request-id of the answer that ended it, as Anthropic asks", () =>
     Effect.gen(function*() {
-      yield* TestClock.setTime(now)
       const error = yield* runFailure([
         apiRetry(1, 1000, 429, "rate_limit"),
         assistant(rejected429, { error: "rate_limit", request_id: "req_01c0WyyHbiQzSU8PF9U4OlHB" }),

@@ -16,7 +16,17 @@ import { voiceCommand } from "./voice.js"
 import { runReported } from "./report.js"
 import { version } from "./version.js"
 
-const commands = [configCommand, demoCommand, geminiCommand, eventsCommand, agentsCommand, sandboxCommand, browseCommand, voiceCommand, serveCommand] as const
+const commands = [
+  configCommand,
+  demoCommand,
+  geminiCommand,
+  eventsCommand,
+  agentsCommand,
+  sandboxCommand,
+  browseCommand,
+  voiceCommand,
+  serveCommand
+] as const
 
 export const big3 = Command.make("big3").pipe(
   Command.withDescription("reliability runtime of the Big Three agent system"),

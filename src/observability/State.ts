@@ -317,11 +317,9 @@ export const tailsOf = (tallies: ReadonlyArray<Tally>) => {
   const due = Effect.forEach(tallies, (tally) => tally.due, { discard: true })
   const idle = (wait: Effect.Effect<void>): Effect.Effect<void> =>
     Effect.suspend(() => {
-      const millis = tallies.reduce<number | undefined>((soonest, tally) => {
-        const next = tally.dueIn()
-        return next === undefined || (soonest !== undefined && soonest <= next) ? soonest : next
-      }, undefined)
-      return millis === undefined ? wait : Effect.raceFirst(wait, Effect.zipRight(Effect.sleep(Duration.millis(Math.max(1, millis))), due))
+      const dueIns = tallies.flatMap((tally) => tally.dueIn() ?? [])
+      if (dueIns.length === 0) return wait
+      return Effect.raceFirst(wait, Effect.zipRight(Effect.sleep(Duration.millis(Math.max(1, Math.min(...dueIns)))), due))
     })
   return { due, idle, flush: Effect.forEach(tallies, (tally) => tally.flush, { discard: true }) }
 }

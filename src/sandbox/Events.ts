@@ -1,8 +1,9 @@
 /**
  * Emulator of the multi-agent observability server (a Bun server; `POST /events`,
  * `GET /events/recent`, `GET /events/filter-options`, the `GET /stream` WebSocket, and
- * `200 "Multi-Agent Observability Server"` for everything else, its HITL and theme routes too), plus the extended API big3 adds on top: idempotent `POST /events`,
- * `POST /events/batch` and `GET /health`.
+ * `200 "Multi-Agent Observability Server"` for everything else, its HITL and theme routes too),
+ * plus the extended API big3 adds on top: idempotent `POST /events`, `POST /events/batch` and
+ * `GET /health`.
  *
  * @since 0.1.0
  */
