@@ -270,6 +270,9 @@ interface Contender {
   readonly close: () => Promise<void>
 }
 
+/** Runs an effect with errors only in the log (the clients log every spooled event otherwise). */
+const run = <A>(effect: Effect.Effect<A>) => Effect.runPromise(effect.pipe(Logger.withMinimumLogLevel(LogLevel.Error)))
+
 /** A big3 client, built and warmed up, as a contender (closed with `close`). */
 const openBig3 = async (
   server: Child,
@@ -277,7 +280,6 @@ const openBig3 = async (
   store: "memory" | "file" | Layer.Layer<SqlClient.SqlClient, SqlError>,
   warmUp: number
 ): Promise<Contender> => {
-  const run = <A>(effect: Effect.Effect<A>) => Effect.runPromise(effect.pipe(Logger.withMinimumLogLevel(LogLevel.Error)))
   const scope = await run(Scope.make())
   const context = await run(Layer.buildWithScope(
     client(server.url, options, {}, store === "file" ? tempStore : store === "memory" ? Store.layerMemory : store),
@@ -315,22 +317,21 @@ const interleaved = async (server: Child, contenders: ReadonlyArray<Contender>, 
 }
 
 /** Builds a client, warms it up, then measures `runs` runs of `count` events. */
-const measureBig3 = (
+const measureBig3 = async (
   server: Child,
   options: Observability.Options,
   count: number,
   runs: number,
   store: "memory" | "file" | Layer.Layer<SqlClient.SqlClient, SqlError> = "memory"
-) =>
-  Effect.promise(async () => {
-    const contender = await openBig3(server, options, store, Math.min(count, 5_000))
-    try {
-      const [result] = await interleaved(server, [contender], count, runs)
-      return result!
-    } finally {
-      await contender.close()
-    }
-  })
+) => {
+  const contender = await openBig3(server, options, store, Math.min(count, 5_000))
+  try {
+    const [result] = await interleaved(server, [contender], count, runs)
+    return result!
+  } finally {
+    await contender.close()
+  }
+}
 
 /** A fresh database on PostgreSQL (`BIG3_TEST_DATABASE_URL`'s server, else a private one), for the scope. */
 const postgresStore = Effect.map(
@@ -405,11 +406,9 @@ const openRawUndici = async (server: Child, warmUp: number): Promise<Contender> 
   return { burst, note: async () => "", close: () => pool.close() }
 }
 
-const singleContenders = [
-  { client: "big3 single, durable default (group commit to a SQLite file)", durable: true },
-  { client: "big3 single, durable: false (spool only what fails)", durable: false },
-  { client: "undici Pool alone, 64 in flight (no big3: the machine's ceiling)", durable: undefined }
-] as const
+const durableLabel = "big3 single, durable default (group commit to a SQLite file)"
+const nonDurableLabel = "big3 single, durable: false (spool only what fails)"
+const undiciLabel = "undici Pool alone, 64 in flight (no big3: the machine's ceiling)"
 
 /**
  * Single mode against the raw sink: the durable default, `durable: false` and undici alone, their
@@ -419,15 +418,11 @@ const singleContenders = [
 const measureSingle = async (server: Child, runs: number) => {
   const opened: Array<Contender> = []
   try {
-    for (const { durable } of singleContenders) {
-      opened.push(
-        durable === undefined
-          ? await openRawUndici(server, 5_000)
-          : await openBig3(server, { mode: "single", durable }, "file", 5_000)
-      )
-    }
-    const results = await interleaved(server, opened, 20_000, runs)
-    return singleContenders.map(({ client }, i) => ({ client, result: results[i]! }))
+    opened.push(await openBig3(server, { mode: "single", durable: true }, "file", 5_000))
+    opened.push(await openBig3(server, { mode: "single", durable: false }, "file", 5_000))
+    opened.push(await openRawUndici(server, 5_000))
+    const [durable, nonDurable, undici] = await interleaved(server, opened, 20_000, runs)
+    return { durable: durable!, nonDurable: nonDurable!, undici: undici! }
   } finally {
     for (const contender of opened) await contender.close()
   }
@@ -623,9 +618,7 @@ const singleModeBound = (undiciRun: ReadonlyArray<Sample>): string | undefined =
 export const runSpoolBench = async (runs: number): Promise<string> => {
   const spoolRows: Array<Record<string, string>> = []
   for (const [where, store] of [["SQLite file (the embedded default)", Effect.succeed(tempStore)], ["PostgreSQL", postgresStore]] as const) {
-    const samples = await Effect.runPromise(
-      Effect.scoped(Effect.flatMap(store, (layer) => measureSpool(layer, 20_000, runs))).pipe(Logger.withMinimumLogLevel(LogLevel.Error))
-    )
+    const samples = await run(Effect.scoped(Effect.flatMap(store, (layer) => measureSpool(layer, 20_000, runs))))
     spoolRows.push({
       spool: where,
       "written events/s (commits of 500)": formatRate(median(samples.map((s) => s.writePerSecond))),
@@ -645,8 +638,9 @@ export const runSingleBench = async (runs: number): Promise<string> => {
   const server = await startServer("raw")
   try {
     const single = await measureSingle(server, runs)
-    const rows = single.map(({ client, result }) => ({ client, ...figures(result.samples), note: result.note }))
-    return [markdownTable(rows), "", singleModeBound(single[2]!.result.samples) ?? ""].join("\n")
+    const row = (client: string, result: { samples: ReadonlyArray<Sample>; note: string }) => ({ client, ...figures(result.samples), note: result.note })
+    const rows = [row(durableLabel, single.durable), row(nonDurableLabel, single.nonDurable), row(undiciLabel, single.undici)]
+    return [markdownTable(rows), "", singleModeBound(single.undici.samples) ?? ""].join("\n")
   } finally {
     server.stop()
   }
@@ -660,7 +654,6 @@ export const runEventsBench = async (options: { readonly runs?: number } = {}): 
   const rows: Array<Record<string, string>> = []
   const add = (target: string, contender: string, result: { samples: ReadonlyArray<Sample>; note: string }) =>
     rows.push({ server: target, client: contender, ...figures(result.samples), note: result.note })
-  const run = <A>(effect: Effect.Effect<A>) => Effect.runPromise(effect.pipe(Logger.withMinimumLogLevel(LogLevel.Error)))
 
   let memory: MemoryResult | undefined
   let crash: CrashResult | undefined
@@ -670,30 +663,23 @@ export const runEventsBench = async (options: { readonly runs?: number } = {}): 
     const label = kind === "raw" ? "raw node:http sink" : "big3 Sandbox (extended)"
     try {
       const single = kind === "raw" ? await measureSingle(server, singleRuns) : undefined
-      if (single === undefined) {
-        add(
-          label,
-          "big3 single, durable default (group commit to a SQLite file)",
-          await run(measureBig3(server, { mode: "single" }, 20_000, runs, "file"))
-        )
-      } else {
-        add(label, single[0]!.client, single[0]!.result)
-      }
-      add(label, "big3 batch (500 × 4 in flight), durable default", await run(measureBig3(server, { mode: "batch" }, 100_000, runs, "file")))
+      add(label, durableLabel, single?.durable ?? await measureBig3(server, { mode: "single" }, 20_000, runs, "file"))
+      add(label, "big3 batch (500 × 4 in flight), durable default", await measureBig3(server, { mode: "batch" }, 100_000, runs, "file"))
       if (single !== undefined) {
-        add(label, single[1]!.client, single[1]!.result)
+        add(label, nonDurableLabel, single.nonDurable)
         add(
           label,
           "big3 single, durable default, spool on PostgreSQL (BIG3_DATABASE_URL)",
-          await run(Effect.scoped(Effect.flatMap(postgresStore, (store) => measureBig3(server, { mode: "single" }, 20_000, runs, store))))
+          await run(Effect.scoped(Effect.flatMap(postgresStore, (store) =>
+            Effect.promise(() => measureBig3(server, { mode: "single" }, 20_000, runs, store)))))
         )
         add(
           label,
           "big3 single over HttpClient transport",
-          await run(measureBig3(server, { mode: "single", transport: "http-client" }, 10_000, runs))
+          await measureBig3(server, { mode: "single", transport: "http-client" }, 10_000, runs)
         )
-        add(label, single[2]!.client, single[2]!.result)
-        bound = singleModeBound(single[2]!.result.samples)
+        add(label, undiciLabel, single.undici)
+        bound = singleModeBound(single.undici.samples)
         memory = await measureQueuedMemoryInChild(server.url, 100_000)
         crash = await measureCrashWindow(server.url, 20_000)
       }
@@ -745,7 +731,7 @@ if (isMain) {
     const url = process.argv[memoryIndex + 1] ?? ""
     const count = Number(process.argv[memoryIndex + 2] ?? 100_000)
     const dir = process.argv[memoryIndex + 3] ?? ""
-    const result = await Effect.runPromise(measureQueuedMemory(url, count, dir).pipe(Logger.withMinimumLogLevel(LogLevel.Error)))
+    const result = await run(measureQueuedMemory(url, count, dir))
     process.send?.(result, () => process.exit(0))
   } else if (serveIndex !== -1) {
     const kind = process.argv[serveIndex + 1]
