@@ -107,7 +107,9 @@ export interface Service {
    * `gemini` policy, guarded by the breaker); once a chunk has arrived nothing is retried: a
    * failure ends the stream with its error, and a gap between chunks longer than
    * `http_request_long` (30 s) ends it with `OperationTimeout`. An error event inside the stream
-   * fails it with the error its status maps to.
+   * fails it with the error its status maps to. A stream that ends (even cleanly) before a chunk
+   * carried a `finishReason` was cut: it fails with `NetworkError`, so a partial answer is never
+   * taken for the whole one.
    */
   readonly generateContentStream: (request: GenerateContentRequest) => Stream.Stream<GenerateContentResponse, GeminiError>
   /** The model used when a request names none. */
@@ -338,6 +340,9 @@ export const makeWith = (
         return typeof code === "number" ? Effect.flatMap(errorFor(code, {}, text), Effect.fail) : decodeJson(json)
       })
 
+    /** A stream that ended before the answer was whole: retried only while no chunk has arrived. */
+    const cutStream = (why: string) => networkError(`gemini: ${why}; the connection was cut before the answer was complete`)
+
     /**
      * The chunks of a streamed answer: SSE events, each a JSON response. Without `alt=sse` Gemini
      * streams a JSON array instead: such an answer to our `alt=sse` request means something on the
@@ -353,17 +358,29 @@ export const makeWith = (
           })
         )
       }
-      return Sse.events(Stream.decodeText(response.stream)).pipe(
-        Stream.mapError((error) =>
-          error._tag === "SseError"
-            ? new Errors.DecodeError({ service, message: `gemini sent an event stream that cannot be read: ${error.message}` })
-            : error._tag === "SseTruncated"
-            // A cut connection, not a malformed answer: retried when no chunk had arrived yet.
-            ? networkError(`gemini: ${error.message}; the connection was cut before the answer was complete`)
-            : readFailed(error)
-        ),
-        Stream.mapEffect((event) => decodeChunk(event.data))
-      )
+      return Stream.suspend(() => {
+        // Gemini's last chunk of a whole answer carries a finishReason (a prompt blocked at input
+        // fails with PromptBlocked on its one chunk instead): a body that ends cleanly before one
+        // was cut on the way, and what it sent (half a function call, say) must not pass for the answer.
+        let finished = false
+        return Sse.events(Stream.decodeText(response.stream)).pipe(
+          Stream.mapError((error) =>
+            error._tag === "SseError"
+              ? new Errors.DecodeError({ service, message: `gemini sent an event stream that cannot be read: ${error.message}` })
+              : error._tag === "SseTruncated"
+              // A cut connection, not a malformed answer: retried when no chunk had arrived yet.
+              ? cutStream(error.message)
+              : readFailed(error)
+          ),
+          Stream.mapEffect((event) => decodeChunk(event.data)),
+          Stream.tap((chunk) =>
+            Effect.sync(() => {
+              if (chunk.candidates?.some((candidate) => candidate.finishReason !== undefined) === true) finished = true
+            })
+          ),
+          Stream.concat(Stream.suspend(() => finished ? Stream.empty : Stream.fail(cutStream("the event stream ended without a finishReason"))))
+        )
+      })
     }
 
     const encodeRequest = Schema.encode(GenerateContentRequest, { onExcessProperty: "preserve" })

@@ -346,6 +346,10 @@ const failedStream = (server: { readonly url: string; readonly requests: () => n
 /** One server-sent event carrying a text answer, as Gemini streams them. */
 const event = (text: string) => `data: ${JSON.stringify(Gemini.textResponse(text))}\n\n`
 
+/** An event before the last of an answer: Gemini writes `finishReason` only on the last one. */
+const partialEvent = (text: string) =>
+  `data: ${JSON.stringify({ candidates: [{ content: { role: "model", parts: [{ text }] }, index: 0 }] })}\n\n`
+
 /**
  * A server written here, not ours: answers every request with `respond`, which is told the
  * request's number (1 for the first); `requests()` says how many came.
@@ -460,6 +464,54 @@ describe("Gemini streaming and quotas over loopback", () => {
           "the connection was cut before the answer was complete",
         requests: 1
       })
+    }))
+
+  // The last chunk of a whole answer always carries a finishReason: a body that ends cleanly
+  // without one was cut (a proxy closing it, say), and its function calls may be half of them.
+  it.scoped("a bare server that ends the stream cleanly before any finishReason: NetworkError after the chunks before it, not a short answer", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer((_request, response) => {
+        response.writeHead(200, { "content-type": "text/event-stream" })
+        response.end(`${partialEvent("Hello, ")}${partialEvent("wor")}`)
+      })
+      assert.deepStrictEqual(yield* failedStream(server), {
+        emitted: ["Hello, ", "wor"],
+        tag: "NetworkError",
+        message: "gemini: the event stream ended without a finishReason; the connection was cut before the answer was complete",
+        requests: 1
+      })
+    }))
+
+  it.scoped("a bare server whose first answer is an empty event stream is asked again, and the second answer is the stream", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer((_request, response, number) => {
+        response.writeHead(200, { "content-type": "text/event-stream" })
+        response.end(number === 1 ? "" : `${partialEvent("Hello, ")}${event("world")}`)
+      })
+      const { emitted, exit } = yield* streamTexts(server)
+      assert.isTrue(Exit.isSuccess(exit), String(exit))
+      assert.deepStrictEqual(emitted, ["Hello, ", "world"])
+      assert.strictEqual(server.requests(), 2)
+    }))
+
+  // A prompt blocked at input is one chunk with promptFeedback.blockReason, no candidates and
+  // so no finishReason: a whole answer, refused, not a cut stream.
+  it.scoped("a bare server's blocked prompt in a stream is PromptBlocked after one request, not a cut stream", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer((_request, response) => {
+        response.writeHead(200, { "content-type": "text/event-stream" })
+        response.end(`data: ${JSON.stringify({
+          promptFeedback: { blockReason: "PROHIBITED_CONTENT" },
+          usageMetadata: { promptTokenCount: 12, totalTokenCount: 12 },
+          modelVersion: "gemini-2.5-flash"
+        })}\r\n\r\n`)
+      })
+      const { emitted, exit } = yield* streamTexts(server)
+      const error = failureOf(exit)
+      assert.deepStrictEqual(emitted, [])
+      assert.strictEqual(error._tag, "PromptBlocked")
+      assert.strictEqual(error.message, "gemini blocked the prompt (PROHIBITED_CONTENT); change the prompt, retrying will not help")
+      assert.strictEqual(server.requests(), 1)
     }))
 
   // Without `alt=sse` Gemini streams a JSON array (application/json). A 200 in JSON to our

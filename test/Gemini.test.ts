@@ -681,6 +681,8 @@ describe("Gemini resilience", () => {
 /** One SSE event as Gemini writes it: `data: <GenerateContentResponse>` and a blank line. */
 const sseEvent = (body: unknown) => `data: ${JSON.stringify(body)}\r\n\r\n`
 const textChunk = (text: string) => sseEvent({ candidates: [{ content: { role: "model", parts: [{ text }] }, index: 0 }] })
+/** The last event of a whole answer: Gemini writes the finishReason on it. */
+const lastChunk = (text: string) => sseEvent(Gemini.textResponse(text))
 
 /** Runs a stream on the TestClock (see `runTimed`), keeping what it emitted before it ended. */
 const collectTimed = <A, E>(stream: Stream.Stream<A, E>, maxSeconds = 600) =>
@@ -697,7 +699,7 @@ describe("Gemini.generateContentStream", () => {
 
   it.effect("posts to :streamGenerateContent?alt=sse and emits one response per event", () =>
     Effect.gen(function*() {
-      const { client, seen } = fakeClient([{ events: [textChunk("Hel"), textChunk("lo "), textChunk("there")] }])
+      const { client, seen } = fakeClient([{ events: [textChunk("Hel"), textChunk("lo "), lastChunk("there")] }])
       const { emitted, exit } = yield* collectTimed(Gemini.generateContentStream(prompt).pipe(Stream.provideLayer(geminiLayer(client))))
       assert.isTrue(Exit.isSuccess(exit))
       assert.deepStrictEqual(texts(emitted), ["Hel", "lo ", "there"])
@@ -719,7 +721,7 @@ describe("Gemini.generateContentStream", () => {
 
   it.effect("before the first chunk it retries as generateContent does: 503, 503, then the stream after 2 s and 4 s", () =>
     Effect.gen(function*() {
-      const { client, seen } = fakeClient([unavailable, unavailable, { events: [textChunk("third time")] }])
+      const { client, seen } = fakeClient([unavailable, unavailable, { events: [lastChunk("third time")] }])
       const { emitted, exit } = yield* collectTimed(Gemini.generateContentStream(prompt).pipe(Stream.provideLayer(geminiLayer(client))))
       assert.isTrue(Exit.isSuccess(exit))
       assert.deepStrictEqual(texts(emitted), ["third time"])
@@ -728,7 +730,7 @@ describe("Gemini.generateContentStream", () => {
 
   it.effect("a first chunk that does not come within gemini_api (45 s) is a retried timeout, its request aborted", () =>
     Effect.gen(function*() {
-      const { client, seen } = fakeClient([{ events: [], then: "stall" }, { events: [textChunk("second")] }])
+      const { client, seen } = fakeClient([{ events: [], then: "stall" }, { events: [lastChunk("second")] }])
       const { emitted, exit } = yield* collectTimed(Gemini.generateContentStream(prompt).pipe(Stream.provideLayer(geminiLayer(client))))
       assert.isTrue(Exit.isSuccess(exit))
       assert.deepStrictEqual(texts(emitted), ["second"])
