@@ -39,6 +39,7 @@ import type { CircuitBreaker } from "./CircuitBreaker.js"
 import * as Errors from "./Errors.js"
 import { protectFirstChunk } from "./gemini/stream.js"
 import { BodyTooLarge, boundedText } from "./internal/boundedText.js"
+import { preview } from "./internal/preview.js"
 import { redactUrl } from "./internal/redactUrl.js"
 import * as Sse from "./internal/sse.js"
 import { httpUrl, urlSetting } from "./internal/urlSetting.js"
@@ -349,12 +350,24 @@ export const makeWith = (
      * way dropped the parameter, which asking again cannot mend.
      */
     const chunksOf = (response: HttpClientResponse.HttpClientResponse): Stream.Stream<GenerateContentResponse, GeminiError> => {
-      if (/^application\/json\s*(;|$)/i.test(response.headers["content-type"] ?? "")) {
+      const contentType = response.headers["content-type"]
+      if (/^application\/json\s*(;|$)/i.test(contentType ?? "")) {
         return Stream.fail(
           new Errors.DecodeError({
             service,
             message: "gemini answered a stream request with application/json, not text/event-stream: something between " +
               "big3 and Gemini dropped the alt=sse parameter"
+          })
+        )
+      }
+      // Any other type is someone else's page (a captive portal, a proxy's own answer): asking
+      // again gets the same page, and reading it as events would call it a cut stream.
+      if (contentType !== undefined && !/^text\/event-stream\s*(;|$)/i.test(contentType)) {
+        return Stream.fail(
+          new Errors.DecodeError({
+            service,
+            message: `gemini answered a stream request with HTTP ${response.status} and content-type ${preview(scrub(contentType))}, ` +
+              "not text/event-stream: something other than Gemini (a proxy or a captive portal at GEMINI_BASE_URL?) answered; not retried"
           })
         )
       }

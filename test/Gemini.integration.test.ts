@@ -532,6 +532,38 @@ describe("Gemini streaming and quotas over loopback", () => {
       })
     }))
 
+  // A captive portal or a misconfigured proxy at GEMINI_BASE_URL answers 200 with its own page:
+  // asking again gets the same page. It was read as a cut event stream and asked three times.
+  it.scoped("a bare server that answers a stream request with an HTML page: DecodeError naming status and content-type, after one request", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer((_request, response) => {
+        response.writeHead(200, { "content-type": "text/html; charset=utf-8" })
+        response.end("<html><head><title>Sign in to the network</title></head><body>Accept the terms</body></html>")
+      })
+      assert.deepStrictEqual(yield* failedStream(server), {
+        emitted: [],
+        tag: "DecodeError",
+        message: "gemini answered a stream request with HTTP 200 and content-type \"text/html; charset=utf-8\", " +
+          "not text/event-stream: something other than Gemini (a proxy or a captive portal at GEMINI_BASE_URL?) answered; not retried",
+        requests: 1
+      })
+    }))
+
+  it.scoped("the content-type of a stream answer that is not an event stream is named scrubbed of the key and cut short", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer((_request, response) => {
+        response.writeHead(200, { "content-type": `text/plain; echo=${sandboxKey}; ${"x".repeat(200)}` })
+        response.end("not an event stream")
+      })
+      const { message, requests } = yield* failedStream(server)
+      assert.strictEqual(
+        message,
+        `gemini answered a stream request with HTTP 200 and content-type "text/plain; echo=<redacted>; ${"x".repeat(51)}"… (229 characters), ` +
+          "not text/event-stream: something other than Gemini (a proxy or a captive portal at GEMINI_BASE_URL?) answered; not retried"
+      )
+      assert.strictEqual(requests, 1)
+    }))
+
   it.scoped("a bare server whose first event is cut is asked again, and the second answer is the stream", () =>
     Effect.gen(function*() {
       const server = yield* bareServer((_request, response, number) => {
