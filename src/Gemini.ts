@@ -15,6 +15,12 @@
  * - `GEMINI_BASE_URL`: default `https://generativelanguage.googleapis.com`.
  * - `GEMINI_MODEL`: default `gemini-2.5-computer-use-preview-10-2025`; a request's `model` wins.
  *
+ * An answer compressed with gzip, deflate or br (by a server or a proxy; big3 sends no
+ * `Accept-Encoding`, which allows any) is decoded here, since the undici client hands bodies over
+ * as sent; any other `Content-Encoding` fails with `DecodeError`. So the `HttpClient` given must
+ * not decode by itself (the undici and node:http clients of `@effect/platform-node` do not; a
+ * `fetch` one does).
+ *
  * @since 0.1.0
  */
 import * as Headers from "@effect/platform/Headers"
@@ -39,6 +45,7 @@ import type { CircuitBreaker } from "./CircuitBreaker.js"
 import * as Errors from "./Errors.js"
 import { protectFirstChunk } from "./gemini/stream.js"
 import { BodyTooLarge, boundedText } from "./internal/boundedText.js"
+import { decodeBody } from "./internal/contentEncoding.js"
 import { preview } from "./internal/preview.js"
 import { redactUrl } from "./internal/redactUrl.js"
 import * as Sse from "./internal/sse.js"
@@ -279,6 +286,27 @@ export const makeWith = (
     const readFailed = (error: HttpClientError.ResponseError) =>
       networkError(`gemini connection failed while reading the response body: ${causeText(error.cause)}`)
 
+    /** An answer that ended before it was whole; a stream's is retried only while no chunk has arrived. */
+    const cutAnswer = (why: string) => networkError(`gemini: ${why}; the connection was cut before the answer was complete`)
+
+    /** The answer's body decoded by its Content-Encoding, with its failures in the taxonomy. */
+    const bodyOf = (response: HttpClientResponse.HttpClientResponse): Stream.Stream<Uint8Array, GeminiError> =>
+      decodeBody(response.stream, response.headers["content-encoding"]).pipe(
+        Stream.mapError((error) =>
+          error._tag === "ResponseError"
+            ? readFailed(error)
+            : error._tag === "UnsupportedEncoding"
+            ? new Errors.DecodeError({
+              service,
+              message: `gemini answered with content-encoding ${preview(scrub(error.encoding))}, which big3 cannot decode ` +
+                "(it reads gzip, deflate and br); not retried"
+            })
+            : error.truncated
+            ? cutAnswer(`the ${error.coding} body ended early (${error.reason})`)
+            : new Errors.DecodeError({ service, message: `gemini answered with a body that is not valid ${error.coding} (${error.reason}); not retried` })
+        )
+      )
+
     // Not retried: the same request gets the same answer, and each try would download it again.
     const tooLarge = (error: BodyTooLarge) =>
       new Errors.DecodeError({
@@ -296,7 +324,7 @@ export const makeWith = (
         Effect.flatMap((response): Effect.Effect<HttpClientResponse.HttpClientResponse, GeminiError | HttpClientError.ResponseError> =>
           response.status >= 200 && response.status < 300
             ? Effect.succeed(response)
-            : boundedText(response.stream, maxErrorBodyBytes).pipe(
+            : boundedText(bodyOf(response), maxErrorBodyBytes).pipe(
               Effect.option,
               Effect.flatMap((body) => errorFor(response.status, response.headers, Option.getOrUndefined(body))),
               Effect.flatMap(Effect.fail)
@@ -325,8 +353,8 @@ export const makeWith = (
       request: HttpClientRequest.HttpClientRequest
     ): Effect.Effect<GenerateContentResponse, GeminiError> =>
       Effect.flatMap(send(request), (response) =>
-        boundedText(response.stream, maxResponseBytes, response.headers["content-length"]).pipe(
-          Effect.mapError((error) => error._tag === "BodyTooLarge" ? tooLarge(error) : readFailed(error)),
+        boundedText(bodyOf(response), maxResponseBytes, response.headers["content-length"]).pipe(
+          Effect.mapError((error) => error._tag === "BodyTooLarge" ? tooLarge(error) : error),
           Effect.flatMap(decodeResponse)
         ))
 
@@ -340,9 +368,6 @@ export const makeWith = (
         const code = Predicate.isRecord(error) ? error["code"] : undefined
         return typeof code === "number" ? Effect.flatMap(errorFor(code, {}, text), Effect.fail) : decodeJson(json)
       })
-
-    /** A stream that ended before the answer was whole: retried only while no chunk has arrived. */
-    const cutStream = (why: string) => networkError(`gemini: ${why}; the connection was cut before the answer was complete`)
 
     /**
      * The chunks of a streamed answer: SSE events, each a JSON response. Without `alt=sse` Gemini
@@ -376,14 +401,14 @@ export const makeWith = (
         // fails with PromptBlocked on its one chunk instead): a body that ends cleanly before one
         // was cut on the way, and what it sent (half a function call, say) must not pass for the answer.
         let finished = false
-        return Sse.events(Stream.decodeText(response.stream)).pipe(
+        return Sse.events(Stream.decodeText(bodyOf(response))).pipe(
           Stream.mapError((error) =>
             error._tag === "SseError"
               ? new Errors.DecodeError({ service, message: `gemini sent an event stream that cannot be read: ${error.message}` })
               : error._tag === "SseTruncated"
               // A cut connection, not a malformed answer: retried when no chunk had arrived yet.
-              ? cutStream(error.message)
-              : readFailed(error)
+              ? cutAnswer(error.message)
+              : error
           ),
           Stream.mapEffect((event) => decodeChunk(event.data)),
           Stream.tap((chunk) =>
@@ -391,7 +416,7 @@ export const makeWith = (
               if (chunk.candidates?.some((candidate) => candidate.finishReason !== undefined) === true) finished = true
             })
           ),
-          Stream.concat(Stream.suspend(() => finished ? Stream.empty : Stream.fail(cutStream("the event stream ended without a finishReason"))))
+          Stream.concat(Stream.suspend(() => finished ? Stream.empty : Stream.fail(cutAnswer("the event stream ended without a finishReason"))))
         )
       })
     }

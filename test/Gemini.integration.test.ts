@@ -25,6 +25,7 @@ import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import * as Http from "node:http"
 import type * as Net from "node:net"
+import * as Zlib from "node:zlib"
 import * as CircuitBreaker from "../src/CircuitBreaker.js"
 import * as Errors from "../src/Errors.js"
 import * as Gemini from "../src/Gemini.js"
@@ -644,6 +645,121 @@ describe("Gemini streaming and quotas over loopback", () => {
       })
       const { exit } = yield* streamTexts(server)
       assert.strictEqual(failureOf(exit)._tag, "QuotaExhausted")
+      assert.strictEqual(server.requests(), 1)
+    }))
+})
+
+// ---------------------------------------------------------------------------------------------
+// Content-Encoding, over real HTTP: undici hands the body over as sent, compressed or not
+// ---------------------------------------------------------------------------------------------
+
+/** A body compressed with the coding named by a `Content-Encoding` value. */
+const encoders: Record<"gzip" | "deflate" | "br", (body: string) => Buffer> = {
+  gzip: (body) => Zlib.gzipSync(body),
+  deflate: (body) => Zlib.deflateSync(body),
+  br: (body) => Zlib.brotliCompressSync(body)
+}
+
+const layerFor = (server: { readonly url: string }, options: Partial<Gemini.Options> = {}) =>
+  Gemini.layerWith({ apiKey: Redacted.make(sandboxKey), baseUrl: server.url, ...options }).pipe(
+    Layer.provideMerge(CircuitBreaker.layer),
+    Layer.provide(Layer.orDie(ReliabilityConfig.layerWith(onTestClock))),
+    Layer.provide(NodeHttpClient.layerUndici)
+  )
+
+describe("Gemini answers with a Content-Encoding it did not ask for", () => {
+  it.scoped("a gzip, deflate or br answer from a bare server is decoded", () =>
+    Effect.gen(function*() {
+      const codings = ["gzip", "deflate", "br"] as const
+      const server = yield* bareServer((_request, response, number) => {
+        const coding = codings[number - 1] ?? "gzip"
+        response.writeHead(200, { "content-type": "application/json", "content-encoding": coding })
+        response.end(encoders[coding](JSON.stringify(Gemini.textResponse(`answered in ${coding}`))))
+      })
+      const texts: Array<string> = []
+      for (const _coding of codings) {
+        const exit = yield* driveClock(Gemini.generateContent(prompt).pipe(Effect.provide(layerFor(server))))
+        assert.isTrue(Exit.isSuccess(exit), String(exit))
+        if (Exit.isSuccess(exit)) texts.push(Gemini.text(exit.value))
+      }
+      assert.deepStrictEqual(texts, ["answered in gzip", "answered in deflate", "answered in br"])
+      assert.strictEqual(server.requests(), 3)
+    }))
+
+  it.scoped("a gzip event stream from a bare server is decoded chunk by chunk", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer((_request, response) => {
+        response.writeHead(200, { "content-type": "text/event-stream", "content-encoding": "gzip" })
+        response.end(encoders.gzip(`${partialEvent("Hello, ")}${event("world")}`))
+      })
+      const { emitted, exit } = yield* streamTexts(server)
+      assert.isTrue(Exit.isSuccess(exit), String(exit))
+      assert.deepStrictEqual(emitted, ["Hello, ", "world"])
+    }))
+
+  it.scoped("a gzip error answer is read for its message", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer((_request, response) => {
+        response.writeHead(400, { "content-type": "application/json", "content-encoding": "gzip" })
+        response.end(encoders.gzip(JSON.stringify({
+          error: { code: 400, status: "INVALID_ARGUMENT", message: "Invalid JSON payload received." }
+        })))
+      })
+      const error = failureOf(yield* driveClock(Gemini.generateContent(prompt).pipe(Effect.provide(layerFor(server)))))
+      assert.strictEqual(error._tag, "InvalidRequest")
+      assert.strictEqual(error.message, "gemini answered HTTP 400: INVALID_ARGUMENT: Invalid JSON payload received.")
+    }))
+
+  it.scoped("an encoding big3 cannot decode is a DecodeError naming it, after one request", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer((_request, response) => {
+        response.writeHead(200, { "content-type": "application/json", "content-encoding": "compress" })
+        response.end(Buffer.from([0x1f, 0x9d, 0x90, 0x7b, 0x00]))
+      })
+      const error = failureOf(yield* driveClock(Gemini.generateContent(prompt).pipe(Effect.provide(layerFor(server)))))
+      assert.strictEqual(error._tag, "DecodeError")
+      assert.strictEqual(
+        error.message,
+        "gemini answered with content-encoding \"compress\", which big3 cannot decode (it reads gzip, deflate and br); not retried"
+      )
+      assert.strictEqual(server.requests(), 1)
+    }))
+
+  it.scoped("a gzip body cut short is a cut connection: asked again", () =>
+    Effect.gen(function*() {
+      const whole = encoders.gzip(JSON.stringify(Gemini.textResponse("whole")))
+      const server = yield* bareServer((_request, response, number) => {
+        response.writeHead(200, { "content-type": "application/json", "content-encoding": "gzip" })
+        response.end(number === 1 ? whole.subarray(0, whole.length - 12) : whole)
+      })
+      const exit = yield* driveClock(Gemini.generateContent(prompt).pipe(Effect.provide(layerFor(server))))
+      assert.isTrue(Exit.isSuccess(exit), String(exit))
+      if (Exit.isSuccess(exit)) assert.strictEqual(Gemini.text(exit.value), "whole")
+      assert.strictEqual(server.requests(), 2)
+    }))
+
+  it.scoped("a body that is not gzip under content-encoding gzip is a DecodeError, after one request", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer((_request, response) => {
+        response.writeHead(200, { "content-type": "application/json", "content-encoding": "gzip" })
+        response.end(JSON.stringify(Gemini.textResponse("plain")))
+      })
+      const error = failureOf(yield* driveClock(Gemini.generateContent(prompt).pipe(Effect.provide(layerFor(server)))))
+      assert.strictEqual(error._tag, "DecodeError")
+      assert.strictEqual(error.message, "gemini answered with a body that is not valid gzip (incorrect header check); not retried")
+      assert.strictEqual(server.requests(), 1)
+    }))
+
+  it.scoped("maxResponseBytes bounds the decoded body, not the compressed one", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer((_request, response) => {
+        response.writeHead(200, { "content-type": "application/json", "content-encoding": "gzip" })
+        response.end(encoders.gzip(" ".repeat(4 * 1024 * 1024)))
+      })
+      const error = failureOf(
+        yield* driveClock(Gemini.generateContent(prompt).pipe(Effect.provide(layerFor(server, { maxResponseBytes: 256 * 1024 }))))
+      )
+      assert.strictEqual(error.message, "gemini answered with a body over the limit of 262144 bytes (cut off there); not retried")
       assert.strictEqual(server.requests(), 1)
     }))
 })

@@ -3,6 +3,8 @@ import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Stream from "effect/Stream"
+import * as Zlib from "node:zlib"
+import { decodeBody } from "../src/internal/contentEncoding.js"
 import { groupDigits, preview, truncate } from "../src/internal/preview.js"
 import { nestsDeeperThan } from "../src/internal/jsonDepth.js"
 import { redactLoosely, redactUrl } from "../src/internal/redactUrl.js"
@@ -172,6 +174,27 @@ describe("internal/sse", () => {
       for (const ending of ["data: b\n", "data: b\r\n", ": ping"]) {
         const result = yield* dataOf("data: a\n\n", ending)
         assert.isTrue(Either.isLeft(result) && result.left._tag === "SseTruncated", `${JSON.stringify(ending)}: ${String(result)}`)
+      }
+    }))
+})
+
+describe("internal/contentEncoding", () => {
+  const text = <E>(body: Stream.Stream<Uint8Array, E>) =>
+    Effect.map(Stream.runCollect(Stream.decodeText(body)), (chunks) => Chunk.join(chunks, ""))
+  const bytes = (buffer: Buffer) => Stream.make(new Uint8Array(buffer))
+
+  it.effect("codings listed in the order applied are undone last first; identity and case are ignored", () =>
+    Effect.gen(function*() {
+      const body = Zlib.brotliCompressSync(Zlib.gzipSync("twice"))
+      assert.strictEqual(yield* text(decodeBody(bytes(body), "identity, GZIP , br")), "twice")
+      assert.strictEqual(yield* text(decodeBody(bytes(Buffer.from("plain")), undefined)), "plain")
+    }))
+
+  it.effect("an unknown coding is refused by name, an inherited property name included", () =>
+    Effect.gen(function*() {
+      for (const encoding of ["zstd", "gzip, constructor"]) {
+        const error = yield* Effect.flip(Stream.runDrain(decodeBody(bytes(Buffer.from("x")), encoding)))
+        assert.deepStrictEqual(error._tag === "UnsupportedEncoding" ? error.encoding : error._tag, encoding)
       }
     }))
 })
