@@ -420,6 +420,20 @@ describe("Gemini streaming and quotas over loopback", () => {
       assert.lengthOf(yield* geminiRequests(sandbox), 1)
     }))
 
+  it.scoped("a stream the sandbox ends cleanly after the first chunk (no finishReason yet) ends with NetworkError; nothing is retried", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ geminiApiKey: sandboxKey, plans: { gemini: [{ midStream: "end", after: 1 }] } })
+      const { emitted, exit } = yield* streamTexts(sandbox)
+      assert.deepStrictEqual(emitted, ["sandbox answer "])
+      const error = failureOf(exit)
+      assert.strictEqual(error._tag, "NetworkError")
+      assert.strictEqual(
+        error.message,
+        "gemini: the event stream ended without a finishReason; the connection was cut before the answer was complete"
+      )
+      assert.deepStrictEqual((yield* geminiRequests(sandbox)).map((request) => [request.outcome, request.fault]), [[200, "midStream"]])
+    }))
+
   it.scoped("a per-day quota 429 (hint only in the body) fails at once; a per-minute one waits its RetryInfo", () =>
     Effect.gen(function*() {
       const sandbox = yield* Sandbox.make({ geminiApiKey: sandboxKey })

@@ -69,7 +69,7 @@ const HangStep = Schema.Struct({ hang: Schema.Literal(true) })
 const ResetStep = Schema.Struct({ reset: Schema.Literal(true) })
 const MalformedStep = Schema.Struct({ malformed: Schema.Literal(true) })
 const MidStreamStep = Schema.Struct({
-  midStream: Schema.Literal("error", "hang", "reset"),
+  midStream: Schema.Literal("error", "hang", "reset", "end"),
   after: Schema.optional(Schema.Int.pipe(Schema.nonNegative())),
   status: Schema.optional(Status)
 })

@@ -36,12 +36,13 @@ export const isRouteName = (name: string): name is RouteName => routeNameSet.has
  * - `{ malformed: true }`: 200 with a JSON content type and a body that is not valid JSON.
  * - `{ status: 429, quota: "day" }` (Gemini): the 429's `google.rpc.QuotaFailure` names a per-day
  *   quota instead of the default per-minute one.
- * - `{ midStream: "error" | "hang" | "reset", after?, status? }`: a streamed answer (Gemini
+ * - `{ midStream: "error" | "hang" | "reset" | "end", after?, status? }`: a streamed answer (Gemini
  *   `streamGenerateContent`, Anthropic `"stream": true`) starts normally (200), sends `after`
  *   events (default 1), then sends the upstream's in-stream error event for `status` (default:
  *   Anthropic 529 `overloaded_error`, Gemini 503 `UNAVAILABLE`), stops sending without closing,
- *   or drops the connection. A request that is not streamed gets the same fault whole: the error
- *   status, a hang, or a reset.
+ *   drops the connection, or ends the body cleanly there (as a proxy that cuts a stream does: no
+ *   transport error, only the missing last events show it). A request that is not streamed gets
+ *   the same fault whole: the error status, a hang, or a reset (for `end` too).
  */
 export type FaultStep =
   | number
@@ -65,7 +66,7 @@ export type FaultStep =
 export type QuotaWindow = "minute" | "day"
 
 /** What a mid-stream fault does after its first events. */
-export type MidStreamKind = "error" | "hang" | "reset"
+export type MidStreamKind = "error" | "hang" | "reset" | "end"
 
 /**
  * A seeded random mix: each request draws one number from a mulberry32 generator seeded with

@@ -86,8 +86,8 @@ const encoder = new TextEncoder()
 
 /**
  * A streamed answer: `events` (each already framed, e.g. `data: …\n\n`), cut by `fault` after
- * its first `after` events, where the fault writes `errorEvent(status)`, stalls, or drops the
- * connection.
+ * its first `after` events, where the fault writes `errorEvent(status)`, stalls, drops the
+ * connection, or ends the body.
  */
 export const eventStream = (
   events: ReadonlyArray<string>,
@@ -103,6 +103,8 @@ export const eventStream = (
     ? Stream.make(encoder.encode(errorEvent(fault.status)))
     : fault.kind === "hang"
     ? Stream.never
+    : fault.kind === "end"
+    ? Stream.empty
     : Stream.drain(Stream.fromEffect(fault.dropConnection)).pipe(Stream.concat(Stream.never))
   return HttpServerResponse.stream(Stream.concat(head, tail), options)
 }

@@ -25,6 +25,7 @@ const wholeFault = (action: Extract<Action, { readonly _tag: "MidStream" }>, rou
     case "hang":
       return { _tag: "Hang" }
     case "reset":
+    case "end":
       return { _tag: "Reset" }
     case "error":
       return {
