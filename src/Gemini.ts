@@ -15,11 +15,11 @@
  * - `GEMINI_BASE_URL`: default `https://generativelanguage.googleapis.com`.
  * - `GEMINI_MODEL`: default `gemini-2.5-computer-use-preview-10-2025`; a request's `model` wins.
  *
- * An answer compressed with gzip, deflate or br (by a server or a proxy; big3 sends no
- * `Accept-Encoding`, which allows any) is decoded here, since the undici client hands bodies over
- * as sent; any other `Content-Encoding` fails with `DecodeError`. So the `HttpClient` given must
- * not decode by itself (the undici and node:http clients of `@effect/platform-node` do not; a
- * `fetch` one does).
+ * Requests ask for `Accept-Encoding: identity`. An answer compressed all the same with gzip,
+ * deflate or br (by a proxy) is decoded here, since the undici client hands bodies over as sent;
+ * any other `Content-Encoding` fails with `DecodeError`. Asking for identity also keeps a `fetch`
+ * based `HttpClient` (which decodes by itself but keeps the header) from being sent a compressed
+ * answer that would then be decoded twice.
  *
  * @since 0.1.0
  */
@@ -226,6 +226,7 @@ export const makeWith = (
         request.pipe(
           HttpClientRequest.prependUrl(baseUrl),
           HttpClientRequest.acceptJson,
+          HttpClientRequest.setHeader("accept-encoding", "identity"),
           secret === undefined ? (r) => r : HttpClientRequest.setHeader(apiKeyHeader, secret)
         )
       )

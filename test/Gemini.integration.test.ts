@@ -7,6 +7,7 @@
  * there, so it never fires by accident. The hang test runs on the live clock with a 200 ms
  * `gemini_api` timeout instead, which exercises the live timer path and real aborts.
  */
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import * as Undici from "@effect/platform-node/Undici"
 import { assert, describe, it } from "@effect/vitest"
@@ -682,6 +683,32 @@ const layerFor = (server: { readonly url: string }, options: Partial<Gemini.Opti
   )
 
 describe("Gemini answers with a Content-Encoding it did not ask for", () => {
+  it.scoped("requests ask for identity, so a fetch client (which decodes by itself) is not sent a body to decode twice", () =>
+    Effect.gen(function*() {
+      const asked: Array<string | undefined> = []
+      // As Google's front ends do: compressed only when the request accepts gzip.
+      const server = yield* bareServer((request, response) => {
+        asked.push(request.headers["accept-encoding"])
+        const body = JSON.stringify(Gemini.textResponse("answered once"))
+        if (/gzip/.test(request.headers["accept-encoding"] ?? "")) {
+          response.writeHead(200, { "content-type": "application/json", "content-encoding": "gzip" })
+          response.end(encoders.gzip(body))
+        } else {
+          response.writeHead(200, { "content-type": "application/json" })
+          response.end(body)
+        }
+      })
+      const layer = Gemini.layerWith({ apiKey: Redacted.make(sandboxKey), baseUrl: server.url }).pipe(
+        Layer.provideMerge(CircuitBreaker.layer),
+        Layer.provide(Layer.orDie(ReliabilityConfig.layerWith(onTestClock))),
+        Layer.provide(FetchHttpClient.layer)
+      )
+      const exit = yield* driveClock(Gemini.generateContent(prompt).pipe(Effect.provide(layer)))
+      assert.isTrue(Exit.isSuccess(exit), String(exit))
+      if (Exit.isSuccess(exit)) assert.strictEqual(Gemini.text(exit.value), "answered once")
+      assert.deepStrictEqual(asked, ["identity"])
+    }))
+
   it.scoped("a gzip, deflate or br answer from a bare server is decoded", () =>
     Effect.gen(function*() {
       const codings = ["gzip", "deflate", "br"] as const

@@ -1,8 +1,7 @@
 /**
  * A response body decoded by its `Content-Encoding`. The undici client hands a body over as it
- * was sent (unlike `fetch`), and a server or a proxy may compress an answer nobody asked to be
- * compressed: without an `Accept-Encoding` header every coding is acceptable (RFC 9110 §12.5.3).
- * The codings Node's zlib reads are decoded, last applied first; any other is refused.
+ * was sent (unlike `fetch`), and a proxy may compress an answer although the request asked for
+ * `identity`. The codings Node's zlib reads are decoded, last applied first; any other is refused.
  *
  * @internal
  */
