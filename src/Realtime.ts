@@ -2,16 +2,18 @@
  * OpenAI Realtime API client over WebSocket (GA protocol), text modality.
  *
  * `connect(options)` opens a session in the current scope: `wss://…/v1/realtime?model=…` with
- * `Authorization: Bearer OPENAI_API_KEY`, then `session.update` (`type: "realtime"`,
- * `output_modalities: ["text"]`, the instructions and tools). `session.send(text)` runs one user
- * turn: the message, one `response.create`, the model's function calls (each `call_id` run once,
- * answered with a `function_call_output`, then one `response.create` per round), until a
- * response needs nothing more.
+ * `Authorization: Bearer OPENAI_API_KEY`; once the server's `session.created` has come (an `error`
+ * event before it fails the attempt with that error, a close before it with its code and reason),
+ * `session.update` (`type: "realtime"`, `output_modalities: ["text"]`, the instructions and
+ * tools). `session.send(text)` runs one user turn: the message, one `response.create`, the
+ * model's function calls (each `call_id` run once, answered with a `function_call_output`, then
+ * one `response.create` per round), until a response needs nothing more.
  *
  * Reliability:
- * - each connect attempt is bounded by `websocket_connect` and retried with policy `network`,
- *   all attempts together by `openai_api` (the first connect included: when it gives up,
- *   `connect` fails with the cause);
+ * - each connect attempt, `session.created` included, is bounded by `websocket_connect` and
+ *   retried with policy `network` when its error is retryable (a `server_error` or a rate limit
+ *   is, `invalid_api_key` or `model_not_found` is not), all attempts together by `openai_api`
+ *   (the first connect included: when it gives up, `connect` fails with the cause);
  * - a socket silent for `websocket_message` while a response is pending is dead, and so is one
  *   whose response is not done within `openai_api` however many other events it sends; a dead socket,
  *   a dropped one, or an `error` with code `session_expired` is replaced: the session waits with

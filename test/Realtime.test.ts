@@ -16,6 +16,7 @@ import * as Ref from "effect/Ref"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import * as CircuitBreaker from "../src/CircuitBreaker.js"
+import * as Errors from "../src/Errors.js"
 import * as Metrics from "../src/Metrics.js"
 import * as Realtime from "../src/Realtime.js"
 import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
@@ -238,6 +239,93 @@ describe("Realtime", () => {
       yield* Realtime.connect().pipe(Effect.provide(client(server.url)))
       assert.strictEqual(server.upgrades(), 3)
       assert.strictEqual(server.connections.length, 1)
+    }))
+
+  // The real API opens every session with session.created; a bad model or key, or a refusal,
+  // comes instead as an error event and/or a close before it.
+  it.scopedLive("connect succeeds only once session.created has arrived, and sends nothing before it", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer({ greet: false })
+      const connecting = yield* Effect.fork(Realtime.connect().pipe(Effect.provide(client(server.url))))
+      const connection = yield* server.nextConnection
+      yield* realPause(100)
+      assert.isNull(connecting.unsafePoll())
+      assert.deepStrictEqual(connection.received, [])
+      yield* connection.send(serverEvents.sessionCreated())
+      yield* Fiber.join(connecting)
+      assert.deepStrictEqual(bare(yield* connection.next), sessionUpdate)
+    }))
+
+  it.scopedLive("an invalid_api_key error before session.created fails connect as Unauthorized, without another attempt", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer({ greet: false })
+      const connecting = yield* Effect.fork(Effect.flip(Realtime.connect().pipe(Effect.provide(client(server.url)))))
+      const connection = yield* server.nextConnection
+      yield* connection.send(serverEvents.error("invalid_api_key", "Incorrect API key provided: test-key."))
+      yield* connection.close(3000, "invalid_request_error.invalid_api_key")
+      const error = yield* Fiber.join(connecting)
+      assert.deepStrictEqual({ tag: error._tag, retryable: Errors.isRetryable(error), message: error.message }, {
+        tag: "Unauthorized",
+        retryable: false,
+        message: "openai_realtime refused the API key: invalid_request_error (invalid_api_key): Incorrect API key provided: <redacted>."
+      })
+      yield* realPause(100)
+      assert.strictEqual(server.upgrades(), 1)
+    }))
+
+  it.scopedLive("an error before session.created fails the attempt with its type, code and message: server_error is retried, model_not_found is not", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer({ greet: false })
+      const connecting = yield* Effect.fork(Effect.flip(Realtime.connect().pipe(Effect.provide(client(server.url)))))
+      const first = yield* server.nextConnection
+      yield* first.send(serverEvents.error(null, "The server had an error while processing your request.", null, "server_error"))
+      const second = yield* server.nextConnection
+      yield* second.send(serverEvents.error("model_not_found", "The model 'gpt-nope' does not exist."))
+      const error = yield* Fiber.join(connecting)
+      assert.deepStrictEqual({ tag: error._tag, retryable: Errors.isRetryable(error), message: error.message }, {
+        tag: "InvalidRequest",
+        retryable: false,
+        message: "openai_realtime reported invalid_request_error (model_not_found): The model 'gpt-nope' does not exist."
+      })
+      // The failed attempts' sockets are closed, not left open.
+      assert.isTrue((yield* Deferred.await(first.closed)).code > 0)
+      assert.isTrue((yield* Deferred.await(second.closed)).code > 0)
+      yield* realPause(100)
+      assert.strictEqual(server.upgrades(), 2)
+    }))
+
+  it.scopedLive("a close before session.created fails the attempt with the close code and reason", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer({ greet: false })
+      const connecting = yield* Effect.fork(Effect.flip(Realtime.connect().pipe(Effect.provide(client(server.url)))))
+      yield* Effect.flatMap(server.nextConnection, (connection) => connection.close(1011, "overloaded"))
+      yield* Effect.flatMap(server.nextConnection, (connection) => connection.close(1008, "model not allowed"))
+      const error = yield* Fiber.join(connecting)
+      assert.deepStrictEqual({ tag: error._tag, retryable: Errors.isRetryable(error), message: error.message }, {
+        tag: "InvalidRequest",
+        retryable: false,
+        message: "the Realtime socket closed (code 1008: model not allowed): the server refuses what was sent; not retried"
+      })
+      yield* realPause(100)
+      assert.strictEqual(server.upgrades(), 2)
+    }))
+
+  it.scoped("silence after the upgrade: the attempt times out after websocket_connect, the next one connects", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer({ greet: false })
+      const connecting = yield* Effect.fork(Realtime.connect().pipe(Effect.provide(client(server.url))))
+      const first = yield* server.nextConnection
+      yield* waitForTimer(15_000)
+      yield* TestClock.adjust(Duration.seconds(15))
+      yield* waitForTimer(15_010)
+      yield* TestClock.adjust(Duration.millis(10))
+      const second = yield* server.nextConnection
+      yield* second.send(serverEvents.sessionCreated())
+      yield* Fiber.join(connecting)
+      yield* Deferred.await(first.closed)
+      assert.deepStrictEqual(bare(yield* second.next), sessionUpdate)
+      assert.deepStrictEqual(first.received, [])
+      assert.strictEqual(server.upgrades(), 2)
     }))
 
   it.scoped("connect: each attempt is bounded by websocket_connect, three attempts, then the cause", () =>

@@ -146,6 +146,8 @@ const Other = Schema.Struct({ type: Schema.String })
 
 /** The server events the client reads, tagged by kind; `Other` is any other type. */
 export type ServerEvent =
+  /** The first event of every session: until it came, the session is not open. */
+  | { readonly _tag: "SessionCreated" }
   | { readonly _tag: "ResponseCreated"; readonly event: typeof ResponseCreated.Type }
   /** `unreadable` says why, when the event did not match its schema (then `event` is a failed response). */
   | { readonly _tag: "ResponseDone"; readonly event: ResponseDone; readonly unreadable?: string }
@@ -187,6 +189,8 @@ export const decodeServerEvent = (text: string): Either.Either<ServerEvent, stri
     Either.flatMap((json) =>
       Either.flatMap(Either.mapLeft(decodeOther(json), describe), ({ type }): Either.Either<ServerEvent, string> => {
         switch (type) {
+          case "session.created":
+            return Either.right({ _tag: "SessionCreated" })
           case "response.created":
             return Either.map(decodeWith(ResponseCreated, json, type), (event) => ({ _tag: "ResponseCreated", event }))
           case "response.done":
@@ -214,7 +218,8 @@ export const errorCodes = {
   sessionExpired: "session_expired",
   activeResponse: "conversation_already_has_active_response",
   // The API answers a wrong key after the upgrade with this, then closes (code 3000).
-  invalidApiKey: "invalid_api_key"
+  invalidApiKey: "invalid_api_key",
+  rateLimited: "rate_limit_exceeded"
 } as const
 
 /** The text of an assistant message item (its `output_text` parts, or audio transcripts). */

@@ -35,6 +35,8 @@ import { open, service } from "./Connection.js"
 import { Conversation } from "./Conversation.js"
 import type { FunctionCall, RealtimeError, Session, SessionOptions, Stats, Turn } from "./Domain.js"
 import type { SessionConfig } from "./Protocol.js"
+import { decodeServerEvent } from "./Protocol.js"
+import { toRealtimeError } from "./ServerError.js"
 import type { Ended, Live } from "./Turns.js"
 import * as Turns from "./Turns.js"
 
@@ -53,6 +55,24 @@ export interface Deps {
   /** Paces reconnections (policy `network`). */
   readonly driver: RetryDriver
 }
+
+/**
+ * Waits for the server's first event. The API opens every session with `session.created`; a bad
+ * model or key, or a refusal, comes instead as an `error` event or a close, which fails the attempt
+ * (retried or not as its error says). The caller bounds the wait (`websocket_connect`).
+ */
+const sessionCreated = (connection: Connection): Effect.Effect<void, RealtimeError> =>
+  Effect.flatMap(connection.take, (frame) => {
+    if (frame._tag === "Closed") return Effect.fail(frame.error)
+    const decoded = decodeServerEvent(frame.text)
+    if (decoded._tag === "Right" && decoded.right._tag === "SessionCreated") return Effect.void
+    if (decoded._tag === "Right" && decoded.right._tag === "Error") return Effect.fail(toRealtimeError(decoded.right.event.error))
+    const what = decoded._tag === "Left" ? decoded.left : decoded.right._tag === "Other" ? decoded.right.type : decoded.right._tag
+    return Effect.zipRight(
+      Effect.logWarning(`realtime: ignoring a server event before session.created: ${what}`),
+      sessionCreated(connection)
+    )
+  })
 
 /**
  * Opens a session in the current scope: the first connection (retried with policy `network`),
@@ -87,10 +107,14 @@ export const make = (deps: Deps, options: SessionOptions): Effect.Effect<Session
     // Connections
     // ---------------------------------------------------------------------------------------
 
-    /** One connect attempt: a connection in its own scope, closed again if the attempt fails. */
+    /**
+     * One connect attempt, done once the server's session exists: a connection in its own scope,
+     * closed again if the attempt fails.
+     */
     const openOnce = Effect.gen(function*() {
       const scope = yield* Scope.make()
       const connection = yield* open(deps.settings).pipe(
+        Effect.tap(sessionCreated),
         Scope.extend(scope),
         Effect.onExit((exit) => Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void)
       )

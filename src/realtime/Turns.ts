@@ -14,16 +14,15 @@ import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
-import * as Errors from "../Errors.js"
 import * as Metrics from "../Metrics.js"
 import type { Connection } from "./Connection.js"
 import { service } from "./Connection.js"
 import type { Conversation } from "./Conversation.js"
 import type { AnsweredCall, FunctionCall, RealtimeError, ReconnectReason, SessionEvent, Turn } from "./Domain.js"
-import { SessionExpired } from "./Domain.js"
 import type { ClientEvent, ConversationItem, ErrorEvent, RateLimitsUpdated, ResponseDone, ResponseStatus } from "./Protocol.js"
 import { decodeServerEvent, errorCodes, messageText, userMessage } from "./Protocol.js"
 import { messageOf } from "../internal/messageOf.js"
+import { describe as describeServerError, toRealtimeError } from "./ServerError.js"
 
 /** Why a connection ended. */
 export interface Ended {
@@ -105,9 +104,6 @@ export const initialState = (): State => ({
 
 /** How many finished response ids are kept to recognise a `response.done` sent again. */
 const finishedKept = 64
-
-const errorMessage = (error: ErrorEvent["error"]): string =>
-  `${error.type}${error.code ? ` (${error.code})` : ""}: ${error.message}`
 
 /**
  * The label of each limit the Realtime API reports; any other name is "other". The name comes
@@ -291,17 +287,11 @@ export const make = (context: Context) => {
     Effect.suspend(() => {
       const error = event.error
       if (error.code === errorCodes.sessionExpired) {
-        return Deferred.succeed(live.ended, {
-          reason: "session_expired",
-          error: new SessionExpired({ service, message: errorMessage(error) })
-        })
+        return Deferred.succeed(live.ended, { reason: "session_expired" as const, error: toRealtimeError(error) })
       }
       if (error.code === errorCodes.invalidApiKey) {
         // Not retryable: the supervisor gives the session up instead of dialling again.
-        return Deferred.succeed(live.ended, {
-          reason: "dropped",
-          error: new Errors.Unauthorized({ service, message: `${service} refused the API key: ${errorMessage(error)}` })
-        })
+        return Deferred.succeed(live.ended, { reason: "dropped" as const, error: toRealtimeError(error) })
       }
       if (error.code === errorCodes.activeResponse) {
         // Another response is active: ours was refused; ask once more when that one is done.
@@ -311,7 +301,7 @@ export const make = (context: Context) => {
         return Effect.logInfo(`response.create refused (${error.message}); asking again when the active response is done`)
       }
       const report = Effect.zipRight(
-        Effect.logWarning(`realtime server error: ${errorMessage(error)}`),
+        Effect.logWarning(`realtime server error: ${describeServerError(error)}`),
         observe({ _tag: "ServerError", type: error.type, code: error.code ?? undefined, message: error.message })
       )
       if (error.event_id !== undefined && error.event_id !== null && error.event_id === state.pendingCreate) {
@@ -321,7 +311,7 @@ export const make = (context: Context) => {
         if (state.turn !== undefined) {
           state.turn.responses++
           state.turn.status = "failed"
-          state.turn.error = errorMessage(error)
+          state.turn.error = describeServerError(error)
         }
         return Effect.zipRight(report, settleTurn)
       }
@@ -355,6 +345,7 @@ export const make = (context: Context) => {
             return onError(live, event.event)
           case "RateLimits":
             return updateRateLimits(event.event)
+          case "SessionCreated":
           case "Other":
             return Effect.void
         }

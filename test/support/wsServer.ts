@@ -62,6 +62,11 @@ export interface BareServerOptions {
    * never answer ("hang"), or complete the handshake and then never read again ("deaf").
    */
   readonly onUpgrade?: ((n: number) => "accept" | "hang" | "deaf" | { readonly status: number; readonly body?: string }) | undefined
+  /**
+   * Whether each connection (a "deaf" one included) opens with `session.created`, as the real API
+   * does (default true); false leaves the first event to the test.
+   */
+  readonly greet?: boolean | undefined
 }
 
 /** A client event: any JSON object with a string `type` (anything else fails the test loudly). */
@@ -72,10 +77,20 @@ const decodeReceived = Schema.decodeUnknownSync(
 const acceptKey = (key: string): string =>
   createHash("sha1").update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest("base64")
 
+/** One unmasked text frame (RFC 6455 §5.2), as a server sends it; payloads under 64 KiB. */
+const textFrame = (text: string): Buffer => {
+  const payload = Buffer.from(text, "utf8")
+  const header = payload.length < 126
+    ? Buffer.from([0x81, payload.length])
+    : Buffer.from([0x81, 126, payload.length >> 8, payload.length & 0xff])
+  return Buffer.concat([header, payload])
+}
+
 /** Starts the server on 127.0.0.1 (a free port); it stops, with every socket, when the scope closes. */
 export const bareServer = (options: BareServerOptions = {}) =>
   Effect.acquireRelease(
     Effect.gen(function*() {
+      const greet = options.greet ?? true
       const connectionsQueue = yield* Queue.unbounded<ServerConnection>()
       const connections: Array<ServerConnection> = []
       const sockets = new Set<Net.Socket>()
@@ -100,6 +115,7 @@ export const bareServer = (options: BareServerOptions = {}) =>
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
               `Sec-WebSocket-Accept: ${acceptKey(key)}\r\n\r\n`
           )
+          if (greet) socket.write(textFrame(JSON.stringify(serverEvents.sessionCreated())))
           // Reads and ignores every frame (a close frame included); sees the client cut the socket.
           socket.on("data", () => undefined)
           // The HTTP server's sockets allow half-open connections: end ours when the client ends.
@@ -142,6 +158,7 @@ export const bareServer = (options: BareServerOptions = {}) =>
             closed,
             bufferedAmount: () => ws.bufferedAmount
           }
+          if (greet) ws.send(JSON.stringify(serverEvents.sessionCreated()))
           connections.push(connection)
           Queue.unsafeOffer(connectionsQueue, connection)
         })

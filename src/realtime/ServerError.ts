@@ -1,0 +1,34 @@
+/**
+ * A server `error` event as an error of the taxonomy, so that a caller can tell whether trying
+ * again can help: the API's own `type` and `code` decide, and its message is kept.
+ *
+ * @internal
+ */
+import * as Errors from "../Errors.js"
+import { service } from "./Connection.js"
+import type { RealtimeError } from "./Domain.js"
+import { SessionExpired } from "./Domain.js"
+import type { ErrorEvent } from "./Protocol.js"
+import { errorCodes } from "./Protocol.js"
+
+/** "type (code): message", as the server said it. */
+export const describe = (error: ErrorEvent["error"]): string =>
+  `${error.type}${error.code ? ` (${error.code})` : ""}: ${error.message}`
+
+/**
+ * `session_expired` → `SessionExpired`; `invalid_api_key` → `Unauthorized`; `rate_limit_exceeded`
+ * → `RateLimited`; type `server_error` → `ServiceUnavailable`; anything else (`invalid_request_error`
+ * such as `model_not_found`, or a type we do not know) → `InvalidRequest`: sent again, the same
+ * request would be refused again.
+ */
+export const toRealtimeError = (error: ErrorEvent["error"]): RealtimeError => {
+  const message = describe(error)
+  if (error.code === errorCodes.sessionExpired) return new SessionExpired({ service, message })
+  if (error.code === errorCodes.invalidApiKey) {
+    return new Errors.Unauthorized({ service, message: `${service} refused the API key: ${message}` })
+  }
+  const reported = `${service} reported ${message}`
+  if (error.code === errorCodes.rateLimited) return new Errors.RateLimited({ service, message: reported })
+  if (error.type === "server_error") return new Errors.ServiceUnavailable({ service, message: reported })
+  return new Errors.InvalidRequest({ service, message: reported })
+}
