@@ -225,10 +225,13 @@ describe("Realtime", () => {
         onEvent: (event) => Effect.sync(() => event._tag === "ServerError" && void reported.push(event.message))
       }).pipe(Effect.provide(client(server.url)))
       const connection = yield* server.nextConnection
-      const turn = yield* Effect.fork(session.send("hi"))
+      const failed = yield* Effect.fork(session.send("hi"))
       yield* untilResponseCreate(connection)
       yield* connection.send(serverEvents.error("oops", "your key test-key is odd", null, "server_error"))
-      yield* connection.send(serverEvents.textResponse("resp_1", "I know test-key"))
+      assert.strictEqual((yield* Effect.flip(Fiber.join(failed))).message, "openai_realtime reported server_error (oops): your key <redacted> is odd")
+      const turn = yield* Effect.fork(session.send("hi again"))
+      yield* untilResponseCreate(connection)
+      yield* connection.send(serverEvents.textResponse("resp_2", "I know test-key"))
       assert.strictEqual((yield* Fiber.join(turn)).text, "I know <redacted>")
       assert.deepStrictEqual(reported, ["your key <redacted> is odd"])
     }))
@@ -500,7 +503,28 @@ describe("Realtime", () => {
       assert.strictEqual((yield* session.stats).connections, 1)
     }))
 
-  it.scopedLive("an error event about nothing of ours is reported and the turn goes on", () =>
+  it.scopedLive("an error event about nothing of ours while idle is reported; the next turn goes on", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer()
+      const reported: Array<string> = []
+      const session = yield* Realtime.connect({
+        onEvent: (event) => Effect.sync(() => event._tag === "ServerError" && void reported.push(`${event.code}: ${event.message}`))
+      }).pipe(Effect.provide(client(server.url)))
+      const connection = yield* server.nextConnection
+      yield* connection.send(serverEvents.error("server_error", "The server had an error while processing your request.", null, "server_error"))
+      yield* waitFor("the error to be reported", () => reported.length === 1)
+      const turn = yield* Effect.fork(session.send("hi"))
+      yield* untilResponseCreate(connection)
+      yield* connection.send(serverEvents.textResponse("resp_1", "hello"))
+      assert.strictEqual((yield* Fiber.join(turn)).text, "hello")
+      assert.deepStrictEqual(reported, ["server_error: The server had an error while processing your request."])
+      assert.strictEqual((yield* session.stats).connections, 1)
+    }))
+
+  // The API sends errors tied to no client event (event_id null), e.g. a server_error in the
+  // middle of a response; no response.done need follow. On the TestClock, so the silence bound
+  // cannot end the wait: only the error can.
+  it.scoped("an error without event_id while a response is pending fails the turn at once: server_error is a retryable ServiceUnavailable", () =>
     Effect.gen(function*() {
       const server = yield* bareServer()
       const reported: Array<string> = []
@@ -510,11 +534,40 @@ describe("Realtime", () => {
       const connection = yield* server.nextConnection
       const turn = yield* Effect.fork(session.send("hi"))
       yield* untilResponseCreate(connection)
+      yield* connection.send({ type: "response.created", event_id: "e1", response: { id: "resp_1", status: "in_progress", output: [] } })
       yield* connection.send(serverEvents.error("server_error", "The server had an error while processing your request.", null, "server_error"))
-      yield* connection.send(serverEvents.textResponse("resp_1", "hello"))
-      assert.strictEqual((yield* Fiber.join(turn)).text, "hello")
+      yield* waitFor("the turn to end", () => turn.unsafePoll() !== null)
+      const error = yield* Effect.flip(Fiber.join(turn))
+      assert.deepStrictEqual({ tag: error._tag, retryable: Errors.isRetryable(error), message: error.message }, {
+        tag: "ServiceUnavailable",
+        retryable: true,
+        message: "openai_realtime reported server_error (server_error): The server had an error while processing your request."
+      })
       assert.deepStrictEqual(reported, ["server_error: The server had an error while processing your request."])
+      // The session goes on; a response.done for the failed response, coming late, is not the next turn's answer.
+      const next = yield* Effect.fork(session.send("again"))
+      yield* untilResponseCreate(connection)
+      yield* connection.send(serverEvents.textResponse("resp_1", "late"))
+      yield* connection.send(serverEvents.textResponse("resp_2", "ok"))
+      assert.strictEqual((yield* Fiber.join(next)).text, "ok")
       assert.strictEqual((yield* session.stats).connections, 1)
+    }))
+
+  it.scoped("an invalid_request_error without event_id while a response is pending fails the turn at once as InvalidRequest, not retryable", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer()
+      const session = yield* Realtime.connect().pipe(Effect.provide(client(server.url)))
+      const connection = yield* server.nextConnection
+      const turn = yield* Effect.fork(session.send("hi"))
+      yield* untilResponseCreate(connection)
+      yield* connection.send(serverEvents.error("invalid_value", "Invalid value for 'session.tools'."))
+      yield* waitFor("the turn to end", () => turn.unsafePoll() !== null)
+      const error = yield* Effect.flip(Fiber.join(turn))
+      assert.deepStrictEqual({ tag: error._tag, retryable: Errors.isRetryable(error), message: error.message }, {
+        tag: "InvalidRequest",
+        retryable: false,
+        message: "openai_realtime reported invalid_request_error (invalid_value): Invalid value for 'session.tools'."
+      })
     }))
 
   it.scopedLive("an error about our response.create fails that response: the turn ends failed, the session lives", () =>

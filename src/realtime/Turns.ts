@@ -151,6 +151,12 @@ export const make = (context: Context) => {
     state.respondingSince = undefined
   }
 
+  /** Remembers a response as done: a `response.done` for it later is stale. */
+  const finished = (responseId: string) => {
+    state.finished.push(responseId)
+    if (state.finished.length > finishedKept) state.finished.shift()
+  }
+
   /** Sends the one `response.create` owed, when nothing is pending and no call is running. */
   const pump = Effect.suspend(() => {
     const live = state.live
@@ -236,10 +242,7 @@ export const make = (context: Context) => {
     Effect.gen(function*() {
       state.active = false
       state.responseId = undefined
-      if (event.response.id !== undefined) {
-        state.finished.push(event.response.id)
-        if (state.finished.length > finishedKept) state.finished.shift()
-      }
+      if (event.response.id !== undefined) finished(event.response.id)
       answered()
       // A completed response proves the link: the next drop starts the backoff afresh.
       yield* context.resetBackoff
@@ -315,7 +318,25 @@ export const make = (context: Context) => {
         }
         return Effect.zipRight(report, settleTurn)
       }
+      if ((error.event_id === undefined || error.event_id === null) && state.active) {
+        // About no event of ours, while a response is pending (a server_error in the middle of
+        // it): no response.done need follow, so waiting would last until the silence bound.
+        return Effect.zipRight(report, failResponse(toRealtimeError(error)))
+      }
       return report
+    })
+
+  /** The pending response is lost: the turn waiting for it fails with `error` now; the session goes on. */
+  const failResponse = (error: RealtimeError) =>
+    Effect.suspend(() => {
+      if (state.responseId !== undefined) finished(state.responseId)
+      state.active = false
+      state.want = false
+      state.responseId = undefined
+      answered()
+      const turn = state.turn
+      state.turn = undefined
+      return turn === undefined ? Effect.void : Deferred.fail(turn.done, error)
     })
 
   const onText = (live: Live, text: string) =>
