@@ -20,6 +20,7 @@ import * as Errors from "../src/Errors.js"
 import * as Metrics from "../src/Metrics.js"
 import * as Realtime from "../src/Realtime.js"
 import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
+import { toRealtimeError } from "../src/realtime/ServerError.js"
 import { bareServer, realPause, type Received, type ServerConnection, serverEvents, waitFor, waitForTimer } from "./support/wsServer.js"
 
 const client = (url: string, overrides: ReliabilityConfig.Overrides = {}, apiKey: string | null = "test-key") =>
@@ -243,6 +244,30 @@ describe("Realtime", () => {
       assert.strictEqual(server.upgrades(), 3)
       assert.strictEqual(server.connections.length, 1)
     }))
+
+  it("server error events map to the taxonomy by their type and code: retryable only when trying again can help", () => {
+    const mapped = [
+      { type: "server_error", code: null },
+      { type: "invalid_request_error", code: "rate_limit_exceeded" },
+      { type: "rate_limit_exceeded", code: null },
+      { type: "invalid_request_error", code: "invalid_api_key" },
+      { type: "invalid_request_error", code: "session_expired" },
+      { type: "invalid_request_error", code: "model_not_found" },
+      { type: "something_new", code: null }
+    ].map((error) => {
+      const mappedError = toRealtimeError({ ...error, message: "m" })
+      return `${error.type}/${error.code}: ${mappedError._tag} ${mappedError.retryable}`
+    })
+    assert.deepStrictEqual(mapped, [
+      "server_error/null: ServiceUnavailable true",
+      "invalid_request_error/rate_limit_exceeded: RateLimited true",
+      "rate_limit_exceeded/null: RateLimited true",
+      "invalid_request_error/invalid_api_key: Unauthorized false",
+      "invalid_request_error/session_expired: SessionExpired true",
+      "invalid_request_error/model_not_found: InvalidRequest false",
+      "something_new/null: InvalidRequest false"
+    ])
+  })
 
   // The real API opens every session with session.created; a bad model or key, or a refusal,
   // comes instead as an error event and/or a close before it.

@@ -17,7 +17,7 @@ export const describe = (error: ErrorEvent["error"]): string =>
 
 /**
  * `session_expired` → `SessionExpired`; `invalid_api_key` → `Unauthorized`; `rate_limit_exceeded`
- * → `RateLimited`; type `server_error` → `ServiceUnavailable`; anything else (`invalid_request_error`
+ * (code or type) → `RateLimited`; type `server_error` → `ServiceUnavailable`; anything else (`invalid_request_error`
  * such as `model_not_found`, or a type we do not know) → `InvalidRequest`: sent again, the same
  * request would be refused again.
  */
@@ -28,7 +28,10 @@ export const toRealtimeError = (error: ErrorEvent["error"]): RealtimeError => {
     return new Errors.Unauthorized({ service, message: `${service} refused the API key: ${message}` })
   }
   const reported = `${service} reported ${message}`
-  if (error.code === errorCodes.rateLimited) return new Errors.RateLimited({ service, message: reported })
+  // Named as a code (as in OpenAI's HTTP errors) or, by some, as the type.
+  if (error.code === errorCodes.rateLimited || error.type === errorCodes.rateLimited) {
+    return new Errors.RateLimited({ service, message: reported })
+  }
   if (error.type === "server_error") return new Errors.ServiceUnavailable({ service, message: reported })
   return new Errors.InvalidRequest({ service, message: reported })
 }
