@@ -24,10 +24,10 @@
  *   the policy's attempts, and so do connections lost while idle that lived less than
  *   `websocket_message` (a longer-lived one lost while idle does not); when they run out the
  *   session fails;
- * - an `error` event tied to no event of ours (`event_id` null) while a response is pending fails
- *   the turn at once with that error (`server_error` retryable, `invalid_request_error` not),
- *   rather than waiting for a `response.done` that need not come; the session goes on. One that
- *   names our `response.create` ends the turn with status `failed`;
+ * - an `error` event tied to no event of ours (`event_id` null) while a response is pending ends
+ *   the turn at once with status `failed` and the server's words, rather than waiting for a
+ *   `response.done` that need not come, and so does one that names our `response.create`; the
+ *   session goes on;
  * - one `response.create` in flight at a time; after `conversation_already_has_active_response`
  *   it waits for the active response's `response.done`, then asks once; a `response.done` for a
  *   response already done, for another than the active one, or with none active is ignored

@@ -200,15 +200,15 @@ describe("Realtime against the sandbox", () => {
       assert.deepStrictEqual((yield* sandbox.realtime.connections).map((connection) => connection.outcome), ["expired", "open"])
     }))
 
-  it.scopedLive("an error event in the middle of a response fails the turn at once as retryable; same connection, the next turn completes", () =>
+  it.scopedLive("an error event in the middle of a response ends the turn failed at once; same connection, the next turn completes", () =>
     Effect.gen(function*() {
       const sandbox = yield* Sandbox.make({ realtimePlan: [{ errorAfter: 6, code: "server_error" }] })
       const errors: Array<string> = []
       const session = yield* Realtime.connect({
         onEvent: (event) => Effect.sync(() => event._tag === "ServerError" && void errors.push(`${event.type}/${event.code}`))
       }).pipe(Effect.provide(client(sandbox)))
-      const error = yield* Effect.flip(session.send("still there?"))
-      assert.deepStrictEqual({ tag: error._tag, retryable: error.retryable }, { tag: "ServiceUnavailable", retryable: true })
+      const cut = yield* session.send("still there?")
+      assert.deepStrictEqual({ status: cut.status, error: cut.error?.startsWith("server_error (server_error): ") }, { status: "failed", error: true })
       assert.strictEqual((yield* session.send("and now?")).text, "sandbox answer to: and now?")
       assert.deepStrictEqual(errors, ["server_error/server_error"])
       assert.strictEqual((yield* sandbox.realtime.connections).length, 1)

@@ -229,7 +229,7 @@ describe("Realtime", () => {
       const failed = yield* Effect.fork(session.send("hi"))
       yield* untilResponseCreate(connection)
       yield* connection.send(serverEvents.error("oops", "your key test-key is odd", null, "server_error"))
-      assert.strictEqual((yield* Effect.flip(Fiber.join(failed))).message, "openai_realtime reported server_error (oops): your key <redacted> is odd")
+      assert.strictEqual((yield* Fiber.join(failed)).error, "server_error (oops): your key <redacted> is odd")
       const turn = yield* Effect.fork(session.send("hi again"))
       yield* untilResponseCreate(connection)
       yield* connection.send(serverEvents.textResponse("resp_2", "I know test-key"))
@@ -549,7 +549,7 @@ describe("Realtime", () => {
   // The API sends errors tied to no client event (event_id null), e.g. a server_error in the
   // middle of a response; no response.done need follow. On the TestClock, so the silence bound
   // cannot end the wait: only the error can.
-  it.scoped("an error without event_id while a response is pending fails the turn at once: server_error is a retryable ServiceUnavailable", () =>
+  it.scoped("an error without event_id while a response is pending ends the turn failed at once, with the server's words", () =>
     Effect.gen(function*() {
       const server = yield* bareServer()
       const reported: Array<string> = []
@@ -562,11 +562,10 @@ describe("Realtime", () => {
       yield* connection.send({ type: "response.created", event_id: "e1", response: { id: "resp_1", status: "in_progress", output: [] } })
       yield* connection.send(serverEvents.error("server_error", "The server had an error while processing your request.", null, "server_error"))
       yield* waitFor("the turn to end", () => turn.unsafePoll() !== null)
-      const error = yield* Effect.flip(Fiber.join(turn))
-      assert.deepStrictEqual({ tag: error._tag, retryable: Errors.isRetryable(error), message: error.message }, {
-        tag: "ServiceUnavailable",
-        retryable: true,
-        message: "openai_realtime reported server_error (server_error): The server had an error while processing your request."
+      const ended = yield* Fiber.join(turn)
+      assert.deepStrictEqual({ status: ended.status, error: ended.error }, {
+        status: "failed",
+        error: "server_error (server_error): The server had an error while processing your request."
       })
       assert.deepStrictEqual(reported, ["server_error: The server had an error while processing your request."])
       // The session goes on; a response.done for the failed response, coming late, is not the next turn's answer.
@@ -578,7 +577,7 @@ describe("Realtime", () => {
       assert.strictEqual((yield* session.stats).connections, 1)
     }))
 
-  it.scoped("an invalid_request_error without event_id while a response is pending fails the turn at once as InvalidRequest, not retryable", () =>
+  it.scoped("an invalid_request_error without event_id while a response is pending ends the turn failed at once", () =>
     Effect.gen(function*() {
       const server = yield* bareServer()
       const session = yield* Realtime.connect().pipe(Effect.provide(client(server.url)))
@@ -587,11 +586,10 @@ describe("Realtime", () => {
       yield* untilResponseCreate(connection)
       yield* connection.send(serverEvents.error("invalid_value", "Invalid value for 'session.tools'."))
       yield* waitFor("the turn to end", () => turn.unsafePoll() !== null)
-      const error = yield* Effect.flip(Fiber.join(turn))
-      assert.deepStrictEqual({ tag: error._tag, retryable: Errors.isRetryable(error), message: error.message }, {
-        tag: "InvalidRequest",
-        retryable: false,
-        message: "openai_realtime reported invalid_request_error (invalid_value): Invalid value for 'session.tools'."
+      const ended = yield* Fiber.join(turn)
+      assert.deepStrictEqual({ status: ended.status, error: ended.error }, {
+        status: "failed",
+        error: "invalid_request_error (invalid_value): Invalid value for 'session.tools'."
       })
     }))
 

@@ -127,10 +127,9 @@ export interface Session {
   /**
    * One user turn: sends the message, asks for a response, runs the model's function calls and
    * asks again after each round, until a response needs nothing more. Turns run one at a time.
-   * Fails when the session is lost (reconnects exhausted), and at once, with the server's error
-   * (`retryable` as its type says; the session goes on), when an `error` event tied to no event
-   * of ours comes while the response is pending. A response that ends failed, or whose
-   * `response.create` the server refused, is a `Turn` with status `failed`.
+   * Fails only when the session is lost (reconnects exhausted). A response that ends failed, whose
+   * `response.create` the server refused, or that an `error` event tied to no event of ours cut
+   * short (a `server_error` mid-response), is a `Turn` with status `failed` and the server's words.
    */
   readonly send: (text: string) => Effect.Effect<Turn, RealtimeError>
   readonly stats: Effect.Effect<Stats>

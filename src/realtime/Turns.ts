@@ -173,10 +173,8 @@ export const make = (context: Context) => {
     return Effect.zipRight(live.connection.send({ type: "response.create", event_id: eventId }), Queue.offer(live.traffic, undefined))
   })
 
-  /** Ends the turn once the model has nothing more to do for it. */
-  const settleTurn = Effect.suspend(() => {
-    const turn = state.turn
-    if (turn === undefined || state.active || state.want || state.running > 0 || turn.responses === 0) return Effect.void
+  /** Ends the turn in progress with what it has. */
+  const endTurn = (turn: TurnState) => {
     state.turn = undefined
     return Deferred.succeed(turn.done, {
       text: turn.texts.join("\n"),
@@ -186,6 +184,13 @@ export const make = (context: Context) => {
       status: turn.status,
       error: turn.error
     })
+  }
+
+  /** Ends the turn once the model has nothing more to do for it. */
+  const settleTurn = Effect.suspend(() => {
+    const turn = state.turn
+    if (turn === undefined || state.active || state.want || state.running > 0 || turn.responses === 0) return Effect.void
+    return endTurn(turn)
   })
 
   const finishCall = (call: FunctionCall, output: string, ms: number) =>
@@ -321,13 +326,16 @@ export const make = (context: Context) => {
       if ((error.event_id === undefined || error.event_id === null) && state.active) {
         // About no event of ours, while a response is pending (a server_error in the middle of
         // it): no response.done need follow, so waiting would last until the silence bound.
-        return Effect.zipRight(report, failResponse(toRealtimeError(error)))
+        return Effect.zipRight(report, failResponse(error))
       }
       return report
     })
 
-  /** The pending response is lost: the turn waiting for it fails with `error` now; the session goes on. */
-  const failResponse = (error: RealtimeError) =>
+  /**
+   * The pending response is lost: the turn waiting for it ends now with status `failed` and the
+   * server's words, as a response that ends failed does; the session goes on.
+   */
+  const failResponse = (error: ErrorEvent["error"]) =>
     Effect.suspend(() => {
       if (state.responseId !== undefined) finished(state.responseId)
       state.active = false
@@ -335,8 +343,11 @@ export const make = (context: Context) => {
       state.responseId = undefined
       answered()
       const turn = state.turn
-      state.turn = undefined
-      return turn === undefined ? Effect.void : Deferred.fail(turn.done, error)
+      if (turn === undefined) return Effect.void
+      turn.responses++
+      turn.status = "failed"
+      turn.error = describeServerError(error)
+      return endTurn(turn)
     })
 
   const onText = (live: Live, text: string) =>
