@@ -108,6 +108,46 @@ describe("@anthropic-ai/sdk against the sandbox", () => {
       assert.deepStrictEqual(counted, { input_tokens: 3 })
     }))
 
+  // Every top-level body parameter of the SDK's MessageCreateParams, beta ones included (betas,
+  // user_profile_id and workspace_id travel as headers), is one the API knows.
+  it.scopedLive("beta.messages.create with every top-level parameter the SDK sends is answered", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make()
+      const message = yield* call(() =>
+        client(sandbox).beta.messages.create({
+          ...ask("all parameters"),
+          billing_policy: null,
+          cache_control: { type: "ephemeral" },
+          compaction: null,
+          container: null,
+          context_management: null,
+          diagnostics: null,
+          fallback_credit_token: null,
+          fallbacks: null,
+          inference_geo: null,
+          mcp_servers: [],
+          metadata: { user_id: "sandbox-user" },
+          output_config: {},
+          output_format: null,
+          service_tier: "auto",
+          speed: "standard",
+          stop_sequences: [],
+          stream: false,
+          system: "be brief",
+          thinking: { type: "disabled" },
+          thread: null,
+          tool_choice: { type: "auto" },
+          tools: [],
+          betas: ["context-management-2025-06-27"],
+          user_profile_id: "sandbox-profile",
+          workspace_id: "sandbox-workspace"
+        })
+      )
+      assert.strictEqual(message.stop_reason, "end_turn")
+      const [request] = yield* sandbox.requestsFor("anthropic")
+      assert.strictEqual(request?.headers["anthropic-beta"], "context-management-2025-06-27")
+    }))
+
   // Tool use docs: with tool_choice {type:"tool"} the model calls that tool with input matching
   // its input_schema (required fields present).
   it.scopedLive("a forced tool_use carries the schema's required input", () =>
@@ -192,6 +232,46 @@ describe("@anthropic-ai/sdk against the sandbox", () => {
         const wrongKey = yield* failure(() => client(sandbox, { apiKey: "wrong-key" }).messages.create(ask("hi")))
         assert.instanceOf(wrongKey, AuthenticationError)
         assert.strictEqual(wrongKey.type, "authentication_error")
+      }))
+
+    // The API validates the body strictly: a top-level field it does not know is a 400 naming it,
+    // in pydantic's words (reports in public issues: "response_format: Extra inputs are not
+    // permitted", with the request_id in the body).
+    it.scopedLive("an unknown top-level field is a 400 'Extra inputs are not permitted' naming it, with its request id", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make()
+        // A variable, not a literal, so the SDK's types let the extra field through as a raw caller would.
+        const request = { ...ask("hi"), response_format: { type: "json_object" } }
+        const error = yield* failure(() => client(sandbox).messages.create(request))
+        assert.instanceOf(error, BadRequestError)
+        assert.strictEqual(error.type, "invalid_request_error")
+        assert.strictEqual(error.apiMessage, "response_format: Extra inputs are not permitted")
+        assert.match(error.requestID ?? "", /^req_01/)
+        assert.deepStrictEqual(error.error, {
+          type: "error",
+          error: { type: "invalid_request_error", message: "response_format: Extra inputs are not permitted" },
+          request_id: error.requestID
+        })
+      }))
+
+    // API version 2026-10-21 (the SDK's default since 1.0.0) removed temperature, top_p and top_k:
+    // sent anyway they are extra inputs; under 2023-06-01 (Claude Code's version) they are accepted.
+    it.scopedLive("temperature, top_p and top_k are accepted under anthropic-version 2023-06-01 only", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make()
+        const sampled = { ...ask("hi"), temperature: 0.2, top_p: 0.9, top_k: 40 }
+        const legacy = new Anthropic({
+          apiKey: "sandbox-key",
+          baseURL: sandbox.url,
+          maxRetries: 0,
+          defaultHeaders: { "anthropic-version": "2023-06-01" }
+        })
+        const accepted = yield* call(() => legacy.messages.create(sampled))
+        assert.strictEqual(accepted.stop_reason, "end_turn")
+        const withTemperature = { ...ask("hi"), temperature: 1 }
+        const refused = yield* failure(() => client(sandbox).messages.create(withTemperature))
+        assert.instanceOf(refused, BadRequestError)
+        assert.strictEqual(refused.apiMessage, "temperature: Extra inputs are not permitted")
       }))
 
     // Errors docs: 413 request_too_large for a request over the size limit (32 MB; lowered here).

@@ -4,7 +4,8 @@
  * (`{"type":"error","error":{"type","message"},"request_id"}`), a `request-id` header on every
  * answer and `anthropic-ratelimit-*` headers on every Messages answer.
  *
- * Faithful where clients branch: an unknown model is 404 `not_found_error`, empty `messages` 400;
+ * Faithful where clients branch: an unknown model is 404 `not_found_error`, empty `messages` 400,
+ * an unknown top-level Messages field 400 (`<field>: Extra inputs are not permitted`);
  * a forced `tool_use` fills the tool's required input; `max_tokens` and `stop_sequences` stop the
  * answer (`max_tokens`, `stop_sequence`); enabled thinking answers with a signed `thinking` block
  * first; usage carries `cache_creation` and `service_tier`; a mid-stream fault is an
@@ -17,6 +18,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
+import * as Predicate from "effect/Predicate"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { retryAfterSeconds } from "./FaultPlan.js"
@@ -54,7 +56,7 @@ const common = {
 
 const Thinking = Schema.Struct({ type: Schema.String, budget_tokens: Schema.optional(Schema.Number) }, Rest)
 
-/** The fields of a Messages request the sandbox reads; other fields are accepted and ignored. */
+/** The fields of a Messages request the sandbox reads; the other known fields are accepted and ignored. */
 const MessagesRequest = Schema.Struct({
   ...common,
   max_tokens: Schema.Int.pipe(Schema.greaterThanOrEqualTo(1)),
@@ -66,6 +68,34 @@ type MessagesRequest = typeof MessagesRequest.Type
 
 const CountTokensRequest = Schema.Struct(common)
 type CountTokensRequest = typeof CountTokensRequest.Type
+
+/**
+ * The top-level body fields of a Messages request: the official SDK's `MessageCreateParams`, beta
+ * ones included (`betas`, `user_profile_id` and `workspace_id` travel as headers). The API refuses
+ * any other as an extra input.
+ */
+const messagesFields: ReadonlyArray<string> = [
+  "model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream", "thinking",
+  "tools", "tool_choice", "service_tier", "speed", "container", "cache_control", "diagnostics",
+  "inference_geo", "output_config", "output_format", "mcp_servers", "context_management",
+  "compaction", "billing_policy", "fallbacks", "fallback_credit_token", "thread"
+]
+
+/** API version 2026-10-21 removed the sampling parameters; 2023-06-01 still takes them. */
+const samplingFields: ReadonlyArray<string> = ["temperature", "top_k", "top_p"]
+
+const knownMessagesFields = (incoming: Incoming): ReadonlySet<string> =>
+  new Set(incoming.headers["anthropic-version"] === "2023-06-01" ? [...messagesFields, ...samplingFields] : messagesFields)
+
+/** Top-level fields outside `known`, in pydantic's words as the API reports them. */
+const extraInputs = (body: unknown, known: ReadonlySet<string>): ReadonlyArray<Issue> =>
+  Predicate.isRecord(body)
+    ? Object.keys(body).filter((key) => !known.has(key)).map((key) => ({
+      path: [key],
+      message: "Extra inputs are not permitted",
+      missing: false
+    }))
+    : []
 
 const errorTypes: Readonly<Record<number, readonly [type: string, message: string]>> = {
   400: ["invalid_request_error", "Invalid request"],
@@ -204,10 +234,12 @@ const check = (incoming: Incoming, request: CountTokensRequest | MessagesRequest
   return Option.none()
 }
 
+/** Reads a request body; with `known`, a top-level field outside it is refused too. */
 const decodeBody = <A extends CountTokensRequest, I>(
   incoming: Incoming,
   schema: Schema.Schema<A, I, never>,
-  apiKey: Redacted.Redacted<string>
+  apiKey: Redacted.Redacted<string>,
+  known?: ReadonlySet<string>
 ): Either.Either<A, HttpServerResponse.HttpServerResponse> =>
   Option.match(checkHeaders(incoming, apiKey), {
     onSome: Either.left,
@@ -220,10 +252,13 @@ const decodeBody = <A extends CountTokensRequest, I>(
         (body) => {
           const deep = tooDeep(body)
           if (deep !== undefined) return Either.left(errorResponse(incoming, 400, `The request body ${deep}`))
-          return Either.flatMap(
-            Either.mapLeft(decode(schema, body), (issues) => invalid(incoming, issues)),
-            (request) => Option.match(check(incoming, request), { onNone: () => Either.right(request), onSome: Either.left })
-          )
+          const decoded = decode(schema, body)
+          const extras = known === undefined ? [] : extraInputs(body, known)
+          if (Either.isLeft(decoded) || extras.length > 0) {
+            return Either.left(invalid(incoming, [...(Either.isLeft(decoded) ? decoded.left : []), ...extras]))
+          }
+          const request = decoded.right
+          return Option.match(check(incoming, request), { onNone: () => Either.right(request), onSome: Either.left })
         }
       )
   })
@@ -360,7 +395,7 @@ const usageOf = (input_tokens: number, output_tokens: number) => ({
 export const messages = (apiKey: Redacted.Redacted<string>, limits: RateLimits): Answer =>
 (incoming, fault?: StreamFault) =>
   Effect.sync(() =>
-    Either.match(decodeBody(incoming, MessagesRequest, apiKey), {
+    Either.match(decodeBody(incoming, MessagesRequest, apiKey, knownMessagesFields(incoming)), {
       onLeft: (response) =>
         response.status === 401 ? response : withHeaders(response, limits.headers(incoming.time, undefined)),
       onRight: (request) => {
