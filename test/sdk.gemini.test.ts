@@ -210,6 +210,33 @@ describe("@google/genai against the sandbox", () => {
         assert.strictEqual(at(bodyOf(role), "error", "message"), "Please use a valid role: user, model.")
       }))
 
+    // A nested unknown field names the message it is in by its proto path, in snake_case
+    // (public reports: `Unknown name "responseModalities" at 'generation_config'`).
+    it.scopedLive("an unknown nested field is named at its snake_case path", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make()
+        const error = yield* apiError(() =>
+          client(sandbox).models.generateContent({
+            model,
+            contents: "hi",
+            config: { maxOutputTokens: 64, httpOptions: { extraBody: { generationConfig: { bogusOption: 1 } } } }
+          })
+        )
+        const description = `Invalid JSON payload received. Unknown name "bogusOption" at 'generation_config': Cannot find field.`
+        assert.strictEqual(error.status, 400)
+        assert.deepStrictEqual(bodyOf(error), {
+          error: {
+            code: 400,
+            message: description,
+            status: "INVALID_ARGUMENT",
+            details: [{
+              "@type": "type.googleapis.com/google.rpc.BadRequest",
+              fieldViolations: [{ field: "generation_config", description }]
+            }]
+          }
+        })
+      }))
+
     it.scopedLive("a model method the API does not serve here is 404 NOT_FOUND", () =>
       Effect.gen(function*() {
         const sandbox = yield* Sandbox.make()

@@ -170,6 +170,9 @@ const dataFields = names(
 /** Proto JSON accepts `snake_case` and `lowerCamelCase` for every field. */
 const camel = (name: string): string => name.replace(/_([a-z0-9])/g, (_, letter: string) => letter.toUpperCase())
 
+/** Error paths name fields as the proto does, in `snake_case` (`generation_config.thinking_config`). */
+const snake = (name: string): string => name.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`)
+
 /**
  * Checks the names of one message's fields against `known` and returns the message with its
  * names in camelCase; `visit` continues into the fields that are messages themselves.
@@ -189,7 +192,7 @@ const normalize = (
       unknown.push(at === "" ? `Unknown name "${key}"` : `Unknown name "${key}" at '${at}'`)
       continue
     }
-    out[name] = visit(name, field, at === "" ? name : `${at}.${name}`)
+    out[name] = visit(name, field, at === "" ? snake(name) : `${at}.${snake(name)}`)
   }
   return out
 }
