@@ -5,7 +5,7 @@
  * Facts about the real API come from its public reference (ai.google.dev/api), the SDK's own
  * source (googleapis/js-genai) and error bodies reported in public issues; each test says which.
  */
-import { ApiError, type Content, GoogleGenAI } from "@google/genai"
+import { ApiError, type Content, Environment, GoogleGenAI, SafetyPolicy } from "@google/genai"
 import { assert, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as BigPromise from "../src/Promise.js"
@@ -116,6 +116,53 @@ describe("@google/genai against the sandbox", () => {
       assert.match(response.candidates?.[0]?.content?.parts?.[0]?.thoughtSignature ?? "", /^[A-Za-z0-9+/]+=*$/)
     }))
 
+  // The ComputerUse tool of the API reference and the SDK's `ComputerUse` type: environment,
+  // excludedPredefinedFunctions, enablePromptInjectionDetection, disabledSafetyPolicies; proto
+  // JSON takes either spelling of each.
+  it.scopedLive("a computerUse tool with every field the SDK knows, in either spelling, is answered", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make()
+      const ai = client(sandbox)
+      const camel = yield* call(() =>
+        ai.models.generateContent({
+          model,
+          contents: "open the page",
+          config: {
+            tools: [{
+              computerUse: {
+                environment: Environment.ENVIRONMENT_DESKTOP,
+                excludedPredefinedFunctions: ["drag_and_drop"],
+                enablePromptInjectionDetection: true,
+                disabledSafetyPolicies: [SafetyPolicy.FINANCIAL_TRANSACTIONS, SafetyPolicy.LEGAL_TERMS_AND_AGREEMENTS]
+              }
+            }]
+          }
+        })
+      )
+      assert.strictEqual(camel.candidates?.length, 1)
+      const snake = yield* call(() =>
+        ai.models.generateContent({
+          model,
+          contents: "open the page",
+          config: {
+            httpOptions: {
+              extraBody: {
+                tools: [{
+                  computer_use: {
+                    environment: "ENVIRONMENT_BROWSER",
+                    excluded_predefined_functions: ["drag_and_drop"],
+                    enable_prompt_injection_detection: false,
+                    disabled_safety_policies: ["COMMUNICATION_TOOL"]
+                  }
+                }]
+              }
+            }
+          }
+        })
+      )
+      assert.strictEqual(snake.candidates?.length, 1)
+    }))
+
   // Gemini 3 answers 400 INVALID_ARGUMENT when the current turn's function call comes back
   // without its signature (the message as quoted in public reports, e.g. langgenius/dify-official-plugins#2088).
   it.scopedLive("Gemini 3: a chat that keeps signatures works; dropping the signature is a 400", () =>
@@ -208,6 +255,46 @@ describe("@google/genai against the sandbox", () => {
         )
         assert.strictEqual(role.status, 400)
         assert.strictEqual(at(bodyOf(role), "error", "message"), "Please use a valid role: user, model.")
+      }))
+
+    // Proto JSON parsing of the ComputerUse tool: an unknown field is "Unknown name … at
+    // 'tools[0].computer_use'", an enum value outside the enum "Invalid value at '<path>'
+    // (type.googleapis.com/<enum type>), \"<value>\"", each a BadRequest field violation.
+    it.scopedLive("a computerUse tool with an unknown field or a value outside its enums is 400 INVALID_ARGUMENT", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make()
+        const ai = client(sandbox)
+        const withTool = (computerUse: object) =>
+          apiError(() =>
+            ai.models.generateContent({
+              model,
+              contents: "open the page",
+              config: { httpOptions: { extraBody: { tools: [{ computerUse }] } } }
+            })
+          )
+        const violationsOf = (error: ApiError) => at(bodyOf(error), "error", "details", 0, "fieldViolations")
+
+        const unknownField = yield* withTool({ environment: "ENVIRONMENT_BROWSER", screenSize: [1280, 800] })
+        const unknownDescription =
+          `Invalid JSON payload received. Unknown name "screenSize" at 'tools[0].computer_use': Cannot find field.`
+        assert.strictEqual(unknownField.status, 400)
+        assert.strictEqual(at(bodyOf(unknownField), "error", "status"), "INVALID_ARGUMENT")
+        assert.strictEqual(at(bodyOf(unknownField), "error", "message"), unknownDescription)
+        assert.deepStrictEqual(violationsOf(unknownField), [{ field: "tools[0].computer_use", description: unknownDescription }])
+
+        const badEnvironment = yield* withTool({ environment: "ENVIRONMENT_TABLET" })
+        const environmentDescription = `Invalid value at 'tools[0].computer_use.environment' ` +
+          `(type.googleapis.com/google.ai.generativelanguage.v1beta.Tool.ComputerUse.Environment), "ENVIRONMENT_TABLET"`
+        assert.strictEqual(badEnvironment.status, 400)
+        assert.strictEqual(at(bodyOf(badEnvironment), "error", "message"), environmentDescription)
+        assert.deepStrictEqual(violationsOf(badEnvironment), [
+          { field: "tools[0].computer_use.environment", description: environmentDescription }
+        ])
+
+        const badPolicy = yield* withTool({ environment: "ENVIRONMENT_BROWSER", disabledSafetyPolicies: ["EVERYTHING"] })
+        assert.strictEqual(badPolicy.status, 400)
+        assert.strictEqual(at(violationsOf(badPolicy), 0, "field"), "tools[0].computer_use.disabled_safety_policies[0]")
+        assert.deepStrictEqual((yield* sandbox.requestsFor("gemini")).map((r) => r.outcome), [400, 400, 400])
       }))
 
     // A nested unknown field names the message it is in by its proto path, in snake_case

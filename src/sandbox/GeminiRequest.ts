@@ -1,7 +1,7 @@
 /**
  * The Gemini emulator's reading of a request: field names as the real API knows them (it answers
- * 400 `INVALID_ARGUMENT` for an unknown one, in either JSON spelling), roles, the `data` oneof of
- * a part, Gemini 3's thought signatures, and token counts.
+ * 400 `INVALID_ARGUMENT` for an unknown one, in either JSON spelling), the `computerUse` tool's
+ * enums, roles, the `data` oneof of a part, Gemini 3's thought signatures, and token counts.
  *
  * @since 0.1.0
  */
@@ -37,9 +37,19 @@ const FunctionDeclaration = Schema.Struct({
 }, Rest)
 export type FunctionDeclaration = typeof FunctionDeclaration.Type
 
+/** An enum field: a value name, or its number (proto JSON takes either). */
+const EnumValue = Schema.Union(Schema.String, Schema.Int)
+
+const ComputerUse = Schema.Struct({
+  environment: Schema.optional(EnumValue),
+  excludedPredefinedFunctions: Schema.optional(Schema.Array(Schema.String)),
+  enablePromptInjectionDetection: Schema.optional(Schema.Boolean),
+  disabledSafetyPolicies: Schema.optional(Schema.Array(EnumValue))
+})
+
 const Tool = Schema.Struct({
   functionDeclarations: Schema.optional(Schema.Array(FunctionDeclaration)),
-  computerUse: Schema.optional(Schema.Unknown)
+  computerUse: Schema.optional(ComputerUse)
 }, Rest)
 
 const GenerationConfig = Schema.Struct({
@@ -156,6 +166,26 @@ const toolFields = names(
   "parallelAiSearch"
 )
 
+const computerUseFields = names(
+  "environment",
+  "excludedPredefinedFunctions",
+  "enablePromptInjectionDetection",
+  "disabledSafetyPolicies"
+)
+const environments = names("ENVIRONMENT_UNSPECIFIED", "ENVIRONMENT_BROWSER", "ENVIRONMENT_MOBILE", "ENVIRONMENT_DESKTOP")
+const safetyPolicies = names(
+  "SAFETY_POLICY_UNSPECIFIED",
+  "FINANCIAL_TRANSACTIONS",
+  "SENSITIVE_DATA_MODIFICATION",
+  "COMMUNICATION_TOOL",
+  "ACCOUNT_CREATION",
+  "DATA_MODIFICATION",
+  "USER_CONSENT_MANAGEMENT",
+  "LEGAL_TERMS_AND_AGREEMENTS"
+)
+// The enums are nested in the proto's Tool.ComputerUse, as Environment is; error messages name them in full.
+const computerUseType = "type.googleapis.com/google.ai.generativelanguage.v1beta.Tool.ComputerUse"
+
 /** The members of the `data` oneof of a Part. */
 const dataFields = names(
   "text",
@@ -173,6 +203,12 @@ const camel = (name: string): string => name.replace(/_([a-z0-9])/g, (_, letter:
 /** Error paths name fields as the proto does, in `snake_case` (`generation_config.thinking_config`). */
 const snake = (name: string): string => name.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`)
 
+/** A field the API's JSON parser refuses: its proto path and the parser's words. */
+interface Violation {
+  readonly field: string
+  readonly description: string
+}
+
 /**
  * Checks the names of one message's fields against `known` and returns the message with its
  * names in camelCase; `visit` continues into the fields that are messages themselves.
@@ -181,7 +217,7 @@ const normalize = (
   value: unknown,
   known: ReadonlySet<string>,
   at: string,
-  unknown: Array<string>,
+  refused: Array<Violation>,
   visit: (name: string, value: unknown, at: string) => unknown = (_, v) => v
 ): unknown => {
   if (!Predicate.isRecord(value)) return value
@@ -189,7 +225,10 @@ const normalize = (
   for (const [key, field] of Object.entries(value)) {
     const name = camel(key)
     if (!known.has(name)) {
-      unknown.push(at === "" ? `Unknown name "${key}"` : `Unknown name "${key}" at '${at}'`)
+      refused.push({
+        field: at,
+        description: `Invalid JSON payload received. Unknown name "${key}"${at === "" ? "" : ` at '${at}'`}: Cannot find field.`
+      })
       continue
     }
     out[name] = visit(name, field, at === "" ? snake(name) : `${at}.${snake(name)}`)
@@ -197,39 +236,54 @@ const normalize = (
   return out
 }
 
+/** An enum field holds one of its value names, or a number (proto3 enums are open). */
+const checkEnum = (value: unknown, known: ReadonlySet<string>, type: string, at: string, refused: Array<Violation>) => {
+  if (Number.isInteger(value) || (typeof value === "string" && known.has(value))) return
+  refused.push({ field: at, description: `Invalid value at '${at}' (${type}), ${JSON.stringify(value)}` })
+}
+
 const eachOf = (value: unknown, f: (item: unknown, at: string) => unknown, at: string): unknown =>
   Array.isArray(value) ? value.map((item: unknown, i) => f(item, `${at}[${i}]`)) : value
 
-const normalizeContent = (unknown: Array<string>) => (content: unknown, at: string): unknown =>
-  normalize(content, contentFields, at, unknown, (name, value, path) =>
-    name === "parts" ? eachOf(value, (part, partAt) => normalize(part, partFields, partAt, unknown), path) : value)
+const normalizeContent = (refused: Array<Violation>) => (content: unknown, at: string): unknown =>
+  normalize(content, contentFields, at, refused, (name, value, path) =>
+    name === "parts" ? eachOf(value, (part, partAt) => normalize(part, partFields, partAt, refused), path) : value)
 
-const normalizeRequest = (body: unknown, known: ReadonlySet<string>, unknown: Array<string>): unknown =>
-  normalize(body, known, "", unknown, (name, value, at) => {
+const normalizeComputerUse = (refused: Array<Violation>) => (computerUse: unknown, at: string): unknown =>
+  normalize(computerUse, computerUseFields, at, refused, (name, value, path) => {
+    if (name === "environment") checkEnum(value, environments, `${computerUseType}.Environment`, path, refused)
+    if (name === "disabledSafetyPolicies") {
+      eachOf(value, (policy, policyAt) =>
+        checkEnum(policy, safetyPolicies, `${computerUseType}.SafetyPolicy`, policyAt, refused), path)
+    }
+    return value
+  })
+
+const normalizeRequest = (body: unknown, known: ReadonlySet<string>, refused: Array<Violation>): unknown =>
+  normalize(body, known, "", refused, (name, value, at) => {
     switch (name) {
       case "contents":
-        return eachOf(value, normalizeContent(unknown), at)
+        return eachOf(value, normalizeContent(refused), at)
       case "systemInstruction":
-        return normalizeContent(unknown)(value, at)
+        return normalizeContent(refused)(value, at)
       case "generationConfig":
-        return normalize(value, generationConfigFields, at, unknown, (inner, config, innerAt) =>
-          inner === "thinkingConfig" ? normalize(config, thinkingConfigFields, innerAt, unknown) : config)
+        return normalize(value, generationConfigFields, at, refused, (inner, config, innerAt) =>
+          inner === "thinkingConfig" ? normalize(config, thinkingConfigFields, innerAt, refused) : config)
       case "tools":
-        return eachOf(value, (tool, toolAt) => normalize(tool, toolFields, toolAt, unknown), at)
+        return eachOf(value, (tool, toolAt) =>
+          normalize(tool, toolFields, toolAt, refused, (inner, field, innerAt) =>
+            inner === "computerUse" ? normalizeComputerUse(refused)(field, innerAt) : field), at)
       case "generateContentRequest":
-        return normalizeRequest(value, requestFields, unknown)
+        return normalizeRequest(value, requestFields, refused)
       default:
         return value
     }
   })
 
-const unknownFields = (unknown: ReadonlyArray<string>): Rejection => {
-  const violations = unknown.map((text) => {
-    const field = /at '([^']*)'/.exec(text)?.[1] ?? ""
-    return { field, description: `Invalid JSON payload received. ${text}: Cannot find field.` }
-  })
-  return { message: violations.map((violation) => violation.description).join("\n"), fieldViolations: violations }
-}
+const refusal = (violations: ReadonlyArray<Violation>): Rejection => ({
+  message: violations.map((violation) => violation.description).join("\n"),
+  fieldViolations: violations
+})
 
 const pathText = (path: ReadonlyArray<PropertyKey>): string =>
   path.map((key) => typeof key === "number" ? `[${key}]` : `.${String(key)}`).join("")
@@ -328,9 +382,10 @@ const missingSignature = (request: GenerateContentRequest): Rejection | undefine
 /**
  * Reads a generateContent body (or, with `countTokens`, a countTokens body, whose
  * `generateContentRequest` wins when present) as the real API would: a 400 for JSON that is not
- * JSON or nests too deep, an unknown field, a bad role, a part with no or two `data` fields, a turn
- * of function calls answered by a different number of function responses, or (Gemini 3) a
- * function call sent back without its thought signature.
+ * JSON or nests too deep, an unknown field, a `computerUse` enum value outside its enum, a bad
+ * role, a part with no or two `data` fields, a turn of function calls answered by a different
+ * number of function responses, or (Gemini 3) a function call sent back without its thought
+ * signature.
  */
 export const readRequest = (
   text: string,
@@ -345,9 +400,9 @@ export const readRequest = (
   // Google's JSON parser has a nesting limit too; the sandbox's walkers would overflow the stack past it.
   const deep = tooDeep(body)
   if (deep !== undefined) return Either.left({ message: `Invalid JSON payload received. The request ${deep}.` })
-  const unknown: Array<string> = []
-  const normalized = normalizeRequest(body, options.countTokens === true ? countTokensFields : requestFields, unknown)
-  if (unknown.length > 0) return Either.left(unknownFields(unknown))
+  const refused: Array<Violation> = []
+  const normalized = normalizeRequest(body, options.countTokens === true ? countTokensFields : requestFields, refused)
+  if (refused.length > 0) return Either.left(refusal(refused))
   const selected = options.countTokens === true && Predicate.isRecord(normalized) &&
       normalized["generateContentRequest"] !== undefined
     ? normalized["generateContentRequest"]
