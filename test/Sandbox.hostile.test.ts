@@ -14,6 +14,7 @@ import * as Queue from "effect/Queue"
 import * as Http from "node:http"
 import { WebSocket } from "ws"
 import * as Sandbox from "../src/Sandbox.js"
+import { lingerBytes } from "../src/sandbox/Http.js"
 import { big3 } from "./support/cli.js"
 import { at } from "./support/json.js"
 import { freePort } from "./support/loopback.js"
@@ -126,6 +127,39 @@ describe("Sandbox under hostile input", () => {
       assert.strictEqual(recorded?.outcome, 413)
       assert.isAbove(recorded?.bodyBytes ?? 0, 32 * mib)
       assert.isUndefined(recorded?.body, "nothing of the body is kept")
+    }))
+
+  it.scopedLive("a body past the limit is read to its end before the 413, lingerBytes more at most: a client that goes on is cut off", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ maxRequestBytes: mib })
+      // Writes until the connection goes (at most 128 MiB), whatever the answer says.
+      const outcome = yield* Effect.async<{ readonly written: number; readonly cut: boolean }>((resume) => {
+        let written = 0
+        const request = Http.request(`${sandbox.url}/events`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "transfer-encoding": "chunked" },
+          agent: false
+        }, (response) => response.resume())
+        const done = (cut: boolean) => resume(Effect.succeed({ written, cut }))
+        request.on("error", () => done(true))
+        const chunk = Buffer.alloc(mib, " ")
+        const writeNext = (): void => {
+          if (request.destroyed) return
+          if (written >= 128 * mib) return done(false)
+          written += chunk.length
+          if (request.write(chunk)) setImmediate(writeNext)
+          else request.once("drain", writeNext)
+        }
+        writeNext()
+        return Effect.sync(() => request.destroy())
+      }).pipe(Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("the upload was never cut off") }))
+      assert.isTrue(outcome.cut, "the connection was cut")
+      // What the sandbox read (the limit, then lingerBytes), plus what the sockets' buffers held.
+      assert.isAbove(outcome.written, mib + lingerBytes)
+      assert.isBelow(outcome.written, mib + lingerBytes + 32 * mib)
+      const [recorded] = yield* sandbox.requests
+      assert.strictEqual(recorded?.outcome, 413)
+      assert.isAbove(recorded?.bodyBytes ?? 0, mib + lingerBytes)
     }))
 
   // The observability server runs on Bun.serve, whose default maxRequestBodySize is 128 MiB.

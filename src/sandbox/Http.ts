@@ -114,10 +114,17 @@ export type BodyRead =
   | { readonly _tag: "Body"; readonly text: string }
   | { readonly _tag: "TooLarge"; readonly bytes: number }
 
+/** How much of a body past its limit is read (and discarded) before the answer, at most. */
+export const lingerBytes = 16 * 2 ** 20
+
 /**
  * Reads a request body of at most `limit` bytes. A `content-length` above the limit is refused
- * before anything is read; a body that grows past it while arriving stops being kept (the rest
- * is discarded as it comes), so a 100 MB upload costs the sandbox no more than `limit` bytes.
+ * before anything is read; a body that grows past it while arriving stops being kept, so a 100 MB
+ * upload costs the sandbox no more than `limit` bytes. Its rest is read and discarded until it
+ * ends, `lingerBytes` at most, before the answer: Node closes the socket after an answer that
+ * comes while the body is still arriving, the client's next write meets a reset, and a reset
+ * throws the answer away in the client's receive buffer (the client would see EPIPE, not the
+ * 413). A client that goes on sending past that is answered and cut off.
  */
 export const readBody = (message: NodeHttp.IncomingMessage, limit: number): Effect.Effect<BodyRead> =>
   Effect.async<BodyRead>((resume) => {
@@ -140,17 +147,20 @@ export const readBody = (message: NodeHttp.IncomingMessage, limit: number): Effe
     }
     const onData = (chunk: Buffer) => {
       bytes += chunk.length
-      if (bytes > limit) {
-        chunks.length = 0
+      if (bytes <= limit) {
+        chunks.push(chunk)
+        return
+      }
+      chunks.length = 0
+      if (bytes > limit + lingerBytes) {
         finish({ _tag: "TooLarge", bytes })
         // Keep the socket flowing (and discarding) until the answer closes it.
         message.resume()
-        return
       }
-      chunks.push(chunk)
     }
     // An aborted upload reads as what arrived; the client is gone and will not see the answer.
-    const onEnd = () => finish({ _tag: "Body", text: Buffer.concat(chunks).toString("utf8") })
+    const onEnd = () =>
+      finish(bytes > limit ? { _tag: "TooLarge", bytes } : { _tag: "Body", text: Buffer.concat(chunks).toString("utf8") })
     message.on("data", onData)
     message.once("end", onEnd)
     message.once("error", onEnd)
