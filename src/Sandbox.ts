@@ -72,7 +72,7 @@ export { ComputerUsePlan, parsePlan as parseComputerUsePlan, planFinished } from
 export { formTargets } from "./sandbox/Pages.js"
 export type { Outcome, RecordedRequest } from "./sandbox/RequestLog.js"
 export type { ModelTurn as GeminiModelTurn, Responder as GeminiResponder } from "./sandbox/Gemini.js"
-export { parsePlan, parsePlans, type Plans } from "./sandbox/Admin.js"
+export { parsePlan, parsePlans, parseRealtimePlan, type Plans } from "./sandbox/Admin.js"
 
 /** A key given as plain text or as `Redacted`; either way only compared, never recorded or logged. */
 export type Secret = string | Redacted.Redacted<string>
@@ -295,12 +295,15 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
         updated.delete(route)
         return updated
       }),
-    clearPlans,
-    plans: Effect.map(Ref.get(plans), (current) => {
+    setRealtimePlan: realtime.setPlan,
+    clearPlans: Effect.zipRight(clearPlans, realtime.setPlan([])),
+    plans: Effect.gen(function*() {
       const out: Record<string, unknown> = {}
-      for (const [route, state] of current) {
+      for (const [route, state] of yield* Ref.get(plans)) {
         out[route] = Admin.planToJson(state._tag === "Mix" ? state.mix : state.steps.slice(state.index))
       }
+      const realtimeLeft = yield* realtime.plan
+      if (realtimeLeft.length > 0) out[Admin.realtimeRoute] = Admin.realtimePlanToJson(realtimeLeft)
       return out
     }),
     requests: requestsFor,
@@ -462,7 +465,8 @@ export const run = (options?: Options): Effect.Effect<never, SandboxError> =>
             ? "default answers"
             : `a plan of ${options.computerUsePlan.length} turns; pages at ${sandbox.url}/pages/form`,
           admin: `${sandbox.url}${Admin.prefix}/plans`,
-          faults: Object.keys(options?.plans ?? {}).join(", ") || "none",
+          faults: [...Object.keys(options?.plans ?? {}), ...((options?.realtimePlan ?? []).length > 0 ? ["realtime"] : [])]
+            .join(", ") || "none",
           keys: options?.geminiApiKey === undefined && options?.anthropicApiKey === undefined
             ? "default (\"sandbox-key\")"
             : "configured"

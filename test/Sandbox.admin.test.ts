@@ -4,6 +4,7 @@
  * the CLI is in cli.signals.test.ts, with the other tests that start `big3` as a process.
  */
 import { assert, describe, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as fs from "node:fs"
@@ -68,7 +69,7 @@ describe("Sandbox fault plans from outside", () => {
       const left = (text: string) => Either.match(Sandbox.parsePlans(text), { onLeft: (reason) => reason, onRight: () => "parsed" })
       const of = (value: unknown) => left(JSON.stringify(value))
       assert.match(left("{"), /^not JSON \(/)
-      assert.strictEqual(of({ gemeni: [503] }), "at gemeni: no such route; routes: gemini, events, eventsBatch, anthropic")
+      assert.strictEqual(of({ gemeni: [503] }), "at gemeni: no such route; routes: gemini, events, eventsBatch, anthropic, realtime")
       assert.strictEqual(
         of({ gemini: [{ statsu: 503 }] }),
         "at gemini.0: expected a status code or an object with one of status, latency, hang, reset, malformed, midStream"
@@ -83,6 +84,50 @@ describe("Sandbox fault plans from outside", () => {
         of({ anthropic: { seed: 1, rates: { bogus: 1 } } }),
         `at anthropic.rates.bogus: is unexpected, expected: "rateLimited" | "serverError" | "latency" | "hang" | "reset" | "malformed"`
       )
+    })
+  })
+
+  describe("the Realtime plan as JSON", () => {
+    it("parses every kind of step, one per connection, beside the HTTP routes' plans", () => {
+      const steps = [
+        "normal",
+        { status: 503, retryAfter: "2 seconds" },
+        { hang: true },
+        { dropAfter: 3 },
+        { stallAfter: 4 },
+        { expireAfter: 5 },
+        { errorAfter: 7, code: "server_error", message: "boom" }
+      ]
+      const parsed = Sandbox.parsePlans(JSON.stringify({ gemini: [503], realtime: steps }))
+      assert.isTrue(Either.isRight(parsed))
+      if (Either.isRight(parsed)) {
+        assert.deepStrictEqual(parsed.right.realtime, [
+          "normal",
+          { status: 503, retryAfter: Duration.seconds(2) },
+          { hang: true },
+          { dropAfter: 3 },
+          { stallAfter: 4 },
+          { expireAfter: 5 },
+          { errorAfter: 7, code: "server_error", message: "boom" }
+        ])
+        assert.deepStrictEqual(parsed.right.gemini, [503])
+      }
+      assert.deepStrictEqual(Sandbox.parseRealtimePlan(JSON.stringify([{ errorAfter: 0 }])), Either.right([{ errorAfter: 0 }]))
+    })
+
+    it("says what is wrong and where: not a list, an unknown step, a bad count, a status that refuses nothing", () => {
+      const left = (parsed: Either.Either<unknown, string>) => Either.match(parsed, { onLeft: (reason) => reason, onRight: () => "parsed" })
+      const ofPlans = (value: unknown) => left(Sandbox.parsePlans(JSON.stringify(value)))
+      const ofPlan = (value: unknown) => left(Sandbox.parseRealtimePlan(JSON.stringify(value)))
+      assert.strictEqual(ofPlans({ realtime: { seed: 1, rates: {} } }), "at realtime: expected an array of steps, one per connection")
+      const kinds = `expected "normal" or an object with one of status, hang, dropAfter, stallAfter, expireAfter, errorAfter`
+      assert.strictEqual(ofPlans({ realtime: ["normal", { errorAftr: 7 }] }), `at realtime.1: ${kinds}`)
+      // A bare status is an HTTP route's step; a connection's refusal says so: { "status": 503 }.
+      assert.strictEqual(ofPlans({ realtime: [503] }), `at realtime.0: ${kinds}`)
+      assert.strictEqual(ofPlan([{ dropAfter: -1 }]), "at plan.0.dropAfter: Expected a non-negative number, actual -1")
+      assert.strictEqual(ofPlan([{ errorAfter: 7, code: 500 }]), "at plan.0.code: Expected string, actual 500")
+      assert.strictEqual(ofPlan([{ status: 200 }]), "at plan.0.status: Expected a number between 400 and 599, actual 200")
+      assert.strictEqual(ofPlan([{ stallAfter: 2, extra: 1 }]), `at plan.0.extra: is unexpected, expected: "stallAfter"`)
     })
   })
 
@@ -138,11 +183,48 @@ describe("Sandbox fault plans from outside", () => {
         assert.deepStrictEqual(JSON.parse(bad.text), { error: "invalid fault plan: at plan.0.status: Expected number, actual \"503\"" })
         const unknown = yield* admin(sandbox, "PUT", "/plans/openai", [503])
         assert.deepStrictEqual([unknown.status, JSON.parse(unknown.text)], [404, {
-          error: `no fault-plan route "openai"; routes: gemini, events, eventsBatch, anthropic`
+          error: `no fault-plan route "openai"; routes: gemini, events, eventsBatch, anthropic, realtime`
         }])
         const notJson = yield* admin(sandbox, "POST", "/plans", "{oops")
         assert.strictEqual(notJson.status, 400)
         assert.lengthOf(yield* sandbox.requests, 0)
+      }))
+
+    it.scopedLive("sets, lists and clears the Realtime plan; the next connection takes its first step", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make()
+        const put = yield* admin(sandbox, "PUT", "/plans/realtime", [
+          { status: 503, retryAfter: "2 seconds" },
+          { errorAfter: 7, code: "server_error" }
+        ])
+        assert.strictEqual(put.status, 204)
+        assert.deepStrictEqual(JSON.parse((yield* admin(sandbox, "GET", "/plans")).text), {
+          realtime: [{ status: 503, retryAfter: 2000 }, { errorAfter: 7, code: "server_error" }]
+        })
+        // The refusal comes before any check of the upgrade, so a plain GET takes the step.
+        const refused = yield* request(`${sandbox.realtime.url.replace(/^ws/, "http")}?model=gpt-realtime`)
+        assert.strictEqual(refused.status, 503)
+        assert.deepStrictEqual((yield* sandbox.realtime.connections).map((connection) => connection.fault), [
+          { status: 503, retryAfter: Duration.seconds(2) }
+        ])
+        assert.deepStrictEqual(JSON.parse((yield* admin(sandbox, "GET", "/plans")).text), {
+          realtime: [{ errorAfter: 7, code: "server_error" }]
+        })
+        assert.strictEqual((yield* admin(sandbox, "DELETE", "/plans/realtime")).status, 204)
+        assert.deepStrictEqual(JSON.parse((yield* admin(sandbox, "GET", "/plans")).text), {})
+        // In the --faults shape with the other routes, and cleared with them.
+        assert.strictEqual((yield* admin(sandbox, "POST", "/plans", { gemini: [503], realtime: [{ hang: true }] })).status, 204)
+        assert.deepStrictEqual(JSON.parse((yield* admin(sandbox, "GET", "/plans")).text), {
+          gemini: [503],
+          realtime: [{ hang: true }]
+        })
+        assert.strictEqual((yield* admin(sandbox, "DELETE", "/plans")).status, 204)
+        assert.deepStrictEqual(JSON.parse((yield* admin(sandbox, "GET", "/plans")).text), {})
+        const bad = yield* admin(sandbox, "PUT", "/plans/realtime", [{ errorAfter: "7" }])
+        assert.deepStrictEqual([bad.status, JSON.parse(bad.text)], [400, {
+          error: `invalid fault plan: at plan.0.errorAfter: Expected number, actual "7"`
+        }])
+        assert.deepStrictEqual(JSON.parse((yield* admin(sandbox, "GET", "/plans")).text), {})
       }))
 
     it("answers loopback clients only", () => {
@@ -167,6 +249,12 @@ describe("Sandbox fault plans from outside", () => {
         assert.strictEqual(stderr, `big3 sandbox: --faults ${file}: at gemini.0.hang: Expected true, actual "yes"`)
         const missing = yield* big3(["sandbox", "--port", "0", "--faults", path.join(dir, "nope.json")])
         assert.strictEqual(missing.code, 2)
+        fs.writeFileSync(file, JSON.stringify({ realtime: [{ errorAfter: 7, code: "server_error" }, { dropAfter: 2.5 }] }))
+        const realtime = yield* big3(["sandbox", "--port", "0", "--faults", file])
+        assert.deepStrictEqual([realtime.code, realtime.stderr], [
+          2,
+          `big3 sandbox: --faults ${file}: at realtime.1.dropAfter: Expected an integer, actual 2.5`
+        ])
       }))
   })
 })

@@ -1,7 +1,8 @@
 /**
  * `big3 sandbox --port N [--faults FILE] [--computer-use-plan FILE] [--max-events N]`: serve the loopback emulator
  * of the upstream APIs for development. `--faults` gives the fault plans in force from the start
- * (JSON, the shape of `Sandbox.Options.plans`); the admin API under `/__sandbox/` changes them
+ * (JSON, the shape of `Sandbox.Options.plans`, plus `realtime`: `Sandbox.Options.realtimePlan`);
+ * the admin API under `/__sandbox/` changes them
  * while it runs. `--computer-use-plan` scripts the answers to computer-use requests.
  *
  * The command definition only: both files are checked with the sandbox's own parsers, loaded
@@ -26,7 +27,7 @@ const eventsMode = Options.choice("events-mode", ["extended", "public"]).pipe(
 const faults = Options.file("faults").pipe(
   Options.optional,
   Options.withDescription(
-    "a JSON file of fault plans per route, e.g. {\"gemini\": [429, {\"status\": 503}], \"anthropic\": {\"seed\": 7, \"rates\": {\"serverError\": 0.2}}}"
+    "a JSON file of fault plans per route, e.g. {\"gemini\": [429, {\"status\": 503}], \"anthropic\": {\"seed\": 7, \"rates\": {\"serverError\": 0.2}}, \"realtime\": [{\"errorAfter\": 7}]}; realtime takes one step per WebSocket connection"
   )
 )
 const computerUsePlan = Options.file("computer-use-plan").pipe(
@@ -76,11 +77,20 @@ export const sandboxCommand = Command.make(
           return yield* usage(`--max-events must be 1 or more, got ${maxEvents.value}`)
         }
         const Sandbox = yield* loadModule("sandbox", () => import("../Sandbox.js"))
-        const plans = Option.isNone(faults) ? {} : yield* readJsonFile("--faults", faults.value, Sandbox.parsePlans)
+        const { realtime: realtimePlan, ...plans } = Option.isNone(faults)
+          ? {}
+          : yield* readJsonFile("--faults", faults.value, Sandbox.parsePlans)
         const plan = Option.isNone(computerUsePlan)
           ? undefined
           : yield* readJsonFile("--computer-use-plan", computerUsePlan.value, Sandbox.parseComputerUsePlan)
-        return yield* Sandbox.run({ port, eventsMode, plans, computerUsePlan: plan, maxEvents: Option.getOrUndefined(maxEvents) }).pipe(
+        return yield* Sandbox.run({
+          port,
+          eventsMode,
+          plans,
+          realtimePlan,
+          computerUsePlan: plan,
+          maxEvents: Option.getOrUndefined(maxEvents)
+        }).pipe(
           Effect.catchAll(failCommand("sandbox"))
         )
       })

@@ -4,7 +4,8 @@
  * `/__sandbox/` to loopback clients only.
  *
  * - `GET /__sandbox/plans`: the plans in force (what is left of each script).
- * - `PUT /__sandbox/plans/{route}`: set one route's plan (body: a plan).
+ * - `PUT /__sandbox/plans/{route}`: set one route's plan (body: a plan). The route `realtime` is the
+ *   Realtime WebSocket endpoint, whose plan is a list of steps, one per connection.
  * - `POST /__sandbox/plans`: set several (body: `{ "<route>": plan, … }`, the `--faults` shape).
  * - `DELETE /__sandbox/plans/{route}`, `DELETE /__sandbox/plans`: back to normal answers.
  * - `GET /__sandbox/requests[?route=gemini]`: the recorded requests (keys redacted), oldest first.
@@ -12,8 +13,9 @@
  *   counts (`stored`, `distinctIds`, `duplicates`, `evicted`).
  * - `POST /__sandbox/reset`: clear plans, recorded requests and stored events.
  *
- * A plan is a JSON array of steps or a seeded mix, as `Sandbox.FaultPlan`; durations are Effect
- * duration strings (`"2 seconds"`, `"45.8 seconds"`) or numbers of milliseconds.
+ * A plan is a JSON array of steps or a seeded mix, as `Sandbox.FaultPlan` (for `realtime`, an array
+ * of steps as `Sandbox.RealtimePlan`); durations are Effect duration strings (`"2 seconds"`,
+ * `"45.8 seconds"`) or numbers of milliseconds.
  *
  * @since 0.1.0
  */
@@ -31,6 +33,7 @@ import * as Schema from "effect/Schema"
 import type { FaultPlan, RouteName } from "./FaultPlan.js"
 import { isRouteName, routeNames } from "./FaultPlan.js"
 import { answeringDefects, readBody } from "./Http.js"
+import type { RealtimeFaultStep, RealtimePlan } from "./Realtime.js"
 import { messageOf } from "../internal/messageOf.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -97,7 +100,15 @@ const FaultMix = Schema.Struct({
   retryAfter: Schema.optional(DurationJson)
 })
 
-export type Plans = { readonly [K in RouteName]?: FaultPlan | undefined }
+/** The Realtime endpoint's plan goes by this name beside the HTTP routes. */
+export const realtimeRoute = "realtime"
+
+/** Every name a plan can be set for, as the messages list them. */
+const planRoutes = [...routeNames, realtimeRoute].join(", ")
+
+export type Plans =
+  & { readonly [K in RouteName]?: FaultPlan | undefined }
+  & { readonly realtime?: RealtimePlan | undefined }
 
 // A union's failure lists every branch; a step's kind is plain from its keys, so decode with that
 // branch alone and say what is wrong with it.
@@ -146,6 +157,49 @@ const decodePlan = (plan: unknown, at: string): Either.Either<FaultPlan, string>
   return Either.left(`at ${at}: expected an array of steps or a mix ({ "seed": 1, "rates": { … } })`)
 }
 
+// An upgrade refused with a status below 400 would be no refusal: the client sees no error at all.
+const RefusalStatus = Schema.Int.pipe(Schema.between(400, 599))
+const EventCount = Schema.Int.pipe(Schema.nonNegative())
+
+const realtimeStepKinds: ReadonlyArray<
+  readonly [key: string, decode: (input: unknown) => Either.Either<RealtimeFaultStep, ParseResult.ParseError>]
+> = [
+  ["status", Schema.decodeUnknownEither(Schema.Struct({ status: RefusalStatus, retryAfter: Schema.optional(DurationJson) }), strict)],
+  ["hang", Schema.decodeUnknownEither(HangStep, strict)],
+  ["dropAfter", Schema.decodeUnknownEither(Schema.Struct({ dropAfter: EventCount }), strict)],
+  ["stallAfter", Schema.decodeUnknownEither(Schema.Struct({ stallAfter: EventCount }), strict)],
+  ["expireAfter", Schema.decodeUnknownEither(Schema.Struct({ expireAfter: EventCount }), strict)],
+  [
+    "errorAfter",
+    Schema.decodeUnknownEither(
+      Schema.Struct({ errorAfter: EventCount, code: Schema.optional(Schema.String), message: Schema.optional(Schema.String) }),
+      strict
+    )
+  ]
+]
+
+const decodeRealtimeStep = (step: unknown, at: string): Either.Either<RealtimeFaultStep, string> => {
+  if (step === "normal") return Either.right(step)
+  const kind = Predicate.isRecord(step) ? realtimeStepKinds.find(([key]) => key in step) : undefined
+  if (kind === undefined) {
+    return Either.left(
+      `at ${at}: expected "normal" or an object with one of ${realtimeStepKinds.map(([key]) => key).join(", ")}`
+    )
+  }
+  return Either.mapLeft(kind[1](step), (e) => issues(e, at))
+}
+
+const decodeRealtimePlan = (plan: unknown, at: string): Either.Either<RealtimePlan, string> => {
+  if (!Array.isArray(plan)) return Either.left(`at ${at}: expected an array of steps, one per connection`)
+  const steps: Array<RealtimeFaultStep> = []
+  for (const [i, step] of plan.entries()) {
+    const decoded = decodeRealtimeStep(step, `${at}.${i}`)
+    if (Either.isLeft(decoded)) return Either.left(decoded.left)
+    steps.push(decoded.right)
+  }
+  return Either.right(steps)
+}
+
 const parseJson = (text: string): Either.Either<unknown, string> =>
   Either.try({
     try: (): unknown => JSON.parse(text),
@@ -155,10 +209,16 @@ const parseJson = (text: string): Either.Either<unknown, string> =>
 /** Parses plans per route (the `--faults` file); `Left` says what is wrong, naming the place. */
 export const parsePlans = (text: string): Either.Either<Plans, string> =>
   Either.flatMap(parseJson(text), (json): Either.Either<Plans, string> => {
-    if (!Predicate.isRecord(json)) return Either.left(`expected an object of plans per route (${routeNames.join(", ")})`)
-    const plans: { [K in RouteName]?: FaultPlan } = {}
+    if (!Predicate.isRecord(json)) return Either.left(`expected an object of plans per route (${planRoutes})`)
+    const plans: { [K in RouteName]?: FaultPlan } & { realtime?: RealtimePlan } = {}
     for (const [route, plan] of Object.entries(json)) {
-      if (!isRouteName(route)) return Either.left(`at ${route}: no such route; routes: ${routeNames.join(", ")}`)
+      if (route === realtimeRoute) {
+        const decoded = decodeRealtimePlan(plan, route)
+        if (Either.isLeft(decoded)) return Either.left(decoded.left)
+        plans.realtime = decoded.right
+        continue
+      }
+      if (!isRouteName(route)) return Either.left(`at ${route}: no such route; routes: ${planRoutes}`)
       const decoded = decodePlan(plan, route)
       if (Either.isLeft(decoded)) return Either.left(decoded.left)
       plans[route] = decoded.right
@@ -169,6 +229,10 @@ export const parsePlans = (text: string): Either.Either<Plans, string> =>
 /** Parses one route's plan. */
 export const parsePlan = (text: string): Either.Either<FaultPlan, string> =>
   Either.flatMap(parseJson(text), (json) => decodePlan(json, "plan"))
+
+/** Parses the Realtime endpoint's plan: an array of steps, one per connection. */
+export const parseRealtimePlan = (text: string): Either.Either<RealtimePlan, string> =>
+  Either.flatMap(parseJson(text), (json) => decodeRealtimePlan(json, "plan"))
 
 const millisOf = (input: Duration.DurationInput | undefined): number | undefined =>
   input === undefined ? undefined : Duration.toMillis(Duration.decode(input))
@@ -187,6 +251,14 @@ export const planToJson = (plan: FaultPlan): unknown =>
         }
     )
 
+/** A Realtime plan as JSON (`retryAfter` in milliseconds). */
+export const realtimePlanToJson = (plan: RealtimePlan): unknown =>
+  plan.map((step) =>
+    typeof step === "object" && "status" in step && step.retryAfter !== undefined
+      ? { ...step, retryAfter: millisOf(step.retryAfter) }
+      : step
+  )
+
 // ---------------------------------------------------------------------------------------------
 // The admin API
 // ---------------------------------------------------------------------------------------------
@@ -195,6 +267,9 @@ export const planToJson = (plan: FaultPlan): unknown =>
 export interface Control {
   readonly setPlan: (route: RouteName, plan: FaultPlan) => Effect.Effect<void>
   readonly clearPlan: (route: RouteName) => Effect.Effect<void>
+  /** Replaces the Realtime endpoint's plan (`[]`: every connection normal). */
+  readonly setRealtimePlan: (plan: RealtimePlan) => Effect.Effect<void>
+  /** Every route back to normal, the Realtime endpoint included. */
   readonly clearPlans: Effect.Effect<void>
   /** What is left of each route's plan, as JSON. */
   readonly plans: Effect.Effect<{ readonly [route: string]: unknown }>
@@ -248,7 +323,7 @@ const withBody = <A>(
 const routeParam = Effect.map(HttpRouter.params, (params) => params["route"] ?? "")
 
 const unknownRoute = (route: string) =>
-  problem(404, `no fault-plan route "${route}"; routes: ${routeNames.join(", ")}`)
+  problem(404, `no fault-plan route "${route}"; routes: ${planRoutes}`)
 
 /** The admin routes, added to the sandbox's router. */
 export const routes = (control: Control) => <E, R>(router: HttpRouter.HttpRouter<E, R>) =>
@@ -259,10 +334,13 @@ export const routes = (control: Control) => <E, R>(router: HttpRouter.HttpRouter
       admin((request) =>
         withBody(request, parsePlans, (plans) =>
           Effect.forEach(
-            routeNames.flatMap((route) => {
-              const plan = plans[route]
-              return plan === undefined ? [] : [control.setPlan(route, plan)]
-            }),
+            [
+              ...routeNames.flatMap((route) => {
+                const plan = plans[route]
+                return plan === undefined ? [] : [control.setPlan(route, plan)]
+              }),
+              ...(plans.realtime === undefined ? [] : [control.setRealtimePlan(plans.realtime)])
+            ],
             (set) => set,
             { discard: true }
           ))
@@ -273,7 +351,9 @@ export const routes = (control: Control) => <E, R>(router: HttpRouter.HttpRouter
       `${prefix}/plans/:route`,
       admin((request) =>
         Effect.flatMap(routeParam, (route) =>
-          isRouteName(route)
+          route === realtimeRoute
+            ? withBody(request, parseRealtimePlan, control.setRealtimePlan)
+            : isRouteName(route)
             ? withBody(request, parsePlan, (plan) => control.setPlan(route, plan))
             : Effect.succeed(unknownRoute(route))
         )
@@ -283,7 +363,9 @@ export const routes = (control: Control) => <E, R>(router: HttpRouter.HttpRouter
       `${prefix}/plans/:route`,
       admin(() =>
         Effect.flatMap(routeParam, (route) =>
-          isRouteName(route)
+          route === realtimeRoute
+            ? Effect.as(control.setRealtimePlan([]), HttpServerResponse.empty({ status: 204 }))
+            : isRouteName(route)
             ? Effect.as(control.clearPlan(route), HttpServerResponse.empty({ status: 204 }))
             : Effect.succeed(unknownRoute(route))
         )

@@ -467,6 +467,8 @@ export const make = (options: Options) =>
           plan = next
           planIndex = 0
         }),
+      /** The steps the next connections will take. */
+      plan: Effect.sync((): RealtimePlan => plan.slice(planIndex)),
       setScript: (next: ReadonlyArray<RealtimeRule>) => Effect.sync(() => void (script = next)),
       connections: Effect.sync((): ReadonlyArray<RealtimeConnection> =>
         records.map((record) => ({ ...record, received: record.received.slice() }))
