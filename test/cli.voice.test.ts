@@ -12,8 +12,10 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Sandbox from "../src/Sandbox.js"
+import { exitCodeOf, spawnBig3, waitForOutput } from "./support/bin.js"
 import { big3 } from "./support/cli.js"
 import { each } from "./support/json.js"
+import { isRunning } from "./support/processes.js"
 import { bareServer } from "./support/wsServer.js"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
@@ -134,6 +136,45 @@ describe("big3 voice", () => {
       const files = fs.readdirSync(directory).filter((file) => file.startsWith("operator-"))
       assert.strictEqual(files.length, 1)
       assert.include(fs.readFileSync(path.join(directory, files[0]!), "utf8"), "Status: completed")
+    }))
+
+  it.scopedLive("against `big3 sandbox --faults`: a server_error in the middle of a response fails that turn only; the next line is answered on the same session", () =>
+    Effect.gen(function*() {
+      const stateDir = yield* tempStateDir
+      // The 10th server event of the first connection is the first text delta of the first
+      // response (after session.created, session.updated, the user item's two events,
+      // response.created, rate_limits.updated and the output item's three opening events).
+      const faults = path.join(stateDir, "faults.json")
+      fs.writeFileSync(faults, JSON.stringify({ realtime: [{ errorAfter: 10, code: "server_error", message: "the sandbox broke mid-answer" }] }))
+      const sandbox = yield* spawnBig3(["sandbox", "--port", "0", "--faults", faults])
+      yield* waitForOutput(sandbox, sandbox.stderr, /big3 sandbox listening on http:\/\/127\.0\.0\.1:\d+/)
+      const url = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(sandbox.stderr())![1]!
+      const result = yield* runProcess(["voice", "--text"], {
+        OPENAI_API_KEY: "sandbox-key",
+        OPENAI_REALTIME_URL: `${url.replace(/^http/, "ws")}/v1/realtime`,
+        BIG3_AGENT_BACKEND: "scripted",
+        BIG3_STATE_DIR: stateDir,
+        OBSERVABILITY_SERVER_URL: `${url}/events`
+      }, "first question\nsecond question\n")
+      assert.strictEqual(result.code, 0, result.stderr)
+      assert.isFalse(isRunning(result.pid ?? -1), "the voice process is gone")
+      // The failed turn printed nothing; the next line got its answer.
+      assert.strictEqual(result.stdout, "sandbox answer to: second question\n")
+      const warnings = result.stderr.split("\n").filter((line) => line.includes("WARN"))
+      // The sandbox goes on with the cut response, as the error event lets it: its late
+      // response.done is not taken as the next turn's answer.
+      assert.deepStrictEqual(warnings.map((line) => line.replace(/^.*WARN\s+/, "").replace(/resp_\w+/, "resp_…")), [
+        "realtime server error: server_error (server_error): the sandbox broke mid-answer",
+        "the response ended failed: server_error (server_error): the sandbox broke mid-answer",
+        "realtime: ignoring a stale response.done: resp_… is done already"
+      ])
+      assert.match(result.stderr, /voice session voice-[0-9a-f]{8} done: 2 turns, 0 tool calls, 0 reconnects\n/)
+      // The plan's one step was taken by the one connection.
+      const plans = yield* Effect.promise(() => fetch(`${url}/__sandbox/plans`).then((response) => response.json()))
+      assert.deepStrictEqual(plans, {})
+      sandbox.child.kill("SIGTERM")
+      assert.strictEqual(yield* exitCodeOf(sandbox, "6 seconds"), 143)
+      assert.isFalse(isRunning(sandbox.pid), "the sandbox process is gone")
     }))
 
   it.scopedLive("without OPENAI_API_KEY it exits 1 with a clear message and connects nowhere", () =>
