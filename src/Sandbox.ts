@@ -146,7 +146,7 @@ export interface Service {
   readonly port: number
   /** Replaces the plan of `route`; a random mix restarts from its seed. */
   readonly setPlan: (route: RouteName, plan: FaultPlan) => Effect.Effect<void>
-  /** Every route back to normal answers. */
+  /** Every route back to normal answers, the Realtime endpoint's included. */
   readonly clearPlans: Effect.Effect<void>
   /** Every recorded request still in the log (a ring: the oldest are dropped first), in arrival order. */
   readonly requests: Effect.Effect<ReadonlyArray<RecordedRequest>>
@@ -277,7 +277,7 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
     Effect.map(requests, (all) => route === undefined ? all : all.filter((record) => record.route === route))
   const setPlan = (route: RouteName, plan: FaultPlan) =>
     Ref.update(plans, (current) => new Map(current).set(route, initialState(plan)))
-  const clearPlans = Ref.set(plans, new Map())
+  const clearPlans = Effect.zipRight(Ref.set(plans, new Map()), realtime.setPlan([]))
   const reset = Effect.zipRight(
     clearPlans,
     Effect.sync(() => {
@@ -296,7 +296,7 @@ export const make: (options?: Options) => Effect.Effect<Service, SandboxError, S
         return updated
       }),
     setRealtimePlan: realtime.setPlan,
-    clearPlans: Effect.zipRight(clearPlans, realtime.setPlan([])),
+    clearPlans,
     plans: Effect.gen(function*() {
       const out: Record<string, unknown> = {}
       for (const [route, state] of yield* Ref.get(plans)) {

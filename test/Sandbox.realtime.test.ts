@@ -144,6 +144,14 @@ describe("Sandbox Realtime endpoint", () => {
       })
     }))
 
+  it.scopedLive("clearPlans puts the Realtime endpoint back to normal answers too", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ realtimePlan: [{ status: 503 }] })
+      yield* sandbox.clearPlans
+      const peer = yield* connect(`${sandbox.realtime.url}?model=gpt-realtime`)
+      assert.strictEqual(at(yield* peer.next, "type"), "session.created")
+    }))
+
   it.scopedLive("a session.update without session.type is refused, as the GA API does", () =>
     Effect.gen(function*() {
       const sandbox = yield* Sandbox.make()
