@@ -57,8 +57,10 @@ export class RateLimited extends Schema.TaggedError<RateLimited>()("RateLimited"
 
 /**
  * HTTP 429 for a quota that does not come back within minutes (a Gemini `QuotaFailure` naming a
- * per-day quota). Not retryable: retrying now only burns attempts. `retryAfter` is the server's
- * hint of when the quota resets, when it gave one; `quotaId` names the exhausted quota.
+ * per-day quota, or OpenAI's `insufficient_quota`: out of credit or past a spending limit). Not
+ * retryable: retrying now only burns attempts. `retryAfter` is the server's hint of when the
+ * quota resets, when it gave one; `quotaId` names the exhausted quota (Gemini's quota id, or
+ * OpenAI's error code).
  */
 export class QuotaExhausted extends Schema.TaggedError<QuotaExhausted>()("QuotaExhausted", {
   ...common,
@@ -375,6 +377,29 @@ const quotaExhausted = (
   })
 }
 
+/**
+ * What an OpenAI error body names as gone when the account is out of credit or past its spending
+ * limit: its `code` (`insufficient_quota`, or a billing cause such as `credit_balance_exhausted`)
+ * when the `type` or `code` is `insufficient_quota`; the `type` when the code is null.
+ */
+const openAiQuota = (body: unknown): string | undefined => {
+  const error = asRecord(asRecord(body)?.["error"])
+  const type = error?.["type"]
+  const code = error?.["code"]
+  if (type !== "insufficient_quota" && code !== "insufficient_quota") return undefined
+  return typeof code === "string" && code !== "" ? code : "insufficient_quota"
+}
+
+/** OpenAI's answer for an account out of credit: no wait brings it back, only someone fixing the billing. */
+const billingExhausted = (service: string, status: number, quotaId: string, message: string): QuotaExhausted =>
+  new QuotaExhausted({
+    service,
+    status,
+    quotaId,
+    message: `${service} quota exhausted (${quotaId}): the account is out of credit or past its spending limit; ` +
+      `retrying will not help until someone checks the plan and billing (${message})`
+  })
+
 const hasErrorInfoReason = (body: unknown, reason: string): boolean =>
   googleDetails(body).some((detail) => {
     const type = detail["@type"]
@@ -385,7 +410,8 @@ const hasErrorInfoReason = (body: unknown, reason: string): boolean =>
  * Maps a non-2xx HTTP answer to its error in the taxonomy.
  *
  * 429 → `RateLimited` (hint from `retry-after-ms`, `Retry-After`, or a Gemini `RetryInfo`), or
- * `QuotaExhausted` when a Gemini `QuotaFailure` names a per-day quota;
+ * `QuotaExhausted` when a Gemini `QuotaFailure` names a per-day quota or an OpenAI body says
+ * `insufficient_quota` (out of credit or past a spending limit);
  * 408/5xx/529 → `ServiceUnavailable`; 401/403 → `Unauthorized`; a Gemini `API_KEY_INVALID`
  * reason → `Unauthorized`; other 4xx → `InvalidRequest`. Anthropic's `x-should-retry` header
  * overrides the status, and an Anthropic 409 (a lock timeout there) is retryable. A `request-id`
@@ -413,6 +439,8 @@ export const fromHttp = (options: {
   if (status === 429) {
     const daily = quotaViolations(body).find(isDailyQuota)
     if (daily !== undefined) return quotaExhausted(service, status, daily, hint, options.now ?? Date.now())
+    const billing = openAiQuota(body)
+    if (billing !== undefined) return billingExhausted(service, status, billing, message)
     return new RateLimited({ service, status, ...withHint })
   }
   if (status === 401 || status === 403) return new Unauthorized({ service, status, message })

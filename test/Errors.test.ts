@@ -124,6 +124,48 @@ describe("Errors", () => {
     assert.strictEqual(millis(Errors.retryAfterOf(perMinute)), 13_500)
   })
 
+  // OpenAI answers an account out of credit or past its spending limit with a 429 too; only the
+  // body tells it from a rate limit (type insufficient_quota, code insufficient_quota or a billing code).
+  it("an OpenAI 429 whose body says insufficient_quota is QuotaExhausted; a rate_limit_exceeded 429 stays RateLimited", () => {
+    const openAiError = (type: string, code: string | null, message: string) => ({ error: { message, type, param: null, code } })
+    const quota = Errors.fromHttp({
+      service: "openai_realtime",
+      status: 429,
+      headers: { "retry-after": "20" },
+      body: JSON.stringify(openAiError("insufficient_quota", "insufficient_quota", "You exceeded your current quota, please check your plan and billing details."))
+    })
+    assert.strictEqual(quota._tag, "QuotaExhausted")
+    assert.isFalse(quota.retryable)
+    assert.isTrue(Errors.isBig3Error(quota))
+    assert.isUndefined(Errors.retryAfterOf(quota))
+    assert.deepStrictEqual(
+      quota._tag === "QuotaExhausted" ? { quotaId: quota.quotaId, status: quota.status, message: quota.message } : undefined,
+      {
+        quotaId: "insufficient_quota",
+        status: 429,
+        message: "openai_realtime quota exhausted (insufficient_quota): the account is out of credit or past its spending " +
+          "limit; retrying will not help until someone checks the plan and billing (openai_realtime answered HTTP 429: " +
+          "insufficient_quota: You exceeded your current quota, please check your plan and billing details.)"
+      }
+    )
+    // The type alone decides (older answers had code null; newer ones name the billing cause).
+    const noCode = Errors.fromHttp({ service: "openai", status: 429, body: openAiError("insufficient_quota", null, "You exceeded your current quota") })
+    assert.deepStrictEqual([noCode._tag, noCode._tag === "QuotaExhausted" ? noCode.quotaId : undefined], ["QuotaExhausted", "insufficient_quota"])
+    const credit = Errors.fromHttp({ service: "openai", status: 429, body: openAiError("insufficient_quota", "credit_balance_exhausted", "You have no credits remaining.") })
+    assert.deepStrictEqual([credit._tag, credit._tag === "QuotaExhausted" ? credit.quotaId : undefined], ["QuotaExhausted", "credit_balance_exhausted"])
+    const rateLimited = Errors.fromHttp({
+      service: "openai",
+      status: 429,
+      body: openAiError("requests", "rate_limit_exceeded", "Rate limit reached for requests")
+    })
+    assert.strictEqual(rateLimited._tag, "RateLimited")
+    // Only a 429 says the quota is gone: the same body with another status keeps that status's meaning.
+    assert.strictEqual(
+      Errors.fromHttp({ service: "openai", status: 503, body: openAiError("insufficient_quota", "insufficient_quota", "m") })._tag,
+      "ServiceUnavailable"
+    )
+  })
+
   it("honours Anthropic's x-should-retry", () => {
     assert.strictEqual(
       Errors.fromHttp({ service: "anthropic", status: 400, headers: { "x-should-retry": "true" } })._tag,

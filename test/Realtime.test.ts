@@ -192,6 +192,27 @@ describe("Realtime", () => {
       assert.strictEqual(server.upgrades(), 1)
     }))
 
+  it.scopedLive("an upgrade refused with 429 insufficient_quota is QuotaExhausted, not retried", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer({
+        onUpgrade: () => ({
+          status: 429,
+          body: JSON.stringify({
+            error: {
+              message: "You exceeded your current quota, please check your plan and billing details.",
+              type: "insufficient_quota",
+              param: null,
+              code: "insufficient_quota"
+            }
+          })
+        })
+      })
+      const error = yield* Effect.flip(Realtime.connect().pipe(Effect.provide(client(server.url))))
+      assert.deepStrictEqual({ tag: error._tag, retryable: Errors.isRetryable(error) }, { tag: "QuotaExhausted", retryable: false })
+      assert.match(error.message, /^openai_realtime quota exhausted \(insufficient_quota\): .* retrying will not help until someone checks the plan and billing/)
+      assert.strictEqual(server.upgrades(), 1)
+    }))
+
   // The real API answers a wrong key after the upgrade, not with HTTP 401: one `error` event with
   // code invalid_api_key, then a close with code 3000 (see test/sdk.openai.test.ts).
   it.scopedLive("an invalid_api_key error event after the upgrade loses the session as Unauthorized, without reconnecting", () =>
