@@ -378,26 +378,32 @@ const quotaExhausted = (
 }
 
 /**
- * What an OpenAI error body names as gone when the account is out of credit or past its spending
- * limit: its `code` (`insufficient_quota`, or a billing cause such as `credit_balance_exhausted`)
- * when the `type` or `code` is `insufficient_quota`; the `type` when the code is null.
+ * What an OpenAI error object (the `error` of an HTTP error body, or of a Realtime `error` event)
+ * names as gone when the account is out of credit or past its spending limit: its `code`
+ * (`insufficient_quota`, or a billing cause such as `credit_balance_exhausted`) when the `type`
+ * or `code` is `insufficient_quota`, else `undefined`.
  */
-const openAiQuota = (body: unknown): string | undefined => {
-  const error = asRecord(asRecord(body)?.["error"])
-  const type = error?.["type"]
-  const code = error?.["code"]
-  if (type !== "insufficient_quota" && code !== "insufficient_quota") return undefined
-  return typeof code === "string" && code !== "" ? code : "insufficient_quota"
+export const openAiQuotaOf = (error: { readonly type?: unknown; readonly code?: unknown } | undefined): string | undefined => {
+  if (error?.type !== "insufficient_quota" && error?.code !== "insufficient_quota") return undefined
+  return typeof error.code === "string" && error.code !== "" ? error.code : "insufficient_quota"
 }
 
-/** OpenAI's answer for an account out of credit: no wait brings it back, only someone fixing the billing. */
-const billingExhausted = (service: string, status: number, quotaId: string, message: string): QuotaExhausted =>
+/**
+ * OpenAI's account out of credit (`quotaId` from `openAiQuotaOf`): no wait brings it back, only
+ * someone fixing the billing. `detail` is what the server said, as the caller words it.
+ */
+export const billingQuotaExhausted = (options: {
+  readonly service: string
+  readonly quotaId: string
+  readonly detail: string
+  readonly status?: number | undefined
+}): QuotaExhausted =>
   new QuotaExhausted({
-    service,
-    status,
-    quotaId,
-    message: `${service} quota exhausted (${quotaId}): the account is out of credit or past its spending limit; ` +
-      `retrying will not help until someone checks the plan and billing (${message})`
+    service: options.service,
+    quotaId: options.quotaId,
+    message: `${options.service} quota exhausted (${options.quotaId}): the account is out of credit or past its spending ` +
+      `limit; retrying will not help until someone checks the plan and billing (${options.detail})`,
+    ...(options.status === undefined ? {} : { status: options.status })
   })
 
 const hasErrorInfoReason = (body: unknown, reason: string): boolean =>
@@ -439,8 +445,8 @@ export const fromHttp = (options: {
   if (status === 429) {
     const daily = quotaViolations(body).find(isDailyQuota)
     if (daily !== undefined) return quotaExhausted(service, status, daily, hint, options.now ?? Date.now())
-    const billing = openAiQuota(body)
-    if (billing !== undefined) return billingExhausted(service, status, billing, message)
+    const billing = openAiQuotaOf(asRecord(asRecord(body)?.["error"]))
+    if (billing !== undefined) return billingQuotaExhausted({ service, status, quotaId: billing, detail: message })
     return new RateLimited({ service, status, ...withHint })
   }
   if (status === 401 || status === 403) return new Unauthorized({ service, status, message })

@@ -232,6 +232,50 @@ describe("Realtime", () => {
       assert.deepStrictEqual((yield* session.stats).reconnects, [])
     }))
 
+  // Out of credit, every later response would fail the same way until someone adds credit: the
+  // session is lost at once with the non-retryable QuotaExhausted rather than failing turn after turn.
+  it.scopedLive("an insufficient_quota error event during a turn loses the session as QuotaExhausted, without reconnecting", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer()
+      const session = yield* Realtime.connect().pipe(Effect.provide(client(server.url)))
+      const connection = yield* server.nextConnection
+      const turn = yield* Effect.fork(session.send("hi"))
+      yield* untilResponseCreate(connection)
+      yield* connection.send(serverEvents.error(
+        "insufficient_quota",
+        "You exceeded your current quota, please check your plan and billing details.",
+        null,
+        "insufficient_quota"
+      ))
+      const error = yield* Effect.flip(Fiber.join(turn))
+      assert.deepStrictEqual({ tag: error._tag, retryable: Errors.isRetryable(error), message: error.message }, {
+        tag: "QuotaExhausted",
+        retryable: false,
+        message: "openai_realtime quota exhausted (insufficient_quota): the account is out of credit or past its spending limit; " +
+          "retrying will not help until someone checks the plan and billing (openai_realtime reported insufficient_quota " +
+          "(insufficient_quota): You exceeded your current quota, please check your plan and billing details.)"
+      })
+      assert.strictEqual((yield* Effect.flip(session.lost)).message, error.message)
+      assert.strictEqual((yield* Effect.flip(session.send("again")))._tag, "QuotaExhausted")
+      // Our side closes the connection; nobody dials again.
+      assert.isTrue((yield* Deferred.await(connection.closed)).code > 0)
+      yield* realPause(100)
+      assert.strictEqual(server.upgrades(), 1)
+      assert.deepStrictEqual((yield* session.stats).reconnects, [])
+    }))
+
+  it.scopedLive("an insufficient_quota error before session.created fails connect as QuotaExhausted, without another attempt", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer({ greet: false })
+      const connecting = yield* Effect.fork(Effect.flip(Realtime.connect().pipe(Effect.provide(client(server.url)))))
+      const connection = yield* server.nextConnection
+      yield* connection.send(serverEvents.error("insufficient_quota", "You exceeded your current quota.", null, "insufficient_quota"))
+      const error = yield* Fiber.join(connecting)
+      assert.deepStrictEqual({ tag: error._tag, retryable: Errors.isRetryable(error) }, { tag: "QuotaExhausted", retryable: false })
+      yield* realPause(100)
+      assert.strictEqual(server.upgrades(), 1)
+    }))
+
   it.scopedLive("a server that echoes the key: the key reaches no error, event or turn", () =>
     Effect.gen(function*() {
       const server = yield* bareServer({
@@ -274,6 +318,9 @@ describe("Realtime", () => {
       { type: "invalid_request_error", code: "invalid_api_key" },
       { type: "invalid_request_error", code: "session_expired" },
       { type: "invalid_request_error", code: "model_not_found" },
+      { type: "insufficient_quota", code: "insufficient_quota" },
+      { type: "insufficient_quota", code: null },
+      { type: "invalid_request_error", code: "insufficient_quota" },
       { type: "something_new", code: null }
     ].map((error) => {
       const mappedError = toRealtimeError({ ...error, message: "m" })
@@ -286,6 +333,9 @@ describe("Realtime", () => {
       "invalid_request_error/invalid_api_key: Unauthorized false",
       "invalid_request_error/session_expired: SessionExpired true",
       "invalid_request_error/model_not_found: InvalidRequest false",
+      "insufficient_quota/insufficient_quota: QuotaExhausted false",
+      "insufficient_quota/null: QuotaExhausted false",
+      "invalid_request_error/insufficient_quota: QuotaExhausted false",
       "something_new/null: InvalidRequest false"
     ])
   })

@@ -15,8 +15,12 @@ import { errorCodes } from "./Protocol.js"
 export const describe = (error: ErrorEvent["error"]): string =>
   `${error.type}${error.code ? ` (${error.code})` : ""}: ${error.message}`
 
+/** The account is out of credit or past its spending limit (`insufficient_quota`, as type or code). */
+export const isQuotaExhausted = (error: ErrorEvent["error"]): boolean => Errors.openAiQuotaOf(error) !== undefined
+
 /**
- * `session_expired` → `SessionExpired`; `invalid_api_key` → `Unauthorized`; `rate_limit_exceeded`
+ * `session_expired` → `SessionExpired`; `invalid_api_key` → `Unauthorized`; `insufficient_quota`
+ * (code or type) → `QuotaExhausted`; `rate_limit_exceeded`
  * (code or type) → `RateLimited`; type `server_error` → `ServiceUnavailable`; anything else (`invalid_request_error`
  * such as `model_not_found`, or a type we do not know) → `InvalidRequest`: sent again, the same
  * request would be refused again.
@@ -28,6 +32,8 @@ export const toRealtimeError = (error: ErrorEvent["error"]): RealtimeError => {
     return new Errors.Unauthorized({ service, message: `${service} refused the API key: ${message}` })
   }
   const reported = `${service} reported ${message}`
+  const quotaId = Errors.openAiQuotaOf(error)
+  if (quotaId !== undefined) return Errors.billingQuotaExhausted({ service, quotaId, detail: reported })
   // Named as a code (as in OpenAI's HTTP errors) or, by some, as the type.
   if (error.code === errorCodes.rateLimited || error.type === errorCodes.rateLimited) {
     return new Errors.RateLimited({ service, message: reported })

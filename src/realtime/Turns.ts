@@ -22,7 +22,7 @@ import type { AnsweredCall, FunctionCall, RealtimeError, ReconnectReason, Sessio
 import type { ClientEvent, ConversationItem, ErrorEvent, RateLimitsUpdated, ResponseDone, ResponseStatus } from "./Protocol.js"
 import { decodeServerEvent, errorCodes, messageText, userMessage } from "./Protocol.js"
 import { messageOf } from "../internal/messageOf.js"
-import { describe as describeServerError, toRealtimeError } from "./ServerError.js"
+import { describe as describeServerError, isQuotaExhausted, toRealtimeError } from "./ServerError.js"
 
 /** Why a connection ended. */
 export interface Ended {
@@ -297,8 +297,9 @@ export const make = (context: Context) => {
       if (error.code === errorCodes.sessionExpired) {
         return Deferred.succeed(live.ended, { reason: "session_expired" as const, error: toRealtimeError(error) })
       }
-      if (error.code === errorCodes.invalidApiKey) {
-        // Not retryable: the supervisor gives the session up instead of dialling again.
+      if (error.code === errorCodes.invalidApiKey || isQuotaExhausted(error)) {
+        // Not retryable (a wrong key, or an account out of credit: every later response would
+        // fail alike): the supervisor gives the session up instead of dialling again.
         return Deferred.succeed(live.ended, { reason: "dropped" as const, error: toRealtimeError(error) })
       }
       if (error.code === errorCodes.activeResponse) {
