@@ -264,6 +264,50 @@ describe("Realtime", () => {
       assert.deepStrictEqual((yield* session.stats).reconnects, [])
     }))
 
+  // How the API is seen to report it in practice: the response ends failed, its status_details
+  // naming insufficient_quota, with no error event.
+  it.scopedLive("a response.done failed for insufficient_quota loses the session as QuotaExhausted, without reconnecting", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer()
+      const session = yield* Realtime.connect().pipe(Effect.provide(client(server.url)))
+      const connection = yield* server.nextConnection
+      const turn = yield* Effect.fork(session.send("hi"))
+      yield* untilResponseCreate(connection)
+      yield* connection.send({ type: "response.created", event_id: "e1", response: { id: "resp_1", status: "in_progress", output: [] } })
+      yield* connection.send({
+        type: "response.done",
+        event_id: "e2",
+        response: {
+          object: "realtime.response",
+          id: "resp_1",
+          status: "failed",
+          status_details: {
+            type: "failed",
+            error: {
+              type: "insufficient_quota",
+              code: "insufficient_quota",
+              message: "You exceeded your current quota, please check your plan and billing details."
+            }
+          },
+          output: [],
+          usage: { total_tokens: 0, input_tokens: 0, output_tokens: 0 }
+        }
+      })
+      const error = yield* Effect.flip(Fiber.join(turn))
+      assert.deepStrictEqual({ tag: error._tag, retryable: Errors.isRetryable(error), message: error.message }, {
+        tag: "QuotaExhausted",
+        retryable: false,
+        message: "openai_realtime quota exhausted (insufficient_quota): the account is out of credit or past its spending limit; " +
+          "retrying will not help until someone checks the plan and billing (openai_realtime reported insufficient_quota " +
+          "(insufficient_quota): You exceeded your current quota, please check your plan and billing details.)"
+      })
+      assert.strictEqual((yield* Effect.flip(session.lost))._tag, "QuotaExhausted")
+      assert.isTrue((yield* Deferred.await(connection.closed)).code > 0)
+      yield* realPause(100)
+      assert.strictEqual(server.upgrades(), 1)
+      assert.deepStrictEqual((yield* session.stats).reconnects, [])
+    }))
+
   it.scopedLive("an insufficient_quota error before session.created fails connect as QuotaExhausted, without another attempt", () =>
     Effect.gen(function*() {
       const server = yield* bareServer({ greet: false })

@@ -129,7 +129,9 @@ export interface Session {
    * asks again after each round, until a response needs nothing more. Turns run one at a time.
    * Fails only when the session is lost (reconnects exhausted). A response that ends failed, whose
    * `response.create` the server refused, or that an `error` event tied to no event of ours cut
-   * short (a `server_error` mid-response), is a `Turn` with status `failed` and the server's words.
+   * short (a `server_error` mid-response), is a `Turn` with status `failed` and the server's words;
+   * one failed because the account is out of credit (`insufficient_quota`) loses the session with
+   * `QuotaExhausted` instead, as every later response would fail alike.
    */
   readonly send: (text: string) => Effect.Effect<Turn, RealtimeError>
   readonly stats: Effect.Effect<Stats>

@@ -8,15 +8,36 @@ import * as Errors from "../Errors.js"
 import { service } from "./Connection.js"
 import type { RealtimeError } from "./Domain.js"
 import { SessionExpired } from "./Domain.js"
-import type { ErrorEvent } from "./Protocol.js"
+import type { ErrorEvent, ResponseDone } from "./Protocol.js"
 import { errorCodes } from "./Protocol.js"
 
+/** An `error` event's error, or the error of a response that ended failed (its fields optional there). */
+interface ServerErrorFields {
+  readonly type?: string | undefined
+  readonly code?: string | null | undefined
+  readonly message?: string | undefined
+}
+
 /** "type (code): message", as the server said it. */
-export const describe = (error: ErrorEvent["error"]): string =>
-  `${error.type}${error.code ? ` (${error.code})` : ""}: ${error.message}`
+export const describe = (error: ServerErrorFields): string =>
+  `${error.type ?? "error"}${error.code ? ` (${error.code})` : ""}${error.message === undefined ? "" : `: ${error.message}`}`
 
 /** The account is out of credit or past its spending limit (`insufficient_quota`, as type or code). */
-export const isQuotaExhausted = (error: ErrorEvent["error"]): boolean => Errors.openAiQuotaOf(error) !== undefined
+export const isQuotaExhausted = (error: ServerErrorFields): boolean => Errors.openAiQuotaOf(error) !== undefined
+
+const quotaExhausted = (error: ServerErrorFields): Errors.QuotaExhausted | undefined => {
+  const quotaId = Errors.openAiQuotaOf(error)
+  return quotaId === undefined ? undefined : Errors.billingQuotaExhausted({ service, quotaId, detail: `${service} reported ${describe(error)}` })
+}
+
+/**
+ * A response that ended failed because the account is out of credit (its `status_details.error`
+ * says `insufficient_quota`, as the API reports it in practice) as `QuotaExhausted`; else undefined.
+ */
+export const responseQuotaExhausted = (event: ResponseDone): Errors.QuotaExhausted | undefined => {
+  const failure = event.response.status_details?.error
+  return event.response.status === "failed" && failure !== undefined && failure !== null ? quotaExhausted(failure) : undefined
+}
 
 /**
  * `session_expired` → `SessionExpired`; `invalid_api_key` → `Unauthorized`; `insufficient_quota`
@@ -32,8 +53,8 @@ export const toRealtimeError = (error: ErrorEvent["error"]): RealtimeError => {
     return new Errors.Unauthorized({ service, message: `${service} refused the API key: ${message}` })
   }
   const reported = `${service} reported ${message}`
-  const quotaId = Errors.openAiQuotaOf(error)
-  if (quotaId !== undefined) return Errors.billingQuotaExhausted({ service, quotaId, detail: reported })
+  const quota = quotaExhausted(error)
+  if (quota !== undefined) return quota
   // Named as a code (as in OpenAI's HTTP errors) or, by some, as the type.
   if (error.code === errorCodes.rateLimited || error.type === errorCodes.rateLimited) {
     return new Errors.RateLimited({ service, message: reported })

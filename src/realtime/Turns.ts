@@ -22,7 +22,7 @@ import type { AnsweredCall, FunctionCall, RealtimeError, ReconnectReason, Sessio
 import type { ClientEvent, ConversationItem, ErrorEvent, RateLimitsUpdated, ResponseDone, ResponseStatus } from "./Protocol.js"
 import { decodeServerEvent, errorCodes, messageText, userMessage } from "./Protocol.js"
 import { messageOf } from "../internal/messageOf.js"
-import { describe as describeServerError, isQuotaExhausted, toRealtimeError } from "./ServerError.js"
+import { describe as describeServerError, isQuotaExhausted, responseQuotaExhausted, toRealtimeError } from "./ServerError.js"
 
 /** Why a connection ended. */
 export interface Ended {
@@ -369,6 +369,9 @@ export const make = (context: Context) => {
           case "ResponseDone": {
             const stale = staleDone(event.event)
             if (stale !== undefined) return Effect.logWarning(`realtime: ignoring a stale response.done: ${stale}`)
+            const quota = responseQuotaExhausted(event.event)
+            // Out of credit: every later response would fail alike. Ended as for the error event.
+            if (quota !== undefined) return Deferred.succeed(live.ended, { reason: "dropped" as const, error: quota })
             return event.unreadable === undefined ? onResponseDone(event.event) : Effect.zipRight(
               Effect.logWarning(`realtime: a response.done could not be read; the response counts as failed: ${event.unreadable}`),
               onResponseDone(event.event)
