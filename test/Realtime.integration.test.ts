@@ -13,6 +13,7 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as TestClock from "effect/TestClock"
 import * as CircuitBreaker from "../src/CircuitBreaker.js"
+import * as Errors from "../src/Errors.js"
 import * as Realtime from "../src/Realtime.js"
 import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
 import * as Sandbox from "../src/Sandbox.js"
@@ -99,6 +100,26 @@ describe("Realtime against the sandbox", () => {
       const session = yield* Realtime.connect().pipe(Effect.provide(client(sandbox)))
       assert.strictEqual((yield* session.send("hi")).text, "sandbox answer to: hi")
       assert.deepStrictEqual((yield* sandbox.realtime.connections).map((connection) => connection.outcome), [503, 429, "open"])
+    }))
+
+  it.scopedLive("an upgrade refused with 429 insufficient_quota fails connect as QuotaExhausted after one attempt", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ realtimePlan: [{ status: 429, code: "insufficient_quota" }] })
+      const error = yield* Effect.flip(Realtime.connect().pipe(Effect.provide(client(sandbox))))
+      assert.deepStrictEqual({ tag: error._tag, retryable: Errors.isRetryable(error) }, { tag: "QuotaExhausted", retryable: false })
+      assert.match(error.message, /^openai_realtime quota exhausted \(insufficient_quota\): .*checks the plan and billing/)
+      assert.deepStrictEqual((yield* sandbox.realtime.connections).map((connection) => connection.outcome), [429])
+    }))
+
+  it.scopedLive("an insufficient_quota error event in the middle of a response loses the session as QuotaExhausted; no reconnect", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make({ realtimePlan: [{ errorAfter: 6, code: "insufficient_quota" }] })
+      const session = yield* Realtime.connect().pipe(Effect.provide(client(sandbox)))
+      const error = yield* Effect.flip(session.send("still there?"))
+      assert.deepStrictEqual({ tag: error._tag, retryable: error.retryable }, { tag: "QuotaExhausted", retryable: false })
+      assert.match(error.message, /reported insufficient_quota \(insufficient_quota\): You exceeded your current quota/)
+      assert.strictEqual((yield* sandbox.realtime.connections).length, 1)
+      assert.deepStrictEqual((yield* session.stats).reconnects, [])
     }))
 
   it.scoped("a hung upgrade times out after websocket_connect; the next attempt connects", () =>

@@ -17,7 +17,8 @@
  * Fault plans apply per connection, the i-th connection taking the i-th step: refuse the upgrade
  * with an HTTP status, never answer it, drop the TCP connection after n server events, go silent
  * after n events, send `session_expired` after n events and close (1001), or send one `error`
- * event after n events and carry on.
+ * event after n events and carry on. A `code` of `insufficient_quota` (on a 429 or an `error`
+ * event) answers as the API does for an account out of credit.
  *
  * @since 0.2.0
  */
@@ -50,7 +51,8 @@ export type { RealtimeRule } from "./RealtimeModel.js"
  */
 export type RealtimeFaultStep =
   | "normal"
-  | { readonly status: number; readonly retryAfter?: Duration.DurationInput | undefined }
+  /** `code` picks the body's error: `insufficient_quota` on a 429 says the account is out of credit. */
+  | { readonly status: number; readonly retryAfter?: Duration.DurationInput | undefined; readonly code?: string | undefined }
   | { readonly hang: true }
   | { readonly dropAfter: number }
   | { readonly stallAfter: number }
@@ -95,8 +97,17 @@ const errorBody = (message: string, type: string, code: string | null, param: st
   error: { message, type, param, code }
 })
 
-const httpError = (status: number, retryAfter?: Duration.Duration | undefined) => {
-  const body = status === 429
+// OpenAI's words for an account out of credit or past its spending limit, over HTTP and in events.
+const insufficientQuota = {
+  type: "insufficient_quota",
+  message: "You exceeded your current quota, please check your plan and billing details. " +
+    "For more information on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors."
+} as const
+
+const httpError = (status: number, retryAfter?: Duration.Duration | undefined, code?: string | undefined) => {
+  const body = status === 429 && code === insufficientQuota.type
+    ? errorBody(insufficientQuota.message, insufficientQuota.type, insufficientQuota.type)
+    : status === 429
     ? errorBody("Rate limit reached for requests. Please try again later.", "requests", "rate_limit_exceeded")
     : status >= 500
     ? errorBody("The server had an error while processing your request. Sorry about that!", "server_error", null)
@@ -145,7 +156,7 @@ export const make = (options: Options) =>
 
       if (typeof fault === "object" && "status" in fault) {
         record.outcome = fault.status
-        return httpError(fault.status, fault.retryAfter === undefined ? undefined : Duration.decode(fault.retryAfter))
+        return httpError(fault.status, fault.retryAfter === undefined ? undefined : Duration.decode(fault.retryAfter), fault.code)
       }
       if (typeof fault === "object" && "hang" in fault) {
         record.outcome = "hang"
@@ -266,6 +277,9 @@ export const make = (options: Options) =>
           }
           if ("errorAfter" in fault && after(fault.errorAfter) && !errorSent) {
             errorSent = true
+            if (fault.code === insufficientQuota.type) {
+              return write(errorEvent(insufficientQuota.type, insufficientQuota.type, fault.message ?? insufficientQuota.message))
+            }
             return write(errorEvent(
               "server_error",
               fault.code ?? "server_error",
