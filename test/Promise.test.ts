@@ -1,6 +1,7 @@
 import { afterEach, assert, beforeEach, describe, it, vi } from "@effect/vitest"
 import { APIConnectionTimeoutError } from "@anthropic-ai/sdk"
 import { ApiError } from "@google/genai"
+import OpenAI from "openai"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ConfigError from "effect/ConfigError"
@@ -154,6 +155,19 @@ describe("Promise API", () => {
     assert.strictEqual(error, exhausted)
     assert.strictEqual(calls.length, 1)
     assert.strictEqual(BigPromise.classifyDefault(exhausted, "gemini")?._tag, "QuotaExhausted")
+  })
+
+  it("an openai SDK RateLimitError whose type is insufficient_quota is not retried; a rate_limit_exceeded one is", async () => {
+    const openAiError = (type: string, code: string, message: string) =>
+      new OpenAI.RateLimitError(429, { message, type, param: null, code }, message, new Headers())
+    const outOfCredit = openAiError("insufficient_quota", "insufficient_quota", "You exceeded your current quota, please check your plan and billing details.")
+    const classified = BigPromise.classifyDefault(outOfCredit, "openai")
+    assert.deepStrictEqual([classified?._tag, classified?.retryable], ["QuotaExhausted", false])
+    assert.strictEqual(BigPromise.classifyDefault(openAiError("requests", "rate_limit_exceeded", "Rate limit reached"), "openai")?._tag, "RateLimited")
+    const { fn, calls } = flaky(3, outOfCredit)
+    const error = await big3.protect(fn, { operation: "openai_api", policy: "api", ...quiet }).catch((e: unknown) => e)
+    assert.strictEqual(error, outOfCredit)
+    assert.strictEqual(calls.length, 1)
   })
 
   it("the Anthropic SDK's own timeout (APIConnectionTimeoutError, no code) is retried as its SDK would", async () => {

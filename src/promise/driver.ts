@@ -60,10 +60,22 @@ const googleDetailsOf = (error: object): unknown => {
 }
 
 /**
+ * The `type` and `code` of an `openai` SDK `APIError` (copied there from the body's `error`): they
+ * tell an account out of credit (`insufficient_quota`) from a rate limit. Not its message, which
+ * may echo what the caller sent.
+ */
+const openAiErrorOf = (error: object): unknown => {
+  const type = "type" in error && typeof error.type === "string" ? error.type : undefined
+  const code = "code" in error && typeof error.code === "string" ? error.code : undefined
+  return type === undefined && code === undefined ? undefined : { error: { type, code } }
+}
+
+/**
  * How a thrown value is classified when no `retryable` option decides: a big3 error keeps its
  * own flag; an object with a numeric `status` / `statusCode` is mapped like an HTTP answer (its
- * `headers`, when they are `Headers` as on the Anthropic SDK's errors, and the Gemini details in
- * a `@google/genai` error's message give the server's wait and quota); a Node / undici network
+ * `headers`, when they are `Headers` as on the Anthropic SDK's errors, the Gemini details in
+ * a `@google/genai` error's message, and an `openai` SDK error's `type` / `code`, give the
+ * server's wait and quota); a Node / undici network
  * error code, or the Anthropic SDK's `APIConnectionError` / `APIConnectionTimeoutError`, is a
  * `NetworkError`; anything else is not retried.
  */
@@ -77,7 +89,7 @@ export const classifyDefault = (error: unknown, service: string): Big3Error | un
       : undefined
     if (status !== undefined && status >= 400) {
       const headers = "headers" in error && error.headers instanceof Headers ? error.headers : undefined
-      return fromHttp({ service, status, headers, body: googleDetailsOf(error) })
+      return fromHttp({ service, status, headers, body: googleDetailsOf(error) ?? openAiErrorOf(error) })
     }
   }
   const code = codeOf(error)
