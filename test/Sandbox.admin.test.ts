@@ -96,7 +96,8 @@ describe("Sandbox fault plans from outside", () => {
         { dropAfter: 3 },
         { stallAfter: 4 },
         { expireAfter: 5 },
-        { errorAfter: 7, code: "server_error", message: "boom" }
+        { errorAfter: 7, code: "server_error", message: "boom" },
+        { status: 429, code: "insufficient_quota" }
       ]
       const parsed = Sandbox.parsePlans(JSON.stringify({ gemini: [503], realtime: steps }))
       assert.isTrue(Either.isRight(parsed))
@@ -108,7 +109,8 @@ describe("Sandbox fault plans from outside", () => {
           { dropAfter: 3 },
           { stallAfter: 4 },
           { expireAfter: 5 },
-          { errorAfter: 7, code: "server_error", message: "boom" }
+          { errorAfter: 7, code: "server_error", message: "boom" },
+          { status: 429, code: "insufficient_quota" }
         ])
         assert.deepStrictEqual(parsed.right.gemini, [503])
       }

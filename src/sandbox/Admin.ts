@@ -164,7 +164,13 @@ const EventCount = Schema.Int.pipe(Schema.nonNegative())
 const realtimeStepKinds: ReadonlyArray<
   readonly [key: string, decode: (input: unknown) => Either.Either<RealtimeFaultStep, ParseResult.ParseError>]
 > = [
-  ["status", Schema.decodeUnknownEither(Schema.Struct({ status: RefusalStatus, retryAfter: Schema.optional(DurationJson) }), strict)],
+  [
+    "status",
+    Schema.decodeUnknownEither(
+      Schema.Struct({ status: RefusalStatus, retryAfter: Schema.optional(DurationJson), code: Schema.optional(Schema.String) }),
+      strict
+    )
+  ],
   ["hang", Schema.decodeUnknownEither(HangStep, strict)],
   ["dropAfter", Schema.decodeUnknownEither(Schema.Struct({ dropAfter: EventCount }), strict)],
   ["stallAfter", Schema.decodeUnknownEither(Schema.Struct({ stallAfter: EventCount }), strict)],
