@@ -108,6 +108,34 @@ describe("@anthropic-ai/sdk against the sandbox", () => {
       assert.deepStrictEqual(counted, { input_tokens: 3 })
     }))
 
+  // Likewise every top-level body parameter of the SDK's (beta) MessageCountTokensParams.
+  it.scopedLive("beta.messages.countTokens with every top-level parameter the SDK sends is answered", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make()
+      const counted = yield* call(() =>
+        client(sandbox).beta.messages.countTokens({
+          model,
+          messages: [{ role: "user", content: "hello claude" }],
+          billing_policy: null,
+          cache_control: { type: "ephemeral" },
+          compaction: null,
+          context_management: null,
+          mcp_servers: [],
+          output_config: {},
+          output_format: null,
+          speed: "standard",
+          system: "be brief",
+          thinking: { type: "disabled" },
+          tool_choice: { type: "auto" },
+          tools: [],
+          betas: ["context-management-2025-06-27"],
+          user_profile_id: "sandbox-profile",
+          workspace_id: "sandbox-workspace"
+        })
+      )
+      assert.strictEqual(typeof counted.input_tokens, "number")
+    }))
+
   // Every top-level body parameter of the SDK's MessageCreateParams, beta ones included (betas,
   // user_profile_id and workspace_id travel as headers), is one the API knows.
   it.scopedLive("beta.messages.create with every top-level parameter the SDK sends is answered", () =>
@@ -252,6 +280,23 @@ describe("@anthropic-ai/sdk against the sandbox", () => {
           error: { type: "invalid_request_error", message: "response_format: Extra inputs are not permitted" },
           request_id: error.requestID
         })
+      }))
+
+    // count_tokens validates as strictly, against its own narrower list: a client that reuses its
+    // Messages body is refused for max_tokens (reported in public issues of API proxies).
+    it.scopedLive("count_tokens refuses an unknown top-level field, max_tokens included, as an extra input", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make()
+        const withMaxTokens = ask("hi")
+        const refused = yield* failure(() => client(sandbox).messages.countTokens(withMaxTokens))
+        assert.instanceOf(refused, BadRequestError)
+        assert.strictEqual(refused.type, "invalid_request_error")
+        assert.strictEqual(refused.apiMessage, "max_tokens: Extra inputs are not permitted")
+        assert.match(refused.requestID ?? "", /^req_01/)
+        const withFormat = { model, messages: [{ role: "user" as const, content: "hi" }], response_format: {} }
+        const beta = yield* failure(() => client(sandbox).beta.messages.countTokens(withFormat))
+        assert.instanceOf(beta, BadRequestError)
+        assert.strictEqual(beta.apiMessage, "response_format: Extra inputs are not permitted")
       }))
 
     // API version 2026-10-21 (the SDK's default since 1.0.0) removed temperature, top_p and top_k:

@@ -5,7 +5,7 @@
  * answer and `anthropic-ratelimit-*` headers on every Messages answer.
  *
  * Faithful where clients branch: an unknown model is 404 `not_found_error`, empty `messages` 400,
- * an unknown top-level Messages field 400 (`<field>: Extra inputs are not permitted`);
+ * an unknown top-level Messages or count_tokens field 400 (`<field>: Extra inputs are not permitted`);
  * a forced `tool_use` fills the tool's required input; `max_tokens` and `stop_sequences` stop the
  * answer (`max_tokens`, `stop_sequence`); enabled thinking answers with a signed `thinking` block
  * first; usage carries `cache_creation` and `service_tier`; a mid-stream fault is an
@@ -80,6 +80,16 @@ const messagesFields: ReadonlyArray<string> = [
   "inference_geo", "output_config", "output_format", "mcp_servers", "context_management",
   "compaction", "billing_policy", "fallbacks", "fallback_credit_token", "thread"
 ]
+
+/**
+ * The top-level body fields of a count_tokens request: the official SDK's
+ * `MessageCountTokensParams`, beta ones included (`betas`, `user_profile_id` and `workspace_id`
+ * travel as headers). Narrower than Messages: `max_tokens` is an extra input there.
+ */
+const countTokensFields: ReadonlySet<string> = new Set([
+  "model", "messages", "system", "tools", "tool_choice", "thinking", "cache_control", "output_config",
+  "output_format", "speed", "mcp_servers", "context_management", "compaction", "billing_policy"
+])
 
 /** API version 2026-10-21 removed the sampling parameters; 2023-06-01 still takes them. */
 const samplingFields: ReadonlyArray<string> = ["temperature", "top_k", "top_p"]
@@ -452,7 +462,7 @@ export const messages = (apiKey: Redacted.Redacted<string>, limits: RateLimits):
 /** `POST /v1/messages/count_tokens`: `{"input_tokens": n}`. */
 export const countTokens = (apiKey: Redacted.Redacted<string>): Answer => (incoming) =>
   Effect.sync(() =>
-    Either.match(decodeBody(incoming, CountTokensRequest, apiKey), {
+    Either.match(decodeBody(incoming, CountTokensRequest, apiKey, countTokensFields), {
       onLeft: (response) => response,
       onRight: (request) =>
         HttpServerResponse.unsafeJson({ input_tokens: inputTokens(request) }, {
