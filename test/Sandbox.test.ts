@@ -139,6 +139,39 @@ describe("Sandbox", () => {
         assert.lengthOf(yield* sandbox.requestsFor("gemini"), 0)
       }))
 
+    // The wrapped request is a field of CountTokensRequest, so its proto paths start there
+    // (public reports quote errors at 'generate_content_request.contents').
+    it.scopedLive("countTokens names a field refused inside generateContentRequest at its generate_content_request path", () =>
+      Effect.gen(function*() {
+        const sandbox = yield* Sandbox.make()
+        const reply = yield* post(geminiUrl(sandbox, "gemini-2.5-flash", "countTokens"), {
+          generateContentRequest: {
+            model: "models/gemini-2.5-flash",
+            contents: [{ role: "user", parts: [{ text: "hello", bogusPart: 1 }] }],
+            bogusField: 1
+          }
+        }, geminiKey)
+        const inPart = `Invalid JSON payload received. Unknown name "bogusPart" at ` +
+          `'generate_content_request.contents[0].parts[0]': Cannot find field.`
+        const inRequest =
+          `Invalid JSON payload received. Unknown name "bogusField" at 'generate_content_request': Cannot find field.`
+        assert.strictEqual(reply.status, 400)
+        assert.deepStrictEqual(json(reply), {
+          error: {
+            code: 400,
+            message: `${inPart}\n${inRequest}`,
+            status: "INVALID_ARGUMENT",
+            details: [{
+              "@type": "type.googleapis.com/google.rpc.BadRequest",
+              fieldViolations: [
+                { field: "generate_content_request.contents[0].parts[0]", description: inPart },
+                { field: "generate_content_request", description: inRequest }
+              ]
+            }]
+          }
+        })
+      }))
+
     it.scopedLive("answers declared tools with a functionCall, and a function response with text", () =>
       Effect.gen(function*() {
         const sandbox = yield* Sandbox.make()

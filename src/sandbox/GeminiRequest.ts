@@ -259,8 +259,9 @@ const normalizeComputerUse = (refused: Array<Violation>) => (computerUse: unknow
     return value
   })
 
-const normalizeRequest = (body: unknown, known: ReadonlySet<string>, refused: Array<Violation>): unknown =>
-  normalize(body, known, "", refused, (name, value, at) => {
+/** `root` is the request's own proto path: "" at the top, `generate_content_request` when wrapped. */
+const normalizeRequest = (body: unknown, known: ReadonlySet<string>, refused: Array<Violation>, root = ""): unknown =>
+  normalize(body, known, root, refused, (name, value, at) => {
     switch (name) {
       case "contents":
         return eachOf(value, normalizeContent(refused), at)
@@ -274,7 +275,7 @@ const normalizeRequest = (body: unknown, known: ReadonlySet<string>, refused: Ar
           normalize(tool, toolFields, toolAt, refused, (inner, field, innerAt) =>
             inner === "computerUse" ? normalizeComputerUse(refused)(field, innerAt) : field), at)
       case "generateContentRequest":
-        return normalizeRequest(value, requestFields, refused)
+        return normalizeRequest(value, requestFields, refused, at)
       default:
         return value
     }
