@@ -104,7 +104,8 @@ export interface Service {
    * `RetryInfo` / `Retry-After` hint), 408/5xx and per-attempt timeouts (`gemini_api`, 45 s) per
    * the `gemini` policy (3 attempts, waits 2 s then 4 s); fails at once with `InvalidRequest`
    * (400/404/413/422 or a request that does not match the schema), `Unauthorized` (401/403, an
-   * invalid or missing key), `DecodeError` (a body that is not the response schema),
+   * invalid or missing key), `DecodeError` (a body that is not the response schema, or a 2xx
+   * whose content-type is not JSON: a proxy or captive portal answered),
    * `PromptBlocked`, or `CircuitOpen` while the `gemini` breaker is open.
    */
   readonly generateContent: (request: GenerateContentRequest) => Effect.Effect<GenerateContentResponse, GeminiError>
@@ -349,15 +350,31 @@ export const makeWith = (
         })
       )
 
-    /** One attempt: send, read the whole body, decode it. */
+    /**
+     * One attempt: send, read the whole body, decode it. A 2xx whose content-type says it is not
+     * JSON is someone else's page (a captive portal, a proxy's own answer): asking again gets the
+     * same page, and naming the type says more than a JSON parse error of HTML would.
+     */
     const attempt = (
       request: HttpClientRequest.HttpClientRequest
     ): Effect.Effect<GenerateContentResponse, GeminiError> =>
-      Effect.flatMap(send(request), (response) =>
-        boundedText(bodyOf(response), maxResponseBytes, response.headers["content-length"]).pipe(
+      Effect.flatMap(send(request), (response) => {
+        const contentType = response.headers["content-type"]
+        if (contentType !== undefined && !/^application\/([\w.+-]+\+)?json\s*(;|$)/i.test(contentType)) {
+          return Effect.fail(
+            new Errors.DecodeError({
+              service,
+              message: `gemini answered with HTTP ${response.status} and content-type ${preview(scrub(contentType))}, ` +
+                "not application/json: something other than Gemini (a proxy or a captive portal at GEMINI_BASE_URL?) " +
+                "answered; not retried"
+            })
+          )
+        }
+        return boundedText(bodyOf(response), maxResponseBytes, response.headers["content-length"]).pipe(
           Effect.mapError((error) => error._tag === "BodyTooLarge" ? tooLarge(error) : error),
           Effect.flatMap(decodeResponse)
-        ))
+        )
+      })
 
     /**
      * One chunk of a stream: a `GenerateContentResponse`, or an error object (Google writes a

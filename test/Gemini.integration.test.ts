@@ -580,6 +580,49 @@ describe("Gemini streaming and quotas over loopback", () => {
       assert.strictEqual(requests, 1)
     }))
 
+  // The same page for a plain generateContent: it was a DecodeError quoting the JSON parser's
+  // complaint about "<html>", which did not say that something else had answered.
+  it.scoped("a bare server that answers generateContent with an HTML page: DecodeError naming status and content-type, after one request", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer((_request, response) => {
+        response.writeHead(200, { "content-type": "text/html; charset=utf-8" })
+        response.end("<html><head><title>Sign in to the network</title></head><body>Accept the terms</body></html>")
+      })
+      const layer = Gemini.layerWith({ apiKey: Redacted.make(sandboxKey), baseUrl: server.url }).pipe(
+        Layer.provideMerge(CircuitBreaker.layer),
+        Layer.provide(Layer.orDie(ReliabilityConfig.layerWith(onTestClock))),
+        Layer.provide(NodeHttpClient.layerUndici)
+      )
+      const error = failureOf(yield* driveClock(Gemini.generateContent(prompt).pipe(Effect.provide(layer))))
+      assert.deepStrictEqual({ tag: error._tag, retryable: error.retryable, message: error.message, requests: server.requests() }, {
+        tag: "DecodeError",
+        retryable: false,
+        message: "gemini answered with HTTP 200 and content-type \"text/html; charset=utf-8\", not application/json: " +
+          "something other than Gemini (a proxy or a captive portal at GEMINI_BASE_URL?) answered; not retried",
+        requests: 1
+      })
+    }))
+
+  it.scoped("the content-type of a generateContent answer that is not JSON is named scrubbed of the key and cut short", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer((_request, response) => {
+        response.writeHead(200, { "content-type": `text/plain; echo=${sandboxKey}; ${"x".repeat(200)}` })
+        response.end("not json")
+      })
+      const layer = Gemini.layerWith({ apiKey: Redacted.make(sandboxKey), baseUrl: server.url }).pipe(
+        Layer.provideMerge(CircuitBreaker.layer),
+        Layer.provide(Layer.orDie(ReliabilityConfig.layerWith(onTestClock))),
+        Layer.provide(NodeHttpClient.layerUndici)
+      )
+      const error = failureOf(yield* driveClock(Gemini.generateContent(prompt).pipe(Effect.provide(layer))))
+      assert.strictEqual(
+        error.message,
+        `gemini answered with HTTP 200 and content-type "text/plain; echo=<redacted>; ${"x".repeat(51)}"… (229 characters), ` +
+          "not application/json: something other than Gemini (a proxy or a captive portal at GEMINI_BASE_URL?) answered; not retried"
+      )
+      assert.strictEqual(server.requests(), 1)
+    }))
+
   it.scoped("a bare server whose first event is cut is asked again, and the second answer is the stream", () =>
     Effect.gen(function*() {
       const server = yield* bareServer((_request, response, number) => {
