@@ -5,6 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Clock from "effect/Clock"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -176,6 +177,31 @@ describe("Realtime", () => {
       const exit = yield* Effect.exit(Realtime.connect().pipe(Effect.provide(client(server.url, {}, "  "))))
       assert.isTrue(Exit.isFailure(exit))
       assert.strictEqual(server.upgrades(), 0)
+    }))
+
+  // Through the environment as `big3 voice` reads it: unset and blank alike fail before any
+  // socket, so not even a TCP connection reaches the endpoint.
+  it.scopedLive("OPENAI_API_KEY unset or blank in the environment: non-retryable Unauthorized naming it, no TCP connection", () =>
+    Effect.gen(function*() {
+      const server = yield* bareServer()
+      const failures: Array<unknown> = []
+      for (const key of [undefined, "", "   "]) {
+        const environment = new Map([["OPENAI_REALTIME_URL", server.url], ...(key === undefined ? [] : [["OPENAI_API_KEY", key] as const])])
+        const layer = Realtime.layer.pipe(
+          Layer.provideMerge(CircuitBreaker.layer),
+          Layer.provideMerge(ReliabilityConfig.layerWith({})),
+          Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(environment)))
+        )
+        const error = yield* Effect.flip(Realtime.connect().pipe(Effect.provide(layer)))
+        failures.push({ tag: error._tag, retryable: Errors.isRetryable(error), message: error.message })
+      }
+      const expected = {
+        tag: "Unauthorized",
+        retryable: false,
+        message: "OPENAI_API_KEY is not set: set it to an OpenAI API key; no connection was attempted"
+      }
+      assert.deepStrictEqual(failures, [expected, expected, expected])
+      assert.strictEqual(server.tcpConnections(), 0)
     }))
 
   it.scopedLive("an upgrade refused with 401 is Unauthorized with the server's message, not retried", () =>

@@ -49,6 +49,8 @@ export interface BareServer {
   readonly url: string
   /** Upgrade requests seen (accepted or not). */
   readonly upgrades: () => number
+  /** TCP connections accepted, whatever came over them. */
+  readonly tcpConnections: () => number
   /** "deaf" connections whose socket has closed. */
   readonly deafClosed: () => number
   /** The next accepted connection (waits for it). */
@@ -95,11 +97,13 @@ export const bareServer = (options: BareServerOptions = {}) =>
       const connections: Array<ServerConnection> = []
       const sockets = new Set<Net.Socket>()
       let upgrades = 0
+      let tcpConnections = 0
       let deafClosed = 0
       const http = Http.createServer((_request, response) => {
         response.writeHead(404).end()
       })
       http.on("connection", (socket) => {
+        tcpConnections++
         sockets.add(socket)
         socket.once("close", () => sockets.delete(socket))
       })
@@ -172,6 +176,7 @@ export const bareServer = (options: BareServerOptions = {}) =>
       const server: BareServer = {
         url: `ws://127.0.0.1:${port}/v1/realtime`,
         upgrades: () => upgrades,
+        tcpConnections: () => tcpConnections,
         deafClosed: () => deafClosed,
         nextConnection: Queue.take(connectionsQueue),
         connections
