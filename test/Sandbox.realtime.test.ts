@@ -215,9 +215,13 @@ describe("Sandbox Realtime endpoint", () => {
     Effect.gen(function*() {
       const sandbox = yield* Sandbox.make()
       const url = `${sandbox.realtime.url}?model=gpt-realtime`
+      // The API's current words for a request with no credential (its older "You didn't provide
+      // an API key…" is gone from /v1/responses and realtime alike).
       const missing = yield* refusal(url, {})
       assert.strictEqual(missing.status, 401)
-      assert.match(String(at(JSON.parse(missing.body), "error", "message")), /^You didn't provide an API key/)
+      assert.deepStrictEqual(JSON.parse(missing.body), {
+        error: { message: "Missing bearer or basic authentication in header", type: "invalid_request_error", param: null, code: null }
+      })
       const noModel = yield* refusal(sandbox.realtime.url, { authorization: "Bearer sandbox-key" })
       assert.deepStrictEqual([noModel.status, at(JSON.parse(noModel.body), "error", "param")], [400, "model"])
       assert.deepStrictEqual((yield* sandbox.realtime.connections).map((connection) => connection.outcome), [401, 400])

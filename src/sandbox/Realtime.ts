@@ -165,11 +165,11 @@ export const make = (options: Options) =>
       const bearer = headers["authorization"]?.match(/^Bearer\s+(.+)$/i)?.[1]
       if (bearer === undefined) {
         record.outcome = 401
-        return HttpServerResponse.unsafeJson(errorBody(
-          "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
-          "invalid_request_error",
-          null
-        ), { status: 401 })
+        // The API's gateway refuses the upgrade itself, in the words it uses for every endpoint today.
+        return HttpServerResponse.unsafeJson(
+          errorBody("Missing bearer or basic authentication in header", "invalid_request_error", null),
+          { status: 401 }
+        )
       }
       if (!url.searchParams.get("model")) {
         record.outcome = 400
