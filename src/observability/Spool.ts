@@ -328,20 +328,42 @@ export const make = (options: SpoolOptions): Effect.Effect<Spool, never, SqlClie
         }))
       }).pipe(explain("cannot open the spool"), quiet)
 
+    // One multi-row INSERT per 500 rows, its values in one flat array (the 500-row text is built
+    // once). `sql.insert` made an object per row and the text placeholder by placeholder: garbage
+    // that a young-generation GC in mid-round promoted to the old one, where it waited for a full
+    // GC (with 100,000 events queued, ≈ 10 MiB of peak RSS).
+    const insertColumns = "INSERT INTO observability_spool (id, body, epoch, ordinal, spooled_at, owner, lease_until, last_error) VALUES "
+    const columnCount = 8
+    const valuesOf: (rows: number) => string = sql.onDialectOrElse({
+      pg: () => (rows: number) => {
+        const tuples = new Array<string>(rows)
+        for (let row = 0; row < rows; row++) {
+          const first = row * columnCount
+          tuples[row] = `($${first + 1},$${first + 2},$${first + 3},$${first + 4},$${first + 5},$${first + 6},$${first + 7},$${first + 8})`
+        }
+        return tuples.join(",")
+      },
+      orElse: () => (rows: number) => `(?${",?".repeat(columnCount - 1)})${`,(?${",?".repeat(columnCount - 1)})`.repeat(rows - 1)}`
+    })
+    const insertText = (rows: number) => `${insertColumns}${valuesOf(rows)} RETURNING seq, ordinal`
+    const fullInsert = insertText(chunkSize)
+
     const insertRows = (items: ReadonlyArray<Item>, now: number, held: boolean) =>
-      Effect.forEach(chunks(items), (chunk) =>
-        sql<{ seq: unknown; ordinal: unknown }>`INSERT INTO observability_spool ${
-          sql.insert(chunk.map((item) => ({
-            id: item.id,
-            body: item.body,
-            epoch: item.epoch,
-            ordinal: item.ordinal,
-            spooled_at: now,
-            owner: held ? owner : null,
-            lease_until: held ? now + lease : 0,
-            last_error: item.reason
-          }))).returning("seq, ordinal")
-        }`)
+      Effect.forEach(chunks(items), (chunk) => {
+        const values = new Array<string | number | null>(chunk.length * columnCount)
+        let i = 0
+        for (const item of chunk) {
+          values[i++] = item.id
+          values[i++] = item.body
+          values[i++] = item.epoch
+          values[i++] = item.ordinal
+          values[i++] = now
+          values[i++] = held ? owner : null
+          values[i++] = held ? now + lease : 0
+          values[i++] = item.reason
+        }
+        return sql.unsafe<{ seq: unknown; ordinal: unknown }>(chunk.length === chunkSize ? fullInsert : insertText(chunk.length), values)
+      })
 
     const commit = (ops: Ops, now: number, commitOptions: { readonly releaseHeld?: boolean } = {}) =>
       Store.transaction(sql, Effect.gen(function*() {
