@@ -67,9 +67,11 @@ export const make = (
     const clock = yield* Effect.clock
     const layerScope = yield* Effect.scope
 
-    const spool = yield* Spool.make({ leaseMillis: Duration.toMillis(settings.lease) })
-    const opened = yield* spool.open(clock.unsafeCurrentTimeMillis())
-    const state = new State(settings.mode, opened, clock.unsafeCurrentTimeMillis())
+    // When this client started: the epoch of its spool rows (the spool's order: start, then emit order).
+    const epoch = clock.unsafeCurrentTimeMillis()
+    const spool = yield* Spool.make({ leaseMillis: Duration.toMillis(settings.lease), epoch })
+    const opened = yield* spool.open(epoch)
+    const state = new State(settings.mode, opened, epoch)
     const queue = yield* Queue.bounded<Entry>(settings.queueCapacity)
 
     const singleConcurrency = settings.mode === "single" ? settings.concurrency : defaults.singleConcurrency

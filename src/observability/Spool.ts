@@ -123,6 +123,48 @@ export interface Item {
   readonly ordinal: number
 }
 
+/**
+ * An event still in this process's memory, bound for a journal row: its id is read from its body,
+ * its epoch is this process's (`SpoolOptions.epoch`), so that a group commit copies nothing per
+ * event.
+ */
+export interface Journaled {
+  readonly body: string
+  readonly ordinal: number
+}
+
+/** Why a journal row is there while its event is still in memory. */
+export const heldReason = "held by a running process: not delivered yet"
+
+/** The `id` of a body built by `emit` (`{"id":"…",…}`), without parsing the whole event. */
+export const idOf = (body: string): string => {
+  if (body.startsWith("{\"id\":\"")) {
+    for (let i = 7; i < body.length; i++) {
+      const char = body.charCodeAt(i)
+      if (char === 92) {
+        // An escaped character: let JSON read the string.
+        const end = body.indexOf("\",", i)
+        try {
+          const id: unknown = JSON.parse(body.slice(6, end + 1))
+          if (typeof id === "string") return id
+        } catch {
+          // fall through to parsing the whole body
+        }
+        break
+      }
+      if (char === 34) return body.slice(7, i)
+    }
+  }
+  try {
+    const parsed: unknown = JSON.parse(body)
+    return typeof parsed === "object" && parsed !== null && "id" in parsed && typeof parsed.id === "string"
+      ? parsed.id
+      : ""
+  } catch {
+    return ""
+  }
+}
+
 export interface DeadItem extends Item {
   readonly status: number | undefined
 }
@@ -130,7 +172,7 @@ export interface DeadItem extends Item {
 /** Writes gathered by the client and committed in one transaction. */
 export interface Ops {
   /** Events still in this process's memory, written so that a crash does not lose them: held by this process. */
-  readonly journal: Array<Item>
+  readonly journal: Array<Journaled>
   /** New backlog rows (nobody holds them). */
   readonly spool: Array<Item>
   /** Rows held here whose events could not be delivered now: they join the backlog. */
@@ -273,11 +315,14 @@ export interface SpoolOptions {
   readonly leaseMillis: number
   /** This process's owner name (default: `ownerName()`). */
   readonly owner?: string | undefined
+  /** When this process's client started, ms: the epoch of its journal rows (default: now). */
+  readonly epoch?: number | undefined
 }
 
 export const make = (options: SpoolOptions): Effect.Effect<Spool, never, SqlClient.SqlClient> =>
   Effect.map(SqlClient.SqlClient, (sql): Spool => {
     const owner = options.owner ?? ownerName()
+    const epoch = options.epoch ?? Date.now()
     const lease = options.leaseMillis
     // Spool traffic is bookkeeping: no spans (the sql client would open one per statement).
     const quiet = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.withTracerEnabled(effect, false)
@@ -348,19 +393,28 @@ export const make = (options: SpoolOptions): Effect.Effect<Spool, never, SqlClie
     const insertText = (rows: number) => `${insertColumns}${valuesOf(rows)} RETURNING seq, ordinal`
     const fullInsert = insertText(chunkSize)
 
-    const insertRows = (items: ReadonlyArray<Item>, now: number, held: boolean) =>
+    /** The columns an event's row takes from it (the rest are the commit's). */
+    interface RowSource<A extends Journaled> {
+      readonly id: (item: A) => string
+      readonly epoch: (item: A) => number
+      readonly reason: (item: A) => string
+    }
+    const fromItem: RowSource<Item> = { id: (item) => item.id, epoch: (item) => item.epoch, reason: (item) => item.reason }
+    const fromJournaled: RowSource<Journaled> = { id: (item) => idOf(item.body), epoch: () => epoch, reason: () => heldReason }
+
+    const insertRows = <A extends Journaled>(items: ReadonlyArray<A>, source: RowSource<A>, now: number, held: boolean) =>
       Effect.forEach(chunks(items), (chunk) => {
         const values = new Array<string | number | null>(chunk.length * columnCount)
         let i = 0
         for (const item of chunk) {
-          values[i++] = item.id
+          values[i++] = source.id(item)
           values[i++] = item.body
-          values[i++] = item.epoch
+          values[i++] = source.epoch(item)
           values[i++] = item.ordinal
           values[i++] = now
           values[i++] = held ? owner : null
           values[i++] = held ? now + lease : 0
-          values[i++] = item.reason
+          values[i++] = source.reason(item)
         }
         return sql.unsafe<{ seq: unknown; ordinal: unknown }>(chunk.length === chunkSize ? fullInsert : insertText(chunk.length), values)
       })
@@ -369,12 +423,12 @@ export const make = (options: SpoolOptions): Effect.Effect<Spool, never, SqlClie
       Store.transaction(sql, Effect.gen(function*() {
         const journaled = new Map<number, number>()
         if (ops.journal.length > 0) {
-          for (const rows of yield* insertRows(ops.journal, now, true)) {
+          for (const rows of yield* insertRows(ops.journal, fromJournaled, now, true)) {
             for (const row of rows) journaled.set(num(row.ordinal), num(row.seq))
           }
         }
         if (ops.spool.length > 0) {
-          yield* insertRows(ops.spool.length < 2 ? ops.spool : [...ops.spool].sort(byEmitOrder), now, false)
+          yield* insertRows(ops.spool.length < 2 ? ops.spool : [...ops.spool].sort(byEmitOrder), fromItem, now, false)
         }
         for (const [reason, seqs] of groupByReason(ops.release)) {
           for (const chunk of chunks(seqs)) {

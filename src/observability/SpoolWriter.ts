@@ -82,9 +82,6 @@ export interface SpoolWriterOptions {
 /** How long a failed commit waits before its one retry (a busy or briefly full disk). */
 const retryPause = Duration.millis(100)
 
-/** Why a journal row is there while its event is still in memory. */
-const inMemory = "held by a running process: not delivered yet"
-
 export const make = (options: SpoolWriterOptions): SpoolWriter => {
   const { clock, settings, spool, state } = options
   const now = () => clock.unsafeCurrentTimeMillis()
@@ -260,9 +257,11 @@ export const make = (options: SpoolWriterOptions): SpoolWriter => {
     state.add("deadLettered", ops.dead.length)
     state.spoolSize += ops.spool.length + ops.release.length
     state.deadLetterSize += ops.dead.length
-    const added = [...ops.journal, ...ops.spool]
-    state.storedRows = Math.max(0, state.storedRows + added.length - ops.remove.length)
-    state.storedBytes = Math.max(0, state.storedBytes + added.reduce((n, item) => n + item.body.length, 0) - removed)
+    let addedBytes = 0
+    for (const item of ops.journal) addedBytes += item.body.length
+    for (const item of ops.spool) addedBytes += item.body.length
+    state.storedRows = Math.max(0, state.storedRows + ops.journal.length + ops.spool.length - ops.remove.length)
+    state.storedBytes = Math.max(0, state.storedBytes + addedBytes - removed)
     for (const entry of entries) state.settle(entry)
     if (newlySpooled > 0) state.spoolSignal.fire()
     return Effect.zipRight(
@@ -358,10 +357,8 @@ export const make = (options: SpoolWriterOptions): SpoolWriter => {
   const commitRound: Effect.Effect<void> = Effect.suspend(() => {
     const journaled = pending.journal.filter((entry) => entry.early === undefined)
     for (const entry of pending.journal) entry.journal = entry.early === undefined ? "committing" : "none"
-    const ops: Spool.Ops = {
-      ...Spool.concatOps(kept, pending.ops),
-      journal: journaled.map((entry) => state.itemOf(entry, inMemory))
-    }
+    // The entries themselves: a copy per event would outlive the round in the old generation.
+    const ops: Spool.Ops = { ...Spool.concatOps(kept, pending.ops), journal: journaled }
     const entries = pending.entries
     const releaseHeld = pending.releaseHeld
     const removed = removedBytes

@@ -17,8 +17,10 @@ import { randomUUID } from "node:crypto"
 import * as Metrics from "../Metrics.js"
 import type { Stats } from "./Domain.js"
 import type { Mode } from "./Options.js"
-import type * as Spool from "./Spool.js"
+import * as Spool from "./Spool.js"
 import { service } from "./Transport.js"
+
+export { idOf } from "./Spool.js"
 
 /** A UUIDv7 (RFC 9562): 48 bits of milliseconds, then random bits; sorts by creation time. */
 export const uuidv7 = (now: number): string => uuidv7Prefix(now) + randomUUID().slice(15)
@@ -27,35 +29,6 @@ export const uuidv7 = (now: number): string => uuidv7Prefix(now) + randomUUID().
 const uuidv7Prefix = (now: number): string => {
   const hex = Math.max(0, Math.floor(now)).toString(16).padStart(12, "0").slice(-12)
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-7`
-}
-
-/** The `id` of a body built by `emit` (`{"id":"…",…}`), without parsing the whole event. */
-export const idOf = (body: string): string => {
-  if (body.startsWith("{\"id\":\"")) {
-    for (let i = 7; i < body.length; i++) {
-      const char = body.charCodeAt(i)
-      if (char === 92) {
-        // An escaped character: let JSON read the string.
-        const end = body.indexOf("\",", i)
-        try {
-          const id: unknown = JSON.parse(body.slice(6, end + 1))
-          if (typeof id === "string") return id
-        } catch {
-          // fall through to parsing the whole body
-        }
-        break
-      }
-      if (char === 34) return body.slice(7, i)
-    }
-  }
-  try {
-    const parsed: unknown = JSON.parse(body)
-    return typeof parsed === "object" && parsed !== null && "id" in parsed && typeof parsed.id === "string"
-      ? parsed.id
-      : ""
-  } catch {
-    return ""
-  }
 }
 
 /** Where an event's durable copy stands: none, waiting for the next group commit, being committed, written (`seq`). */
@@ -288,7 +261,7 @@ export class State {
 
   /** A spool row for `entry`. */
   itemOf(entry: Entry, reason: string): Spool.Item {
-    return { id: idOf(entry.body), body: entry.body, reason, epoch: this.epoch, ordinal: entry.ordinal }
+    return { id: Spool.idOf(entry.body), body: entry.body, reason, epoch: this.epoch, ordinal: entry.ordinal }
   }
 
   stats(queued: number, inFlight: number): Stats {

@@ -1,7 +1,7 @@
 /** An in-memory `Spool` whose reads and writes can be made to fail, die or hang, for the spool pieces' tests. */
 import { SqlError } from "@effect/sql/SqlError"
 import * as Effect from "effect/Effect"
-import type * as Spool from "../../src/observability/Spool.js"
+import * as Spool from "../../src/observability/Spool.js"
 
 /** What the next call of a method does instead of working. */
 export type Fault = "fail" | "die" | "hang"
@@ -50,7 +50,7 @@ export const makeFakeSpool = (initial: ReadonlyArray<string> = []) => {
         commits.push(ops)
         const journaled = new Map<number, number>()
         for (const item of ops.journal) {
-          const row = rowOf(item, true)
+          const row = rowOf({ ...item, id: Spool.idOf(item.body), reason: Spool.heldReason, epoch: 0 }, true)
           rows.push(row)
           journaled.set(item.ordinal, row.seq)
         }
