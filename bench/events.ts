@@ -28,7 +28,8 @@
  *   client's memory too (≈ 40 MiB more).
  *
  * Standalone: `node --import tsx bench/events.ts` (add `--expose-gc` for steadier memory figures;
- * `--spool` for the spool alone).
+ * `--spool` for the spool alone, `--single` for single mode alone, `--memory-only` for the queued
+ * memory alone, 3 fresh processes).
  * `runEventsBench()` returns the markdown for `bench/run.ts`.
  */
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
@@ -646,6 +647,23 @@ export const runSingleBench = async (runs: number): Promise<string> => {
   }
 }
 
+/** The queued-memory figure alone (`--memory-only`), `runs` fresh processes: each run and the medians. */
+export const runQueuedMemoryBench = async (runs: number): Promise<string> => {
+  const server = await startServer("raw")
+  try {
+    const results: Array<MemoryResult> = []
+    for (let run = 0; run < runs; run++) results.push(await measureQueuedMemoryInChild(server.url, 100_000))
+    const mib = (values: ReadonlyArray<number>) => values.map((value) => value.toFixed(1)).join(", ")
+    const peaks = results.map((result) => result.peakAboveBaselineMiB)
+    const heaps = results.map((result) => result.heapAboveBaselineMiB)
+    return `Memory, ${results[0]?.queued.toLocaleString("en")} events waiting (durable default, journal in a SQLite file), ` +
+      `median of ${runs} fresh processes: peak RSS ${median(peaks).toFixed(1)} MiB above the baseline (${mib(peaks)}), ` +
+      `live heap after a GC +${median(heaps).toFixed(1)} MiB (${mib(heaps)}).`
+  } finally {
+    server.stop()
+  }
+}
+
 /** Runs the whole benchmark and returns it as markdown (a table and the memory figure). */
 export const runEventsBench = async (options: { readonly runs?: number } = {}): Promise<string> => {
   const runs = options.runs ?? 3
@@ -740,6 +758,8 @@ if (isMain) {
     process.on("disconnect", () => process.exit(0))
   } else if (process.argv.includes("--spool")) {
     console.log(await runSpoolBench(3))
+  } else if (process.argv.includes("--memory-only")) {
+    console.log(await runQueuedMemoryBench(3))
   } else if (process.argv.includes("--single")) {
     console.log(await runSingleBench(5))
   } else {
