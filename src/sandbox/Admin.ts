@@ -143,16 +143,23 @@ const decodeStep = (step: unknown, at: string): Either.Either<FaultStep, string>
   return Either.mapLeft(kind[1](step), (e) => issues(e, at))
 }
 
-const decodePlan = (plan: unknown, at: string): Either.Either<FaultPlan, string> => {
-  if (Array.isArray(plan)) {
-    const steps: Array<FaultStep> = []
-    for (const [i, step] of plan.entries()) {
-      const decoded = decodeStep(step, `${at}.${i}`)
-      if (Either.isLeft(decoded)) return Either.left(decoded.left)
-      steps.push(decoded.right)
-    }
-    return Either.right(steps)
+/** Every step of a list decoded, or the first one's mistake (named by its place, `at.i`). */
+const decodeSteps = <A>(
+  plan: ReadonlyArray<unknown>,
+  at: string,
+  decode: (step: unknown, at: string) => Either.Either<A, string>
+): Either.Either<Array<A>, string> => {
+  const steps: Array<A> = []
+  for (const [i, step] of plan.entries()) {
+    const decoded = decode(step, `${at}.${i}`)
+    if (Either.isLeft(decoded)) return Either.left(decoded.left)
+    steps.push(decoded.right)
   }
+  return Either.right(steps)
+}
+
+const decodePlan = (plan: unknown, at: string): Either.Either<FaultPlan, string> => {
+  if (Array.isArray(plan)) return decodeSteps(plan, at, decodeStep)
   if (Predicate.isRecord(plan)) return Either.mapLeft(Schema.decodeUnknownEither(FaultMix, strict)(plan), (e) => issues(e, at))
   return Either.left(`at ${at}: expected an array of steps or a mix ({ "seed": 1, "rates": { … } })`)
 }
@@ -197,13 +204,7 @@ const decodeRealtimeStep = (step: unknown, at: string): Either.Either<RealtimeFa
 
 const decodeRealtimePlan = (plan: unknown, at: string): Either.Either<RealtimePlan, string> => {
   if (!Array.isArray(plan)) return Either.left(`at ${at}: expected an array of steps, one per connection`)
-  const steps: Array<RealtimeFaultStep> = []
-  for (const [i, step] of plan.entries()) {
-    const decoded = decodeRealtimeStep(step, `${at}.${i}`)
-    if (Either.isLeft(decoded)) return Either.left(decoded.left)
-    steps.push(decoded.right)
-  }
-  return Either.right(steps)
+  return decodeSteps(plan, at, decodeRealtimeStep)
 }
 
 const parseJson = (text: string): Either.Either<unknown, string> =>
