@@ -3,6 +3,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -285,6 +286,24 @@ describe("Agents.command", () => {
         assert.include(content, "Failed: Unauthorized: anthropic answered HTTP 401")
         const event = harness.events.find((event) => event.hook_event_type === "AgentCommandFailed")!
         assert.strictEqual(event.payload["error_tag"], "Unauthorized")
+      })))
+
+  it.scoped("a run refused with a hint of when to come back emits AgentCommandFailed with retry_after_ms", () =>
+    withAgents({
+      script: {
+        run: () =>
+          Stream.fail(new RateLimited({ service: "anthropic", status: 429, message: "slow down", retryAfter: Duration.hours(1) }))
+      }
+    }, (harness) =>
+      Effect.gen(function*() {
+        yield* Agents.create({ name: "throttled", type: "claude_code" })
+        yield* Agents.command("throttled", "go")
+        yield* waitForEvent(harness, "AgentCommandFailed")
+        const event = harness.events.find((event) => event.hook_event_type === "AgentCommandFailed")!
+        assert.deepStrictEqual(
+          [event.payload["error_tag"], event.payload["retryable"], event.payload["retry_after_ms"]],
+          ["RateLimited", true, 3_600_000]
+        )
       })))
 
   it.scoped("an agent-level error result marks the file failed", () =>

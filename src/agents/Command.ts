@@ -197,7 +197,9 @@ export const job = (
       return failed(`Failed: ${error._tag}: ${error.message}`, {
         error_tag: error._tag,
         error: preview(error.message),
-        retryable: error.retryable
+        retryable: error.retryable,
+        // The upstream's hint of when to come back (a rate limit, a quota), for whoever reads the events.
+        ...("retryAfter" in error && error.retryAfter !== undefined ? { retry_after_ms: Duration.toMillis(error.retryAfter) } : {})
       })
     }
     if (Cause.isInterruptedOnly(cause)) return onInterrupted
