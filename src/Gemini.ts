@@ -309,6 +309,18 @@ export const makeWith = (
         )
       )
 
+    /**
+     * A 2xx whose content-type is not what Gemini sends is someone else's page (a captive portal,
+     * a proxy's own answer): asking again gets the same page, and naming the type says more than
+     * reading an HTML page as JSON or as events would.
+     */
+    const notGemini = (response: HttpClientResponse.HttpClientResponse, what: string, contentType: string, expected: string) =>
+      new Errors.DecodeError({
+        service,
+        message: `gemini answered ${what}with HTTP ${response.status} and content-type ${preview(scrub(contentType))}, ` +
+          `not ${expected}: something other than Gemini (a proxy or a captive portal at GEMINI_BASE_URL?) answered; not retried`
+      })
+
     // Not retried: the same request gets the same answer, and each try would download it again.
     const tooLarge = (error: BodyTooLarge) =>
       new Errors.DecodeError({
@@ -350,25 +362,14 @@ export const makeWith = (
         })
       )
 
-    /**
-     * One attempt: send, read the whole body, decode it. A 2xx whose content-type says it is not
-     * JSON is someone else's page (a captive portal, a proxy's own answer): asking again gets the
-     * same page, and naming the type says more than a JSON parse error of HTML would.
-     */
+    /** One attempt: send, read the whole body (a JSON one), decode it. */
     const attempt = (
       request: HttpClientRequest.HttpClientRequest
     ): Effect.Effect<GenerateContentResponse, GeminiError> =>
       Effect.flatMap(send(request), (response) => {
         const contentType = response.headers["content-type"]
         if (contentType !== undefined && !/^application\/([\w.+-]+\+)?json\s*(;|$)/i.test(contentType)) {
-          return Effect.fail(
-            new Errors.DecodeError({
-              service,
-              message: `gemini answered with HTTP ${response.status} and content-type ${preview(scrub(contentType))}, ` +
-                "not application/json: something other than Gemini (a proxy or a captive portal at GEMINI_BASE_URL?) " +
-                "answered; not retried"
-            })
-          )
+          return Effect.fail(notGemini(response, "", contentType, "application/json"))
         }
         return boundedText(bodyOf(response), maxResponseBytes, response.headers["content-length"]).pipe(
           Effect.mapError((error) => error._tag === "BodyTooLarge" ? tooLarge(error) : error),
@@ -403,16 +404,9 @@ export const makeWith = (
           })
         )
       }
-      // Any other type is someone else's page (a captive portal, a proxy's own answer): asking
-      // again gets the same page, and reading it as events would call it a cut stream.
+      // Read as events, someone else's page would pass for a cut stream.
       if (contentType !== undefined && !/^text\/event-stream\s*(;|$)/i.test(contentType)) {
-        return Stream.fail(
-          new Errors.DecodeError({
-            service,
-            message: `gemini answered a stream request with HTTP ${response.status} and content-type ${preview(scrub(contentType))}, ` +
-              "not text/event-stream: something other than Gemini (a proxy or a captive portal at GEMINI_BASE_URL?) answered; not retried"
-          })
-        )
+        return Stream.fail(notGemini(response, "a stream request ", contentType, "text/event-stream"))
       }
       return Stream.suspend(() => {
         // Gemini's last chunk of a whole answer carries a finishReason (a prompt blocked at input

@@ -20,7 +20,7 @@ interface ServerErrorFields {
 
 /** "type (code): message", as the server said it. */
 export const describe = (error: ServerErrorFields): string =>
-  `${error.type ?? "error"}${error.code ? ` (${error.code})` : ""}${error.message === undefined ? "" : `: ${error.message}`}`
+  `${error.type ?? "error"}${error.code ? ` (${error.code})` : ""}${error.message ? `: ${error.message}` : ""}`
 
 /** The account is out of credit or past its spending limit (`insufficient_quota`, as type or code). */
 export const isQuotaExhausted = (error: ServerErrorFields): boolean => Errors.openAiQuotaOf(error) !== undefined

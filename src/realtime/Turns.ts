@@ -151,10 +151,15 @@ export const make = (context: Context) => {
     state.respondingSince = undefined
   }
 
-  /** Remembers a response as done: a `response.done` for it later is stale. */
-  const finished = (responseId: string) => {
-    state.finished.push(responseId)
-    if (state.finished.length > finishedKept) state.finished.shift()
+  /** The pending response is over (done, or lost): a `response.done` for it later is stale. */
+  const responseOver = (responseId: string | undefined) => {
+    state.active = false
+    state.responseId = undefined
+    if (responseId !== undefined) {
+      state.finished.push(responseId)
+      if (state.finished.length > finishedKept) state.finished.shift()
+    }
+    answered()
   }
 
   /** Sends the one `response.create` owed, when nothing is pending and no call is running. */
@@ -245,10 +250,7 @@ export const make = (context: Context) => {
 
   const onResponseDone = (event: ResponseDone) =>
     Effect.gen(function*() {
-      state.active = false
-      state.responseId = undefined
-      if (event.response.id !== undefined) finished(event.response.id)
-      answered()
+      responseOver(event.response.id)
       // A completed response proves the link: the next drop starts the backoff afresh.
       yield* context.resetBackoff
       const turn = state.turn
@@ -256,10 +258,7 @@ export const make = (context: Context) => {
       if (turn !== undefined) {
         turn.responses++
         turn.status = status
-        const failure = event.response.status_details?.error
-        turn.error = status === "failed"
-          ? `${failure?.type ?? "error"}${failure?.code ? ` (${failure.code})` : ""}${failure?.message ? `: ${failure.message}` : ""}`
-          : undefined
+        turn.error = status === "failed" ? describeServerError(event.response.status_details?.error ?? {}) : undefined
       }
       let callsSeen = 0
       let callsStarted = 0
@@ -338,11 +337,8 @@ export const make = (context: Context) => {
    */
   const failResponse = (error: ErrorEvent["error"]) =>
     Effect.suspend(() => {
-      if (state.responseId !== undefined) finished(state.responseId)
-      state.active = false
+      responseOver(state.responseId)
       state.want = false
-      state.responseId = undefined
-      answered()
       const turn = state.turn
       if (turn === undefined) return Effect.void
       turn.responses++

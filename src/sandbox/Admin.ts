@@ -132,15 +132,21 @@ const issues = (error: ParseResult.ParseError, at: string): string =>
     .map((issue) => `at ${[at, ...issue.path.map(String)].join(".")}: ${issue.message}`)
     .join("")
 
+/** A step decoded by the kind its keys name (the first of `kinds` it has), or `expected` when none. */
+const decodeKind = <A>(
+  kinds: ReadonlyArray<readonly [key: string, decode: (input: unknown) => Either.Either<A, ParseResult.ParseError>]>,
+  step: unknown,
+  at: string,
+  expected: string
+): Either.Either<A, string> => {
+  const kind = Predicate.isRecord(step) ? kinds.find(([key]) => key in step) : undefined
+  if (kind === undefined) return Either.left(`at ${at}: expected ${expected}`)
+  return Either.mapLeft(kind[1](step), (e) => issues(e, at))
+}
+
 const decodeStep = (step: unknown, at: string): Either.Either<FaultStep, string> => {
   if (typeof step === "number") return Either.mapLeft(Schema.decodeUnknownEither(Status)(step), (e) => issues(e, at))
-  const kind = Predicate.isRecord(step) ? stepKinds.find(([key]) => key in step) : undefined
-  if (kind === undefined) {
-    return Either.left(
-      `at ${at}: expected a status code or an object with one of status, latency, hang, reset, malformed, midStream`
-    )
-  }
-  return Either.mapLeft(kind[1](step), (e) => issues(e, at))
+  return decodeKind(stepKinds, step, at, "a status code or an object with one of status, latency, hang, reset, malformed, midStream")
 }
 
 /** Every step of a list decoded, or the first one's mistake (named by its place, `at.i`). */
@@ -191,16 +197,10 @@ const realtimeStepKinds: ReadonlyArray<
   ]
 ]
 
-const decodeRealtimeStep = (step: unknown, at: string): Either.Either<RealtimeFaultStep, string> => {
-  if (step === "normal") return Either.right(step)
-  const kind = Predicate.isRecord(step) ? realtimeStepKinds.find(([key]) => key in step) : undefined
-  if (kind === undefined) {
-    return Either.left(
-      `at ${at}: expected "normal" or an object with one of ${realtimeStepKinds.map(([key]) => key).join(", ")}`
-    )
-  }
-  return Either.mapLeft(kind[1](step), (e) => issues(e, at))
-}
+const decodeRealtimeStep = (step: unknown, at: string): Either.Either<RealtimeFaultStep, string> =>
+  step === "normal"
+    ? Either.right(step)
+    : decodeKind(realtimeStepKinds, step, at, `"normal" or an object with one of ${realtimeStepKinds.map(([key]) => key).join(", ")}`)
 
 const decodeRealtimePlan = (plan: unknown, at: string): Either.Either<RealtimePlan, string> => {
   if (!Array.isArray(plan)) return Either.left(`at ${at}: expected an array of steps, one per connection`)

@@ -74,7 +74,7 @@ type CountTokensRequest = typeof CountTokensRequest.Type
  * ones included (`betas`, `user_profile_id` and `workspace_id` travel as headers). The API refuses
  * any other as an extra input.
  */
-const messagesFields: ReadonlyArray<string> = [
+const messagesFields = [
   "model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream", "thinking",
   "tools", "tool_choice", "service_tier", "speed", "container", "cache_control", "diagnostics",
   "inference_geo", "output_config", "output_format", "mcp_servers", "context_management",
@@ -92,10 +92,11 @@ const countTokensFields: ReadonlySet<string> = new Set([
 ])
 
 /** API version 2026-10-21 removed the sampling parameters; 2023-06-01 still takes them. */
-const samplingFields: ReadonlyArray<string> = ["temperature", "top_k", "top_p"]
+const messagesFieldsNow: ReadonlySet<string> = new Set(messagesFields)
+const messagesFields20230601: ReadonlySet<string> = new Set([...messagesFields, "temperature", "top_k", "top_p"])
 
 const knownMessagesFields = (incoming: Incoming): ReadonlySet<string> =>
-  new Set(incoming.headers["anthropic-version"] === "2023-06-01" ? [...messagesFields, ...samplingFields] : messagesFields)
+  incoming.headers["anthropic-version"] === "2023-06-01" ? messagesFields20230601 : messagesFieldsNow
 
 /** Top-level fields outside `known`, in pydantic's words as the API reports them. */
 const extraInputs = (body: unknown, known: ReadonlySet<string>): ReadonlyArray<Issue> =>
