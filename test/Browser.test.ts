@@ -77,6 +77,35 @@ const withPage = <A, E>(body: (page: Browser.Page) => Effect.Effect<A, E>) =>
     return yield* exit
   })
 
+/**
+ * A stand-in Chromium, so its exit lands exactly mid-attach: it runs `prelude`, prints a DevTools
+ * address served here by a WebSocket that accepts and never answers, and exits (code 7) once
+ * Playwright is attached.
+ */
+const exitingMidAttach = (prelude: string) =>
+  Effect.gen(function*() {
+    const dir = yield* tempDir("big3-fake-chromium-")
+    const attached = path.join(dir, "attached")
+    const server = http.createServer()
+    const sockets = new WebSocketServer({ server })
+    sockets.on("connection", () => fs.writeFileSync(attached, ""))
+    const { port } = yield* listen(server)
+    // Before the server closes (finalizers run in reverse): an upgraded socket would hold it open.
+    yield* Effect.addFinalizer(() => Effect.sync(() => sockets.clients.forEach((socket) => socket.terminate())))
+    const executable = path.join(dir, "chromium")
+    const address = `ws://127.0.0.1:${port}/devtools/browser/stand-in`
+    fs.writeFileSync(
+      executable,
+      `#!/bin/sh\n${prelude}echo "DevTools listening on ${address}" >&2\n` +
+        `while [ ! -e "${attached}" ]; do sleep 0.05; done\necho "gone mid-attach" >&2\nexit 7\n`,
+      { mode: 0o755 }
+    )
+    const layer = Browser.layerWith({ executablePath: executable }).pipe(
+      Layer.provide(Layer.orDie(ReliabilityConfig.layerWith({ timeouts: { browser_startup: 20 } })))
+    )
+    return { dir, address, executable, layer }
+  })
+
 describe("Browser (real Chromium)", () => {
   it.live("opens one 1440×900 headless page, fills and submits a form, and closes Chromium with its scope", () =>
     Effect.gen(function*() {
@@ -293,32 +322,23 @@ describe("Browser (real Chromium)", () => {
 
   it.live("a Chromium that exits while Playwright attaches to it fails the launch with BrowserError, not at browser_startup", () =>
     Effect.gen(function*() {
-      // A stand-in Chromium, so the exit lands exactly mid-attach: it prints a DevTools address
-      // served here by a WebSocket that accepts and never answers, and exits once it is attached.
-      const dir = yield* tempDir("big3-fake-chromium-")
-      const attached = path.join(dir, "attached")
-      const server = http.createServer()
-      const sockets = new WebSocketServer({ server })
-      sockets.on("connection", () => fs.writeFileSync(attached, ""))
-      const { port } = yield* listen(server)
-      // Before the server closes (finalizers run in reverse): an upgraded socket would hold it open.
-      yield* Effect.addFinalizer(() => Effect.sync(() => sockets.clients.forEach((socket) => socket.terminate())))
-      const executable = path.join(dir, "chromium")
-      const address = `ws://127.0.0.1:${port}/devtools/browser/stand-in`
-      fs.writeFileSync(
-        executable,
-        `#!/bin/sh\necho "DevTools listening on ${address}" >&2\n` +
-          `while [ ! -e "${attached}" ]; do sleep 0.05; done\necho "gone mid-attach" >&2\nexit 7\n`,
-        { mode: 0o755 }
-      )
-      const layer = Browser.layerWith({ executablePath: executable }).pipe(
-        Layer.provide(Layer.orDie(ReliabilityConfig.layerWith({ timeouts: { browser_startup: 20 } })))
-      )
+      const { address, executable, layer } = yield* exitingMidAttach("")
       const error = yield* Effect.flip(Effect.scoped(Browser.open).pipe(Effect.provide(layer)))
       assert.deepStrictEqual([error._tag, error.message], [
         "BrowserError",
         `Chromium (${executable}) exited while starting (code 7): DevTools listening on ${address} | gone mid-attach`
       ])
+    }).pipe(Effect.scoped), 60_000)
+
+  it.live("a Chromium that exits by itself leaves no child behind: its process group is killed all the same", () =>
+    Effect.gen(function*() {
+      const { dir, layer } = yield* exitingMidAttach(`echo $$ > "$(dirname "$0")/main"\nsleep 300 >/dev/null 2>&1 &\necho $! > "$(dirname "$0")/child"\n`)
+      yield* Effect.flip(Effect.scoped(Browser.open).pipe(Effect.provide(layer)))
+      const main = Number(fs.readFileSync(path.join(dir, "main"), "utf8"))
+      const child = Number(fs.readFileSync(path.join(dir, "child"), "utf8"))
+      assert.isTrue(child > 0 && main > 0)
+      assert.isFalse(isRunning(child), `the child (pid ${child}) it left running is gone`)
+      assert.deepStrictEqual(runningInGroup(main), [])
     }).pipe(Effect.scoped), 60_000)
 
   it.live("a launch removes the profiles that SIGKILLed big3 processes left, and no one else's", () =>

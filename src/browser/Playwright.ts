@@ -15,6 +15,7 @@
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Schedule from "effect/Schedule"
 import * as ChildProcess from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -24,7 +25,7 @@ import type { Driver, Point, RawPage, Viewport } from "./Driver.js"
 import { formatDuration } from "../Errors.js"
 import { ActionFailed, BrowserError } from "./Errors.js"
 import { messageOf } from "../internal/messageOf.js"
-import { processIsGone } from "../internal/processAlive.js"
+import { liveGroupMembers, processIsGone } from "../internal/processAlive.js"
 
 const service = "browser"
 
@@ -107,18 +108,41 @@ const removeProfile = (profile: string): void => {
   fs.rmSync(profile, { recursive: true, force: true })
 }
 
-/** Kills Chromium's process group, waits for it to exit, and removes its profile. */
-const stopProcess = (launched: Launched, options: Options) =>
+/**
+ * SIGKILL to Chromium's whole process group (renderers, GPU process, zygotes), even when Chromium
+ * itself has exited already: its children may outlive it.
+ */
+const killGroup = ({ child, pid }: Launched): void => {
+  try {
+    process.kill(-pid, "SIGKILL")
+  } catch {
+    if (!exited(child)) child.kill("SIGKILL")
+  }
+}
+
+const exitOf = (child: ChildProcess.ChildProcess) =>
   Effect.async<void>((resume) => {
-    const { child, pid } = launched
     if (exited(child)) return resume(Effect.void)
-    child.once("exit", () => resume(Effect.void))
-    try {
-      process.kill(-pid, "SIGKILL")
-    } catch {
-      child.kill("SIGKILL")
-    }
-  }).pipe(
+    const onExit = () => resume(Effect.void)
+    child.once("exit", onExit)
+    return Effect.sync(() => void child.off("exit", onExit))
+  })
+
+/**
+ * The signal reaches every member at once, but each takes its own time to die (a renderer unmapping
+ * its memory on a loaded machine outlasts Chromium's own exit), so this waits until none is alive.
+ */
+const groupGone = (group: number) =>
+  Effect.repeat(Effect.sync(() => liveGroupMembers(group).length === 0), {
+    until: (gone) => gone,
+    schedule: Schedule.spaced("10 millis")
+  })
+
+/** Kills Chromium's process group, waits for all of it to exit, and removes its profile. */
+const stopProcess = (launched: Launched, options: Options) =>
+  Effect.sync(() => killGroup(launched)).pipe(
+    Effect.zipRight(exitOf(launched.child)),
+    Effect.zipRight(groupGone(launched.pid)),
     // A finalizer is uninterruptible: the wait must be made interruptible for the bound to hold.
     Effect.interruptible,
     Effect.timeout(options.closeTimeout),
