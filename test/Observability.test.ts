@@ -558,6 +558,31 @@ describe("Observability", () => {
     }).pipe(Effect.provide(clientLayer(server)))
   })
 
+  it.effect("a group commit's journal rows on SQLite: each event's seq is its own row's, across chunks and after deleted rows", () =>
+    Effect.gen(function*() {
+      const sql = yield* SqlClient.SqlClient
+      const spool = yield* Spool.make({ leaseMillis: 30_000, epoch: 7 })
+      yield* spool.open(1_000)
+      const journal = (ordinals: ReadonlyArray<number>) =>
+        ordinals.map((ordinal): Spool.Journaled => ({ body: JSON.stringify({ id: `j${ordinal}`, ordinal }), ordinal }))
+      const backlog = (n: number): Spool.Item => ({ id: `b${n}`, body: "{}", reason: "down", epoch: 1, ordinal: n })
+      // Rows before, some deleted since (AUTOINCREMENT does not hand their seqs out again).
+      yield* spool.commit({ ...Spool.emptyOps(), spool: [backlog(1), backlog(2), backlog(3)] }, 1_000)
+      yield* spool.commit({ ...Spool.emptyOps(), remove: [3] }, 1_000)
+      // Ordinals with gaps (events delivered before their round are left out), over three chunks of 500.
+      const ordinals = Array.from({ length: 1_200 }, (_, i) => 10 + 3 * i)
+      const committed = yield* spool.commit({ ...Spool.emptyOps(), journal: journal(ordinals), spool: [backlog(4)] }, 1_000)
+      const rows = yield* sql<{ seq: number; ordinal: number; id: string }>`SELECT seq, ordinal, id FROM observability_spool
+        WHERE epoch = 7 ORDER BY seq`
+      assert.strictEqual(rows.length, 1_200)
+      assert.deepStrictEqual(rows.map((row) => [row.ordinal, row.id]), ordinals.map((ordinal) => [ordinal, `j${ordinal}`]))
+      assert.deepStrictEqual(ordinals.map((ordinal) => committed.journaled.get(ordinal)), rows.map((row) => row.seq))
+      assert.isTrue(rows[0]!.seq > 3)
+      // Deleting by those seqs removes exactly the journal rows.
+      yield* spool.commit({ ...Spool.emptyOps(), remove: [...committed.journaled.values()] }, 1_000)
+      assert.deepStrictEqual((yield* sql<{ id: string }>`SELECT id FROM observability_spool ORDER BY seq`).map((row) => row.id), ["b1", "b2", "b4"])
+    }).pipe(Effect.provide(Store.layer({ filename: tempDb() })), Effect.orDie))
+
   it.effect("rows held by a process of this host that is gone are redelivered at start; a live holder's rows are left alone", () => {
     const filename = tempDb()
     const server = makeServer()
