@@ -431,12 +431,21 @@ export const make = (options: SpoolOptions): Effect.Effect<Spool, never, SqlClie
      * Journal rows, adding the `seq` of each to `journaled` by its ordinal. On SQLite, with the
      * write lock held, one multi-row INSERT numbers its rows one after the other in VALUES order
      * (AUTOINCREMENT: the largest seq so far + 1), so they are `last_insert_rowid()` − n + 1 … that:
-     * reading them back with RETURNING cost ≈ 2 µs an event. PostgreSQL's sequence is shared with
-     * concurrent writers, so there they are read back.
+     * reading them back with RETURNING cost more than a µs an event. PostgreSQL's sequence is shared
+     * with concurrent writers, so there they are read back.
      */
     const insertJournal: (items: ReadonlyArray<Journaled>, now: number, journaled: Map<number, number>) => Effect.Effect<void, SqlError> = sql
       .onDialectOrElse({
-        pg: () => (items: ReadonlyArray<Journaled>, now: number, journaled: Map<number, number>) =>
+        sqlite: () => (items: ReadonlyArray<Journaled>, now: number, journaled: Map<number, number>) =>
+          Effect.forEach(chunks(items), (chunk) =>
+            sql.unsafe(chunk.length === chunkSize ? fullInsert : insertText(chunk.length), valuesFor(chunk, fromJournaled, now, true)).pipe(
+              Effect.zipRight(lastRowid),
+              Effect.map((last) => {
+                const first = last - chunk.length + 1
+                for (let i = 0; i < chunk.length; i++) journaled.set(chunk[i]!.ordinal, first + i)
+              })
+            ), { discard: true }),
+        orElse: () => (items: ReadonlyArray<Journaled>, now: number, journaled: Map<number, number>) =>
           Effect.forEach(chunks(items), (chunk) =>
             Effect.map(
               sql.unsafe<{ seq: unknown; ordinal: unknown }>(
@@ -446,15 +455,6 @@ export const make = (options: SpoolOptions): Effect.Effect<Spool, never, SqlClie
               (rows) => {
                 for (const row of rows) journaled.set(num(row.ordinal), num(row.seq))
               }
-            ), { discard: true }),
-        orElse: () => (items: ReadonlyArray<Journaled>, now: number, journaled: Map<number, number>) =>
-          Effect.forEach(chunks(items), (chunk) =>
-            sql.unsafe(chunk.length === chunkSize ? fullInsert : insertText(chunk.length), valuesFor(chunk, fromJournaled, now, true)).pipe(
-              Effect.zipRight(lastRowid),
-              Effect.map((last) => {
-                const first = last - chunk.length + 1
-                for (let i = 0; i < chunk.length; i++) journaled.set(chunk[i]!.ordinal, first + i)
-              })
             ), { discard: true })
       })
 
