@@ -19,17 +19,21 @@ interface Peer {
 }
 
 /** A raw client: opens the socket and collects server events (closed with the scope). */
-const connect = (url: string, headers: Record<string, string> = { authorization: "Bearer sandbox-key" }) =>
+const connect = (
+  url: string,
+  headers: Record<string, string> = { authorization: "Bearer sandbox-key" },
+  protocols: ReadonlyArray<string> = []
+) =>
   Effect.acquireRelease(
     Effect.async<{ readonly socket: WebSocket; readonly events: Queue.Queue<unknown> }, Error>((resume) => {
       const events = Effect.runSync(Queue.unbounded<unknown>())
-      const socket = new WebSocket(url, { headers })
+      const socket = new WebSocket(url, [...protocols], { headers })
       socket.on("message", (data) => Queue.unsafeOffer(events, JSON.parse(String(data))))
       socket.once("open", () => resume(Effect.succeed({ socket, events })))
       socket.once("error", (error) => resume(Effect.fail(error)))
     }),
     ({ socket }) => Effect.sync(() => socket.terminate())
-  ).pipe(Effect.map(({ events, socket }): Peer => {
+  ).pipe(Effect.map(({ events, socket }): Peer & { readonly protocol: string } => {
     const until = (type: string): Effect.Effect<ReadonlyArray<unknown>> =>
       Effect.gen(function*() {
         const seen: Array<unknown> = []
@@ -40,6 +44,7 @@ const connect = (url: string, headers: Record<string, string> = { authorization:
         }
       })
     return {
+      protocol: socket.protocol,
       next: Queue.take(events),
       until,
       send: (event) => Effect.sync(() => socket.send(JSON.stringify(event))),
@@ -209,6 +214,22 @@ describe("Sandbox Realtime endpoint", () => {
       assert.deepStrictEqual(logged, ["ERROR sandbox: a Realtime client event failed unexpectedly; answered server_error"])
     }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
   })
+
+  it.scopedLive("a browser's key, offered as the subprotocol openai-insecure-api-key.<key>, opens a session; a wrong one is refused in it; neither is recorded", () =>
+    Effect.gen(function*() {
+      const sandbox = yield* Sandbox.make()
+      const url = `${sandbox.realtime.url}?model=gpt-realtime`
+      const peer = yield* connect(url, {}, ["realtime", "openai-insecure-api-key.sandbox-key", "openai-beta.realtime-v1"])
+      assert.strictEqual(at(yield* peer.next, "type"), "session.created")
+      assert.strictEqual(peer.protocol, "realtime")
+      const wrong = yield* connect(url, {}, ["realtime", "openai-insecure-api-key.not-the-key"])
+      assert.deepStrictEqual(at(yield* wrong.next, "error", "code"), "invalid_api_key")
+      const connections = yield* sandbox.realtime.connections
+      assert.deepStrictEqual(connections.map((connection) => [connection.outcome, connection.headers["sec-websocket-protocol"]]), [
+        ["open", "realtime, openai-insecure-api-key.<redacted>, openai-beta.realtime-v1"],
+        ["unauthorized", "realtime, openai-insecure-api-key.<redacted>"]
+      ])
+    }))
 
   // A wrong key is accepted, then refused in the session (test/sdk.openai.test.ts).
   it.scopedLive("upgrades without a key or without a model are refused in OpenAI's error format", () =>

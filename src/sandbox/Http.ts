@@ -306,10 +306,20 @@ const secretHeaders: ReadonlySet<string> = new Set([
   "cookie"
 ])
 
-/** Headers as recorded: every secret-carrying header reads "<redacted>". */
+/** The WebSocket subprotocol that carries an OpenAI key (browsers cannot set `Authorization`). */
+export const insecureKeyPrefix = "openai-insecure-api-key."
+
+/** Headers as recorded: every secret-carrying header reads "<redacted>", and so does a key offered as a subprotocol. */
+
 export const redactHeaders = (headers: Readonly<Record<string, string>>): Readonly<Record<string, string>> => {
   const out: Record<string, string> = {}
-  for (const [name, value] of Object.entries(headers)) out[name] = secretHeaders.has(name) ? "<redacted>" : value
+  for (const [name, value] of Object.entries(headers)) {
+    out[name] = secretHeaders.has(name)
+      ? "<redacted>"
+      : name === "sec-websocket-protocol"
+      ? value.split(",").map((protocol) => protocol.trim().startsWith(insecureKeyPrefix) ? `${insecureKeyPrefix}<redacted>` : protocol.trim()).join(", ")
+      : value
+  }
   return out
 }
 

@@ -1,6 +1,8 @@
 /**
  * Emulator of the OpenAI Realtime API (GA, text modality): a WebSocket at `GET /v1/realtime`
- * on the sandbox port, with `Authorization: Bearer <key>` and `?model=`.
+ * on the sandbox port, with `?model=` and the key as `Authorization: Bearer <key>` or, as browsers
+ * must send it, as the subprotocol `openai-insecure-api-key.<key>` (next to `realtime`, which is
+ * the protocol the upgrade selects).
  *
  * A wrong key is answered as the API answers it: the upgrade succeeds, then an `error` event with
  * code `invalid_api_key` and a close with code 3000.
@@ -35,7 +37,7 @@ import * as Fiber from "effect/Fiber"
 import * as Queue from "effect/Queue"
 import * as Redacted from "effect/Redacted"
 import { retryAfterSeconds } from "./FaultPlan.js"
-import { approxTokens, decode, parseJson, pseudoId, redactHeaders, tooDeep } from "./Http.js"
+import { approxTokens, decode, insecureKeyPrefix, parseJson, pseudoId, redactHeaders, tooDeep } from "./Http.js"
 import type { ClientEvent, Item, RealtimeRule, StoredItem } from "./RealtimeModel.js"
 import { answer, chunks, ClientEvent as ClientEventSchema, EventType } from "./RealtimeModel.js"
 
@@ -44,6 +46,15 @@ export type { RealtimeRule } from "./RealtimeModel.js"
 // ---------------------------------------------------------------------------------------------
 // Plans
 // ---------------------------------------------------------------------------------------------
+
+/** The key a browser client offers as the subprotocol `openai-insecure-api-key.<key>`, if any. */
+const subprotocolKey = (protocols: string | undefined): string | undefined => {
+  for (const protocol of protocols?.split(",") ?? []) {
+    const trimmed = protocol.trim()
+    if (trimmed.startsWith(insecureKeyPrefix) && trimmed.length > insecureKeyPrefix.length) return trimmed.slice(insecureKeyPrefix.length)
+  }
+  return undefined
+}
 
 /**
  * What one connection gets; `"normal"` none of it. Event counts are server events sent on that
@@ -162,7 +173,7 @@ export const make = (options: Options) =>
         record.outcome = "hang"
         return yield* Effect.never
       }
-      const bearer = headers["authorization"]?.match(/^Bearer\s+(.+)$/i)?.[1]
+      const bearer = headers["authorization"]?.match(/^Bearer\s+(.+)$/i)?.[1] ?? subprotocolKey(headers["sec-websocket-protocol"])
       if (bearer === undefined) {
         record.outcome = 401
         // The API's gateway refuses the upgrade itself, in the words it uses for every endpoint today.
