@@ -9,7 +9,8 @@ import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { EventInput, isEventInput } from "../src/observability/Domain.js"
-import { idOf, Signal, State, uuidv7 } from "../src/observability/State.js"
+import { idOf } from "../src/observability/Spool.js"
+import { Signal, State, uuidv7 } from "../src/observability/State.js"
 
 const base = { source_app: "app", session_id: "s", hook_event_type: "PreToolUse", payload: { tool: "Bash" } }
 

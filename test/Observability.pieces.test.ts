@@ -22,9 +22,10 @@ import * as Delivery from "../src/observability/Delivery.js"
 import * as Options from "../src/observability/Options.js"
 import * as Redeliverer from "../src/observability/Redeliverer.js"
 import * as Shutdown from "../src/observability/Shutdown.js"
+import * as Spool from "../src/observability/Spool.js"
 import * as SpoolWriter from "../src/observability/SpoolWriter.js"
 import type { Entry } from "../src/observability/State.js"
-import { idOf, State, tally } from "../src/observability/State.js"
+import { State, tally } from "../src/observability/State.js"
 import type * as Transport from "../src/observability/Transport.js"
 import * as ReliabilityConfig from "../src/ReliabilityConfig.js"
 import * as Resilience from "../src/Resilience.js"
@@ -388,7 +389,7 @@ describe("Observability spool writer: deletes of delivered rows", () => {
       yield* TestClock.adjust("5 millis")
       yield* settle
       assert.strictEqual(commits.length, 2)
-      assert.deepStrictEqual({ journal: commits[1]!.journal.map((item) => idOf(item.body)), removed: commits[1]!.remove.length }, {
+      assert.deepStrictEqual({ journal: commits[1]!.journal.map((item) => Spool.idOf(item.body)), removed: commits[1]!.remove.length }, {
         journal: ["e4"],
         removed: 3
       })

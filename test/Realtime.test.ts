@@ -33,6 +33,13 @@ const client = (url: string, overrides: ReliabilityConfig.Overrides = {}, apiKey
     }))
   )
 
+/** An error as the tests compare it: its tag, whether it is retryable, its message. */
+const summary = (error: { readonly _tag: string; readonly message: string }) =>
+  ({ tag: error._tag, retryable: Errors.isRetryable(error), message: error.message })
+
+/** `Realtime.connect()` to `url` in a fiber of its own, which ends with the error it failed with. */
+const connectFailing = (url: string) => Effect.fork(Effect.flip(Realtime.connect().pipe(Effect.provide(client(url)))))
+
 const listAgents: Realtime.FunctionTool = {
   type: "function",
   name: "list_agents",
@@ -193,7 +200,7 @@ describe("Realtime", () => {
           Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(environment)))
         )
         const error = yield* Effect.flip(Realtime.connect().pipe(Effect.provide(layer)))
-        failures.push({ tag: error._tag, retryable: Errors.isRetryable(error), message: error.message })
+        failures.push(summary(error))
       }
       const expected = {
         tag: "Unauthorized",
@@ -274,7 +281,7 @@ describe("Realtime", () => {
         "insufficient_quota"
       ))
       const error = yield* Effect.flip(Fiber.join(turn))
-      assert.deepStrictEqual({ tag: error._tag, retryable: Errors.isRetryable(error), message: error.message }, {
+      assert.deepStrictEqual(summary(error), {
         tag: "QuotaExhausted",
         retryable: false,
         message: "openai_realtime quota exhausted (insufficient_quota): the account is out of credit or past its spending limit; " +
@@ -319,7 +326,7 @@ describe("Realtime", () => {
         }
       })
       const error = yield* Effect.flip(Fiber.join(turn))
-      assert.deepStrictEqual({ tag: error._tag, retryable: Errors.isRetryable(error), message: error.message }, {
+      assert.deepStrictEqual(summary(error), {
         tag: "QuotaExhausted",
         retryable: false,
         message: "openai_realtime quota exhausted (insufficient_quota): the account is out of credit or past its spending limit; " +
@@ -335,7 +342,7 @@ describe("Realtime", () => {
   it.scopedLive("an insufficient_quota error before session.created fails connect as QuotaExhausted, without another attempt", () =>
     Effect.gen(function*() {
       const server = yield* bareServer({ greet: false })
-      const connecting = yield* Effect.fork(Effect.flip(Realtime.connect().pipe(Effect.provide(client(server.url)))))
+      const connecting = yield* connectFailing(server.url)
       const connection = yield* server.nextConnection
       yield* connection.send(serverEvents.error("insufficient_quota", "You exceeded your current quota.", null, "insufficient_quota"))
       const error = yield* Fiber.join(connecting)
@@ -425,12 +432,12 @@ describe("Realtime", () => {
   it.scopedLive("an invalid_api_key error before session.created fails connect as Unauthorized, without another attempt", () =>
     Effect.gen(function*() {
       const server = yield* bareServer({ greet: false })
-      const connecting = yield* Effect.fork(Effect.flip(Realtime.connect().pipe(Effect.provide(client(server.url)))))
+      const connecting = yield* connectFailing(server.url)
       const connection = yield* server.nextConnection
       yield* connection.send(serverEvents.error("invalid_api_key", "Incorrect API key provided: test-key."))
       yield* connection.close(3000, "invalid_request_error.invalid_api_key")
       const error = yield* Fiber.join(connecting)
-      assert.deepStrictEqual({ tag: error._tag, retryable: Errors.isRetryable(error), message: error.message }, {
+      assert.deepStrictEqual(summary(error), {
         tag: "Unauthorized",
         retryable: false,
         message: "openai_realtime refused the API key: invalid_request_error (invalid_api_key): Incorrect API key provided: <redacted>."
@@ -441,13 +448,13 @@ describe("Realtime", () => {
   it.scopedLive("an error before session.created fails the attempt with its type, code and message: server_error is retried, model_not_found is not", () =>
     Effect.gen(function*() {
       const server = yield* bareServer({ greet: false })
-      const connecting = yield* Effect.fork(Effect.flip(Realtime.connect().pipe(Effect.provide(client(server.url)))))
+      const connecting = yield* connectFailing(server.url)
       const first = yield* server.nextConnection
       yield* first.send(serverEvents.error(null, "The server had an error while processing your request.", null, "server_error"))
       const second = yield* server.nextConnection
       yield* second.send(serverEvents.error("model_not_found", "The model 'gpt-nope' does not exist."))
       const error = yield* Fiber.join(connecting)
-      assert.deepStrictEqual({ tag: error._tag, retryable: Errors.isRetryable(error), message: error.message }, {
+      assert.deepStrictEqual(summary(error), {
         tag: "InvalidRequest",
         retryable: false,
         message: "openai_realtime reported invalid_request_error (model_not_found): The model 'gpt-nope' does not exist."
@@ -461,11 +468,11 @@ describe("Realtime", () => {
   it.scopedLive("a close before session.created fails the attempt with the close code and reason", () =>
     Effect.gen(function*() {
       const server = yield* bareServer({ greet: false })
-      const connecting = yield* Effect.fork(Effect.flip(Realtime.connect().pipe(Effect.provide(client(server.url)))))
+      const connecting = yield* connectFailing(server.url)
       yield* Effect.flatMap(server.nextConnection, (connection) => connection.close(1011, "overloaded"))
       yield* Effect.flatMap(server.nextConnection, (connection) => connection.close(1008, "model not allowed"))
       const error = yield* Fiber.join(connecting)
-      assert.deepStrictEqual({ tag: error._tag, retryable: Errors.isRetryable(error), message: error.message }, {
+      assert.deepStrictEqual(summary(error), {
         tag: "InvalidRequest",
         retryable: false,
         message: "the Realtime socket closed (code 1008: model not allowed): the server refuses what was sent; not retried"

@@ -386,24 +386,27 @@ export const make = (options: SpoolOptions): Effect.Effect<Spool, never, SqlClie
     })
     const valuesOf = (rows: number) =>
       Array.from({ length: rows }, (_, row) => `(${placeholders(row * columnCount, columnCount)})`).join(",")
-    const insertText = (rows: number) => `${insertColumns}${valuesOf(rows)}`
-    const fullInsert = insertText(chunkSize)
-    const returning = " RETURNING seq, ordinal"
+    /** A statement's text for `rows` rows or values; the full chunk's is built once. */
+    const sized = (text: (rows: number) => string): (rows: number) => string => {
+      const full = text(chunkSize)
+      return (rows) => rows === chunkSize ? full : text(rows)
+    }
+    const insertText = sized((rows) => `${insertColumns}${valuesOf(rows)}`)
+    const insertReturningText = sized((rows) => `${insertColumns}${valuesOf(rows)} RETURNING seq, ordinal`)
     // Deletes by seq likewise: the 500-value text once, not compiled value by value each time.
-    const deleteText = (rows: number) => `DELETE FROM observability_spool WHERE seq IN (${placeholders(0, rows)})`
-    const fullDelete = deleteText(chunkSize)
-    const fullInsertReturning = fullInsert + returning
+    const deleteText = sized((rows) => `DELETE FROM observability_spool WHERE seq IN (${placeholders(0, rows)})`)
 
-    /** The columns an event's row takes from it (the rest are the commit's). */
+    /** The columns an event's row takes from it (the rest are the commit's); `held`: this process holds the row. */
     interface RowSource<A extends Journaled> {
       readonly id: (item: A) => string
       readonly epoch: (item: A) => number
       readonly reason: (item: A) => string
+      readonly held: boolean
     }
-    const fromItem: RowSource<Item> = { id: (item) => item.id, epoch: (item) => item.epoch, reason: (item) => item.reason }
-    const fromJournaled: RowSource<Journaled> = { id: (item) => idOf(item.body), epoch: () => epoch, reason: () => heldReason }
+    const fromItem: RowSource<Item> = { id: (item) => item.id, epoch: (item) => item.epoch, reason: (item) => item.reason, held: false }
+    const fromJournaled: RowSource<Journaled> = { id: (item) => idOf(item.body), epoch: () => epoch, reason: () => heldReason, held: true }
 
-    const valuesFor = <A extends Journaled>(chunk: ReadonlyArray<A>, source: RowSource<A>, now: number, held: boolean) => {
+    const valuesFor = <A extends Journaled>(chunk: ReadonlyArray<A>, source: RowSource<A>, now: number) => {
       const values = new Array<string | number | null>(chunk.length * columnCount)
       let i = 0
       for (const item of chunk) {
@@ -412,8 +415,8 @@ export const make = (options: SpoolOptions): Effect.Effect<Spool, never, SqlClie
         values[i++] = source.epoch(item)
         values[i++] = item.ordinal
         values[i++] = now
-        values[i++] = held ? owner : null
-        values[i++] = held ? now + lease : 0
+        values[i++] = source.held ? owner : null
+        values[i++] = source.held ? now + lease : 0
         values[i++] = source.reason(item)
       }
       return values
@@ -421,42 +424,35 @@ export const make = (options: SpoolOptions): Effect.Effect<Spool, never, SqlClie
 
     /** Backlog rows: nothing is read back. */
     const insertRows = (items: ReadonlyArray<Item>, now: number) =>
-      Effect.forEach(chunks(items), (chunk) =>
-        sql.unsafe(chunk.length === chunkSize ? fullInsert : insertText(chunk.length), valuesFor(chunk, fromItem, now, false)), {
-        discard: true
-      })
+      Effect.forEach(chunks(items), (chunk) => sql.unsafe(insertText(chunk.length), valuesFor(chunk, fromItem, now)), { discard: true })
 
     const lastRowid = Effect.map(sql<{ last: unknown }>`SELECT last_insert_rowid() AS last`, (rows) => num(rows[0]?.last))
+
     /**
-     * Journal rows, adding the `seq` of each to `journaled` by its ordinal. On SQLite, with the
-     * write lock held, one multi-row INSERT numbers its rows one after the other in VALUES order
-     * (AUTOINCREMENT: the largest seq so far + 1), so they are `last_insert_rowid()` − n + 1 … that:
-     * reading them back with RETURNING cost more than a µs an event. PostgreSQL's sequence is shared
-     * with concurrent writers, so there they are read back.
+     * Inserts one chunk of journal rows and adds the `seq` of each to `journaled` by its ordinal.
+     * On SQLite, with the write lock held, one multi-row INSERT numbers its rows one after the
+     * other in VALUES order (AUTOINCREMENT: the largest seq so far + 1), so they are
+     * `last_insert_rowid()` − n + 1 … that: reading them back with RETURNING cost more than a µs
+     * an event. PostgreSQL's sequence is shared with concurrent writers, so there they are read back.
      */
-    const insertJournal: (items: ReadonlyArray<Journaled>, now: number, journaled: Map<number, number>) => Effect.Effect<void, SqlError> = sql
-      .onDialectOrElse({
-        sqlite: () => (items: ReadonlyArray<Journaled>, now: number, journaled: Map<number, number>) =>
-          Effect.forEach(chunks(items), (chunk) =>
-            sql.unsafe(chunk.length === chunkSize ? fullInsert : insertText(chunk.length), valuesFor(chunk, fromJournaled, now, true)).pipe(
-              Effect.zipRight(lastRowid),
-              Effect.map((last) => {
-                const first = last - chunk.length + 1
-                for (let i = 0; i < chunk.length; i++) journaled.set(chunk[i]!.ordinal, first + i)
-              })
-            ), { discard: true }),
-        orElse: () => (items: ReadonlyArray<Journaled>, now: number, journaled: Map<number, number>) =>
-          Effect.forEach(chunks(items), (chunk) =>
-            Effect.map(
-              sql.unsafe<{ seq: unknown; ordinal: unknown }>(
-                chunk.length === chunkSize ? fullInsertReturning : insertText(chunk.length) + returning,
-                valuesFor(chunk, fromJournaled, now, true)
-              ),
-              (rows) => {
-                for (const row of rows) journaled.set(num(row.ordinal), num(row.seq))
-              }
-            ), { discard: true })
-      })
+    const insertJournalChunk: (
+      chunk: ReadonlyArray<Journaled>,
+      values: ReadonlyArray<string | number | null>,
+      journaled: Map<number, number>
+    ) => Effect.Effect<void, SqlError> = sql.onDialectOrElse({
+      sqlite: () => (chunk, values, journaled) =>
+        Effect.map(Effect.zipRight(sql.unsafe(insertText(chunk.length), values), lastRowid), (last) => {
+          const first = last - chunk.length + 1
+          for (let i = 0; i < chunk.length; i++) journaled.set(chunk[i]!.ordinal, first + i)
+        }),
+      orElse: () => (chunk, values, journaled) =>
+        Effect.map(sql.unsafe<{ seq: unknown; ordinal: unknown }>(insertReturningText(chunk.length), values), (rows) => {
+          for (const row of rows) journaled.set(num(row.ordinal), num(row.seq))
+        })
+    })
+
+    const insertJournal = (items: ReadonlyArray<Journaled>, now: number, journaled: Map<number, number>) =>
+      Effect.forEach(chunks(items), (chunk) => insertJournalChunk(chunk, valuesFor(chunk, fromJournaled, now), journaled), { discard: true })
 
     const commit = (ops: Ops, now: number, commitOptions: { readonly releaseHeld?: boolean } = {}) =>
       Store.transaction(sql, Effect.gen(function*() {
@@ -489,7 +485,7 @@ export const make = (options: SpoolOptions): Effect.Effect<Spool, never, SqlClie
           }`
         }
         for (const chunk of chunks(ops.remove)) {
-          yield* sql.unsafe(chunk.length === chunkSize ? fullDelete : deleteText(chunk.length), chunk)
+          yield* sql.unsafe(deleteText(chunk.length), chunk)
         }
         if (commitOptions.releaseHeld === true) {
           yield* sql`UPDATE observability_spool SET owner = NULL, lease_until = 0 WHERE owner = ${owner}`

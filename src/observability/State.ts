@@ -20,8 +20,6 @@ import type { Mode } from "./Options.js"
 import * as Spool from "./Spool.js"
 import { service } from "./Transport.js"
 
-export { idOf } from "./Spool.js"
-
 /** A UUIDv7 (RFC 9562): 48 bits of milliseconds, then random bits; sorts by creation time. */
 export const uuidv7 = (now: number): string => uuidv7Prefix(now) + randomUUID().slice(15)
 

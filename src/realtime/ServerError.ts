@@ -41,10 +41,10 @@ export const responseQuotaExhausted = (event: ResponseDone): Errors.QuotaExhaust
 
 /**
  * `session_expired` → `SessionExpired`; `invalid_api_key` → `Unauthorized`; `insufficient_quota`
- * (code or type) → `QuotaExhausted`; `rate_limit_exceeded`
- * (code or type) → `RateLimited`; type `server_error` → `ServiceUnavailable`; anything else (`invalid_request_error`
- * such as `model_not_found`, or a type we do not know) → `InvalidRequest`: sent again, the same
- * request would be refused again.
+ * (code or type) → `QuotaExhausted`; `rate_limit_exceeded` (code or type) → `RateLimited`; type
+ * `server_error` → `ServiceUnavailable`; anything else (`invalid_request_error` such as
+ * `model_not_found`, or a type we do not know) → `InvalidRequest`: sent again, the same request
+ * would be refused again.
  */
 export const toRealtimeError = (error: ErrorEvent["error"]): RealtimeError => {
   const message = describe(error)

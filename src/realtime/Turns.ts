@@ -178,6 +178,13 @@ export const make = (context: Context) => {
     return Effect.zipRight(live.connection.send({ type: "response.create", event_id: eventId }), Queue.offer(live.traffic, undefined))
   })
 
+  /** The turn had a response that failed, in the server's words. */
+  const countFailed = (turn: TurnState, error: ErrorEvent["error"]) => {
+    turn.responses++
+    turn.status = "failed"
+    turn.error = describeServerError(error)
+  }
+
   /** Ends the turn in progress with what it has. */
   const endTurn = (turn: TurnState) => {
     state.turn = undefined
@@ -316,11 +323,7 @@ export const make = (context: Context) => {
         // Our response.create failed: no response will come for it.
         state.active = false
         answered()
-        if (state.turn !== undefined) {
-          state.turn.responses++
-          state.turn.status = "failed"
-          state.turn.error = describeServerError(error)
-        }
+        if (state.turn !== undefined) countFailed(state.turn, error)
         return Effect.zipRight(report, settleTurn)
       }
       if ((error.event_id === undefined || error.event_id === null) && state.active) {
@@ -341,9 +344,7 @@ export const make = (context: Context) => {
       state.want = false
       const turn = state.turn
       if (turn === undefined) return Effect.void
-      turn.responses++
-      turn.status = "failed"
-      turn.error = describeServerError(error)
+      countFailed(turn, error)
       return endTurn(turn)
     })
 

@@ -307,18 +307,24 @@ const secretHeaders: ReadonlySet<string> = new Set([
 ])
 
 /** The WebSocket subprotocol that carries an OpenAI key (browsers cannot set `Authorization`). */
-export const insecureKeyPrefix = "openai-insecure-api-key."
+const insecureKeyPrefix = "openai-insecure-api-key."
+
+const protocolsOf = (header: string): Array<string> => header.split(",").map((protocol) => protocol.trim())
+
+/** The key a client offers as the subprotocol `openai-insecure-api-key.<key>`, if any. */
+export const subprotocolKey = (header: string | undefined): string | undefined => {
+  const offered = protocolsOf(header ?? "").find((protocol) => protocol.startsWith(insecureKeyPrefix) && protocol !== insecureKeyPrefix)
+  return offered?.slice(insecureKeyPrefix.length)
+}
+
+const redactProtocols = (header: string): string =>
+  protocolsOf(header).map((protocol) => protocol.startsWith(insecureKeyPrefix) ? `${insecureKeyPrefix}<redacted>` : protocol).join(", ")
 
 /** Headers as recorded: every secret-carrying header reads "<redacted>", and so does a key offered as a subprotocol. */
-
 export const redactHeaders = (headers: Readonly<Record<string, string>>): Readonly<Record<string, string>> => {
   const out: Record<string, string> = {}
   for (const [name, value] of Object.entries(headers)) {
-    out[name] = secretHeaders.has(name)
-      ? "<redacted>"
-      : name === "sec-websocket-protocol"
-      ? value.split(",").map((protocol) => protocol.trim().startsWith(insecureKeyPrefix) ? `${insecureKeyPrefix}<redacted>` : protocol.trim()).join(", ")
-      : value
+    out[name] = secretHeaders.has(name) ? "<redacted>" : name === "sec-websocket-protocol" ? redactProtocols(value) : value
   }
   return out
 }

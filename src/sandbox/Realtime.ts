@@ -37,7 +37,7 @@ import * as Fiber from "effect/Fiber"
 import * as Queue from "effect/Queue"
 import * as Redacted from "effect/Redacted"
 import { retryAfterSeconds } from "./FaultPlan.js"
-import { approxTokens, decode, insecureKeyPrefix, parseJson, pseudoId, redactHeaders, tooDeep } from "./Http.js"
+import { approxTokens, decode, parseJson, pseudoId, redactHeaders, subprotocolKey, tooDeep } from "./Http.js"
 import type { ClientEvent, Item, RealtimeRule, StoredItem } from "./RealtimeModel.js"
 import { answer, chunks, ClientEvent as ClientEventSchema, EventType } from "./RealtimeModel.js"
 
@@ -46,15 +46,6 @@ export type { RealtimeRule } from "./RealtimeModel.js"
 // ---------------------------------------------------------------------------------------------
 // Plans
 // ---------------------------------------------------------------------------------------------
-
-/** The key a browser client offers as the subprotocol `openai-insecure-api-key.<key>`, if any. */
-const subprotocolKey = (protocols: string | undefined): string | undefined => {
-  for (const protocol of protocols?.split(",") ?? []) {
-    const trimmed = protocol.trim()
-    if (trimmed.startsWith(insecureKeyPrefix) && trimmed.length > insecureKeyPrefix.length) return trimmed.slice(insecureKeyPrefix.length)
-  }
-  return undefined
-}
 
 /**
  * What one connection gets; `"normal"` none of it. Event counts are server events sent on that
