@@ -68,12 +68,11 @@ export const make = (options: DeliveryOptions): Delivery => {
     })
 
   // Only the server's answers (and its silence) are outcomes; a defect is a bug of ours and
-  // goes up to the worker or the redeliverer.
+  // goes up to the worker or the redeliverer. Built once: `sendOne` runs for every event.
+  const toResult = { onSuccess: (): Result => undefined, onFailure: Answer.failureOf }
+  const traceSingle = withSpanWhenTraced("Observability.deliverEvent")
   const sendOne = (body: string): Effect.Effect<Result> =>
-    Effect.match(options.protectSingle(postSingle(body)), {
-      onSuccess: (): Result => undefined,
-      onFailure: Answer.failureOf
-    }).pipe(withSpanWhenTraced("Observability.deliverEvent"))
+    traceSingle(Effect.match(options.protectSingle(postSingle(body)), toResult))
 
   const sendEach = (bodies: ReadonlyArray<string>, concurrency: number): Effect.Effect<Array<Result>> =>
     Effect.forEach(bodies, sendOne, { concurrency })
@@ -164,17 +163,17 @@ const supervised = (options: WorkerOptions, slot: Slot, round: Effect.Effect<voi
 export const worker = (options: WorkerOptions, slot: Slot): Effect.Effect<never> => {
   const { delivery, queue, settings, state } = options
   if (settings.mode === "single") {
-    return Effect.forever(supervised(
-      options,
-      slot,
-      Effect.flatMap(Queue.take(queue), (entry) => {
-        slot.current = [entry]
-        return Effect.map(delivery.sendOne(entry.body), (result) => {
-          slot.current = undefined
-          options.settle(entry, result)
-        })
+    // Each round waits for the network, so the loop need not yield as `Effect.forever` does after
+    // every round; the runtime still yields after its own count of steps.
+    const loop: Effect.Effect<never> = Effect.flatMap(Queue.take(queue), (entry) => {
+      slot.current = [entry]
+      return Effect.flatMap(delivery.sendOne(entry.body), (result) => {
+        slot.current = undefined
+        options.settle(entry, result)
+        return loop
       })
-    ))
+    })
+    return Effect.forever(supervised(options, slot, loop))
   }
   const lingerMillis = Duration.toMillis(settings.linger)
   /** Up to `batchSize` events, waiting at most `linger` for more (not while a flush waits). */
