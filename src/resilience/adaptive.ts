@@ -12,6 +12,7 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import type { AdaptiveTimeout, Pacer } from "../adaptive/Handles.js"
 import { OperationTimeout, RateLimited } from "../Errors.js"
+import { onOutcome } from "./attempt.js"
 
 const failureOf = <A, E>(exit: Exit.Exit<A, E>): E | undefined =>
   Exit.isFailure(exit) ? Option.getOrUndefined(Cause.failureOption(exit.cause)) : undefined
@@ -28,7 +29,7 @@ export const adaptedAttempt = <A, E, R>(
   const start = (): Effect.Effect<A, E, R> => {
     const startedAt = clock.unsafeCurrentTimeMillis()
     const timeout = learned === undefined ? configured : learned.timeout(startedAt)
-    return Effect.flatMap(Effect.exit(run(timeout)), (exit) => {
+    return onOutcome(run(timeout), (exit) => {
       const endedAt = clock.unsafeCurrentTimeMillis()
       const error = failureOf(exit)
       pacer?.settle(endedAt, error instanceof RateLimited)

@@ -141,6 +141,19 @@ class InFiber<A, E, E2> {
 
 const noop = (): void => {}
 
+/**
+ * `Effect.flatMap(Effect.exit(self), f)` as one step of the fiber runtime instead of three: it
+ * runs for every attempt and every call.
+ */
+export const onOutcome = <A, E, R, B, E2, R2>(
+  self: Effect.Effect<A, E, R>,
+  f: (exit: Exit.Exit<A, E>) => Effect.Effect<B, E2, R2>
+): Effect.Effect<B, E2, R | R2> =>
+  Effect.matchCauseEffect(self, {
+    onFailure: (cause) => f(Exit.failCause(cause)),
+    onSuccess: (value) => f(Exit.succeed(value))
+  })
+
 /** The attempt in the caller's fiber: the timer interrupts the caller, the handler takes it back. */
 const inFiber = <A, E, R, E2>(
   fiber: Fiber.RuntimeFiber<unknown, unknown>,
@@ -153,7 +166,7 @@ const inFiber = <A, E, R, E2>(
 ): Effect.Effect<A, E | E2, R> => {
   const state = new InFiber<A, E, E2>(fiber, clock, onTimeout, breaker, ticket)
   state.disarm = arm(clock, millis, () => state.fire())
-  return Effect.uninterruptibleMask((restore) => Effect.flatMap(Effect.exit(restore(self)), (exit) => state.end(exit)))
+  return Effect.uninterruptibleMask((restore) => onOutcome(restore(self), (exit) => state.end(exit)))
 }
 
 /** The attempt in a fiber of its own (the caller has children an interruption would reach). */

@@ -20,7 +20,7 @@ import * as Metrics from "../Metrics.js"
 import type { OperationId, RetryPolicy, Service as ConfigService } from "../ReliabilityConfig.js"
 import { isOperationId, ReliabilityConfig } from "../ReliabilityConfig.js"
 import { adaptedAttempt } from "./adaptive.js"
-import { attemptIn as runAttempt, timeoutFail } from "./attempt.js"
+import { attemptIn as runAttempt, onOutcome, timeoutFail } from "./attempt.js"
 import { retrying, retrySchedule } from "./retry.js"
 import * as Tracing from "./tracing.js"
 
@@ -186,6 +186,7 @@ export const makeProtect = (
       timeout === configured || timeout === undefined ? onConfiguredTimeout : onTimeoutAfter(timeout)
     const scheduleUntil = (deadlineAt: number | undefined) => () =>
       retrySchedule(policy, { service, operation, deadlineAt, budget, quiet })
+    const scheduleWithoutDeadline = scheduleUntil(undefined)
 
     const attempts: Attempts = {
       operation,
@@ -221,12 +222,16 @@ export const makeProtect = (
         // their own. Without one, the first attempt starts now, in this fiber (this runs when the
         // call does), which spares a step per call.
         const next = Effect.withFiberRuntime<A, E | OperationTimeout | CircuitOpen, R>((running) => call.attempt(running))
-        const retried = retrying(deadline === undefined ? call.attempt(fiber) : next, next, scheduleUntil(deadlineAt))
+        const retried = retrying(
+          deadline === undefined ? call.attempt(fiber) : next,
+          next,
+          deadlineAt === undefined ? scheduleWithoutDeadline : scheduleUntil(deadlineAt)
+        )
         const bounded = deadline === undefined || deadlineError === undefined
           ? retried
           : timeoutFail(retried, deadline, deadlineError)
-        // Effect.exit rather than onExit: cheaper, and an interrupted call has no outcome to count.
-        const counted = Effect.flatMap(Effect.exit(bounded), (exit) => {
+        // Not onExit: cheaper, and an interrupted call has no outcome to count.
+        const counted = onOutcome(bounded, (exit) => {
           Metrics.calls.unsafeUpdate(1, exit._tag === "Success" ? success : failure)
           Metrics.callDuration.unsafeUpdate((clock.unsafeCurrentTimeMillis() - startedAt) / 1000, labels)
           return exit
