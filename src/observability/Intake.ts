@@ -62,21 +62,23 @@ export const make = (options: IntakeOptions): {
 
   /**
    * Accepts a valid event: stamps, serialises and queues it (durable mode: it also joins the next
-   * group commit). The entry, or `undefined` when the event was rejected.
+   * group commit), then runs `then` with its entry; a rejected event runs nothing more. One step
+   * of the fiber runtime for an accepted event (`then` aside): `emit` runs for every event.
    */
-  const accept = (input: EventInput, durable: boolean): Effect.Effect<Entry | undefined> =>
-    Effect.suspend((): Effect.Effect<Entry | undefined> => {
-      if (!isEventInput(input)) return Effect.as(reject(input, describeInvalid(input)), undefined)
+  const accept = <E>(
+    input: EventInput,
+    durable: boolean,
+    then: (entry: Entry) => Effect.Effect<void, E>
+  ): Effect.Effect<void, E> =>
+    Effect.suspend((): Effect.Effect<void, E> => {
+      if (!isEventInput(input)) return reject(input, describeInvalid(input))
       // Refused here rather than dead-lettered later: the server would answer 400 for good.
       const refused = refusedField(input)
       if (refused !== undefined) {
-        return Effect.as(
-          reject(input, () => `${refused} is empty; the observability server refuses such an event (400 Missing required fields)`),
-          undefined
-        )
+        return reject(input, () => `${refused} is empty; the observability server refuses such an event (400 Missing required fields)`)
       }
       if (input.timestamp !== undefined && !Number.isFinite(input.timestamp)) {
-        return Effect.as(reject(input, () => `timestamp must be a finite number of milliseconds, got ${input.timestamp}`), undefined)
+        return reject(input, () => `timestamp must be a finite number of milliseconds, got ${input.timestamp}`)
       }
       const now = clock.unsafeCurrentTimeMillis()
       const id = input.id ?? state.newId(now)
@@ -95,27 +97,24 @@ export const make = (options: IntakeOptions): {
           model_name: input.model_name
         })
       } catch (error) {
-        return Effect.as(
-          reject(input, () => `it cannot be serialised to JSON (${messageOf(error)})`),
-          undefined
-        )
+        return reject(input, () => `it cannot be serialised to JSON (${messageOf(error)})`)
       }
       // JSON.stringify builds a rope; reading a character flattens it: ≈ 140 bytes less per queued event.
       body.charCodeAt(0)
       state.add("emitted", 1)
       const entry = state.accept(body, state.nextOrdinal())
-      if (state.closed) return Effect.as(writer.spoolNow(entry, "emitted after shutdown"), entry)
+      if (state.closed) return Effect.zipRight(writer.spoolNow(entry, "emitted after shutdown"), then(entry))
       const waiting = durable ? writer.journal(entry) : 0
       if (!offer(entry)) {
-        return Effect.as(writer.overflow(entry, state.closing ? "emitted during shutdown" : "queue full"), entry)
+        return Effect.zipRight(writer.overflow(entry, state.closing ? "emitted during shutdown" : "queue full"), then(entry))
       }
       // A producer faster than the disk: let the group commit run before the next event, so
       // that no more than a commit's worth of events waits in memory only.
-      return waiting >= settings.commitEvents ? Effect.as(Effect.yieldNow(), entry) : Effect.succeed(entry)
+      return waiting >= settings.commitEvents ? Effect.zipRight(Effect.yieldNow(), then(entry)) : then(entry)
     })
 
-  const emit = (input: EventInput): Effect.Effect<void> => Effect.asVoid(accept(input, settings.durable))
-  const emitDurable = (input: EventInput): Effect.Effect<void, SqlError> =>
-    Effect.flatMap(accept(input, true), (entry) => entry === undefined ? Effect.void : writer.durable(entry))
+  const nothingMore = (): Effect.Effect<void> => Effect.void
+  const emit = (input: EventInput): Effect.Effect<void> => accept(input, settings.durable, nothingMore)
+  const emitDurable = (input: EventInput): Effect.Effect<void, SqlError> => accept(input, true, writer.durable)
   return { emit, emitDurable }
 }
