@@ -7,6 +7,7 @@ import * as Zlib from "node:zlib"
 import { decodeBody } from "../src/internal/contentEncoding.js"
 import { groupDigits, preview, truncate } from "../src/internal/preview.js"
 import { nestsDeeperThan } from "../src/internal/jsonDepth.js"
+import { isJsonText } from "../src/internal/jsonText.js"
 import { redactLoosely, redactUrl } from "../src/internal/redactUrl.js"
 import { scrubSecret, secretScrubber } from "../src/internal/scrubSecret.js"
 import * as Sse from "../src/internal/sse.js"
@@ -147,6 +148,78 @@ describe("internal/jsonDepth", () => {
   it("walks a million levels without overflowing the stack", () => {
     assert.isFalse(nestsDeeperThan(arrays(1_000_000), 1_000_000))
     assert.isTrue(nestsDeeperThan(arrays(1_000_000), 1_000))
+  })
+})
+
+describe("internal/jsonText", () => {
+  const parses = (text: string): boolean => {
+    try {
+      JSON.parse(text)
+      return true
+    } catch {
+      return false
+    }
+  }
+  const agrees = (text: string) => assert.strictEqual(isJsonText(text), parses(text), JSON.stringify(text))
+
+  // A seeded generator (mulberry32): the same corpus every run.
+  const random = (seed: number) => () => {
+    seed = (seed + 0x6d2b79f5) | 0
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+  const next = random(11)
+  const pick = <A>(items: ReadonlyArray<A>): A => items[Math.floor(next() * items.length)]!
+  const strings = ["", "a", "é", "\u0000", "line\nbreak", "\"quoted\"", "tab\t", "😀", "\ud800", "back\\slash", "/"]
+  const numbers = [0, -0, 1, -1, 0.5, -12.25, 1e21, 1.5e-7, 123456789, Number.MAX_SAFE_INTEGER]
+  const value = (depth: number): unknown => {
+    const kind = depth > 3 ? Math.floor(next() * 4) : Math.floor(next() * 6)
+    if (kind === 0) return pick(numbers)
+    if (kind === 1) return pick(strings) + pick(strings)
+    if (kind === 2) return pick([true, false, null])
+    if (kind === 3) return pick(strings)
+    const size = Math.floor(next() * 4)
+    if (kind === 4) return Array.from({ length: size }, () => value(depth + 1))
+    return Object.fromEntries(Array.from({ length: size }, (_, i) => [`${pick(strings)}${i}`, value(depth + 1)]))
+  }
+  const corpus = Array.from({ length: 300 }, (_, i) => JSON.stringify(value(0), null, i % 3 === 0 ? 2 : undefined))
+
+  it("accepts every whole JSON text and refuses every cut one, as JSON.parse does", () => {
+    for (const text of corpus) {
+      assert.isTrue(isJsonText(text), text)
+      assert.isTrue(isJsonText(` \t\r\n${text}\n `), text)
+      for (let end = 0; end < text.length; end++) agrees(text.slice(0, end))
+    }
+  })
+
+  it("agrees with JSON.parse on texts with one character changed, added or taken out", () => {
+    const alphabet = [..."{}[]:,\"\\/-+.eE0123456789abfnrtuxAF \t\n\r\u00a0\ufeff\u0001", "tru", "nul"]
+    for (const text of corpus) {
+      for (let n = 0; n < 20; n++) {
+        const at = Math.floor(next() * (text.length + 1))
+        const inserted = pick(alphabet)
+        agrees(text.slice(0, at) + inserted + text.slice(at))
+        agrees(text.slice(0, at) + inserted + text.slice(at + 1))
+        agrees(text.slice(0, at) + text.slice(at + 1))
+      }
+    }
+  })
+
+  it("agrees with JSON.parse on the grammar's corners", () => {
+    const corners = [
+      "", " ", "0", "-0", "01", "-", "1.", ".5", "1e", "1e+", "1E-2", "+1", "1.5e3", "-01", "0x10", "Infinity", "NaN",
+      "true", "tru", "truex", "null", "nul", "false", "fals", "\"\"", "\"", "\"\\\"", "\"\\x\"", "\"\\u12G4\"", "\"\\u12\"",
+      "\"\t\"", "\"\u007f\"", "\"\\u00e9\\n\\/\\b\\f\\r\\t\\\\\\\"\"", "[]", "[", "]", "[1,]", "[,1]", "[1 2]", "{}", "{", "{\"a\"}", "{\"a\":}", "{\"a\":1,}", "{a:1}",
+      "{\"a\":1 \"b\":2}", "{\"a\" : [ {} , [ ] ] }", "1 2", "\u00a01", "\ufeff{}", "[1]]", "{}}", "[[[[]]]]", "{\"\":\"\"}"
+    ]
+    for (const text of corners) agrees(text)
+  })
+
+  it("takes any depth JSON.parse takes, without overflowing the stack", () => {
+    assert.isTrue(isJsonText(`${"[".repeat(200_000)}${"]".repeat(200_000)}`))
+    assert.isFalse(isJsonText(`${"[".repeat(200_000)}${"]".repeat(199_999)}`))
+    assert.isTrue(isJsonText(`${"{\"a\":".repeat(100_000)}1${"}".repeat(100_000)}`))
   })
 })
 

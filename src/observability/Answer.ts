@@ -7,6 +7,7 @@
  */
 import type { Big3Error } from "../Errors.js"
 import * as Errors from "../Errors.js"
+import { isJsonText } from "../internal/jsonText.js"
 import type { Answer, Route } from "./Transport.js"
 import { service } from "./Transport.js"
 
@@ -26,15 +27,6 @@ export type BatchVerdict = "accepted" | "not-batch-route" | "split"
 export const truncate = (text: string, max = 500): string => text.length <= max ? text : `${text.slice(0, max - 1)}…`
 
 const isSuccess = (status: number) => status >= 200 && status < 300
-
-const isJson = (text: string): boolean => {
-  try {
-    JSON.parse(text)
-    return true
-  } catch {
-    return false
-  }
-}
 
 /** Where the answer came from, and when (for `Retry-After` dates). */
 export interface Context {
@@ -63,7 +55,7 @@ export const checkSingle = (context: Context, answer: Answer): Big3Error | undef
   // A JSON acknowledgement (the saved event) that is not whole JSON: a garbled answer, so it
   // is not proof of storage. Asking again loses nothing (the events route is idempotent on
   // `id` in big3's server; the public one may store a duplicate, which beats losing it).
-  if (answer.body !== undefined && !answer.truncated && answer.body.length > 0 && !isJson(answer.body)) {
+  if (answer.body !== undefined && !answer.truncated && answer.body.length > 0 && !isJsonText(answer.body)) {
     return new Errors.ServiceUnavailable({
       service,
       status: answer.status,
