@@ -74,6 +74,18 @@ describe("Observability ids", () => {
     assert.strictEqual(new Set(ids).size, 4)
   })
 
+  it("ids drawn past the pool of random bytes stay distinct, and their variant digit takes each of its four values", () => {
+    const now = 0x0190_a1b2_c3d4
+    const state = new State("single", { backlog: 0, deadLetters: 0, rows: 0, bytes: 0 }, now)
+    const ids = Array.from({ length: 2_000 }, (_, i) => i % 2 === 0 ? uuidv7(now) : state.newId(now))
+    for (const id of ids) assert.match(id, v7)
+    assert.strictEqual(new Set(ids).size, ids.length)
+    // Each digit comes from 2 random bits: all four appear among 2,000 ids unless the bits are not random.
+    assert.deepStrictEqual([...new Set(ids.map((id) => id[19]))].sort(), ["8", "9", "a", "b"])
+    // The 74 random bits, as hex: no position is stuck on one digit.
+    for (const at of [15, 16, 17, 20, 21, 22, 24, 30, 35]) assert.isAbove(new Set(ids.map((id) => id[at])).size, 8, `digit ${at}`)
+  })
+
   it("idOf reads the id of an emitted body, escaped or not, and of any other JSON event", () => {
     assert.strictEqual(idOf(`{"id":"0190a1b2-c3d4-7abc","source_app":"a"}`), "0190a1b2-c3d4-7abc")
     assert.strictEqual(idOf(JSON.stringify({ id: `a"b\\c`, x: 1 })), `a"b\\c`)
