@@ -52,10 +52,17 @@ const key = (text: string, i: number): number => {
 const OBJECT = 1
 const ARRAY = 0
 
+/** Open containers, innermost last: one array for every check (a check never waits), emptied after. */
+const open: Array<number> = []
+
 /** True when `JSON.parse(text)` would succeed. Iterative: any depth `JSON.parse` takes, this takes. */
 export const isJsonText = (text: string): boolean => {
-  // Open containers, innermost last.
-  const open: Array<number> = []
+  const whole = scan(text)
+  open.length = 0
+  return whole
+}
+
+const scan = (text: string): boolean => {
   let i = 0
   for (;;) {
     // A value starts here.
